@@ -1,0 +1,85 @@
+// Read-only access to safetensors checkpoints. SafetensorsFile memory-maps one
+// file and validates the whole format before handing out views; Checkpoint
+// opens a model directory (one model.safetensors or a sharded set through
+// model.safetensors.index.json). Every violation is a FormatError naming the
+// file and, where there is one, the tensor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "assistgen/types.hpp"
+
+namespace assistgen::io {
+
+/// A view of one stored tensor. Valid while its file is open.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<std::int64_t> shape;
+  std::span<const std::byte> data;  ///< exactly numel * dtype_size bytes
+  std::string file;                 ///< path of the file holding it (for errors)
+
+  std::size_t numel() const;
+  /// Converts F32/F16/BF16 elements to float (throws FormatError for others).
+  std::vector<float> to_float() const;
+  /// Same, into a caller buffer of exactly numel() floats.
+  void to_float(std::span<float> out) const;
+};
+
+/// One memory-mapped .safetensors file. Move-only.
+class SafetensorsFile {
+ public:
+  /// Opens and validates `path`. Throws IoError / FormatError.
+  explicit SafetensorsFile(const std::filesystem::path& path);
+  ~SafetensorsFile();
+  SafetensorsFile(SafetensorsFile&&) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::filesystem::path& path() const;
+  bool contains(const std::string& name) const;
+  /// Throws FormatError naming the file and the tensor when absent.
+  const TensorView& tensor(const std::string& name) const;
+  std::vector<std::string> names() const;  ///< sorted
+  const std::map<std::string, std::string>& metadata() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The weights of a model directory: model.safetensors, or the shards listed
+/// by model.safetensors.index.json (every listed tensor must be present in
+/// the shard named for it).
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::filesystem::path& dir);
+  ~Checkpoint();
+  Checkpoint(Checkpoint&&) noexcept;
+  Checkpoint& operator=(Checkpoint&&) noexcept;
+
+  const std::filesystem::path& dir() const;
+  bool contains(const std::string& name) const;
+  /// Throws FormatError naming the directory and the tensor when absent.
+  const TensorView& tensor(const std::string& name) const;
+  std::vector<std::string> names() const;  ///< sorted
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Writes tensors as one .safetensors file (used by tests and tools). Data of
+/// each tensor must match its shape and dtype.
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace assistgen::io

@@ -1,0 +1,75 @@
+// Basic vocabulary types shared by every layer: token ids, element types and
+// the Logits matrix that backends return.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace assistgen {
+
+/// A token id. Signed 32-bit, as in Hugging Face and llama.cpp.
+using Token = std::int32_t;
+
+/// Element types of stored weights.
+enum class DType { f32, f16, bf16, i8, u8, i32, i64 };
+
+/// Size in bytes of one element of `t`.
+constexpr std::size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f16: return 2;
+    case DType::bf16: return 2;
+    case DType::i8: return 1;
+    case DType::u8: return 1;
+    case DType::i32: return 4;
+    case DType::i64: return 8;
+  }
+  return 0;
+}
+
+/// Lower-case name of `t` ("f32", "bf16", ...).
+constexpr std::string_view dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+    case DType::i8: return "i8";
+    case DType::u8: return "u8";
+    case DType::i32: return "i32";
+    case DType::i64: return "i64";
+  }
+  return "?";
+}
+
+/// Row-major float matrix of logits, one row per appended position, one
+/// column per vocabulary entry. Owns its storage; resizing reuses capacity.
+class Logits {
+ public:
+  Logits() = default;
+  Logits(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols), data_(rows * cols) {}
+
+  std::size_t rows() const { return rows_; }
+  std::size_t cols() const { return cols_; }
+  float* data() { return data_.data(); }
+  const float* data() const { return data_.data(); }
+
+  std::span<float> row(std::size_t i) { return {data_.data() + i * cols_, cols_}; }
+  std::span<const float> row(std::size_t i) const { return {data_.data() + i * cols_, cols_}; }
+
+  /// Reshape to rows x cols; keeps the allocation when it is large enough.
+  void resize(std::size_t rows, std::size_t cols) {
+    rows_ = rows;
+    cols_ = cols;
+    data_.resize(rows * cols);
+  }
+
+ private:
+  std::size_t rows_ = 0;
+  std::size_t cols_ = 0;
+  std::vector<float> data_;
+};
+
+}  // namespace assistgen
