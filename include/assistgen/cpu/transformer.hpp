@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <span>
@@ -59,8 +60,10 @@ class TransformerCache {
   friend class Transformer;
   explicit TransformerCache(KvStorage kv) : kv_(std::move(kv)) {}
   KvStorage kv_;
-  // Scratch reused between calls (activations of one forward pass).
+  // Scratch reused between calls: activations of one forward pass, and the
+  // oneDNN scratchpad (user-managed so concurrent sequences never share one).
   std::vector<float> scratch_;
+  std::vector<std::byte> dnnl_scratch_;
 };
 
 /// A loaded Llama-family model. Immutable after loading; share it between

@@ -77,8 +77,20 @@ class Checkpoint {
   std::unique_ptr<Impl> impl_;
 };
 
+/// IEEE binary16 bits to float (exact; subnormals, infinities and NaN kept).
+float f16_to_float(std::uint16_t bits);
+/// bfloat16 bits (the high half of a float) to float (exact).
+float bf16_to_float(std::uint16_t bits);
+/// float to binary16, rounding to nearest even; overflow gives infinity, NaN stays NaN.
+std::uint16_t float_to_f16(float value);
+/// float to bfloat16, rounding to nearest even; NaN stays NaN.
+std::uint16_t float_to_bf16(float value);
+
 /// Writes tensors as one .safetensors file (used by tests and tools). Data of
-/// each tensor must match its shape and dtype.
+/// each tensor must match its shape and dtype; names must be unique. The
+/// header is padded with spaces to a multiple of 8 bytes, as the reference
+/// implementation does, and data follow in the order given. Throws
+/// InvalidArgument for bad tensors, IoError when the file cannot be written.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
