@@ -331,9 +331,9 @@ void ModelConfig::validate(const std::string& source) const {
   };
 
   if (find_architecture(architecture) == nullptr) {
-    throw UnsupportedError(source + ": architecture '" + architecture +
-                           "' is not supported; supported architectures: " +
-                           supported_architectures());
+    throw UnsupportedError(
+        source + ": architecture '" + architecture +
+        "' is not supported; supported architectures: " + supported_architectures());
   }
   if (hidden_act != "silu") {
     throw UnsupportedError(source + ": field 'hidden_act' is '" + hidden_act +
@@ -376,8 +376,8 @@ void ModelConfig::validate(const std::string& source) const {
   auto check_ids = [&](std::string_view field, const std::vector<Token>& ids) {
     for (const Token id : ids) {
       if (id < 0 || static_cast<std::size_t>(id) >= vocab_size) {
-        fail(field, "holds token id " + std::to_string(id) + ", outside [0, vocab_size = " +
-                        std::to_string(vocab_size) + ")");
+        fail(field, "holds token id " + std::to_string(id) +
+                        ", outside [0, vocab_size = " + std::to_string(vocab_size) + ")");
       }
     }
   };

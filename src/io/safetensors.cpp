@@ -197,9 +197,9 @@ std::uint16_t float_to_f16(float value) {
     return sign;
   }
   // Subnormal half: the value is m * 2^-24 with m = |x| * 2^24 in [0.5, 1024).
-  const std::uint32_t exponent = abs_bits >> 23;               // 102..112
+  const std::uint32_t exponent = abs_bits >> 23;                      // 102..112
   const std::uint32_t mantissa = (abs_bits & 0x7fffffu) | 0x800000u;  // implicit 1
-  const std::uint32_t shift = 126u - exponent;                  // 14..24
+  const std::uint32_t shift = 126u - exponent;                        // 14..24
   std::uint32_t result = mantissa >> shift;
   const std::uint32_t remainder = mantissa & ((1u << shift) - 1u);
   const std::uint32_t halfway = 1u << (shift - 1u);
@@ -298,7 +298,8 @@ void SafetensorsFile::Impl::load() {
   const std::uint64_t data_start = 8 + header_len;
   const std::uint64_t data_len = file_size - data_start;
 
-  const json header = detail::parse_strict_json<FormatError>(header_text, path.string() + ": header");
+  const json header =
+      detail::parse_strict_json<FormatError>(header_text, path.string() + ": header");
   if (!header.is_object()) fail("header is " + json_type_name(header) + ", not a JSON object");
 
   std::vector<Entry> entries;
@@ -308,14 +309,14 @@ void SafetensorsFile::Impl::load() {
       if (!info.is_object()) fail("__metadata__ is " + json_type_name(info) + ", not an object");
       for (const auto& [key, value] : info.items()) {
         if (!value.is_string()) {
-          fail("__metadata__ entry '" + key + "' is " + json_type_name(value) +
-               ", not a string");
+          fail("__metadata__ entry '" + key + "' is " + json_type_name(value) + ", not a string");
         }
         metadata.emplace(key, value.get<std::string>());
       }
       continue;
     }
-    if (!info.is_object()) fail_tensor(name, "entry is " + json_type_name(info) + ", not an object");
+    if (!info.is_object())
+      fail_tensor(name, "entry is " + json_type_name(info) + ", not an object");
     for (const auto& [key, _] : info.items()) {
       if (key != "dtype" && key != "shape" && key != "data_offsets") {
         fail_tensor(name, "unexpected field '" + key + "'");
@@ -338,16 +339,17 @@ void SafetensorsFile::Impl::load() {
     }
 
     const json& shape = info["shape"];
-    if (!shape.is_array()) fail_tensor(name, "shape is " + json_type_name(shape) + ", not an array");
+    if (!shape.is_array())
+      fail_tensor(name, "shape is " + json_type_name(shape) + ", not an array");
     std::uint64_t numel = 1;
     bool overflow = false;
     for (const json& dim : shape) {
       std::uint64_t d = 0;
       if (!json_to_u64(dim, d) ||
           d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        fail_tensor(name, "shape " + shape_string(shape) +
-                              " has an entry that is not a non-negative 64-bit integer: " +
-                              dim.dump());
+        fail_tensor(name,
+                    "shape " + shape_string(shape) +
+                        " has an entry that is not a non-negative 64-bit integer: " + dim.dump());
       }
       view.shape.push_back(static_cast<std::int64_t>(d));
       overflow = overflow || __builtin_mul_overflow(numel, d, &numel);
@@ -538,9 +540,9 @@ void Checkpoint::Impl::load_sharded(const std::filesystem::path& index_path) {
     for (const auto& name : files[i].names()) {
       const auto [it, inserted] = found.emplace(name, i);
       if (!inserted) {
-        throw FormatError(dir.string() + ": tensor '" + name + "' is in two shards: " +
-                          files[it->second].path().filename().string() + " and " +
-                          files[i].path().filename().string());
+        throw FormatError(dir.string() + ": tensor '" + name +
+                          "' is in two shards: " + files[it->second].path().filename().string() +
+                          " and " + files[i].path().filename().string());
       }
     }
   }

@@ -1,0 +1,138 @@
+// Draft-model candidates: a small CausalLM proposes the next tokens one at a
+// time from its own KV cache, keeping the processed distribution q of every
+// token it proposes (sampling) so that rejection sampling can compare it with
+// the target's p. Used by SpeculativeDecoder; usable on its own.
+//
+// Cache protocol (n = length of the sequence S = prompt + output so far):
+// - before propose(): the draft cache holds a prefix S[0..m) with m <= n - 1;
+//   the tokens S[m..n) (one or two in steady state, the whole prompt at the
+//   start) are fed in the first forward call of the round;
+// - after proposing d_1..d_k: the cache holds S + d_1..d_{k-1}. d_k was sampled
+//   from the last logits but never fed (feeding it would cost a draft call
+//   whose logits may never be used);
+// - rollback(n + a) after the target accepted a drafts keeps S + d_1..d_a when
+//   a < k, and S + d_1..d_{k-1} when a == k; the next round then feeds the one
+//   missing token (the target's correction) or the two (d_k and the bonus).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "assistgen/backend.hpp"
+#include "assistgen/error.hpp"
+#include "assistgen/lookahead.hpp"
+#include "assistgen/sampling/distribution.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
+#include "assistgen/sampling/rng.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// Proposes tokens with a draft model. Holds the draft's cache and the q rows
+/// of the last proposal. `vocab` is the target's vocabulary size: draft logits
+/// beyond it are ignored, so a draft with a larger vocabulary never proposes
+/// a token the target does not have.
+template <CausalLM Draft>
+class DraftModelCandidates {
+ public:
+  using Cache = typename Draft::Cache;
+
+  DraftModelCandidates(const Draft& model, std::size_t vocab) : model_(&model), vocab_(vocab) {
+    if (static_cast<std::size_t>(model.vocab_size()) < vocab)
+      throw CompatibilityError("draft vocabulary size " + std::to_string(model.vocab_size()) +
+                               " is smaller than the target's " + std::to_string(vocab));
+  }
+
+  /// Starts a sequence: an empty cache of at least `capacity` positions (the
+  /// previous cache is reused when it is large enough).
+  void start(std::size_t capacity) {
+    if (!cache_ || cache_->capacity() < capacity) {
+      cache_.reset();
+      cache_.emplace(model_->make_cache(capacity));
+    } else {
+      cache_->truncate(0);
+    }
+  }
+
+  /// Proposes up to `limit` tokens after `work[0..n)`, appending them to
+  /// `work` (processors see `work` as the history of each position). Returns
+  /// how many were proposed. Stops early after an EOS token or when
+  /// `lookahead.stop_after(prob)` says so. When `sample` is true the tokens
+  /// are drawn from q with `rng` and q is kept (row j: q_row(j)).
+  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit, LogitsProcessorChain& chain,
+                      bool sample, const Lookahead& lookahead, std::span<const Token> eos, Rng& rng) {
+    work.resize(n);
+    probs_.clear();
+    if (limit == 0) return 0;
+    Cache& cache = *cache_;
+    if (cache.size() >= n) cache.truncate(n - 1);  // the last token must be fed to get logits
+    if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
+    const bool need_prob = lookahead.uses_confidence();
+    for (std::size_t i = 0; i < limit; ++i) {
+      std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
+                                            : std::span<const Token>(work).subspan(n + i - 1, 1);
+      const auto t0 = std::chrono::steady_clock::now();
+      Logits logits = model_->forward(input, cache);
+      seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++calls_;
+      std::span<float> row = logits.row(logits.rows() - 1).first(vocab_);
+      chain.apply(row, std::span<const Token>(work));
+      Token d;
+      float prob = 1.0f;
+      if (sample) {
+        std::span<float> q(q_.data() + i * vocab_, vocab_);
+        softmax(row, q);
+        d = sample_categorical(q, rng);
+        prob = q[static_cast<std::size_t>(d)];
+      } else {
+        d = argmax(row);
+        if (need_prob) prob = softmax_prob(row, d);
+      }
+      work.push_back(d);
+      probs_.push_back(prob);
+      if (std::find(eos.begin(), eos.end(), d) != eos.end()) break;
+      if (lookahead.stop_after(prob)) break;
+    }
+    return work.size() - n;
+  }
+
+  /// Rolls the cache back to at most `n` positions (see the file comment).
+  void rollback(std::size_t n) {
+    if (cache_ && cache_->size() > n) cache_->truncate(n);
+  }
+
+  /// Processed draft distribution of proposed token j (sampling only).
+  std::span<const float> q_row(std::size_t j) const { return {q_.data() + j * vocab_, vocab_}; }
+  /// The draft's probability of each proposed token (1 when greedy without
+  /// the confidence schedule, which does not need it).
+  std::span<const float> probs() const { return probs_; }
+
+  const Cache& cache() const { return *cache_; }
+  Cache& cache() { return *cache_; }
+  bool has_cache() const { return cache_.has_value(); }
+  const Draft& model() const { return *model_; }
+
+  /// Forward calls and seconds spent in them since the last reset_counters().
+  std::size_t calls() const { return calls_; }
+  double seconds() const { return seconds_; }
+  void reset_counters() {
+    calls_ = 0;
+    seconds_ = 0.0;
+  }
+
+ private:
+  const Draft* model_;
+  std::size_t vocab_;
+  std::optional<Cache> cache_;
+  std::vector<float> q_;
+  std::vector<float> probs_;
+  std::size_t calls_ = 0;
+  double seconds_ = 0.0;
+};
+
+}  // namespace assistgen

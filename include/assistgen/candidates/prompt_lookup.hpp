@@ -1,0 +1,66 @@
+// Prompt lookup: candidate tokens without a draft model. The last n tokens of
+// the sequence (prompt + output so far) are searched for earlier in the
+// sequence; the tokens that followed the first earlier occurrence are the
+// candidates. Works well when the output copies from the prompt (summaries,
+// code edits, extraction). Semantics of Hugging Face's
+// PromptLookupCandidateGenerator: n runs from max_matching_ngram_size (capped
+// at length - 1) down to 1; the earliest occurrence with at least one
+// following token wins; at most prompt_lookup_num_tokens candidates; the
+// candidates are cut before the first EOS token, so EOS is never proposed.
+// Candidates have no distribution: the decoder treats q as one-hot.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "assistgen/error.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// N-gram matching candidate source.
+class PromptLookup {
+ public:
+  PromptLookup(std::size_t num_tokens, std::size_t max_ngram) : num_tokens_(num_tokens), max_ngram_(max_ngram) {
+    if (num_tokens == 0) throw InvalidArgument("GenerationConfig: prompt_lookup_num_tokens must be at least 1");
+    if (max_ngram == 0) throw InvalidArgument("GenerationConfig: max_matching_ngram_size must be at least 1");
+  }
+
+  std::size_t num_tokens() const { return num_tokens_; }
+  std::size_t max_ngram() const { return max_ngram_; }
+
+  /// Appends up to min(limit, num_tokens()) candidates continuing `sequence`
+  /// to `out` (which is cleared first). `eos` ends the candidates before it.
+  void propose(std::span<const Token> sequence, std::size_t limit, std::span<const Token> eos,
+               std::vector<Token>& out) const {
+    out.clear();
+    const std::size_t len = sequence.size();
+    const std::size_t want = std::min(limit, num_tokens_);
+    if (want == 0 || len < 2) return;
+    for (std::size_t n = std::min(max_ngram_, len - 1); n >= 1; --n) {
+      const Token* tail = sequence.data() + (len - n);
+      // Windows starting at i < len - n; the window at len - n is the tail
+      // itself and has no following token.
+      for (std::size_t i = 0; i + n < len; ++i) {
+        if (!std::equal(tail, tail + n, sequence.data() + i)) continue;
+        const std::size_t start = i + n;
+        const std::size_t end = std::min(start + want, len);
+        for (std::size_t j = start; j < end; ++j) {
+          if (std::find(eos.begin(), eos.end(), sequence[j]) != eos.end()) break;
+          out.push_back(sequence[j]);
+        }
+        // HF stops at the first match with a non-empty window, even when the
+        // EOS cut then leaves no candidates.
+        return;
+      }
+    }
+  }
+
+ private:
+  std::size_t num_tokens_;
+  std::size_t max_ngram_;
+};
+
+}  // namespace assistgen

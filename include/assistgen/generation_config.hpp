@@ -1,0 +1,163 @@
+// GenerationConfig: every option of a generation (lookahead, sampling, stopping,
+// prompt lookup, cache size) in one aggregate meant to be filled with
+// designated initialisers, plus what a generation returns: the new tokens, the
+// reason it stopped and its statistics. Option names follow Hugging Face's
+// GenerationConfig so that settings carry over.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// How the number of drafted tokens K changes between rounds (HF's
+/// `num_assistant_tokens_schedule`, plus the confidence stop).
+enum class Schedule {
+  /// K stays at `num_assistant_tokens`.
+  constant,
+  /// After a round where all K drafts were accepted K += 2, else
+  /// K = max(1, K - 1). K is kept across generate() calls on one decoder.
+  heuristic,
+  /// As heuristic, but K restarts from `num_assistant_tokens` at every call.
+  heuristic_transient,
+  /// Up to `num_assistant_tokens` drafts; the draft stops proposing as soon as
+  /// its own probability for the token it just proposed is below
+  /// `assistant_confidence_threshold` (that token is still proposed).
+  confidence,
+};
+
+/// Special-token ids a model declares (from its config / tokenizer). Used only
+/// to check that a draft and a target agree.
+struct SpecialTokens {
+  std::vector<Token> eos_token_ids;
+  std::optional<Token> bos_token_id;
+};
+
+/// Options of one generation. Every field has a usable default; fill the
+/// ones you need with designated initialisers:
+/// `GenerationConfig{.max_new_tokens = 64, .do_sample = true, .temperature = 0.7f}`.
+struct GenerationConfig {
+  /// Upper bound on generated tokens (the prompt is not counted).
+  std::size_t max_new_tokens = 64;
+
+  // --- lookahead -----------------------------------------------------------
+  /// K: drafted tokens per round (initial value for the heuristic schedules,
+  /// the maximum for `confidence`). At least 1.
+  std::size_t num_assistant_tokens = 5;
+  Schedule schedule = Schedule::constant;
+  /// Probability below which the draft stops proposing (Schedule::confidence).
+  float assistant_confidence_threshold = 0.4f;
+  /// Schedule::confidence only: re-fit the threshold after every round from
+  /// the observed (draft probability, accepted) pairs of this generation, at
+  /// the point where the miss rate equals the false-accept rate (HF's ROC fit,
+  /// see lookahead.hpp). The fitted threshold is kept across calls.
+  bool dynamic_confidence_threshold = false;
+
+  // --- sampling ------------------------------------------------------------
+  /// false: greedy (argmax after repetition penalty and suppressed tokens;
+  /// temperature, top-k, top-p and min-p are ignored, as in HF).
+  bool do_sample = false;
+  float temperature = 1.0f;
+  std::size_t top_k = 0;             ///< 0: off
+  float top_p = 1.0f;                ///< 1: off
+  float min_p = 0.0f;                ///< 0: off
+  float repetition_penalty = 1.0f;   ///< 1: off
+  std::vector<Token> suppress_tokens;
+  /// Seed of the generation's RNG; generate() reseeds at every call, so the
+  /// same seed, prompt and models give the same output.
+  std::uint64_t seed = 0;
+
+  // --- stopping ------------------------------------------------------------
+  /// Generation stops after emitting any of these. Empty: take them from
+  /// `target_special_tokens` when given, else never stop on EOS.
+  std::vector<Token> eos_token_ids;
+
+  // --- prompt lookup (candidates without a draft model) ---------------------
+  /// Tokens proposed per round by n-gram matching; 0 = off. Needs a decoder
+  /// built without a draft model.
+  std::size_t prompt_lookup_num_tokens = 0;
+  /// Longest n-gram matched; sizes are tried from this down to 1.
+  std::size_t max_matching_ngram_size = 2;
+
+  // --- caches ----------------------------------------------------------------
+  /// Positions each KV cache is made for; 0 = prompt + max_new_tokens (enough
+  /// for any K, see speculative_decoder.hpp). A smaller value stops generation
+  /// cleanly with StopReason::capacity when the cache is full; a prompt longer
+  /// than it is a CapacityError.
+  std::size_t cache_capacity = 0;
+
+  // --- compatibility -----------------------------------------------------------
+  /// Optional special-token declarations of each model. When both are given
+  /// they must agree (else CompatibilityError naming the difference).
+  std::optional<SpecialTokens> draft_special_tokens;
+  std::optional<SpecialTokens> target_special_tokens;
+};
+
+/// Why a generation ended.
+enum class StopReason {
+  max_new_tokens,  ///< emitted max_new_tokens tokens
+  eos,             ///< emitted an EOS token (the last token of the output)
+  callback,        ///< the streaming callback returned false
+  capacity,        ///< the configured cache_capacity is full
+};
+
+/// Lower-case name of a stop reason ("eos", ...).
+constexpr std::string_view stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::max_new_tokens: return "max_new_tokens";
+    case StopReason::eos: return "eos";
+    case StopReason::callback: return "callback";
+    case StopReason::capacity: return "capacity";
+  }
+  return "?";
+}
+
+/// Counters and timings of one generation.
+struct GenerationStats {
+  std::size_t prompt_tokens = 0;
+  std::size_t new_tokens = 0;
+  /// Speculative rounds (one target call each; the prompt prefill is merged
+  /// into the first round).
+  std::size_t rounds = 0;
+  std::size_t target_calls = 0;
+  std::size_t draft_calls = 0;
+  /// Draft tokens proposed / accepted by the target.
+  std::size_t drafted = 0;
+  std::size_t accepted = 0;
+  /// Sum over rounds of the K the candidate source was allowed (after
+  /// clipping to what remains).
+  std::size_t k_sum = 0;
+  double draft_seconds = 0.0;   ///< inside draft forward calls and prompt lookup
+  double target_seconds = 0.0;  ///< inside target forward calls
+  double total_seconds = 0.0;   ///< the whole generate() call
+
+  double acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
+  double tokens_per_target_call() const {
+    return target_calls ? double(new_tokens) / double(target_calls) : 0.0;
+  }
+  double mean_k() const { return rounds ? double(k_sum) / double(rounds) : 0.0; }
+  /// Time spent in the decoding loop itself: processors, sampling, bookkeeping.
+  double loop_seconds() const {
+    const double t = total_seconds - draft_seconds - target_seconds;
+    return t > 0.0 ? t : 0.0;
+  }
+};
+
+/// What a generation returns.
+struct GenerationResult {
+  std::vector<Token> tokens;  ///< new tokens only, EOS included when it stopped generation
+  GenerationStats stats;
+  StopReason stop_reason = StopReason::max_new_tokens;
+};
+
+/// Streaming callback: called with each token as soon as it is accepted, in
+/// order. Return false to stop; the token passed is still part of the output.
+using TokenCallback = std::function<bool(Token)>;
+
+}  // namespace assistgen

@@ -1,0 +1,184 @@
+// Private pieces of the tokenizer: UTF-8 helpers, the PCRE2 wrapper, the
+// pipeline components (normalizers, pre-tokenizers, BPE model, decoders) and
+// Tokenizer::Impl. Only src/tokenizer/*.cpp include this.
+#pragma once
+
+#include <assistgen/tokenizer.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace assistgen::tok {
+
+// ---- UTF-8 ------------------------------------------------------------------
+
+/// Replaces every maximal invalid subpart by U+FFFD (the WHATWG / Unicode
+/// "substitution of maximal subparts" rule, also used by Rust's
+/// from_utf8_lossy and JS TextDecoder), so the result is valid UTF-8.
+std::string sanitize_utf8(std::string_view bytes);
+/// Length of the trailing bytes of `s` that are a valid but incomplete UTF-8
+/// sequence (0..3): they may still become a character when more bytes come.
+std::size_t incomplete_utf8_tail(std::string_view s);
+/// Byte length of the (valid) UTF-8 character starting with `lead`.
+inline std::size_t utf8_len(unsigned char lead) {
+  return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+}
+/// Decodes the valid UTF-8 character at s[i]; advances i.
+char32_t next_code_point(std::string_view s, std::size_t& i);
+void append_utf8(std::string& out, char32_t cp);
+/// Unicode White_Space (Rust's char::is_whitespace).
+bool is_unicode_whitespace(char32_t cp);
+
+/// GPT-2's reversible byte <-> printable character map.
+struct ByteLevelTable {
+  std::string byte_to_utf8[256];
+  std::unordered_map<char32_t, unsigned char> cp_to_byte;
+  static const ByteLevelTable& get();
+};
+
+// ---- Regex (PCRE2) ------------------------------------------------------------
+
+/// A compiled PCRE2 pattern (UTF + UCP, JIT when available). Immutable and
+/// shareable between threads; match data is created per call.
+class Regex {
+ public:
+  /// Throws FormatError naming `where` when the pattern does not compile.
+  Regex(std::string_view pattern, const std::string& where);
+  /// A literal string pattern (escaped, no regex syntax).
+  static Regex literal(std::string_view text, const std::string& where);
+  /// Calls f(start, end) for every non-overlapping match, left to right.
+  void for_each_match(std::string_view text, const std::function<void(std::size_t, std::size_t)>& f) const;
+
+ private:
+  struct Code;
+  std::shared_ptr<const Code> code_;
+  std::string where_;
+};
+
+// ---- Pipeline components ------------------------------------------------------
+
+class Normalizer {
+ public:
+  virtual ~Normalizer() = default;
+  virtual void apply(std::string& text) const = 0;
+};
+
+/// A pre-token and whether it starts at offset 0 of the input (Metaspace's
+/// prepend_scheme "first" needs that).
+struct Piece {
+  std::string text;
+  bool at_start = false;
+};
+
+class PreTokenizer {
+ public:
+  virtual ~PreTokenizer() = default;
+  virtual void apply(std::vector<Piece>& pieces) const = 0;
+};
+
+/// Split behaviours of the Split pre-tokenizer (Rust's SplitDelimiterBehavior).
+enum class SplitBehavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
+
+/// Splits every piece at the matches of `re` (or, inverted, at what lies
+/// between them) with the given behaviour; drops empty pieces.
+void split_pieces(std::vector<Piece>& pieces, const Regex& re, SplitBehavior behavior, bool invert);
+
+/// Decoders transform the list of token strings (raw bytes, not necessarily
+/// valid UTF-8) as in the Rust crate's decode_chain.
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual void apply(std::vector<std::string>& tokens) const = 0;
+};
+
+std::unique_ptr<Normalizer> make_nfx(int form, const std::string& where);  // 0 NFC, 1 NFD, 2 NFKC, 3 NFKD
+std::unique_ptr<Normalizer> make_lowercase();
+std::unique_ptr<Normalizer> make_prepend(std::string prefix);
+std::unique_ptr<Normalizer> make_replace_normalizer(Regex pattern, std::string content);
+std::unique_ptr<Normalizer> make_strip_normalizer(bool left, bool right);
+std::unique_ptr<Normalizer> make_normalizer_sequence(std::vector<std::unique_ptr<Normalizer>> items);
+
+std::unique_ptr<PreTokenizer> make_byte_level_pre(bool add_prefix_space, bool use_regex);
+std::unique_ptr<PreTokenizer> make_split(Regex pattern, SplitBehavior behavior, bool invert);
+enum class PrependScheme { always, first, never };
+std::unique_ptr<PreTokenizer> make_metaspace_pre(std::string replacement, PrependScheme scheme, bool split);
+std::unique_ptr<PreTokenizer> make_digits(bool individual);
+std::unique_ptr<PreTokenizer> make_pre_sequence(std::vector<std::unique_ptr<PreTokenizer>> items);
+
+std::unique_ptr<Decoder> make_byte_level_decoder();
+std::unique_ptr<Decoder> make_metaspace_decoder(std::string replacement, PrependScheme scheme);
+std::unique_ptr<Decoder> make_replace_decoder(Regex pattern, std::string content);
+std::unique_ptr<Decoder> make_byte_fallback_decoder();
+std::unique_ptr<Decoder> make_fuse_decoder();
+std::unique_ptr<Decoder> make_strip_decoder(std::string content, std::size_t start, std::size_t stop);
+std::unique_ptr<Decoder> make_bpe_decoder(std::string suffix);
+std::unique_ptr<Decoder> make_decoder_sequence(std::vector<std::unique_ptr<Decoder>> items);
+
+// ---- BPE model -----------------------------------------------------------------
+
+/// The BPE model: merges applied by rank with a heap over a linked list of
+/// symbols, O(n log n) per word.
+struct Bpe {
+  std::unordered_map<std::string, Token> vocab;
+  /// (left id << 32 | right id) -> (rank, merged id)
+  std::unordered_map<std::uint64_t, std::pair<std::int32_t, Token>> merges;
+  std::optional<Token> unk_id;
+  bool fuse_unk = false;
+  bool byte_fallback = false;
+  bool ignore_merges = false;
+  std::string continuing_subword_prefix;
+  std::string end_of_word_suffix;
+  Token byte_ids[256];  // id of "<0xXX>" or -1 (byte_fallback)
+
+  /// Appends the ids of one pre-token.
+  void encode_word(std::string_view word, std::vector<Token>& out) const;
+};
+
+// ---- Added tokens ------------------------------------------------------------------
+
+struct AddedToken {
+  std::string content;
+  Token id = 0;
+  bool special = false;
+  bool lstrip = false;
+  bool rstrip = false;
+  bool single_word = false;
+};
+
+}  // namespace assistgen::tok
+
+namespace assistgen {
+
+struct Tokenizer::Impl {
+  std::string origin;
+  tok::Bpe model;
+  std::unique_ptr<tok::Normalizer> normalizer;
+  std::unique_ptr<tok::PreTokenizer> pre_tokenizer;
+  std::unique_ptr<tok::Decoder> decoder;
+  std::vector<Token> post_prefix;  // added before the sequence when add_special_tokens
+  std::vector<Token> post_suffix;  // added after it
+
+  std::vector<tok::AddedToken> added;
+  /// added-token indices by first byte, longest content first.
+  std::vector<std::uint32_t> added_by_first_byte[256];
+
+  std::vector<std::string> id_to_token;  // "" with present=false for holes
+  std::vector<std::uint8_t> present;
+  std::vector<std::uint8_t> special;
+  std::unordered_map<std::string, Token> added_to_id;
+
+  std::optional<Token> bos;
+  std::vector<Token> eos;
+
+  /// Decoder output for `ids` before the final UTF-8 repair.
+  std::string raw_decode(std::span<const Token> ids) const;
+  void check_id(Token id) const;
+};
+
+}  // namespace assistgen

@@ -1,0 +1,1 @@
+#error "a public assistgen header includes oneDNN: oneDNN must stay in src/cpu/"
