@@ -51,9 +51,14 @@ struct ModelConfig {
   std::vector<Token> bos_token_ids;
   std::vector<Token> eos_token_ids;
 
-  /// Parses a config.json text. `source` names the file in error messages.
+  /// Parses and validates a config.json text; `source` names the file in
+  /// error messages. Absent or null optional fields take the Hugging Face
+  /// defaults; a field of the wrong JSON type is a ConfigError, never
+  /// coerced. An unknown architecture, hidden_act, torch_dtype or
+  /// rope_scaling type is an UnsupportedError.
   static ModelConfig parse(std::string_view json_text, const std::string& source = "config.json");
-  /// Reads and parses `path` (a config.json file).
+  /// Reads, parses and validates `path` (a config.json file). IoError when
+  /// it cannot be read.
   static ModelConfig load(const std::filesystem::path& path);
 
   /// Throws ConfigError unless every value is in range and consistent.

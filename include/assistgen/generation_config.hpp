@@ -35,7 +35,7 @@ enum class Schedule {
 /// Special-token ids a model declares (from its config / tokenizer). Used only
 /// to check that a draft and a target agree.
 struct SpecialTokens {
-  std::vector<Token> eos_token_ids;
+  std::vector<Token> eos_token_ids = {};
   std::optional<Token> bos_token_id;
 };
 
@@ -68,7 +68,7 @@ struct GenerationConfig {
   float top_p = 1.0f;                ///< 1: off
   float min_p = 0.0f;                ///< 0: off
   float repetition_penalty = 1.0f;   ///< 1: off
-  std::vector<Token> suppress_tokens;
+  std::vector<Token> suppress_tokens = {};
   /// Seed of the generation's RNG; generate() reseeds at every call, so the
   /// same seed, prompt and models give the same output.
   std::uint64_t seed = 0;
@@ -76,7 +76,7 @@ struct GenerationConfig {
   // --- stopping ------------------------------------------------------------
   /// Generation stops after emitting any of these. Empty: take them from
   /// `target_special_tokens` when given, else never stop on EOS.
-  std::vector<Token> eos_token_ids;
+  std::vector<Token> eos_token_ids = {};
 
   // --- prompt lookup (candidates without a draft model) ---------------------
   /// Tokens proposed per round by n-gram matching; 0 = off. Needs a decoder
@@ -95,8 +95,8 @@ struct GenerationConfig {
   // --- compatibility -----------------------------------------------------------
   /// Optional special-token declarations of each model. When both are given
   /// they must agree (else CompatibilityError naming the difference).
-  std::optional<SpecialTokens> draft_special_tokens;
-  std::optional<SpecialTokens> target_special_tokens;
+  std::optional<SpecialTokens> draft_special_tokens = {};
+  std::optional<SpecialTokens> target_special_tokens = {};
 };
 
 /// Why a generation ended.

@@ -130,7 +130,6 @@ class StreamingDetokenizer {
   std::shared_ptr<const Tokenizer::Impl> impl_;
   bool skip_special_;
   std::vector<Token> window_;  // ids from the last boundary on
-  std::size_t read_ = 0;       // window_[0, read_) already accounted in decoded_
   std::string decoded_;        // raw decoder bytes of window_[0, read_)
   std::string pending_;        // bytes of an incomplete UTF-8 tail, not yet emitted
 };

@@ -287,7 +287,9 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& so
   }
 
   if (arch->model_type == "mistral") {
-    c.sliding_window = fields.size_or("sliding_window", 0);
+    // HF's MistralConfig defaults to a 4096-position window when the field is
+    // absent; an explicit null means no window.
+    c.sliding_window = root.contains("sliding_window") ? fields.size_or("sliding_window", 0) : 4096;
   } else if (arch->model_type == "qwen2") {
     if (fields.boolean_or("use_sliding_window", false)) {
       c.sliding_window = fields.size_or("sliding_window", 0);

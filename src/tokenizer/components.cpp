@@ -144,7 +144,7 @@ class ByteLevelPre final : public PreTokenizer {
   void apply(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_) {
       for (auto& p : pieces)
-        if (!p.text.empty() && p.text[0] != ' ') p.text.insert(0, " ");
+        if (!p.text.empty() && p.text[0] != ' ') p.text = " " + p.text;
     }
     if (regex_) split_pieces(pieces, *regex_, SplitBehavior::isolated, false);
     const auto& table = ByteLevelTable::get();

@@ -193,6 +193,8 @@ TEST_CASE("config: Mistral keeps its sliding window") {
   c = parse(j);
   CHECK(c.sliding_window == 0);
   CHECK(c.max_position_embeddings == 131072);
+  j.erase("sliding_window");  // absent: HF's MistralConfig default window
+  CHECK(parse(j).sliding_window == 4096);
 }
 
 TEST_CASE("config: Qwen2 has q/k/v bias and an opt-in sliding window") {

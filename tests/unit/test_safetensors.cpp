@@ -3,6 +3,7 @@
 // can be malformed (each must be a FormatError naming the file and tensor).
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <catch2/catch.hpp>
@@ -171,7 +172,7 @@ TEST_CASE("safetensors round trip keeps every dtype, shape, byte and metadata") 
     CHECK(got.shape == expected.shape);
     CHECK(got.file == path.string());
     REQUIRE(got.data.size() == expected.data.size());
-    CHECK(std::memcmp(got.data.data(), expected.data.data(), got.data.size()) == 0);
+    CHECK(std::equal(got.data.begin(), got.data.end(), expected.data.begin()));
   }
   CHECK(file.tensor("empty").numel() == 0);
   CHECK(file.tensor("empty").to_float().empty());
@@ -397,6 +398,10 @@ TEST_CASE("safetensors rejects a header that is not JSON") {
 TEST_CASE("safetensors rejects a header that is not an object") {
   TempDir dir;
   require_format_error(raw_file(dir, "[1, 2, 3]", 0), {"not a JSON object"});
+  // Deep nesting must not exhaust the stack.
+  const std::size_t depth = 1'000'000;
+  require_format_error(raw_file(dir, std::string(depth, '[') + std::string(depth, ']'), 0),
+                       {"not a JSON object"});
   require_format_error(raw_file(dir, "{\"w\": [0, 4]}", 4), {"'w'", "not an object"});
 }
 

@@ -33,7 +33,9 @@ struct TensorView {
   void to_float(std::span<float> out) const;
 };
 
-/// One memory-mapped .safetensors file. Move-only.
+/// One memory-mapped .safetensors file. Move-only; views stay valid when the
+/// object is moved (the mapping does not move). A moved-from object throws
+/// InvalidArgument on use.
 class SafetensorsFile {
  public:
   /// Opens and validates `path`. Throws IoError / FormatError.
@@ -57,8 +59,11 @@ class SafetensorsFile {
 };
 
 /// The weights of a model directory: model.safetensors, or the shards listed
-/// by model.safetensors.index.json (every listed tensor must be present in
-/// the shard named for it).
+/// by model.safetensors.index.json. The index and the shards must agree:
+/// every listed tensor is in the shard named for it, no tensor is in two
+/// shards or in a shard without being listed, and shard names are plain file
+/// names inside the directory. When both files exist, model.safetensors wins,
+/// as in Hugging Face transformers. Move-only; views survive moves.
 class Checkpoint {
  public:
   explicit Checkpoint(const std::filesystem::path& dir);

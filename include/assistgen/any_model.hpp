@@ -1,0 +1,157 @@
+// AnyModel: type erasure for CausalLM, so that a program (the CLI, a server)
+// can choose its backends at run time and still use the templates written
+// against the concept: AnyModel itself models CausalLM, with a type-erased
+// AnyModel::Cache. The cost is one virtual call per forward() and per cache
+// operation, nothing per token inside the backend.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "assistgen/backend.hpp"
+#include "assistgen/error.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// A CausalLM of any concrete type. Copies share the (immutable) model.
+class AnyModel {
+  struct CacheConcept {
+    virtual ~CacheConcept() = default;
+    virtual std::size_t size() const = 0;
+    virtual std::size_t capacity() const = 0;
+    virtual void truncate(std::size_t n) = 0;
+    virtual std::unique_ptr<CacheConcept> clone() const = 0;
+  };
+  struct ModelConcept {
+    virtual ~ModelConcept() = default;
+    virtual std::size_t vocab_size() const = 0;
+    virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
+    virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
+    virtual const std::type_info& type() const = 0;
+    virtual const void* address() const = 0;
+  };
+
+  template <class C>
+  struct CacheImpl final : CacheConcept {
+    explicit CacheImpl(C c) : cache(std::move(c)) {}
+    std::size_t size() const override { return cache.size(); }
+    std::size_t capacity() const override { return cache.capacity(); }
+    void truncate(std::size_t n) override { cache.truncate(n); }
+    std::unique_ptr<CacheConcept> clone() const override {
+      if constexpr (requires { { cache.clone() } -> std::same_as<C>; })
+        return std::make_unique<CacheImpl>(cache.clone());
+      else
+        throw UnsupportedError(std::string("AnyModel::Cache::clone: the cache type ") + typeid(C).name() +
+                               " has no clone()");
+    }
+    C cache;
+  };
+
+  template <CausalLM M>
+  struct ModelImpl final : ModelConcept {
+    explicit ModelImpl(std::shared_ptr<const M> m) : model(std::move(m)) {}
+    std::size_t vocab_size() const override { return static_cast<std::size_t>(model->vocab_size()); }
+    std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const override {
+      return std::make_unique<CacheImpl<typename M::Cache>>(model->make_cache(capacity));
+    }
+    Logits forward(std::span<const Token> tokens, CacheConcept& cache) const override {
+      auto* c = dynamic_cast<CacheImpl<typename M::Cache>*>(&cache);
+      if (!c) throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
+      return model->forward(tokens, c->cache);
+    }
+    const std::type_info& type() const override { return typeid(M); }
+    const void* address() const override { return model.get(); }
+    std::shared_ptr<const M> model;
+  };
+
+ public:
+  /// A cache made by an AnyModel; usable only with models sharing that model.
+  class Cache {
+   public:
+    Cache() = default;
+    Cache(Cache&&) noexcept = default;
+    Cache& operator=(Cache&&) noexcept = default;
+
+    std::size_t size() const { return impl_ ? impl_->size() : 0; }
+    std::size_t capacity() const { return impl_ ? impl_->capacity() : 0; }
+    /// Rollback; throws InvalidArgument when n > size().
+    void truncate(std::size_t n) {
+      if (!impl_) {
+        if (n == 0) return;
+        throw InvalidArgument("AnyModel::Cache::truncate(" + std::to_string(n) + ") on an empty cache");
+      }
+      impl_->truncate(n);
+    }
+    /// An explicit deep copy; UnsupportedError if the wrapped cache has no clone().
+    Cache clone() const {
+      Cache c;
+      c.owner_ = owner_;
+      if (impl_) c.impl_ = impl_->clone();
+      return c;
+    }
+    /// The wrapped cache; InvalidArgument when it is not a C.
+    template <class C>
+    const C& get() const {
+      auto* p = dynamic_cast<const CacheImpl<C>*>(impl_.get());
+      if (!p) throw InvalidArgument(std::string("AnyModel::Cache::get: the cache is not a ") + typeid(C).name());
+      return p->cache;
+    }
+
+   private:
+    friend class AnyModel;
+    Cache(std::unique_ptr<CacheConcept> impl, const void* owner) : impl_(std::move(impl)), owner_(owner) {}
+    std::unique_ptr<CacheConcept> impl_;
+    const void* owner_ = nullptr;
+  };
+
+  /// Takes ownership of `model` (moved in).
+  template <CausalLM M>
+    requires(!std::same_as<std::remove_cvref_t<M>, AnyModel> && !std::is_lvalue_reference_v<M>)
+  explicit AnyModel(M&& model)
+      : impl_(std::make_shared<ModelImpl<M>>(std::make_shared<const M>(std::move(model)))) {}
+
+  /// Shares ownership of `model`.
+  template <CausalLM M>
+  explicit AnyModel(std::shared_ptr<const M> model) {
+    if (!model) throw InvalidArgument("AnyModel: null model");
+    impl_ = std::make_shared<ModelImpl<M>>(std::move(model));
+  }
+
+  /// Wraps `model` without owning it; it must outlive every copy of the result.
+  template <CausalLM M>
+  static AnyModel borrow(const M& model) {
+    return AnyModel(std::shared_ptr<const M>(&model, [](const M*) {}));
+  }
+
+  std::size_t vocab_size() const { return impl_->vocab_size(); }
+  Cache make_cache(std::size_t capacity) const { return Cache(impl_->make_cache(capacity), impl_->address()); }
+
+  /// The wrapped model's forward. Throws InvalidArgument when `cache` was not
+  /// made by this model (or a copy of it).
+  Logits forward(std::span<const Token> tokens, Cache& cache) const {
+    if (!cache.impl_ || cache.owner_ != impl_->address())
+      throw InvalidArgument("AnyModel::forward: the cache was not made by this model");
+    return impl_->forward(tokens, *cache.impl_);
+  }
+
+  /// The wrapped model when it is an M, else nullptr.
+  template <class M>
+  const M* get_if() const {
+    return impl_->type() == typeid(M) ? static_cast<const M*>(impl_->address()) : nullptr;
+  }
+  const std::type_info& type() const { return impl_->type(); }
+
+ private:
+  std::shared_ptr<const ModelConcept> impl_;
+};
+
+static_assert(CausalLM<AnyModel>);
+
+}  // namespace assistgen
