@@ -23,8 +23,9 @@
 //                            token, or minus its last two when all k drafts
 //                            were accepted (d_k was never fed); the next round
 //                            feeds the missing one or two tokens in one call.
-//   on a stop inside the block (EOS, callback) S' ends at the stopping token
-//   and both caches are cut to at most |S'| - 1.
+//   a round that drafts nothing (only one token of the budget left) leaves the
+//   draft cache as it was; on a stop inside the block (EOS, callback) S' ends
+//   at the stopping token and both caches are cut to at most |S'| - 1.
 //
 // Capacity. With K clipped to (tokens left - 1), the target cache never holds
 // more than prompt + max_new_tokens - 1 positions and the draft one less, so
