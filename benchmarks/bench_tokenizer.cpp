@@ -2,10 +2,9 @@
 // (a single pre-token for the GPT-2 regex) at 1 KiB, 64 KiB and 1 MiB, to
 // show that encoding stays near-linear in the input length; and decode /
 // streaming decode of the resulting ids.
-#include <assistgen/tokenizer.hpp>
-
 #include <benchmark/benchmark.h>
 
+#include <assistgen/tokenizer.hpp>
 #include <string>
 
 namespace {
@@ -21,8 +20,10 @@ const assistgen::Tokenizer& tokenizer(int which) {
 
 std::string prose(std::size_t bytes) {
   static const std::string para =
-      "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
-      "and darkness was upon the face of the deep. Numbers 1, 22, 333 and 4444; caf\xC3\xA9, \xE4\xB8\xAD\xE6\x96\x87, "
+      "In the beginning God created the heaven and the earth. And the earth was without form, and "
+      "void; "
+      "and darkness was upon the face of the deep. Numbers 1, 22, 333 and 4444; caf\xC3\xA9, "
+      "\xE4\xB8\xAD\xE6\x96\x87, "
       "emoji \xF0\x9F\x98\x80 and code: for (int i = 0; i < n; ++i) { sum += a[i]; }\n\n";
   std::string s;
   while (s.size() < bytes) s += para;

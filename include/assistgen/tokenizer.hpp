@@ -20,7 +20,6 @@
 #pragma once
 
 #include <assistgen/types.hpp>
-
 #include <cstddef>
 #include <filesystem>
 #include <memory>
@@ -62,7 +61,8 @@ class Tokenizer {
 
   /// Parses a tokenizer from JSON text; `tokenizer_config_json` and
   /// `generation_config_json` may be empty. `origin` names the source in errors.
-  static Tokenizer from_json(std::string_view tokenizer_json, std::string_view tokenizer_config_json = {},
+  static Tokenizer from_json(std::string_view tokenizer_json,
+                             std::string_view tokenizer_config_json = {},
                              std::string_view generation_config_json = {},
                              std::string_view origin = "tokenizer.json");
 

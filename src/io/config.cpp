@@ -1,155 +1,53 @@
-// ModelConfig parsing from a Hugging Face config.json. Defaults follow the HF
-// config classes (LlamaConfig, MistralConfig, Qwen2Config) where a field may be
-// absent; a present field of the wrong JSON type is an error, never coerced.
+// ModelConfig parsing from a Hugging Face config.json. The architecture is
+// looked up in the registry (architecture.hpp), whose family parser reads
+// the family's own fields with HF's defaults; the fields every family shares
+// (torch_dtype, bos/eos ids) and the validation are here. A present field of
+// the wrong JSON type is an error, never coerced.
 #include "assistgen/config.hpp"
 
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "assistgen/architecture.hpp"
 #include "assistgen/error.hpp"
-#include "strict_json.hpp"
+#include "config_fields.hpp"
 
 namespace assistgen {
 
-namespace {
+namespace detail {
 
 using io::detail::json_type_name;
-using nlohmann::json;
+using json = nlohmann::json;
 
-struct Architecture {
-  std::string_view name;
-  std::string_view model_type;
-  std::size_t default_max_position_embeddings;
-};
-constexpr Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", 2048},
-    {"MistralForCausalLM", "mistral", 4096 * 32},
-    {"Qwen2ForCausalLM", "qwen2", 32768},
-};
-
-std::string supported_architectures() {
-  std::string out;
-  for (const auto& a : kArchitectures) {
-    if (!out.empty()) out += ", ";
-    out += a.name;
-  }
-  return out;
-}
-
-const Architecture* find_architecture(std::string_view name) {
-  for (const auto& a : kArchitectures) {
-    if (a.name == name) return &a;
-  }
-  return nullptr;
-}
-
-const Architecture* find_model_type(std::string_view model_type) {
-  for (const auto& a : kArchitectures) {
-    if (a.model_type == model_type) return &a;
-  }
-  return nullptr;
-}
-
-// Typed access to the fields of one config.json, with errors that name the
-// file and the field.
-class Fields {
- public:
-  Fields(const json& root, const std::string& source) : root_(root), source_(source) {}
-
-  [[noreturn]] void fail(std::string_view field, const std::string& what) const {
-    throw ConfigError(source_ + ": field '" + std::string(field) + "' " + what);
-  }
-
-  // The field's value, or nullptr when it is absent or null (HF treats
-  // both as "use the default").
-  const json* get(std::string_view field) const {
-    const auto it = root_.find(field);
-    if (it == root_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  std::uint64_t to_uint(std::string_view field, const json& j) const {
-    if (j.is_number_unsigned()) return j.get<std::uint64_t>();
-    if (j.is_number_integer()) fail(field, "must be non-negative, got " + j.dump());
-    fail(field, "must be a non-negative integer, got " + json_type_name(j) + " " + j.dump());
-  }
-
-  std::size_t size(std::string_view field) const {
-    const json* j = get(field);
-    if (j == nullptr) fail(field, "is missing");
-    return checked_size(field, to_uint(field, *j));
-  }
-
-  std::size_t size_or(std::string_view field, std::size_t fallback) const {
-    const json* j = get(field);
-    return j == nullptr ? fallback : checked_size(field, to_uint(field, *j));
-  }
-
-  double number_or(std::string_view field, double fallback) const {
-    const json* j = get(field);
-    if (j == nullptr) return fallback;
-    return number(field, *j);
-  }
-
-  double number(std::string_view field, const json& j) const {
-    if (!j.is_number()) fail(field, "must be a number, got " + json_type_name(j) + " " + j.dump());
-    return j.get<double>();
-  }
-
-  bool boolean_or(std::string_view field, bool fallback) const {
-    const json* j = get(field);
-    if (j == nullptr) return fallback;
-    if (!j->is_boolean()) fail(field, "must be true or false, got " + json_type_name(*j));
-    return j->get<bool>();
-  }
-
-  const std::string* string(std::string_view field) const {
-    const json* j = get(field);
-    if (j == nullptr) return nullptr;
-    if (!j->is_string()) fail(field, "must be a string, got " + json_type_name(*j));
-    return j->get_ptr<const std::string*>();
-  }
-
-  // An int, a list of ints, or null/absent (no ids).
-  std::vector<Token> token_ids(std::string_view field) const {
-    const json* j = get(field);
-    std::vector<Token> ids;
-    if (j == nullptr) return ids;
-    auto one = [&](const json& v) {
-      if (v.is_number_integer() && !v.is_number_unsigned()) {
-        fail(field, "holds a negative token id " + v.dump());
-      }
-      if (!v.is_number_unsigned()) {
-        fail(field, "must be a token id or a list of token ids, got " + json_type_name(v));
-      }
-      const auto id = v.get<std::uint64_t>();
-      if (id > static_cast<std::uint64_t>(std::numeric_limits<Token>::max())) {
-        fail(field, "holds token id " + v.dump() + ", too large for a 32-bit token");
-      }
-      ids.push_back(static_cast<Token>(id));
-    };
-    if (j->is_array()) {
-      for (const json& v : *j) one(v);
-    } else {
-      one(*j);
+std::vector<Token> ConfigFields::token_ids(std::string_view field) const {
+  const json* j = get(field);
+  std::vector<Token> ids;
+  if (j == nullptr) return ids;
+  auto one = [&](const json& v) {
+    if (v.is_number_integer() && !v.is_number_unsigned()) {
+      fail(field, "holds a negative token id " + v.dump());
     }
-    return ids;
+    if (!v.is_number_unsigned()) {
+      fail(field, "must be a token id or a list of token ids, got " + json_type_name(v));
+    }
+    const auto id = v.get<std::uint64_t>();
+    if (id > static_cast<std::uint64_t>(std::numeric_limits<Token>::max())) {
+      fail(field, "holds token id " + v.dump() + ", too large for a 32-bit token");
+    }
+    ids.push_back(static_cast<Token>(id));
+  };
+  if (j->is_array()) {
+    for (const json& v : *j) one(v);
+  } else {
+    one(*j);
   }
+  return ids;
+}
 
- private:
-  std::size_t checked_size(std::string_view field, std::uint64_t v) const {
-    if (v > std::numeric_limits<std::size_t>::max()) fail(field, "is too large");
-    return static_cast<std::size_t>(v);
-  }
-
-  const json& root_;
-  const std::string& source_;
-};
-
-RopeScaling parse_rope_scaling(const Fields& fields, const std::string& source) {
+RopeScaling parse_rope_scaling(const ConfigFields& fields) {
+  const std::string& source = fields.source();
   RopeScaling scaling;
   const json* j = fields.get("rope_scaling");
   if (j == nullptr) return scaling;
@@ -193,7 +91,29 @@ RopeScaling parse_rope_scaling(const Fields& fields, const std::string& source) 
   return scaling;
 }
 
-DType parse_dtype(const Fields& fields, const std::string& source) {
+void parse_activation(const ConfigFields& fields, std::string_view field, std::string_view fallback,
+                      ModelConfig& c) {
+  const std::string* name = fields.string(field);
+  c.hidden_act = name != nullptr ? *name : std::string(fallback);
+  if (c.hidden_act == "silu" || c.hidden_act == "swish") {
+    c.activation = Activation::silu;
+  } else if (c.hidden_act == "gelu_new" || c.hidden_act == "gelu_pytorch_tanh") {
+    c.activation = Activation::gelu_tanh;
+  } else {
+    throw UnsupportedError(fields.source() + ": field '" + std::string(field) + "' is '" +
+                           c.hidden_act + "'; supported: silu, swish, gelu_new, gelu_pytorch_tanh");
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::ConfigFields;
+using io::detail::json_type_name;
+using nlohmann::json;
+
+DType parse_dtype(const ConfigFields& fields) {
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
   const char* field = fields.get("torch_dtype") != nullptr ? "torch_dtype" : "dtype";
   const std::string* name = fields.string(field);
@@ -201,7 +121,7 @@ DType parse_dtype(const Fields& fields, const std::string& source) {
   if (*name == "float32") return DType::f32;
   if (*name == "float16") return DType::f16;
   if (*name == "bfloat16") return DType::bf16;
-  throw UnsupportedError(source + ": field '" + field + "' is '" + *name +
+  throw UnsupportedError(fields.source() + ": field '" + field + "' is '" + *name +
                          "'; supported: float32, float16, bfloat16");
 }
 
@@ -212,7 +132,7 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& so
   if (!root.is_object()) {
     throw ConfigError(source + ": expected a JSON object, got " + json_type_name(root));
   }
-  const Fields fields(root, source);
+  const ConfigFields fields(root, source);
   ModelConfig c;
 
   // The architecture: architectures[0], else inferred from model_type.
@@ -230,7 +150,7 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& so
   }
   if (const std::string* model_type = fields.string("model_type")) {
     c.model_type = *model_type;
-    const Architecture* by_type = find_model_type(c.model_type);
+    const Architecture* by_type = find_architecture_by_model_type(c.model_type);
     if (arch == nullptr) {
       if (by_type == nullptr) {
         throw UnsupportedError(source + ": field 'model_type' is '" + c.model_type +
@@ -250,58 +170,12 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& so
                       supported_architectures());
   }
 
-  c.vocab_size = fields.size("vocab_size");
-  c.hidden_size = fields.size("hidden_size");
-  c.intermediate_size = fields.size("intermediate_size");
-  c.num_hidden_layers = fields.size("num_hidden_layers");
-  c.num_attention_heads = fields.size("num_attention_heads");
-  c.num_key_value_heads = fields.size_or("num_key_value_heads", c.num_attention_heads);
-  if (fields.get("head_dim") != nullptr) {
-    c.head_dim = fields.size("head_dim");
-  } else {
-    if (c.num_attention_heads == 0) fields.fail("num_attention_heads", "must be > 0");
-    if (c.hidden_size % c.num_attention_heads != 0) {
-      fields.fail("hidden_size", "(" + std::to_string(c.hidden_size) +
-                                     ") is not divisible by num_attention_heads (" +
-                                     std::to_string(c.num_attention_heads) +
-                                     ") and no head_dim is given");
-    }
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-  }
-  c.max_position_embeddings =
-      fields.size_or("max_position_embeddings", arch->default_max_position_embeddings);
-  c.rms_norm_eps = fields.number_or("rms_norm_eps", 1e-6);
-  c.rope_theta = fields.number_or("rope_theta", 10000.0);
-  c.rope_scaling = parse_rope_scaling(fields, source);
-  c.tie_word_embeddings = fields.boolean_or("tie_word_embeddings", false);
-
-  if (arch->model_type == "llama") {
-    // LlamaConfig.attention_bias puts a bias on q, k, v and o alike.
-    c.attention_bias = fields.boolean_or("attention_bias", false);
-    c.o_proj_bias = c.attention_bias;
-    c.mlp_bias = fields.boolean_or("mlp_bias", false);
-  } else if (arch->model_type == "qwen2") {
-    // Qwen2 always has q/k/v biases and never an o_proj or MLP bias.
-    c.attention_bias = true;
-    c.o_proj_bias = false;
-  }
-
-  if (arch->model_type == "mistral") {
-    // HF's MistralConfig defaults to a 4096-position window when the field is
-    // absent; an explicit null means no window.
-    c.sliding_window = root.contains("sliding_window") ? fields.size_or("sliding_window", 0) : 4096;
-  } else if (arch->model_type == "qwen2") {
-    if (fields.boolean_or("use_sliding_window", false)) {
-      c.sliding_window = fields.size_or("sliding_window", 0);
-    }
-  }
-
-  if (const std::string* act = fields.string("hidden_act")) {
-    c.hidden_act = *act;
-  }
-  c.torch_dtype = parse_dtype(fields, source);
-  c.bos_token_ids = fields.token_ids("bos_token_id");
-  c.eos_token_ids = fields.token_ids("eos_token_id");
+  arch->parse(fields, c);
+  c.torch_dtype = parse_dtype(fields);
+  // A family may have set its HF defaults (GPT-2: 50256); a present key wins,
+  // null meaning none.
+  if (fields.contains("bos_token_id")) c.bos_token_ids = fields.token_ids("bos_token_id");
+  if (fields.contains("eos_token_id")) c.eos_token_ids = fields.token_ids("eos_token_id");
 
   c.validate(source);
   return c;
@@ -337,10 +211,6 @@ void ModelConfig::validate(const std::string& source) const {
         source + ": architecture '" + architecture +
         "' is not supported; supported architectures: " + supported_architectures());
   }
-  if (hidden_act != "silu") {
-    throw UnsupportedError(source + ": field 'hidden_act' is '" + hidden_act +
-                           "'; only 'silu' is supported");
-  }
 
   // Limits far above any real model, so that a corrupt value is caught here
   // rather than as a huge allocation later.
@@ -357,23 +227,29 @@ void ModelConfig::validate(const std::string& source) const {
                                     ") does not divide num_attention_heads (" +
                                     std::to_string(num_attention_heads) + ")");
   }
-  if (head_dim % 2 != 0) {
-    fail("head_dim", "(" + std::to_string(head_dim) + ") must be even for rotary embeddings");
-  }
-  check_positive("rms_norm_eps", rms_norm_eps);
-  if (rms_norm_eps >= 1.0) fail("rms_norm_eps", "must be < 1, got " + std::to_string(rms_norm_eps));
-  check_positive("rope_theta", rope_theta);
-  if (rope_scaling.type != RopeScaling::Type::none) {
-    check_positive("rope_scaling.factor", rope_scaling.factor);
-  }
-  if (rope_scaling.type == RopeScaling::Type::llama3) {
-    check_positive("rope_scaling.low_freq_factor", rope_scaling.low_freq_factor);
-    check_positive("rope_scaling.high_freq_factor", rope_scaling.high_freq_factor);
-    check_positive("rope_scaling.original_max_position_embeddings",
-                   rope_scaling.original_max_position_embeddings);
-    if (!(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor)) {
-      fail("rope_scaling", "high_freq_factor must be greater than low_freq_factor");
+  check_positive("norm_eps", norm_eps);
+  if (norm_eps >= 1.0) fail("norm_eps", "must be < 1, got " + std::to_string(norm_eps));
+  if (positions == PositionKind::rope) {
+    if (head_dim % 2 != 0) {
+      fail("head_dim", "(" + std::to_string(head_dim) + ") must be even for rotary embeddings");
     }
+    check_positive("rope_theta", rope_theta);
+    if (rope_scaling.type != RopeScaling::Type::none) {
+      check_positive("rope_scaling.factor", rope_scaling.factor);
+    }
+    if (rope_scaling.type == RopeScaling::Type::llama3) {
+      check_positive("rope_scaling.low_freq_factor", rope_scaling.low_freq_factor);
+      check_positive("rope_scaling.high_freq_factor", rope_scaling.high_freq_factor);
+      check_positive("rope_scaling.original_max_position_embeddings",
+                     rope_scaling.original_max_position_embeddings);
+      if (!(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor)) {
+        fail("rope_scaling", "high_freq_factor must be greater than low_freq_factor");
+      }
+    }
+  }
+  if (!sliding_layers.empty() && sliding_layers.size() != num_hidden_layers) {
+    fail("layer_types", "has " + std::to_string(sliding_layers.size()) + " entries but there are " +
+                            std::to_string(num_hidden_layers) + " layers");
   }
   auto check_ids = [&](std::string_view field, const std::vector<Token>& ids) {
     for (const Token id : ids) {

@@ -26,7 +26,8 @@ struct Candidate {
 };
 
 inline std::uint64_t pair_key(Token a, Token b) {
-  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+         static_cast<std::uint32_t>(b);
 }
 
 }  // namespace
@@ -106,7 +107,8 @@ void Bpe::encode_word(std::string_view word, std::vector<Token>& out) const {
     if (left.prev >= 0) consider(left.prev);
     consider(c.pos);
   }
-  for (std::int32_t k = count > 0 ? 0 : -1; k >= 0; k = symbols[k].next) out.push_back(symbols[k].id);
+  for (std::int32_t k = count > 0 ? 0 : -1; k >= 0; k = symbols[k].next)
+    out.push_back(symbols[k].id);
 }
 
 }  // namespace assistgen::tok

@@ -2,9 +2,8 @@
 // the semantics of the Rust `tokenizers` crate.
 #include <utf8proc.h>
 
-#include <assistgen/error.hpp>
-
 #include <algorithm>
+#include <assistgen/error.hpp>
 #include <cstdlib>
 
 #include "tokenizer_internal.hpp"
@@ -64,7 +63,8 @@ class Lowercase final : public Normalizer {
         ++i;
         continue;
       }
-      append_utf8(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(next_code_point(text, i)))));
+      append_utf8(out, static_cast<char32_t>(utf8proc_tolower(
+                           static_cast<utf8proc_int32_t>(next_code_point(text, i)))));
     }
     text = std::move(out);
   }
@@ -83,7 +83,8 @@ class Prepend final : public Normalizer {
 
 class ReplaceNormalizer final : public Normalizer {
  public:
-  ReplaceNormalizer(Regex re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
+  ReplaceNormalizer(Regex re, std::string content)
+      : re_(std::move(re)), content_(std::move(content)) {}
   void apply(std::string& text) const override { replace_all(text, re_, content_); }
 
  private:
@@ -121,7 +122,8 @@ class StripNormalizer final : public Normalizer {
 
 class NormalizerSequence final : public Normalizer {
  public:
-  explicit NormalizerSequence(std::vector<std::unique_ptr<Normalizer>> items) : items_(std::move(items)) {}
+  explicit NormalizerSequence(std::vector<std::unique_ptr<Normalizer>> items)
+      : items_(std::move(items)) {}
   void apply(std::string& text) const override {
     for (const auto& n : items_) n->apply(text);
   }
@@ -140,7 +142,8 @@ class ByteLevelPre final : public PreTokenizer {
  public:
   ByteLevelPre(bool add_prefix_space, bool use_regex)
       : add_prefix_space_(add_prefix_space),
-        regex_(use_regex ? std::make_optional<Regex>(kGpt2Pattern, "pre_tokenizer ByteLevel") : std::nullopt) {}
+        regex_(use_regex ? std::make_optional<Regex>(kGpt2Pattern, "pre_tokenizer ByteLevel")
+                         : std::nullopt) {}
   void apply(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_) {
       for (auto& p : pieces)
@@ -163,8 +166,11 @@ class ByteLevelPre final : public PreTokenizer {
 
 class SplitPre final : public PreTokenizer {
  public:
-  SplitPre(Regex re, SplitBehavior b, bool invert) : re_(std::move(re)), behavior_(b), invert_(invert) {}
-  void apply(std::vector<Piece>& pieces) const override { split_pieces(pieces, re_, behavior_, invert_); }
+  SplitPre(Regex re, SplitBehavior b, bool invert)
+      : re_(std::move(re)), behavior_(b), invert_(invert) {}
+  void apply(std::vector<Piece>& pieces) const override {
+    split_pieces(pieces, re_, behavior_, invert_);
+  }
 
  private:
   Regex re_;
@@ -184,7 +190,8 @@ class MetaspacePre final : public PreTokenizer {
     for (auto& p : pieces) {
       replace_all(p.text, space_, replacement_);
       const bool starts = p.text.compare(0, replacement_.size(), replacement_) == 0;
-      if (!starts && (scheme_ == PrependScheme::always || (scheme_ == PrependScheme::first && p.at_start)))
+      if (!starts &&
+          (scheme_ == PrependScheme::always || (scheme_ == PrependScheme::first && p.at_start)))
         p.text.insert(0, replacement_);
     }
     if (split_) split_pieces(pieces, rep_re_, SplitBehavior::merged_with_next, false);
@@ -199,7 +206,8 @@ class MetaspacePre final : public PreTokenizer {
 
 class PreSequence final : public PreTokenizer {
  public:
-  explicit PreSequence(std::vector<std::unique_ptr<PreTokenizer>> items) : items_(std::move(items)) {}
+  explicit PreSequence(std::vector<std::unique_ptr<PreTokenizer>> items)
+      : items_(std::move(items)) {}
   void apply(std::vector<Piece>& pieces) const override {
     for (const auto& p : items_) p->apply(pieces);
   }
@@ -255,7 +263,8 @@ class MetaspaceDecoder final : public Decoder {
 
 class ReplaceDecoder final : public Decoder {
  public:
-  ReplaceDecoder(Regex re, std::string content) : re_(std::move(re)), content_(std::move(content)) {}
+  ReplaceDecoder(Regex re, std::string content)
+      : re_(std::move(re)), content_(std::move(content)) {}
   void apply(std::vector<std::string>& tokens) const override {
     for (auto& t : tokens) {
       // Raw byte-fallback bytes may not be UTF-8 yet; PCRE2 (UTF mode,
@@ -323,7 +332,9 @@ class StripDecoder final : public Decoder {
     if (content_.empty()) return;
     for (auto& t : tokens) {
       std::size_t b = 0, e = t.size();
-      for (std::size_t k = 0; k < start_ && e - b >= content_.size() && t.compare(b, content_.size(), content_) == 0; ++k)
+      for (std::size_t k = 0;
+           k < start_ && e - b >= content_.size() && t.compare(b, content_.size(), content_) == 0;
+           ++k)
         b += content_.size();
       for (std::size_t k = 0; k < stop_ && e - b >= content_.size() &&
                               t.compare(e - content_.size(), content_.size(), content_) == 0;
@@ -364,7 +375,8 @@ class BpeDecoder final : public Decoder {
 
 class DecoderSequence final : public Decoder {
  public:
-  explicit DecoderSequence(std::vector<std::unique_ptr<Decoder>> items) : items_(std::move(items)) {}
+  explicit DecoderSequence(std::vector<std::unique_ptr<Decoder>> items)
+      : items_(std::move(items)) {}
   void apply(std::vector<std::string>& tokens) const override {
     for (const auto& d : items_) d->apply(tokens);
   }
@@ -375,7 +387,8 @@ class DecoderSequence final : public Decoder {
 
 }  // namespace
 
-void split_pieces(std::vector<Piece>& pieces, const Regex& re, SplitBehavior behavior, bool invert) {
+void split_pieces(std::vector<Piece>& pieces, const Regex& re, SplitBehavior behavior,
+                  bool invert) {
   std::vector<Piece> out;
   out.reserve(pieces.size());
   struct Seg {
@@ -398,7 +411,9 @@ void split_pieces(std::vector<Piece>& pieces, const Regex& re, SplitBehavior beh
 
     merged.clear();
     switch (behavior) {
-      case SplitBehavior::isolated: merged = segs; break;
+      case SplitBehavior::isolated:
+        merged = segs;
+        break;
       case SplitBehavior::removed:
         for (const auto& g : segs)
           if (!g.is_match) merged.push_back(g);
@@ -449,20 +464,24 @@ void split_pieces(std::vector<Piece>& pieces, const Regex& re, SplitBehavior beh
 }
 
 std::unique_ptr<Normalizer> make_nfx(int form, const std::string& where) {
-  static constexpr int kOptions[4] = {
-      UTF8PROC_STABLE | UTF8PROC_COMPOSE, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
-      UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+  static constexpr int kOptions[4] = {UTF8PROC_STABLE | UTF8PROC_COMPOSE,
+                                      UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                                      UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
   return std::make_unique<Nfx>(kOptions[form], where);
 }
 std::unique_ptr<Normalizer> make_lowercase() { return std::make_unique<Lowercase>(); }
-std::unique_ptr<Normalizer> make_prepend(std::string prefix) { return std::make_unique<Prepend>(std::move(prefix)); }
+std::unique_ptr<Normalizer> make_prepend(std::string prefix) {
+  return std::make_unique<Prepend>(std::move(prefix));
+}
 std::unique_ptr<Normalizer> make_replace_normalizer(Regex pattern, std::string content) {
   return std::make_unique<ReplaceNormalizer>(std::move(pattern), std::move(content));
 }
 std::unique_ptr<Normalizer> make_strip_normalizer(bool left, bool right) {
   return std::make_unique<StripNormalizer>(left, right);
 }
-std::unique_ptr<Normalizer> make_normalizer_sequence(std::vector<std::unique_ptr<Normalizer>> items) {
+std::unique_ptr<Normalizer> make_normalizer_sequence(
+    std::vector<std::unique_ptr<Normalizer>> items) {
   return std::make_unique<NormalizerSequence>(std::move(items));
 }
 
@@ -472,13 +491,15 @@ std::unique_ptr<PreTokenizer> make_byte_level_pre(bool add_prefix_space, bool us
 std::unique_ptr<PreTokenizer> make_split(Regex pattern, SplitBehavior behavior, bool invert) {
   return std::make_unique<SplitPre>(std::move(pattern), behavior, invert);
 }
-std::unique_ptr<PreTokenizer> make_metaspace_pre(std::string replacement, PrependScheme scheme, bool split) {
+std::unique_ptr<PreTokenizer> make_metaspace_pre(std::string replacement, PrependScheme scheme,
+                                                 bool split) {
   return std::make_unique<MetaspacePre>(std::move(replacement), scheme, split);
 }
 std::unique_ptr<PreTokenizer> make_digits(bool individual) {
   // Rust's char::is_numeric is the N categories (Nd, Nl, No).
-  return std::make_unique<SplitPre>(Regex(R"(\p{N})", "pre_tokenizer Digits"),
-                                    individual ? SplitBehavior::isolated : SplitBehavior::contiguous, false);
+  return std::make_unique<SplitPre>(
+      Regex(R"(\p{N})", "pre_tokenizer Digits"),
+      individual ? SplitBehavior::isolated : SplitBehavior::contiguous, false);
 }
 std::unique_ptr<PreTokenizer> make_pre_sequence(std::vector<std::unique_ptr<PreTokenizer>> items) {
   return std::make_unique<PreSequence>(std::move(items));
@@ -491,12 +512,17 @@ std::unique_ptr<Decoder> make_metaspace_decoder(std::string replacement, Prepend
 std::unique_ptr<Decoder> make_replace_decoder(Regex pattern, std::string content) {
   return std::make_unique<ReplaceDecoder>(std::move(pattern), std::move(content));
 }
-std::unique_ptr<Decoder> make_byte_fallback_decoder() { return std::make_unique<ByteFallbackDecoder>(); }
+std::unique_ptr<Decoder> make_byte_fallback_decoder() {
+  return std::make_unique<ByteFallbackDecoder>();
+}
 std::unique_ptr<Decoder> make_fuse_decoder() { return std::make_unique<FuseDecoder>(); }
-std::unique_ptr<Decoder> make_strip_decoder(std::string content, std::size_t start, std::size_t stop) {
+std::unique_ptr<Decoder> make_strip_decoder(std::string content, std::size_t start,
+                                            std::size_t stop) {
   return std::make_unique<StripDecoder>(std::move(content), start, stop);
 }
-std::unique_ptr<Decoder> make_bpe_decoder(std::string suffix) { return std::make_unique<BpeDecoder>(std::move(suffix)); }
+std::unique_ptr<Decoder> make_bpe_decoder(std::string suffix) {
+  return std::make_unique<BpeDecoder>(std::move(suffix));
+}
 std::unique_ptr<Decoder> make_decoder_sequence(std::vector<std::unique_ptr<Decoder>> items) {
   return std::make_unique<DecoderSequence>(std::move(items));
 }

@@ -1,13 +1,11 @@
 // Reads tokenizer.json (plus tokenizer_config.json / generation_config.json)
 // into Tokenizer::Impl, checking every field it uses: a malformed file is a
 // FormatError naming the field, an unknown component an UnsupportedError.
-#include <nlohmann/json.hpp>
-
-#include <assistgen/error.hpp>
-
 #include <algorithm>
+#include <assistgen/error.hpp>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tokenizer_internal.hpp"
@@ -42,36 +40,44 @@ class Parser {
   }
   std::string string_field(const json& obj, const char* key, const std::string& path) const {
     const json& v = field(obj, key, path);
-    if (!v.is_string()) fail(path + "." + key, "expected a string, got " + std::string(v.type_name()));
+    if (!v.is_string())
+      fail(path + "." + key, "expected a string, got " + std::string(v.type_name()));
     return v.get<std::string>();
   }
-  std::optional<std::string> opt_string(const json& obj, const char* key, const std::string& path) const {
+  std::optional<std::string> opt_string(const json& obj, const char* key,
+                                        const std::string& path) const {
     const json* v = optional(obj, key);
     if (v == nullptr) return std::nullopt;
-    if (!v->is_string()) fail(path + "." + key, "expected a string, got " + std::string(v->type_name()));
+    if (!v->is_string())
+      fail(path + "." + key, "expected a string, got " + std::string(v->type_name()));
     return v->get<std::string>();
   }
   bool bool_field(const json& obj, const char* key, const std::string& path, bool def) const {
     const json* v = optional(obj, key);
     if (v == nullptr) return def;
-    if (!v->is_boolean()) fail(path + "." + key, "expected a boolean, got " + std::string(v->type_name()));
+    if (!v->is_boolean())
+      fail(path + "." + key, "expected a boolean, got " + std::string(v->type_name()));
     return v->get<bool>();
   }
-  std::size_t size_field(const json& obj, const char* key, const std::string& path, std::size_t def) const {
+  std::size_t size_field(const json& obj, const char* key, const std::string& path,
+                         std::size_t def) const {
     const json* v = optional(obj, key);
     if (v == nullptr) return def;
     if (!v->is_number_unsigned()) fail(path + "." + key, "expected a non-negative integer");
     return v->get<std::size_t>();
   }
   Token token_id(const json& v, const std::string& path) const {
-    if (!v.is_number_integer()) fail(path, "expected an integer token id, got " + std::string(v.type_name()));
+    if (!v.is_number_integer())
+      fail(path, "expected an integer token id, got " + std::string(v.type_name()));
     const auto x = v.get<std::int64_t>();
-    if (x < 0 || x > std::numeric_limits<Token>::max()) fail(path, "token id " + std::to_string(x) + " is out of range");
+    if (x < 0 || x > std::numeric_limits<Token>::max())
+      fail(path, "token id " + std::to_string(x) + " is out of range");
     return static_cast<Token>(x);
   }
   const json& array_field(const json& obj, const char* key, const std::string& path) const {
     const json& v = field(obj, key, path);
-    if (!v.is_array()) fail(path + "." + key, "expected an array, got " + std::string(v.type_name()));
+    if (!v.is_array())
+      fail(path + "." + key, "expected an array, got " + std::string(v.type_name()));
     return v;
   }
   std::string type_of(const json& obj, const std::string& path) const {
@@ -82,8 +88,10 @@ class Parser {
   Regex pattern(const json& obj, const std::string& path) const {
     const json& p = field(obj, "pattern", path);
     const std::string where = origin_ + ": " + path + ".pattern";
-    if (p.is_object() && p.contains("String") && p["String"].is_string()) return Regex::literal(p["String"].get<std::string>(), where);
-    if (p.is_object() && p.contains("Regex") && p["Regex"].is_string()) return Regex(p["Regex"].get<std::string>(), where);
+    if (p.is_object() && p.contains("String") && p["String"].is_string())
+      return Regex::literal(p["String"].get<std::string>(), where);
+    if (p.is_object() && p.contains("Regex") && p["Regex"].is_string())
+      return Regex(p["Regex"].get<std::string>(), where);
     fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}");
   }
 
@@ -92,10 +100,12 @@ class Parser {
       if (*s == "always") return PrependScheme::always;
       if (*s == "first") return PrependScheme::first;
       if (*s == "never") return PrependScheme::never;
-      fail(path + ".prepend_scheme", "unknown value '" + *s + "' (expected always, first or never)");
+      fail(path + ".prepend_scheme",
+           "unknown value '" + *s + "' (expected always, first or never)");
     }
     // Files written before prepend_scheme existed carry add_prefix_space.
-    return bool_field(obj, "add_prefix_space", path, true) ? PrependScheme::always : PrependScheme::never;
+    return bool_field(obj, "add_prefix_space", path, true) ? PrependScheme::always
+                                                           : PrependScheme::never;
   }
 
   std::unique_ptr<Normalizer> normalizer(const json& n, const std::string& path) const {
@@ -106,9 +116,11 @@ class Parser {
     if (type == "NFKD") return make_nfx(3, origin_ + ": " + path);
     if (type == "Lowercase") return make_lowercase();
     if (type == "Prepend") return make_prepend(string_field(n, "prepend", path));
-    if (type == "Replace") return make_replace_normalizer(pattern(n, path), string_field(n, "content", path));
+    if (type == "Replace")
+      return make_replace_normalizer(pattern(n, path), string_field(n, "content", path));
     if (type == "Strip")
-      return make_strip_normalizer(bool_field(n, "strip_left", path, true), bool_field(n, "strip_right", path, true));
+      return make_strip_normalizer(bool_field(n, "strip_left", path, true),
+                                   bool_field(n, "strip_right", path, true));
     if (type == "Sequence") {
       const json& items = array_field(n, "normalizers", path);
       std::vector<std::unique_ptr<Normalizer>> out;
@@ -122,16 +134,23 @@ class Parser {
   std::unique_ptr<PreTokenizer> pre_tokenizer(const json& p, const std::string& path) const {
     const std::string type = type_of(p, path);
     if (type == "ByteLevel")
-      return make_byte_level_pre(bool_field(p, "add_prefix_space", path, true), bool_field(p, "use_regex", path, true));
+      return make_byte_level_pre(bool_field(p, "add_prefix_space", path, true),
+                                 bool_field(p, "use_regex", path, true));
     if (type == "Split") {
       const std::string b = string_field(p, "behavior", path);
       SplitBehavior behavior;
-      if (b == "Removed") behavior = SplitBehavior::removed;
-      else if (b == "Isolated") behavior = SplitBehavior::isolated;
-      else if (b == "MergedWithPrevious") behavior = SplitBehavior::merged_with_previous;
-      else if (b == "MergedWithNext") behavior = SplitBehavior::merged_with_next;
-      else if (b == "Contiguous") behavior = SplitBehavior::contiguous;
-      else fail(path + ".behavior", "unknown split behavior '" + b + "'");
+      if (b == "Removed")
+        behavior = SplitBehavior::removed;
+      else if (b == "Isolated")
+        behavior = SplitBehavior::isolated;
+      else if (b == "MergedWithPrevious")
+        behavior = SplitBehavior::merged_with_previous;
+      else if (b == "MergedWithNext")
+        behavior = SplitBehavior::merged_with_next;
+      else if (b == "Contiguous")
+        behavior = SplitBehavior::contiguous;
+      else
+        fail(path + ".behavior", "unknown split behavior '" + b + "'");
       return make_split(pattern(p, path), behavior, bool_field(p, "invert", path, false));
     }
     if (type == "Metaspace") {
@@ -153,14 +172,17 @@ class Parser {
   std::unique_ptr<Decoder> decoder(const json& d, const std::string& path) const {
     const std::string type = type_of(d, path);
     if (type == "ByteLevel") return make_byte_level_decoder();
-    if (type == "Metaspace") return make_metaspace_decoder(string_field(d, "replacement", path), prepend_scheme(d, path));
-    if (type == "Replace") return make_replace_decoder(pattern(d, path), string_field(d, "content", path));
+    if (type == "Metaspace")
+      return make_metaspace_decoder(string_field(d, "replacement", path), prepend_scheme(d, path));
+    if (type == "Replace")
+      return make_replace_decoder(pattern(d, path), string_field(d, "content", path));
     if (type == "ByteFallback") return make_byte_fallback_decoder();
     if (type == "Fuse") return make_fuse_decoder();
     if (type == "Strip")
       return make_strip_decoder(string_field(d, "content", path), size_field(d, "start", path, 0),
                                 size_field(d, "stop", path, 0));
-    if (type == "BPEDecoder") return make_bpe_decoder(opt_string(d, "suffix", path).value_or("</w>"));
+    if (type == "BPEDecoder")
+      return make_bpe_decoder(opt_string(d, "suffix", path).value_or("</w>"));
     if (type == "Sequence") {
       const json& items = array_field(d, "decoders", path);
       std::vector<std::unique_ptr<Decoder>> out;
@@ -197,10 +219,12 @@ class Parser {
       } else if (item.is_object() && item.contains("SpecialToken")) {
         const std::string name = string_field(item["SpecialToken"], "id", ipath + ".SpecialToken");
         auto it = specials.find(name);
-        if (it == specials.end()) fail(path + ".special_tokens", "no entry for template token '" + name + "'");
+        if (it == specials.end())
+          fail(path + ".special_tokens", "no entry for template token '" + name + "'");
         const json& ids = array_field(*it, "ids", path + ".special_tokens." + name);
         for (std::size_t k = 0; k < ids.size(); ++k) {
-          const Token id = token_id(ids[k], path + ".special_tokens." + name + ".ids[" + std::to_string(k) + "]");
+          const Token id = token_id(
+              ids[k], path + ".special_tokens." + name + ".ids[" + std::to_string(k) + "]");
           (seen_a ? impl.post_suffix : impl.post_prefix).push_back(id);
         }
       } else {
@@ -234,11 +258,13 @@ class Parser {
     bpe.byte_fallback = bool_field(m, "byte_fallback", "model", false);
     bpe.fuse_unk = bool_field(m, "fuse_unk", "model", false);
     bpe.ignore_merges = bool_field(m, "ignore_merges", "model", false);
-    bpe.continuing_subword_prefix = opt_string(m, "continuing_subword_prefix", "model").value_or("");
+    bpe.continuing_subword_prefix =
+        opt_string(m, "continuing_subword_prefix", "model").value_or("");
     bpe.end_of_word_suffix = opt_string(m, "end_of_word_suffix", "model").value_or("");
     if (auto unk = opt_string(m, "unk_token", "model")) {
       auto it = bpe.vocab.find(*unk);
-      if (it == bpe.vocab.end()) fail("model.unk_token", "token '" + *unk + "' is not in the vocabulary");
+      if (it == bpe.vocab.end())
+        fail("model.unk_token", "token '" + *unk + "' is not in the vocabulary");
       bpe.unk_id = it->second;
     }
     if (bpe.byte_fallback) {
@@ -273,11 +299,15 @@ class Parser {
       if (ia == bpe.vocab.end()) fail(path, "token '" + a + "' is not in the vocabulary");
       if (ib == bpe.vocab.end()) fail(path, "token '" + b + "' is not in the vocabulary");
       const std::string merged =
-          a + (prefix_len > 0 && b.compare(0, prefix_len, bpe.continuing_subword_prefix) == 0 ? b.substr(prefix_len) : b);
+          a + (prefix_len > 0 && b.compare(0, prefix_len, bpe.continuing_subword_prefix) == 0
+                   ? b.substr(prefix_len)
+                   : b);
       auto im = bpe.vocab.find(merged);
-      if (im == bpe.vocab.end()) fail(path, "merged token '" + merged + "' is not in the vocabulary");
-      const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(ia->second)) << 32) |
-                                static_cast<std::uint32_t>(ib->second);
+      if (im == bpe.vocab.end())
+        fail(path, "merged token '" + merged + "' is not in the vocabulary");
+      const std::uint64_t key =
+          (static_cast<std::uint64_t>(static_cast<std::uint32_t>(ia->second)) << 32) |
+          static_cast<std::uint32_t>(ib->second);
       // The first (lowest-rank) occurrence of a duplicated pair wins.
       bpe.merges.emplace(key, std::make_pair(static_cast<std::int32_t>(r), im->second));
     }
@@ -298,10 +328,12 @@ class Parser {
       t.lstrip = bool_field(a, "lstrip", path, false);
       t.rstrip = bool_field(a, "rstrip", path, false);
       t.single_word = bool_field(a, "single_word", path, false);
-      if (auto it = impl.model.vocab.find(t.content); it != impl.model.vocab.end() && it->second != t.id)
-        fail(path, "token '" + t.content + "' has id " + std::to_string(t.id) + " but the vocabulary gives it id " +
-                       std::to_string(it->second));
-      if (!impl.added_to_id.emplace(t.content, t.id).second) fail(path, "token '" + t.content + "' is listed twice");
+      if (auto it = impl.model.vocab.find(t.content);
+          it != impl.model.vocab.end() && it->second != t.id)
+        fail(path, "token '" + t.content + "' has id " + std::to_string(t.id) +
+                       " but the vocabulary gives it id " + std::to_string(it->second));
+      if (!impl.added_to_id.emplace(t.content, t.id).second)
+        fail(path, "token '" + t.content + "' is listed twice");
       impl.added.push_back(std::move(t));
     }
   }
@@ -315,22 +347,23 @@ class Parser {
     // Sparse vocabularies exist, but an id far beyond the number of entries
     // is a corrupt file (and would make the table huge).
     if (max_id >= 0 && static_cast<std::size_t>(max_id) >= 4 * entries + 1024)
-      fail("model.vocab", "token id " + std::to_string(max_id) + " is out of range for " + std::to_string(entries) +
-                              " entries");
+      fail("model.vocab", "token id " + std::to_string(max_id) + " is out of range for " +
+                              std::to_string(entries) + " entries");
     const std::size_t n = static_cast<std::size_t>(max_id + 1);
     impl.id_to_token.assign(n, {});
     impl.present.assign(n, 0);
     impl.special.assign(n, 0);
     for (const auto& [s, id] : impl.model.vocab) {
       if (impl.present[id])
-        fail("model.vocab", "id " + std::to_string(id) + " is used by both '" + impl.id_to_token[id] + "' and '" + s + "'");
+        fail("model.vocab", "id " + std::to_string(id) + " is used by both '" +
+                                impl.id_to_token[id] + "' and '" + s + "'");
       impl.present[id] = 1;
       impl.id_to_token[id] = s;
     }
     for (const auto& a : impl.added) {
       if (impl.present[a.id] && impl.id_to_token[a.id] != a.content)
-        fail("added_tokens", "id " + std::to_string(a.id) + " is used by both '" + impl.id_to_token[a.id] + "' and '" +
-                                 a.content + "'");
+        fail("added_tokens", "id " + std::to_string(a.id) + " is used by both '" +
+                                 impl.id_to_token[a.id] + "' and '" + a.content + "'");
       impl.present[a.id] = 1;
       impl.id_to_token[a.id] = a.content;
       impl.special[a.id] = a.special ? 1 : 0;
@@ -372,32 +405,39 @@ std::string read_file(const std::filesystem::path& p) {
 }
 
 // bos_token / eos_token in tokenizer_config.json: a string or {"content": ...}.
-std::optional<std::string> special_token_name(const json& cfg, const char* key, const std::string& origin) {
+std::optional<std::string> special_token_name(const json& cfg, const char* key,
+                                              const std::string& origin) {
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    return (*it)["content"].get<std::string>();
   throw FormatError(origin + ": " + key + ": expected a string or {\"content\": ...}");
 }
 
 }  // namespace
 
-Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view tokenizer_config_json,
+Tokenizer Tokenizer::from_json(std::string_view tokenizer_json,
+                               std::string_view tokenizer_config_json,
                                std::string_view generation_config_json, std::string_view origin) {
   auto impl = std::make_shared<Impl>();
   impl->origin = std::string(origin);
   Parser p(impl->origin);
   const json root = parse_json(tokenizer_json, impl->origin);
-  if (!root.is_object()) p.fail("(top level)", "expected a JSON object, got " + std::string(root.type_name()));
+  if (!root.is_object())
+    p.fail("(top level)", "expected a JSON object, got " + std::string(root.type_name()));
 
   try {
     p.model(p.field(root, "model", "(top level)"), *impl);
     p.added_tokens(root, *impl);
     p.build_id_table(*impl);
-    if (const json* n = p.optional(root, "normalizer")) impl->normalizer = p.normalizer(*n, "normalizer");
-    if (const json* t = p.optional(root, "pre_tokenizer")) impl->pre_tokenizer = p.pre_tokenizer(*t, "pre_tokenizer");
+    if (const json* n = p.optional(root, "normalizer"))
+      impl->normalizer = p.normalizer(*n, "normalizer");
+    if (const json* t = p.optional(root, "pre_tokenizer"))
+      impl->pre_tokenizer = p.pre_tokenizer(*t, "pre_tokenizer");
     if (const json* d = p.optional(root, "decoder")) impl->decoder = p.decoder(*d, "decoder");
-    if (const json* pp = p.optional(root, "post_processor")) p.post_processor(*pp, "post_processor", *impl);
+    if (const json* pp = p.optional(root, "post_processor"))
+      p.post_processor(*pp, "post_processor", *impl);
     for (std::size_t i = 0; i < impl->post_prefix.size(); ++i)
       p.check_id(*impl, impl->post_prefix[i], "post_processor");
     for (std::size_t i = 0; i < impl->post_suffix.size(); ++i)
@@ -420,8 +460,10 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     const std::string corigin = impl->origin + " (tokenizer_config.json)";
     const json cfg = parse_json(tokenizer_config_json, corigin);
     if (!cfg.is_object()) throw FormatError(corigin + ": expected a JSON object");
-    if (auto b = special_token_name(cfg, "bos_token", corigin)) impl->bos = lookup(*b, corigin + ": bos_token");
-    if (auto e = special_token_name(cfg, "eos_token", corigin)) impl->eos.push_back(lookup(*e, corigin + ": eos_token"));
+    if (auto b = special_token_name(cfg, "bos_token", corigin))
+      impl->bos = lookup(*b, corigin + ": bos_token");
+    if (auto e = special_token_name(cfg, "eos_token", corigin))
+      impl->eos.push_back(lookup(*e, corigin + ": eos_token"));
     for (const char* key : {"add_bos_token", "add_eos_token"}) {
       auto it = cfg.find(key);
       if (it == cfg.end() || it->is_null()) continue;
@@ -441,13 +483,15 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     if (const json* e = gp.optional(gen, "eos_token_id")) {
       std::vector<Token> ids;
       if (e->is_array()) {
-        for (std::size_t i = 0; i < e->size(); ++i) ids.push_back(gp.token_id((*e)[i], "eos_token_id[" + std::to_string(i) + "]"));
+        for (std::size_t i = 0; i < e->size(); ++i)
+          ids.push_back(gp.token_id((*e)[i], "eos_token_id[" + std::to_string(i) + "]"));
       } else {
         ids.push_back(gp.token_id(*e, "eos_token_id"));
       }
       for (Token id : ids) {
         gp.check_id(*impl, id, "eos_token_id");
-        if (std::find(impl->eos.begin(), impl->eos.end(), id) == impl->eos.end()) impl->eos.push_back(id);
+        if (std::find(impl->eos.begin(), impl->eos.end(), id) == impl->eos.end())
+          impl->eos.push_back(id);
       }
     }
   }
@@ -458,7 +502,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     auto& pre = impl->post_prefix;
     const bool has = impl->bos && !pre.empty() && pre.front() == *impl->bos;
     if (*add_bos && !has) {
-      if (!impl->bos) throw ConfigError(impl->origin + ": add_bos_token is true but no bos_token is defined");
+      if (!impl->bos)
+        throw ConfigError(impl->origin + ": add_bos_token is true but no bos_token is defined");
       pre.insert(pre.begin(), *impl->bos);
     } else if (!*add_bos && has) {
       pre.erase(pre.begin());
@@ -468,7 +513,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     auto& suf = impl->post_suffix;
     const bool has = !impl->eos.empty() && !suf.empty() && suf.back() == impl->eos.front();
     if (*add_eos && !has) {
-      if (impl->eos.empty()) throw ConfigError(impl->origin + ": add_eos_token is true but no eos_token is defined");
+      if (impl->eos.empty())
+        throw ConfigError(impl->origin + ": add_eos_token is true but no eos_token is defined");
       suf.push_back(impl->eos.front());
     } else if (!*add_eos && has) {
       suf.pop_back();
@@ -485,8 +531,10 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir_or_file) {
   const std::string text = read_file(file);
   const auto dir = file.parent_path();
   std::string cfg, gen;
-  if (std::filesystem::exists(dir / "tokenizer_config.json", ec)) cfg = read_file(dir / "tokenizer_config.json");
-  if (std::filesystem::exists(dir / "generation_config.json", ec)) gen = read_file(dir / "generation_config.json");
+  if (std::filesystem::exists(dir / "tokenizer_config.json", ec))
+    cfg = read_file(dir / "tokenizer_config.json");
+  if (std::filesystem::exists(dir / "generation_config.json", ec))
+    gen = read_file(dir / "generation_config.json");
   return from_json(text, cfg, gen, file.string());
 }
 

@@ -91,7 +91,8 @@ char32_t next_code_point(std::string_view s, std::size_t& i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   const std::size_t n = utf8_len(b0);
   char32_t cp = n == 1 ? b0 : n == 2 ? (b0 & 0x1F) : n == 3 ? (b0 & 0x0F) : (b0 & 0x07);
-  for (std::size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  for (std::size_t k = 1; k < n && i + k < s.size(); ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   i += n;
   return cp;
 }
@@ -125,7 +126,8 @@ const ByteLevelTable& ByteLevelTable::get() {
     ByteLevelTable t;
     int next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const char32_t cp = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(next++);
       append_utf8(t.byte_to_utf8[b], cp);
       t.cp_to_byte[cp] = static_cast<unsigned char>(b);
@@ -195,13 +197,15 @@ struct ThreadMatchContext {
 
 struct MatchData {
   pcre2_match_data* md;
-  explicit MatchData(const pcre2_code* code) : md(pcre2_match_data_create_from_pattern(code, nullptr)) {}
+  explicit MatchData(const pcre2_code* code)
+      : md(pcre2_match_data_create_from_pattern(code, nullptr)) {}
   ~MatchData() { pcre2_match_data_free(md); }
 };
 
 }  // namespace
 
-void Regex::for_each_match(std::string_view text, const std::function<void(std::size_t, std::size_t)>& f) const {
+void Regex::for_each_match(std::string_view text,
+                           const std::function<void(std::size_t, std::size_t)>& f) const {
   thread_local ThreadMatchContext tmc;
   MatchData data(code_->code);
   if (data.md == nullptr) throw CapacityError(where_ + ": out of memory creating PCRE2 match data");
@@ -209,7 +213,8 @@ void Regex::for_each_match(std::string_view text, const std::function<void(std::
   std::size_t pos = 0;
   std::uint32_t flags = 0;
   while (pos <= text.size()) {
-    int rc = pcre2_match(code_->code, subject, text.size(), pos, flags | PCRE2_NO_UTF_CHECK, data.md, tmc.ctx);
+    int rc = pcre2_match(code_->code, subject, text.size(), pos, flags | PCRE2_NO_UTF_CHECK,
+                         data.md, tmc.ctx);
     if (rc == PCRE2_ERROR_NOMATCH) {
       if (flags == 0) break;
       // An empty match was found at pos: advance one character and go on.
@@ -221,7 +226,8 @@ void Regex::for_each_match(std::string_view text, const std::function<void(std::
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      throw CapacityError(where_ + ": regex matching failed: " + reinterpret_cast<const char*>(msg));
+      throw CapacityError(where_ +
+                          ": regex matching failed: " + reinterpret_cast<const char*>(msg));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data.md);
     const std::size_t s = ov[0], e = ov[1];

@@ -19,7 +19,9 @@ std::size_t prev_char_start(std::string_view s, std::size_t end) {
 }
 
 bool is_word_char(char32_t cp) {
-  if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+  if (cp < 0x80)
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
+           cp == '_';
   const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
   return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
          (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
@@ -29,8 +31,9 @@ bool is_word_char(char32_t cp) {
 
 void Tokenizer::Impl::check_id(Token id) const {
   if (id < 0 || static_cast<std::size_t>(id) >= present.size() || !present[id])
-    throw InvalidArgument(origin + ": token id " + std::to_string(id) + " is not in the vocabulary (size " +
-                          std::to_string(present.size()) + ")");
+    throw InvalidArgument(origin + ": token id " + std::to_string(id) +
+                          " is not in the vocabulary (size " + std::to_string(present.size()) +
+                          ")");
 }
 
 std::string Tokenizer::Impl::raw_decode(std::span<const Token> ids) const {
@@ -160,7 +163,9 @@ bool Tokenizer::is_eos(Token id) const {
   return false;
 }
 
-StreamingDetokenizer Tokenizer::streaming(bool skip_special) const { return StreamingDetokenizer(*this, skip_special); }
+StreamingDetokenizer Tokenizer::streaming(bool skip_special) const {
+  return StreamingDetokenizer(*this, skip_special);
+}
 
 // ---- StreamingDetokenizer -------------------------------------------------------------
 //
@@ -186,7 +191,8 @@ std::string StreamingDetokenizer::push(Token id) {
   if (window_.size() > 1) window_.erase(window_.begin(), window_.end() - 1);
   decoded_ = impl_->raw_decode(window_);
   const std::size_t keep = tok::incomplete_utf8_tail(pending_);
-  std::string out = tok::sanitize_utf8(std::string_view(pending_).substr(0, pending_.size() - keep));
+  std::string out =
+      tok::sanitize_utf8(std::string_view(pending_).substr(0, pending_.size() - keep));
   pending_.erase(0, pending_.size() - keep);
   return out;
 }
@@ -195,7 +201,8 @@ std::string StreamingDetokenizer::finish() {
   if (!window_.empty()) {
     const std::string full = impl_->raw_decode(window_);
     std::size_t common = 0;
-    while (common < full.size() && common < decoded_.size() && full[common] == decoded_[common]) ++common;
+    while (common < full.size() && common < decoded_.size() && full[common] == decoded_[common])
+      ++common;
     pending_.append(full, common, std::string::npos);
   }
   std::string out = tok::sanitize_utf8(pending_);

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <assistgen/tokenizer.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,7 +52,8 @@ class Regex {
   /// A literal string pattern (escaped, no regex syntax).
   static Regex literal(std::string_view text, const std::string& where);
   /// Calls f(start, end) for every non-overlapping match, left to right.
-  void for_each_match(std::string_view text, const std::function<void(std::size_t, std::size_t)>& f) const;
+  void for_each_match(std::string_view text,
+                      const std::function<void(std::size_t, std::size_t)>& f) const;
 
  private:
   struct Code;
@@ -97,17 +97,20 @@ class Decoder {
   virtual void apply(std::vector<std::string>& tokens) const = 0;
 };
 
-std::unique_ptr<Normalizer> make_nfx(int form, const std::string& where);  // 0 NFC, 1 NFD, 2 NFKC, 3 NFKD
+std::unique_ptr<Normalizer> make_nfx(int form,
+                                     const std::string& where);  // 0 NFC, 1 NFD, 2 NFKC, 3 NFKD
 std::unique_ptr<Normalizer> make_lowercase();
 std::unique_ptr<Normalizer> make_prepend(std::string prefix);
 std::unique_ptr<Normalizer> make_replace_normalizer(Regex pattern, std::string content);
 std::unique_ptr<Normalizer> make_strip_normalizer(bool left, bool right);
-std::unique_ptr<Normalizer> make_normalizer_sequence(std::vector<std::unique_ptr<Normalizer>> items);
+std::unique_ptr<Normalizer> make_normalizer_sequence(
+    std::vector<std::unique_ptr<Normalizer>> items);
 
 std::unique_ptr<PreTokenizer> make_byte_level_pre(bool add_prefix_space, bool use_regex);
 std::unique_ptr<PreTokenizer> make_split(Regex pattern, SplitBehavior behavior, bool invert);
 enum class PrependScheme { always, first, never };
-std::unique_ptr<PreTokenizer> make_metaspace_pre(std::string replacement, PrependScheme scheme, bool split);
+std::unique_ptr<PreTokenizer> make_metaspace_pre(std::string replacement, PrependScheme scheme,
+                                                 bool split);
 std::unique_ptr<PreTokenizer> make_digits(bool individual);
 std::unique_ptr<PreTokenizer> make_pre_sequence(std::vector<std::unique_ptr<PreTokenizer>> items);
 
@@ -116,7 +119,8 @@ std::unique_ptr<Decoder> make_metaspace_decoder(std::string replacement, Prepend
 std::unique_ptr<Decoder> make_replace_decoder(Regex pattern, std::string content);
 std::unique_ptr<Decoder> make_byte_fallback_decoder();
 std::unique_ptr<Decoder> make_fuse_decoder();
-std::unique_ptr<Decoder> make_strip_decoder(std::string content, std::size_t start, std::size_t stop);
+std::unique_ptr<Decoder> make_strip_decoder(std::string content, std::size_t start,
+                                            std::size_t stop);
 std::unique_ptr<Decoder> make_bpe_decoder(std::string suffix);
 std::unique_ptr<Decoder> make_decoder_sequence(std::vector<std::unique_ptr<Decoder>> items);
 

@@ -191,6 +191,7 @@ TEST_CASE("max_new_tokens reached mid-block and K larger than what remains", "[s
   }
   {
     SpeculativeDecoder dec(draft, target, {.max_new_tokens = 1, .num_assistant_tokens = 4});
+    draft.reset_counters();
     const auto r = dec.generate(kPrompt);
     REQUIRE(r.tokens.size() == 1);
     REQUIRE(r.stats.drafted == 0);
@@ -370,10 +371,10 @@ TEST_CASE("prompt lookup decoding equals plain greedy and accepts copied text", 
   observe_caches(dec, rounds, false);
   target.reset_counters();
   const auto r = dec.generate(prompt);
+  REQUIRE(target.calls() == r.stats.rounds);
   REQUIRE(r.tokens == generate_autoregressive(target, prompt, cfg).tokens);
   REQUIRE(r.stats.acceptance_rate() == 1.0);
   REQUIRE(r.stats.rounds == 6);  // 4 candidates + 1 per round
-  REQUIRE(target.calls() == r.stats.rounds);
   REQUIRE(r.stats.draft_calls == 0);
   check_stats(r, 4);
 
@@ -451,7 +452,10 @@ TEST_CASE("confidence schedule: the draft stops below the threshold", "[schedule
   a.set_round_observer([&](const auto& r) { drafted.push_back(r.drafted); });
   auto r = a.generate(kPrompt);
   REQUIRE(r.tokens == expected);
-  for (std::size_t d : drafted) REQUIRE(d == 1);  // the low-confidence token is still proposed
+  // The low-confidence token is still proposed; the last round (one token
+  // left) drafts nothing.
+  REQUIRE(drafted.back() == 0);
+  for (std::size_t i = 0; i + 1 < drafted.size(); ++i) REQUIRE(drafted[i] == 1);
   SpeculativeDecoder b(sure, target, cfg);
   drafted.clear();
   b.set_round_observer([&](const auto& r2) { drafted.push_back(r2.drafted); });

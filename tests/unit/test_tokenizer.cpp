@@ -4,12 +4,11 @@
 // clear errors for malformed tokenizer.json files.
 #include <assistgen/error.hpp>
 #include <assistgen/tokenizer.hpp>
-
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -30,11 +29,13 @@ json read_json(const std::filesystem::path& p) {
 
 std::string from_hex(const std::string& hex) {
   std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
-std::string stream_decode(const Tokenizer& tok, const std::vector<Token>& ids, bool skip_special = false) {
+std::string stream_decode(const Tokenizer& tok, const std::vector<Token>& ids,
+                          bool skip_special = false) {
   auto st = tok.streaming(skip_special);
   std::string out;
   for (Token id : ids) out += st.push(id);
@@ -75,7 +76,9 @@ json skeleton(json vocab, json merges = json::array()) {
                 {"merges", std::move(merges)}}}};
 }
 
-Tokenizer from(const json& j) { return Tokenizer::from_json(j.dump(), {}, {}, "test tokenizer.json"); }
+Tokenizer from(const json& j) {
+  return Tokenizer::from_json(j.dump(), {}, {}, "test tokenizer.json");
+}
 
 // The vocabulary strings of the ids of encode(text).
 std::vector<std::string> pieces(const Tokenizer& tok, std::string_view text) {
@@ -86,8 +89,10 @@ std::vector<std::string> pieces(const Tokenizer& tok, std::string_view text) {
 
 }  // namespace
 
-TEST_CASE("encode and decode match the Hugging Face JS tokenizer on golden strings", "[tokenizer][golden]") {
-  const std::string name = GENERATE(as<std::string>{}, "gpt2-8k", "llama3-8k", "spm-bf", "spm-bf-metaspace");
+TEST_CASE("encode and decode match the Hugging Face JS tokenizer on golden strings",
+          "[tokenizer][golden]") {
+  const std::string name =
+      GENERATE(as<std::string>{}, "gpt2-8k", "llama3-8k", "spm-bf", "spm-bf-metaspace");
   INFO("tokenizer " << name);
   const Tokenizer tok = Tokenizer::load(kTokDir / name);
   const json goldens = read_json(kTokDir / name / "goldens.json");
@@ -95,7 +100,8 @@ TEST_CASE("encode and decode match the Hugging Face JS tokenizer on golden strin
   REQUIRE(cases.size() >= 200);
   std::size_t invalid_cases = 0;
   for (const auto& c : cases) {
-    const std::string text = c.contains("bytes_hex") ? from_hex(c["bytes_hex"]) : c["text"].get<std::string>();
+    const std::string text =
+        c.contains("bytes_hex") ? from_hex(c["bytes_hex"]) : c["text"].get<std::string>();
     invalid_cases += c.contains("bytes_hex") ? 1 : 0;
     INFO("text: " << c["text"].dump());
     const auto ids = c["ids"].get<std::vector<Token>>();
@@ -126,7 +132,8 @@ TEST_CASE("decode(encode(s)) == s for lossless tokenizers", "[tokenizer]") {
   }
 }
 
-TEST_CASE("streamed pieces are valid UTF-8 even when tokens split characters", "[tokenizer][streaming]") {
+TEST_CASE("streamed pieces are valid UTF-8 even when tokens split characters",
+          "[tokenizer][streaming]") {
   const Tokenizer tok = Tokenizer::load(kTokDir / "spm-bf");
   // CJK and emoji are not in the small vocabulary: they become byte tokens.
   const std::string text = "中文 😀 naïve 👨‍👩‍👧 done";
@@ -151,6 +158,34 @@ TEST_CASE("streamed pieces are valid UTF-8 even when tokens split characters", "
   CHECK(st2.push(*e4).empty());
   CHECK(st2.finish() == "\xEF\xBF\xBD");
   CHECK(tok.decode(std::vector<Token>{*e4}) == "\xEF\xBF\xBD");
+}
+
+TEST_CASE("random bytes encode without throwing; random ids stream like decode",
+          "[tokenizer][streaming]") {
+  const std::string name =
+      GENERATE(as<std::string>{}, "gpt2-8k", "llama3-8k", "spm-bf", "spm-bf-metaspace");
+  INFO("tokenizer " << name);
+  const Tokenizer tok = Tokenizer::load(kTokDir / name);
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 200; ++round) {
+    std::string bytes(rng() % 40, '\0');
+    for (auto& b : bytes) b = static_cast<char>(rng() % 256);
+    const auto ids = tok.encode(bytes, {.add_special_tokens = false});
+    const std::string decoded = tok.decode(ids);
+    CHECK(valid_utf8(decoded));
+    if (name == "gpt2-8k" || name == "llama3-8k") {
+      // Byte-level BPE is lossless on the repaired text.
+      CHECK(decoded == tok.decode(tok.encode(decoded, {.add_special_tokens = false})));
+    }
+    std::vector<Token> random_ids(rng() % 30);
+    for (auto& id : random_ids) {
+      do {
+        id = static_cast<Token>(rng() % tok.vocab_size());
+      } while (!tok.token_to_id(tok.id_to_token(id)));
+    }
+    const bool skip = round % 2 == 1;
+    CHECK(stream_decode(tok, random_ids, skip) == tok.decode(random_ids, skip));
+  }
 }
 
 TEST_CASE("special-token text in user input stays text unless parse_special", "[tokenizer]") {
@@ -181,7 +216,8 @@ TEST_CASE("vocabulary queries, bos/eos and config files", "[tokenizer]") {
 
   const Tokenizer llama3 = Tokenizer::load(kTokDir / "llama3-8k");
   CHECK(llama3.bos_id() == 8000);
-  CHECK(llama3.eos_ids() == std::vector<Token>{8001, 8002});  // tokenizer_config, then generation_config
+  CHECK(llama3.eos_ids() ==
+        std::vector<Token>{8001, 8002});  // tokenizer_config, then generation_config
   CHECK(llama3.is_eos(8002));
   CHECK(llama3.encode("hi").front() == 8000);
   CHECK(llama3.encode("hi", {.add_special_tokens = false}).front() != 8000);
@@ -192,15 +228,18 @@ TEST_CASE("vocabulary queries, bos/eos and config files", "[tokenizer]") {
   CHECK(spm.encode("hi").front() == 1);
 }
 
-TEST_CASE("add_bos_token / add_eos_token in tokenizer_config.json rebuild the template", "[tokenizer]") {
+TEST_CASE("add_bos_token / add_eos_token in tokenizer_config.json rebuild the template",
+          "[tokenizer]") {
   json j = skeleton({{"<s>", 0}, {"</s>", 1}, {"a", 2}});
   j["added_tokens"] = json::array({{{"id", 0}, {"content", "<s>"}, {"special", true}},
                                    {{"id", 1}, {"content", "</s>"}, {"special", true}}});
-  const std::string cfg_on = R"({"bos_token": "<s>", "eos_token": {"content": "</s>"}, "add_bos_token": true, "add_eos_token": true})";
+  const std::string cfg_on =
+      R"({"bos_token": "<s>", "eos_token": {"content": "</s>"}, "add_bos_token": true, "add_eos_token": true})";
   const auto on = Tokenizer::from_json(j.dump(), cfg_on);
   CHECK(on.encode("a") == std::vector<Token>{0, 2, 1});
   CHECK(on.encode("a", {.add_special_tokens = false}) == std::vector<Token>{2});
-  const auto off = Tokenizer::from_json(j.dump(), R"({"bos_token": "<s>", "add_bos_token": false})");
+  const auto off =
+      Tokenizer::from_json(j.dump(), R"({"bos_token": "<s>", "add_bos_token": false})");
   CHECK(off.encode("a") == std::vector<Token>{2});
 }
 
@@ -213,7 +252,10 @@ TEST_CASE("Split pre-tokenizer behaviours follow the Rust crate", "[tokenizer][c
   auto make = [&](const std::string& behavior, bool invert) {
     json j = skeleton(vocab);
     j["model"]["ignore_merges"] = true;
-    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior}, {"invert", invert}};
+    j["pre_tokenizer"] = {{"type", "Split"},
+                          {"pattern", {{"String", "-"}}},
+                          {"behavior", behavior},
+                          {"invert", invert}};
     return from(j);
   };
   using V = std::vector<std::string>;
@@ -226,7 +268,10 @@ TEST_CASE("Split pre-tokenizer behaviours follow the Rust crate", "[tokenizer][c
 
   json rj = skeleton(vocab);
   rj["model"]["ignore_merges"] = true;
-  rj["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "-+"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  rj["pre_tokenizer"] = {{"type", "Split"},
+                         {"pattern", {{"Regex", "-+"}}},
+                         {"behavior", "Isolated"},
+                         {"invert", false}};
   CHECK(pieces(from(rj), "a-b--c") == V{"a", "-", "b", "--", "c"});
 }
 
@@ -234,13 +279,16 @@ TEST_CASE("Metaspace, Digits and normalizers", "[tokenizer][components]") {
   using V = std::vector<std::string>;
   json vocab = json::object();
   Token next = 0;
-  for (const char* s : {"▁", "h", "i", "▁hi", "▁yo", "y", "o", "hi", "a", "b", "1", "2", "3", "123", "ab", "abc", "c"})
+  for (const char* s : {"▁", "h", "i", "▁hi", "▁yo", "y", "o", "hi", "a", "b", "1", "2", "3", "123",
+                        "ab", "abc", "c"})
     vocab[s] = next++;
   {
     json j = skeleton(vocab);
     j["model"]["ignore_merges"] = true;
-    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}};
-    j["decoder"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}};
+    j["pre_tokenizer"] = {
+        {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}};
+    j["decoder"] = {
+        {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "always"}, {"split", true}};
     const auto tok = from(j);
     CHECK(pieces(tok, "hi yo") == V{"▁hi", "▁yo"});
     CHECK(tok.decode(tok.encode("hi yo")) == "hi yo");
@@ -277,14 +325,16 @@ TEST_CASE("Metaspace, Digits and normalizers", "[tokenizer][components]") {
   }
 }
 
-TEST_CASE("BPE options: byte_fallback, unk fusing, subword prefix and suffix", "[tokenizer][components]") {
+TEST_CASE("BPE options: byte_fallback, unk fusing, subword prefix and suffix",
+          "[tokenizer][components]") {
   using V = std::vector<std::string>;
   {
     json vocab = {{"<unk>", 0}, {"a", 1}, {"<0xC3>", 2}, {"<0xA9>", 3}};
     json j = skeleton(vocab);
     j["model"]["byte_fallback"] = true;
     j["model"]["unk_token"] = "<unk>";
-    j["decoder"] = {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+    j["decoder"] = {{"type", "Sequence"},
+                    {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
     const auto tok = from(j);
     CHECK(pieces(tok, "aé") == V{"a", "<0xC3>", "<0xA9>"});
     CHECK(tok.decode(tok.encode("aé")) == "aé");
@@ -299,7 +349,8 @@ TEST_CASE("BPE options: byte_fallback, unk fusing, subword prefix and suffix", "
     CHECK(pieces(from(j), "xyza") == V{"<unk>", "<unk>", "<unk>", "a"});
   }
   {
-    json vocab = {{"l", 0}, {"##o", 1}, {"##w", 2}, {"lo", 3}, {"low", 4}, {"##w</w>", 5}, {"low</w>", 6}, {"##o</w>", 7}};
+    json vocab = {{"l", 0},   {"##o", 1},     {"##w", 2},     {"lo", 3},
+                  {"low", 4}, {"##w</w>", 5}, {"low</w>", 6}, {"##o</w>", 7}};
     json j = skeleton(vocab, json::array({"l ##o", "lo ##w</w>"}));
     j["model"]["continuing_subword_prefix"] = "##";
     j["model"]["end_of_word_suffix"] = "</w>";
@@ -310,12 +361,14 @@ TEST_CASE("BPE options: byte_fallback, unk fusing, subword prefix and suffix", "
   }
   {
     // Merges in the [a, b] form; ranks decide the order, not the position.
-    json j = skeleton({{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}}, json::array({json::array({"b", "c"}), json::array({"a", "b"})}));
+    json j = skeleton({{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}},
+                      json::array({json::array({"b", "c"}), json::array({"a", "b"})}));
     CHECK(pieces(from(j), "abc") == V{"a", "bc"});
   }
 }
 
-TEST_CASE("ByteLevel pre-tokenizer with add_prefix_space and without regex", "[tokenizer][components]") {
+TEST_CASE("ByteLevel pre-tokenizer with add_prefix_space and without regex",
+          "[tokenizer][components]") {
   json vocab = json::object();
   // Byte-level alphabet for ASCII letters and space (space is "Ġ").
   for (char c = 'a'; c <= 'z'; ++c) vocab[std::string(1, c)] = static_cast<int>(c - 'a');
@@ -338,7 +391,8 @@ TEST_CASE("long inputs encode in near-linear time", "[tokenizer][perf]") {
     const std::string text(1 << 20, c);
     const auto t0 = std::chrono::steady_clock::now();
     const auto ids = tok.encode(text, {.add_special_tokens = false});
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     INFO("char '" << c << "': " << ids.size() << " tokens in " << secs << " s");
     CHECK(secs < 5.0);  // quadratic merging would take hours
     CHECK(tok.decode(ids) == text);
@@ -354,7 +408,8 @@ TEST_CASE("encode and decode are safe to call from several threads", "[tokenizer
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
       int good = 0;
-      for (int i = 0; i < 200; ++i) good += tok.encode(text) == expected && tok.decode(expected) == tok.decode(expected);
+      for (int i = 0; i < 200; ++i)
+        good += tok.encode(text) == expected && tok.decode(expected) == tok.decode(expected);
       ok[t] = good;
     });
   for (auto& th : threads) th.join();
@@ -402,7 +457,8 @@ TEST_CASE("malformed tokenizer.json files are clear errors", "[tokenizer][errors
   j["model"]["vocab"]["b"] = "one";
   expect(j, "model.vocab[\"b\"]: expected an integer");
   j = good;
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   expect(j, "pre_tokenizer.pattern: regex '(unclosed' does not compile");
   j = good;
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}};
@@ -417,10 +473,11 @@ TEST_CASE("malformed tokenizer.json files are clear errors", "[tokenizer][errors
   j["added_tokens"] = json::array({{{"content", "<s>"}}});
   expect(j, "added_tokens[0].id: missing required field");
   j = good;
-  j["post_processor"] = {{"type", "TemplateProcessing"},
-                         {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                                                 {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-                         {"special_tokens", json::object()}};
+  j["post_processor"] = {
+      {"type", "TemplateProcessing"},
+      {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+      {"special_tokens", json::object()}};
   expect(j, "no entry for template token '<s>'");
   j = good;
   j["model"]["unk_token"] = "<unk>";

@@ -1,0 +1,61 @@
+// Shared helpers of the fuzz targets. A target may throw only assistgen::Error
+// for bad input; anything else (another exception type, a broken invariant
+// checked with FUZZ_CHECK, a sanitizer report) is a finding. FUZZ_CHECK aborts
+// so that both libFuzzer and the plain replay driver report it as a crash.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
+#define FUZZ_CHECK(cond, msg)                                                        \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      std::fprintf(stderr, "%s:%d: fuzz invariant failed: %s (%s)\n", __FILE__,      \
+                   __LINE__, #cond, msg);                                            \
+      std::abort();                                                                  \
+    }                                                                                \
+  } while (0)
+
+namespace fuzz {
+
+/// True when `s` is well-formed UTF-8 (no overlongs, surrogates or values past
+/// U+10FFFF), as the library promises for every decoded string.
+inline bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  while (i < s.size()) {
+    const unsigned char c = byte(i);
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((byte(i + k) & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (byte(i + k) & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace fuzz

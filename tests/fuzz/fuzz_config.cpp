@@ -1,0 +1,28 @@
+// Fuzz target: ModelConfig::parse (config.json text). Bad input must be a
+// ConfigError or UnsupportedError; an accepted config must satisfy what
+// validate() promises, and validate() must accept it again.
+#include <string_view>
+
+#include "assistgen/config.hpp"
+#include "assistgen/error.hpp"
+#include "fuzz_common.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  try {
+    const assistgen::ModelConfig c = assistgen::ModelConfig::parse(text, "fuzz/config.json");
+    FUZZ_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.intermediate_size > 0, "zero size");
+    FUZZ_CHECK(c.num_hidden_layers > 0 && c.num_hidden_layers <= 1024, "layer count");
+    FUZZ_CHECK(c.num_attention_heads > 0 && c.num_key_value_heads > 0, "zero heads");
+    FUZZ_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, "kv heads must divide heads");
+    FUZZ_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "head_dim");
+    for (const auto id : c.eos_token_ids)
+      FUZZ_CHECK(id >= 0 && static_cast<std::size_t>(id) < c.vocab_size, "eos id out of range");
+    for (const auto id : c.bos_token_ids)
+      FUZZ_CHECK(id >= 0 && static_cast<std::size_t>(id) < c.vocab_size, "bos id out of range");
+    c.validate("fuzz/config.json");
+  } catch (const assistgen::ConfigError&) {
+  } catch (const assistgen::UnsupportedError&) {
+  }
+  return 0;
+}
