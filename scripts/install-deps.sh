@@ -3,7 +3,7 @@
 # run as root (or with sudo).
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev catch2 libbenchmark-dev
-      nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
+      nlohmann-json3-dev libpcre2-dev libutf8proc-dev doxygen)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

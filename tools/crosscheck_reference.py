@@ -7,7 +7,10 @@ safetensors header itself and lets torch interpret the bytes (torch.bfloat16 /
 torch.float16 / torch.float32), computes in torch float32, applies RoPE as a
 complex rotation of (x[i], x[i + d/2]) pairs, derives the llama3 frequencies
 element by element, and runs attention head by head with an explicit kv-head
-index. It then checks, for each model directory:
+index and a per-row key range for sliding windows (keys max(0, i-w+1)..i).
+GPT-2 goes through torch.nn.functional.layer_norm, F.gelu(approximate="tanh")
+and torch.addmm on the Conv1D [in, out] weights. It then checks, for each
+model directory:
   - its logits against hf_reference's float64 logits (relative error < 1e-4,
     same argmax in every row),
   - the stored golden.safetensors logits against both,
@@ -96,7 +99,51 @@ def norm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
+def gpt2_forward(cfg, w, tokens):
+    F = torch.nn.functional
+    t = "transformer." if "transformer.wte.weight" in w else ""
+    h, nh = cfg["n_embd"], cfg["n_head"]
+    d, n, eps = h // nh, len(tokens), cfg.get("layer_norm_epsilon", 1e-5)
+
+    def conv(name, x):
+        return torch.addmm(w[name + ".bias"], x, w[name + ".weight"])
+
+    def ln(name, x):
+        return F.layer_norm(x, (h,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    x = w[t + "wte.weight"][torch.tensor(tokens)] + w[t + "wpe.weight"][:n]
+    for i in range(cfg["n_layer"]):
+        p = f"{t}h.{i}."
+        q, k, v = conv(p + "attn.c_attn", ln(p + "ln_1", x)).split(h, dim=-1)
+        heads = []
+        for hq in range(nh):
+            sl = slice(hq * d, (hq + 1) * d)
+            rows = []
+            for r in range(n):  # row r sees keys 0..r
+                s = (k[: r + 1, sl] @ q[r, sl]) / math.sqrt(d)
+                rows.append(torch.softmax(s, dim=0) @ v[: r + 1, sl])
+            heads.append(torch.stack(rows))
+        x = x + conv(p + "attn.c_proj", torch.cat(heads, dim=-1))
+        x = x + conv(p + "mlp.c_proj", F.gelu(conv(p + "mlp.c_fc", ln(p + "ln_2", x)), approximate="tanh"))
+    x = ln(t + "ln_f", x)
+    head = w["lm_head.weight"] if cfg.get("tie_word_embeddings", True) is False else w[t + "wte.weight"]
+    return (x @ head.T).double()
+
+
+def layer_window(cfg, layer):
+    """Sliding window of `layer` (None: full), following MistralConfig / Qwen2Config."""
+    if cfg["model_type"] == "mistral":
+        return cfg.get("sliding_window", 4096)
+    if cfg["model_type"] == "qwen2" and cfg.get("use_sliding_window", False) and cfg.get("sliding_window"):
+        types = cfg.get("layer_types")
+        sliding = types[layer] == "sliding_attention" if types else layer >= cfg.get("max_window_layers", 28)
+        return cfg["sliding_window"] if sliding else None
+    return None
+
+
 def forward(cfg, w, tokens):
+    if cfg["model_type"] == "gpt2":
+        return gpt2_forward(cfg, w, tokens)
     F = torch.nn.functional
     qwen = cfg["model_type"] == "qwen2"
     nh = cfg["num_attention_heads"]
@@ -120,6 +167,10 @@ def forward(cfg, w, tokens):
         k = rope(lin(p + "self_attn.k_proj", h, qkv_b).view(n, nkv, d), freqs)
         v = lin(p + "self_attn.v_proj", h, qkv_b).view(n, nkv, d)
         mask = torch.ones(n, n, dtype=torch.bool).tril()
+        win = layer_window(cfg, i)
+        if win is not None:
+            for r in range(n):
+                mask[r, : max(0, r - win + 1)] = False
         heads = []
         for hq in range(nh):
             kv = hq // (nh // nkv)
@@ -160,6 +211,16 @@ def check(d):
     same = seq[len(golden["greedy_prompt"]):] == golden["greedy_ids"].tolist()
     ok &= same
     print(f"  greedy_ids reproduced by the crosscheck: {same}")
+    if "tokens_long" in golden:
+        long_tokens = golden["tokens_long"].tolist()
+        a = forward(cfg, w, long_tokens)
+        ref = torch.from_numpy(Model(d).logits(long_tokens))
+        scale = ref.abs().max().item()
+        err = (a - ref).abs().max().item() / scale
+        err_stored = (golden["logits_long"].double() - ref).abs().max().item() / scale
+        good = err < 1e-4 and err_stored < 1e-6 and bool((a.argmax(-1) == ref.argmax(-1)).all())
+        ok &= good
+        print(f"  tokens_long: crosscheck rel err {err:.2e}, stored {err_stored:.2e} -> {'ok' if good else 'FAIL'}")
     return ok
 
 

@@ -1,8 +1,11 @@
 """Independent float64 reference of the Hugging Face decoder forward pass.
 
 Implements, in numpy float64, the math of transformers' LlamaForCausalLM,
-MistralForCausalLM and Qwen2ForCausalLM (modeling_llama.py, modeling_mistral.py,
-modeling_qwen2.py) for a single sequence starting at position 0, reading a HF
+MistralForCausalLM, Qwen2ForCausalLM and GPT2LMHeadModel (modeling_llama.py,
+modeling_mistral.py, modeling_qwen2.py, modeling_gpt2.py) for a single sequence
+starting at position 0, including sliding-window attention (a query at
+position i sees keys j with i - j < sliding_window, HF's
+sliding_window_overlay `kv_idx > q_idx - sliding_window`), reading a HF
 model directory (config.json + model.safetensors, or the shards named by
 model.safetensors.index.json). F32/F16/BF16 weights are widened exactly to
 float64; every intermediate is float64 (HF computes RMSNorm, RoPE tables and
@@ -36,6 +39,7 @@ SUPPORTED = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
     "Qwen2ForCausalLM": "qwen2",
+    "GPT2LMHeadModel": "gpt2",
 }
 
 
@@ -66,6 +70,11 @@ class Config:
                 raise ReferenceError(f"{source}: missing field {key}")
             return raw[key]
 
+        self.sliding_layers = None  # None: the window (if any) applies to every layer
+        if self.model_type == "gpt2":
+            self._gpt2(raw, source)
+            return
+        self.family = "llama"
         self.vocab_size = int(req("vocab_size"))
         self.hidden_size = int(req("hidden_size"))
         self.intermediate_size = int(req("intermediate_size"))
@@ -81,8 +90,8 @@ class Config:
         self.rope_scaling = raw.get("rope_scaling")
         self.tie_word_embeddings = bool(raw.get("tie_word_embeddings", False))
         self.hidden_act = raw.get("hidden_act", "silu")
-        if self.hidden_act != "silu":
-            raise ReferenceError(f"{source}: hidden_act {self.hidden_act!r} unsupported (only silu)")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ReferenceError(f"{source}: hidden_act {self.hidden_act!r} unsupported ({', '.join(ACTIVATIONS)})")
         if self.num_attention_heads % self.num_key_value_heads != 0:
             raise ReferenceError(f"{source}: num_attention_heads not a multiple of num_key_value_heads")
 
@@ -93,12 +102,53 @@ class Config:
             self.sliding_window = None
         elif self.model_type == "qwen2":
             self.qkv_bias, self.o_bias, self.mlp_bias = True, False, False
+            # Qwen2Config: the window counts only with use_sliding_window, and
+            # only in layers layer_types marks "sliding_attention", else in
+            # layers >= max_window_layers (default 28).
             use_sw = bool(raw.get("use_sliding_window", False))
             self.sliding_window = raw.get("sliding_window") if use_sw else None
+            if self.sliding_window is not None:
+                types = raw.get("layer_types")
+                if types is None:
+                    first = raw.get("max_window_layers", 28)
+                    types = ["sliding_attention" if i >= first else "full_attention"
+                             for i in range(self.num_hidden_layers)]
+                self.sliding_layers = [t == "sliding_attention" for t in types]
         else:  # mistral
             self.qkv_bias, self.o_bias, self.mlp_bias = False, False, False
             # MistralConfig's default sliding_window is 4096 when the key is absent.
             self.sliding_window = raw.get("sliding_window", 4096)
+
+    def _gpt2(self, raw, source):
+        """GPT2Config: its own field names and defaults."""
+        self.family = "gpt2"
+        self.vocab_size = int(raw.get("vocab_size", 50257))
+        self.hidden_size = int(raw.get("n_embd", 768))
+        self.num_hidden_layers = int(raw.get("n_layer", 12))
+        self.num_attention_heads = int(raw.get("n_head", 12))
+        self.num_key_value_heads = self.num_attention_heads
+        self.n_positions = int(raw.get("n_positions", 1024))
+        inner = raw.get("n_inner")
+        self.intermediate_size = int(inner) if inner is not None else 4 * self.hidden_size
+        if self.hidden_size % self.num_attention_heads:
+            raise ReferenceError(f"{source}: n_embd not divisible by n_head")
+        self.head_dim = self.hidden_size // self.num_attention_heads
+        self.layer_norm_epsilon = float(raw.get("layer_norm_epsilon", 1e-5))
+        self.tie_word_embeddings = bool(raw.get("tie_word_embeddings", True))
+        self.hidden_act = raw.get("activation_function", "gelu_new")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ReferenceError(f"{source}: activation_function {self.hidden_act!r} unsupported")
+        if not raw.get("scale_attn_weights", True) or raw.get("scale_attn_by_inverse_layer_idx", False):
+            raise ReferenceError(f"{source}: only GPT-2's 1/sqrt(head_dim) attention scaling is modelled")
+        self.sliding_window = None
+
+    def window(self, layer):
+        """The sliding window of `layer`, or None for full causal attention."""
+        if self.sliding_window is None:
+            return None
+        if self.sliding_layers is not None and not self.sliding_layers[layer]:
+            return None
+        return int(self.sliding_window)
 
 
 def load_config(model_dir):
@@ -139,8 +189,14 @@ class Model:
         self.dir = model_dir
         self.config = load_config(model_dir)
         self.w = load_weights(model_dir)
-        self.inv_freq, self.attention_scaling = rope_inv_freq(self.config)
-        self._check_shapes()
+        if self.config.family == "gpt2":
+            # GPT2LMHeadModel checkpoints say "transformer.wte.weight"; bare
+            # GPT2Model exports drop the prefix.
+            self.prefix = "transformer." if "transformer.wte.weight" in self.w else ""
+            self._check_gpt2_shapes()
+        else:
+            self.inv_freq, self.attention_scaling = rope_inv_freq(self.config)
+            self._check_shapes()
 
     def get(self, name):
         if name not in self.w:
@@ -179,6 +235,28 @@ class Model:
             if tuple(got) != shape:
                 raise ReferenceError(f"{self.dir}: tensor {name} has shape {list(got)}, expected {list(shape)}")
 
+    def _check_gpt2_shapes(self):
+        c, t = self.config, self.prefix
+        h, inter = c.hidden_size, c.intermediate_size
+        # Conv1D weights are stored [in, out].
+        want = {t + "wte.weight": (c.vocab_size, h), t + "wpe.weight": (c.n_positions, h),
+                t + "ln_f.weight": (h,), t + "ln_f.bias": (h,)}
+        if not c.tie_word_embeddings:
+            want["lm_head.weight"] = (c.vocab_size, h)
+        for i in range(c.num_hidden_layers):
+            p = f"{t}h.{i}."
+            for ln in ("ln_1", "ln_2"):
+                want[p + ln + ".weight"] = (h,)
+                want[p + ln + ".bias"] = (h,)
+            for name, shape in (("attn.c_attn", (h, 3 * h)), ("attn.c_proj", (h, h)),
+                                ("mlp.c_fc", (h, inter)), ("mlp.c_proj", (inter, h))):
+                want[p + name + ".weight"] = shape
+                want[p + name + ".bias"] = (shape[1],)
+        for name, shape in want.items():
+            got = self.get(name).shape
+            if tuple(got) != shape:
+                raise ReferenceError(f"{self.dir}: tensor {name} has shape {list(got)}, expected {list(shape)}")
+
     # ----------------------------------------------------------- forward ----
 
     def logits(self, tokens):
@@ -191,14 +269,14 @@ class Model:
         for t in tokens:
             if not 0 <= t < c.vocab_size:
                 raise ReferenceError(f"token id {t} out of range [0, {c.vocab_size})")
-        if c.sliding_window is not None and n > int(c.sliding_window):
-            raise ReferenceError(f"sequence length {n} exceeds sliding_window {c.sliding_window}: not modelled")
+        if c.family == "gpt2":
+            return self._gpt2_logits(tokens)
         x = self.get("model.embed_tokens.weight")[tokens]  # [n, h]
         cos, sin = rope_tables(self.inv_freq, self.attention_scaling, np.arange(n, dtype=np.float64))
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
             hn = rms_norm(x, self.get(p + "input_layernorm.weight"), c.rms_norm_eps)
-            x = x + self._attention(p + "self_attn.", hn, cos, sin)
+            x = x + self._attention(p + "self_attn.", hn, cos, sin, c.window(i))
             hn = rms_norm(x, self.get(p + "post_attention_layernorm.weight"), c.rms_norm_eps)
             x = x + self._mlp(p + "mlp.", hn)
         x = rms_norm(x, self.get("model.norm.weight"), c.rms_norm_eps)
@@ -211,7 +289,36 @@ class Model:
             y = y + self.get(name + ".bias")
         return y
 
-    def _attention(self, p, x, cos, sin):
+    def _gpt2_logits(self, tokens):
+        """GPT2LMHeadModel: x = wte[t] + wpe[pos]; per block x += attn(ln_1(x)),
+        x += mlp(ln_2(x)); ln_f; tied head. Conv1D: y = x @ W + b, W [in, out]."""
+        c, t = self.config, self.prefix
+        n = len(tokens)
+        if n > c.n_positions:
+            raise ReferenceError(f"sequence length {n} exceeds n_positions {c.n_positions}")
+        eps = c.layer_norm_epsilon
+        h, nh, hd = c.hidden_size, c.num_attention_heads, c.head_dim
+
+        def conv1d(name, x):
+            return x @ self.get(name + ".weight") + self.get(name + ".bias")
+
+        def ln(name, x):
+            return layer_norm(x, self.get(name + ".weight"), self.get(name + ".bias"), eps)
+
+        act = ACTIVATIONS[c.hidden_act]
+        x = self.get(t + "wte.weight")[tokens] + self.get(t + "wpe.weight")[np.arange(n)]
+        for i in range(c.num_hidden_layers):
+            p = f"{t}h.{i}."
+            qkv = conv1d(p + "attn.c_attn", ln(p + "ln_1", x))  # [n, 3h]: q | k | v
+            q, k, v = (qkv[:, j * h:(j + 1) * h].reshape(n, nh, hd).transpose(1, 0, 2) for j in range(3))
+            out = causal_attention(q, k, v, None).transpose(1, 0, 2).reshape(n, h)
+            x = x + conv1d(p + "attn.c_proj", out)
+            x = x + conv1d(p + "mlp.c_proj", act(conv1d(p + "mlp.c_fc", ln(p + "ln_2", x))))
+        x = ln(t + "ln_f", x)
+        head = self.get(t + "wte.weight") if c.tie_word_embeddings else self.get("lm_head.weight")
+        return x @ head.T
+
+    def _attention(self, p, x, cos, sin, window):
         c = self.config
         n = x.shape[0]
         nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
@@ -225,20 +332,14 @@ class Model:
         # repeat_kv: kv head j serves query heads j*g .. j*g+g-1
         k = np.repeat(k, g, axis=0)
         v = np.repeat(v, g, axis=0)
-        scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)  # [heads, n, n]
-        future = np.triu(np.ones((n, n), dtype=bool), k=1)
-        scores = np.where(future, -np.inf, scores)
-        scores = scores - scores.max(axis=-1, keepdims=True)
-        probs = np.exp(scores)
-        probs = probs / probs.sum(axis=-1, keepdims=True)
-        out = (probs @ v).transpose(1, 0, 2).reshape(n, nh * hd)
+        out = causal_attention(q, k, v, window).transpose(1, 0, 2).reshape(n, nh * hd)
         return self._linear(p + "o_proj", out, c.o_bias)
 
     def _mlp(self, p, x):
         b = self.config.mlp_bias
         gate = self._linear(p + "gate_proj", x, b)
         up = self._linear(p + "up_proj", x, b)
-        return self._linear(p + "down_proj", silu(gate) * up, b)
+        return self._linear(p + "down_proj", ACTIVATIONS[self.config.hidden_act](gate) * up, b)
 
     def generate(self, prompt, n_new):
         """Greedy continuation (argmax, lowest id on ties), recomputing the whole sequence each step.
@@ -262,8 +363,40 @@ def rms_norm(x, weight, eps):
     return weight * (x / np.sqrt(variance + eps))
 
 
+def layer_norm(x, weight, bias, eps):
+    """torch.nn.LayerNorm: biased variance over the last axis."""
+    mean = np.mean(x, axis=-1, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
 def silu(x):
     return x / (1.0 + np.exp(-x))
+
+
+def gelu_tanh(x):
+    """HF's gelu_new (= gelu_pytorch_tanh): the tanh approximation of GELU."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+ACTIVATIONS = {"silu": silu, "swish": silu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh}
+
+
+def causal_attention(q, k, v, window):
+    """softmax(q k^T / sqrt(d) + mask) v for [heads, n, d] arrays. Query i sees
+    keys j <= i, and with a window only those with i - j < window."""
+    n, hd = q.shape[1], q.shape[2]
+    scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)  # [heads, n, n]
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    masked = j > i
+    if window is not None:
+        masked |= (i - j) >= window
+    scores = np.where(masked, -np.inf, scores)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    probs = np.exp(scores)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    return probs @ v
 
 
 def rotate_half(x):

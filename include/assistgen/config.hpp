@@ -20,13 +20,14 @@ namespace assistgen {
 
 /// RoPE frequency scaling (HF `rope_scaling`).
 struct RopeScaling {
+  /// The scaling rule (HF `rope_type`): none, linear (positions divided by
+  /// `factor`) or llama3 (frequency-dependent, with the fields below).
   enum class Type { none, linear, llama3 };
-  Type type = Type::none;
-  double factor = 1.0;
-  // llama3 only:
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  double original_max_position_embeddings = 8192;
+  Type type = Type::none;  ///< which rule applies
+  double factor = 1.0;     ///< HF `factor`
+  double low_freq_factor = 1.0;                    ///< llama3 only: HF `low_freq_factor`
+  double high_freq_factor = 4.0;                   ///< llama3 only: HF `high_freq_factor`
+  double original_max_position_embeddings = 8192;  ///< llama3 only: the pre-scaling context
 };
 
 /// The normalisation before attention, before the MLP and at the end.
@@ -51,28 +52,28 @@ enum class Activation {
 struct ModelConfig {
   std::string architecture;  ///< e.g. "LlamaForCausalLM"; must be in the registry (architecture.hpp)
   std::string model_type;    ///< e.g. "llama"
-  std::size_t vocab_size = 0;
+  std::size_t vocab_size = 0;         ///< logits per position
   std::size_t hidden_size = 0;        ///< GPT-2: n_embd
   std::size_t intermediate_size = 0;  ///< GPT-2: n_inner, 4 * n_embd when null
   std::size_t num_hidden_layers = 0;  ///< GPT-2: n_layer
-  std::size_t num_attention_heads = 0;
-  std::size_t num_key_value_heads = 0;
+  std::size_t num_attention_heads = 0;  ///< query heads (GPT-2: n_head)
+  std::size_t num_key_value_heads = 0;  ///< key/value heads (GQA when fewer than query heads)
   std::size_t head_dim = 0;  ///< hidden_size / heads unless config.json says otherwise
   /// Llama family: the trained context (informative; RoPE may run past it).
   /// Learned positions (GPT-2 n_positions): a hard limit, forward past it is an error.
   std::size_t max_position_embeddings = 0;
-  NormKind norm = NormKind::rms_norm;
+  NormKind norm = NormKind::rms_norm;  ///< the normalisation of the family
   double norm_eps = 1e-6;  ///< rms_norm_eps, or GPT-2's layer_norm_epsilon
-  PositionKind positions = PositionKind::rope;
-  double rope_theta = 10000.0;
-  RopeScaling rope_scaling;
-  bool tie_word_embeddings = false;
+  PositionKind positions = PositionKind::rope;  ///< rotary or learned positions
+  double rope_theta = 10000.0;                  ///< RoPE base frequency
+  RopeScaling rope_scaling;                     ///< RoPE frequency scaling
+  bool tie_word_embeddings = false;             ///< lm_head shares the token embedding matrix
   bool attention_bias = false;  ///< q/k/v biases; Qwen2 and GPT-2 have them
-  bool o_proj_bias = false;
+  bool o_proj_bias = false;  ///< attention output projection bias (GPT-2)
   /// true: down(act(gate(x)) * up(x)) (Llama); false: down(act(up(x))) (GPT-2).
   bool gated_mlp = true;
-  bool mlp_bias = false;
-  Activation activation = Activation::silu;
+  bool mlp_bias = false;                     ///< biases on the MLP projections
+  Activation activation = Activation::silu;  ///< the MLP activation
   std::string hidden_act = "silu";  ///< the HF name `activation` was read from
   /// Sliding-window attention: a query at position i sees keys j with
   /// i - j < sliding_window (HF's sliding_window_overlay). 0: no window.
@@ -80,9 +81,9 @@ struct ModelConfig {
   /// Which layers use the window: empty means all (Mistral); else one flag per
   /// layer (Qwen2: layers >= max_window_layers, or its `layer_types`).
   std::vector<bool> sliding_layers;
-  DType torch_dtype = DType::f32;
-  std::vector<Token> bos_token_ids;
-  std::vector<Token> eos_token_ids;
+  DType torch_dtype = DType::f32;    ///< HF `torch_dtype`: the dtype the weights were saved in
+  std::vector<Token> bos_token_ids;  ///< HF `bos_token_id` (a number or a list; empty when absent)
+  std::vector<Token> eos_token_ids;  ///< HF `eos_token_id` (a number or a list; empty when absent)
 
   /// The window of layer `layer`: sliding_window, or 0 for full attention.
   std::size_t window_of_layer(std::size_t layer) const {

@@ -36,7 +36,7 @@ enum class Schedule {
 /// to check that a draft and a target agree.
 struct SpecialTokens {
   std::vector<Token> eos_token_ids = {};
-  std::optional<Token> bos_token_id;
+  std::optional<Token> bos_token_id = {};
 };
 
 /// Options of one generation. Every field has a usable default; fill the

@@ -89,6 +89,17 @@ class Lookahead {
   /// The equal-error-rate threshold of a sample set (see the file comment);
   /// returns `fallback` when there are 5 samples or fewer or only one outcome.
   static float fit_threshold(std::vector<std::pair<float, bool>> samples, float fallback) {
+    return fit_sorted(samples, fallback);
+  }
+
+ private:
+  void refit() {
+    scratch_.assign(samples_.begin(), samples_.end());  // reuses the allocation
+    threshold_ = fit_sorted(scratch_, threshold_);
+  }
+
+  // Sorts `samples` by probability, descending, then scans the thresholds.
+  static float fit_sorted(std::vector<std::pair<float, bool>>& samples, float fallback) {
     std::size_t positives = 0;
     for (const auto& s : samples) positives += s.second ? 1 : 0;
     const std::size_t negatives = samples.size() - positives;
@@ -111,15 +122,13 @@ class Lookahead {
     return best;
   }
 
- private:
-  void refit() { threshold_ = fit_threshold(samples_, threshold_); }
-
   Schedule schedule_;
   std::size_t initial_k_;
   std::size_t k_;
   float threshold_;
   bool dynamic_;
   std::vector<std::pair<float, bool>> samples_;
+  std::vector<std::pair<float, bool>> scratch_;
 };
 
 }  // namespace assistgen

@@ -49,14 +49,21 @@ constexpr std::string_view dtype_name(DType t) {
 class Logits {
  public:
   Logits() = default;
+  /// A rows x cols matrix of zeros.
   Logits(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols), data_(rows * cols) {}
 
+  /// Rows: one per appended position.
   std::size_t rows() const { return rows_; }
+  /// Columns: the vocabulary size of the model that made it.
   std::size_t cols() const { return cols_; }
+  /// The rows() * cols() values, row-major.
   float* data() { return data_.data(); }
+  /// The rows() * cols() values, row-major.
   const float* data() const { return data_.data(); }
 
+  /// Row `i` (no bounds check).
   std::span<float> row(std::size_t i) { return {data_.data() + i * cols_, cols_}; }
+  /// Row `i` (no bounds check).
   std::span<const float> row(std::size_t i) const { return {data_.data() + i * cols_, cols_}; }
 
   /// Reshape to rows x cols; keeps the allocation when it is large enough.

@@ -1,11 +1,22 @@
-// cpu::Transformer: Llama-family forward pass on the CPU.
+// cpu::Transformer: the decoder forward pass on the CPU for every family of
+// the architecture registry (architecture.hpp).
 //
-// Per layer: RMSNorm -> fused QKV matmul -> RoPE -> write K/V at their
-// positions in the preallocated cache -> causal GQA attention over the cache
-// -> O matmul -> residual -> RMSNorm -> fused gate/up matmul -> SiLU * up ->
-// down matmul -> residual. Matmuls go through oneDNN (matmul.hpp); the rest
-// is Eigen and plain loops. All activations live in the sequence's cache
-// scratch, so a const model serves many sequences at once.
+// Per layer: norm -> fused QKV matmul -> RoPE (rope families) -> write K/V at
+// their positions in the preallocated cache -> causal (optionally
+// sliding-window) GQA attention over the cache -> O matmul -> residual ->
+// norm -> MLP-in matmul -> activation (gated or plain) -> MLP-out matmul ->
+// residual. What differs between families is data in ModelConfig (norm kind,
+// positions, gating, activation, window) and the tensor names of the
+// registry's CheckpointLayout; the loop below branches on that data in a few
+// named places only. Matmuls go through MatmulEngine::run (matmul.hpp); the
+// rest is Eigen and plain loops. All activations live in the sequence's
+// cache scratch, so a const model serves many sequences at once.
+//
+// Sliding window (Mistral, Qwen2 with use_sliding_window): the cache keeps
+// every position and attention reads only keys j with i - j < window (HF's
+// sliding_window_overlay: kv_idx > q_idx - sliding_window). Nothing wraps, so
+// truncate() stays a length change and a rolled-back cache is exactly a fresh
+// one; the cost is memory for the full length rather than the window.
 #include "assistgen/cpu/transformer.hpp"
 
 #include <omp.h>
@@ -17,6 +28,7 @@
 #include <random>
 #include <string>
 
+#include "assistgen/architecture.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "matmul.hpp"
@@ -30,12 +42,17 @@ using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 
 namespace {
 
+/// A norm's parameters; `bias` is empty for RMSNorm.
+struct NormWeights {
+  std::vector<float> weight, bias;
+};
+
 struct Layer {
-  std::vector<float> attn_norm, mlp_norm;
+  NormWeights attn_norm, mlp_norm;
   LinearWeights qkv;      // [q_dim + 2 kv_dim, hidden]
   LinearWeights o;        // [hidden, q_dim]
-  LinearWeights gate_up;  // [2 * intermediate, hidden]
-  LinearWeights down;     // [hidden, intermediate]
+  LinearWeights mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else [intermediate, hidden]
+  LinearWeights mlp_out;  // [hidden, intermediate]
 };
 
 // Inverse RoPE frequencies with HF's scaling rules (linear, llama3).
@@ -84,20 +101,28 @@ class NormalGen {
 struct Transformer::Impl {
   ModelConfig cfg;
   LoadOptions opts;
-  std::size_t q_dim = 0, kv_dim = 0;
-  std::vector<float> embed;  // [vocab, hidden]
+  std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
+  std::vector<float> embed;      // [vocab, hidden]
+  std::vector<float> pos_embed;  // [max_position_embeddings, hidden]; learned positions only
   std::vector<Layer> layers;
-  std::vector<float> final_norm;
+  NormWeights final_norm;
   LinearWeights lm_head;  // [vocab, hidden]; a copy of embed when tied
   std::vector<double> inv_freq;
   detail::MatmulEngine mm;
 
+  void init_dims() {
+    q_dim = cfg.num_attention_heads * cfg.head_dim;
+    kv_dim = cfg.num_key_value_heads * cfg.head_dim;
+    mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
+    if (cfg.positions == PositionKind::rope) inv_freq = rope_inv_freq(cfg);
+  }
+
   std::size_t weight_bytes() const {
-    std::size_t n = embed.size() + final_norm.size() + lm_head.w.size();
+    auto lin = [](const LinearWeights& w) { return w.w.size() + w.b.size(); };
+    auto nrm = [](const NormWeights& w) { return w.weight.size() + w.bias.size(); };
+    std::size_t n = embed.size() + pos_embed.size() + nrm(final_norm) + lin(lm_head);
     for (const auto& l : layers)
-      n += l.attn_norm.size() + l.mlp_norm.size() + l.qkv.w.size() + l.qkv.b.size() +
-           l.o.w.size() + l.o.b.size() + l.gate_up.w.size() + l.gate_up.b.size() +
-           l.down.w.size() + l.down.b.size();
+      n += nrm(l.attn_norm) + nrm(l.mlp_norm) + lin(l.qkv) + lin(l.o) + lin(l.mlp_in) + lin(l.mlp_out);
     return n * sizeof(float);
   }
 
@@ -105,20 +130,25 @@ struct Transformer::Impl {
     if (opts.dtype != DType::f32)
       throw UnsupportedError("cpu::Transformer: compute dtype '" + std::string(dtype_name(opts.dtype)) +
                              "' is not built yet; weights are converted to f32 at load (use f32)");
-    if (cfg.head_dim % 2 != 0)
-      throw ConfigError("cpu::Transformer: head_dim " + std::to_string(cfg.head_dim) +
-                        " must be even for RoPE");
+    architecture_of(cfg);  // throws for an unregistered architecture
   }
 
-  void rmsnorm(const float* x, const std::vector<float>& w, float* y, std::size_t n) const {
+  void norm(const float* x, const NormWeights& nw, float* y, std::size_t n) const {
     const auto h = static_cast<Eigen::Index>(cfg.hidden_size);
-    ConstVecMap wv(w.data(), h);
+    const auto eps = static_cast<float>(cfg.norm_eps);
+    ConstVecMap w(nw.weight.data(), h);
     for (std::size_t i = 0; i < n; ++i) {
       ConstVecMap xv(x + i * cfg.hidden_size, h);
       VecMap yv(y + i * cfg.hidden_size, h);
-      const float ms = xv.squaredNorm() / static_cast<float>(h);
-      const float r = 1.0f / std::sqrt(ms + static_cast<float>(cfg.rms_norm_eps));
-      yv = (xv * r).cwiseProduct(wv);
+      if (cfg.norm == NormKind::rms_norm) {
+        const float ms = xv.squaredNorm() / static_cast<float>(h);
+        yv = (xv * (1.0f / std::sqrt(ms + eps))).cwiseProduct(w);
+      } else {  // LayerNorm: biased variance, as torch.nn.LayerNorm
+        const float mean = xv.mean();
+        yv = xv.array() - mean;
+        const float var = yv.squaredNorm() / static_cast<float>(h);
+        yv = (yv * (1.0f / std::sqrt(var + eps))).cwiseProduct(w) + ConstVecMap(nw.bias.data(), h);
+      }
     }
   }
 
@@ -130,6 +160,15 @@ struct Transformer::Impl {
       v[i] = a * cos_t[i] - b * sin_t[i];
       v[i + half] = b * cos_t[i] + a * sin_t[i];
     }
+  }
+
+  // act(x) elementwise, for the configured activation.
+  template <class In>
+  auto activate(const In& x) const -> Eigen::ArrayXf {
+    if (cfg.activation == Activation::silu) return x / (1.0f + (-x).exp());
+    // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + (kC * (x + 0.044715f * x.cube())).tanh());
   }
 
   Logits forward(std::span<const Token> tokens, TransformerCache& cache) const;
@@ -150,10 +189,14 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   kv.check_append(n);
   const std::size_t pos0 = kv.size();
   const std::size_t total = pos0 + n;
-  if (cfg.sliding_window != 0 && total > cfg.sliding_window)
-    throw UnsupportedError("sliding-window attention is not supported yet: sequence length " +
-                           std::to_string(total) + " exceeds sliding_window " +
-                           std::to_string(cfg.sliding_window) + " of " + cfg.architecture);
+  const bool learned_positions = cfg.positions == PositionKind::learned;
+  if (learned_positions && total > cfg.max_position_embeddings)
+    throw CapacityError("cpu::Transformer::forward: " + cfg.architecture + " has learned positions 0.." +
+                        std::to_string(cfg.max_position_embeddings - 1) +
+                        " (n_positions / max_position_embeddings = " +
+                        std::to_string(cfg.max_position_embeddings) + "); appending " + std::to_string(n) +
+                        " tokens after " + std::to_string(pos0) + " would need position " +
+                        std::to_string(total - 1));
 
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
   const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
@@ -164,16 +207,16 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
 
   // Carve the scratch buffer.
   const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
-                    sz_gu = n * 2 * I, sz_act = n * I, sz_rope = n * hd,
+                    sz_mlp = n * mlp_in_dim, sz_act = n * I, sz_rope = n * hd,
                     sz_scores = static_cast<std::size_t>(threads) * total;
   auto& s = cache.scratch_;
-  s.resize(sz_x + sz_xn + sz_qkv + sz_att + sz_gu + sz_act + sz_rope + sz_scores);
+  s.resize(sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores);
   float* x = s.data();
   float* xn = x + sz_x;
   float* qkv = xn + sz_xn;
   float* att = qkv + sz_qkv;
-  float* gu = att + sz_att;
-  float* act = gu + sz_gu;
+  float* mlp = att + sz_att;
+  float* act = mlp + sz_mlp;
   float* rope_cs = act + sz_act;  // per token: cos[half], sin[half]
   float* scores = rope_cs + sz_rope;
 
@@ -181,41 +224,51 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   auto& dscratch = cache.dnnl_scratch_;
 
   for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t pos = pos0 + i;
     std::copy_n(embed.data() + static_cast<std::size_t>(tokens[i]) * H, H, x + i * H);
-    const double pos = static_cast<double>(pos0 + i);
-    for (std::size_t j = 0; j < half; ++j) {
-      const double a = pos * inv_freq[j];
-      rope_cs[i * hd + j] = static_cast<float>(std::cos(a));
-      rope_cs[i * hd + half + j] = static_cast<float>(std::sin(a));
+    if (learned_positions) {
+      Eigen::Map<Eigen::ArrayXf>(x + i * H, static_cast<Eigen::Index>(H)) +=
+          Eigen::Map<const Eigen::ArrayXf>(pos_embed.data() + pos * H, static_cast<Eigen::Index>(H));
+    } else {
+      for (std::size_t j = 0; j < half; ++j) {
+        const double a = static_cast<double>(pos) * inv_freq[j];
+        rope_cs[i * hd + j] = static_cast<float>(std::cos(a));
+        rope_cs[i * hd + half + j] = static_cast<float>(std::sin(a));
+      }
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const Layer& L = layers[l];
-    rmsnorm(x, L.attn_norm, xn, n);
+    norm(x, L.attn_norm, xn, n);
     mm.run(L.qkv, xn, n, qkv, dscratch, stream);
     for (std::size_t i = 0; i < n; ++i) {
       float* row = qkv + i * qkv_w;
       const float* c = rope_cs + i * hd;
-      for (std::size_t h = 0; h < nq; ++h) rope(row + h * hd, c, c + half);
+      if (!learned_positions)
+        for (std::size_t h = 0; h < nq; ++h) rope(row + h * hd, c, c + half);
       for (std::size_t h = 0; h < nkv; ++h) {
         float* k = row + q_dim + h * hd;
-        rope(k, c, c + half);
+        if (!learned_positions) rope(k, c, c + half);
         std::copy_n(k, hd, kv.key(l, h, pos0 + i));
         std::copy_n(row + q_dim + kv_dim + h * hd, hd, kv.value(l, h, pos0 + i));
       }
     }
-    // Causal attention: token i sees positions [0, pos0 + i].
+    // Token i (position p = pos0 + i) sees positions [first, p]: all of them,
+    // or the last `window` (p - j < window).
+    const std::size_t window = cfg.window_of_layer(l);
     const auto tasks = static_cast<std::ptrdiff_t>(n * nq);
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       const std::size_t i = static_cast<std::size_t>(t) / nq, h = static_cast<std::size_t>(t) % nq;
-      const std::size_t g = h / group, len = pos0 + i + 1;
+      const std::size_t g = h / group, p = pos0 + i;
+      const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
+      const std::size_t len = p + 1 - first;
       float* sc = scores + static_cast<std::size_t>(omp_get_thread_num()) * total;
-      Eigen::Map<const RowMatrix> K(kv.key(l, g, 0), static_cast<Eigen::Index>(len),
+      Eigen::Map<const RowMatrix> K(kv.key(l, g, first), static_cast<Eigen::Index>(len),
                                     static_cast<Eigen::Index>(hd));
-      Eigen::Map<const RowMatrix> V(kv.value(l, g, 0), static_cast<Eigen::Index>(len),
+      Eigen::Map<const RowMatrix> V(kv.value(l, g, first), static_cast<Eigen::Index>(len),
                                     static_cast<Eigen::Index>(hd));
       ConstVecMap q(qkv + i * qkv_w + h * hd, static_cast<Eigen::Index>(hd));
       VecMap sv(sc, static_cast<Eigen::Index>(len));
@@ -230,19 +283,22 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     Eigen::Map<Eigen::ArrayXf>(x, static_cast<Eigen::Index>(n * H)) +=
         Eigen::Map<const Eigen::ArrayXf>(xn, static_cast<Eigen::Index>(n * H));
 
-    rmsnorm(x, L.mlp_norm, xn, n);
-    mm.run(L.gate_up, xn, n, gu, dscratch, stream);
+    norm(x, L.mlp_norm, xn, n);
+    mm.run(L.mlp_in, xn, n, mlp, dscratch, stream);
+    const auto Ii = static_cast<Eigen::Index>(I);
     for (std::size_t i = 0; i < n; ++i) {
-      Eigen::Map<const Eigen::ArrayXf> g(gu + i * 2 * I, static_cast<Eigen::Index>(I));
-      Eigen::Map<const Eigen::ArrayXf> u(gu + i * 2 * I + I, static_cast<Eigen::Index>(I));
-      Eigen::Map<Eigen::ArrayXf> a(act + i * I, static_cast<Eigen::Index>(I));
-      a = g / (1.0f + (-g).exp()) * u;
+      Eigen::Map<Eigen::ArrayXf> a(act + i * I, Ii);
+      Eigen::Map<const Eigen::ArrayXf> first(mlp + i * mlp_in_dim, Ii);
+      if (cfg.gated_mlp)  // act(gate) * up
+        a = activate(first) * Eigen::Map<const Eigen::ArrayXf>(mlp + i * mlp_in_dim + I, Ii);
+      else
+        a = activate(first);
     }
-    mm.run(L.down, act, n, xn, dscratch, stream);
+    mm.run(L.mlp_out, act, n, xn, dscratch, stream);
     Eigen::Map<Eigen::ArrayXf>(x, static_cast<Eigen::Index>(n * H)) +=
         Eigen::Map<const Eigen::ArrayXf>(xn, static_cast<Eigen::Index>(n * H));
   }
-  rmsnorm(x, final_norm, xn, n);
+  norm(x, final_norm, xn, n);
   Logits out(n, cfg.vocab_size);
   mm.run(lm_head, xn, n, out.data(), dscratch, stream);
   kv.commit(n);
@@ -260,14 +316,34 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return r + "]";
 }
 
-// Reads a tensor as float after checking its shape against the config.
-std::vector<float> read(const io::Checkpoint& ck, const std::string& name,
-                        std::vector<std::int64_t> shape) {
-  const io::TensorView& t = ck.tensor(name);
-  if (t.shape != shape)
-    throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " + shape_str(t.shape) +
-                      " but the config implies " + shape_str(shape));
-  return t.to_float();
+// Reads the parts of `src` as one [rows, cols] row-major matrix (cols == 0:
+// a vector of `rows`), transposing parts stored [in, out]. Each part's shape
+// is checked against the config; `used` collects the names read.
+std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::size_t cols,
+                        std::vector<std::string>& used) {
+  std::vector<float> out;
+  out.reserve(src.rows() * std::max<std::size_t>(cols, 1));
+  for (const TensorPart& part : src.parts) {
+    const io::TensorView& t = ck.tensor(part.name);
+    const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
+    std::vector<std::int64_t> want = cols == 0 ? std::vector<std::int64_t>{r}
+                                     : src.transposed ? std::vector<std::int64_t>{c, r}
+                                                      : std::vector<std::int64_t>{r, c};
+    if (t.shape != want)
+      throw FormatError(ck.dir().string() + ": tensor '" + part.name + "' has shape " + shape_str(t.shape) +
+                        " but the config implies " + shape_str(want) +
+                        (src.transposed && cols != 0 ? " (Conv1D: [in, out])" : ""));
+    std::vector<float> v = t.to_float();
+    if (src.transposed && cols != 0) {
+      Eigen::Map<const RowMatrix> stored(v.data(), c, r);
+      std::vector<float> tr(v.size());
+      Eigen::Map<RowMatrix>(tr.data(), r, c) = stored.transpose();
+      v.swap(tr);
+    }
+    out.insert(out.end(), v.begin(), v.end());
+    used.push_back(part.name);
+  }
+  return out;
 }
 
 }  // namespace
@@ -290,75 +366,78 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   impl->cfg = config;
   impl->opts = options;
   impl->check_supported();
+  impl->init_dims();
   const auto& c = impl->cfg;
-  const auto H = static_cast<std::int64_t>(c.hidden_size), I = static_cast<std::int64_t>(c.intermediate_size),
-             V = static_cast<std::int64_t>(c.vocab_size);
-  const auto qd = static_cast<std::int64_t>(c.num_attention_heads * c.head_dim);
-  const auto kvd = static_cast<std::int64_t>(c.num_key_value_heads * c.head_dim);
-  impl->q_dim = static_cast<std::size_t>(qd);
-  impl->kv_dim = static_cast<std::size_t>(kvd);
+  const CheckpointLayout layout =
+      architecture_of(c).layout(c, [&ck](const std::string& name) { return ck.contains(name); });
+  if (layout.layers.size() != c.num_hidden_layers)
+    throw ConfigError(c.architecture + ": the registry's layout names " + std::to_string(layout.layers.size()) +
+                      " layers, the config " + std::to_string(c.num_hidden_layers));
 
-  // Every tensor must be one we use: a stray name usually means a config that
-  // does not describe this checkpoint.
-  std::vector<std::string> expected;
-  auto use = [&](const std::string& name, std::vector<std::int64_t> shape) {
-    expected.push_back(name);
-    return read(ck, name, std::move(shape));
+  // Every tensor must be one we use or one the family ignores: a stray name
+  // usually means a config that does not describe this checkpoint.
+  std::vector<std::string> used;
+  auto linear = [&](const WeightSource& w, const WeightSource& b, std::size_t k) {
+    LinearWeights lw;
+    lw.n = w.rows();
+    lw.k = k;
+    lw.w = read(ck, w, k, used);
+    if (b.present()) {
+      if (b.rows() != lw.n)
+        throw ConfigError(c.architecture + ": bias '" + b.parts.front().name + "' does not match its weight");
+      lw.b = read(ck, b, 0, used);
+    }
+    return lw;
   };
-  auto cat = [](std::vector<std::vector<float>> parts) {
-    std::vector<float> r;
-    for (auto& p : parts) r.insert(r.end(), p.begin(), p.end());
-    return r;
+  auto norm = [&](const WeightSource& w, const WeightSource& b) {
+    NormWeights nw;
+    nw.weight = read(ck, w, 0, used);
+    if (c.norm == NormKind::layer_norm) {
+      if (!b.present()) throw ConfigError(c.architecture + ": LayerNorm without a bias in the layout");
+      nw.bias = read(ck, b, 0, used);
+    }
+    return nw;
   };
 
-  impl->embed = use("model.embed_tokens.weight", {V, H});
-  for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+  impl->embed = read(ck, layout.embed, c.hidden_size, used);
+  if (c.positions == PositionKind::learned)
+    impl->pos_embed = read(ck, layout.position_embed, c.hidden_size, used);
+  for (const LayerWeightSources& src : layout.layers) {
     Layer L;
-    L.attn_norm = use(p + "input_layernorm.weight", {H});
-    L.mlp_norm = use(p + "post_attention_layernorm.weight", {H});
-    L.qkv.w = cat({use(p + "self_attn.q_proj.weight", {qd, H}), use(p + "self_attn.k_proj.weight", {kvd, H}),
-                   use(p + "self_attn.v_proj.weight", {kvd, H})});
-    L.qkv.n = static_cast<std::size_t>(qd + 2 * kvd);
-    L.qkv.k = c.hidden_size;
-    if (c.attention_bias)
-      L.qkv.b = cat({use(p + "self_attn.q_proj.bias", {qd}), use(p + "self_attn.k_proj.bias", {kvd}),
-                     use(p + "self_attn.v_proj.bias", {kvd})});
-    L.o.w = use(p + "self_attn.o_proj.weight", {H, qd});
-    L.o.n = c.hidden_size;
-    L.o.k = static_cast<std::size_t>(qd);
-    if (c.o_proj_bias) L.o.b = use(p + "self_attn.o_proj.bias", {H});
-    L.gate_up.w = cat({use(p + "mlp.gate_proj.weight", {I, H}), use(p + "mlp.up_proj.weight", {I, H})});
-    L.gate_up.n = 2 * c.intermediate_size;
-    L.gate_up.k = c.hidden_size;
-    if (c.mlp_bias)
-      L.gate_up.b = cat({use(p + "mlp.gate_proj.bias", {I}), use(p + "mlp.up_proj.bias", {I})});
-    L.down.w = use(p + "mlp.down_proj.weight", {H, I});
-    L.down.n = c.hidden_size;
-    L.down.k = c.intermediate_size;
-    if (c.mlp_bias) L.down.b = use(p + "mlp.down_proj.bias", {H});
+    L.attn_norm = norm(src.attn_norm, src.attn_norm_bias);
+    L.qkv = linear(src.qkv, src.qkv_bias, c.hidden_size);
+    L.o = linear(src.o, src.o_bias, impl->q_dim);
+    L.mlp_norm = norm(src.mlp_norm, src.mlp_norm_bias);
+    L.mlp_in = linear(src.mlp_in, src.mlp_in_bias, c.hidden_size);
+    L.mlp_out = linear(src.mlp_out, src.mlp_out_bias, c.intermediate_size);
+    if (L.qkv.n != impl->q_dim + 2 * impl->kv_dim || L.o.n != c.hidden_size || L.mlp_in.n != impl->mlp_in_dim ||
+        L.mlp_out.n != c.hidden_size)
+      throw ConfigError(c.architecture + ": the registry's layout disagrees with the config's layer shapes");
     impl->layers.push_back(std::move(L));
   }
-  impl->final_norm = use("model.norm.weight", {H});
-  if (c.tie_word_embeddings) {
+  impl->final_norm = norm(layout.final_norm, layout.final_norm_bias);
+  if (layout.lm_head.present()) {
+    impl->lm_head = linear(layout.lm_head, {}, c.hidden_size);
+  } else {  // tied
     impl->lm_head.w = impl->embed;
-    // Some tied checkpoints also store lm_head.weight; HF ignores it.
-    if (ck.contains("lm_head.weight")) expected.push_back("lm_head.weight");
-  } else {
-    impl->lm_head.w = use("lm_head.weight", {V, H});
+    impl->lm_head.n = c.vocab_size;
+    impl->lm_head.k = c.hidden_size;
   }
-  impl->lm_head.n = c.vocab_size;
-  impl->lm_head.k = c.hidden_size;
 
-  std::sort(expected.begin(), expected.end());
+  std::sort(used.begin(), used.end());
+  auto ignored = [&](const std::string& name) {
+    if (std::find(layout.ignored.begin(), layout.ignored.end(), name) != layout.ignored.end()) return true;
+    for (const auto& suffix : layout.ignored_suffixes)
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return true;
+    return false;
+  };
   for (const auto& name : ck.names()) {
-    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed
-    if (!std::binary_search(expected.begin(), expected.end(), name))
-      throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
-                        " with this config (attention_bias=" + (c.attention_bias ? "true" : "false") +
-                        ", tie_word_embeddings=" + (c.tie_word_embeddings ? "true" : "false") + ")");
+    if (std::binary_search(used.begin(), used.end(), name) || ignored(name)) continue;
+    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
+                      " with this config (attention_bias=" + (c.attention_bias ? "true" : "false") +
+                      ", tie_word_embeddings=" + (c.tie_word_embeddings ? "true" : "false") + ")");
   }
-  impl->inv_freq = rope_inv_freq(c);
   return Transformer(std::move(impl));
 }
 
@@ -368,9 +447,8 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
   impl->cfg = config;
   impl->opts = options;
   impl->check_supported();
+  impl->init_dims();
   const auto& c = impl->cfg;
-  impl->q_dim = c.num_attention_heads * c.head_dim;
-  impl->kv_dim = c.num_key_value_heads * c.head_dim;
   NormalGen gen(seed);
   auto randv = [&](std::size_t count, float sd) {
     std::vector<float> v(count);
@@ -385,18 +463,25 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
     if (bias) w.b = randv(n, 0.02f);
     return w;
   };
+  auto unit_norm = [&] {
+    NormWeights nw;
+    nw.weight.assign(c.hidden_size, 1.0f);
+    if (c.norm == NormKind::layer_norm) nw.bias.assign(c.hidden_size, 0.0f);
+    return nw;
+  };
   impl->embed = randv(c.vocab_size * c.hidden_size, 0.02f);
+  if (c.positions == PositionKind::learned) impl->pos_embed = randv(c.max_position_embeddings * c.hidden_size, 0.02f);
   for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
     Layer L;
-    L.attn_norm.assign(c.hidden_size, 1.0f);
-    L.mlp_norm.assign(c.hidden_size, 1.0f);
+    L.attn_norm = unit_norm();
+    L.mlp_norm = unit_norm();
     L.qkv = linear(impl->q_dim + 2 * impl->kv_dim, c.hidden_size, c.attention_bias);
     L.o = linear(c.hidden_size, impl->q_dim, c.o_proj_bias);
-    L.gate_up = linear(2 * c.intermediate_size, c.hidden_size, c.mlp_bias);
-    L.down = linear(c.hidden_size, c.intermediate_size, c.mlp_bias);
+    L.mlp_in = linear(impl->mlp_in_dim, c.hidden_size, c.mlp_bias);
+    L.mlp_out = linear(c.hidden_size, c.intermediate_size, c.mlp_bias);
     impl->layers.push_back(std::move(L));
   }
-  impl->final_norm.assign(c.hidden_size, 1.0f);
+  impl->final_norm = unit_norm();
   if (c.tie_word_embeddings) {
     impl->lm_head.w = impl->embed;
     impl->lm_head.n = c.vocab_size;
@@ -404,7 +489,6 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
   } else {
     impl->lm_head = linear(c.vocab_size, c.hidden_size, false);
   }
-  impl->inv_freq = rope_inv_freq(c);
   return Transformer(std::move(impl));
 }
 

@@ -28,7 +28,7 @@ void parse_gpt2(const ConfigFields& fields, ModelConfig& c) {
                               std::to_string(c.num_attention_heads) + ")");
   c.head_dim = c.hidden_size / c.num_attention_heads;
   c.norm = NormKind::layer_norm;
-  c.norm_eps = fields.number_or("layer_norm_epsilon", 1e-5);
+  c.norm_eps = fields.epsilon_or("layer_norm_epsilon", 1e-5);
   c.positions = PositionKind::learned;
   c.tie_word_embeddings = fields.boolean_or("tie_word_embeddings", true);
   c.attention_bias = c.o_proj_bias = c.mlp_bias = true;

@@ -35,7 +35,7 @@ void parse_common(const ConfigFields& fields, ModelConfig& c, std::size_t defaul
   }
   c.max_position_embeddings = fields.size_or("max_position_embeddings", default_max_positions);
   c.norm = NormKind::rms_norm;
-  c.norm_eps = fields.number_or("rms_norm_eps", 1e-6);
+  c.norm_eps = fields.epsilon_or("rms_norm_eps", 1e-6);
   c.positions = PositionKind::rope;
   c.rope_theta = fields.number_or("rope_theta", 10000.0);
   c.rope_scaling = detail::parse_rope_scaling(fields);

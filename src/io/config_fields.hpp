@@ -66,6 +66,13 @@ class ConfigFields {
     return j == nullptr ? fallback : number(field, *j);
   }
 
+  /// A norm epsilon: a number in (0, 1), or `fallback` when absent.
+  double epsilon_or(std::string_view field, double fallback) const {
+    const double v = number_or(field, fallback);
+    if (!(v > 0.0 && v < 1.0)) fail(field, "must be > 0 and < 1, got " + std::to_string(v));
+    return v;
+  }
+
   bool boolean_or(std::string_view field, bool fallback) const {
     const json* j = get(field);
     if (j == nullptr) return fallback;

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 
+#include "assistgen/architecture.hpp"
 #include "assistgen/config.hpp"
 #include "assistgen/error.hpp"
 
@@ -83,7 +84,7 @@ TEST_CASE("config: a Llama config is read field by field") {
   CHECK(c.num_key_value_heads == 2);
   CHECK(c.head_dim == 16);
   CHECK(c.max_position_embeddings == 256);
-  CHECK(c.rms_norm_eps == 1e-5);
+  CHECK(c.norm_eps == 1e-5);
   CHECK(c.rope_theta == 500000.0);
   CHECK(c.rope_scaling.type == RopeScaling::Type::none);
   CHECK(c.tie_word_embeddings);
@@ -110,7 +111,7 @@ TEST_CASE("config: HF defaults apply to absent and null fields") {
   CHECK(c.model_type == "llama");
   CHECK(c.num_key_value_heads == 4);  // as many as attention heads
   CHECK(c.head_dim == 16);
-  CHECK(c.rms_norm_eps == 1e-6);
+  CHECK(c.norm_eps == 1e-6);
   CHECK(c.rope_theta == 10000.0);
   CHECK(c.max_position_embeddings == 2048);
   CHECK_FALSE(c.tie_word_embeddings);
@@ -295,12 +296,12 @@ TEST_CASE("config rejects negative values") {
 
 TEST_CASE("config rejects an unknown architecture, listing the supported ones") {
   json j = llama_config();
-  j["architectures"] = {"GPT2LMHeadModel"};
-  require_rejects<UnsupportedError>(
-      j, {"GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"});
+  j["architectures"] = {"FalconForCausalLM"};
+  require_rejects<UnsupportedError>(j, {"FalconForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+                                        "Qwen2ForCausalLM", "GPT2LMHeadModel"});
   j.erase("architectures");
-  j["model_type"] = "gpt2";
-  require_rejects<UnsupportedError>(j, {"'model_type'", "gpt2", "LlamaForCausalLM"});
+  j["model_type"] = "falcon";
+  require_rejects<UnsupportedError>(j, {"'model_type'", "falcon", "LlamaForCausalLM", "GPT2LMHeadModel"});
   j.erase("model_type");
   require_rejects<ConfigError>(j, {"architectures", "model_type"});
   j = llama_config();
@@ -411,4 +412,173 @@ TEST_CASE("config validate checks a hand-built config") {
   c = parse(llama_config());
   c.architecture = "FalconForCausalLM";
   CHECK_THROWS_AS(c.validate("mine"), UnsupportedError);
+}
+
+// ---------------------------------------------------------------------------
+// The architecture registry and GPT-2 / Qwen2 layouts
+
+namespace {
+
+// gpt2's config.json as published on the Hugging Face hub (distilgpt2 differs
+// in n_layer and a few training-only keys).
+json gpt2_config() {
+  return json::parse(R"({
+    "activation_function": "gelu_new",
+    "architectures": ["GPT2LMHeadModel"],
+    "attn_pdrop": 0.1,
+    "bos_token_id": 50256,
+    "embd_pdrop": 0.1,
+    "eos_token_id": 50256,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "model_type": "gpt2",
+    "n_ctx": 1024,
+    "n_embd": 768,
+    "n_head": 12,
+    "n_layer": 12,
+    "n_positions": 1024,
+    "resid_pdrop": 0.1,
+    "summary_activation": null,
+    "summary_first_dropout": 0.1,
+    "summary_proj_to_labels": true,
+    "summary_type": "cls_index",
+    "summary_use_proj": true,
+    "task_specific_params": {"text-generation": {"do_sample": true, "max_length": 50}},
+    "vocab_size": 50257
+  })");
+}
+
+}  // namespace
+
+TEST_CASE("registry: lists every family once and finds them by name and model_type") {
+  std::vector<std::string> names;
+  for (const auto* a : assistgen::architectures()) names.emplace_back(a->name);
+  CHECK(names == std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                          "GPT2LMHeadModel"});
+  CHECK(assistgen::find_architecture("GPT2LMHeadModel") == assistgen::find_architecture_by_model_type("gpt2"));
+  CHECK(assistgen::find_architecture("FalconForCausalLM") == nullptr);
+  CHECK(assistgen::supported_architectures() ==
+        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel");
+  ModelConfig c = parse(llama_config());
+  c.architecture = "FalconForCausalLM";
+  CHECK_THROWS_WITH(assistgen::architecture_of(c), Contains("FalconForCausalLM") && Contains("GPT2LMHeadModel"));
+}
+
+TEST_CASE("config: GPT-2's own field names, read as HF's GPT2Config does") {
+  const ModelConfig c = parse(gpt2_config());
+  CHECK(c.architecture == "GPT2LMHeadModel");
+  CHECK(c.model_type == "gpt2");
+  CHECK(c.vocab_size == 50257);
+  CHECK(c.hidden_size == 768);
+  CHECK(c.num_hidden_layers == 12);
+  CHECK(c.num_attention_heads == 12);
+  CHECK(c.num_key_value_heads == 12);
+  CHECK(c.head_dim == 64);
+  CHECK(c.intermediate_size == 3072);  // n_inner absent: 4 * n_embd
+  CHECK(c.max_position_embeddings == 1024);
+  CHECK(c.norm == assistgen::NormKind::layer_norm);
+  CHECK(c.norm_eps == 1e-5);
+  CHECK(c.positions == assistgen::PositionKind::learned);
+  CHECK(c.activation == assistgen::Activation::gelu_tanh);
+  CHECK(c.hidden_act == "gelu_new");
+  CHECK_FALSE(c.gated_mlp);
+  CHECK(c.attention_bias);
+  CHECK(c.o_proj_bias);
+  CHECK(c.mlp_bias);
+  CHECK(c.tie_word_embeddings);  // PretrainedConfig's default
+  CHECK(c.sliding_window == 0);
+  CHECK(c.bos_token_ids == std::vector<assistgen::Token>{50256});
+  CHECK(c.eos_token_ids == std::vector<assistgen::Token>{50256});
+}
+
+TEST_CASE("config: GPT-2 defaults, n_inner and the unsupported variants") {
+  json j = gpt2_config();
+  for (const char* key : {"n_embd", "n_head", "n_layer", "n_positions", "layer_norm_epsilon",
+                          "activation_function", "bos_token_id", "eos_token_id", "vocab_size"})
+    j.erase(key);
+  ModelConfig c = parse(j);
+  CHECK(c.hidden_size == 768);
+  CHECK(c.num_hidden_layers == 12);
+  CHECK(c.max_position_embeddings == 1024);
+  CHECK(c.vocab_size == 50257);
+  CHECK(c.activation == assistgen::Activation::gelu_tanh);
+  CHECK(c.bos_token_ids == std::vector<assistgen::Token>{50256});  // GPT2Config's default
+
+  j = gpt2_config();
+  j["n_inner"] = 1000;
+  j["n_layer"] = 6;  // distilgpt2
+  j["eos_token_id"] = nullptr;
+  c = parse(j);
+  CHECK(c.intermediate_size == 1000);
+  CHECK(c.num_hidden_layers == 6);
+  CHECK(c.eos_token_ids.empty());
+  j["n_inner"] = nullptr;
+  CHECK(parse(j).intermediate_size == 3072);
+
+  j = gpt2_config();
+  j["activation_function"] = "gelu_pytorch_tanh";
+  CHECK(parse(j).activation == assistgen::Activation::gelu_tanh);
+  j["activation_function"] = "relu";
+  require_rejects<UnsupportedError>(j, {"'activation_function'", "relu", "gelu_new"});
+  j = gpt2_config();
+  j["scale_attn_by_inverse_layer_idx"] = true;
+  require_rejects<UnsupportedError>(j, {"scale_attn_by_inverse_layer_idx"});
+  j = gpt2_config();
+  j["scale_attn_weights"] = false;
+  require_rejects<UnsupportedError>(j, {"scale_attn_weights"});
+  j = gpt2_config();
+  j["n_head"] = 7;
+  require_rejects<ConfigError>(j, {"'n_embd'", "n_head"});
+  j = gpt2_config();
+  j["n_positions"] = 0;
+  require_rejects<ConfigError>(j, {"max_position_embeddings"});
+  j = gpt2_config();
+  j["layer_norm_epsilon"] = 0;
+  require_rejects<ConfigError>(j, {"'layer_norm_epsilon'"});
+  j = gpt2_config();
+  j["n_embd"] = "768";
+  require_rejects<ConfigError>(j, {"'n_embd'"});
+}
+
+TEST_CASE("config: Qwen2's window applies only to the layers it names") {
+  json j = llama_config();
+  j["architectures"] = {"Qwen2ForCausalLM"};
+  j["model_type"] = "qwen2";
+  j["num_hidden_layers"] = 3;
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 8;
+  j["max_window_layers"] = 1;  // layers >= 1 slide
+  ModelConfig c = parse(j);
+  CHECK(c.sliding_window == 8);
+  CHECK(c.window_of_layer(0) == 0);
+  CHECK(c.window_of_layer(1) == 8);
+  CHECK(c.window_of_layer(2) == 8);
+  j.erase("max_window_layers");  // default 28: no layer of three slides
+  c = parse(j);
+  CHECK(c.window_of_layer(2) == 0);
+  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};
+  c = parse(j);
+  CHECK(c.window_of_layer(0) == 8);
+  CHECK(c.window_of_layer(1) == 0);
+  CHECK(c.window_of_layer(2) == 8);
+  j["use_sliding_window"] = false;  // then layer_types cannot turn the window on
+  CHECK(parse(j).window_of_layer(0) == 0);
+  j["use_sliding_window"] = true;
+  j["layer_types"] = {"sliding_attention", "full_attention"};
+  require_rejects<ConfigError>(j, {"'layer_types'", "3"});
+  j["layer_types"] = {"sliding_attention", "full_attention", "chunked_attention"};
+  require_rejects<ConfigError>(j, {"'layer_types'", "chunked_attention"});
+}
+
+TEST_CASE("config: a Mistral window applies to every layer") {
+  json j = llama_config();
+  j["architectures"] = {"MistralForCausalLM"};
+  j["model_type"] = "mistral";
+  j["sliding_window"] = 8;
+  const ModelConfig c = parse(j);
+  CHECK(c.window_of_layer(0) == 8);
+  CHECK(c.window_of_layer(1) == 8);
+  CHECK(c.positions == assistgen::PositionKind::rope);
+  CHECK(c.norm == assistgen::NormKind::rms_norm);
+  CHECK(c.gated_mlp);
 }

@@ -20,12 +20,13 @@ namespace assistgen::io {
 
 /// A view of one stored tensor. Valid while its file is open.
 struct TensorView {
-  std::string name;
-  DType dtype = DType::f32;
-  std::vector<std::int64_t> shape;
+  std::string name;                  ///< tensor name, e.g. "model.norm.weight"
+  DType dtype = DType::f32;          ///< stored element type
+  std::vector<std::int64_t> shape;   ///< dimensions, outermost first
   std::span<const std::byte> data;  ///< exactly numel * dtype_size bytes
   std::string file;                 ///< path of the file holding it (for errors)
 
+  /// Elements: the product of `shape` (1 for a scalar).
   std::size_t numel() const;
   /// Converts F32/F16/BF16 elements to float (throws FormatError for others).
   std::vector<float> to_float() const;
@@ -41,16 +42,19 @@ class SafetensorsFile {
   /// Opens and validates `path`. Throws IoError / FormatError.
   explicit SafetensorsFile(const std::filesystem::path& path);
   ~SafetensorsFile();
-  SafetensorsFile(SafetensorsFile&&) noexcept;
-  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
+  SafetensorsFile(SafetensorsFile&&) noexcept;             ///< Moves the mapping; views stay valid.
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;  ///< Moves the mapping; views stay valid.
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
+  /// The path it was opened from.
   const std::filesystem::path& path() const;
+  /// Whether the file holds a tensor called `name`.
   bool contains(const std::string& name) const;
   /// Throws FormatError naming the file and the tensor when absent.
   const TensorView& tensor(const std::string& name) const;
   std::vector<std::string> names() const;  ///< sorted
+  /// The header's `__metadata__` map (empty when absent).
   const std::map<std::string, std::string>& metadata() const;
 
  private:
@@ -66,12 +70,15 @@ class SafetensorsFile {
 /// as in Hugging Face transformers. Move-only; views survive moves.
 class Checkpoint {
  public:
+  /// Opens and validates the weights of model directory `dir`. Throws IoError / FormatError.
   explicit Checkpoint(const std::filesystem::path& dir);
   ~Checkpoint();
-  Checkpoint(Checkpoint&&) noexcept;
-  Checkpoint& operator=(Checkpoint&&) noexcept;
+  Checkpoint(Checkpoint&&) noexcept;             ///< Moves the mappings; views stay valid.
+  Checkpoint& operator=(Checkpoint&&) noexcept;  ///< Moves the mappings; views stay valid.
 
+  /// The model directory.
   const std::filesystem::path& dir() const;
+  /// Whether any file of the checkpoint holds a tensor called `name`.
   bool contains(const std::string& name) const;
   /// Throws FormatError naming the directory and the tensor when absent.
   const TensorView& tensor(const std::string& name) const;

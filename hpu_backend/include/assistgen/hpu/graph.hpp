@@ -83,7 +83,7 @@ struct NodeAttrs {
   float eps = 0.0f;                ///< rmsnorm
   bool transpose_b = false;        ///< gemm, batch_gemm
   std::int64_t head_dim = 0;       ///< rope
-  std::vector<std::int64_t> perm;  ///< transpose
+  std::vector<std::int64_t> perm = {};  ///< transpose
   std::int64_t length = 0;         ///< kv_read: positions read
 };
 

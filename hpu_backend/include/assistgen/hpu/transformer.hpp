@@ -1,0 +1,134 @@
+// hpu::Transformer: Llama-family decoders (Llama, Mistral, Qwen2) run as
+// static-shape graphs on an hpu::Device, the way Gaudi wants them: every
+// forward pass is padded to a (batch, tokens, kv_len) bucket, the compiled
+// graph for that bucket comes from an LRU GraphCache, and the KV cache is
+// preallocated and written in place. Rollback during assisted generation is
+// only a length, so speculative decoding needs no new shape: after warmup()
+// a whole assisted generation compiles nothing.
+//
+// It models CausalLM, so SpeculativeDecoder<hpu::Transformer, hpu::Transformer>
+// works unchanged. On the CPU reference device (the default) its logits match
+// cpu::Transformer within float tolerance. This header needs neither oneDNN
+// nor Habana's headers.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "assistgen/backend.hpp"
+#include "assistgen/config.hpp"
+#include "assistgen/hpu/bucketing.hpp"
+#include "assistgen/hpu/device.hpp"
+#include "assistgen/hpu/graph_cache.hpp"
+#include "assistgen/hpu/kv_cache.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen::io {
+class Checkpoint;
+}
+
+namespace assistgen::hpu {
+
+/// How to load and run a model.
+struct Options {
+  /// The device; null means a new CPU reference device.
+  std::shared_ptr<Device> device;
+  /// Bucket ranges; kv_len.max is the preallocated cache length, so it bounds
+  /// make_cache's capacity.
+  BucketConfig buckets;
+  /// Recipes kept by the graph cache; 0 means one per warm-up bucket.
+  std::size_t graph_cache_capacity = 0;
+  /// Compiles a graph; null means device->compile. Inject one to count,
+  /// log or time compilations.
+  GraphCache::CompileFn compile;
+  /// Compile every bucket while loading (see Transformer::warmup).
+  bool warmup = false;
+  /// Compute type. Only f32 is built (bf16/f16 checkpoints are converted at load).
+  DType dtype = DType::f32;
+};
+
+/// Counters of the forward passes run with one cache.
+struct ForwardStats {
+  std::size_t launches = 0;       ///< recipe launches (one per chunk)
+  std::size_t tokens = 0;         ///< real tokens processed
+  std::size_t padded_tokens = 0;  ///< token slots that were padding
+};
+
+/// Per-sequence state: the static KV cache plus device buffers for the
+/// per-launch inputs and outputs, sized for the largest bucket. Move-only.
+class TransformerCache {
+ public:
+  TransformerCache() = default;
+  TransformerCache(TransformerCache&&) noexcept = default;
+  TransformerCache& operator=(TransformerCache&&) noexcept = default;
+
+  std::size_t size() const { return kv_.size(); }
+  std::size_t capacity() const { return kv_.capacity(); }
+  /// Rollback to the first n positions: O(1), no device work. Throws
+  /// InvalidArgument if n > size().
+  void truncate(std::size_t n) { kv_.truncate(n); }
+  /// Bytes of device memory held (K/V and launch buffers).
+  std::size_t bytes() const;
+  const StaticKvCache& kv() const { return kv_; }
+  const ForwardStats& stats() const { return stats_; }
+
+ private:
+  friend class Transformer;
+  StaticKvCache kv_;
+  DeviceBuffer ids_, index_, cos_, sin_, mask_, logits_, workspace_;
+  ForwardStats stats_;
+};
+
+/// A loaded Llama-family model on an hpu::Device. Immutable after loading
+/// (the graph cache is internally synchronised); share it between threads,
+/// each with its own cache. Move-only.
+class Transformer {
+ public:
+  using Cache = TransformerCache;
+
+  /// Loads an HF model directory (config.json + safetensors).
+  static Transformer load(const std::filesystem::path& dir, const Options& options = {});
+  /// Builds a model from a parsed config and an open checkpoint.
+  static Transformer from_checkpoint(const ModelConfig& config, const io::Checkpoint& weights,
+                                     const Options& options = {});
+
+  Transformer(Transformer&&) noexcept;
+  Transformer& operator=(Transformer&&) noexcept;
+  ~Transformer();
+
+  const ModelConfig& config() const;
+  std::size_t vocab_size() const;
+  const Device& device() const;
+  const Bucketing& bucketing() const;
+  /// The compiled-graph cache (its stats count compilations).
+  const GraphCache& graph_cache() const;
+
+  /// Every bucket warmup() compiles.
+  std::vector<Bucket> warmup_buckets() const;
+  /// Compiles the graph of every warm-up bucket not yet cached; returns how
+  /// many were compiled. Throws ConfigError when the graph cache cannot hold
+  /// them all (they would evict one another).
+  std::size_t warmup() const;
+
+  /// An empty cache for up to `capacity` positions; CapacityError when
+  /// capacity exceeds the largest kv_len bucket.
+  Cache make_cache(std::size_t capacity) const;
+
+  /// Appends `tokens` to `cache` and returns their logits [n, vocab]. Runs
+  /// one launch per chunk of at most the largest token bucket. Throws
+  /// InvalidArgument for an empty input or a token id out of range,
+  /// CapacityError when the cache cannot hold them; the cache is unchanged then.
+  Logits forward(std::span<const Token> tokens, Cache& cache) const;
+
+ private:
+  struct Impl;
+  explicit Transformer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+static_assert(CausalLM<Transformer>);
+
+}  // namespace assistgen::hpu

@@ -1,0 +1,139 @@
+// The Llama forward pass as an IR graph. Per layer: RMSNorm -> q/k/v gemms
+// -> RoPE -> K/V written in place at their positions -> a static kv_len
+// prefix read back -> grouped-query attention as two batch_gemms over
+// [B * kv_heads, group * T, .] (GQA without repeating K/V: the query heads of
+// one kv head are contiguous) with the additive mask broadcast over heads ->
+// o gemm -> residual -> RMSNorm -> SwiGLU MLP -> residual.
+#include "decoder_graph.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace assistgen::hpu::detail {
+
+DecoderSpec DecoderSpec::from(const ModelConfig& c, std::size_t slots) {
+  DecoderSpec s;
+  s.layers = c.num_hidden_layers;
+  s.hidden = c.hidden_size;
+  s.intermediate = c.intermediate_size;
+  s.vocab = c.vocab_size;
+  s.heads = c.num_attention_heads;
+  s.kv_heads = c.num_key_value_heads;
+  s.head_dim = c.head_dim;
+  s.eps = static_cast<float>(c.norm_eps);
+  s.qkv_bias = c.attention_bias;
+  s.o_bias = c.o_proj_bias;
+  s.mlp_bias = c.mlp_bias;
+  s.tied = c.tie_word_embeddings;
+  s.slots = slots;
+  return s;
+}
+
+std::string DecoderSpec::kind() const {
+  return "llama-decoder/L" + std::to_string(layers) + "/H" + std::to_string(hidden) + "/I" +
+         std::to_string(intermediate) + "/V" + std::to_string(vocab) + "/h" + std::to_string(heads) +
+         "/kv" + std::to_string(kv_heads) + "/d" + std::to_string(head_dim) + "/s" +
+         std::to_string(slots) + (qkv_bias ? "/qkvb" : "") + (o_bias ? "/ob" : "") +
+         (mlp_bias ? "/mb" : "") + (tied ? "/tied" : "");
+}
+
+Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t tokens,
+                          std::size_t kv_len) {
+  using I = std::int64_t;
+  const I B = static_cast<I>(batch), T = static_cast<I>(tokens), L = static_cast<I>(kv_len);
+  const I H = static_cast<I>(s.hidden), F = static_cast<I>(s.intermediate), V = static_cast<I>(s.vocab);
+  const I nq = static_cast<I>(s.heads), nkv = static_cast<I>(s.kv_heads), hd = static_cast<I>(s.head_dim);
+  const I group = nq / nkv, qd = nq * hd, kvd = nkv * hd, S = static_cast<I>(s.slots);
+
+  Graph g(s.kind());
+  auto weight = [&](const std::string& name, std::vector<I> shape) {
+    return g.add_tensor(name, std::move(shape), DType::f32, TensorKind::weight);
+  };
+  auto tmp = [&](const std::string& name, std::vector<I> shape) {
+    return g.add_tensor(name, std::move(shape), DType::f32, TensorKind::intermediate);
+  };
+  auto linear = [&](const std::string& name, int x, std::vector<I> in_shape, I out, I in, bool bias) {
+    std::vector<int> ins{x, weight(name + ".w", {out, in})};
+    if (bias) ins.push_back(weight(name + ".b", {out}));
+    in_shape.back() = out;
+    const int y = tmp(name + ".out", in_shape);
+    g.add_node(Op::gemm, name, ins, {y}, {.transpose_b = true});
+    return y;
+  };
+  auto node = [&](Op op, const std::string& name, std::vector<int> ins, std::vector<I> shape,
+                  NodeAttrs attrs = {}) {
+    const int y = tmp(name, std::move(shape));
+    g.add_node(op, name, std::move(ins), {y}, std::move(attrs));
+    return y;
+  };
+
+  const int ids = g.add_tensor("ids", {B, T}, DType::i32, TensorKind::input);
+  const int index = g.add_tensor("write_index", {T}, DType::i32, TensorKind::input);
+  const int cos = g.add_tensor("cos", {T, hd / 2}, DType::f32, TensorKind::input);
+  const int sin = g.add_tensor("sin", {T, hd / 2}, DType::f32, TensorKind::input);
+  const int mask = g.add_tensor("mask", {B, 1, 1, T, L}, DType::f32, TensorKind::input);
+  const int embed = weight("embed", {V, H});
+
+  int x = node(Op::embedding, "embed.out", {ids, embed}, {B, T, H});
+  for (std::size_t l = 0; l < s.layers; ++l) {
+    auto nm = [&](const char* what) { return layer_name(l, what); };
+    const int kc = g.add_tensor(nm("k_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
+    const int vc = g.add_tensor(nm("v_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
+
+    const int xn = node(Op::rmsnorm, nm("attn_norm.out"), {x, weight(nm("attn_norm"), {H})}, {B, T, H},
+                        {.eps = s.eps});
+    const int q = linear(nm("q"), xn, {B, T, H}, qd, H, s.qkv_bias);
+    const int k = linear(nm("k"), xn, {B, T, H}, kvd, H, s.qkv_bias);
+    const int v = linear(nm("v"), xn, {B, T, H}, kvd, H, s.qkv_bias);
+    const int qr = node(Op::rope, nm("q.rope"), {q, cos, sin}, {B, T, qd}, {.head_dim = hd});
+    const int kr = node(Op::rope, nm("k.rope"), {k, cos, sin}, {B, T, kvd}, {.head_dim = hd});
+
+    // K/V rows to [B, kv_heads, T, hd], then index_copy into the cache.
+    auto to_heads = [&](int t, const char* what) {
+      const int r = node(Op::reshape, nm(what) + std::string(".4d"), {t}, {B, T, nkv, hd});
+      return node(Op::transpose, nm(what) + std::string(".heads"), {r}, {B, nkv, T, hd},
+                  {.perm = {0, 2, 1, 3}});
+    };
+    g.add_node(Op::kv_write, nm("k_cache.write"), {kc, index, to_heads(kr, "k")}, {kc});
+    g.add_node(Op::kv_write, nm("v_cache.write"), {vc, index, to_heads(v, "v")}, {vc});
+    const int K = node(Op::kv_read, nm("k_cache.read"), {kc}, {B, nkv, L, hd}, {.length = L});
+    const int Vv = node(Op::kv_read, nm("v_cache.read"), {vc}, {B, nkv, L, hd}, {.length = L});
+    const int K3 = node(Op::reshape, nm("k_cache.read.3d"), {K}, {B * nkv, L, hd});
+    const int V3 = node(Op::reshape, nm("v_cache.read.3d"), {Vv}, {B * nkv, L, hd});
+
+    // Queries grouped by kv head: [B, kv_heads, group, T, hd] -> [B*kv_heads, group*T, hd].
+    const int q5 = node(Op::reshape, nm("q.5d"), {qr}, {B, T, nkv, group, hd});
+    const int qt = node(Op::transpose, nm("q.heads"), {q5}, {B, nkv, group, T, hd},
+                        {.perm = {0, 2, 3, 1, 4}});
+    const int q3 = node(Op::reshape, nm("q.3d"), {qt}, {B * nkv, group * T, hd});
+    const int sc = node(Op::batch_gemm, nm("scores"), {q3, K3}, {B * nkv, group * T, L},
+                        {.transpose_b = true});
+    const int sc5 = node(Op::reshape, nm("scores.5d"), {sc}, {B, nkv, group, T, L});
+    const int msk = node(Op::add, nm("scores.masked"), {sc5, mask}, {B, nkv, group, T, L});
+    const int p = node(Op::softmax, nm("probs"), {msk}, {B, nkv, group, T, L});
+    const int p3 = node(Op::reshape, nm("probs.3d"), {p}, {B * nkv, group * T, L});
+    const int ctx = node(Op::batch_gemm, nm("context"), {p3, V3}, {B * nkv, group * T, hd});
+    const int c5 = node(Op::reshape, nm("context.5d"), {ctx}, {B, nkv, group, T, hd});
+    const int ct = node(Op::transpose, nm("context.tokens"), {c5}, {B, T, nkv, group, hd},
+                        {.perm = {0, 3, 1, 2, 4}});
+    const int c3 = node(Op::reshape, nm("context.3d"), {ct}, {B, T, qd});
+    const int att = linear(nm("o"), c3, {B, T, qd}, H, qd, s.o_bias);
+    const int x1 = node(Op::add, nm("attn.residual"), {x, att}, {B, T, H});
+
+    const int xn2 = node(Op::rmsnorm, nm("mlp_norm.out"), {x1, weight(nm("mlp_norm"), {H})}, {B, T, H},
+                         {.eps = s.eps});
+    const int gt = linear(nm("gate"), xn2, {B, T, H}, F, H, s.mlp_bias);
+    const int up = linear(nm("up"), xn2, {B, T, H}, F, H, s.mlp_bias);
+    const int act = node(Op::silu_mul, nm("act"), {gt, up}, {B, T, F});
+    const int dn = linear(nm("down"), act, {B, T, F}, H, F, s.mlp_bias);
+    x = node(Op::add, nm("mlp.residual"), {x1, dn}, {B, T, H});
+  }
+  const int xf = node(Op::rmsnorm, "final_norm.out", {x, weight("final_norm", {H})}, {B, T, H},
+                      {.eps = s.eps});
+  const int head = s.tied ? embed : weight("lm_head", {V, H});
+  const int logits = g.add_tensor("logits", {B, T, V}, DType::f32, TensorKind::output);
+  g.add_node(Op::gemm, "lm_head", {xf, head}, {logits}, {.transpose_b = true});
+  return g;
+}
+
+}  // namespace assistgen::hpu::detail

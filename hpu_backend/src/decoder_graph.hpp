@@ -1,0 +1,40 @@
+// Private to the HPU backend: the static-shape graph of one Llama-family
+// forward pass for a (batch, tokens, kv_len) bucket, and the names its
+// tensors are bound by.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "assistgen/config.hpp"
+#include "assistgen/hpu/graph.hpp"
+
+namespace assistgen::hpu::detail {
+
+/// The architecture facts the graph depends on (weights are bound, not baked in).
+struct DecoderSpec {
+  std::size_t layers = 0, hidden = 0, intermediate = 0, vocab = 0;
+  std::size_t heads = 0, kv_heads = 0, head_dim = 0;
+  float eps = 1e-6f;
+  bool qkv_bias = false, o_bias = false, mlp_bias = false, tied = false;
+  std::size_t slots = 0;  ///< positions stored per KV row (max_len + padding slot)
+
+  static DecoderSpec from(const ModelConfig& c, std::size_t slots);
+  /// Identifies the architecture in graph keys ("llama-dec/L2/H64/...").
+  std::string kind() const;
+};
+
+/// Tensor names of layer l's weights, e.g. weight_name(0, "q.w") == "l0.q.w".
+inline std::string layer_name(std::size_t l, const char* what) {
+  return "l" + std::to_string(l) + "." + what;
+}
+
+/// The forward graph of bucket (batch, tokens, kv_len). Inputs: "ids" [B, T]
+/// i32, "write_index" [T] i32, "cos"/"sin" [T, head_dim/2], "mask"
+/// [B, 1, 1, T, kv_len]; states "l{i}.k_cache"/"l{i}.v_cache"
+/// [B, kv_heads, slots, head_dim]; output "logits" [B, T, vocab]. Queries
+/// must be pre-scaled by 1/sqrt(head_dim) in "l{i}.q.w" (and ".q.b").
+Graph build_decoder_graph(const DecoderSpec& spec, std::size_t batch, std::size_t tokens,
+                          std::size_t kv_len);
+
+}  // namespace assistgen::hpu::detail

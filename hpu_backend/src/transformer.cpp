@@ -1,0 +1,326 @@
+// hpu::Transformer: loads an HF checkpoint onto a Device and runs each
+// forward pass as one launch (per chunk) of the bucket's compiled graph.
+// Host work per launch is only the small inputs: ids, write index, RoPE
+// cos/sin for the positions, and the mask; everything else stays on the device.
+#include "assistgen/hpu/transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <string>
+#include <utility>
+
+#include "assistgen/error.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "decoder_graph.hpp"
+
+namespace assistgen::hpu {
+namespace {
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Inverse RoPE frequencies with HF's scaling rules (default, linear, llama3).
+std::vector<double> rope_inv_freq(const ModelConfig& c) {
+  const std::size_t half = c.head_dim / 2;
+  std::vector<double> inv(half);
+  for (std::size_t i = 0; i < half; ++i)
+    inv[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+  const auto& rs = c.rope_scaling;
+  if (rs.type == RopeScaling::Type::linear) {
+    for (auto& f : inv) f /= rs.factor;
+  } else if (rs.type == RopeScaling::Type::llama3) {
+    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+    for (auto& f : inv) {
+      const double wavelen = 2 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
+                              (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+}  // namespace
+
+std::size_t TransformerCache::bytes() const {
+  return kv_.bytes() + ids_.bytes() + index_.bytes() + cos_.bytes() + sin_.bytes() + mask_.bytes() +
+         logits_.bytes() + workspace_.bytes();
+}
+
+struct Transformer::Impl {
+  ModelConfig cfg;
+  Options opts;
+  std::shared_ptr<Device> device;
+  Bucketing buckets;
+  detail::DecoderSpec spec;
+  KvLayout layout;
+  std::vector<double> inv_freq;
+  std::vector<std::pair<std::string, DeviceBuffer>> weights;
+  std::vector<Binding> weight_bindings;
+  std::unique_ptr<GraphCache> graphs;
+
+  explicit Impl(const Options& o) : opts(o), buckets(o.buckets) {}
+
+  GraphKey key(const Bucket& b) const {
+    return {spec.kind(), DType::f32, b.batch, b.tokens, b.kv_len};
+  }
+  std::shared_ptr<const Recipe> recipe(const Bucket& b) const {
+    return graphs->get(key(b), [&](const GraphKey& k) {
+      return detail::build_decoder_graph(spec, k.batch, k.tokens, k.kv_len);
+    });
+  }
+
+  void upload(const std::string& name, const std::vector<float>& data) {
+    DeviceBuffer buf(device, data.size() * sizeof(float));
+    buf.upload(data.data(), buf.bytes());
+    weight_bindings.push_back({name, buf.address()});
+    weights.emplace_back(name, std::move(buf));
+  }
+
+  void finish_setup() {
+    if (opts.dtype != DType::f32)
+      throw UnsupportedError("hpu::Transformer: compute dtype '" + std::string(dtype_name(opts.dtype)) +
+                             "' is not built yet; weights are converted to f32 at load (use f32)");
+    // The graph is the Llama family's: RMSNorm, RoPE, a gated SiLU MLP.
+    if (cfg.norm != NormKind::rms_norm || cfg.positions != PositionKind::rope || !cfg.gated_mlp ||
+        cfg.activation != Activation::silu)
+      throw UnsupportedError("hpu::Transformer: " + cfg.architecture +
+                             " is not supported; the HPU graph covers Llama-family decoders "
+                             "(RMSNorm, RoPE, gated SiLU MLP: Llama, Mistral, Qwen2)");
+    if (cfg.head_dim % 2 != 0)
+      throw ConfigError("hpu::Transformer: head_dim " + std::to_string(cfg.head_dim) +
+                        " must be even for RoPE");
+    layout = {cfg.num_hidden_layers, buckets.max_batch(), cfg.num_key_value_heads, buckets.max_kv_len(),
+              cfg.head_dim};
+    spec = detail::DecoderSpec::from(cfg, layout.slots());
+    inv_freq = rope_inv_freq(cfg);
+    const std::size_t n_buckets = buckets.all().size();
+    const std::size_t capacity = opts.graph_cache_capacity ? opts.graph_cache_capacity : n_buckets;
+    GraphCache::CompileFn compile = opts.compile;
+    if (!compile) compile = [dev = device](const Graph& g) { return dev->compile(g); };
+    graphs = std::make_unique<GraphCache>(capacity, std::move(compile));
+  }
+
+  Logits forward(std::span<const Token> tokens, TransformerCache& cache) const;
+};
+
+Transformer::Transformer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Transformer::Transformer(Transformer&&) noexcept = default;
+Transformer& Transformer::operator=(Transformer&&) noexcept = default;
+Transformer::~Transformer() = default;
+
+Transformer Transformer::load(const std::filesystem::path& dir, const Options& options) {
+  const ModelConfig cfg = ModelConfig::load(dir / "config.json");
+  const io::Checkpoint ck(dir);
+  return from_checkpoint(cfg, ck, options);
+}
+
+Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ck,
+                                         const Options& options) {
+  config.validate((ck.dir() / "config.json").string());
+  auto impl = std::make_unique<Impl>(options);
+  impl->cfg = config;
+  impl->device = options.device ? options.device : make_cpu_reference_device();
+  impl->finish_setup();
+  const auto& c = impl->cfg;
+  using I = std::int64_t;
+  const I H = static_cast<I>(c.hidden_size), F = static_cast<I>(c.intermediate_size),
+          V = static_cast<I>(c.vocab_size);
+  const I qd = static_cast<I>(c.num_attention_heads * c.head_dim);
+  const I kvd = static_cast<I>(c.num_key_value_heads * c.head_dim);
+
+  std::vector<std::string> expected;
+  auto read = [&](const std::string& name, std::vector<I> shape) {
+    expected.push_back(name);
+    const io::TensorView& t = ck.tensor(name);
+    if (t.shape != shape)
+      throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " + shape_str(t.shape) +
+                        " but the config implies " + shape_str(shape));
+    return t.to_float();
+  };
+  // 1/sqrt(head_dim) folded into the query projection: RoPE is linear, so
+  // scaling q before it equals scaling the scores after the q.k product.
+  const float q_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  auto scaled = [&](std::vector<float> v) {
+    for (auto& e : v) e *= q_scale;
+    return v;
+  };
+
+  impl->upload("embed", read("model.embed_tokens.weight", {V, H}));
+  for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto nm = [&](const char* what) { return detail::layer_name(l, what); };
+    impl->upload(nm("attn_norm"), read(p + "input_layernorm.weight", {H}));
+    impl->upload(nm("mlp_norm"), read(p + "post_attention_layernorm.weight", {H}));
+    impl->upload(nm("q.w"), scaled(read(p + "self_attn.q_proj.weight", {qd, H})));
+    impl->upload(nm("k.w"), read(p + "self_attn.k_proj.weight", {kvd, H}));
+    impl->upload(nm("v.w"), read(p + "self_attn.v_proj.weight", {kvd, H}));
+    if (c.attention_bias) {
+      impl->upload(nm("q.b"), scaled(read(p + "self_attn.q_proj.bias", {qd})));
+      impl->upload(nm("k.b"), read(p + "self_attn.k_proj.bias", {kvd}));
+      impl->upload(nm("v.b"), read(p + "self_attn.v_proj.bias", {kvd}));
+    }
+    impl->upload(nm("o.w"), read(p + "self_attn.o_proj.weight", {H, qd}));
+    if (c.o_proj_bias) impl->upload(nm("o.b"), read(p + "self_attn.o_proj.bias", {H}));
+    impl->upload(nm("gate.w"), read(p + "mlp.gate_proj.weight", {F, H}));
+    impl->upload(nm("up.w"), read(p + "mlp.up_proj.weight", {F, H}));
+    impl->upload(nm("down.w"), read(p + "mlp.down_proj.weight", {H, F}));
+    if (c.mlp_bias) {
+      impl->upload(nm("gate.b"), read(p + "mlp.gate_proj.bias", {F}));
+      impl->upload(nm("up.b"), read(p + "mlp.up_proj.bias", {F}));
+      impl->upload(nm("down.b"), read(p + "mlp.down_proj.bias", {H}));
+    }
+  }
+  impl->upload("final_norm", read("model.norm.weight", {H}));
+  if (c.tie_word_embeddings) {
+    // The graph's lm_head gemm reads "embed" directly; a stored copy is ignored, as in HF.
+    if (ck.contains("lm_head.weight")) expected.push_back("lm_head.weight");
+  } else {
+    impl->upload("lm_head", read("lm_head.weight", {V, H}));
+  }
+  std::sort(expected.begin(), expected.end());
+  for (const auto& name : ck.names()) {
+    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
+    if (!std::binary_search(expected.begin(), expected.end(), name))
+      throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
+                        " with this config");
+  }
+  Transformer t(std::move(impl));
+  if (options.warmup) t.warmup();
+  return t;
+}
+
+const ModelConfig& Transformer::config() const { return impl_->cfg; }
+std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
+const Device& Transformer::device() const { return *impl_->device; }
+const Bucketing& Transformer::bucketing() const { return impl_->buckets; }
+const GraphCache& Transformer::graph_cache() const { return *impl_->graphs; }
+std::vector<Bucket> Transformer::warmup_buckets() const { return impl_->buckets.all(); }
+
+std::size_t Transformer::warmup() const {
+  const auto all = impl_->buckets.all();
+  if (all.size() > impl_->graphs->capacity())
+    throw ConfigError("hpu::Transformer::warmup: " + std::to_string(all.size()) +
+                      " buckets do not fit a graph cache of " + std::to_string(impl_->graphs->capacity()) +
+                      " (raise Options::graph_cache_capacity or narrow the bucket ranges)");
+  std::size_t compiled = 0;
+  for (const auto& b : all) {
+    if (impl_->graphs->contains(impl_->key(b))) continue;
+    impl_->recipe(b);
+    ++compiled;
+  }
+  return compiled;
+}
+
+Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
+  const auto& L = impl_->layout;
+  const auto& bk = impl_->buckets;
+  Cache c;
+  c.kv_ = StaticKvCache(impl_->device, L, capacity);
+  const std::size_t B = bk.max_batch(), T = bk.max_tokens(), half = impl_->cfg.head_dim / 2;
+  auto& dev = impl_->device;
+  c.ids_ = DeviceBuffer(dev, B * T * sizeof(std::int32_t));
+  c.index_ = DeviceBuffer(dev, T * sizeof(std::int32_t));
+  c.cos_ = DeviceBuffer(dev, T * half * sizeof(float));
+  c.sin_ = DeviceBuffer(dev, T * half * sizeof(float));
+  c.mask_ = DeviceBuffer(dev, B * T * bk.max_kv_len() * sizeof(float));
+  c.logits_ = DeviceBuffer(dev, B * T * impl_->cfg.vocab_size * sizeof(float));
+  return c;
+}
+
+Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {
+  return impl_->forward(tokens, cache);
+}
+
+Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache) const {
+  const std::size_t n = tokens.size();
+  if (n == 0) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
+  for (std::size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
+      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                            " is out of range for vocabulary size " + std::to_string(cfg.vocab_size));
+  StaticKvCache& kv = cache.kv_;
+  const KvLayout& cl = kv.layout();
+  if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads || cl.head_dim != layout.head_dim ||
+      cl.max_len != layout.max_len || cl.batch != layout.batch || !cache.logits_ ||
+      cache.logits_.bytes() < layout.batch * buckets.max_tokens() * cfg.vocab_size * sizeof(float))
+    throw InvalidArgument("hpu::Transformer::forward: the cache was made by a model of another shape");
+  kv.check_append(n);
+  const std::size_t pos0 = kv.size();
+  for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::size_t w = cfg.window_of_layer(l);
+    if (w != 0 && pos0 + n > w)
+      throw UnsupportedError("hpu::Transformer: sliding-window attention is not built: sequence length " +
+                             std::to_string(pos0 + n) + " exceeds sliding_window " + std::to_string(w) +
+                             " of layer " + std::to_string(l) + " of " + cfg.architecture);
+  }
+
+  const std::size_t V = cfg.vocab_size, half = cfg.head_dim / 2;
+  Logits out(n, V);
+  std::vector<Binding> bind = weight_bindings;
+  const std::size_t fixed = bind.size();
+  std::vector<std::int32_t> ids;
+  std::vector<float> cs, sn;
+  // Rule for requests beyond the largest token bucket: chunks of that bucket,
+  // each a causal continuation of the previous one, so no new shape compiles.
+  for (std::size_t done = 0; done < n;) {
+    const std::size_t c = std::min(n - done, buckets.max_tokens());
+    const std::size_t pos = pos0 + done;
+    const BucketChoice choice = buckets.pick(1, c, pos + c);
+    const Bucket& b = choice.bucket;
+    const auto rec = recipe(b);
+
+    ids.assign(b.batch * b.tokens, 0);
+    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(done), c, ids.begin());
+    cs.assign(b.tokens * half, 1.0f);
+    sn.assign(b.tokens * half, 0.0f);
+    for (std::size_t i = 0; i < c; ++i)
+      for (std::size_t j = 0; j < half; ++j) {
+        const double a = static_cast<double>(pos + i) * inv_freq[j];
+        cs[i * half + j] = static_cast<float>(std::cos(a));
+        sn[i * half + j] = static_cast<float>(std::sin(a));
+      }
+    const auto index = StaticKvCache::write_index(pos, c, b.tokens, layout.max_len);
+    const auto mask = StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len);
+    cache.ids_.upload(ids.data(), ids.size() * sizeof(std::int32_t));
+    cache.index_.upload(index.data(), index.size() * sizeof(std::int32_t));
+    cache.cos_.upload(cs.data(), cs.size() * sizeof(float));
+    cache.sin_.upload(sn.data(), sn.size() * sizeof(float));
+    cache.mask_.upload(mask.data(), mask.size() * sizeof(float));
+    if (rec->workspace_bytes() > cache.workspace_.bytes())
+      cache.workspace_ = DeviceBuffer(device, rec->workspace_bytes());
+
+    bind.resize(fixed);
+    bind.push_back({"ids", cache.ids_.address()});
+    bind.push_back({"write_index", cache.index_.address()});
+    bind.push_back({"cos", cache.cos_.address()});
+    bind.push_back({"sin", cache.sin_.address()});
+    bind.push_back({"mask", cache.mask_.address()});
+    bind.push_back({"logits", cache.logits_.address()});
+    for (std::size_t l = 0; l < layout.layers; ++l) {
+      bind.push_back({detail::layer_name(l, "k_cache"), kv.key_address(l)});
+      bind.push_back({detail::layer_name(l, "v_cache"), kv.value_address(l)});
+    }
+    device->launch(*rec, bind, cache.workspace_.address());
+    device->synchronize();
+    // Batch row 0, the first c token rows: contiguous at the start of logits.
+    cache.logits_.download(out.row(done).data(), c * V * sizeof(float));
+    ++cache.stats_.launches;
+    cache.stats_.tokens += c;
+    cache.stats_.padded_tokens += choice.padded_tokens;
+    done += c;
+  }
+  kv.commit(n);
+  return out;
+}
+
+}  // namespace assistgen::hpu

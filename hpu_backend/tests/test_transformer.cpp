@@ -1,0 +1,242 @@
+// hpu::Transformer on the CPU reference device against cpu::Transformer and
+// the golden logits, the cache invariants, assisted greedy == plain greedy,
+// and the static-shape promise: after warm-up, a whole assisted generation
+// with varying acceptance compiles nothing.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "assistgen/cpu/transformer.hpp"
+#include "assistgen/greedy.hpp"
+#include "assistgen/hpu/transformer.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "assistgen/speculative_decoder.hpp"
+
+using namespace assistgen;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kModels = fs::path(ASSISTGEN_TEST_DATA_DIR) / "models";
+const std::vector<Token> kTokens = {1, 17, 200, 45, 3, 99, 128, 7, 255, 64, 31, 180};
+const std::vector<Token> kPrompt = {1, 17, 200, 45, 3, 99};
+
+std::vector<fs::path> models() {
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(kModels))
+    if (fs::exists(e.path() / "golden.safetensors")) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+// Both backends compute in f32 with the same math in a different order (the
+// HPU graph pads, scales q before RoPE and sums attention over padded
+// buckets), so they agree to a few ulps of the logits' scale: bound by
+// 1e-4 * max |logit| and require the same argmax in every row.
+void check_close(const Logits& a, const Logits& b, const std::string& what) {
+  INFO(what);
+  REQUIRE(a.rows() == b.rows());
+  REQUIRE(a.cols() == b.cols());
+  float scale = 0, diff = 0;
+  for (std::size_t i = 0; i < a.rows() * a.cols(); ++i) {
+    scale = std::max(scale, std::abs(b.data()[i]));
+    diff = std::max(diff, std::abs(a.data()[i] - b.data()[i]));
+  }
+  CHECK(diff <= 1e-4f * scale);
+  for (std::size_t r = 0; r < a.rows(); ++r)
+    CHECK(std::max_element(a.row(r).begin(), a.row(r).end()) - a.row(r).begin() ==
+          std::max_element(b.row(r).begin(), b.row(r).end()) - b.row(r).begin());
+}
+
+hpu::Options small_buckets() {
+  hpu::Options o;
+  o.buckets.tokens = {1, 4, 16};  // 1, 2, 4, 8, 12, 16
+  o.buckets.kv_len = {16, 16, 64};
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("logits match cpu::Transformer and the golden reference on every test checkpoint", "[hpu]") {
+  const auto dirs = models();
+  REQUIRE(dirs.size() >= 6);
+  for (const auto& dir : dirs) {
+    SECTION(dir.filename().string()) {
+      const auto ref = cpu::Transformer::load(dir);
+      const auto hpu = hpu::Transformer::load(dir, small_buckets());
+      REQUIRE(hpu.device().name() == "cpu-reference");
+      auto rc = ref.make_cache(64);
+      auto hc = hpu.make_cache(64);
+      const Logits want = ref.forward(kTokens, rc);
+      const Logits got = hpu.forward(kTokens, hc);
+      check_close(got, want, dir.string() + " prefill");
+
+      // Against the float64 HF reference too.
+      io::SafetensorsFile golden(dir / "golden.safetensors");
+      const auto g = golden.tensor("logits").to_float();
+      float scale = 0, diff = 0;
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        scale = std::max(scale, std::abs(g[i]));
+        diff = std::max(diff, std::abs(got.data()[i] - g[i]));
+      }
+      CHECK(diff <= 1e-3f * scale);
+
+      // Token by token (buckets t1 over growing kv) gives the same rows.
+      auto hs = hpu.make_cache(64);
+      Logits step(kTokens.size(), hpu.vocab_size());
+      for (std::size_t i = 0; i < kTokens.size(); ++i) {
+        const Logits row = hpu.forward(std::span(kTokens).subspan(i, 1), hs);
+        std::copy_n(row.data(), hpu.vocab_size(), step.row(i).data());
+      }
+      check_close(step, want, dir.string() + " stepwise");
+      CHECK(hs.size() == kTokens.size());
+    }
+  }
+}
+
+TEST_CASE("a request longer than the largest token bucket runs in chunks of it", "[hpu]") {
+  const auto dir = kModels / "llama-gqa";
+  hpu::Options o;
+  o.buckets.tokens = {1, 4, 4};  // 1, 2, 4
+  o.buckets.kv_len = {16, 16, 32};
+  const auto hpu = hpu::Transformer::load(dir, o);
+  const auto ref = cpu::Transformer::load(dir);
+  auto hc = hpu.make_cache(32);
+  auto rc = ref.make_cache(32);
+  check_close(hpu.forward(kTokens, hc), ref.forward(kTokens, rc), "12 tokens in chunks of 4");
+  CHECK(hc.stats().launches == 3);
+  CHECK(hc.stats().padded_tokens == 0);
+  // Only buckets of the warm-up set were compiled.
+  const auto all = hpu.warmup_buckets();
+  for (const auto& k : hpu.graph_cache().keys())
+    CHECK(std::find(all.begin(), all.end(), hpu::Bucket{k.batch, k.tokens, k.kv_len}) != all.end());
+}
+
+TEST_CASE("padded token slots are masked and never touch cached rows", "[hpu]") {
+  const auto dir = kModels / "llama-gqa";
+  hpu::Options o;
+  o.buckets.tokens = {4, 4, 8};  // 4, 8: three tokens pad to four
+  o.buckets.kv_len = {16, 16, 32};
+  const auto hpu = hpu::Transformer::load(dir, o);
+  const auto ref = cpu::Transformer::load(dir);
+  auto hc = hpu.make_cache(32);
+  auto rc = ref.make_cache(32);
+  const std::vector<Token> three(kTokens.begin(), kTokens.begin() + 3);
+  check_close(hpu.forward(three, hc), ref.forward(three, rc), "3 tokens in a bucket of 4");
+  CHECK(hc.stats().padded_tokens == 1);
+
+  // Layer 0 keys: rows 0..2 written, 3..31 untouched (zero), the padding
+  // slot (row 32) took the padded token.
+  const auto& L = hc.kv().layout();
+  REQUIRE(L.max_len == 32);
+  const auto keys = hc.kv().download(0, false);
+  auto row_norm = [&](std::size_t head, std::size_t pos) {
+    float s = 0;
+    for (std::size_t d = 0; d < L.head_dim; ++d) s += std::abs(keys[(head * L.slots() + pos) * L.head_dim + d]);
+    return s;
+  };
+  for (std::size_t h = 0; h < L.kv_heads; ++h) {
+    for (std::size_t p = 0; p < 3; ++p) CHECK(row_norm(h, p) > 0);
+    for (std::size_t p = 3; p < 32; ++p) CHECK(row_norm(h, p) == 0);
+    CHECK(row_norm(h, 32) > 0);
+  }
+  // Continuing after padding gives the reference's next rows.
+  const std::vector<Token> rest(kTokens.begin() + 3, kTokens.end());
+  check_close(hpu.forward(rest, hc), ref.forward(rest, rc), "9 more tokens");
+}
+
+TEST_CASE("truncate is a rollback: the next forward equals a fresh cache fed the same tokens", "[hpu]") {
+  const auto hpu = hpu::Transformer::load(kModels / "qwen2-bias", small_buckets());
+  auto a = hpu.make_cache(40);
+  hpu.forward(kTokens, a);
+  a.truncate(5);
+  CHECK(a.size() == 5);
+  const std::vector<Token> next = {9, 8, 7};
+  const Logits after = hpu.forward(next, a);
+  auto b = hpu.make_cache(40);
+  hpu.forward(std::span(kTokens).first(5), b);
+  check_close(after, hpu.forward(next, b), "after truncate(5)");
+  CHECK_THROWS_AS(a.truncate(9), InvalidArgument);
+  CHECK(a.size() == 8);
+}
+
+TEST_CASE("bad input throws and leaves the cache unchanged", "[hpu]") {
+  const auto hpu = hpu::Transformer::load(kModels / "llama-draft", small_buckets());
+  auto c = hpu.make_cache(8);
+  hpu.forward(std::span(kTokens).first(2), c);
+  CHECK_THROWS_AS(hpu.forward(std::vector<Token>{256}, c), InvalidArgument);
+  CHECK_THROWS_AS(hpu.forward(std::vector<Token>{}, c), InvalidArgument);
+  CHECK_THROWS_AS(hpu.forward(kTokens, c), CapacityError);
+  CHECK(c.size() == 2);
+  CHECK_THROWS_AS(hpu.make_cache(65), CapacityError);  // beyond the largest kv_len bucket
+  hpu::Transformer::Cache empty;
+  CHECK_THROWS_AS(hpu.forward(std::vector<Token>{1}, empty), InvalidArgument);
+  hpu::Options bf16 = small_buckets();
+  bf16.dtype = DType::bf16;
+  CHECK_THROWS_AS(hpu::Transformer::load(kModels / "llama-draft", bf16), UnsupportedError);
+}
+
+TEST_CASE("assisted greedy on hpu::Transformer equals plain greedy", "[hpu]") {
+  const auto target = hpu::Transformer::load(kModels / "llama-gqa", small_buckets());
+  const auto draft = hpu::Transformer::load(kModels / "llama-gqa-noisy", small_buckets());
+  const GenerationConfig cfg{.max_new_tokens = 16, .num_assistant_tokens = 3};
+  const auto plain = generate_autoregressive(target, kPrompt, cfg);
+  const std::vector<Token> golden = {146, 83, 147, 155, 243, 73, 51, 197, 223, 148, 79, 70, 197, 61, 42, 137};
+  CHECK(plain.tokens == golden);
+  SpeculativeDecoder<hpu::Transformer, hpu::Transformer> dec(draft, target, cfg);
+  const auto assisted = dec.generate(kPrompt);
+  CHECK(assisted.tokens == plain.tokens);
+  CHECK(assisted.stats.accepted > 0);
+}
+
+TEST_CASE("a 200-token assisted generation compiles nothing beyond the warm-up buckets", "[hpu]") {
+  // Counts every compilation through the injected compile function.
+  std::size_t compiled = 0;
+  std::set<std::string> kinds;
+  auto dev = hpu::make_cpu_reference_device();
+  hpu::Options o;
+  o.device = dev;
+  o.buckets.tokens = {1, 8, 16};     // 1, 2, 4, 8, 16
+  o.buckets.kv_len = {32, 32, 256};  // 32, 64, ..., 256
+  o.compile = [&](const hpu::Graph& g) {
+    ++compiled;
+    kinds.insert(g.kind());
+    return dev->compile(g);
+  };
+  o.warmup = true;
+  const auto target = hpu::Transformer::load(kModels / "llama-gqa", o);
+  const std::size_t per_model = target.warmup_buckets().size();
+  CHECK(per_model == 5 * 8);
+  CHECK(compiled == per_model);
+  const auto draft_a = hpu::Transformer::load(kModels / "llama-draft", o);
+  const auto draft_b = hpu::Transformer::load(kModels / "llama-gqa-noisy", o);
+  CHECK(compiled == 3 * per_model);
+  CHECK(kinds.size() == 2);  // llama-gqa-noisy has llama-gqa's architecture
+  const std::size_t after_warmup = compiled;
+
+  // max_position_embeddings is 128, but RoPE runs past it (as in HF and
+  // cpu::Transformer); the cache is sized by the kv_len buckets.
+  const GenerationConfig cfg{.max_new_tokens = 210, .num_assistant_tokens = 4,
+                             .schedule = Schedule::heuristic};
+  const auto plain = generate_autoregressive(cpu::Transformer::load(kModels / "llama-gqa"), kPrompt, cfg);
+  REQUIRE(plain.tokens.size() == 210);
+  for (const auto* draft : {&draft_a, &draft_b}) {
+    SpeculativeDecoder<hpu::Transformer, hpu::Transformer> dec(*draft, target, cfg);
+    std::set<std::size_t> accepted_counts;
+    dec.set_round_observer([&](const auto& r) { accepted_counts.insert(r.accepted); });
+    const auto out = dec.generate(kPrompt);
+    CHECK(out.tokens == plain.tokens);
+    CHECK(out.stats.new_tokens >= 200);
+    CHECK(accepted_counts.size() >= 2);  // acceptance varies from round to round
+    CHECK(out.stats.accepted < out.stats.drafted);
+  }
+  CHECK(compiled == after_warmup);
+  CHECK(target.graph_cache().stats().misses == per_model);
+  CHECK(target.graph_cache().stats().evictions == 0);
+  CHECK(target.graph_cache().stats().hits > 0);
+  CHECK(target.warmup() == 0);  // everything is still cached
+}

@@ -1,0 +1,209 @@
+// The text API, the top layer: a Model bundles a backend (AnyModel) with its
+// Tokenizer and the defaults of its generation_config.json, and generates
+// text from text, alone, with prompt lookup, or assisted by another Model:
+//
+//   auto target = assistgen::load_model("models/kjv-target");
+//   auto draft  = assistgen::load_model("models/kjv-draft");
+//   auto out = target.generate("And God said", draft, {.max_new_tokens = 64},
+//                              [](std::string_view piece) { std::cout << piece << std::flush; return true; });
+//
+// Options (GenerateOptions) are overrides, as keyword arguments of Hugging
+// Face's generate() are: every option left unset takes the model's
+// generation_config.json value, else the library default. The assistant is
+// used through SpeculativeDecoder when both tokenizers have the same
+// vocabulary, and through UniversalDecoder (re-tokenizing the draft's text,
+// greedy only) when they differ; the output is the target's either way.
+//
+// Vocabulary padding: a model may have more logit rows than its tokenizer
+// has tokens (embeddings padded to a multiple of 64 or 128). Trained models
+// never pick those rows, a random or badly trained one can, and its id could
+// not be decoded. The text API therefore masks (suppresses) every row the
+// tokenizer has no token for: ids at or beyond tokenizer.vocab_size() and
+// holes in a sparse vocabulary. Hugging Face does not mask them; for a
+// trained model this changes nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "assistgen/any_model.hpp"
+#include "assistgen/generation_config.hpp"
+#include "assistgen/tokenizer.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// Generation options as overrides: a set field replaces the model's
+/// default. Field names follow HF's GenerationConfig (and generation_config.json);
+/// `schedule` is HF's num_assistant_tokens_schedule.
+///
+/// Resolution (Model::generation_config): each field is the caller's value,
+/// else generation_config.json's, else the library default, which is
+/// GenerationConfig's except top_k = 50 (HF's default, so that a file with
+/// do_sample and no top_k samples as HF does). Length: the caller's
+/// max_new_tokens, else the caller's max_length minus the prompt, else the
+/// file's max_new_tokens, else the file's max_length minus the prompt, else
+/// 64 new tokens (HF would use max_length 20).
+struct GenerateOptions {
+  std::optional<std::size_t> max_new_tokens;
+  /// Prompt + new tokens; must exceed the prompt length.
+  std::optional<std::size_t> max_length;
+
+  std::optional<bool> do_sample;
+  std::optional<float> temperature;
+  std::optional<std::size_t> top_k;  ///< 0: off
+  std::optional<float> top_p;
+  std::optional<float> min_p;
+  std::optional<float> repetition_penalty;
+  std::optional<std::vector<Token>> suppress_tokens;
+  std::optional<std::uint64_t> seed;
+
+  /// Stop after any of these. Unset everywhere: config.json's eos_token_id,
+  /// else the tokenizer's EOS.
+  std::optional<std::vector<Token>> eos_token_id;
+  /// Used only when the prompt encodes to no token at all (HF starts from it
+  /// then). Unset everywhere: config.json's, else the tokenizer's.
+  std::optional<Token> bos_token_id;
+
+  std::optional<std::size_t> num_assistant_tokens;
+  std::optional<Schedule> schedule;
+  std::optional<float> assistant_confidence_threshold;
+  std::optional<bool> dynamic_confidence_threshold;
+  /// With no assistant: propose this many tokens by n-gram lookup (0: off).
+  std::optional<std::size_t> prompt_lookup_num_tokens;
+  std::optional<std::size_t> max_matching_ngram_size;
+
+  std::optional<std::size_t> cache_capacity;
+  /// Drop special tokens (EOS, ...) from the text; the ids keep them. Default true.
+  std::optional<bool> skip_special_tokens;
+
+  /// This set of options with every field `over` sets replaced by its value.
+  GenerateOptions merged(const GenerateOptions& over) const;
+
+  /// Parses a generation_config.json text. Reads the fields above that HF
+  /// defines (max_new_tokens, max_length, do_sample, temperature, top_k,
+  /// top_p, min_p, repetition_penalty, suppress_tokens, eos_token_id (a number
+  /// or a list), bos_token_id, num_assistant_tokens,
+  /// num_assistant_tokens_schedule, assistant_confidence_threshold,
+  /// prompt_lookup_num_tokens, max_matching_ngram_size); null means unset and
+  /// other fields (pad_token_id, transformers_version, num_beams, ...) are
+  /// ignored. A field of the wrong type or out of range is a ConfigError
+  /// naming `source` and the field; an unknown schedule an UnsupportedError.
+  static GenerateOptions parse_generation_config(std::string_view json_text,
+                                                 std::string_view source = "generation_config.json");
+  /// Reads and parses a generation_config.json file (IoError when unreadable).
+  static GenerateOptions load_generation_config(const std::filesystem::path& path);
+};
+
+/// Streaming text callback: called with each piece of text as soon as it is
+/// final (never a broken UTF-8 sequence). Return false to stop generating.
+using TextCallback = std::function<bool(std::string_view piece)>;
+
+/// How a generation was assisted.
+enum class Assistance {
+  none,            ///< plain decoding of the target
+  draft,           ///< a draft model with the target's vocabulary (SpeculativeDecoder)
+  universal,       ///< a draft model with another tokenizer (UniversalDecoder)
+  prompt_lookup,   ///< n-gram candidates from the sequence itself
+};
+
+/// Lower-case name of an Assistance value ("universal", ...).
+constexpr std::string_view assistance_name(Assistance a) {
+  switch (a) {
+    case Assistance::none: return "none";
+    case Assistance::draft: return "draft";
+    case Assistance::universal: return "universal";
+    case Assistance::prompt_lookup: return "prompt_lookup";
+  }
+  return "?";
+}
+
+/// What a text generation returns.
+struct TextResult {
+  std::string text;                  ///< the new tokens decoded (the prompt is not repeated)
+  std::vector<Token> tokens;         ///< the new token ids, EOS included when it stopped generation
+  std::vector<Token> prompt_tokens;  ///< the prompt as the target's tokenizer encoded it
+  GenerationStats stats;
+  StopReason stop_reason = StopReason::max_new_tokens;
+  Assistance assistance = Assistance::none;
+};
+
+/// A model ready for text: backend, tokenizer and generation defaults.
+/// Immutable; generate() may be called concurrently (each call has its own
+/// caches). Copies share the loaded model and tokenizer.
+class Model {
+ public:
+  /// Bundles `backend` with `tokenizer`; `defaults` play the role of
+  /// generation_config.json (load_model fills eos / bos from config.json and
+  /// the tokenizer when the file lacks them).
+  Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults = {});
+
+  const AnyModel& backend() const { return backend_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  /// The model's own defaults (generation_config.json plus the eos / bos fallbacks).
+  const GenerateOptions& generation_defaults() const { return defaults_; }
+  /// Ids of logit rows the tokenizer has no token for; always suppressed.
+  std::span<const Token> masked_tokens() const { return masked_; }
+
+  /// The prompt as generate() encodes it: the tokenizer's encode with its
+  /// special tokens (add_bos per tokenizer_config.json); special-token text
+  /// typed in the prompt stays text. Empty text gives [bos] when a BOS is known.
+  std::vector<Token> encode_prompt(std::string_view prompt) const;
+
+  /// The full configuration a generation with `options` and a prompt of
+  /// `prompt_tokens` tokens runs with (see GenerateOptions for the order).
+  /// Throws InvalidArgument when max_length does not exceed the prompt.
+  GenerationConfig generation_config(const GenerateOptions& options = {}, std::size_t prompt_tokens = 0) const;
+
+  /// Whether `other` has the same tokenizer vocabulary (every id maps to the
+  /// same token string), so that ids can be shared without re-tokenizing.
+  bool same_vocabulary(const Model& other) const;
+
+  /// Continues `prompt` with this model alone (or with prompt lookup when
+  /// prompt_lookup_num_tokens > 0). `on_text` streams the text.
+  TextResult generate(std::string_view prompt, const GenerateOptions& options = {},
+                      const TextCallback& on_text = {}) const;
+
+  /// Continues `prompt` with this model as the target and `assistant` as the
+  /// draft. Same-vocabulary pairs use SpeculativeDecoder (greedy or
+  /// sampling); pairs whose vocabularies differ, or whose logit counts do not
+  /// fit (a draft with fewer rows than the target), use UniversalDecoder
+  /// (greedy only: do_sample is an UnsupportedError). The assistant's own
+  /// generation defaults are not used, except its tokenizer's.
+  TextResult generate(std::string_view prompt, const Model& assistant, const GenerateOptions& options = {},
+                      const TextCallback& on_text = {}) const;
+
+ private:
+  TextResult run(std::string_view prompt, const Model* assistant, const GenerateOptions& options,
+                 const TextCallback& on_text) const;
+
+  AnyModel backend_;
+  Tokenizer tokenizer_;
+  GenerateOptions defaults_;
+  std::vector<Token> masked_;
+};
+
+/// How load_model loads the backend.
+struct LoadModelOptions {
+  /// Compute type of the weights (see cpu::LoadOptions).
+  DType dtype = DType::f32;
+  /// Threads for the CPU backend; 0 = OpenMP's default.
+  int threads = 0;
+};
+
+/// Loads a Hugging Face model directory onto the CPU backend: config.json and
+/// safetensors (cpu::Transformer), tokenizer.json (+ tokenizer_config.json),
+/// and generation_config.json when present. eos / bos missing from
+/// generation_config.json come from config.json, else from the tokenizer.
+/// Errors name the file at fault. Defined in the assistgen::cpu library
+/// (link assistgen::cpu to use it).
+Model load_model(const std::filesystem::path& dir, const LoadModelOptions& options = {});
+
+}  // namespace assistgen

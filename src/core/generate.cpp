@@ -1,0 +1,325 @@
+// The text API (generate.hpp): generation_config.json, option resolution and
+// Model::generate over the decoders. Backend-independent: the models are
+// AnyModels, so this file is part of the core library.
+#include "assistgen/generate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "assistgen/error.hpp"
+#include "assistgen/greedy.hpp"
+#include "assistgen/speculative_decoder.hpp"
+#include "assistgen/universal_decoder.hpp"
+
+namespace assistgen {
+
+namespace {
+
+using nlohmann::json;
+
+// Typed reads of generation_config.json fields; null or absent leaves the
+// optional unset, anything of the wrong type is a ConfigError.
+class FieldReader {
+ public:
+  FieldReader(const json& obj, std::string_view source) : obj_(obj), source_(source) {}
+
+  const json* find(const char* key) const {
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+  [[noreturn]] void fail(const char* key, const std::string& what) const {
+    throw ConfigError(std::string(source_) + ": " + key + ": " + what);
+  }
+  std::int64_t integer(const json& v, const char* key) const {
+    if (v.is_number_integer()) return v.get<std::int64_t>();
+    // HF writes some counts as 5.0 after arithmetic; accept exact integers.
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9e15) return static_cast<std::int64_t>(d);
+    }
+    fail(key, "expected an integer, got " + v.dump());
+  }
+  void size(const char* key, std::optional<std::size_t>& out, std::int64_t min = 0) const {
+    if (const json* v = find(key)) {
+      const std::int64_t x = integer(*v, key);
+      if (x < min) fail(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(x));
+      out = static_cast<std::size_t>(x);
+    }
+  }
+  void number(const char* key, std::optional<float>& out) const {
+    if (const json* v = find(key)) {
+      if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
+      const double d = v->get<double>();
+      if (!std::isfinite(d)) fail(key, "must be finite");
+      out = static_cast<float>(d);
+    }
+  }
+  void boolean(const char* key, std::optional<bool>& out) const {
+    if (const json* v = find(key)) {
+      if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
+      out = v->get<bool>();
+    }
+  }
+  Token token(const json& v, const char* key) const {
+    const std::int64_t x = integer(v, key);
+    if (x < 0 || x > std::numeric_limits<Token>::max()) fail(key, "token id " + std::to_string(x) + " is out of range");
+    return static_cast<Token>(x);
+  }
+  void tokens(const char* key, std::optional<std::vector<Token>>& out, bool allow_single) const {
+    if (const json* v = find(key)) {
+      std::vector<Token> ids;
+      if (v->is_array()) {
+        for (const json& e : *v) ids.push_back(token(e, key));
+      } else if (allow_single) {
+        ids.push_back(token(*v, key));
+      } else {
+        fail(key, "expected a list of token ids, got " + v->dump());
+      }
+      out = std::move(ids);
+    }
+  }
+
+ private:
+  const json& obj_;
+  std::string_view source_;
+};
+
+Schedule parse_schedule(const std::string& s, std::string_view source) {
+  if (s == "constant") return Schedule::constant;
+  if (s == "heuristic") return Schedule::heuristic;
+  if (s == "heuristic_transient") return Schedule::heuristic_transient;
+  if (s == "confidence") return Schedule::confidence;
+  throw UnsupportedError(std::string(source) + ": num_assistant_tokens_schedule '" + s +
+                         "' is not supported (constant, heuristic, heuristic_transient, confidence)");
+}
+
+template <class T>
+void take(std::optional<T>& dst, const std::optional<T>& src) {
+  if (src) dst = src;
+}
+
+}  // namespace
+
+GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
+  GenerateOptions r = *this;
+  take(r.max_new_tokens, o.max_new_tokens);
+  take(r.max_length, o.max_length);
+  take(r.do_sample, o.do_sample);
+  take(r.temperature, o.temperature);
+  take(r.top_k, o.top_k);
+  take(r.top_p, o.top_p);
+  take(r.min_p, o.min_p);
+  take(r.repetition_penalty, o.repetition_penalty);
+  take(r.suppress_tokens, o.suppress_tokens);
+  take(r.seed, o.seed);
+  take(r.eos_token_id, o.eos_token_id);
+  take(r.bos_token_id, o.bos_token_id);
+  take(r.num_assistant_tokens, o.num_assistant_tokens);
+  take(r.schedule, o.schedule);
+  take(r.assistant_confidence_threshold, o.assistant_confidence_threshold);
+  take(r.dynamic_confidence_threshold, o.dynamic_confidence_threshold);
+  take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
+  take(r.max_matching_ngram_size, o.max_matching_ngram_size);
+  take(r.cache_capacity, o.cache_capacity);
+  take(r.skip_special_tokens, o.skip_special_tokens);
+  return r;
+}
+
+GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_text, std::string_view source) {
+  json j;
+  try {
+    j = json::parse(json_text.begin(), json_text.end());
+  } catch (const json::exception& e) {
+    throw ConfigError(std::string(source) + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw ConfigError(std::string(source) + ": expected a JSON object");
+  const FieldReader r(j, source);
+  GenerateOptions o;
+  r.size("max_new_tokens", o.max_new_tokens);
+  r.size("max_length", o.max_length, 1);
+  r.boolean("do_sample", o.do_sample);
+  r.number("temperature", o.temperature);
+  r.size("top_k", o.top_k);
+  r.number("top_p", o.top_p);
+  r.number("min_p", o.min_p);
+  r.number("repetition_penalty", o.repetition_penalty);
+  r.tokens("suppress_tokens", o.suppress_tokens, false);
+  r.tokens("eos_token_id", o.eos_token_id, true);
+  if (const json* v = r.find("bos_token_id")) o.bos_token_id = r.token(*v, "bos_token_id");
+  r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
+  if (const json* v = r.find("num_assistant_tokens_schedule")) {
+    if (!v->is_string()) r.fail("num_assistant_tokens_schedule", "expected a string, got " + v->dump());
+    o.schedule = parse_schedule(v->get<std::string>(), source);
+  }
+  r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
+  if (o.assistant_confidence_threshold &&
+      !(*o.assistant_confidence_threshold >= 0.0f && *o.assistant_confidence_threshold <= 1.0f))
+    r.fail("assistant_confidence_threshold", "must be in [0, 1]");
+  r.size("prompt_lookup_num_tokens", o.prompt_lookup_num_tokens);
+  r.size("max_matching_ngram_size", o.max_matching_ngram_size, 1);
+  return o;
+}
+
+GenerateOptions GenerateOptions::load_generation_config(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(path.string() + ": cannot open file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw IoError(path.string() + ": read failed");
+  return parse_generation_config(ss.str(), path.string());
+}
+
+Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
+    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), defaults_(std::move(defaults)) {
+  const std::size_t rows = backend_.vocab_size();
+  const std::size_t known = std::min(rows, tokenizer_.vocab_size());
+  for (std::size_t id = 0; id < known; ++id) {
+    try {
+      (void)tokenizer_.id_to_token(static_cast<Token>(id));
+    } catch (const InvalidArgument&) {
+      masked_.push_back(static_cast<Token>(id));  // a hole of a sparse vocabulary
+    }
+  }
+  for (std::size_t id = known; id < rows; ++id) masked_.push_back(static_cast<Token>(id));
+}
+
+std::vector<Token> Model::encode_prompt(std::string_view prompt) const {
+  std::vector<Token> ids = tokenizer_.encode(prompt);
+  if (ids.empty() && defaults_.bos_token_id) ids.push_back(*defaults_.bos_token_id);
+  return ids;
+}
+
+GenerationConfig Model::generation_config(const GenerateOptions& options, std::size_t prompt_tokens) const {
+  const GenerateOptions o = defaults_.merged(options);
+  GenerationConfig c;
+  auto from_length = [&](std::size_t max_length, const char* who) {
+    if (max_length <= prompt_tokens)
+      throw InvalidArgument(std::string("GenerateOptions: max_length ") + std::to_string(max_length) + " (" + who +
+                            ") does not exceed the prompt's " + std::to_string(prompt_tokens) +
+                            " tokens; set max_new_tokens instead");
+    return max_length - prompt_tokens;
+  };
+  if (options.max_new_tokens)
+    c.max_new_tokens = *options.max_new_tokens;
+  else if (options.max_length)
+    c.max_new_tokens = from_length(*options.max_length, "given");
+  else if (defaults_.max_new_tokens)
+    c.max_new_tokens = *defaults_.max_new_tokens;
+  else if (defaults_.max_length)
+    c.max_new_tokens = from_length(*defaults_.max_length, "from generation_config.json");
+
+  c.do_sample = o.do_sample.value_or(c.do_sample);
+  c.temperature = o.temperature.value_or(c.temperature);
+  c.top_k = o.top_k.value_or(50);
+  c.top_p = o.top_p.value_or(c.top_p);
+  c.min_p = o.min_p.value_or(c.min_p);
+  c.repetition_penalty = o.repetition_penalty.value_or(c.repetition_penalty);
+  c.suppress_tokens = o.suppress_tokens.value_or(std::vector<Token>{});
+  c.seed = o.seed.value_or(c.seed);
+  c.eos_token_ids = o.eos_token_id.value_or(std::vector<Token>{});
+  c.num_assistant_tokens = o.num_assistant_tokens.value_or(c.num_assistant_tokens);
+  c.schedule = o.schedule.value_or(c.schedule);
+  c.assistant_confidence_threshold = o.assistant_confidence_threshold.value_or(c.assistant_confidence_threshold);
+  c.dynamic_confidence_threshold = o.dynamic_confidence_threshold.value_or(c.dynamic_confidence_threshold);
+  c.prompt_lookup_num_tokens = o.prompt_lookup_num_tokens.value_or(c.prompt_lookup_num_tokens);
+  c.max_matching_ngram_size = o.max_matching_ngram_size.value_or(c.max_matching_ngram_size);
+  c.cache_capacity = o.cache_capacity.value_or(c.cache_capacity);
+  return c;
+}
+
+bool Model::same_vocabulary(const Model& other) const {
+  const Tokenizer& a = tokenizer_;
+  const Tokenizer& b = other.tokenizer_;
+  if (a.vocab_size() != b.vocab_size()) return false;
+  auto token = [](const Tokenizer& t, Token id) -> std::optional<std::string> {
+    try {
+      return t.id_to_token(id);
+    } catch (const InvalidArgument&) {
+      return std::nullopt;
+    }
+  };
+  for (std::size_t i = 0; i < a.vocab_size(); ++i) {
+    const auto id = static_cast<Token>(i);
+    if (token(a, id) != token(b, id) || a.is_special(id) != b.is_special(id)) return false;
+  }
+  return true;
+}
+
+TextResult Model::generate(std::string_view prompt, const GenerateOptions& options,
+                           const TextCallback& on_text) const {
+  return run(prompt, nullptr, options, on_text);
+}
+
+TextResult Model::generate(std::string_view prompt, const Model& assistant, const GenerateOptions& options,
+                           const TextCallback& on_text) const {
+  return run(prompt, &assistant, options, on_text);
+}
+
+TextResult Model::run(std::string_view prompt_text, const Model* assistant, const GenerateOptions& options,
+                      const TextCallback& on_text) const {
+  TextResult out;
+  out.prompt_tokens = tokenizer_.encode(prompt_text);
+  if (out.prompt_tokens.empty()) {
+    const std::optional<Token> bos = options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
+    if (!bos)
+      throw InvalidArgument("generate: the prompt encodes to no token and the model declares no bos_token_id");
+    out.prompt_tokens.push_back(*bos);
+  }
+  GenerationConfig cfg = generation_config(options, out.prompt_tokens.size());
+  cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
+  const bool skip_special = options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
+
+  // Text streaming rides on the token callback: each accepted token goes
+  // through the detokenizer, and a callback returning false stops decoding.
+  StreamingDetokenizer detok = tokenizer_.streaming(skip_special);
+  bool streaming = static_cast<bool>(on_text);
+  TokenCallback on_token;
+  if (on_text)
+    on_token = [&](Token t) {
+      const std::string piece = detok.push(t);
+      if (streaming && !piece.empty()) streaming = on_text(piece);
+      return streaming;
+    };
+
+  GenerationResult r;
+  if (assistant) {
+    const bool shared_ids = same_vocabulary(*assistant) && assistant->backend_.vocab_size() >= backend_.vocab_size();
+    if (shared_ids) {
+      out.assistance = Assistance::draft;
+      SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
+      r = decoder.generate(out.prompt_tokens, on_token);
+    } else {
+      out.assistance = Assistance::universal;
+      UniversalOptions uo;
+      uo.draft_suppress_tokens = assistant->masked_;
+      UniversalDecoder<AnyModel, AnyModel> decoder(assistant->backend_, assistant->tokenizer_, backend_,
+                                                   tokenizer_, cfg, std::move(uo));
+      r = decoder.generate(out.prompt_tokens, on_token);
+    }
+  } else if (cfg.prompt_lookup_num_tokens > 0) {
+    out.assistance = Assistance::prompt_lookup;
+    SpeculativeDecoder<NoDraft, AnyModel> decoder(backend_, cfg);
+    r = decoder.generate(out.prompt_tokens, on_token);
+  } else {
+    out.assistance = Assistance::none;
+    r = generate_autoregressive(backend_, out.prompt_tokens, cfg, on_token);
+  }
+  if (streaming) {
+    const std::string rest = detok.finish();
+    if (!rest.empty()) on_text(rest);
+  }
+  out.tokens = std::move(r.tokens);
+  out.stats = r.stats;
+  out.stop_reason = r.stop_reason;
+  out.text = tokenizer_.decode(out.tokens, skip_special);
+  return out;
+}
+
+}  // namespace assistgen
