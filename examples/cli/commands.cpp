@@ -4,7 +4,8 @@ namespace assistgen::cli {
 
 namespace {
 
-constexpr const char* kLogitsHelp = R"(usage: assistgen logits -m DIR --tokens IDS [--out FILE.npy] [--threads N]
+constexpr const char* kLogitsHelp =
+    R"(usage: assistgen logits -m DIR --tokens IDS [--out FILE.npy] [--threads N]
 
 Runs the model once over IDS and prints the argmax of the last position.
 
@@ -20,6 +21,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> cmds{
       {"logits", kLogitsHelp, &run_logits},
       {"generate", generate_help(), &run_generate},
+      {"tokenize", tokenize_help(), &run_tokenize},
   };
   return cmds;
 }

@@ -17,5 +17,7 @@ const std::vector<Command>& commands();
 int run_logits(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 const char* generate_help();
+int run_tokenize(const std::vector<std::string>& args);
+const char* tokenize_help();
 
 }  // namespace assistgen::cli

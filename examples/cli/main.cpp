@@ -17,7 +17,9 @@ usage: assistgen COMMAND [options]
 
 commands:
   logits     logits of every position of a token sequence
-  generate   greedy or sampled continuation, optionally assisted by a draft model
+  generate   greedy or sampled continuation of a text (-p) or of token ids,
+             optionally assisted by a draft model
+  tokenize   token ids of a text with a model's tokenizer
 
 Run 'assistgen COMMAND --help' for the options of a command.
 )";

@@ -4,6 +4,7 @@
 // graph and plans the workspace, launch() interprets the nodes with Eigen.
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -37,12 +38,17 @@ class CpuRecipe final : public Recipe {
 };
 
 constexpr std::size_t kAlign = 64;
+constexpr std::size_t kMaxRank = 8;
 std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 // Row-major strides of a shape.
 std::vector<std::size_t> strides_of(const std::vector<std::int64_t>& shape) {
-  std::vector<std::size_t> s(shape.size(), 1);
-  for (std::size_t i = shape.size(); i-- > 1;) s[i - 1] = s[i] * static_cast<std::size_t>(shape[i]);
+  std::vector<std::size_t> s(shape.size());
+  std::size_t acc = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    s[i] = acc;
+    acc *= static_cast<std::size_t>(shape[i]);
+  }
   return s;
 }
 
@@ -63,7 +69,8 @@ void rmsnorm(const float* x, const float* w, float* y, std::size_t rows, std::si
   for (std::size_t r = 0; r < rows; ++r) {
     Eigen::Map<const Eigen::ArrayXf> xv(x + r * h, static_cast<Idx>(h));
     const float ms = xv.square().sum() / static_cast<float>(h);
-    Eigen::Map<Eigen::ArrayXf>(y + r * h, static_cast<Idx>(h)) = xv * (1.0f / std::sqrt(ms + eps)) * wv;
+    Eigen::Map<Eigen::ArrayXf>(y + r * h, static_cast<Idx>(h)) =
+        xv * (1.0f / std::sqrt(ms + eps)) * wv;
   }
 }
 
@@ -73,7 +80,8 @@ void gemm(const float* a, const float* b, const float* bias, float* c, std::size
   Eigen::Map<const RowMatrix> A(a, static_cast<Idx>(M), static_cast<Idx>(K));
   Eigen::Map<RowMatrix> C(c, static_cast<Idx>(M), static_cast<Idx>(N));
   if (transpose_b)
-    C.noalias() = A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(N), static_cast<Idx>(K)).transpose();
+    C.noalias() =
+        A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(N), static_cast<Idx>(K)).transpose();
   else
     C.noalias() = A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(K), static_cast<Idx>(N));
   if (bias) C.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, static_cast<Idx>(N));
@@ -99,23 +107,24 @@ void rope(const float* x, const float* cos_t, const float* sin_t, float* out, st
 
 void transpose(const float* x, float* out, const std::vector<std::int64_t>& in_shape,
                const std::vector<std::int64_t>& perm) {
+  // Fixed-size index arrays: the rank is small (validate() caps it at kMaxRank).
   const std::size_t r = in_shape.size();
-  const auto in_strides = strides_of(in_shape);
-  std::vector<std::int64_t> out_shape(r);
-  std::vector<std::size_t> src_stride(r);  // input stride of each output dim
-  for (std::size_t i = 0; i < r; ++i) {
-    out_shape[i] = in_shape[static_cast<std::size_t>(perm[i])];
-    src_stride[i] = in_strides[static_cast<std::size_t>(perm[i])];
+  std::array<std::size_t, kMaxRank> in_strides{}, out_shape{}, src_stride{}, idx{};
+  std::size_t acc = 1;
+  for (std::size_t i = r; i-- > 0;) {
+    in_strides[i] = acc;
+    acc *= static_cast<std::size_t>(in_shape[i]);
   }
-  std::size_t total = 1;
-  for (auto d : out_shape) total *= static_cast<std::size_t>(d);
-  std::vector<std::size_t> idx(r, 0);
+  for (std::size_t i = 0; i < r; ++i) {
+    out_shape[i] = static_cast<std::size_t>(in_shape[static_cast<std::size_t>(perm[i])]);
+    src_stride[i] = in_strides[static_cast<std::size_t>(perm[i])];  // input stride of output dim i
+  }
   std::size_t src = 0;
-  for (std::size_t o = 0; o < total; ++o) {
+  for (std::size_t o = 0; o < acc; ++o) {
     out[o] = x[src];
     for (std::size_t d = r; d-- > 0;) {  // odometer increment over the output index
       src += src_stride[d];
-      if (++idx[d] < static_cast<std::size_t>(out_shape[d])) break;
+      if (++idx[d] < out_shape[d]) break;
       src -= src_stride[d] * idx[d];
       idx[d] = 0;
     }
@@ -217,15 +226,18 @@ class CpuReferenceDevice final : public Device {
     return std::make_shared<CpuRecipe>(graph, std::move(offsets), ws);
   }
 
-  void launch(const Recipe& recipe, std::span<const Binding> bindings, DeviceAddress workspace) override {
+  void launch(const Recipe& recipe, std::span<const Binding> bindings,
+              DeviceAddress workspace) override {
     const auto* r = dynamic_cast<const CpuRecipe*>(&recipe);
-    if (!r) throw InvalidArgument("hpu cpu-reference: launch of a recipe compiled by another device");
+    if (!r)
+      throw InvalidArgument("hpu cpu-reference: launch of a recipe compiled by another device");
     const Graph& g = r->graph();
     std::vector<std::byte*> ptr(g.tensors().size(), nullptr);
     std::unordered_map<std::string, DeviceAddress> bound;
     for (const auto& b : bindings) bound[b.name] = b.address;
     std::size_t used = 0;
-    std::byte* ws = r->workspace_bytes() ? resolve(workspace, r->workspace_bytes(), "workspace") : nullptr;
+    std::byte* ws =
+        r->workspace_bytes() ? resolve(workspace, r->workspace_bytes(), "workspace") : nullptr;
     for (std::size_t i = 0; i < g.tensors().size(); ++i) {
       const auto& t = g.tensors()[i];
       if (t.kind == TensorKind::intermediate) {
@@ -234,18 +246,19 @@ class CpuReferenceDevice final : public Device {
       }
       auto it = bound.find(t.name);
       if (it == bound.end())
-        throw InvalidArgument("hpu cpu-reference: launch of '" + g.kind() + "' without a binding for '" +
-                              t.name + "'");
+        throw InvalidArgument("hpu cpu-reference: launch of '" + g.kind() +
+                              "' without a binding for '" + t.name + "'");
       ptr[i] = resolve(it->second, t.bytes(), "binding '" + t.name + "'");
       ++used;
     }
     if (used != bound.size())
       for (const auto& b : bindings) {
         bool known = false;
-        for (const auto& t : g.tensors()) known |= t.name == b.name && t.kind != TensorKind::intermediate;
+        for (const auto& t : g.tensors())
+          known |= t.name == b.name && t.kind != TensorKind::intermediate;
         if (!known)
-          throw InvalidArgument("hpu cpu-reference: binding '" + b.name + "' names no bound tensor of '" +
-                                g.kind() + "'");
+          throw InvalidArgument("hpu cpu-reference: binding '" + b.name +
+                                "' names no bound tensor of '" + g.kind() + "'");
       }
     for (const Node& n : g.nodes()) run(g, n, ptr);
   }
@@ -271,8 +284,12 @@ class CpuReferenceDevice final : public Device {
   }
 
   static void run(const Graph& g, const Node& n, const std::vector<std::byte*>& ptr) {
-    auto f = [&](std::size_t i) { return reinterpret_cast<float*>(ptr[static_cast<std::size_t>(n.inputs[i])]); };
-    auto o = [&]() { return reinterpret_cast<float*>(ptr[static_cast<std::size_t>(n.outputs[0])]); };
+    auto f = [&](std::size_t i) {
+      return reinterpret_cast<float*>(ptr[static_cast<std::size_t>(n.inputs[i])]);
+    };
+    auto o = [&]() {
+      return reinterpret_cast<float*>(ptr[static_cast<std::size_t>(n.outputs[0])]);
+    };
     auto t = [&](std::size_t i) -> const TensorInfo& { return g.tensor(n.inputs[i]); };
     auto d = [](std::int64_t v) { return static_cast<std::size_t>(v); };
     switch (n.op) {
@@ -296,22 +313,31 @@ class CpuReferenceDevice final : public Device {
         const std::size_t G = d(t(0).shape[0]), M = d(t(0).shape[1]), K = d(t(0).shape[2]);
         const std::size_t N = d(n.attrs.transpose_b ? t(1).shape[1] : t(1).shape[2]);
         for (std::size_t b = 0; b < G; ++b)
-          gemm(f(0) + b * M * K, f(1) + b * N * K, nullptr, o() + b * M * N, M, K, N, n.attrs.transpose_b);
+          gemm(f(0) + b * M * K, f(1) + b * N * K, nullptr, o() + b * M * N, M, K, N,
+               n.attrs.transpose_b);
         break;
       }
       case Op::rope:
         rope(f(0), f(1), f(2), o(), d(t(0).shape[0]), d(t(0).shape[1]), d(t(0).shape[2]),
              d(n.attrs.head_dim));
         break;
-      case Op::transpose: transpose(f(0), o(), t(0).shape, n.attrs.perm); break;
-      case Op::reshape: std::memcpy(o(), f(0), t(0).bytes()); break;
-      case Op::add: add(f(0), f(1), o(), t(0).shape, t(1).shape); break;
+      case Op::transpose:
+        transpose(f(0), o(), t(0).shape, n.attrs.perm);
+        break;
+      case Op::reshape:
+        std::memcpy(o(), f(0), t(0).bytes());
+        break;
+      case Op::add:
+        add(f(0), f(1), o(), t(0).shape, t(1).shape);
+        break;
       case Op::softmax: {
         const std::size_t last = d(t(0).shape.back());
         softmax(f(0), o(), t(0).numel() / last, last);
         break;
       }
-      case Op::silu_mul: silu_mul(f(0), f(1), o(), t(0).numel()); break;
+      case Op::silu_mul:
+        silu_mul(f(0), f(1), o(), t(0).numel());
+        break;
       case Op::kv_write: {
         const auto& c = t(0).shape;
         const std::size_t BH = d(c[0] * c[1]), S = d(c[2]), D = d(c[3]), T = d(t(1).shape[0]);
@@ -325,7 +351,8 @@ class CpuReferenceDevice final : public Device {
         const float* src = f(2);
         for (std::size_t bh = 0; bh < BH; ++bh)
           for (std::size_t i = 0; i < T; ++i)
-            std::memcpy(cache + (bh * S + d(idx[i])) * D, src + (bh * T + i) * D, D * sizeof(float));
+            std::memcpy(cache + (bh * S + d(idx[i])) * D, src + (bh * T + i) * D,
+                        D * sizeof(float));
         break;
       }
       case Op::kv_read: {
@@ -344,6 +371,8 @@ class CpuReferenceDevice final : public Device {
 
 }  // namespace
 
-std::shared_ptr<Device> make_cpu_reference_device() { return std::make_shared<CpuReferenceDevice>(); }
+std::shared_ptr<Device> make_cpu_reference_device() {
+  return std::make_shared<CpuReferenceDevice>();
+}
 
 }  // namespace assistgen::hpu

@@ -26,23 +26,39 @@ DecoderSpec DecoderSpec::from(const ModelConfig& c, std::size_t slots) {
   s.mlp_bias = c.mlp_bias;
   s.tied = c.tie_word_embeddings;
   s.slots = slots;
+  s.window = c.sliding_window;
+  bool any = false;
+  for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
+    s.windowed.push_back(c.window_of_layer(l) != 0);
+    any = any || s.windowed.back();
+  }
+  if (!any) s.windowed.clear();
   return s;
+}
+
+std::string DecoderSpec::window_str() const {
+  if (windowed.empty()) return "";
+  std::string r = "/w" + std::to_string(window) + ":";
+  for (bool w : windowed) r += w ? '1' : '0';
+  return r;
 }
 
 std::string DecoderSpec::kind() const {
   return "llama-decoder/L" + std::to_string(layers) + "/H" + std::to_string(hidden) + "/I" +
-         std::to_string(intermediate) + "/V" + std::to_string(vocab) + "/h" + std::to_string(heads) +
-         "/kv" + std::to_string(kv_heads) + "/d" + std::to_string(head_dim) + "/s" +
-         std::to_string(slots) + (qkv_bias ? "/qkvb" : "") + (o_bias ? "/ob" : "") +
-         (mlp_bias ? "/mb" : "") + (tied ? "/tied" : "");
+         std::to_string(intermediate) + "/V" + std::to_string(vocab) + "/h" +
+         std::to_string(heads) + "/kv" + std::to_string(kv_heads) + "/d" +
+         std::to_string(head_dim) + "/s" + std::to_string(slots) + (qkv_bias ? "/qkvb" : "") +
+         (o_bias ? "/ob" : "") + (mlp_bias ? "/mb" : "") + (tied ? "/tied" : "") + window_str();
 }
 
 Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t tokens,
                           std::size_t kv_len) {
   using I = std::int64_t;
   const I B = static_cast<I>(batch), T = static_cast<I>(tokens), L = static_cast<I>(kv_len);
-  const I H = static_cast<I>(s.hidden), F = static_cast<I>(s.intermediate), V = static_cast<I>(s.vocab);
-  const I nq = static_cast<I>(s.heads), nkv = static_cast<I>(s.kv_heads), hd = static_cast<I>(s.head_dim);
+  const I H = static_cast<I>(s.hidden), F = static_cast<I>(s.intermediate),
+          V = static_cast<I>(s.vocab);
+  const I nq = static_cast<I>(s.heads), nkv = static_cast<I>(s.kv_heads),
+          hd = static_cast<I>(s.head_dim);
   const I group = nq / nkv, qd = nq * hd, kvd = nkv * hd, S = static_cast<I>(s.slots);
 
   Graph g(s.kind());
@@ -52,7 +68,8 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   auto tmp = [&](const std::string& name, std::vector<I> shape) {
     return g.add_tensor(name, std::move(shape), DType::f32, TensorKind::intermediate);
   };
-  auto linear = [&](const std::string& name, int x, std::vector<I> in_shape, I out, I in, bool bias) {
+  auto linear = [&](const std::string& name, int x, std::vector<I> in_shape, I out, I in,
+                    bool bias) {
     std::vector<int> ins{x, weight(name + ".w", {out, in})};
     if (bias) ins.push_back(weight(name + ".b", {out}));
     in_shape.back() = out;
@@ -71,7 +88,11 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   const int index = g.add_tensor("write_index", {T}, DType::i32, TensorKind::input);
   const int cos = g.add_tensor("cos", {T, hd / 2}, DType::f32, TensorKind::input);
   const int sin = g.add_tensor("sin", {T, hd / 2}, DType::f32, TensorKind::input);
-  const int mask = g.add_tensor("mask", {B, 1, 1, T, L}, DType::f32, TensorKind::input);
+  const int mask =
+      s.has_full_mask() ? g.add_tensor("mask", {B, 1, 1, T, L}, DType::f32, TensorKind::input) : -1;
+  const int window_mask = s.has_window_mask() ? g.add_tensor("window_mask", {B, 1, 1, T, L},
+                                                             DType::f32, TensorKind::input)
+                                              : -1;
   const int embed = weight("embed", {V, H});
 
   int x = node(Op::embedding, "embed.out", {ids, embed}, {B, T, H});
@@ -80,8 +101,8 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
     const int kc = g.add_tensor(nm("k_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
     const int vc = g.add_tensor(nm("v_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
 
-    const int xn = node(Op::rmsnorm, nm("attn_norm.out"), {x, weight(nm("attn_norm"), {H})}, {B, T, H},
-                        {.eps = s.eps});
+    const int xn = node(Op::rmsnorm, nm("attn_norm.out"), {x, weight(nm("attn_norm"), {H})},
+                        {B, T, H}, {.eps = s.eps});
     const int q = linear(nm("q"), xn, {B, T, H}, qd, H, s.qkv_bias);
     const int k = linear(nm("k"), xn, {B, T, H}, kvd, H, s.qkv_bias);
     const int v = linear(nm("v"), xn, {B, T, H}, kvd, H, s.qkv_bias);
@@ -103,13 +124,15 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
 
     // Queries grouped by kv head: [B, kv_heads, group, T, hd] -> [B*kv_heads, group*T, hd].
     const int q5 = node(Op::reshape, nm("q.5d"), {qr}, {B, T, nkv, group, hd});
-    const int qt = node(Op::transpose, nm("q.heads"), {q5}, {B, nkv, group, T, hd},
-                        {.perm = {0, 2, 3, 1, 4}});
+    const int qt =
+        node(Op::transpose, nm("q.heads"), {q5}, {B, nkv, group, T, hd}, {.perm = {0, 2, 3, 1, 4}});
     const int q3 = node(Op::reshape, nm("q.3d"), {qt}, {B * nkv, group * T, hd});
     const int sc = node(Op::batch_gemm, nm("scores"), {q3, K3}, {B * nkv, group * T, L},
                         {.transpose_b = true});
     const int sc5 = node(Op::reshape, nm("scores.5d"), {sc}, {B, nkv, group, T, L});
-    const int msk = node(Op::add, nm("scores.masked"), {sc5, mask}, {B, nkv, group, T, L});
+    const int msk = node(Op::add, nm("scores.masked"),
+                         {sc5, s.has_window_mask() && s.windowed[l] ? window_mask : mask},
+                         {B, nkv, group, T, L});
     const int p = node(Op::softmax, nm("probs"), {msk}, {B, nkv, group, T, L});
     const int p3 = node(Op::reshape, nm("probs.3d"), {p}, {B * nkv, group * T, L});
     const int ctx = node(Op::batch_gemm, nm("context"), {p3, V3}, {B * nkv, group * T, hd});
@@ -120,8 +143,8 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
     const int att = linear(nm("o"), c3, {B, T, qd}, H, qd, s.o_bias);
     const int x1 = node(Op::add, nm("attn.residual"), {x, att}, {B, T, H});
 
-    const int xn2 = node(Op::rmsnorm, nm("mlp_norm.out"), {x1, weight(nm("mlp_norm"), {H})}, {B, T, H},
-                         {.eps = s.eps});
+    const int xn2 = node(Op::rmsnorm, nm("mlp_norm.out"), {x1, weight(nm("mlp_norm"), {H})},
+                         {B, T, H}, {.eps = s.eps});
     const int gt = linear(nm("gate"), xn2, {B, T, H}, F, H, s.mlp_bias);
     const int up = linear(nm("up"), xn2, {B, T, H}, F, H, s.mlp_bias);
     const int act = node(Op::silu_mul, nm("act"), {gt, up}, {B, T, F});

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "assistgen/config.hpp"
 #include "assistgen/hpu/graph.hpp"
@@ -18,10 +19,21 @@ struct DecoderSpec {
   float eps = 1e-6f;
   bool qkv_bias = false, o_bias = false, mlp_bias = false, tied = false;
   std::size_t slots = 0;  ///< positions stored per KV row (max_len + padding slot)
+  /// Per layer: whether it uses the sliding-window mask (empty: none does).
+  std::vector<bool> windowed;
+  std::size_t window = 0;
 
   static DecoderSpec from(const ModelConfig& c, std::size_t slots);
   /// Identifies the architecture in graph keys ("llama-dec/L2/H64/...").
   std::string kind() const;
+  std::string window_str() const;
+  /// Whether some layer attends without a window (the graph then has "mask").
+  bool has_full_mask() const {
+    for (bool w : windowed)
+      if (!w) return true;
+    return windowed.empty();
+  }
+  bool has_window_mask() const { return !windowed.empty(); }
 };
 
 /// Tensor names of layer l's weights, e.g. weight_name(0, "q.w") == "l0.q.w".
@@ -31,7 +43,8 @@ inline std::string layer_name(std::size_t l, const char* what) {
 
 /// The forward graph of bucket (batch, tokens, kv_len). Inputs: "ids" [B, T]
 /// i32, "write_index" [T] i32, "cos"/"sin" [T, head_dim/2], "mask"
-/// [B, 1, 1, T, kv_len]; states "l{i}.k_cache"/"l{i}.v_cache"
+/// [B, 1, 1, T, kv_len] (and "window_mask", the same for windowed layers,
+/// when any layer is); states "l{i}.k_cache"/"l{i}.v_cache"
 /// [B, kv_heads, slots, head_dim]; output "logits" [B, T, vocab]. Queries
 /// must be pre-scaled by 1/sqrt(head_dim) in "l{i}.q.w" (and ".q.b").
 Graph build_decoder_graph(const DecoderSpec& spec, std::size_t batch, std::size_t tokens,

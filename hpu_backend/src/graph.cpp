@@ -12,18 +12,30 @@ namespace assistgen::hpu {
 
 std::string_view op_name(Op op) {
   switch (op) {
-    case Op::embedding: return "embedding";
-    case Op::rmsnorm: return "rmsnorm";
-    case Op::gemm: return "gemm";
-    case Op::batch_gemm: return "batch_gemm";
-    case Op::rope: return "rope";
-    case Op::transpose: return "transpose";
-    case Op::reshape: return "reshape";
-    case Op::add: return "add";
-    case Op::softmax: return "softmax";
-    case Op::silu_mul: return "silu_mul";
-    case Op::kv_write: return "kv_write";
-    case Op::kv_read: return "kv_read";
+    case Op::embedding:
+      return "embedding";
+    case Op::rmsnorm:
+      return "rmsnorm";
+    case Op::gemm:
+      return "gemm";
+    case Op::batch_gemm:
+      return "batch_gemm";
+    case Op::rope:
+      return "rope";
+    case Op::transpose:
+      return "transpose";
+    case Op::reshape:
+      return "reshape";
+    case Op::add:
+      return "add";
+    case Op::softmax:
+      return "softmax";
+    case Op::silu_mul:
+      return "silu_mul";
+    case Op::kv_write:
+      return "kv_write";
+    case Op::kv_read:
+      return "kv_read";
   }
   return "?";
 }
@@ -49,9 +61,10 @@ int Graph::add_tensor(std::string name, std::vector<std::int64_t> shape, DType d
   for (const auto& t : tensors_)
     if (t.name == name)
       throw InvalidArgument("hpu graph '" + kind_ + "': tensor '" + name + "' added twice");
-  if (shape.empty() || std::any_of(shape.begin(), shape.end(), [](auto d) { return d <= 0; }))
+  if (shape.empty() || shape.size() > 8 ||
+      std::any_of(shape.begin(), shape.end(), [](auto d) { return d <= 0; }))
     throw InvalidArgument("hpu graph '" + kind_ + "': tensor '" + name + "' has shape " +
-                          shape_str(shape) + " (every dimension must be positive)");
+                          shape_str(shape) + " (rank 1 to 8, every dimension positive)");
   tensors_.push_back({std::move(name), std::move(shape), dtype, kind});
   return static_cast<int>(tensors_.size() - 1);
 }
@@ -80,12 +93,13 @@ void Graph::validate() const {
     written[i] = k == TensorKind::input || k == TensorKind::weight || k == TensorKind::state;
   }
   for (const Node& n : nodes_) {
-    const std::string where = "hpu graph '" + kind_ + "', node '" + n.name + "' (" +
-                              std::string(op_name(n.op)) + ")";
+    const std::string where =
+        "hpu graph '" + kind_ + "', node '" + n.name + "' (" + std::string(op_name(n.op)) + ")";
     auto fail = [&](const std::string& what) { throw InvalidArgument(where + ": " + what); };
     for (int id : n.inputs) {
       const auto& t = tensor(id);
-      if (!written[static_cast<std::size_t>(id)]) fail("reads '" + t.name + "' before it is written");
+      if (!written[static_cast<std::size_t>(id)])
+        fail("reads '" + t.name + "' before it is written");
     }
     for (int id : n.outputs) {
       const auto& t = tensor(id);
@@ -141,7 +155,8 @@ void Graph::validate() const {
         const auto k = in(0).shape.back();
         const auto N = n.attrs.transpose_b ? in(1).shape[0] : in(1).shape[1];
         const auto K = n.attrs.transpose_b ? in(1).shape[1] : in(1).shape[0];
-        if (K != k) fail("inner dimensions of '" + in(0).name + "' and '" + in(1).name + "' differ");
+        if (K != k)
+          fail("inner dimensions of '" + in(0).name + "' and '" + in(1).name + "' differ");
         if (n.inputs.size() == 3) expect(in(2), {N});
         auto s = in(0).shape;
         s.back() = N;
@@ -181,8 +196,9 @@ void Graph::validate() const {
         std::sort(sorted.begin(), sorted.end());
         std::vector<std::int64_t> iota(s.size());
         std::iota(iota.begin(), iota.end(), 0);
-        if (sorted != iota) fail("perm " + shape_str(p) + " is not a permutation of rank " +
-                                 std::to_string(s.size()));
+        if (sorted != iota)
+          fail("perm " + shape_str(p) + " is not a permutation of rank " +
+               std::to_string(s.size()));
         std::vector<std::int64_t> o(s.size());
         for (std::size_t i = 0; i < s.size(); ++i) o[i] = s[static_cast<std::size_t>(p[i])];
         expect(out(), o);
@@ -199,7 +215,8 @@ void Graph::validate() const {
         arity(2, 2, 1);
         const auto& a = in(0).shape;
         const auto& b = in(1).shape;
-        if (a.size() != b.size()) fail("'" + in(1).name + "' must have the rank of '" + in(0).name + "'");
+        if (a.size() != b.size())
+          fail("'" + in(1).name + "' must have the rank of '" + in(0).name + "'");
         for (std::size_t i = 0; i < a.size(); ++i)
           if (b[i] != a[i] && b[i] != 1)
             fail("'" + in(1).name + "' " + shape_str(b) + " does not broadcast to " + shape_str(a));
@@ -220,7 +237,8 @@ void Graph::validate() const {
       case Op::kv_write: {
         arity(3, 3, 1);
         if (n.outputs[0] != n.inputs[0]) fail("must write the cache tensor it reads (in place)");
-        if (in(0).kind != TensorKind::state) fail("cache '" + in(0).name + "' must be a state tensor");
+        if (in(0).kind != TensorKind::state)
+          fail("cache '" + in(0).name + "' must be a state tensor");
         rank(in(0), 4);
         rank(in(1), 1);
         dtype(in(1), DType::i32);
@@ -257,11 +275,12 @@ std::string to_string(const GraphKey& key) {
 }
 
 void DeviceBuffer::check(std::size_t bytes, std::size_t offset) const {
-  if (!device_ || address_ == 0) throw InvalidArgument("hpu DeviceBuffer: copy with an empty buffer");
+  if (!device_ || address_ == 0)
+    throw InvalidArgument("hpu DeviceBuffer: copy with an empty buffer");
   if (offset > bytes_ || bytes > bytes_ - offset)
-    throw InvalidArgument("hpu DeviceBuffer: copy of " + std::to_string(bytes) + " bytes at offset " +
-                          std::to_string(offset) + " overruns a buffer of " + std::to_string(bytes_) +
-                          " bytes");
+    throw InvalidArgument("hpu DeviceBuffer: copy of " + std::to_string(bytes) +
+                          " bytes at offset " + std::to_string(offset) + " overruns a buffer of " +
+                          std::to_string(bytes_) + " bytes");
 }
 
 }  // namespace assistgen::hpu

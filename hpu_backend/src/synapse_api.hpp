@@ -88,11 +88,13 @@ using synDeviceRelease_t = Status (*)(DeviceId);
 using synStreamCreateGeneric_t = Status (*)(StreamHandle*, DeviceId, std::uint32_t);
 using synStreamDestroy_t = Status (*)(StreamHandle);
 using synStreamSynchronize_t = Status (*)(StreamHandle);
-using synDeviceMalloc_t = Status (*)(DeviceId, std::uint64_t, std::uint64_t, std::uint32_t, std::uint64_t*);
+using synDeviceMalloc_t = Status (*)(DeviceId, std::uint64_t, std::uint64_t, std::uint32_t,
+                                     std::uint64_t*);
 using synDeviceFree_t = Status (*)(DeviceId, std::uint64_t, std::uint32_t);
 using synHostMap_t = Status (*)(DeviceId, std::uint64_t, const void*);
 using synHostUnmap_t = Status (*)(DeviceId, const void*);
-using synMemCopyAsync_t = Status (*)(StreamHandle, std::uint64_t, std::uint64_t, std::uint64_t, std::uint32_t);
+using synMemCopyAsync_t = Status (*)(StreamHandle, std::uint64_t, std::uint64_t, std::uint64_t,
+                                     std::uint32_t);
 using synGraphCreate_t = Status (*)(GraphHandle*, DeviceType);
 using synGraphDestroy_t = Status (*)(GraphHandle);
 using synSectionCreate_t = Status (*)(SectionHandle*, std::uint64_t, GraphHandle);
@@ -102,14 +104,15 @@ using synTensorAssignToSection_t = Status (*)(Tensor, SectionHandle, std::uint64
 using synTensorSetGeometry_t = Status (*)(Tensor, const TensorGeometry*, std::uint32_t);
 using synTensorSetDeviceDataType_t = Status (*)(Tensor, std::uint32_t);
 using synTensorDestroy_t = Status (*)(Tensor);
-using synNodeCreate_t = Status (*)(GraphHandle, const Tensor*, const Tensor*, std::uint32_t, std::uint32_t,
-                                   const void*, std::uint32_t, const char*, const char*, const char**,
-                                   const char**);
+using synNodeCreate_t = Status (*)(GraphHandle, const Tensor*, const Tensor*, std::uint32_t,
+                                   std::uint32_t, const void*, std::uint32_t, const char*,
+                                   const char*, const char**, const char**);
 using synGraphCompile_t = Status (*)(RecipeHandle*, GraphHandle, const char*, const char*);
 using synWorkspaceGetSize_t = Status (*)(std::uint64_t*, RecipeHandle);
-using synTensorRetrieveIds_t = Status (*)(RecipeHandle, const char**, std::uint64_t*, std::uint32_t);
-using synLaunchExt_t = Status (*)(StreamHandle, const LaunchTensorInfoExt*, std::uint32_t, std::uint64_t,
-                                  RecipeHandle, std::uint32_t);
+using synTensorRetrieveIds_t = Status (*)(RecipeHandle, const char**, std::uint64_t*,
+                                          std::uint32_t);
+using synLaunchExt_t = Status (*)(StreamHandle, const LaunchTensorInfoExt*, std::uint32_t,
+                                  std::uint64_t, RecipeHandle, std::uint32_t);
 using synRecipeDestroy_t = Status (*)(RecipeHandle);
 
 }  // namespace assistgen::hpu::syn

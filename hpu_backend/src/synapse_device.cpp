@@ -65,8 +65,8 @@ struct Runtime {
     lib = dlopen(o.library.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
       const char* why = dlerror();
-      throw Error("Gaudi runtime libSynapse.so not found: dlopen(\"" + o.library + "\") failed: " +
-                  (why ? why : "unknown reason") +
+      throw Error("Gaudi runtime libSynapse.so not found: dlopen(\"" + o.library +
+                  "\") failed: " + (why ? why : "unknown reason") +
                   ". Install Habana's SynapseAI software (it provides libSynapse.so), add its "
                   "directory to LD_LIBRARY_PATH, or set hpu::SynapseOptions::library");
     }
@@ -142,9 +142,12 @@ struct Runtime {
 
 std::uint32_t syn_dtype(DType d, const std::string& tensor) {
   switch (d) {
-    case DType::f32: return syn::kTypeSingle;
-    case DType::bf16: return syn::kTypeBf16;
-    case DType::i32: return syn::kTypeInt32;
+    case DType::f32:
+      return syn::kTypeSingle;
+    case DType::bf16:
+      return syn::kTypeBf16;
+    case DType::i32:
+      return syn::kTypeInt32;
     default:
       throw UnsupportedError("hpu synapse: tensor '" + tensor + "' has dtype " +
                              std::string(dtype_name(d)) + ", which the lowering does not map");
@@ -243,7 +246,8 @@ class Lowering {
         Runtime::check(rt_.synSectionCreate(&sec, 0, graph_), "synSectionCreate('" + name + "')");
         sections_.push_back(sec);
       }
-      Runtime::check(rt_.synTensorAssignToSection(h, sec, 0), "synTensorAssignToSection('" + name + "')");
+      Runtime::check(rt_.synTensorAssignToSection(h, sec, 0),
+                     "synTensorAssignToSection('" + name + "')");
       LaunchSlot s;
       s.launch_name = name;
       s.ir_tensor = ir;
@@ -268,11 +272,12 @@ class Lowering {
 
   void node(const std::string& guid, const std::string& name, std::vector<syn::Tensor> ins,
             std::vector<syn::Tensor> outs, const void* params, std::size_t params_size) {
-    Runtime::check(rt_.synNodeCreate(graph_, ins.data(), outs.data(), static_cast<std::uint32_t>(ins.size()),
-                                     static_cast<std::uint32_t>(outs.size()), params,
-                                     static_cast<std::uint32_t>(params_size), guid.c_str(), name.c_str(),
-                                     nullptr, nullptr),
-                   "synNodeCreate(" + guid + ", '" + name + "')");
+    Runtime::check(
+        rt_.synNodeCreate(graph_, ins.data(), outs.data(), static_cast<std::uint32_t>(ins.size()),
+                          static_cast<std::uint32_t>(outs.size()), params,
+                          static_cast<std::uint32_t>(params_size), guid.c_str(), name.c_str(),
+                          nullptr, nullptr),
+        "synNodeCreate(" + guid + ", '" + name + "')");
   }
 
   void lower(const Node& n, SynapseRecipe& r) {
@@ -284,7 +289,8 @@ class Lowering {
       case Op::gemm:
       case Op::batch_gemm: {
         syn::GemmParams p{false, n.attrs.transpose_b};
-        node(n.op == Op::gemm ? "gemm" : "batch_gemm", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        node(n.op == Op::gemm ? "gemm" : "batch_gemm", n.name, ins, {output(n.outputs[0], r)}, &p,
+             sizeof p);
         break;
       }
       case Op::embedding: {
@@ -313,8 +319,12 @@ class Lowering {
         node("transpose", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
         break;
       }
-      case Op::reshape: node("reshape", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0); break;
-      case Op::add: node("add_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0); break;
+      case Op::reshape:
+        node("reshape", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
+        break;
+      case Op::add:
+        node("add_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
+        break;
       case Op::softmax: {
         syn::AxisParams p{0};  // the IR's last dimension is the fastest
         node("softmax_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
@@ -354,7 +364,7 @@ class Lowering {
   Runtime& rt_;
   const Graph& g_;
   syn::GraphHandle graph_ = nullptr;
-  std::vector<syn::Tensor> current_;          // latest Synapse tensor of each IR tensor
+  std::vector<syn::Tensor> current_;  // latest Synapse tensor of each IR tensor
   std::vector<syn::SectionHandle> section_of_;
   std::vector<syn::Tensor> tensors_;
   std::vector<syn::SectionHandle> sections_;
@@ -371,7 +381,8 @@ class SynapseDevice final : public Device {
     std::lock_guard lock(rt_->mu);
     std::uint64_t addr = 0;
     if (rt_->synDeviceMalloc(rt_->device, bytes, 0, 0, &addr) != syn::kSuccess || addr == 0)
-      throw CapacityError("hpu synapse: synDeviceMalloc of " + std::to_string(bytes) + " bytes failed");
+      throw CapacityError("hpu synapse: synDeviceMalloc of " + std::to_string(bytes) +
+                          " bytes failed");
     return addr;
   }
   void free(DeviceAddress address) noexcept override {
@@ -398,7 +409,8 @@ class SynapseDevice final : public Device {
     return r;
   }
 
-  void launch(const Recipe& recipe, std::span<const Binding> bindings, DeviceAddress workspace) override {
+  void launch(const Recipe& recipe, std::span<const Binding> bindings,
+              DeviceAddress workspace) override {
     const auto* r = dynamic_cast<const SynapseRecipe*>(&recipe);
     if (!r) throw InvalidArgument("hpu synapse: launch of a recipe compiled by another device");
     const Graph& g = r->graph();
@@ -406,9 +418,11 @@ class SynapseDevice final : public Device {
     for (const auto& b : bindings) bound[b.name] = b.address;
     for (const auto& b : bindings) {
       bool known = false;
-      for (const auto& t : g.tensors()) known |= t.name == b.name && t.kind != TensorKind::intermediate;
+      for (const auto& t : g.tensors())
+        known |= t.name == b.name && t.kind != TensorKind::intermediate;
       if (!known)
-        throw InvalidArgument("hpu synapse: binding '" + b.name + "' names no bound tensor of '" + g.kind() + "'");
+        throw InvalidArgument("hpu synapse: binding '" + b.name + "' names no bound tensor of '" +
+                              g.kind() + "'");
     }
     std::vector<syn::LaunchTensorInfoExt> info(r->slots_.size());
     for (std::size_t i = 0; i < r->slots_.size(); ++i) {
@@ -416,7 +430,8 @@ class SynapseDevice final : public Device {
       const std::string& ir_name = g.tensor(s.ir_tensor).name;
       auto it = bound.find(ir_name);
       if (it == bound.end())
-        throw InvalidArgument("hpu synapse: launch of '" + g.kind() + "' without a binding for '" + ir_name + "'");
+        throw InvalidArgument("hpu synapse: launch of '" + g.kind() + "' without a binding for '" +
+                              ir_name + "'");
       info[i].tensorName = s.launch_name.c_str();
       info[i].pTensorAddress = it->second;
       info[i].tensorType = syn::kDataTensor;
@@ -427,15 +442,17 @@ class SynapseDevice final : public Device {
       throw InvalidArgument("hpu synapse: '" + g.kind() + "' needs a workspace of " +
                             std::to_string(r->workspace_bytes()) + " bytes");
     std::lock_guard lock(rt_->mu);
-    Runtime::check(rt_->synLaunchExt(rt_->stream, info.data(), static_cast<std::uint32_t>(info.size()),
-                                     workspace, r->handle_, 0),
-                   "synLaunchExt of '" + g.kind() + "'");
+    Runtime::check(
+        rt_->synLaunchExt(rt_->stream, info.data(), static_cast<std::uint32_t>(info.size()),
+                          workspace, r->handle_, 0),
+        "synLaunchExt of '" + g.kind() + "'");
   }
 
  private:
   // Synchronous copies through a temporary host mapping: simple and correct;
   // a tuned version would keep pinned staging buffers (synHostMalloc).
-  void copy(std::uint64_t src, std::uint64_t dst, std::size_t bytes, syn::DmaDir dir, const void* host) {
+  void copy(std::uint64_t src, std::uint64_t dst, std::size_t bytes, syn::DmaDir dir,
+            const void* host) {
     if (bytes == 0) return;
     std::lock_guard lock(rt_->mu);
     Runtime::check(rt_->synHostMap(rt_->device, bytes, host), "synHostMap");

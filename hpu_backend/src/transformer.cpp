@@ -28,7 +28,8 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
   const std::size_t half = c.head_dim / 2;
   std::vector<double> inv(half);
   for (std::size_t i = 0; i < half; ++i)
-    inv[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    inv[i] =
+        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
   const auto& rs = c.rope_scaling;
   if (rs.type == RopeScaling::Type::linear) {
     for (auto& f : inv) f /= rs.factor;
@@ -53,7 +54,7 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
 
 std::size_t TransformerCache::bytes() const {
   return kv_.bytes() + ids_.bytes() + index_.bytes() + cos_.bytes() + sin_.bytes() + mask_.bytes() +
-         logits_.bytes() + workspace_.bytes();
+         window_mask_.bytes() + logits_.bytes() + workspace_.bytes();
 }
 
 struct Transformer::Impl {
@@ -88,7 +89,8 @@ struct Transformer::Impl {
 
   void finish_setup() {
     if (opts.dtype != DType::f32)
-      throw UnsupportedError("hpu::Transformer: compute dtype '" + std::string(dtype_name(opts.dtype)) +
+      throw UnsupportedError("hpu::Transformer: compute dtype '" +
+                             std::string(dtype_name(opts.dtype)) +
                              "' is not built yet; weights are converted to f32 at load (use f32)");
     // The graph is the Llama family's: RMSNorm, RoPE, a gated SiLU MLP.
     if (cfg.norm != NormKind::rms_norm || cfg.positions != PositionKind::rope || !cfg.gated_mlp ||
@@ -99,8 +101,8 @@ struct Transformer::Impl {
     if (cfg.head_dim % 2 != 0)
       throw ConfigError("hpu::Transformer: head_dim " + std::to_string(cfg.head_dim) +
                         " must be even for RoPE");
-    layout = {cfg.num_hidden_layers, buckets.max_batch(), cfg.num_key_value_heads, buckets.max_kv_len(),
-              cfg.head_dim};
+    layout = {cfg.num_hidden_layers, buckets.max_batch(), cfg.num_key_value_heads,
+              buckets.max_kv_len(), cfg.head_dim};
     spec = detail::DecoderSpec::from(cfg, layout.slots());
     inv_freq = rope_inv_freq(cfg);
     const std::size_t n_buckets = buckets.all().size();
@@ -143,8 +145,8 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     expected.push_back(name);
     const io::TensorView& t = ck.tensor(name);
     if (t.shape != shape)
-      throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " + shape_str(t.shape) +
-                        " but the config implies " + shape_str(shape));
+      throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " +
+                        shape_str(t.shape) + " but the config implies " + shape_str(shape));
     return t.to_float();
   };
   // 1/sqrt(head_dim) folded into the query projection: RoPE is linear, so
@@ -191,8 +193,8 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   for (const auto& name : ck.names()) {
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
     if (!std::binary_search(expected.begin(), expected.end(), name))
-      throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
-                        " with this config");
+      throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " +
+                        c.architecture + " with this config");
   }
   Transformer t(std::move(impl));
   if (options.warmup) t.warmup();
@@ -210,7 +212,8 @@ std::size_t Transformer::warmup() const {
   const auto all = impl_->buckets.all();
   if (all.size() > impl_->graphs->capacity())
     throw ConfigError("hpu::Transformer::warmup: " + std::to_string(all.size()) +
-                      " buckets do not fit a graph cache of " + std::to_string(impl_->graphs->capacity()) +
+                      " buckets do not fit a graph cache of " +
+                      std::to_string(impl_->graphs->capacity()) +
                       " (raise Options::graph_cache_capacity or narrow the bucket ranges)");
   std::size_t compiled = 0;
   for (const auto& b : all) {
@@ -233,6 +236,7 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   c.cos_ = DeviceBuffer(dev, T * half * sizeof(float));
   c.sin_ = DeviceBuffer(dev, T * half * sizeof(float));
   c.mask_ = DeviceBuffer(dev, B * T * bk.max_kv_len() * sizeof(float));
+  if (impl_->spec.has_window_mask()) c.window_mask_ = DeviceBuffer(dev, c.mask_.bytes());
   c.logits_ = DeviceBuffer(dev, B * T * impl_->cfg.vocab_size * sizeof(float));
   return c;
 }
@@ -246,23 +250,19 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   if (n == 0) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
   for (std::size_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
-      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                            " is out of range for vocabulary size " + std::to_string(cfg.vocab_size));
+      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " +
+                            std::to_string(i) + " is out of range for vocabulary size " +
+                            std::to_string(cfg.vocab_size));
   StaticKvCache& kv = cache.kv_;
   const KvLayout& cl = kv.layout();
-  if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads || cl.head_dim != layout.head_dim ||
-      cl.max_len != layout.max_len || cl.batch != layout.batch || !cache.logits_ ||
+  if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads ||
+      cl.head_dim != layout.head_dim || cl.max_len != layout.max_len || cl.batch != layout.batch ||
+      !cache.logits_ ||
       cache.logits_.bytes() < layout.batch * buckets.max_tokens() * cfg.vocab_size * sizeof(float))
-    throw InvalidArgument("hpu::Transformer::forward: the cache was made by a model of another shape");
+    throw InvalidArgument(
+        "hpu::Transformer::forward: the cache was made by a model of another shape");
   kv.check_append(n);
   const std::size_t pos0 = kv.size();
-  for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::size_t w = cfg.window_of_layer(l);
-    if (w != 0 && pos0 + n > w)
-      throw UnsupportedError("hpu::Transformer: sliding-window attention is not built: sequence length " +
-                             std::to_string(pos0 + n) + " exceeds sliding_window " + std::to_string(w) +
-                             " of layer " + std::to_string(l) + " of " + cfg.architecture);
-  }
 
   const std::size_t V = cfg.vocab_size, half = cfg.head_dim / 2;
   Logits out(n, V);
@@ -290,12 +290,19 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
         sn[i * half + j] = static_cast<float>(std::sin(a));
       }
     const auto index = StaticKvCache::write_index(pos, c, b.tokens, layout.max_len);
-    const auto mask = StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len);
+    if (spec.has_full_mask()) {
+      const auto mask = StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len);
+      cache.mask_.upload(mask.data(), mask.size() * sizeof(float));
+    }
+    if (spec.has_window_mask()) {
+      const auto wm =
+          StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, spec.window);
+      cache.window_mask_.upload(wm.data(), wm.size() * sizeof(float));
+    }
     cache.ids_.upload(ids.data(), ids.size() * sizeof(std::int32_t));
     cache.index_.upload(index.data(), index.size() * sizeof(std::int32_t));
     cache.cos_.upload(cs.data(), cs.size() * sizeof(float));
     cache.sin_.upload(sn.data(), sn.size() * sizeof(float));
-    cache.mask_.upload(mask.data(), mask.size() * sizeof(float));
     if (rec->workspace_bytes() > cache.workspace_.bytes())
       cache.workspace_ = DeviceBuffer(device, rec->workspace_bytes());
 
@@ -304,8 +311,9 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     bind.push_back({"write_index", cache.index_.address()});
     bind.push_back({"cos", cache.cos_.address()});
     bind.push_back({"sin", cache.sin_.address()});
-    bind.push_back({"mask", cache.mask_.address()});
+    if (spec.has_full_mask()) bind.push_back({"mask", cache.mask_.address()});
     bind.push_back({"logits", cache.logits_.address()});
+    if (spec.has_window_mask()) bind.push_back({"window_mask", cache.window_mask_.address()});
     for (std::size_t l = 0; l < layout.layers; ++l) {
       bind.push_back({detail::layer_name(l, "k_cache"), kv.key_address(l)});
       bind.push_back({detail::layer_name(l, "v_cache"), kv.value_address(l)});

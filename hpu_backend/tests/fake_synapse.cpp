@@ -85,12 +85,13 @@ std::uint64_t prod(const std::vector<syn::TSize>& s, std::size_t from) {
 }
 
 // c[M, N] = a[M, K] * b (b is [N, K] when tb, else [K, N]), optional bias[N].
-void gemm(const float* a, const float* b, const float* bias, float* c, std::uint64_t M, std::uint64_t K,
-          std::uint64_t N, bool tb) {
+void gemm(const float* a, const float* b, const float* bias, float* c, std::uint64_t M,
+          std::uint64_t K, std::uint64_t N, bool tb) {
   for (std::uint64_t m = 0; m < M; ++m)
     for (std::uint64_t n = 0; n < N; ++n) {
       double s = bias ? bias[n] : 0.0;
-      for (std::uint64_t k = 0; k < K; ++k) s += double(a[m * K + k]) * (tb ? b[n * K + k] : b[k * N + n]);
+      for (std::uint64_t k = 0; k < K; ++k)
+        s += double(a[m * K + k]) * (tb ? b[n * K + k] : b[k * N + n]);
       c[m * N + n] = static_cast<float>(s);
     }
 }
@@ -158,7 +159,8 @@ syn::Status synStreamSynchronize(syn::StreamHandle) {
   log("synStreamSynchronize");
   return 0;
 }
-syn::Status synDeviceMalloc(syn::DeviceId, std::uint64_t size, std::uint64_t, std::uint32_t, std::uint64_t* out) {
+syn::Status synDeviceMalloc(syn::DeviceId, std::uint64_t size, std::uint64_t, std::uint32_t,
+                            std::uint64_t* out) {
   std::lock_guard l(g_mu);
   if (failing("synDeviceMalloc")) return 3;
   auto mem = std::make_unique<unsigned char[]>(size);
@@ -183,11 +185,11 @@ syn::Status synHostUnmap(syn::DeviceId, const void* p) {
   log("synHostUnmap");
   return g_mapped.erase(p) ? 0 : 5;
 }
-syn::Status synMemCopyAsync(syn::StreamHandle, std::uint64_t src, std::uint64_t size, std::uint64_t dst,
-                            std::uint32_t dir) {
+syn::Status synMemCopyAsync(syn::StreamHandle, std::uint64_t src, std::uint64_t size,
+                            std::uint64_t dst, std::uint32_t dir) {
   std::lock_guard l(g_mu);
-  log("synMemCopyAsync dir=" + std::to_string(dir) + " size=" + std::to_string(size) + " src=" +
-      std::to_string(src) + " dst=" + std::to_string(dst));
+  log("synMemCopyAsync dir=" + std::to_string(dir) + " size=" + std::to_string(size) +
+      " src=" + std::to_string(src) + " dst=" + std::to_string(dst));
   const void* host = reinterpret_cast<const void*>(dir == syn::kHostToDram ? src : dst);
   if (!g_mapped.count(host)) return 9;  // the real runtime needs mapped host memory
   std::memcpy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), size);
@@ -217,7 +219,8 @@ syn::Status synSectionDestroy(syn::SectionHandle s) {
   delete s;
   return 0;
 }
-syn::Status synTensorHandleCreate(syn::Tensor* t, syn::GraphHandle, std::uint32_t type, const char* name) {
+syn::Status synTensorHandleCreate(syn::Tensor* t, syn::GraphHandle, std::uint32_t type,
+                                  const char* name) {
   std::lock_guard l(g_mu);
   log("synTensorHandleCreate name=" + std::string(name) + " type=" + std::to_string(type));
   *t = new syn::TensorImpl{name, {}, 0, nullptr};
@@ -225,16 +228,16 @@ syn::Status synTensorHandleCreate(syn::Tensor* t, syn::GraphHandle, std::uint32_
 }
 syn::Status synTensorAssignToSection(syn::Tensor t, syn::SectionHandle s, std::uint64_t offset) {
   std::lock_guard l(g_mu);
-  log("synTensorAssignToSection name=" + t->name + " section=" + std::to_string(s->id) + " offset=" +
-      std::to_string(offset));
+  log("synTensorAssignToSection name=" + t->name + " section=" + std::to_string(s->id) +
+      " offset=" + std::to_string(offset));
   t->section = s;
   return 0;
 }
 syn::Status synTensorSetGeometry(syn::Tensor t, const syn::TensorGeometry* g, std::uint32_t type) {
   std::lock_guard l(g_mu);
   t->sizes.assign(g->sizes, g->sizes + g->dims);
-  log("synTensorSetGeometry name=" + t->name + " sizes=" + sizes_str(t->sizes) + " type=" +
-      std::to_string(type));
+  log("synTensorSetGeometry name=" + t->name + " sizes=" + sizes_str(t->sizes) +
+      " type=" + std::to_string(type));
   return 0;
 }
 syn::Status synTensorSetDeviceDataType(syn::Tensor t, std::uint32_t dtype) {
@@ -248,12 +251,15 @@ syn::Status synTensorDestroy(syn::Tensor t) {
   delete t;
   return 0;
 }
-syn::Status synNodeCreate(syn::GraphHandle g, const syn::Tensor* ins, const syn::Tensor* outs, std::uint32_t nin,
-                          std::uint32_t nout, const void* params, std::uint32_t psize, const char* guid,
-                          const char* name, const char**, const char**) {
+syn::Status synNodeCreate(syn::GraphHandle g, const syn::Tensor* ins, const syn::Tensor* outs,
+                          std::uint32_t nin, std::uint32_t nout, const void* params,
+                          std::uint32_t psize, const char* guid, const char* name, const char**,
+                          const char**) {
   std::lock_guard l(g_mu);
   syn::GraphImpl::NodeRec n{guid, name, {ins, ins + nin}, {outs, outs + nout}, {}};
-  if (params) n.params.assign(static_cast<const unsigned char*>(params), static_cast<const unsigned char*>(params) + psize);
+  if (params)
+    n.params.assign(static_cast<const unsigned char*>(params),
+                    static_cast<const unsigned char*>(params) + psize);
   std::string line = "synNodeCreate guid=" + n.guid + " name=" + n.name + " in=[";
   for (std::uint32_t i = 0; i < nin; ++i) line += (i ? "," : "") + ins[i]->name;
   line += "] out=[";
@@ -262,18 +268,21 @@ syn::Status synNodeCreate(syn::GraphHandle g, const syn::Tensor* ins, const syn:
   if ((n.guid == "gemm" || n.guid == "batch_gemm") && psize == sizeof(syn::GemmParams)) {
     syn::GemmParams p;
     std::memcpy(&p, params, sizeof p);
-    line += " transpose_a=" + std::to_string(p.transpose_a) + " transpose_b=" + std::to_string(p.transpose_b);
+    line += " transpose_a=" + std::to_string(p.transpose_a) +
+            " transpose_b=" + std::to_string(p.transpose_b);
   } else if (n.guid == "transpose" && psize == sizeof(syn::TransposeParams)) {
     syn::TransposeParams p;
     std::memcpy(&p, params, sizeof p);
     line += " perm=[";
-    for (std::uint32_t i = 0; i < p.tensorDim; ++i) line += (i ? "," : "") + std::to_string(p.permutation[i]);
+    for (std::uint32_t i = 0; i < p.tensorDim; ++i)
+      line += (i ? "," : "") + std::to_string(p.permutation[i]);
     line += "]";
   } else if (n.guid == "slice" && psize == sizeof(syn::SliceParams)) {
     syn::SliceParams p;
     std::memcpy(&p, params, sizeof p);
     line += " ends=[";
-    for (std::size_t i = 0; i < ins[0]->sizes.size(); ++i) line += (i ? "," : "") + std::to_string(p.ends[i]);
+    for (std::size_t i = 0; i < ins[0]->sizes.size(); ++i)
+      line += (i ? "," : "") + std::to_string(p.ends[i]);
     line += "]";
   } else if (psize == sizeof(syn::AxisParams)) {
     syn::AxisParams p;
@@ -284,7 +293,8 @@ syn::Status synNodeCreate(syn::GraphHandle g, const syn::Tensor* ins, const syn:
   g->nodes.push_back(std::move(n));
   return 0;
 }
-syn::Status synGraphCompile(syn::RecipeHandle* r, syn::GraphHandle g, const char* name, const char*) {
+syn::Status synGraphCompile(syn::RecipeHandle* r, syn::GraphHandle g, const char* name,
+                            const char*) {
   std::lock_guard l(g_mu);
   log("synGraphCompile name=" + std::string(name) + " nodes=" + std::to_string(g->nodes.size()));
   if (failing("synGraphCompile")) return 11;
@@ -320,7 +330,8 @@ syn::Status synWorkspaceGetSize(std::uint64_t* size, syn::RecipeHandle r) {
   log("synWorkspaceGetSize size=" + std::to_string(*size));
   return 0;
 }
-syn::Status synTensorRetrieveIds(syn::RecipeHandle r, const char** names, std::uint64_t* ids, std::uint32_t n) {
+syn::Status synTensorRetrieveIds(syn::RecipeHandle r, const char** names, std::uint64_t* ids,
+                                 std::uint32_t n) {
   std::lock_guard l(g_mu);
   log("synTensorRetrieveIds count=" + std::to_string(n));
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -333,20 +344,22 @@ syn::Status synTensorRetrieveIds(syn::RecipeHandle r, const char** names, std::u
 syn::Status synLaunchExt(syn::StreamHandle, const syn::LaunchTensorInfoExt* info, std::uint32_t n,
                          std::uint64_t workspace, syn::RecipeHandle r, std::uint32_t) {
   std::lock_guard l(g_mu);
-  log("synLaunchExt recipe=" + r->name + " tensors=" + std::to_string(n) + " workspace=" +
-      std::to_string(workspace));
+  log("synLaunchExt recipe=" + r->name + " tensors=" + std::to_string(n) +
+      " workspace=" + std::to_string(workspace));
   std::map<std::string, std::uint64_t> addr;
   for (std::uint32_t i = 0; i < n; ++i) {
     const std::string name = info[i].tensorName;
     auto id = r->ids.find(name);
-    if (id == r->ids.end() || id->second != info[i].tensorId) return 17;  // unknown tensor or wrong id
+    if (id == r->ids.end() || id->second != info[i].tensorId)
+      return 17;  // unknown tensor or wrong id
     std::vector<syn::TSize> sizes;
     for (const auto& t : r->tensors)
       if (t.name == name) sizes = t.sizes;
     for (std::size_t d = 0; d < sizes.size(); ++d)
       if (info[i].tensorSize[d] != sizes[d]) return 19;  // sizes disagree with the recipe
     addr[name] = info[i].pTensorAddress;
-    log("bind name=" + name + " addr=" + std::to_string(info[i].pTensorAddress) + " sizes=" + sizes_str(sizes));
+    log("bind name=" + name + " addr=" + std::to_string(info[i].pTensorAddress) +
+        " sizes=" + sizes_str(sizes));
   }
   for (const auto& t : r->tensors)
     if (t.persistent && !addr.count(t.name)) return 23;  // a persistent tensor left unbound
@@ -368,8 +381,8 @@ syn::Status synLaunchExt(syn::StreamHandle, const syn::LaunchTensorInfoExt* info
     } else {
       const std::uint64_t G = a[2], M = a[1];
       for (std::uint64_t g = 0; g < G; ++g)
-        gemm(ptr(nd.ins[0]) + g * M * K, ptr(nd.ins[1]) + g * K * N, nullptr, ptr(nd.outs[0]) + g * M * N, M,
-             K, N, p.transpose_b);
+        gemm(ptr(nd.ins[0]) + g * M * K, ptr(nd.ins[1]) + g * K * N, nullptr,
+             ptr(nd.outs[0]) + g * M * N, M, K, N, p.transpose_b);
     }
     log("computed " + nd.guid);
   }

@@ -57,7 +57,8 @@ inline bool accept_draft_token(float p_d, float q_d, Rng& rng) {
 /// distribution on `drafted` (prompt-lookup candidates), making the residual
 /// p with the drafted token removed. If the residual has no mass at all (only
 /// possible through float rounding when p == q), falls back to p.
-inline Token sample_residual(std::span<const float> p, std::span<const float> q, Token drafted, Rng& rng) {
+inline Token sample_residual(std::span<const float> p, std::span<const float> q, Token drafted,
+                             Rng& rng) {
   auto residual = [&](std::size_t i) -> double {
     if (q.empty()) return i == static_cast<std::size_t>(drafted) ? 0.0 : double(p[i]);
     const double r = double(p[i]) - double(q[i]);

@@ -45,11 +45,13 @@ class AnyModel {
     std::size_t capacity() const override { return cache.capacity(); }
     void truncate(std::size_t n) override { cache.truncate(n); }
     std::unique_ptr<CacheConcept> clone() const override {
-      if constexpr (requires { { cache.clone() } -> std::same_as<C>; })
+      if constexpr (requires {
+                      { cache.clone() } -> std::same_as<C>;
+                    })
         return std::make_unique<CacheImpl>(cache.clone());
       else
-        throw UnsupportedError(std::string("AnyModel::Cache::clone: the cache type ") + typeid(C).name() +
-                               " has no clone()");
+        throw UnsupportedError(std::string("AnyModel::Cache::clone: the cache type ") +
+                               typeid(C).name() + " has no clone()");
     }
     C cache;
   };
@@ -57,13 +59,16 @@ class AnyModel {
   template <CausalLM M>
   struct ModelImpl final : ModelConcept {
     explicit ModelImpl(std::shared_ptr<const M> m) : model(std::move(m)) {}
-    std::size_t vocab_size() const override { return static_cast<std::size_t>(model->vocab_size()); }
+    std::size_t vocab_size() const override {
+      return static_cast<std::size_t>(model->vocab_size());
+    }
     std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const override {
       return std::make_unique<CacheImpl<typename M::Cache>>(model->make_cache(capacity));
     }
     Logits forward(std::span<const Token> tokens, CacheConcept& cache) const override {
       auto* c = dynamic_cast<CacheImpl<typename M::Cache>*>(&cache);
-      if (!c) throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
+      if (!c)
+        throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
       return model->forward(tokens, c->cache);
     }
     const std::type_info& type() const override { return typeid(M); }
@@ -85,7 +90,8 @@ class AnyModel {
     void truncate(std::size_t n) {
       if (!impl_) {
         if (n == 0) return;
-        throw InvalidArgument("AnyModel::Cache::truncate(" + std::to_string(n) + ") on an empty cache");
+        throw InvalidArgument("AnyModel::Cache::truncate(" + std::to_string(n) +
+                              ") on an empty cache");
       }
       impl_->truncate(n);
     }
@@ -100,21 +106,24 @@ class AnyModel {
     template <class C>
     const C& get() const {
       auto* p = dynamic_cast<const CacheImpl<C>*>(impl_.get());
-      if (!p) throw InvalidArgument(std::string("AnyModel::Cache::get: the cache is not a ") + typeid(C).name());
+      if (!p)
+        throw InvalidArgument(std::string("AnyModel::Cache::get: the cache is not a ") +
+                              typeid(C).name());
       return p->cache;
     }
 
    private:
     friend class AnyModel;
-    Cache(std::unique_ptr<CacheConcept> impl, const void* owner) : impl_(std::move(impl)), owner_(owner) {}
+    Cache(std::unique_ptr<CacheConcept> impl, const void* owner)
+        : impl_(std::move(impl)), owner_(owner) {}
     std::unique_ptr<CacheConcept> impl_;
     const void* owner_ = nullptr;
   };
 
   /// Takes ownership of `model` (moved in).
   template <CausalLM M>
-    requires(!std::same_as<std::remove_cvref_t<M>, AnyModel> && !std::is_lvalue_reference_v<M>)
-  explicit AnyModel(M&& model)
+  requires(!std::same_as<std::remove_cvref_t<M>, AnyModel> &&
+           !std::is_lvalue_reference_v<M>) explicit AnyModel(M&& model)
       : impl_(std::make_shared<ModelImpl<M>>(std::make_shared<const M>(std::move(model)))) {}
 
   /// Shares ownership of `model`.
@@ -131,7 +140,9 @@ class AnyModel {
   }
 
   std::size_t vocab_size() const { return impl_->vocab_size(); }
-  Cache make_cache(std::size_t capacity) const { return Cache(impl_->make_cache(capacity), impl_->address()); }
+  Cache make_cache(std::size_t capacity) const {
+    return Cache(impl_->make_cache(capacity), impl_->address());
+  }
 
   /// The wrapped model's forward. Throws InvalidArgument when `cache` was not
   /// made by this model (or a copy of it).

@@ -5,7 +5,8 @@
 //   auto target = assistgen::load_model("models/kjv-target");
 //   auto draft  = assistgen::load_model("models/kjv-draft");
 //   auto out = target.generate("And God said", draft, {.max_new_tokens = 64},
-//                              [](std::string_view piece) { std::cout << piece << std::flush; return true; });
+//                              [](std::string_view piece) { std::cout << piece << std::flush;
+//                              return true; });
 //
 // Options (GenerateOptions) are overrides, as keyword arguments of Hugging
 // Face's generate() are: every option left unset takes the model's
@@ -96,8 +97,8 @@ struct GenerateOptions {
   /// other fields (pad_token_id, transformers_version, num_beams, ...) are
   /// ignored. A field of the wrong type or out of range is a ConfigError
   /// naming `source` and the field; an unknown schedule an UnsupportedError.
-  static GenerateOptions parse_generation_config(std::string_view json_text,
-                                                 std::string_view source = "generation_config.json");
+  static GenerateOptions parse_generation_config(
+      std::string_view json_text, std::string_view source = "generation_config.json");
   /// Reads and parses a generation_config.json file (IoError when unreadable).
   static GenerateOptions load_generation_config(const std::filesystem::path& path);
 };
@@ -108,19 +109,23 @@ using TextCallback = std::function<bool(std::string_view piece)>;
 
 /// How a generation was assisted.
 enum class Assistance {
-  none,            ///< plain decoding of the target
-  draft,           ///< a draft model with the target's vocabulary (SpeculativeDecoder)
-  universal,       ///< a draft model with another tokenizer (UniversalDecoder)
-  prompt_lookup,   ///< n-gram candidates from the sequence itself
+  none,           ///< plain decoding of the target
+  draft,          ///< a draft model with the target's vocabulary (SpeculativeDecoder)
+  universal,      ///< a draft model with another tokenizer (UniversalDecoder)
+  prompt_lookup,  ///< n-gram candidates from the sequence itself
 };
 
 /// Lower-case name of an Assistance value ("universal", ...).
 constexpr std::string_view assistance_name(Assistance a) {
   switch (a) {
-    case Assistance::none: return "none";
-    case Assistance::draft: return "draft";
-    case Assistance::universal: return "universal";
-    case Assistance::prompt_lookup: return "prompt_lookup";
+    case Assistance::none:
+      return "none";
+    case Assistance::draft:
+      return "draft";
+    case Assistance::universal:
+      return "universal";
+    case Assistance::prompt_lookup:
+      return "prompt_lookup";
   }
   return "?";
 }
@@ -160,7 +165,8 @@ class Model {
   /// The full configuration a generation with `options` and a prompt of
   /// `prompt_tokens` tokens runs with (see GenerateOptions for the order).
   /// Throws InvalidArgument when max_length does not exceed the prompt.
-  GenerationConfig generation_config(const GenerateOptions& options = {}, std::size_t prompt_tokens = 0) const;
+  GenerationConfig generation_config(const GenerateOptions& options = {},
+                                     std::size_t prompt_tokens = 0) const;
 
   /// Whether `other` has the same tokenizer vocabulary (every id maps to the
   /// same token string), so that ids can be shared without re-tokenizing.
@@ -177,8 +183,8 @@ class Model {
   /// fit (a draft with fewer rows than the target), use UniversalDecoder
   /// (greedy only: do_sample is an UnsupportedError). The assistant's own
   /// generation defaults are not used, except its tokenizer's.
-  TextResult generate(std::string_view prompt, const Model& assistant, const GenerateOptions& options = {},
-                      const TextCallback& on_text = {}) const;
+  TextResult generate(std::string_view prompt, const Model& assistant,
+                      const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;
 
  private:
   TextResult run(std::string_view prompt, const Model* assistant, const GenerateOptions& options,

@@ -64,10 +64,10 @@ struct GenerationConfig {
   /// temperature, top-k, top-p and min-p are ignored, as in HF).
   bool do_sample = false;
   float temperature = 1.0f;
-  std::size_t top_k = 0;             ///< 0: off
-  float top_p = 1.0f;                ///< 1: off
-  float min_p = 0.0f;                ///< 0: off
-  float repetition_penalty = 1.0f;   ///< 1: off
+  std::size_t top_k = 0;            ///< 0: off
+  float top_p = 1.0f;               ///< 1: off
+  float min_p = 0.0f;               ///< 0: off
+  float repetition_penalty = 1.0f;  ///< 1: off
   std::vector<Token> suppress_tokens = {};
   /// Seed of the generation's RNG; generate() reseeds at every call, so the
   /// same seed, prompt and models give the same output.
@@ -110,10 +110,14 @@ enum class StopReason {
 /// Lower-case name of a stop reason ("eos", ...).
 constexpr std::string_view stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::max_new_tokens: return "max_new_tokens";
-    case StopReason::eos: return "eos";
-    case StopReason::callback: return "callback";
-    case StopReason::capacity: return "capacity";
+    case StopReason::max_new_tokens:
+      return "max_new_tokens";
+    case StopReason::eos:
+      return "eos";
+    case StopReason::callback:
+      return "callback";
+    case StopReason::capacity:
+      return "capacity";
   }
   return "?";
 }

@@ -32,9 +32,11 @@ namespace assistgen {
 template <CausalLM Model>
 class AutoregressiveDecoder {
  public:
-  AutoregressiveDecoder(const Model& model, GenerationConfig cfg) : model_(&model), cfg_(std::move(cfg)) {
+  AutoregressiveDecoder(const Model& model, GenerationConfig cfg)
+      : model_(&model), cfg_(std::move(cfg)) {
     eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens) eos_ = cfg_.target_special_tokens->eos_token_ids;
+    if (eos_.empty() && cfg_.target_special_tokens)
+      eos_ = cfg_.target_special_tokens->eos_token_ids;
     GenerationConfig checked = cfg_;
     checked.eos_token_ids = eos_;
     validate_sampling_options(checked, vocab());
@@ -47,12 +49,14 @@ class AutoregressiveDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    if (P == 0) throw InvalidArgument("AutoregressiveDecoder::generate: the prompt is empty (one token at least)");
+    if (P == 0)
+      throw InvalidArgument(
+          "AutoregressiveDecoder::generate: the prompt is empty (one token at least)");
     for (std::size_t i = 0; i < P; ++i)
       if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab())
-        throw InvalidArgument("AutoregressiveDecoder::generate: prompt token " + std::to_string(prompt[i]) +
-                              " at position " + std::to_string(i) + " is outside the vocabulary of " +
-                              std::to_string(vocab()));
+        throw InvalidArgument("AutoregressiveDecoder::generate: prompt token " +
+                              std::to_string(prompt[i]) + " at position " + std::to_string(i) +
+                              " is outside the vocabulary of " + std::to_string(vocab()));
     const std::size_t cap = cfg_.cache_capacity ? cfg_.cache_capacity : P + cfg_.max_new_tokens;
     if (P > cap)
       throw CapacityError("AutoregressiveDecoder::generate: prompt of " + std::to_string(P) +
@@ -71,13 +75,15 @@ class AutoregressiveDecoder {
     seq_.reserve(P + budget);
     res.tokens.reserve(budget);
     st.prompt_tokens = P;
-    res.stop_reason = budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
+    res.stop_reason =
+        budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
 
     while (res.tokens.size() < budget) {
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(cache_->size());
       const auto t0 = std::chrono::steady_clock::now();
       Logits logits = model_->forward(input, *cache_);
-      st.target_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st.target_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
       ++st.rounds;
       std::span<float> row = logits.row(logits.rows() - 1).first(vocab());
@@ -102,7 +108,8 @@ class AutoregressiveDecoder {
       }
     }
     st.new_tokens = res.tokens.size();
-    st.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    st.total_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     return res;
   }
 
@@ -124,7 +131,8 @@ class AutoregressiveDecoder {
 /// One-shot plain decoding: AutoregressiveDecoder(model, cfg).generate(prompt).
 template <CausalLM Model>
 GenerationResult generate_autoregressive(const Model& model, std::span<const Token> prompt,
-                                         const GenerationConfig& cfg, const TokenCallback& on_token = {}) {
+                                         const GenerationConfig& cfg,
+                                         const TokenCallback& on_token = {}) {
   AutoregressiveDecoder<Model> decoder(model, cfg);
   return decoder.generate(prompt, on_token);
 }

@@ -38,11 +38,16 @@ class Lookahead {
   static constexpr std::size_t kMaxSamples = 1024;
 
   Lookahead(Schedule schedule, std::size_t k, float threshold, bool dynamic_threshold)
-      : schedule_(schedule), initial_k_(k), k_(k), threshold_(threshold), dynamic_(dynamic_threshold) {
+      : schedule_(schedule),
+        initial_k_(k),
+        k_(k),
+        threshold_(threshold),
+        dynamic_(dynamic_threshold) {
     if (k == 0) throw InvalidArgument("GenerationConfig: num_assistant_tokens must be at least 1");
     if (!(threshold >= 0.0f && threshold <= 1.0f))
-      throw InvalidArgument("GenerationConfig: assistant_confidence_threshold must be in [0, 1], got " +
-                            std::to_string(threshold));
+      throw InvalidArgument(
+          "GenerationConfig: assistant_confidence_threshold must be in [0, 1], got " +
+          std::to_string(threshold));
   }
   explicit Lookahead(const GenerationConfig& cfg)
       : Lookahead(cfg.schedule, cfg.num_assistant_tokens, cfg.assistant_confidence_threshold,
@@ -78,7 +83,8 @@ class Lookahead {
       for (std::size_t j = 0; j < draft_probs.size() && j <= accepted; ++j)
         samples_.emplace_back(draft_probs[j], j < accepted);
       if (samples_.size() > kMaxSamples)
-        samples_.erase(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(samples_.size() - kMaxSamples));
+        samples_.erase(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(
+                                                                samples_.size() - kMaxSamples));
       refit();
     }
   }
@@ -104,7 +110,8 @@ class Lookahead {
     for (const auto& s : samples) positives += s.second ? 1 : 0;
     const std::size_t negatives = samples.size() - positives;
     if (samples.size() <= 5 || positives == 0 || negatives == 0) return fallback;
-    std::sort(samples.begin(), samples.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::sort(samples.begin(), samples.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
     double best_diff = 2.0;
     float best = fallback;
     std::size_t tp = 0, fp = 0;

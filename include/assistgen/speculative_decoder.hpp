@@ -75,7 +75,9 @@ inline std::string token_list(std::vector<Token> ids) {
   return s + "]";
 }
 
-inline bool contains(std::span<const Token> set, Token t) { return std::find(set.begin(), set.end(), t) != set.end(); }
+inline bool contains(std::span<const Token> set, Token t) {
+  return std::find(set.begin(), set.end(), t) != set.end();
+}
 
 // DraftModelCandidates<NoDraft> must never be named (its constraint fails).
 template <class D>
@@ -103,8 +105,7 @@ inline void check_compatibility(std::size_t draft_vocab, std::size_t target_voca
   if (!draft || !target) return;
   const std::string de = detail::token_list(draft->eos_token_ids);
   const std::string te = detail::token_list(target->eos_token_ids);
-  if (de != te)
-    throw CompatibilityError("EOS token ids differ: draft " + de + ", target " + te);
+  if (de != te) throw CompatibilityError("EOS token ids differ: draft " + de + ", target " + te);
   if (draft->bos_token_id && target->bos_token_id && *draft->bos_token_id != *target->bos_token_id)
     throw CompatibilityError("BOS token ids differ: draft " + std::to_string(*draft->bos_token_id) +
                              ", target " + std::to_string(*target->bos_token_id));
@@ -113,11 +114,11 @@ inline void check_compatibility(std::size_t draft_vocab, std::size_t target_voca
 /// What a round observer sees after each round (a test and tracing hook).
 template <class DraftCache, class TargetCache>
 struct RoundInfo {
-  std::size_t round = 0;                ///< 0-based
-  std::span<const Token> sequence;      ///< prompt + every token emitted so far
-  std::span<const Token> emitted;       ///< the tokens this round emitted
-  std::size_t drafted = 0;              ///< candidates proposed
-  std::size_t accepted = 0;             ///< candidates the target accepted
+  std::size_t round = 0;            ///< 0-based
+  std::span<const Token> sequence;  ///< prompt + every token emitted so far
+  std::span<const Token> emitted;   ///< the tokens this round emitted
+  std::size_t drafted = 0;          ///< candidates proposed
+  std::size_t accepted = 0;         ///< candidates the target accepted
   const TargetCache* target_cache = nullptr;
   const DraftCache* draft_cache = nullptr;  ///< null for prompt lookup
 };
@@ -127,8 +128,8 @@ struct RoundInfo {
 /// outlive the decoder), one cache for each, reused across generate() calls,
 /// and the lookahead state. Not thread-safe; use one decoder per thread.
 template <class Draft, class Target>
-  requires CausalLM<Target> && (CausalLM<Draft> || std::same_as<Draft, NoDraft>)
-class SpeculativeDecoder {
+requires CausalLM<Target> &&
+    (CausalLM<Draft> || std::same_as<Draft, NoDraft>)class SpeculativeDecoder {
  public:
   static constexpr bool kHasDraft = !std::same_as<Draft, NoDraft>;
   using DraftCache = typename Draft::Cache;
@@ -138,11 +139,12 @@ class SpeculativeDecoder {
 
   /// A decoder with a draft model. Throws CompatibilityError when the models
   /// cannot be paired, InvalidArgument for a bad option (naming it).
-  SpeculativeDecoder(const Draft& draft, const Target& target, GenerationConfig cfg)
-    requires kHasDraft
-      : target_(&target), cfg_(std::move(cfg)), lookahead_(cfg_) {
-    check_compatibility(static_cast<std::size_t>(draft.vocab_size()), vocab(), cfg_.draft_special_tokens,
-                        cfg_.target_special_tokens);
+  SpeculativeDecoder(const Draft& draft, const Target& target,
+                     GenerationConfig cfg) requires kHasDraft : target_(&target),
+                                                                cfg_(std::move(cfg)),
+                                                                lookahead_(cfg_) {
+    check_compatibility(static_cast<std::size_t>(draft.vocab_size()), vocab(),
+                        cfg_.draft_special_tokens, cfg_.target_special_tokens);
     if (cfg_.prompt_lookup_num_tokens != 0)
       throw InvalidArgument(
           "GenerationConfig: prompt_lookup_num_tokens is set but a draft model was given; "
@@ -153,8 +155,7 @@ class SpeculativeDecoder {
 
   /// A decoder whose candidates come from prompt lookup
   /// (cfg.prompt_lookup_num_tokens must be > 0).
-  SpeculativeDecoder(const Target& target, GenerationConfig cfg)
-    requires(!kHasDraft)
+  SpeculativeDecoder(const Target& target, GenerationConfig cfg) requires(!kHasDraft)
       : target_(&target), cfg_(std::move(cfg)), lookahead_(cfg_) {
     if (cfg_.prompt_lookup_num_tokens == 0)
       throw InvalidArgument(
@@ -177,12 +178,14 @@ class SpeculativeDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    if (P == 0) throw InvalidArgument("SpeculativeDecoder::generate: the prompt is empty (one token at least)");
+    if (P == 0)
+      throw InvalidArgument(
+          "SpeculativeDecoder::generate: the prompt is empty (one token at least)");
     for (std::size_t i = 0; i < P; ++i)
       if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab())
-        throw InvalidArgument("SpeculativeDecoder::generate: prompt token " + std::to_string(prompt[i]) +
-                              " at position " + std::to_string(i) + " is outside the target vocabulary of " +
-                              std::to_string(vocab()));
+        throw InvalidArgument("SpeculativeDecoder::generate: prompt token " +
+                              std::to_string(prompt[i]) + " at position " + std::to_string(i) +
+                              " is outside the target vocabulary of " + std::to_string(vocab()));
     const std::size_t cap = cfg_.cache_capacity ? cfg_.cache_capacity : P + cfg_.max_new_tokens;
     if (P > cap)
       throw CapacityError("SpeculativeDecoder::generate: prompt of " + std::to_string(P) +
@@ -208,7 +211,8 @@ class SpeculativeDecoder {
     res.tokens.reserve(budget);
     st.prompt_tokens = P;
 
-    StopReason reason = budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
+    StopReason reason =
+        budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
     bool stopped = false;
     double lookup_seconds = 0.0;
     std::size_t round = 0;
@@ -226,7 +230,8 @@ class SpeculativeDecoder {
       } else {
         const auto t0 = std::chrono::steady_clock::now();
         lookup_->propose(seq_, limit, eos_, drafts_);
-        lookup_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        lookup_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         seq_.insert(seq_.end(), drafts_.begin(), drafts_.end());
         k = drafts_.size();
       }
@@ -236,11 +241,13 @@ class SpeculativeDecoder {
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(tc.size());
       const auto t0 = std::chrono::steady_clock::now();
       Logits logits = target_->forward(input, tc);
-      st.target_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st.target_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
       if (logits.rows() != input.size() || logits.cols() < vocab())
-        throw Error("target forward returned logits of shape [" + std::to_string(logits.rows()) + ", " +
-                    std::to_string(logits.cols()) + "] for " + std::to_string(input.size()) + " tokens");
+        throw Error("target forward returned logits of shape [" + std::to_string(logits.rows()) +
+                    ", " + std::to_string(logits.cols()) + "] for " + std::to_string(input.size()) +
+                    " tokens");
       const std::size_t row0 = input.size() - (k + 1);
 
       // 3. Accept. Target row j predicts the token after S + d_1..d_j and is
@@ -330,7 +337,8 @@ class SpeculativeDecoder {
     } else {
       st.draft_seconds = lookup_seconds;
     }
-    st.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    st.total_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     return res;
   }
 
@@ -354,7 +362,8 @@ class SpeculativeDecoder {
  private:
   void init() {
     eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens) eos_ = cfg_.target_special_tokens->eos_token_ids;
+    if (eos_.empty() && cfg_.target_special_tokens)
+      eos_ = cfg_.target_special_tokens->eos_token_ids;
     GenerationConfig checked = cfg_;
     checked.eos_token_ids = eos_;
     validate_sampling_options(checked, vocab());
@@ -368,7 +377,7 @@ class SpeculativeDecoder {
   LogitsProcessorChain chain_;
   Rng rng_;
   std::optional<typename detail::DraftSource<Draft>::type> draft_;  // kHasDraft only
-  std::optional<PromptLookup> lookup_;                 // !kHasDraft only
+  std::optional<PromptLookup> lookup_;                              // !kHasDraft only
   std::optional<TargetCache> target_cache_;
   std::vector<Token> seq_;     // S, plus the candidates during a round
   std::vector<Token> drafts_;  // prompt-lookup candidates

@@ -26,6 +26,10 @@
 // AssistedCandidateGeneratorDifferentTokenizers): do_sample is an
 // UnsupportedError. Prompt lookup is not combined with a draft either.
 //
+// A known weakness, shared with HF: in a stretch of one repeated token the
+// longest diagonal is ambiguous and the window may be aligned with the wrong
+// repetition; that round then proposes nothing useful.
+//
 // Differences from HF, all on the candidate side (they cannot change the
 // output): windows are re-encoded without special tokens (HF adds e.g. a BOS
 // in the middle of the window, which then never aligns); candidates are
@@ -56,10 +60,10 @@ namespace assistgen {
 
 /// Where a re-encoded window lines up with the tail of a sequence.
 struct TokenAlignment {
-  bool found = false;       ///< false: no token of the window occurs in the tail
-  std::size_t window = 0;   ///< start of the matched run in the window
-  std::size_t tail = 0;     ///< start of the matched run in the tail
-  std::size_t length = 0;   ///< tokens in the run
+  bool found = false;      ///< false: no token of the window occurs in the tail
+  std::size_t window = 0;  ///< start of the matched run in the window
+  std::size_t tail = 0;    ///< start of the matched run in the tail
+  std::size_t length = 0;  ///< tokens in the run
 };
 
 /// The longest run of equal tokens along one diagonal of the matrix
@@ -73,7 +77,8 @@ inline TokenAlignment align_tokens(std::span<const Token> tail, std::span<const 
       if (window[i] != tail[j]) continue;
       if (i > 0 && j > 0 && window[i - 1] == tail[j - 1]) continue;  // inside a run already counted
       std::size_t len = 1;
-      while (i + len < window.size() && j + len < tail.size() && window[i + len] == tail[j + len]) ++len;
+      while (i + len < window.size() && j + len < tail.size() && window[i + len] == tail[j + len])
+        ++len;
       if (len > best.length) best = TokenAlignment{true, i, j, len};
     }
   return best;
@@ -104,7 +109,8 @@ class UniversalDecoder {
   /// bad option (naming it). The draft only ever proposes ids its tokenizer
   /// has (rows of its logits beyond the tokenizer's vocabulary are ignored).
   UniversalDecoder(const Draft& draft, const Tokenizer& draft_tokenizer, const Target& target,
-                   const Tokenizer& target_tokenizer, GenerationConfig cfg, UniversalOptions options = {})
+                   const Tokenizer& target_tokenizer, GenerationConfig cfg,
+                   UniversalOptions options = {})
       : target_(&target),
         draft_tok_(draft_tokenizer),
         target_tok_(target_tokenizer),
@@ -114,16 +120,19 @@ class UniversalDecoder {
         draft_(draft, std::min<std::size_t>(draft.vocab_size(), draft_tokenizer.vocab_size())) {
     if (cfg_.do_sample)
       throw UnsupportedError(
-          "GenerationConfig: do_sample is true, but a draft with a different tokenizer supports greedy "
-          "decoding only (as in Hugging Face); set do_sample to false or use a draft with the target's tokenizer");
+          "GenerationConfig: do_sample is true, but a draft with a different tokenizer "
+          "supports greedy decoding only (as in Hugging Face); set do_sample to false or use "
+          "a draft with the target's tokenizer");
     if (cfg_.prompt_lookup_num_tokens != 0)
       throw InvalidArgument(
           "GenerationConfig: prompt_lookup_num_tokens is set but a draft model was given; "
           "prompt lookup works without a draft model");
     if (opts_.target_lookbehind == 0 || opts_.assistant_lookbehind == 0)
-      throw InvalidArgument("UniversalOptions: target_lookbehind and assistant_lookbehind must be at least 1");
+      throw InvalidArgument(
+          "UniversalOptions: target_lookbehind and assistant_lookbehind must be at least 1");
     eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens) eos_ = cfg_.target_special_tokens->eos_token_ids;
+    if (eos_.empty() && cfg_.target_special_tokens)
+      eos_ = cfg_.target_special_tokens->eos_token_ids;
     GenerationConfig checked = cfg_;
     checked.eos_token_ids = eos_;
     validate_sampling_options(checked, vocab());
@@ -143,12 +152,13 @@ class UniversalDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    if (P == 0) throw InvalidArgument("UniversalDecoder::generate: the prompt is empty (one token at least)");
+    if (P == 0)
+      throw InvalidArgument("UniversalDecoder::generate: the prompt is empty (one token at least)");
     for (std::size_t i = 0; i < P; ++i)
       if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab())
-        throw InvalidArgument("UniversalDecoder::generate: prompt token " + std::to_string(prompt[i]) +
-                              " at position " + std::to_string(i) + " is outside the target vocabulary of " +
-                              std::to_string(vocab()));
+        throw InvalidArgument("UniversalDecoder::generate: prompt token " +
+                              std::to_string(prompt[i]) + " at position " + std::to_string(i) +
+                              " is outside the target vocabulary of " + std::to_string(vocab()));
     const std::size_t cap = cfg_.cache_capacity ? cfg_.cache_capacity : P + cfg_.max_new_tokens;
     if (P > cap)
       throw CapacityError("UniversalDecoder::generate: prompt of " + std::to_string(P) +
@@ -171,7 +181,8 @@ class UniversalDecoder {
     res.tokens.reserve(budget);
     st.prompt_tokens = P;
 
-    StopReason reason = budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
+    StopReason reason =
+        budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
     bool stopped = false;
     bool first = true;
     double convert_seconds = 0.0;
@@ -206,8 +217,9 @@ class UniversalDecoder {
       st.target_seconds += seconds_since(t0);
       ++st.target_calls;
       if (logits.rows() != input.size() || logits.cols() < vocab())
-        throw Error("target forward returned logits of shape [" + std::to_string(logits.rows()) + ", " +
-                    std::to_string(logits.cols()) + "] for " + std::to_string(input.size()) + " tokens");
+        throw Error("target forward returned logits of shape [" + std::to_string(logits.rows()) +
+                    ", " + std::to_string(logits.cols()) + "] for " + std::to_string(input.size()) +
+                    " tokens");
       const std::size_t row0 = input.size() - (k + 1);
       const std::span<const Token> drafts(seq_.data() + n, k);
       const Verdict v = verify_greedy(drafts, [&](std::size_t j) {
@@ -294,8 +306,10 @@ class UniversalDecoder {
       const std::size_t base = dseq_.size() - use;
       const TokenAlignment a = align_tokens(std::span<const Token>(dseq_).subspan(base), window);
       if (a.found) {
-        next.assign(dseq_.begin(), dseq_.begin() + static_cast<std::ptrdiff_t>(base + a.tail + a.length));
-        next.insert(next.end(), window.begin() + static_cast<std::ptrdiff_t>(a.window + a.length), window.end());
+        next.assign(dseq_.begin(),
+                    dseq_.begin() + static_cast<std::ptrdiff_t>(base + a.tail + a.length));
+        next.insert(next.end(), window.begin() + static_cast<std::ptrdiff_t>(a.window + a.length),
+                    window.end());
       } else {
         next = dseq_;  // no overlap at all: append the window (HF's edge case)
         next.insert(next.end(), window.begin(), window.end());
@@ -328,9 +342,11 @@ class UniversalDecoder {
   std::size_t target_candidates(std::size_t before, std::size_t max_candidates) {
     const std::size_t n = seq_.size();
     if (dseq_.size() == before) return 0;
-    const std::size_t start = before > opts_.assistant_lookbehind ? before - opts_.assistant_lookbehind : 0;
-    const std::vector<Token> window = target_tok_.encode(
-        draft_tok_.decode(std::span<const Token>(dseq_).subspan(start), true), {.add_special_tokens = false});
+    const std::size_t start =
+        before > opts_.assistant_lookbehind ? before - opts_.assistant_lookbehind : 0;
+    const std::vector<Token> window =
+        target_tok_.encode(draft_tok_.decode(std::span<const Token>(dseq_).subspan(start), true),
+                           {.add_special_tokens = false});
     const std::size_t use = std::min(window.size(), n);
     const std::span<const Token> tail = std::span<const Token>(seq_).subspan(n - use);
     const TokenAlignment a = align_tokens(tail, window);

@@ -42,14 +42,16 @@ class FieldReader {
     // HF writes some counts as 5.0 after arithmetic; accept exact integers.
     if (v.is_number_float()) {
       const double d = v.get<double>();
-      if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9e15) return static_cast<std::int64_t>(d);
+      if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9e15)
+        return static_cast<std::int64_t>(d);
     }
     fail(key, "expected an integer, got " + v.dump());
   }
   void size(const char* key, std::optional<std::size_t>& out, std::int64_t min = 0) const {
     if (const json* v = find(key)) {
       const std::int64_t x = integer(*v, key);
-      if (x < min) fail(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(x));
+      if (x < min)
+        fail(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(x));
       out = static_cast<std::size_t>(x);
     }
   }
@@ -69,7 +71,8 @@ class FieldReader {
   }
   Token token(const json& v, const char* key) const {
     const std::int64_t x = integer(v, key);
-    if (x < 0 || x > std::numeric_limits<Token>::max()) fail(key, "token id " + std::to_string(x) + " is out of range");
+    if (x < 0 || x > std::numeric_limits<Token>::max())
+      fail(key, "token id " + std::to_string(x) + " is out of range");
     return static_cast<Token>(x);
   }
   void tokens(const char* key, std::optional<std::vector<Token>>& out, bool allow_single) const {
@@ -96,8 +99,9 @@ Schedule parse_schedule(const std::string& s, std::string_view source) {
   if (s == "heuristic") return Schedule::heuristic;
   if (s == "heuristic_transient") return Schedule::heuristic_transient;
   if (s == "confidence") return Schedule::confidence;
-  throw UnsupportedError(std::string(source) + ": num_assistant_tokens_schedule '" + s +
-                         "' is not supported (constant, heuristic, heuristic_transient, confidence)");
+  throw UnsupportedError(
+      std::string(source) + ": num_assistant_tokens_schedule '" + s +
+      "' is not supported (constant, heuristic, heuristic_transient, confidence)");
 }
 
 template <class T>
@@ -132,7 +136,8 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   return r;
 }
 
-GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_text, std::string_view source) {
+GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_text,
+                                                         std::string_view source) {
   json j;
   try {
     j = json::parse(json_text.begin(), json_text.end());
@@ -155,7 +160,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   if (const json* v = r.find("bos_token_id")) o.bos_token_id = r.token(*v, "bos_token_id");
   r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
   if (const json* v = r.find("num_assistant_tokens_schedule")) {
-    if (!v->is_string()) r.fail("num_assistant_tokens_schedule", "expected a string, got " + v->dump());
+    if (!v->is_string())
+      r.fail("num_assistant_tokens_schedule", "expected a string, got " + v->dump());
     o.schedule = parse_schedule(v->get<std::string>(), source);
   }
   r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
@@ -177,7 +183,9 @@ GenerateOptions GenerateOptions::load_generation_config(const std::filesystem::p
 }
 
 Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
-    : backend_(std::move(backend)), tokenizer_(std::move(tokenizer)), defaults_(std::move(defaults)) {
+    : backend_(std::move(backend)),
+      tokenizer_(std::move(tokenizer)),
+      defaults_(std::move(defaults)) {
   const std::size_t rows = backend_.vocab_size();
   const std::size_t known = std::min(rows, tokenizer_.vocab_size());
   for (std::size_t id = 0; id < known; ++id) {
@@ -196,12 +204,14 @@ std::vector<Token> Model::encode_prompt(std::string_view prompt) const {
   return ids;
 }
 
-GenerationConfig Model::generation_config(const GenerateOptions& options, std::size_t prompt_tokens) const {
+GenerationConfig Model::generation_config(const GenerateOptions& options,
+                                          std::size_t prompt_tokens) const {
   const GenerateOptions o = defaults_.merged(options);
   GenerationConfig c;
   auto from_length = [&](std::size_t max_length, const char* who) {
     if (max_length <= prompt_tokens)
-      throw InvalidArgument(std::string("GenerateOptions: max_length ") + std::to_string(max_length) + " (" + who +
+      throw InvalidArgument(std::string("GenerateOptions: max_length ") +
+                            std::to_string(max_length) + " (" + who +
                             ") does not exceed the prompt's " + std::to_string(prompt_tokens) +
                             " tokens; set max_new_tokens instead");
     return max_length - prompt_tokens;
@@ -226,8 +236,10 @@ GenerationConfig Model::generation_config(const GenerateOptions& options, std::s
   c.eos_token_ids = o.eos_token_id.value_or(std::vector<Token>{});
   c.num_assistant_tokens = o.num_assistant_tokens.value_or(c.num_assistant_tokens);
   c.schedule = o.schedule.value_or(c.schedule);
-  c.assistant_confidence_threshold = o.assistant_confidence_threshold.value_or(c.assistant_confidence_threshold);
-  c.dynamic_confidence_threshold = o.dynamic_confidence_threshold.value_or(c.dynamic_confidence_threshold);
+  c.assistant_confidence_threshold =
+      o.assistant_confidence_threshold.value_or(c.assistant_confidence_threshold);
+  c.dynamic_confidence_threshold =
+      o.dynamic_confidence_threshold.value_or(c.dynamic_confidence_threshold);
   c.prompt_lookup_num_tokens = o.prompt_lookup_num_tokens.value_or(c.prompt_lookup_num_tokens);
   c.max_matching_ngram_size = o.max_matching_ngram_size.value_or(c.max_matching_ngram_size);
   c.cache_capacity = o.cache_capacity.value_or(c.cache_capacity);
@@ -257,24 +269,27 @@ TextResult Model::generate(std::string_view prompt, const GenerateOptions& optio
   return run(prompt, nullptr, options, on_text);
 }
 
-TextResult Model::generate(std::string_view prompt, const Model& assistant, const GenerateOptions& options,
-                           const TextCallback& on_text) const {
+TextResult Model::generate(std::string_view prompt, const Model& assistant,
+                           const GenerateOptions& options, const TextCallback& on_text) const {
   return run(prompt, &assistant, options, on_text);
 }
 
-TextResult Model::run(std::string_view prompt_text, const Model* assistant, const GenerateOptions& options,
-                      const TextCallback& on_text) const {
+TextResult Model::run(std::string_view prompt_text, const Model* assistant,
+                      const GenerateOptions& options, const TextCallback& on_text) const {
   TextResult out;
   out.prompt_tokens = tokenizer_.encode(prompt_text);
   if (out.prompt_tokens.empty()) {
-    const std::optional<Token> bos = options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
+    const std::optional<Token> bos =
+        options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
     if (!bos)
-      throw InvalidArgument("generate: the prompt encodes to no token and the model declares no bos_token_id");
+      throw InvalidArgument(
+          "generate: the prompt encodes to no token and the model declares no bos_token_id");
     out.prompt_tokens.push_back(*bos);
   }
   GenerationConfig cfg = generation_config(options, out.prompt_tokens.size());
   cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
-  const bool skip_special = options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
+  const bool skip_special =
+      options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
 
   // Text streaming rides on the token callback: each accepted token goes
   // through the detokenizer, and a callback returning false stops decoding.
@@ -290,7 +305,8 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant, cons
 
   GenerationResult r;
   if (assistant) {
-    const bool shared_ids = same_vocabulary(*assistant) && assistant->backend_.vocab_size() >= backend_.vocab_size();
+    const bool shared_ids =
+        same_vocabulary(*assistant) && assistant->backend_.vocab_size() >= backend_.vocab_size();
     if (shared_ids) {
       out.assistance = Assistance::draft;
       SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
@@ -299,8 +315,8 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant, cons
       out.assistance = Assistance::universal;
       UniversalOptions uo;
       uo.draft_suppress_tokens = assistant->masked_;
-      UniversalDecoder<AnyModel, AnyModel> decoder(assistant->backend_, assistant->tokenizer_, backend_,
-                                                   tokenizer_, cfg, std::move(uo));
+      UniversalDecoder<AnyModel, AnyModel> decoder(assistant->backend_, assistant->tokenizer_,
+                                                   backend_, tokenizer_, cfg, std::move(uo));
       r = decoder.generate(out.prompt_tokens, on_token);
     }
   } else if (cfg.prompt_lookup_num_tokens > 0) {

@@ -14,13 +14,13 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   cpu::LoadOptions lo;
   lo.dtype = options.dtype;
   lo.threads = options.threads;
-  auto transformer = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, lo));
+  // The small files first: a missing tokenizer.json should not wait for the weights.
   Tokenizer tokenizer = Tokenizer::load(dir);
-
   GenerateOptions defaults;
   const std::filesystem::path gen = dir / "generation_config.json";
   std::error_code ec;
   if (std::filesystem::exists(gen, ec)) defaults = GenerateOptions::load_generation_config(gen);
+  auto transformer = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, lo));
   // HF derives the generation config from config.json when the file lacks a
   // field; the tokenizer's declarations come last.
   const ModelConfig& mc = transformer->config();

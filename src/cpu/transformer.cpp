@@ -3,14 +3,20 @@
 //
 // Per layer: norm -> fused QKV matmul -> RoPE (rope families) -> write K/V at
 // their positions in the preallocated cache -> causal (optionally
-// sliding-window) GQA attention over the cache -> O matmul -> residual ->
-// norm -> MLP-in matmul -> activation (gated or plain) -> MLP-out matmul ->
-// residual. What differs between families is data in ModelConfig (norm kind,
-// positions, gating, activation, window) and the tensor names of the
-// registry's CheckpointLayout; the loop below branches on that data in a few
-// named places only. Matmuls go through MatmulEngine::run (matmul.hpp); the
-// rest is Eigen and plain loops. All activations live in the sequence's
-// cache scratch, so a const model serves many sequences at once.
+// sliding-window) GQA attention over the cache, read in place -> O matmul ->
+// residual -> norm -> MLP-in matmul (gate and up fused) -> activation (gated
+// or plain) -> MLP-out matmul -> residual. What differs between families is
+// data in ModelConfig (norm kind, positions, gating, activation, window) and
+// the tensor names of the registry's CheckpointLayout; the loop below
+// branches on that data in a few named places only. All activations live in
+// the sequence's cache scratch, so a const model serves many sequences at once.
+//
+// Batch invariance: every value of a row is computed by the same operations
+// in the same order whatever the number of rows in the call: matmuls by the
+// kernels of kernels.hpp; norms, attention scores and softmax sums by the
+// fixed-order reductions there (never by Eigen's, whose vectorized order
+// depends on pointer alignment); exp/tanh by the scalar libm functions.
+// Threads split columns or (row, head) tasks, never a reduction.
 //
 // Sliding window (Mistral, Qwen2 with use_sliding_window): the cache keeps
 // every position and attention reads only keys j with i - j < window (HF's
@@ -24,6 +30,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <random>
 #include <string>
@@ -31,14 +38,13 @@
 #include "assistgen/architecture.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/io/safetensors.hpp"
-#include "matmul.hpp"
+#include "kernels.hpp"
 
 namespace assistgen::cpu {
 
-using detail::LinearWeights;
+using detail::PackedLinear;
+using detail::WeightType;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using VecMap = Eigen::Map<Eigen::VectorXf>;
-using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 
 namespace {
 
@@ -49,10 +55,10 @@ struct NormWeights {
 
 struct Layer {
   NormWeights attn_norm, mlp_norm;
-  LinearWeights qkv;      // [q_dim + 2 kv_dim, hidden]
-  LinearWeights o;        // [hidden, q_dim]
-  LinearWeights mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else [intermediate, hidden]
-  LinearWeights mlp_out;  // [hidden, intermediate]
+  PackedLinear qkv;      // [q_dim + 2 kv_dim, hidden]
+  PackedLinear o;        // [hidden, q_dim]
+  PackedLinear mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else [intermediate, hidden]
+  PackedLinear mlp_out;  // [hidden, intermediate]
 };
 
 // Inverse RoPE frequencies with HF's scaling rules (linear, llama3).
@@ -81,34 +87,55 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
-// Box-Muller normal samples from a 64-bit engine: identical on every platform.
-class NormalGen {
- public:
-  explicit NormalGen(std::uint64_t seed) : eng_(seed) {}
-  float operator()(float stddev) {
-    const double u1 = (static_cast<double>(eng_() >> 11) + 1.0) * 0x1.0p-53;
-    const double u2 = static_cast<double>(eng_() >> 11) * 0x1.0p-53;
-    return static_cast<float>(stddev * std::sqrt(-2.0 * std::log(u1)) *
-                              std::cos(2 * std::numbers::pi * u2));
-  }
+std::uint64_t splitmix(std::uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 
- private:
-  std::mt19937_64 eng_;
-};
+// `count` values of about N(0, sd): the sum of four 16-bit uniforms of one
+// hash of (stream, index), centred and scaled to unit variance. Counter-based,
+// so the values do not depend on the thread count; cheap enough to make a
+// TinyLlama-sized model in seconds.
+std::vector<float> random_normal(std::size_t count, float sd, std::uint64_t stream) {
+  std::vector<float> v(count);
+  const float scale = sd * std::sqrt(3.0f) / 65536.0f;
+  const std::uint64_t key = splitmix(stream);
+  const auto n = static_cast<std::ptrdiff_t>(count);
+#pragma omp parallel for schedule(static) if (count > (1u << 16))
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    const std::uint64_t h = splitmix(key ^ static_cast<std::uint64_t>(i) * 0xd1b54a32d192ed03ull);
+    const auto s = static_cast<float>((h & 0xffff) + ((h >> 16) & 0xffff) + ((h >> 32) & 0xffff) + (h >> 48));
+    v[static_cast<std::size_t>(i)] = (s - 2.0f * 65535.0f) * scale;
+  }
+  return v;
+}
+
+WeightType weight_type(DType t) {
+  switch (t) {
+    case DType::f32: return WeightType::f32;
+    case DType::bf16: return WeightType::bf16;
+    case DType::i8: return WeightType::i8;
+    default:
+      throw UnsupportedError("cpu::Transformer: LoadOptions::dtype '" + std::string(dtype_name(t)) +
+                             "' is not a compute dtype (f32, bf16, i8)");
+  }
+}
 
 }  // namespace
 
 struct Transformer::Impl {
   ModelConfig cfg;
   LoadOptions opts;
+  WeightType wtype = WeightType::f32;
   std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
   std::vector<float> embed;      // [vocab, hidden]
   std::vector<float> pos_embed;  // [max_position_embeddings, hidden]; learned positions only
   std::vector<Layer> layers;
   NormWeights final_norm;
-  LinearWeights lm_head;  // [vocab, hidden]; a copy of embed when tied
+  PackedLinear lm_head;  // [vocab, hidden]; packed from embed when tied
   std::vector<double> inv_freq;
-  detail::MatmulEngine mm;
 
   void init_dims() {
     q_dim = cfg.num_attention_heads * cfg.head_dim;
@@ -117,37 +144,52 @@ struct Transformer::Impl {
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inv_freq(cfg);
   }
 
+  static std::size_t norm_bytes(const NormWeights& w) { return (w.weight.size() + w.bias.size()) * sizeof(float); }
+
   std::size_t weight_bytes() const {
-    auto lin = [](const LinearWeights& w) { return w.w.size() + w.b.size(); };
-    auto nrm = [](const NormWeights& w) { return w.weight.size() + w.bias.size(); };
-    std::size_t n = embed.size() + pos_embed.size() + nrm(final_norm) + lin(lm_head);
+    std::size_t n = (embed.size() + pos_embed.size()) * sizeof(float) + norm_bytes(final_norm) + lm_head.bytes();
     for (const auto& l : layers)
-      n += nrm(l.attn_norm) + nrm(l.mlp_norm) + lin(l.qkv) + lin(l.o) + lin(l.mlp_in) + lin(l.mlp_out);
-    return n * sizeof(float);
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() + l.mlp_in.bytes() +
+           l.mlp_out.bytes();
+    return n;
   }
 
-  void check_supported() const {
-    if (opts.dtype != DType::f32)
-      throw UnsupportedError("cpu::Transformer: compute dtype '" + std::string(dtype_name(opts.dtype)) +
-                             "' is not built yet; weights are converted to f32 at load (use f32)");
+  std::size_t bytes_per_token() const {
+    std::size_t n = (pos_embed.empty() ? 1 : 2) * cfg.hidden_size * sizeof(float) + norm_bytes(final_norm) +
+                    lm_head.bytes();
+    for (const auto& l : layers)
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() + l.mlp_in.bytes() +
+           l.mlp_out.bytes();
+    return n;
+  }
+
+  void check_supported() {
+    wtype = weight_type(opts.dtype);
     architecture_of(cfg);  // throws for an unregistered architecture
   }
 
-  void norm(const float* x, const NormWeights& nw, float* y, std::size_t n) const {
-    const auto h = static_cast<Eigen::Index>(cfg.hidden_size);
+  PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {
+    return detail::pack_linear(wtype, w, n, k, bias);
+  }
+
+  void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {
+    const std::size_t h = cfg.hidden_size;
     const auto eps = static_cast<float>(cfg.norm_eps);
-    ConstVecMap w(nw.weight.data(), h);
-    for (std::size_t i = 0; i < n; ++i) {
-      ConstVecMap xv(x + i * cfg.hidden_size, h);
-      VecMap yv(y + i * cfg.hidden_size, h);
+    const float* w = nw.weight.data();
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * h;
+      float* yr = y + r * h;
       if (cfg.norm == NormKind::rms_norm) {
-        const float ms = xv.squaredNorm() / static_cast<float>(h);
-        yv = (xv * (1.0f / std::sqrt(ms + eps))).cwiseProduct(w);
+        const float ms = detail::sum_squares(xr, h) / static_cast<float>(h);
+        const float inv = 1.0f / std::sqrt(ms + eps);
+        for (std::size_t i = 0; i < h; ++i) yr[i] = (xr[i] * inv) * w[i];
       } else {  // LayerNorm: biased variance, as torch.nn.LayerNorm
-        const float mean = xv.mean();
-        yv = xv.array() - mean;
-        const float var = yv.squaredNorm() / static_cast<float>(h);
-        yv = (yv * (1.0f / std::sqrt(var + eps))).cwiseProduct(w) + ConstVecMap(nw.bias.data(), h);
+        const float mean = detail::sum(xr, h) / static_cast<float>(h);
+        for (std::size_t i = 0; i < h; ++i) yr[i] = xr[i] - mean;
+        const float var = detail::sum_squares(yr, h) / static_cast<float>(h);
+        const float inv = 1.0f / std::sqrt(var + eps);
+        const float* b = nw.bias.data();
+        for (std::size_t i = 0; i < h; ++i) yr[i] = (yr[i] * inv) * w[i] + b[i];
       }
     }
   }
@@ -162,19 +204,21 @@ struct Transformer::Impl {
     }
   }
 
-  // act(x) elementwise, for the configured activation.
-  template <class In>
-  auto activate(const In& x) const -> Eigen::ArrayXf {
-    if (cfg.activation == Activation::silu) return x / (1.0f + (-x).exp());
+  // act(x), for the configured activation; scalar libm calls, so the value
+  // of an element never depends on its neighbours or its address.
+  float activate(float x) const {
+    if (cfg.activation == Activation::silu) return x / (1.0f + std::exp(-x));
     // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
-    return 0.5f * x * (1.0f + (kC * (x + 0.044715f * x.cube())).tanh());
+    return 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * (x * x * x))));
   }
 
-  Logits forward(std::span<const Token> tokens, TransformerCache& cache) const;
+  int max_threads() const { return opts.threads > 0 ? opts.threads : omp_get_max_threads(); }
+
+  void forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const;
 };
 
-Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache) const {
+void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const {
   const std::size_t n = tokens.size();
   if (n == 0) throw InvalidArgument("cpu::Transformer::forward: no tokens to append");
   for (std::size_t i = 0; i < n; ++i)
@@ -198,19 +242,20 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
                         " tokens after " + std::to_string(pos0) + " would need position " +
                         std::to_string(total - 1));
 
-  if (opts.threads > 0) omp_set_num_threads(opts.threads);
+  const int threads = max_threads();
   const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
   const std::size_t nq = cfg.num_attention_heads, nkv = cfg.num_key_value_heads;
   const std::size_t group = nq / nkv, half = hd / 2;
   const std::size_t qkv_w = q_dim + 2 * kv_dim;
-  const int threads = omp_get_max_threads();
 
-  // Carve the scratch buffer.
+  // Carve the scratch buffer. Scores are sized by the cache's capacity, not
+  // the current length, so decoding does not regrow it token by token.
   const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
                     sz_mlp = n * mlp_in_dim, sz_act = n * I, sz_rope = n * hd,
-                    sz_scores = static_cast<std::size_t>(threads) * total;
+                    sz_scores = static_cast<std::size_t>(threads) * kv.capacity();
   auto& s = cache.scratch_;
-  s.resize(sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores);
+  const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores;
+  if (s.size() < need) s.resize(need);
   float* x = s.data();
   float* xn = x + sz_x;
   float* qkv = xn + sz_xn;
@@ -219,17 +264,18 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   float* act = mlp + sz_mlp;
   float* rope_cs = act + sz_act;  // per token: cos[half], sin[half]
   float* scores = rope_cs + sz_rope;
-
-  dnnl::stream stream = mm.make_stream();
-  auto& dscratch = cache.dnnl_scratch_;
+  detail::LinearScratch lsc{cache.quant_, cache.quant_scale_};
+  auto matmul = [&](const PackedLinear& p, const float* in, float* y) { detail::linear(p, in, n, y, lsc, threads); };
 
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t pos = pos0 + i;
-    std::copy_n(embed.data() + static_cast<std::size_t>(tokens[i]) * H, H, x + i * H);
+    const float* e = embed.data() + static_cast<std::size_t>(tokens[i]) * H;
+    float* xi = x + i * H;
     if (learned_positions) {
-      Eigen::Map<Eigen::ArrayXf>(x + i * H, static_cast<Eigen::Index>(H)) +=
-          Eigen::Map<const Eigen::ArrayXf>(pos_embed.data() + pos * H, static_cast<Eigen::Index>(H));
+      const float* pe = pos_embed.data() + pos * H;
+      for (std::size_t j = 0; j < H; ++j) xi[j] = e[j] + pe[j];
     } else {
+      std::copy_n(e, H, xi);
       for (std::size_t j = 0; j < half; ++j) {
         const double a = static_cast<double>(pos) * inv_freq[j];
         rope_cs[i * hd + j] = static_cast<float>(std::cos(a));
@@ -242,7 +288,7 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const Layer& L = layers[l];
     norm(x, L.attn_norm, xn, n);
-    mm.run(L.qkv, xn, n, qkv, dscratch, stream);
+    matmul(L.qkv, xn, qkv);
     for (std::size_t i = 0; i < n; ++i) {
       float* row = qkv + i * qkv_w;
       const float* c = rope_cs + i * hd;
@@ -256,53 +302,59 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
       }
     }
     // Token i (position p = pos0 + i) sees positions [first, p]: all of them,
-    // or the last `window` (p - j < window).
+    // or the last `window` (p - j < window). One task per (token, head);
+    // threads only when the work pays for a parallel region.
     const std::size_t window = cfg.window_of_layer(l);
     const auto tasks = static_cast<std::ptrdiff_t>(n * nq);
-#pragma omp parallel for schedule(static)
+    const std::size_t att_work = n * nq * total * hd;
+    const int att_threads = att_work >= (std::size_t{1} << 18) ? threads : 1;
+#pragma omp parallel for schedule(static) num_threads(att_threads) if (att_threads > 1)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       const std::size_t i = static_cast<std::size_t>(t) / nq, h = static_cast<std::size_t>(t) % nq;
       const std::size_t g = h / group, p = pos0 + i;
       const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
       const std::size_t len = p + 1 - first;
-      float* sc = scores + static_cast<std::size_t>(omp_get_thread_num()) * total;
-      Eigen::Map<const RowMatrix> K(kv.key(l, g, first), static_cast<Eigen::Index>(len),
-                                    static_cast<Eigen::Index>(hd));
-      Eigen::Map<const RowMatrix> V(kv.value(l, g, first), static_cast<Eigen::Index>(len),
-                                    static_cast<Eigen::Index>(hd));
-      ConstVecMap q(qkv + i * qkv_w + h * hd, static_cast<Eigen::Index>(hd));
-      VecMap sv(sc, static_cast<Eigen::Index>(len));
-      sv.noalias() = (K * q) * scale;
-      const float mx = sv.maxCoeff();
-      sv = (sv.array() - mx).exp();
-      sv /= sv.sum();
-      VecMap out(att + i * q_dim + h * hd, static_cast<Eigen::Index>(hd));
-      out.noalias() = V.transpose() * sv;
+      float* sc = scores + static_cast<std::size_t>(omp_get_thread_num()) * kv.capacity();
+      const float* K = kv.key(l, g, first);
+      const float* V = kv.value(l, g, first);
+      const float* q = qkv + i * qkv_w + h * hd;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::size_t j = 0; j < len; ++j) {
+        sc[j] = detail::dot(q, K + j * hd, hd) * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      for (std::size_t j = 0; j < len; ++j) sc[j] = std::exp(sc[j] - mx);
+      const float denom = detail::sum(sc, len);
+      float* o = att + i * q_dim + h * hd;
+      std::fill_n(o, hd, 0.0f);
+      for (std::size_t j = 0; j < len; ++j) {
+        const float pj = sc[j] / denom;
+        const float* v = V + j * hd;
+        for (std::size_t d = 0; d < hd; ++d) o[d] += pj * v[d];
+      }
     }
-    mm.run(L.o, att, n, xn, dscratch, stream);
-    Eigen::Map<Eigen::ArrayXf>(x, static_cast<Eigen::Index>(n * H)) +=
-        Eigen::Map<const Eigen::ArrayXf>(xn, static_cast<Eigen::Index>(n * H));
+    matmul(L.o, att, xn);
+    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
 
     norm(x, L.mlp_norm, xn, n);
-    mm.run(L.mlp_in, xn, n, mlp, dscratch, stream);
-    const auto Ii = static_cast<Eigen::Index>(I);
+    matmul(L.mlp_in, xn, mlp);
     for (std::size_t i = 0; i < n; ++i) {
-      Eigen::Map<Eigen::ArrayXf> a(act + i * I, Ii);
-      Eigen::Map<const Eigen::ArrayXf> first(mlp + i * mlp_in_dim, Ii);
-      if (cfg.gated_mlp)  // act(gate) * up
-        a = activate(first) * Eigen::Map<const Eigen::ArrayXf>(mlp + i * mlp_in_dim + I, Ii);
-      else
-        a = activate(first);
+      float* a = act + i * I;
+      const float* first = mlp + i * mlp_in_dim;
+      if (cfg.gated_mlp) {  // act(gate) * up
+        const float* up = first + I;
+        for (std::size_t j = 0; j < I; ++j) a[j] = activate(first[j]) * up[j];
+      } else {
+        for (std::size_t j = 0; j < I; ++j) a[j] = activate(first[j]);
+      }
     }
-    mm.run(L.mlp_out, act, n, xn, dscratch, stream);
-    Eigen::Map<Eigen::ArrayXf>(x, static_cast<Eigen::Index>(n * H)) +=
-        Eigen::Map<const Eigen::ArrayXf>(xn, static_cast<Eigen::Index>(n * H));
+    matmul(L.mlp_out, act, xn);
+    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
   }
   norm(x, final_norm, xn, n);
-  Logits out(n, cfg.vocab_size);
-  mm.run(lm_head, xn, n, out.data(), dscratch, stream);
+  out.resize(n, cfg.vocab_size);
+  matmul(lm_head, xn, out.data());
   kv.commit(n);
-  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -378,16 +430,15 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   // usually means a config that does not describe this checkpoint.
   std::vector<std::string> used;
   auto linear = [&](const WeightSource& w, const WeightSource& b, std::size_t k) {
-    LinearWeights lw;
-    lw.n = w.rows();
-    lw.k = k;
-    lw.w = read(ck, w, k, used);
+    const std::size_t n = w.rows();
+    const std::vector<float> weight = read(ck, w, k, used);
+    std::vector<float> bias;
     if (b.present()) {
-      if (b.rows() != lw.n)
+      if (b.rows() != n)
         throw ConfigError(c.architecture + ": bias '" + b.parts.front().name + "' does not match its weight");
-      lw.b = read(ck, b, 0, used);
+      bias = read(ck, b, 0, used);
     }
-    return lw;
+    return impl->pack(weight.data(), n, k, bias.empty() ? nullptr : bias.data());
   };
   auto norm = [&](const WeightSource& w, const WeightSource& b) {
     NormWeights nw;
@@ -419,9 +470,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   if (layout.lm_head.present()) {
     impl->lm_head = linear(layout.lm_head, {}, c.hidden_size);
   } else {  // tied
-    impl->lm_head.w = impl->embed;
-    impl->lm_head.n = c.vocab_size;
-    impl->lm_head.k = c.hidden_size;
+    impl->lm_head = impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
   }
 
   std::sort(used.begin(), used.end());
@@ -449,19 +498,12 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
   impl->check_supported();
   impl->init_dims();
   const auto& c = impl->cfg;
-  NormalGen gen(seed);
-  auto randv = [&](std::size_t count, float sd) {
-    std::vector<float> v(count);
-    for (auto& e : v) e = gen(sd);
-    return v;
-  };
+  std::uint64_t stream = seed * 0x100000001b3ull;  // one stream per tensor, in a fixed order
+  auto randv = [&](std::size_t count, float sd) { return random_normal(count, sd, stream++); };
   auto linear = [&](std::size_t n, std::size_t k, bool bias) {
-    LinearWeights w;
-    w.n = n;
-    w.k = k;
-    w.w = randv(n * k, 0.02f);
-    if (bias) w.b = randv(n, 0.02f);
-    return w;
+    const std::vector<float> w = randv(n * k, 0.02f);
+    const std::vector<float> b = bias ? randv(n, 0.02f) : std::vector<float>{};
+    return impl->pack(w.data(), n, k, bias ? b.data() : nullptr);
   };
   auto unit_norm = [&] {
     NormWeights nw;
@@ -483,9 +525,7 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
   }
   impl->final_norm = unit_norm();
   if (c.tie_word_embeddings) {
-    impl->lm_head.w = impl->embed;
-    impl->lm_head.n = c.vocab_size;
-    impl->lm_head.k = c.hidden_size;
+    impl->lm_head = impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
   } else {
     impl->lm_head = linear(c.vocab_size, c.hidden_size, false);
   }
@@ -495,6 +535,8 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
 const ModelConfig& Transformer::config() const { return impl_->cfg; }
 std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
 std::size_t Transformer::weight_bytes() const { return impl_->weight_bytes(); }
+std::size_t Transformer::bytes_per_token() const { return impl_->bytes_per_token(); }
+DType Transformer::dtype() const { return impl_->opts.dtype; }
 
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;
@@ -502,7 +544,13 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
 }
 
 Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {
-  return impl_->forward(tokens, cache);
+  Logits out;
+  impl_->forward(tokens, cache, out);
+  return out;
+}
+
+void Transformer::forward(std::span<const Token> tokens, Cache& cache, Logits& out) const {
+  impl_->forward(tokens, cache, out);
 }
 
 }  // namespace assistgen::cpu

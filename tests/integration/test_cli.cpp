@@ -1,13 +1,19 @@
 // The assistgen CLI end to end: logits as .npy, plain and assisted generate
-// giving identical greedy ids, and one-line errors with non-zero exit codes.
-#include <catch2/catch.hpp>
+// giving identical greedy ids, text in / text out (-p) with the same text as
+// the library's Model::generate, tokenize, and one-line errors with non-zero
+// exit codes.
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
+
+#include "assistgen/generate.hpp"
+#include "integration/text_fixtures.hpp"
 
 namespace fs = std::filesystem;
 
@@ -85,8 +91,86 @@ TEST_CASE("cli: errors are one line naming the fault, with a non-zero exit", "[c
   auto help = run("generate --help");
   CHECK(help.code == 0);
   CHECK(help.out.find("--draft-max") != std::string::npos);
-  auto mismatch = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-tied-bf16 " +
-                      kPrompt);
+  auto mismatch =
+      run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-tied-bf16 " + kPrompt);
   CHECK(mismatch.code == 1);
   CHECK(mismatch.out.find("EOS token ids differ") != std::string::npos);
+}
+
+TEST_CASE("cli: generate -p streams the text Model::generate returns, then the stats", "[cli]") {
+  const auto target = text_fixtures::make_model_dir("cli-t", "llama-gqa", "char").string();
+  const auto same = text_fixtures::make_model_dir("cli-d", "llama-gqa-noisy", "char").string();
+  const auto other = text_fixtures::make_model_dir("cli-u", "llama-gqa-noisy", "merged").string();
+  const auto model = assistgen::load_model(target);
+  for (const char* prompt : {"And God said", "Hello"}) {
+    const std::string expected = model.generate(prompt, {.max_new_tokens = 20}).text;
+    INFO(prompt);
+    auto plain = run("generate -m " + target + " -p '" + prompt + "' -n 20");
+    REQUIRE(plain.code == 0);
+    CHECK(plain.out.rfind(expected + "\n\nprompt tokens: ", 0) == 0);
+    CHECK(plain.out.find("new tokens: 20") != std::string::npos);
+    auto assisted =
+        run("generate -m " + target + " -a " + same + " -p '" + prompt + "' -n 20 --draft-max 3");
+    REQUIRE(assisted.code == 0);
+    CHECK(assisted.out.rfind(expected + "\n\nassistance: draft\n", 0) == 0);
+    CHECK(assisted.out.find("acceptance rate") != std::string::npos);
+    auto universal = run("generate -m " + target + " -a " + other + " -p '" + prompt + "' -n 20");
+    REQUIRE(universal.code == 0);
+    CHECK(universal.out.rfind(expected + "\n\nassistance: universal", 0) == 0);
+    CHECK(universal.out.find("acceptance rate") != std::string::npos);
+  }
+  // Options not given come from generation_config.json: max_new_tokens 5.
+  const auto with_gen =
+      text_fixtures::make_model_dir("cli-g", "llama-gqa", "char", R"({"max_new_tokens": 5})");
+  auto defaults = run("generate -m " + with_gen.string() + " -p 'And God said' --ignore-eos");
+  REQUIRE(defaults.code == 0);
+  CHECK(defaults.out.find("new tokens: 5 ") != std::string::npos);
+  // --tokens still prints ids first, whatever the directory holds.
+  auto ids = run("generate -m " + target + " " + kPrompt + " -n 24");
+  REQUIRE(ids.code == 0);
+  auto reference = run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 24");
+  CHECK(first_line(ids.out) == first_line(reference.out));
+}
+
+TEST_CASE("cli: tokenize prints the ids (and with --pieces the tokens)", "[cli]") {
+  const auto dir = text_fixtures::make_model_dir("cli-tok", "llama-gqa", "merged").string();
+  const auto tok = assistgen::Tokenizer::load(dir);
+  const auto ids = tok.encode("And the God said");
+  std::string expected;
+  for (std::size_t i = 0; i < ids.size(); ++i) expected += (i ? "," : "") + std::to_string(ids[i]);
+  auto r = run("tokenize -m " + dir + " -p 'And the God said'");
+  REQUIRE(r.code == 0);
+  CHECK(r.out == expected + "\n");
+  auto p = run("tokenize -m " + dir + " -p 'And the God said' --pieces");
+  REQUIRE(p.code == 0);
+  CHECK(p.out.rfind(expected + "\n", 0) == 0);
+  CHECK(p.out.find("\tĠthe\n") != std::string::npos);
+  // The char tokenizer adds BOS; --no-special drops it.
+  const auto chr = text_fixtures::make_model_dir("cli-tok2", "llama-gqa", "char").string();
+  CHECK(run("tokenize -m " + chr + " -p ab").out == "1,70,71\n");
+  CHECK(run("tokenize -m " + chr + " -p ab --no-special").out == "70,71\n");
+  CHECK(run("tokenize -m " + chr + " -p '</s>' --no-special --parse-special").out == "2\n");
+}
+
+TEST_CASE("cli: text-mode errors are one line with the right exit code", "[cli]") {
+  const auto target = text_fixtures::make_model_dir("cli-et", "llama-gqa", "char").string();
+  const auto other = text_fixtures::make_model_dir("cli-eu", "llama-draft", "merged").string();
+  auto no_tok = run("generate -m " + kModels + "llama-gqa -p hello");
+  CHECK(no_tok.code == 1);
+  CHECK(no_tok.out.find("tokenizer.json") != std::string::npos);
+  CHECK(std::count(no_tok.out.begin(), no_tok.out.end(), '\n') == 1);
+  auto both = run("generate -m " + target + " -p hi " + kPrompt);
+  CHECK(both.code == 2);
+  auto neither = run("generate -m " + target);
+  CHECK(neither.code == 2);
+  CHECK(neither.out.find("--prompt") != std::string::npos);
+  auto sampling = run("generate -m " + target + " -a " + other + " -p hi --temp 0.7");
+  CHECK(sampling.code == 1);
+  CHECK(sampling.out.find("do_sample") != std::string::npos);
+  auto tok_missing = run("tokenize -m " + target);
+  CHECK(tok_missing.code == 2);
+  CHECK(tok_missing.out.find("--prompt") != std::string::npos);
+  auto help = run("tokenize --help");
+  CHECK(help.code == 0);
+  CHECK(help.out.find("--pieces") != std::string::npos);
 }

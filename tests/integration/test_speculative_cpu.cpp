@@ -7,9 +7,8 @@
 // recompute; assisted sampling gives the target's distribution for the first
 // two tokens (chi-square against the exact distribution computed from the
 // target's logits).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -45,10 +44,14 @@ constexpr std::size_t kNew = 40;
 
 const char* schedule_name(Schedule s) {
   switch (s) {
-    case Schedule::constant: return "constant";
-    case Schedule::heuristic: return "heuristic";
-    case Schedule::heuristic_transient: return "heuristic_transient";
-    case Schedule::confidence: return "confidence";
+    case Schedule::constant:
+      return "constant";
+    case Schedule::heuristic:
+      return "heuristic";
+    case Schedule::heuristic_transient:
+      return "heuristic_transient";
+    case Schedule::confidence:
+      return "confidence";
   }
   return "?";
 }
@@ -65,7 +68,8 @@ std::vector<float> fresh_last_row(const Transformer& m, std::span<const Token> t
 /// last logits with a fresh recompute of all of seq. f32 on both paths; the
 /// difference is rounding of differently blocked matmuls: bound 1e-4 relative
 /// to the largest logit.
-void check_continuation(const Transformer& m, const Transformer::Cache& cache, std::span<const Token> seq) {
+void check_continuation(const Transformer& m, const Transformer::Cache& cache,
+                        std::span<const Token> seq) {
   REQUIRE(cache.size() < seq.size());
   auto c = cache.clone();
   const Logits l = m.forward(seq.subspan(cache.size()), c);
@@ -110,15 +114,18 @@ TEST_CASE("assisted greedy equals plain greedy: every draft, schedule and K", "[
     const char* name;
     const Transformer* model;
   };
-  for (const Named& d : {Named{"unrelated", &m.unrelated}, Named{"noisy", &m.noisy}, Named{"self", &m.self}}) {
-    for (Schedule s : {Schedule::constant, Schedule::heuristic, Schedule::heuristic_transient, Schedule::confidence}) {
+  for (const Named& d :
+       {Named{"unrelated", &m.unrelated}, Named{"noisy", &m.noisy}, Named{"self", &m.self}}) {
+    for (Schedule s : {Schedule::constant, Schedule::heuristic, Schedule::heuristic_transient,
+                       Schedule::confidence}) {
       for (std::size_t k = 1; k <= 8; ++k) {
         GenerationConfig cfg = base;
         cfg.num_assistant_tokens = k;
         cfg.schedule = s;
         SpeculativeDecoder dec(*d.model, m.target, cfg);
         const auto r = dec.generate(kPrompt);
-        INFO("draft " << d.name << ", schedule " << schedule_name(s) << ", K " << k << ", penalty " << penalty);
+        INFO("draft " << d.name << ", schedule " << schedule_name(s) << ", K " << k << ", penalty "
+                      << penalty);
         REQUIRE(r.tokens == plain.tokens);
         REQUIRE(r.stats.target_calls == r.stats.rounds);
         REQUIRE(r.stats.accepted <= r.stats.drafted);
@@ -151,8 +158,12 @@ TEST_CASE("after every round both caches hold the accepted sequence and continue
   const Models& m = models();
   for (bool sample : {false, true}) {
     for (const Transformer* draft : {&m.noisy, &m.unrelated}) {
-      GenerationConfig cfg{.max_new_tokens = 30, .num_assistant_tokens = 3, .schedule = Schedule::heuristic,
-                           .do_sample = sample, .temperature = 1.5f, .seed = 11};
+      GenerationConfig cfg{.max_new_tokens = 30,
+                           .num_assistant_tokens = 3,
+                           .schedule = Schedule::heuristic,
+                           .do_sample = sample,
+                           .temperature = 1.5f,
+                           .seed = 11};
       SpeculativeDecoder dec(*draft, m.target, cfg);
       std::size_t rounds = 0;
       check_caches_every_round(dec, *draft, m.target, rounds);
@@ -194,7 +205,8 @@ TEST_CASE("other checkpoints as drafts and targets keep greedy equality", "[spec
   const Transformer qwen = Transformer::load(kModels / "qwen2-bias");
   const Transformer tied = Transformer::load(kModels / "llama-tied-bf16");
   const Transformer mistral = Transformer::load(kModels / "mistral-f16");
-  const GenerationConfig cfg{.max_new_tokens = 24, .num_assistant_tokens = 3, .schedule = Schedule::heuristic};
+  const GenerationConfig cfg{
+      .max_new_tokens = 24, .num_assistant_tokens = 3, .schedule = Schedule::heuristic};
   for (const Transformer* draft : {&qwen, &tied, &mistral}) {
     SpeculativeDecoder dec(*draft, m.target, cfg);
     REQUIRE(dec.generate(kPrompt).tokens == generate_autoregressive(m.target, kPrompt, cfg).tokens);
@@ -213,13 +225,17 @@ TEST_CASE("other checkpoints as drafts and targets keep greedy equality", "[spec
   GenerationConfig special = cfg;
   special.draft_special_tokens = SpecialTokens{.eos_token_ids = tied.config().eos_token_ids};
   special.target_special_tokens = SpecialTokens{.eos_token_ids = m.target.config().eos_token_ids};
-  REQUIRE_THROWS_MATCHES(SpeculativeDecoder(tied, m.target, special), CompatibilityError,
-                         Catch::Matchers::Message("EOS token ids differ: draft [2, 3], target [2]"));
+  REQUIRE_THROWS_MATCHES(
+      SpeculativeDecoder(tied, m.target, special), CompatibilityError,
+      Catch::Matchers::Message("EOS token ids differ: draft [2, 3], target [2]"));
 }
 
 TEST_CASE("AnyModel over the CPU backend gives the typed decoder's output", "[speculative_cpu]") {
   const Models& m = models();
-  GenerationConfig cfg{.max_new_tokens = 24, .num_assistant_tokens = 4, .do_sample = true, .temperature = 0.8f,
+  GenerationConfig cfg{.max_new_tokens = 24,
+                       .num_assistant_tokens = 4,
+                       .do_sample = true,
+                       .temperature = 0.8f,
                        .seed = 3};
   SpeculativeDecoder typed(m.noisy, m.target, cfg);
   const AnyModel draft = AnyModel::borrow(m.noisy);
@@ -228,7 +244,8 @@ TEST_CASE("AnyModel over the CPU backend gives the typed decoder's output", "[sp
   REQUIRE(erased.generate(kPrompt).tokens == typed.generate(kPrompt).tokens);
 }
 
-TEST_CASE("assisted sampling: the first two tokens follow the target's distribution", "[speculative_cpu][statistical]") {
+TEST_CASE("assisted sampling: the first two tokens follow the target's distribution",
+          "[speculative_cpu][statistical]") {
   // Temperature 1.5 spreads the random model's distribution over the 256
   // tokens. The exact law of token 1 is softmax(logits / 1.5) after the
   // prompt; token 2's marginal is sum_a P(t1 = a) P(t2 | prompt + a), from 256
@@ -237,8 +254,8 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
   // count < 5 pooled), critical value by Wilson-Hilferty (toy_models.hpp).
   const Models& m = models();
   const std::size_t v = m.target.vocab_size();
-  const GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true,
-                             .temperature = 1.5f};
+  const GenerationConfig cfg{
+      .max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true, .temperature = 1.5f};
   auto processed = [&](std::span<const Token> h) {
     std::vector<float> row = fresh_last_row(m.target, h);
     LogitsProcessorChain chain = make_processor_chain(cfg);
@@ -266,12 +283,14 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
       ++c1[static_cast<std::size_t>(r.tokens[0])];
       ++c2[static_cast<std::size_t>(r.tokens[1])];
     }
-    for (const auto& [counts, p] : {std::pair{&c1, &p1}, std::pair{&c2, static_cast<const std::vector<double>*>(&p2)}}) {
+    for (const auto& [counts, p] :
+         {std::pair{&c1, &p1}, std::pair{&c2, static_cast<const std::vector<double>*>(&p2)}}) {
       const auto cs = toy::chi_square(*counts, *p);
       double tv = 0.0;
       for (std::size_t i = 0; i < v; ++i) tv += std::abs(double((*counts)[i]) / runs - (*p)[i]) / 2;
-      INFO("draft " << (draft == &m.noisy ? "noisy" : "unrelated") << ": chi2 " << cs.statistic << " df " << cs.df
-                    << " critical " << toy::chi2_critical_001(cs.df) << ", total variation " << tv);
+      INFO("draft " << (draft == &m.noisy ? "noisy" : "unrelated") << ": chi2 " << cs.statistic
+                    << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df)
+                    << ", total variation " << tv);
       REQUIRE(cs.impossible == 0);
       REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
     }

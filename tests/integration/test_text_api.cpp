@@ -4,7 +4,6 @@
 // ids), streamed pieces == final text, assisted and prompt-lookup paths equal
 // to plain greedy, and the masking of logit rows the tokenizer lacks.
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
@@ -16,13 +15,16 @@ using text_fixtures::make_model_dir;
 
 namespace {
 
-const std::vector<std::string> kPrompts = {"And God said", "Hello, world!\n", "x", "The quick brown fox"};
+const std::vector<std::string> kPrompts = {"And God said", "Hello, world!\n", "x",
+                                           "The quick brown fox"};
 
 // What Model::generate must reproduce: plain greedy decoding of the backend
 // from the encoded prompt, with the config the model resolves plus the mask.
-std::vector<Token> plain_greedy(const Model& m, const std::vector<Token>& prompt, const GenerateOptions& o) {
+std::vector<Token> plain_greedy(const Model& m, const std::vector<Token>& prompt,
+                                const GenerateOptions& o) {
   GenerationConfig cfg = m.generation_config(o, prompt.size());
-  cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), m.masked_tokens().begin(), m.masked_tokens().end());
+  cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), m.masked_tokens().begin(),
+                             m.masked_tokens().end());
   return generate_autoregressive(m.backend(), prompt, cfg).tokens;
 }
 
@@ -59,7 +61,8 @@ TEST_CASE("text api: load_model bundles backend, tokenizer and defaults", "[text
   CHECK(m.tokenizer().decode(ids, true) == "Hi");
 }
 
-TEST_CASE("text api: generate is decode(plain greedy ids), streamed text equals the final text", "[text]") {
+TEST_CASE("text api: generate is decode(plain greedy ids), streamed text equals the final text",
+          "[text]") {
   const Model m = load_model(make_model_dir("plain", "llama-gqa", "char"));
   for (const auto& prompt : kPrompts)
     for (std::size_t n : {1u, 7u, 24u}) {
@@ -94,7 +97,8 @@ TEST_CASE("text api: the rows past the tokenizer matter: unmasked greedy picks t
   CHECK_NOTHROW(m.tokenizer().decode(masked));
 }
 
-TEST_CASE("text api: assisted (same tokenizer) and prompt lookup give the plain greedy text", "[text]") {
+TEST_CASE("text api: assisted (same tokenizer) and prompt lookup give the plain greedy text",
+          "[text]") {
   const Model target = load_model(make_model_dir("t", "llama-gqa", "char"));
   const Model noisy = load_model(make_model_dir("noisy", "llama-gqa-noisy", "char"));
   const Model other = load_model(make_model_dir("other", "llama-draft", "char"));
@@ -154,7 +158,8 @@ TEST_CASE("text api: a callback returning false stops generation", "[text]") {
   CHECK(seen.size() == 3);  // one character per token
 }
 
-TEST_CASE("text api: generation_config.json supplies the defaults, options override them", "[text]") {
+TEST_CASE("text api: generation_config.json supplies the defaults, options override them",
+          "[text]") {
   const std::string gen = R"({
     "bos_token_id": 1, "eos_token_id": [2, 5], "pad_token_id": 0, "max_new_tokens": 7,
     "do_sample": true, "temperature": 0.5, "top_p": 0.9, "min_p": null, "repetition_penalty": 1.1,
@@ -177,9 +182,11 @@ TEST_CASE("text api: generation_config.json supplies the defaults, options overr
   CHECK(c.max_matching_ngram_size == 4);
   CHECK(c.suppress_tokens == std::vector<Token>{7, 8});
 
-  const GenerationConfig o = m.generation_config(
-      {.max_new_tokens = 3, .do_sample = false, .top_k = 0, .eos_token_id = std::vector<Token>{9},
-       .schedule = Schedule::constant});
+  const GenerationConfig o = m.generation_config({.max_new_tokens = 3,
+                                                  .do_sample = false,
+                                                  .top_k = 0,
+                                                  .eos_token_id = std::vector<Token>{9},
+                                                  .schedule = Schedule::constant});
   CHECK(o.max_new_tokens == 3);
   CHECK(!o.do_sample);
   CHECK(o.top_k == 0);
@@ -205,7 +212,8 @@ TEST_CASE("text api: max_length counts the prompt; max_new_tokens wins", "[text]
   CHECK(r.tokens.size() <= 6);
   if (r.stop_reason != StopReason::eos) CHECK(r.tokens.size() == 6);
 
-  const Model both = load_model(make_model_dir("len2", "llama-gqa", "char", R"({"max_length": 10, "max_new_tokens": 3})"));
+  const Model both = load_model(
+      make_model_dir("len2", "llama-gqa", "char", R"({"max_length": 10, "max_new_tokens": 3})"));
   CHECK(both.generation_config({}, 4).max_new_tokens == 3);
   const Model none = load_model(make_model_dir("len3", "llama-gqa", "char"));
   CHECK(none.generation_config({}, 4).max_new_tokens == GenerationConfig{}.max_new_tokens);
@@ -219,27 +227,34 @@ TEST_CASE("text api: generation_config.json errors name the file and the field",
                     Catch::Contains("g.json") && Catch::Contains("temperature"));
   CHECK_THROWS_WITH(P::parse_generation_config(R"({"max_new_tokens": -1})", "g.json"),
                     Catch::Contains("max_new_tokens"));
-  CHECK_THROWS_WITH(P::parse_generation_config(R"({"do_sample": 1})", "g.json"), Catch::Contains("do_sample"));
+  CHECK_THROWS_WITH(P::parse_generation_config(R"({"do_sample": 1})", "g.json"),
+                    Catch::Contains("do_sample"));
   CHECK_THROWS_WITH(P::parse_generation_config(R"({"eos_token_id": [2, "x"]})", "g.json"),
                     Catch::Contains("eos_token_id"));
-  CHECK_THROWS_WITH(P::parse_generation_config(R"({"top_k": 2.5})", "g.json"), Catch::Contains("top_k"));
-  CHECK_THROWS_WITH(P::parse_generation_config(R"({"assistant_confidence_threshold": 2})", "g.json"),
-                    Catch::Contains("assistant_confidence_threshold"));
-  CHECK_THROWS_AS(P::parse_generation_config(R"({"num_assistant_tokens_schedule": "sometimes"})", "g.json"),
-                  UnsupportedError);
-  CHECK_THROWS_WITH(P::parse_generation_config(R"({"num_assistant_tokens_schedule": "sometimes"})", "g.json"),
-                    Catch::Contains("sometimes"));
+  CHECK_THROWS_WITH(P::parse_generation_config(R"({"top_k": 2.5})", "g.json"),
+                    Catch::Contains("top_k"));
+  CHECK_THROWS_WITH(
+      P::parse_generation_config(R"({"assistant_confidence_threshold": 2})", "g.json"),
+      Catch::Contains("assistant_confidence_threshold"));
+  CHECK_THROWS_AS(
+      P::parse_generation_config(R"({"num_assistant_tokens_schedule": "sometimes"})", "g.json"),
+      UnsupportedError);
+  CHECK_THROWS_WITH(
+      P::parse_generation_config(R"({"num_assistant_tokens_schedule": "sometimes"})", "g.json"),
+      Catch::Contains("sometimes"));
   // eos as a number or a list; nulls are unset.
   CHECK(P::parse_generation_config(R"({"eos_token_id": 3})").eos_token_id == std::vector<Token>{3});
-  CHECK(P::parse_generation_config(R"({"eos_token_id": [3, 4]})").eos_token_id == std::vector<Token>{3, 4});
+  CHECK(P::parse_generation_config(R"({"eos_token_id": [3, 4]})").eos_token_id ==
+        std::vector<Token>{3, 4});
   CHECK(!P::parse_generation_config(R"({"eos_token_id": null, "top_k": null})").eos_token_id);
   CHECK(P::parse_generation_config(R"({"max_new_tokens": 5.0})").max_new_tokens == std::size_t{5});
   // A broken file makes load_model fail naming it.
   const auto dir = make_model_dir("badgen", "llama-gqa", "char", R"({"top_p": "x"})");
-  CHECK_THROWS_WITH(load_model(dir), Catch::Contains("generation_config.json") && Catch::Contains("top_p"));
+  CHECK_THROWS_WITH(load_model(dir),
+                    Catch::Contains("generation_config.json") && Catch::Contains("top_p"));
 }
 
-TEST_CASE("text api: an empty prompt starts from bos; missing tokenizer is an IoError", "[text]") {
+TEST_CASE("text api: an empty prompt starts from bos, a missing tokenizer is an IoError", "[text]") {
   const Model with_bos = load_model(make_model_dir("e1", "llama-gqa", "char"));
   CHECK(with_bos.generate("", {.max_new_tokens = 3}).prompt_tokens == std::vector<Token>{1});
   // merged: no BOS added by the tokenizer; generation_config.json's bos 0 is used.

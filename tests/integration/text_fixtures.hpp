@@ -32,16 +32,19 @@ inline const fs::path& scratch() {
 
 /// `models/<model>` + `text/<tokenizer>` as `<scratch>/<name>`; a non-empty
 /// `generation_config` replaces the tokenizer directory's generation_config.json.
-inline fs::path make_model_dir(const std::string& name, const std::string& model, const std::string& tokenizer,
+inline fs::path make_model_dir(const std::string& name, const std::string& model,
+                               const std::string& tokenizer,
                                const std::string& generation_config = "") {
   const fs::path dir = scratch() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   for (const auto& e : fs::directory_iterator(kData / "models" / model))
-    if (e.path().filename() != "golden.safetensors") fs::copy_file(e.path(), dir / e.path().filename());
+    if (e.path().filename() != "golden.safetensors")
+      fs::copy_file(e.path(), dir / e.path().filename());
   for (const auto& e : fs::directory_iterator(kData / "text" / tokenizer))
     fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
-  if (!generation_config.empty()) std::ofstream(dir / "generation_config.json") << generation_config;
+  if (!generation_config.empty())
+    std::ofstream(dir / "generation_config.json") << generation_config;
   return dir;
 }
 

@@ -3,9 +3,8 @@
 // speculative rejection sampling emits tokens distributed exactly as p,
 // whatever q is. Chi-square tests at significance 0.001 with the critical
 // value from the Wilson-Hilferty approximation (toy_models.hpp).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -30,12 +29,13 @@ std::vector<float> normalised(std::vector<float> w) {
 /// p and q (q empty: the candidates are the fixed token `fixed`, one-hot q).
 /// Each round drafts K tokens from q, verifies them, and emits the accepted
 /// drafts plus the next token.
-std::pair<Token, Token> emit_two(const std::vector<float>& p, const std::vector<float>& q, std::size_t k,
-                                 Token fixed, Rng& rng, std::vector<Token>& drafts) {
+std::pair<Token, Token> emit_two(const std::vector<float>& p, const std::vector<float>& q,
+                                 std::size_t k, Token fixed, Rng& rng, std::vector<Token>& drafts) {
   std::vector<Token> out;
   while (out.size() < 2) {
     drafts.clear();
-    for (std::size_t i = 0; i < k; ++i) drafts.push_back(q.empty() ? fixed : sample_categorical(q, rng));
+    for (std::size_t i = 0; i < k; ++i)
+      drafts.push_back(q.empty() ? fixed : sample_categorical(q, rng));
     const Verdict v = verify_sampling(
         drafts, [&](std::size_t) { return std::span<const float>(p); },
         [&](std::size_t) { return std::span<const float>(q); }, rng);
@@ -45,7 +45,8 @@ std::pair<Token, Token> emit_two(const std::vector<float>& p, const std::vector<
   return {out[0], out[1]};
 }
 
-void check_emits_p(const std::vector<float>& p, const std::vector<float>& q, std::size_t k, Token fixed = 0) {
+void check_emits_p(const std::vector<float>& p, const std::vector<float>& q, std::size_t k,
+                   Token fixed = 0) {
   Rng rng(1234 + k);
   std::vector<std::size_t> first(p.size()), second(p.size());
   std::vector<Token> drafts;
@@ -58,7 +59,8 @@ void check_emits_p(const std::vector<float>& p, const std::vector<float>& q, std
   const std::vector<double> pd(p.begin(), p.end());
   for (const auto* counts : {&first, &second}) {
     const auto cs = toy::chi_square(*counts, pd);
-    INFO("chi2 " << cs.statistic << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df));
+    INFO("chi2 " << cs.statistic << " df " << cs.df << " critical "
+                 << toy::chi2_critical_001(cs.df));
     REQUIRE(cs.impossible == 0);
     REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
   }
@@ -113,10 +115,12 @@ TEST_CASE("residual distribution is normalize(max(0, p - q)); one-hot q drops th
   Rng rng(11);
   std::vector<double> expected(kP.size());
   double z = 0;
-  for (std::size_t i = 0; i < kP.size(); ++i) z += expected[i] = std::max(0.0, double(kP[i]) - double(kQ[i]));
+  for (std::size_t i = 0; i < kP.size(); ++i)
+    z += expected[i] = std::max(0.0, double(kP[i]) - double(kQ[i]));
   for (auto& e : expected) e /= z;
   std::vector<std::size_t> counts(kP.size());
-  for (int i = 0; i < 100000; ++i) ++counts[static_cast<std::size_t>(sample_residual(kP, kQ, 1, rng))];
+  for (int i = 0; i < 100000; ++i)
+    ++counts[static_cast<std::size_t>(sample_residual(kP, kQ, 1, rng))];
   auto cs = toy::chi_square(counts, expected);
   REQUIRE(cs.impossible == 0);
   REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
@@ -154,7 +158,9 @@ TEST_CASE("verify_sampling stops requesting rows at the first rejection", "[acce
   REQUIRE(requested == 1);
 }
 
-TEST_CASE("speculative sampling emits p: q == p", "[acceptance][statistical]") { check_emits_p(kP, kP, 3); }
+TEST_CASE("speculative sampling emits p: q == p", "[acceptance][statistical]") {
+  check_emits_p(kP, kP, 3);
+}
 
 TEST_CASE("speculative sampling emits p: q != p, K = 1 and K = 4", "[acceptance][statistical]") {
   check_emits_p(kP, kQ, 1);

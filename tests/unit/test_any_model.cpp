@@ -3,7 +3,6 @@
 // rejected, and decoders over AnyModel give the same output as over the
 // concrete types, with backends of different types chosen at run time.
 #include <catch2/catch.hpp>
-
 #include <memory>
 #include <vector>
 
@@ -36,7 +35,8 @@ class ShiftModel {
     if (c.n + tokens.size() > c.cap) throw CapacityError("ShiftModel: full");
     Logits l(tokens.size(), 16);
     for (std::size_t i = 0; i < tokens.size(); ++i)
-      for (std::size_t j = 0; j < 16; ++j) l.row(i)[j] = float((static_cast<std::size_t>(tokens[i]) + 3 + j * 7) % 16);
+      for (std::size_t j = 0; j < 16; ++j)
+        l.row(i)[j] = float((static_cast<std::size_t>(tokens[i]) + 3 + j * 7) % 16);
     c.n += tokens.size();
     return l;
   }
@@ -97,15 +97,21 @@ TEST_CASE("AnyModel rejects caches made by another model", "[any_model]") {
   REQUIRE_THROWS_AS(empty.truncate(1), InvalidArgument);
   REQUIRE_THROWS_AS(b.forward(kPrompt, empty), InvalidArgument);
   REQUIRE_THROWS_AS(AnyModel(std::shared_ptr<const ShiftModel>()), InvalidArgument);
-  REQUIRE_THROWS_AS(b.make_cache(4).clone(), UnsupportedError);  // ShiftModel's cache has no clone()
+  REQUIRE_THROWS_AS(b.make_cache(4).clone(),
+                    UnsupportedError);  // ShiftModel's cache has no clone()
 }
 
-TEST_CASE("decoders over AnyModel match the concrete types, backends picked at run time", "[any_model]") {
+TEST_CASE("decoders over AnyModel match the concrete types, backends picked at run time",
+          "[any_model]") {
   const FnModel target = toy::hash_model(16, 1);
   const FnModel draft = toy::partial_model(16, 1, 2, 60);
   for (bool sample : {false, true}) {
-    GenerationConfig cfg{.max_new_tokens = 30, .num_assistant_tokens = 4, .schedule = Schedule::heuristic_transient,
-                         .do_sample = sample, .temperature = 1.3f, .seed = 5};
+    GenerationConfig cfg{.max_new_tokens = 30,
+                         .num_assistant_tokens = 4,
+                         .schedule = Schedule::heuristic_transient,
+                         .do_sample = sample,
+                         .temperature = 1.3f,
+                         .seed = 5};
     SpeculativeDecoder typed(draft, target, cfg);
     const auto expected = typed.generate(kPrompt);
 

@@ -1,8 +1,7 @@
 // Logits processors (HF semantics), the chain, softmax / argmax / categorical
 // sampling and the portable RNG.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -180,7 +179,10 @@ TEST_CASE("suppress tokens masks them", "[sampling]") {
 }
 
 TEST_CASE("chain: order, ownership, clone independence", "[sampling]") {
-  GenerationConfig cfg{.do_sample = true, .temperature = 0.5f, .top_k = 2, .repetition_penalty = 2.0f,
+  GenerationConfig cfg{.do_sample = true,
+                       .temperature = 0.5f,
+                       .top_k = 2,
+                       .repetition_penalty = 2.0f,
                        .suppress_tokens = {3}};
   LogitsProcessorChain chain = make_processor_chain(cfg);
   REQUIRE(chain.size() == 4);

@@ -4,9 +4,8 @@
 // a block, schedules, prompt lookup, compatibility checks, stats, streaming,
 // capacity, seeded determinism, and the sampled distribution of the first
 // two tokens (chi-square, 1e5 seeded runs, significance 0.001).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -37,8 +36,12 @@ void check_stats(const GenerationResult& r, std::size_t k_max = 1000) {
     REQUIRE(s.new_tokens == s.accepted + s.rounds);
   REQUIRE(s.drafted <= s.k_sum);
   REQUIRE(s.k_sum <= s.rounds * k_max);
-  if (s.target_calls) REQUIRE_THAT(s.tokens_per_target_call(), Catch::Matchers::WithinRel(double(s.new_tokens) / double(s.target_calls)));
-  if (s.drafted) REQUIRE_THAT(s.acceptance_rate(), Catch::Matchers::WithinRel(double(s.accepted) / double(s.drafted)));
+  if (s.target_calls)
+    REQUIRE_THAT(s.tokens_per_target_call(),
+                 Catch::Matchers::WithinRel(double(s.new_tokens) / double(s.target_calls)));
+  if (s.drafted)
+    REQUIRE_THAT(s.acceptance_rate(),
+                 Catch::Matchers::WithinRel(double(s.accepted) / double(s.drafted)));
   REQUIRE(s.mean_k() <= double(k_max));
   REQUIRE(s.total_seconds >= s.draft_seconds + s.target_seconds - 1e-9);
   REQUIRE(s.loop_seconds() >= 0.0);
@@ -74,19 +77,21 @@ void observe_caches(Decoder& dec, std::size_t& rounds_seen, bool has_draft = tru
 
 }  // namespace
 
-TEST_CASE("greedy assisted output equals plain greedy for any draft, K and schedule", "[speculative]") {
+TEST_CASE("greedy assisted output equals plain greedy for any draft, K and schedule",
+          "[speculative]") {
   const FnModel target = toy::hash_model(kVocab, 1);
   const FnModel unrelated = toy::hash_model(kVocab, 2);
   const FnModel partial = toy::partial_model(kVocab, 1, 2, 70);
   const FnModel same = toy::hash_model(kVocab, 1);
   const auto penalty = GENERATE(1.0f, 1.3f);
-  GenerationConfig base{.max_new_tokens = 40, .repetition_penalty = penalty, .suppress_tokens = {0}};
+  GenerationConfig base{
+      .max_new_tokens = 40, .repetition_penalty = penalty, .suppress_tokens = {0}};
   const std::vector<Token> expected = generate_autoregressive(target, kPrompt, base).tokens;
   REQUIRE(expected.size() == 40);
 
   for (const FnModel* draft : {&unrelated, &partial, &same}) {
-    for (Schedule schedule :
-         {Schedule::constant, Schedule::heuristic, Schedule::heuristic_transient, Schedule::confidence}) {
+    for (Schedule schedule : {Schedule::constant, Schedule::heuristic,
+                              Schedule::heuristic_transient, Schedule::confidence}) {
       for (std::size_t k = 1; k <= 8; ++k) {
         GenerationConfig cfg = base;
         cfg.num_assistant_tokens = k;
@@ -97,14 +102,18 @@ TEST_CASE("greedy assisted output equals plain greedy for any draft, K and sched
         target.reset_counters();
         draft->reset_counters();
         const GenerationResult r = dec.generate(kPrompt);
-        INFO("draft " << (draft == &same ? "self" : draft == &partial ? "partial" : "unrelated") << " K " << k
-                      << " schedule " << int(schedule));
+        INFO("draft " << (draft == &same      ? "self"
+                          : draft == &partial ? "partial"
+                                              : "unrelated")
+                      << " K " << k << " schedule " << int(schedule));
         REQUIRE(r.tokens == expected);
         REQUIRE(r.stop_reason == StopReason::max_new_tokens);
         REQUIRE(rounds == r.stats.rounds);
         REQUIRE(target.calls() == r.stats.rounds);  // exactly one target forward per round
         REQUIRE(draft->calls() == r.stats.draft_calls);
-        check_stats(r, schedule == Schedule::heuristic || schedule == Schedule::heuristic_transient ? 200 : k);
+        check_stats(r, schedule == Schedule::heuristic || schedule == Schedule::heuristic_transient
+                           ? 200
+                           : k);
         if (draft == &same) {
           REQUIRE(r.stats.accepted == r.stats.drafted);
           if (schedule == Schedule::constant) {
@@ -112,7 +121,8 @@ TEST_CASE("greedy assisted output equals plain greedy for any draft, K and sched
             REQUIRE(r.stats.rounds == (40 + k) / (k + 1));
           }
         }
-        if (draft == &unrelated && schedule == Schedule::constant) REQUIRE(r.stats.acceptance_rate() < 0.5);
+        if (draft == &unrelated && schedule == Schedule::constant)
+          REQUIRE(r.stats.acceptance_rate() < 0.5);
       }
     }
   }
@@ -121,10 +131,13 @@ TEST_CASE("greedy assisted output equals plain greedy for any draft, K and sched
 TEST_CASE("EOS drafted and accepted ends generation inside the block", "[speculative][eos]") {
   // Next token by position: prompt {1}, then 2, 3, EOS=7, 4, 5, 6.
   const std::vector<Token> script{1, 2, 3, 7, 4, 5, 6, 6, 6, 6, 6};
-  auto next = [script](std::span<const Token> h) { return script[std::min(h.size(), script.size() - 1)]; };
+  auto next = [script](std::span<const Token> h) {
+    return script[std::min(h.size(), script.size() - 1)];
+  };
   const FnModel target = toy::script_model(8, next);
   const FnModel draft = toy::script_model(8, next);
-  SpeculativeDecoder dec(draft, target, {.max_new_tokens = 10, .num_assistant_tokens = 5, .eos_token_ids = {7}});
+  SpeculativeDecoder dec(draft, target,
+                         {.max_new_tokens = 10, .num_assistant_tokens = 5, .eos_token_ids = {7}});
   std::size_t rounds = 0;
   observe_caches(dec, rounds);
   const std::vector<Token> prompt{1};
@@ -141,11 +154,14 @@ TEST_CASE("EOS drafted and accepted ends generation inside the block", "[specula
 TEST_CASE("a drafted EOS the target rejects does not stop generation", "[speculative][eos]") {
   const std::vector<Token> t_script{1, 2, 3, 4, 7, 5};
   const std::vector<Token> d_script{1, 2, 7, 7, 7, 7};
-  const FnModel target = toy::script_model(
-      8, [t_script](std::span<const Token> h) { return t_script[std::min(h.size(), t_script.size() - 1)]; });
-  const FnModel draft = toy::script_model(
-      8, [d_script](std::span<const Token> h) { return d_script[std::min(h.size(), d_script.size() - 1)]; });
-  SpeculativeDecoder dec(draft, target, {.max_new_tokens = 10, .num_assistant_tokens = 4, .eos_token_ids = {7}});
+  const FnModel target = toy::script_model(8, [t_script](std::span<const Token> h) {
+    return t_script[std::min(h.size(), t_script.size() - 1)];
+  });
+  const FnModel draft = toy::script_model(8, [d_script](std::span<const Token> h) {
+    return d_script[std::min(h.size(), d_script.size() - 1)];
+  });
+  SpeculativeDecoder dec(draft, target,
+                         {.max_new_tokens = 10, .num_assistant_tokens = 4, .eos_token_ids = {7}});
   std::size_t rounds = 0;
   observe_caches(dec, rounds);
   const auto r = dec.generate(std::vector<Token>{1});
@@ -157,11 +173,14 @@ TEST_CASE("a drafted EOS the target rejects does not stop generation", "[specula
 TEST_CASE("EOS as the bonus token", "[speculative][eos]") {
   const std::vector<Token> t_script{1, 2, 3, 4, 7, 5};
   const std::vector<Token> d_script{1, 2, 3, 4, 5, 5};
-  const FnModel target = toy::script_model(
-      8, [t_script](std::span<const Token> h) { return t_script[std::min(h.size(), t_script.size() - 1)]; });
-  const FnModel draft = toy::script_model(
-      8, [d_script](std::span<const Token> h) { return d_script[std::min(h.size(), d_script.size() - 1)]; });
-  SpeculativeDecoder dec(draft, target, {.max_new_tokens = 10, .num_assistant_tokens = 3, .eos_token_ids = {5, 7}});
+  const FnModel target = toy::script_model(8, [t_script](std::span<const Token> h) {
+    return t_script[std::min(h.size(), t_script.size() - 1)];
+  });
+  const FnModel draft = toy::script_model(8, [d_script](std::span<const Token> h) {
+    return d_script[std::min(h.size(), d_script.size() - 1)];
+  });
+  SpeculativeDecoder dec(
+      draft, target, {.max_new_tokens = 10, .num_assistant_tokens = 3, .eos_token_ids = {5, 7}});
   const auto r = dec.generate(std::vector<Token>{1});
   REQUIRE(r.tokens == std::vector<Token>{2, 3, 4, 7});
   REQUIRE(r.stop_reason == StopReason::eos);
@@ -178,8 +197,8 @@ TEST_CASE("max_new_tokens reached mid-block and K larger than what remains", "[s
     const auto r = dec.generate(kPrompt);
     REQUIRE(r.tokens == expected);
     REQUIRE(r.stop_reason == StopReason::max_new_tokens);
-    REQUIRE(r.stats.rounds == 2);   // 5 drafts + bonus, then one token with no drafts
-    REQUIRE(r.stats.k_sum == 5);    // the last round was clipped to K = 0
+    REQUIRE(r.stats.rounds == 2);  // 5 drafts + bonus, then one token with no drafts
+    REQUIRE(r.stats.k_sum == 5);   // the last round was clipped to K = 0
     REQUIRE(r.stats.drafted == 5);
   }
   {
@@ -209,8 +228,13 @@ TEST_CASE("max_new_tokens reached mid-block and K larger than what remains", "[s
 TEST_CASE("sampling is deterministic for a seed and changes with it", "[speculative][sampling]") {
   const FnModel target = toy::hash_model(kVocab, 1);
   const FnModel draft = toy::partial_model(kVocab, 1, 2, 60);
-  GenerationConfig cfg{.max_new_tokens = 40, .num_assistant_tokens = 4, .schedule = Schedule::heuristic,
-                       .do_sample = true, .temperature = 1.2f, .top_k = 10, .repetition_penalty = 1.1f,
+  GenerationConfig cfg{.max_new_tokens = 40,
+                       .num_assistant_tokens = 4,
+                       .schedule = Schedule::heuristic,
+                       .do_sample = true,
+                       .temperature = 1.2f,
+                       .top_k = 10,
+                       .repetition_penalty = 1.1f,
                        .seed = 77};
   SpeculativeDecoder a(draft, target, cfg);
   SpeculativeDecoder b(draft, target, cfg);
@@ -234,9 +258,10 @@ TEST_CASE("sampling is deterministic for a seed and changes with it", "[speculat
 TEST_CASE("compatibility checks", "[speculative][compat]") {
   const FnModel target = toy::hash_model(kVocab, 1);
   const FnModel small = toy::hash_model(kVocab - 1, 1);
-  REQUIRE_THROWS_MATCHES(SpeculativeDecoder(small, target, GenerationConfig{}), CompatibilityError,
-                         Catch::Matchers::Message("draft vocabulary size 15 is smaller than the target's 16 "
-                                                  "(a draft must cover every target token)"));
+  REQUIRE_THROWS_MATCHES(
+      SpeculativeDecoder(small, target, GenerationConfig{}), CompatibilityError,
+      Catch::Matchers::Message("draft vocabulary size 15 is smaller than the target's 16 "
+                               "(a draft must cover every target token)"));
 
   // A larger draft vocabulary is fine; its extra logits (made the largest
   // here) are ignored, so it never proposes a token the target lacks (the toy
@@ -256,8 +281,9 @@ TEST_CASE("compatibility checks", "[speculative][compat]") {
 
   GenerationConfig special{.draft_special_tokens = SpecialTokens{.eos_token_ids = {2}},
                            .target_special_tokens = SpecialTokens{.eos_token_ids = {3, 2}}};
-  REQUIRE_THROWS_MATCHES(SpeculativeDecoder(target, target, special), CompatibilityError,
-                         Catch::Matchers::Message("EOS token ids differ: draft [2], target [2, 3]"));
+  REQUIRE_THROWS_MATCHES(
+      SpeculativeDecoder(target, target, special), CompatibilityError,
+      Catch::Matchers::Message("EOS token ids differ: draft [2], target [2, 3]"));
   special.draft_special_tokens->eos_token_ids = {2, 3};
   special.draft_special_tokens->bos_token_id = 1;
   special.target_special_tokens->bos_token_id = 0;
@@ -266,30 +292,36 @@ TEST_CASE("compatibility checks", "[speculative][compat]") {
   special.target_special_tokens->bos_token_id = 1;
   SpeculativeDecoder ok(target, target, special);
   // EOS ids come from the target's special tokens when the config has none.
-  REQUIRE(std::vector<Token>(ok.eos_token_ids().begin(), ok.eos_token_ids().end()) == std::vector<Token>{3, 2});
+  REQUIRE(std::vector<Token>(ok.eos_token_ids().begin(), ok.eos_token_ids().end()) ==
+          std::vector<Token>{3, 2});
 }
 
 TEST_CASE("bad arguments are clear errors", "[speculative]") {
   const FnModel m = toy::hash_model(kVocab, 1);
   SpeculativeDecoder dec(m, m, GenerationConfig{.max_new_tokens = 4});
   REQUIRE_THROWS_AS(dec.generate(std::vector<Token>{}), InvalidArgument);
-  REQUIRE_THROWS_WITH(dec.generate(std::vector<Token>{1, 16}),
-                      Catch::Contains("prompt token 16 at position 1 is outside the target vocabulary of 16"));
+  REQUIRE_THROWS_WITH(
+      dec.generate(std::vector<Token>{1, 16}),
+      Catch::Contains("prompt token 16 at position 1 is outside the target vocabulary of 16"));
   REQUIRE_THROWS_WITH(SpeculativeDecoder(m, m, GenerationConfig{.num_assistant_tokens = 0}),
                       Catch::Contains("num_assistant_tokens"));
-  REQUIRE_THROWS_WITH(SpeculativeDecoder(m, m, GenerationConfig{.do_sample = true, .temperature = 0.0f}),
-                      Catch::Contains("temperature"));
+  REQUIRE_THROWS_WITH(
+      SpeculativeDecoder(m, m, GenerationConfig{.do_sample = true, .temperature = 0.0f}),
+      Catch::Contains("temperature"));
   REQUIRE_THROWS_WITH(SpeculativeDecoder(m, m, GenerationConfig{.prompt_lookup_num_tokens = 3}),
                       Catch::Contains("prompt_lookup_num_tokens"));
-  REQUIRE_THROWS_WITH(SpeculativeDecoder(m, GenerationConfig{}), Catch::Contains("prompt_lookup_num_tokens"));
+  REQUIRE_THROWS_WITH(SpeculativeDecoder(m, GenerationConfig{}),
+                      Catch::Contains("prompt_lookup_num_tokens"));
   REQUIRE_THROWS_WITH(SpeculativeDecoder(m, m, GenerationConfig{.eos_token_ids = {99}}),
                       Catch::Contains("eos_token_ids: token 99"));
 }
 
-TEST_CASE("cache capacity: documented clean stop, prompt too long is a CapacityError", "[speculative]") {
+TEST_CASE("cache capacity: documented clean stop, prompt too long is a CapacityError",
+          "[speculative]") {
   const FnModel m = toy::hash_model(kVocab, 1);
   const FnModel d = toy::hash_model(kVocab, 2);
-  GenerationConfig cfg{.max_new_tokens = 20, .num_assistant_tokens = 6, .cache_capacity = kPrompt.size() + 4};
+  GenerationConfig cfg{
+      .max_new_tokens = 20, .num_assistant_tokens = 6, .cache_capacity = kPrompt.size() + 4};
   SpeculativeDecoder dec(d, m, cfg);
   const auto r = dec.generate(kPrompt);
   REQUIRE(r.tokens.size() == 5);  // capacity + 1 - prompt
@@ -338,7 +370,8 @@ TEST_CASE("prompt lookup: HF candidate semantics", "[prompt_lookup]") {
   // Limited by the caller's limit, and by the end of the sequence.
   pl.propose(std::vector<Token>{1, 2, 3, 4, 1, 2, 5, 6, 1, 2}, 2, eos, out);
   REQUIRE(out == std::vector<Token>{3, 4});
-  pl.propose(std::vector<Token>{5, 1, 2, 1}, 10, eos, out);  // bigram "2 1" absent, unigram "1" at 1
+  pl.propose(std::vector<Token>{5, 1, 2, 1}, 10, eos,
+             out);  // bigram "2 1" absent, unigram "1" at 1
   REQUIRE(out == std::vector<Token>{2, 1});
   // Larger n-grams first: "7 1" matches at 3 although "1" matches earlier at 0.
   pl.propose(std::vector<Token>{1, 8, 8, 7, 1, 4, 4, 7, 1}, 10, eos, out);
@@ -354,7 +387,8 @@ TEST_CASE("prompt lookup: HF candidate semantics", "[prompt_lookup]") {
   pl.propose(std::vector<Token>{1}, 10, eos, out);
   REQUIRE(out.empty());
   PromptLookup three(4, 3);
-  three.propose(std::vector<Token>{1, 2, 3, 9, 2, 3, 8, 1, 2, 3}, 10, {}, out);  // trigram at 0 before bigram at 1
+  three.propose(std::vector<Token>{1, 2, 3, 9, 2, 3, 8, 1, 2, 3}, 10, {},
+                out);  // trigram at 0 before bigram at 1
   REQUIRE(out == std::vector<Token>{9, 2, 3, 8});
   REQUIRE_THROWS_AS(PromptLookup(0, 2), InvalidArgument);
   REQUIRE_THROWS_AS(PromptLookup(3, 0), InvalidArgument);
@@ -362,7 +396,8 @@ TEST_CASE("prompt lookup: HF candidate semantics", "[prompt_lookup]") {
 
 TEST_CASE("prompt lookup decoding equals plain greedy and accepts copied text", "[prompt_lookup]") {
   // The target continues the period-5 pattern 1 2 3 4 5 of its prompt.
-  const FnModel target = toy::script_model(8, [](std::span<const Token> h) { return Token(h.back() % 5 + 1); });
+  const FnModel target =
+      toy::script_model(8, [](std::span<const Token> h) { return Token(h.back() % 5 + 1); });
   const std::vector<Token> prompt{1, 2, 3, 4, 5, 1, 2};
   GenerationConfig cfg{.max_new_tokens = 30, .prompt_lookup_num_tokens = 4};
   SpeculativeDecoder dec(target, cfg);
@@ -382,7 +417,8 @@ TEST_CASE("prompt lookup decoding equals plain greedy and accepts copied text", 
   const FnModel hashed = toy::hash_model(kVocab, 3);
   for (std::size_t n : {1, 2, 3})
     for (std::size_t k : {1, 3, 10}) {
-      GenerationConfig c{.max_new_tokens = 40, .prompt_lookup_num_tokens = k, .max_matching_ngram_size = n};
+      GenerationConfig c{
+          .max_new_tokens = 40, .prompt_lookup_num_tokens = k, .max_matching_ngram_size = n};
       SpeculativeDecoder d(hashed, c);
       const auto out = d.generate(kPrompt);
       REQUIRE(out.tokens == generate_autoregressive(hashed, kPrompt, c).tokens);
@@ -395,8 +431,9 @@ TEST_CASE("heuristic schedule: K += 2 when all accepted, else max(1, K - 1)", "[
   const FnModel self = toy::hash_model(kVocab, 1);
   const FnModel partial = toy::partial_model(kVocab, 1, 2, 60);
   for (const FnModel* draft : {&self, &partial}) {
-    SpeculativeDecoder dec(*draft, target,
-                           {.max_new_tokens = 60, .num_assistant_tokens = 2, .schedule = Schedule::heuristic});
+    SpeculativeDecoder dec(
+        *draft, target,
+        {.max_new_tokens = 60, .num_assistant_tokens = 2, .schedule = Schedule::heuristic});
     std::vector<std::pair<std::size_t, std::size_t>> rounds;  // (drafted, accepted)
     dec.set_round_observer([&](const auto& r) { rounds.emplace_back(r.drafted, r.accepted); });
     const auto r = dec.generate(kPrompt);
@@ -421,8 +458,9 @@ TEST_CASE("heuristic schedule: K += 2 when all accepted, else max(1, K - 1)", "[
 
 TEST_CASE("heuristic_transient restarts K at every call", "[schedule]") {
   const FnModel target = toy::hash_model(kVocab, 1);
-  SpeculativeDecoder dec(target, target,
-                         {.max_new_tokens = 30, .num_assistant_tokens = 3, .schedule = Schedule::heuristic_transient});
+  SpeculativeDecoder dec(
+      target, target,
+      {.max_new_tokens = 30, .num_assistant_tokens = 3, .schedule = Schedule::heuristic_transient});
   std::vector<std::size_t> drafted;
   dec.set_round_observer([&](const auto& r) { drafted.push_back(r.drafted); });
   dec.generate(kPrompt);
@@ -445,7 +483,8 @@ TEST_CASE("confidence schedule: the draft stops below the threshold", "[schedule
     std::fill(row.begin(), row.end(), 0.0f);
     row[static_cast<std::size_t>(h.back() * 5 + 1) % kVocab] = 10.0f;
   });
-  GenerationConfig cfg{.max_new_tokens = 30, .num_assistant_tokens = 5, .schedule = Schedule::confidence};
+  GenerationConfig cfg{
+      .max_new_tokens = 30, .num_assistant_tokens = 5, .schedule = Schedule::confidence};
   const auto expected = generate_autoregressive(target, kPrompt, cfg).tokens;
   SpeculativeDecoder a(unsure, target, cfg);
   std::vector<std::size_t> drafted;
@@ -475,21 +514,30 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
   using S = std::vector<std::pair<float, bool>>;
   // Separable: any threshold in (0.5, 0.6] has no error; the highest sample
   // probability at which FNR == FPR is 0.6.
-  REQUIRE(Lookahead::fit_threshold(S{{0.9f, true}, {0.8f, true}, {0.7f, true}, {0.6f, true}, {0.5f, false},
-                                     {0.3f, false}, {0.2f, false}},
+  REQUIRE(Lookahead::fit_threshold(S{{0.9f, true},
+                                     {0.8f, true},
+                                     {0.7f, true},
+                                     {0.6f, true},
+                                     {0.5f, false},
+                                     {0.3f, false},
+                                     {0.2f, false}},
                                    0.4f) == 0.6f);
   // Overlapping: at 0.5 FNR = FPR = 1/3.
-  REQUIRE(Lookahead::fit_threshold(
-              S{{0.9f, true}, {0.5f, true}, {0.4f, true}, {0.6f, false}, {0.3f, false}, {0.2f, false}}, 0.4f) ==
-          0.5f);
+  REQUIRE(
+      Lookahead::fit_threshold(
+          S{{0.9f, true}, {0.5f, true}, {0.4f, true}, {0.6f, false}, {0.3f, false}, {0.2f, false}},
+          0.4f) == 0.5f);
   // Too few samples or a single outcome: unchanged.
   REQUIRE(Lookahead::fit_threshold(S{{0.9f, true}, {0.1f, false}}, 0.4f) == 0.4f);
   REQUIRE(Lookahead::fit_threshold(S(10, {0.5f, true}), 0.4f) == 0.4f);
 
   const FnModel target = toy::hash_model(kVocab, 1);
   const FnModel draft = toy::partial_model(kVocab, 1, 2, 50);
-  GenerationConfig cfg{.max_new_tokens = 60, .num_assistant_tokens = 5, .schedule = Schedule::confidence,
-                       .assistant_confidence_threshold = 0.05f, .dynamic_confidence_threshold = true};
+  GenerationConfig cfg{.max_new_tokens = 60,
+                       .num_assistant_tokens = 5,
+                       .schedule = Schedule::confidence,
+                       .assistant_confidence_threshold = 0.05f,
+                       .dynamic_confidence_threshold = true};
   SpeculativeDecoder dec(draft, target, cfg);
   const auto r = dec.generate(kPrompt);
   REQUIRE(r.tokens == generate_autoregressive(target, kPrompt, cfg).tokens);
@@ -515,7 +563,8 @@ std::vector<float> random_table(std::uint64_t seed, std::size_t v, float scale) 
 }
 
 /// The target's processed distribution after `history`, computed directly.
-std::vector<double> target_probs(const FnModel& target, const GenerationConfig& cfg, std::vector<Token> history) {
+std::vector<double> target_probs(const FnModel& target, const GenerationConfig& cfg,
+                                 std::vector<Token> history) {
   ToyCache c = target.make_cache(history.size());
   Logits l = target.forward(history, c);
   std::span<float> row = l.row(l.rows() - 1);
@@ -564,10 +613,13 @@ TEST_CASE("sampled first two tokens follow the target: q == p", "[speculative][s
   check_first_two(dec, target, cfg, kShortPrompt);
 }
 
-TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K", "[speculative][statistical]") {
+TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K",
+          "[speculative][statistical]") {
   const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
   const FnModel draft = toy::table_model(kSmallVocab, random_table(2, kSmallVocab, 1.5f));
-  GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .schedule = Schedule::heuristic_transient,
+  GenerationConfig cfg{.max_new_tokens = 3,
+                       .num_assistant_tokens = 3,
+                       .schedule = Schedule::heuristic_transient,
                        .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
   check_first_two(dec, target, cfg, kShortPrompt);
@@ -597,18 +649,27 @@ TEST_CASE("sampled first two tokens follow the processed target: temperature, to
           "[speculative][statistical]") {
   const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 2.0f));
   const FnModel draft = toy::table_model(kSmallVocab, random_table(3, kSmallVocab, 2.0f));
-  GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true, .temperature = 1.5f,
-                       .top_k = 6, .top_p = 0.9f, .min_p = 0.05f};
+  GenerationConfig cfg{.max_new_tokens = 3,
+                       .num_assistant_tokens = 3,
+                       .do_sample = true,
+                       .temperature = 1.5f,
+                       .top_k = 6,
+                       .top_p = 0.9f,
+                       .min_p = 0.05f};
   SpeculativeDecoder dec(draft, target, cfg);
   check_first_two(dec, target, cfg, kShortPrompt);
 }
 
-TEST_CASE("sampled first two tokens follow the processed target: repetition penalty sees drafted history",
-          "[speculative][statistical]") {
+TEST_CASE(
+    "sampled first two tokens follow the processed target: repetition penalty sees drafted history",
+    "[speculative][statistical]") {
   const FnModel target = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.0f));
   const FnModel draft = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.2f));
-  GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true,
-                       .repetition_penalty = 3.0f, .suppress_tokens = {0}};
+  GenerationConfig cfg{.max_new_tokens = 3,
+                       .num_assistant_tokens = 3,
+                       .do_sample = true,
+                       .repetition_penalty = 3.0f,
+                       .suppress_tokens = {0}};
   SpeculativeDecoder dec(draft, target, cfg);
   check_first_two(dec, target, cfg, kShortPrompt);
 }
@@ -616,8 +677,8 @@ TEST_CASE("sampled first two tokens follow the processed target: repetition pena
 TEST_CASE("sampled first two tokens follow the target with prompt lookup (one-hot q)",
           "[speculative][statistical][prompt_lookup]") {
   const FnModel target = toy::table_model(kSmallVocab, random_table(5, kSmallVocab, 1.0f));
-  GenerationConfig cfg{.max_new_tokens = 3, .do_sample = true, .temperature = 1.3f,
-                       .prompt_lookup_num_tokens = 3};
+  GenerationConfig cfg{
+      .max_new_tokens = 3, .do_sample = true, .temperature = 1.3f, .prompt_lookup_num_tokens = 3};
   SpeculativeDecoder dec(target, cfg);
   const std::vector<Token> prompt{1, 2, 3, 4, 1, 2, 6, 7, 3, 1, 2};
   check_first_two(dec, target, cfg, prompt);

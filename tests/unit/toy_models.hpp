@@ -35,8 +35,8 @@ struct ToyCache {
   std::size_t capacity() const { return cap; }
   void truncate(std::size_t n) {
     if (n > tokens.size())
-      throw assistgen::InvalidArgument("ToyCache::truncate(" + std::to_string(n) + ") beyond size " +
-                                       std::to_string(tokens.size()));
+      throw assistgen::InvalidArgument("ToyCache::truncate(" + std::to_string(n) +
+                                       ") beyond size " + std::to_string(tokens.size()));
     tokens.resize(n);
   }
   ToyCache clone() const { return *this; }
@@ -61,7 +61,8 @@ class FnModel {
     if (tokens.empty()) throw assistgen::InvalidArgument("FnModel::forward: empty input");
     for (Token t : tokens)
       if (t < 0 || static_cast<std::size_t>(t) >= vocab_)
-        throw assistgen::InvalidArgument("FnModel::forward: token " + std::to_string(t) + " out of range");
+        throw assistgen::InvalidArgument("FnModel::forward: token " + std::to_string(t) +
+                                         " out of range");
     if (cache.tokens.size() + tokens.size() > cache.cap)
       throw assistgen::CapacityError("FnModel::forward: cache full");
     Logits out(tokens.size(), vocab_);
@@ -97,10 +98,11 @@ inline FnModel fixed_model(std::vector<float> logits) {
 
 /// Logits = table[last token] (table is vocab x vocab, row-major).
 inline FnModel table_model(std::size_t vocab, std::vector<float> table) {
-  return FnModel(vocab, [vocab, table = std::move(table)](std::span<const Token> h, std::span<float> row) {
-    const auto* src = table.data() + static_cast<std::size_t>(h.back()) * vocab;
-    std::copy(src, src + vocab, row.begin());
-  });
+  return FnModel(vocab,
+                 [vocab, table = std::move(table)](std::span<const Token> h, std::span<float> row) {
+                   const auto* src = table.data() + static_cast<std::size_t>(h.back()) * vocab;
+                   std::copy(src, src + vocab, row.begin());
+                 });
 }
 
 inline std::uint64_t mix64(std::uint64_t x) {
@@ -122,11 +124,13 @@ inline void hash_logits(std::span<const Token> h, std::uint64_t seed, std::span<
 }
 
 inline FnModel hash_model(std::size_t vocab, std::uint64_t seed) {
-  return FnModel(vocab, [seed](std::span<const Token> h, std::span<float> row) { hash_logits(h, seed, row); });
+  return FnModel(
+      vocab, [seed](std::span<const Token> h, std::span<float> row) { hash_logits(h, seed, row); });
 }
 
 /// Agrees with hash_model(vocab, seed) on roughly `agree_percent`% of contexts.
-inline FnModel partial_model(std::size_t vocab, std::uint64_t seed, std::uint64_t other_seed, int agree_percent) {
+inline FnModel partial_model(std::size_t vocab, std::uint64_t seed, std::uint64_t other_seed,
+                             int agree_percent) {
   return FnModel(vocab, [=](std::span<const Token> h, std::span<float> row) {
     const std::uint64_t key = mix64(static_cast<std::uint64_t>(h.back()) * 31 + h.size());
     hash_logits(h, static_cast<int>(key % 100) < agree_percent ? seed : other_seed, row);
@@ -163,7 +167,8 @@ struct ChiSquare {
   std::size_t df = 0;
   std::size_t impossible = 0;
 };
-inline ChiSquare chi_square(const std::vector<std::size_t>& observed, const std::vector<double>& expected_p) {
+inline ChiSquare chi_square(const std::vector<std::size_t>& observed,
+                            const std::vector<double>& expected_p) {
   ChiSquare r;
   double n = 0.0;
   for (auto o : observed) n += static_cast<double>(o);

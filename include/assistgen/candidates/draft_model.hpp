@@ -64,8 +64,9 @@ class DraftModelCandidates {
   /// how many were proposed. Stops early after an EOS token or when
   /// `lookahead.stop_after(prob)` says so. When `sample` is true the tokens
   /// are drawn from q with `rng` and q is kept (row j: q_row(j)).
-  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit, LogitsProcessorChain& chain,
-                      bool sample, const Lookahead& lookahead, std::span<const Token> eos, Rng& rng) {
+  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit,
+                      LogitsProcessorChain& chain, bool sample, const Lookahead& lookahead,
+                      std::span<const Token> eos, Rng& rng) {
     work.resize(n);
     probs_.clear();
     if (limit == 0) return 0;

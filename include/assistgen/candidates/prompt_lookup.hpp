@@ -23,9 +23,12 @@ namespace assistgen {
 /// N-gram matching candidate source.
 class PromptLookup {
  public:
-  PromptLookup(std::size_t num_tokens, std::size_t max_ngram) : num_tokens_(num_tokens), max_ngram_(max_ngram) {
-    if (num_tokens == 0) throw InvalidArgument("GenerationConfig: prompt_lookup_num_tokens must be at least 1");
-    if (max_ngram == 0) throw InvalidArgument("GenerationConfig: max_matching_ngram_size must be at least 1");
+  PromptLookup(std::size_t num_tokens, std::size_t max_ngram)
+      : num_tokens_(num_tokens), max_ngram_(max_ngram) {
+    if (num_tokens == 0)
+      throw InvalidArgument("GenerationConfig: prompt_lookup_num_tokens must be at least 1");
+    if (max_ngram == 0)
+      throw InvalidArgument("GenerationConfig: max_matching_ngram_size must be at least 1");
   }
 
   std::size_t num_tokens() const { return num_tokens_; }

@@ -1,8 +1,11 @@
-// cpu::Transformer: the CPU reference backend for the decoder-only families of
-// the architecture registry (architecture.hpp: Llama, Mistral with its sliding
-// window, Qwen2, GPT-2). Matmuls run on
-// oneDNN primitives created once per shape; elementwise work uses Eigen. The
-// oneDNN headers stay inside src/cpu/: this header compiles without them.
+// cpu::Transformer: the CPU backend for the decoder-only families of the
+// architecture registry (architecture.hpp: Llama, Mistral with its sliding
+// window, Qwen2, GPT-2), with f32, bf16 or int8 weights. Its matmul kernels
+// (src/cpu/kernels.hpp) are batch-invariant: the logits of a position are
+// bit-identical whether it is computed in a one-token decode step, inside a
+// (K+1)-token verification pass or in a prefill, so assisted greedy decoding
+// equals plain greedy decoding even at near-ties. After a warm-up call, a
+// forward pass allocates nothing (see forward(tokens, cache, out)).
 #pragma once
 
 #include <cstddef>
@@ -25,10 +28,18 @@ namespace assistgen::cpu {
 
 /// How to load a model.
 struct LoadOptions {
-  /// Element type used for compute weights. bf16/f16 checkpoints are converted
-  /// to f32 at load in this version.
+  /// Storage of the matmul weights (every Linear and the LM head), whatever
+  /// the checkpoint stores: f32; bf16 (rounded to nearest even; exact for bf16
+  /// checkpoints); or i8: per-output-channel symmetric int8 with activations
+  /// quantized per token at run time. Embeddings, norms and biases stay f32
+  /// and all accumulation is f32 (int8: exact int32). f16 is rejected.
+  /// The default stays f32 for every checkpoint: bf16 compute of a bf16
+  /// checkpoint gives the same weights but a different summation error, and
+  /// callers that compare against f32 references expect f32.
   DType dtype = DType::f32;
-  /// Threads for matmuls and elementwise work; 0 = OpenMP's default.
+  /// Threads for matmuls and attention; 0 = OpenMP's default. Small layers
+  /// use fewer (each thread gets about 1 MiB of weights or more), so tiny
+  /// models run single-threaded and pay no parallel-region barriers.
   int threads = 0;
 };
 
@@ -65,10 +76,11 @@ class TransformerCache {
   friend class Transformer;
   explicit TransformerCache(KvStorage kv) : kv_(std::move(kv)) {}
   KvStorage kv_;
-  // Scratch reused between calls: activations of one forward pass, and the
-  // oneDNN scratchpad (user-managed so concurrent sequences never share one).
+  // Scratch reused between calls (grown, never shrunk): activations of one
+  // forward pass and the int8-quantized activations of a matmul input.
   std::vector<float> scratch_;
-  std::vector<std::byte> dnnl_scratch_;
+  std::vector<std::uint8_t> quant_;
+  std::vector<float> quant_scale_;
 };
 
 /// A loaded model of any registered architecture. Immutable after loading; share it between
@@ -84,8 +96,10 @@ class Transformer {
   /// Builds a model from a parsed config and an open checkpoint.
   static Transformer from_checkpoint(const ModelConfig& config, const io::Checkpoint& weights,
                                      const LoadOptions& options = {});
-  /// A model with random weights (N(0, 0.02), unit norms) made in memory,
-  /// for benchmarks and tests that need a given shape but no file.
+  /// A model with random weights (about N(0, 0.02): a scaled sum of four
+  /// uniforms from a counter-based hash, filled in parallel; unit norms) made
+  /// in memory, for benchmarks and tests that need a given shape but no file.
+  /// The weights depend only on the config and the seed.
   static Transformer random(const ModelConfig& config, std::uint64_t seed,
                             const LoadOptions& options = {});
 
@@ -99,6 +113,13 @@ class Transformer {
   std::size_t vocab_size() const;
   /// Bytes of weights held in memory.
   std::size_t weight_bytes() const;
+  /// Bytes of weights one decode step reads: every matmul weight (in its
+  /// stored precision, with scales and biases), the norms and one embedding
+  /// row. Divided by the machine's read bandwidth, the lower bound on the
+  /// time of a decode step.
+  std::size_t bytes_per_token() const;
+  /// Storage type of the matmul weights (LoadOptions::dtype).
+  DType dtype() const;
 
   /// An empty cache for up to `capacity` positions (capped by nothing but
   /// memory; positions past max_position_embeddings are allowed for RoPE,
@@ -113,6 +134,11 @@ class Transformer {
   /// position would reach n_positions / max_position_embeddings; the cache is
   /// unchanged then.
   Logits forward(std::span<const Token> tokens, Cache& cache) const;
+
+  /// As forward(tokens, cache), writing the logits into `out` (resized to
+  /// [n, vocab], reusing its storage). Once `cache` and `out` have seen a
+  /// call of at least n tokens, this allocates nothing and creates nothing.
+  void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const;
 
  private:
   struct Impl;

@@ -29,7 +29,8 @@ inline Token argmax(std::span<const float> x) {
       found = true;
     }
   }
-  if (!found) throw InvalidArgument("every token is masked (all logits are -inf): nothing to choose");
+  if (!found)
+    throw InvalidArgument("every token is masked (all logits are -inf): nothing to choose");
   return static_cast<Token>(best);
 }
 

@@ -45,7 +45,8 @@ class TemperatureProcessor final : public LogitsProcessor {
  public:
   explicit TemperatureProcessor(float temperature) : inv_(1.0f / temperature) {
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
-      throw InvalidArgument("temperature must be a positive number, got " + std::to_string(temperature));
+      throw InvalidArgument("temperature must be a positive number, got " +
+                            std::to_string(temperature));
   }
   void apply(std::span<float> logits, std::span<const Token>) override {
     for (float& x : logits) x *= inv_;
@@ -62,7 +63,8 @@ class TemperatureProcessor final : public LogitsProcessor {
 class TopKProcessor final : public LogitsProcessor {
  public:
   explicit TopKProcessor(std::size_t k) : k_(k) {
-    if (k == 0) throw InvalidArgument("top_k must be at least 1 (0 means off and adds no processor)");
+    if (k == 0)
+      throw InvalidArgument("top_k must be at least 1 (0 means off and adds no processor)");
   }
   void apply(std::span<float> logits, std::span<const Token>) override {
     if (k_ >= logits.size()) return;
@@ -73,7 +75,9 @@ class TopKProcessor final : public LogitsProcessor {
     for (float& x : logits)
       if (x < kth) x = kMaskedLogit;
   }
-  std::unique_ptr<LogitsProcessor> clone() const override { return std::make_unique<TopKProcessor>(k_); }
+  std::unique_ptr<LogitsProcessor> clone() const override {
+    return std::make_unique<TopKProcessor>(k_);
+  }
 
  private:
   std::size_t k_;
@@ -112,7 +116,9 @@ class TopPProcessor final : public LogitsProcessor {
     }
     for (std::size_t j = keep; j < order_.size(); ++j) logits[order_[j].second] = kMaskedLogit;
   }
-  std::unique_ptr<LogitsProcessor> clone() const override { return std::make_unique<TopPProcessor>(top_p_); }
+  std::unique_ptr<LogitsProcessor> clone() const override {
+    return std::make_unique<TopPProcessor>(top_p_);
+  }
 
  private:
   float top_p_;
@@ -134,7 +140,9 @@ class MinPProcessor final : public LogitsProcessor {
     for (float& x : logits)
       if (x < cut) x = kMaskedLogit;
   }
-  std::unique_ptr<LogitsProcessor> clone() const override { return std::make_unique<MinPProcessor>(min_p_); }
+  std::unique_ptr<LogitsProcessor> clone() const override {
+    return std::make_unique<MinPProcessor>(min_p_);
+  }
 
  private:
   float min_p_;
@@ -146,7 +154,8 @@ class RepetitionPenaltyProcessor final : public LogitsProcessor {
  public:
   explicit RepetitionPenaltyProcessor(float penalty) : penalty_(penalty) {
     if (!(penalty > 0.0f) || !std::isfinite(penalty))
-      throw InvalidArgument("repetition_penalty must be a positive number, got " + std::to_string(penalty));
+      throw InvalidArgument("repetition_penalty must be a positive number, got " +
+                            std::to_string(penalty));
   }
   void apply(std::span<float> logits, std::span<const Token> history) override {
     if (seen_.size() < logits.size()) seen_.assign(logits.size(), 0);
@@ -180,7 +189,8 @@ class SuppressTokensProcessor final : public LogitsProcessor {
   }
   void apply(std::span<float> logits, std::span<const Token>) override {
     for (Token t : tokens_)
-      if (static_cast<std::size_t>(t) < logits.size()) logits[static_cast<std::size_t>(t)] = kMaskedLogit;
+      if (static_cast<std::size_t>(t) < logits.size())
+        logits[static_cast<std::size_t>(t)] = kMaskedLogit;
   }
   std::unique_ptr<LogitsProcessor> clone() const override {
     return std::make_unique<SuppressTokensProcessor>(tokens_);
@@ -233,7 +243,8 @@ class LogitsProcessorChain {
 /// top-p, min-p. Options at their "off" value add nothing.
 inline LogitsProcessorChain make_processor_chain(const GenerationConfig& cfg) {
   LogitsProcessorChain chain;
-  if (cfg.repetition_penalty != 1.0f) chain.emplace<RepetitionPenaltyProcessor>(cfg.repetition_penalty);
+  if (cfg.repetition_penalty != 1.0f)
+    chain.emplace<RepetitionPenaltyProcessor>(cfg.repetition_penalty);
   if (!cfg.suppress_tokens.empty()) chain.emplace<SuppressTokensProcessor>(cfg.suppress_tokens);
   if (cfg.do_sample) {
     if (cfg.temperature != 1.0f) chain.emplace<TemperatureProcessor>(cfg.temperature);
@@ -250,8 +261,10 @@ inline void validate_sampling_options(const GenerationConfig& cfg, std::size_t v
   auto bad = [](const std::string& m) { throw InvalidArgument("GenerationConfig: " + m); };
   if (cfg.do_sample && !(cfg.temperature > 0.0f && std::isfinite(cfg.temperature)))
     bad("temperature must be > 0 when do_sample is true, got " + std::to_string(cfg.temperature));
-  if (!(cfg.top_p > 0.0f && cfg.top_p <= 1.0f)) bad("top_p must be in (0, 1], got " + std::to_string(cfg.top_p));
-  if (!(cfg.min_p >= 0.0f && cfg.min_p <= 1.0f)) bad("min_p must be in [0, 1], got " + std::to_string(cfg.min_p));
+  if (!(cfg.top_p > 0.0f && cfg.top_p <= 1.0f))
+    bad("top_p must be in (0, 1], got " + std::to_string(cfg.top_p));
+  if (!(cfg.min_p >= 0.0f && cfg.min_p <= 1.0f))
+    bad("min_p must be in [0, 1], got " + std::to_string(cfg.min_p));
   if (!(cfg.repetition_penalty > 0.0f && std::isfinite(cfg.repetition_penalty)))
     bad("repetition_penalty must be > 0, got " + std::to_string(cfg.repetition_penalty));
   for (Token t : cfg.suppress_tokens)

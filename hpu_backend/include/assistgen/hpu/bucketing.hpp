@@ -21,9 +21,9 @@ namespace assistgen::hpu {
 
 /// One bucketed dimension: (min, step, max) as in vllm-hpu-extension.
 struct BucketRange {
-  std::size_t min = 1;
-  std::size_t step = 1;
-  std::size_t max = 1;
+  std::size_t min = 1;   ///< smallest bucket
+  std::size_t step = 1;  ///< doubling stops here; linear steps after
+  std::size_t max = 1;   ///< largest bucket (when on the ladder)
 
   /// Throws ConfigError (naming `what`) unless 1 <= min <= max and step >= 1.
   void validate(const std::string& what) const {
@@ -37,7 +37,8 @@ struct BucketRange {
 /// The bucket values of `r`, ascending: min, 2 min, 4 min, ... while below
 /// step and not above max, then step, 2 step, ... up to max; only values
 /// >= min are kept. Throws ConfigError for an invalid range.
-inline std::vector<std::size_t> warmup_range(const BucketRange& r, const std::string& what = "range") {
+inline std::vector<std::size_t> warmup_range(const BucketRange& r,
+                                             const std::string& what = "range") {
   r.validate(what);
   std::vector<std::size_t> out;
   for (std::size_t v = r.min; v < r.step && v <= r.max; v *= 2) out.push_back(v);
@@ -60,16 +61,16 @@ inline std::optional<std::size_t> find_bucket(const std::vector<std::size_t>& bu
 
 /// The shape a request runs with.
 struct Bucket {
-  std::size_t batch = 0;
-  std::size_t tokens = 0;
-  std::size_t kv_len = 0;
+  std::size_t batch = 0;   ///< sequences
+  std::size_t tokens = 0;  ///< new tokens per sequence
+  std::size_t kv_len = 0;  ///< positions attention reads
 
   friend bool operator==(const Bucket&, const Bucket&) = default;
 };
 
 /// A bucket picked for a request and what the padding costs.
 struct BucketChoice {
-  Bucket bucket;
+  Bucket bucket;  ///< the bucket the request runs in
   /// Padded token slots: batch_bucket * tokens_bucket - batch * tokens.
   std::size_t padded_tokens = 0;
   /// Attention positions computed but masked:
@@ -81,24 +82,32 @@ struct BucketChoice {
 
 /// Bucket ranges of the three dimensions of a forward pass.
 struct BucketConfig {
-  BucketRange batch{1, 1, 1};
-  BucketRange tokens{1, 32, 64};
-  BucketRange kv_len{128, 128, 1024};
+  BucketRange batch{1, 1, 1};     ///< sequences per launch
+  BucketRange tokens{1, 32, 64};  ///< new tokens per launch
+  BucketRange kv_len{128, 128,
+                     1024};  ///< attended positions; its max is the preallocated cache length
 };
 
 /// The bucket lists of a BucketConfig and the picking rule.
 class Bucketing {
  public:
+  /// Generates the bucket lists; ConfigError for an invalid range.
   explicit Bucketing(const BucketConfig& cfg = {})
       : batch_(warmup_range(cfg.batch, "batch")),
         tokens_(warmup_range(cfg.tokens, "tokens")),
         kv_(warmup_range(cfg.kv_len, "kv_len")) {}
 
+  /// Batch buckets, ascending.
   const std::vector<std::size_t>& batch_buckets() const { return batch_; }
+  /// Token buckets, ascending.
   const std::vector<std::size_t>& token_buckets() const { return tokens_; }
+  /// KV-length buckets, ascending.
   const std::vector<std::size_t>& kv_buckets() const { return kv_; }
+  /// The largest batch bucket.
   std::size_t max_batch() const { return batch_.back(); }
+  /// The largest token bucket.
   std::size_t max_tokens() const { return tokens_.back(); }
+  /// The largest KV-length bucket.
   std::size_t max_kv_len() const { return kv_.back(); }
 
   /// The smallest bucket holding `batch` sequences of `tokens` new tokens
@@ -138,8 +147,7 @@ class Bucketing {
     if (auto b = find_bucket(buckets, v)) return *b;
     throw CapacityError(std::string("hpu bucketing: ") + what + " " + std::to_string(v) +
                         " exceeds the largest " + what + " bucket " +
-                        std::to_string(buckets.back()) + " (raise BucketConfig::" + what +
-                        ".max)");
+                        std::to_string(buckets.back()) + " (raise BucketConfig::" + what + ".max)");
   }
 
   std::vector<std::size_t> batch_, tokens_, kv_;

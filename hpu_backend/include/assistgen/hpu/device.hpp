@@ -38,8 +38,8 @@ class Recipe {
 
 /// The device memory of one non-intermediate tensor of a launch.
 struct Binding {
-  std::string name;  ///< the graph tensor's name
-  DeviceAddress address = 0;
+  std::string name;           ///< the graph tensor's name
+  DeviceAddress address = 0;  ///< device memory of the tensor
 };
 
 /// Device memory, copies, compilation and launches. Implementations are
@@ -79,11 +79,15 @@ class Device {
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
+  /// Allocates `bytes` on `device`.
   DeviceBuffer(std::shared_ptr<Device> device, std::size_t bytes)
       : device_(std::move(device)), bytes_(bytes), address_(device_->allocate(bytes)) {}
+  /// Takes over `o`'s memory.
   DeviceBuffer(DeviceBuffer&& o) noexcept
-      : device_(std::move(o.device_)), bytes_(std::exchange(o.bytes_, 0)),
+      : device_(std::move(o.device_)),
+        bytes_(std::exchange(o.bytes_, 0)),
         address_(std::exchange(o.address_, 0)) {}
+  /// Frees this buffer's memory and takes over `o`'s.
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       reset();
@@ -97,8 +101,11 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { reset(); }
 
+  /// Device address (0 when empty).
   DeviceAddress address() const { return address_; }
+  /// Size in bytes.
   std::size_t bytes() const { return bytes_; }
+  /// Whether it holds memory.
   explicit operator bool() const { return address_ != 0; }
 
   /// Copies `bytes` from the host to offset `offset` of this buffer.

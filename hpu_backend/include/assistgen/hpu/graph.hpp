@@ -69,48 +69,55 @@ enum class TensorKind {
 
 /// One tensor of a graph.
 struct TensorInfo {
-  std::string name;                 ///< unique in the graph; bindings use it
-  std::vector<std::int64_t> shape;  ///< slowest-varying first
-  DType dtype = DType::f32;
-  TensorKind kind = TensorKind::intermediate;
+  std::string name;                            ///< unique in the graph; bindings use it
+  std::vector<std::int64_t> shape;             ///< slowest-varying first
+  DType dtype = DType::f32;                    ///< element type
+  TensorKind kind = TensorKind::intermediate;  ///< who provides the memory
 
+  /// Element count.
   std::size_t numel() const;
+  /// Size in bytes.
   std::size_t bytes() const { return numel() * dtype_size(dtype); }
 };
 
 /// Attributes; each op reads the ones its description names.
 struct NodeAttrs {
-  float eps = 0.0f;                ///< rmsnorm
-  bool transpose_b = false;        ///< gemm, batch_gemm
-  std::int64_t head_dim = 0;       ///< rope
+  float eps = 0.0f;                     ///< rmsnorm
+  bool transpose_b = false;             ///< gemm, batch_gemm
+  std::int64_t head_dim = 0;            ///< rope
   std::vector<std::int64_t> perm = {};  ///< transpose
-  std::int64_t length = 0;         ///< kv_read: positions read
+  std::int64_t length = 0;              ///< kv_read: positions read
 };
 
 /// One operation: tensor ids of its inputs and outputs.
 struct Node {
-  Op op = Op::add;
-  std::string name;
-  std::vector<int> inputs;
-  std::vector<int> outputs;
-  NodeAttrs attrs;
+  Op op = Op::add;           ///< what it computes
+  std::string name;          ///< unique name, for errors and device logs
+  std::vector<int> inputs;   ///< tensor ids read
+  std::vector<int> outputs;  ///< tensor ids written
+  NodeAttrs attrs;           ///< op attributes
 };
 
 /// A static-shape graph: tensors and nodes in execution order.
 class Graph {
  public:
+  /// An empty graph; `kind` names it in keys and errors.
   explicit Graph(std::string kind = "graph") : kind_(std::move(kind)) {}
 
   /// Adds a tensor and returns its id. Throws InvalidArgument for a duplicate
-  /// name or a non-positive dimension.
+  /// name, a rank outside 1..8 or a non-positive dimension.
   int add_tensor(std::string name, std::vector<std::int64_t> shape, DType dtype, TensorKind kind);
   /// Adds a node (validated by validate(), not here).
   void add_node(Op op, std::string name, std::vector<int> inputs, std::vector<int> outputs,
                 NodeAttrs attrs = {});
 
+  /// The graph's kind.
   const std::string& kind() const { return kind_; }
+  /// Tensors, indexed by id.
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  /// Nodes in execution order.
   const std::vector<Node>& nodes() const { return nodes_; }
+  /// The tensor with id `id`; InvalidArgument when there is none.
   const TensorInfo& tensor(int id) const;
   /// Id of the tensor called `name`; throws InvalidArgument when absent.
   int find(std::string_view name) const;
@@ -129,11 +136,11 @@ class Graph {
 
 /// Key of a compiled graph: graph kind, element type and bucket dimensions.
 struct GraphKey {
-  std::string kind;
-  DType dtype = DType::f32;
-  std::size_t batch = 0;
-  std::size_t tokens = 0;
-  std::size_t kv_len = 0;
+  std::string kind;          ///< architecture of the graph
+  DType dtype = DType::f32;  ///< compute type
+  std::size_t batch = 0;     ///< batch bucket
+  std::size_t tokens = 0;    ///< token bucket
+  std::size_t kv_len = 0;    ///< KV-length bucket
 
   friend bool operator==(const GraphKey&, const GraphKey&) = default;
   friend bool operator<(const GraphKey& a, const GraphKey& b) {

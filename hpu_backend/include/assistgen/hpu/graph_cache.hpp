@@ -22,9 +22,9 @@ namespace assistgen::hpu {
 
 /// Counters of a GraphCache.
 struct GraphCacheStats {
-  std::size_t hits = 0;
-  std::size_t misses = 0;  ///< = compilations
-  std::size_t evictions = 0;
+  std::size_t hits = 0;       ///< lookups served from the cache
+  std::size_t misses = 0;     ///< = compilations
+  std::size_t evictions = 0;  ///< recipes dropped to make room
 };
 
 /// An LRU cache of compiled recipes. Thread-safe; a compilation runs under
@@ -37,7 +37,8 @@ class GraphCache {
   using CompileFn = std::function<std::shared_ptr<const Recipe>(const Graph&)>;
 
   /// `capacity` recipes at most (>= 1, else InvalidArgument).
-  GraphCache(std::size_t capacity, CompileFn compile) : capacity_(capacity), compile_(std::move(compile)) {
+  GraphCache(std::size_t capacity, CompileFn compile)
+      : capacity_(capacity), compile_(std::move(compile)) {
     if (capacity_ == 0) throw InvalidArgument("hpu GraphCache: capacity must be at least 1");
     if (!compile_) throw InvalidArgument("hpu GraphCache: no compile function");
   }
@@ -55,7 +56,8 @@ class GraphCache {
       return it->second->second;
     }
     std::shared_ptr<const Recipe> recipe = compile_(build(key));
-    if (!recipe) throw Error("hpu GraphCache: the compile function returned no recipe for " + to_string(key));
+    if (!recipe)
+      throw Error("hpu GraphCache: the compile function returned no recipe for " + to_string(key));
     ++stats_.misses;
     if (lru_.size() == capacity_) {
       index_.erase(lru_.back().first);
@@ -79,11 +81,14 @@ class GraphCache {
     for (const auto& e : lru_) out.push_back(e.first);
     return out;
   }
+  /// Recipes held.
   std::size_t size() const {
     std::lock_guard lock(mu_);
     return lru_.size();
   }
+  /// Most recipes held.
   std::size_t capacity() const { return capacity_; }
+  /// Hit, miss and eviction counters.
   GraphCacheStats stats() const {
     std::lock_guard lock(mu_);
     return stats_;

@@ -23,16 +23,17 @@ namespace assistgen::hpu {
 
 /// Geometry of a StaticKvCache.
 struct KvLayout {
-  std::size_t layers = 0;
-  std::size_t batch = 1;
-  std::size_t kv_heads = 0;
-  std::size_t max_len = 0;  ///< positions a graph may read
-  std::size_t head_dim = 0;
+  std::size_t layers = 0;    ///< decoder layers
+  std::size_t batch = 1;     ///< sequences (the batch bucket)
+  std::size_t kv_heads = 0;  ///< key/value heads
+  std::size_t max_len = 0;   ///< positions a graph may read
+  std::size_t head_dim = 0;  ///< elements per head
 
   /// Positions stored per (layer, batch, head): max_len plus the padding slot.
   std::size_t slots() const { return max_len + 1; }
   /// Floats of one layer's K (or V): batch * kv_heads * slots * head_dim.
   std::size_t layer_elems() const { return batch * kv_heads * slots() * head_dim; }
+  /// Bytes of one layer's K (or V).
   std::size_t layer_bytes() const { return layer_elems() * sizeof(float); }
 };
 
@@ -54,9 +55,13 @@ class StaticKvCache {
     values_ = DeviceBuffer(std::move(device), layout.layers * layout.layer_bytes());
   }
 
+  /// Positions held.
   std::size_t size() const { return size_; }
+  /// Positions the owner may append in all.
   std::size_t capacity() const { return capacity_; }
+  /// The geometry.
   const KvLayout& layout() const { return layout_; }
+  /// Device bytes of K and V.
   std::size_t bytes() const { return keys_.bytes() + values_.bytes(); }
 
   /// Rollback to the first n positions: O(1). Throws InvalidArgument if n > size().
@@ -79,14 +84,18 @@ class StaticKvCache {
   }
 
   /// Device address of layer l's keys / values ([batch][kv_heads][slots][head_dim]).
-  DeviceAddress key_address(std::size_t l) const { return keys_.address() + l * layout_.layer_bytes(); }
+  DeviceAddress key_address(std::size_t l) const {
+    return keys_.address() + l * layout_.layer_bytes();
+  }
+  /// Device address of layer l's values.
   DeviceAddress value_address(std::size_t l) const {
     return values_.address() + l * layout_.layer_bytes();
   }
   /// Downloads layer l's keys or values (for tests and debugging).
   std::vector<float> download(std::size_t l, bool values) const {
     std::vector<float> out(layout_.layer_elems());
-    (values ? values_ : keys_).download(out.data(), layout_.layer_bytes(), l * layout_.layer_bytes());
+    (values ? values_ : keys_)
+        .download(out.data(), layout_.layer_bytes(), l * layout_.layer_bytes());
     return out;
   }
 
@@ -101,11 +110,13 @@ class StaticKvCache {
   }
 
   /// The additive attention mask [batch][tokens][kv_len] of that step: query
-  /// i < n sees positions [0, pos0 + i]; padded queries see position 0 only
-  /// (so their softmax stays finite; their outputs are discarded); batch rows
-  /// >= `rows` are padding too.
+  /// i < n (at position p = pos0 + i) sees positions [0, p], or with a
+  /// sliding `window` > 0 only those j with p - j < window; padded queries
+  /// see position 0 only (so their softmax stays finite; their outputs are
+  /// discarded); batch rows >= `rows` are padding too.
   static std::vector<float> attention_mask(std::size_t pos0, std::size_t n, std::size_t batch,
-                                           std::size_t rows, std::size_t tokens, std::size_t kv_len) {
+                                           std::size_t rows, std::size_t tokens, std::size_t kv_len,
+                                           std::size_t window = 0) {
     constexpr float kMasked = -std::numeric_limits<float>::infinity();
     std::vector<float> m(batch * tokens * kv_len, kMasked);
     for (std::size_t b = 0; b < batch; ++b)
@@ -113,7 +124,8 @@ class StaticKvCache {
         float* row = m.data() + (b * tokens + i) * kv_len;
         const bool real = b < rows && i < n;
         const std::size_t visible = real ? pos0 + i + 1 : 1;
-        for (std::size_t j = 0; j < visible && j < kv_len; ++j) row[j] = 0.0f;
+        const std::size_t first = real && window != 0 && visible > window ? visible - window : 0;
+        for (std::size_t j = first; j < visible && j < kv_len; ++j) row[j] = 0.0f;
       }
     return m;
   }

@@ -9,9 +9,11 @@
 // It models CausalLM, so SpeculativeDecoder<hpu::Transformer, hpu::Transformer>
 // works unchanged. On the CPU reference device (the default) its logits match
 // cpu::Transformer within float tolerance. This header needs neither oneDNN
-// nor Habana's headers.
+// nor Habana's headers. Sliding-window attention (Mistral, Qwen2's windowed
+// layers) is a second mask input, so it costs no extra graph.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <filesystem>
 #include <memory>
@@ -50,6 +52,19 @@ struct Options {
   DType dtype = DType::f32;
 };
 
+/// Options for runs that need up to `positions` cache positions (prompt +
+/// new tokens): kv_len buckets (128, 128, positions rounded up to 128),
+/// default token buckets, warm-up at load, on `device` (null: the CPU
+/// reference device). What `assistgen generate --backend hpu-ref` uses.
+inline Options options_for(std::size_t positions, std::shared_ptr<Device> device = nullptr) {
+  constexpr std::size_t kStep = 128;
+  Options o;
+  o.device = std::move(device);
+  o.buckets.kv_len = {kStep, kStep, std::max(kStep, (positions + kStep - 1) / kStep * kStep)};
+  o.warmup = true;
+  return o;
+}
+
 /// Counters of the forward passes run with one cache.
 struct ForwardStats {
   std::size_t launches = 0;       ///< recipe launches (one per chunk)
@@ -62,23 +77,28 @@ struct ForwardStats {
 class TransformerCache {
  public:
   TransformerCache() = default;
+  /// Moves the cache (device memory moves with it).
   TransformerCache(TransformerCache&&) noexcept = default;
-  TransformerCache& operator=(TransformerCache&&) noexcept = default;
+  TransformerCache& operator=(TransformerCache&&) noexcept = default;  ///< Moves the cache.
 
+  /// Positions held.
   std::size_t size() const { return kv_.size(); }
+  /// Positions it can hold.
   std::size_t capacity() const { return kv_.capacity(); }
   /// Rollback to the first n positions: O(1), no device work. Throws
   /// InvalidArgument if n > size().
   void truncate(std::size_t n) { kv_.truncate(n); }
   /// Bytes of device memory held (K/V and launch buffers).
   std::size_t bytes() const;
+  /// The static KV cache.
   const StaticKvCache& kv() const { return kv_; }
+  /// Counters of its forward passes.
   const ForwardStats& stats() const { return stats_; }
 
  private:
   friend class Transformer;
   StaticKvCache kv_;
-  DeviceBuffer ids_, index_, cos_, sin_, mask_, logits_, workspace_;
+  DeviceBuffer ids_, index_, cos_, sin_, mask_, window_mask_, logits_, workspace_;
   ForwardStats stats_;
 };
 
@@ -87,6 +107,7 @@ class TransformerCache {
 /// each with its own cache. Move-only.
 class Transformer {
  public:
+  /// The per-sequence cache type (CausalLM).
   using Cache = TransformerCache;
 
   /// Loads an HF model directory (config.json + safetensors).
@@ -95,13 +116,18 @@ class Transformer {
   static Transformer from_checkpoint(const ModelConfig& config, const io::Checkpoint& weights,
                                      const Options& options = {});
 
+  /// Moves the model (its device memory moves with it).
   Transformer(Transformer&&) noexcept;
-  Transformer& operator=(Transformer&&) noexcept;
+  Transformer& operator=(Transformer&&) noexcept;  ///< Moves the model.
   ~Transformer();
 
+  /// The parsed config.json.
   const ModelConfig& config() const;
+  /// Logits per position.
   std::size_t vocab_size() const;
+  /// The device it runs on.
   const Device& device() const;
+  /// Its bucket lists.
   const Bucketing& bucketing() const;
   /// The compiled-graph cache (its stats count compilations).
   const GraphCache& graph_cache() const;

@@ -1,0 +1,118 @@
+// Private to the CPU backend: the batch-invariant matmul kernels
+// y[m, n] = x[m, k] * W^T (+ b) for f32, bf16 and int8 weights, and the
+// fixed-order reductions the rest of the forward pass uses.
+//
+// Batch invariance is the point. Every output element y[i, j] is computed by
+// one thread with the same sequence of operations whatever m is, whatever the
+// row's place in the call and however many threads run:
+//   f32 / bf16: acc = fma(x[i, kk], w[j, kk], acc) for kk = 0, 1, ..., k-1
+//               (bf16 weights are widened to f32 exactly; activations stay f32),
+//               then y = acc + b[j];
+//   int8:       activations quantized per row (symmetric, scale max|x| / 127,
+//               shifted to u8 by +128), an exact int32 dot with the s8 weights,
+//               the +128 removed with a per-column correction, then
+//               y = fma(float(acc), sx * sw[j], b[j]).
+// The AVX-512 kernels and the portable scalar fallback perform exactly these
+// operations, so they agree bit for bit with each other too.
+//
+// Weights are packed once at load into units of 32 output columns, the unit's
+// k steps contiguous, so one pass over a unit serves every row of the call:
+// the weight stream is read once per call, which is what keeps verification
+// of K + 1 tokens close to the cost of one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace assistgen::cpu::detail {
+
+/// Storage type of packed weights.
+enum class WeightType { f32, bf16, i8 };
+
+/// Instruction sets the kernels can run on.
+enum class Isa { scalar, avx512 };
+
+/// The best Isa this CPU supports (avx512 needs AVX512F/BW/VNNI).
+Isa detected_isa();
+/// The Isa in use: detected_isa() unless overridden, by set_isa() or by the
+/// environment variable ASSISTGEN_KERNELS=scalar.
+Isa active_isa();
+/// Forces an Isa (tests compare the two); requesting avx512 on a CPU without
+/// it selects scalar. Not thread-safe against concurrent forward passes.
+void set_isa(Isa isa);
+
+/// 64-byte aligned byte buffer.
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(std::size_t n)
+      : p_(n ? static_cast<std::byte*>(::operator new(n, std::align_val_t{64})) : nullptr), n_(n) {}
+  std::byte* data() { return p_.get(); }
+  const std::byte* data() const { return p_.get(); }
+  std::size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{64}); }
+  };
+  std::unique_ptr<std::byte, Free> p_;
+  std::size_t n_ = 0;
+};
+
+/// Output columns per packed unit.
+inline constexpr std::size_t kUnit = 32;
+
+/// One linear layer in the kernels' layout.
+struct PackedLinear {
+  WeightType type = WeightType::f32;
+  std::size_t n = 0, k = 0;  ///< logical shape of W ([n, k])
+  std::size_t k_pad = 0;     ///< k rounded up to the type's k group (4 for int8, else k)
+  AlignedBytes data;         ///< the units, see pack_linear
+  std::vector<float> bias;   ///< [n] or empty
+  std::vector<float> scale;  ///< int8: per output channel, [units * 32]
+  std::vector<std::int32_t> offset;  ///< int8: 128 * sum_k q[j, k], [units * 32]
+
+  std::size_t units() const { return (n + kUnit - 1) / kUnit; }
+  /// Bytes a forward pass streams for this layer (weights, bias, scales).
+  std::size_t bytes() const {
+    return data.size() + (bias.size() + scale.size()) * sizeof(float) + offset.size() * sizeof(std::int32_t);
+  }
+};
+
+/// Packs W ([n, k] row-major f32) and an optional bias ([n] or null). bf16
+/// rounds to nearest even; int8 quantizes each row symmetrically.
+PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k, const float* bias);
+
+/// The weight W[j, kk] as the kernels use it (after rounding or quantization;
+/// int8: q * scale). For tests and references.
+float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk);
+
+/// Per-call buffers of linear(), owned by the caller (the sequence's cache):
+/// the int8 activations and their scales. Grown, never shrunk.
+struct LinearScratch {
+  std::vector<std::uint8_t>& q;
+  std::vector<float>& q_scale;
+};
+
+/// Quantizes one activation row as linear() does for int8: returns the scale
+/// and writes k_pad u8 values (q + 128; padding 128).
+float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_t* out);
+
+/// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` OpenMP threads, fewer
+/// when the layer is small (each thread gets at least about 1 MiB of weights),
+/// none beyond the caller's when one suffices.
+void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
+            int max_threads);
+
+/// sum_i a[i] * b[i] in a fixed order (16 lanes, then a fixed tree): the same
+/// result for the same inputs wherever they sit in memory.
+float dot(const float* a, const float* b, std::size_t n);
+/// sum_i a[i] * a[i], in the same fixed order as dot().
+float sum_squares(const float* a, std::size_t n);
+/// sum_i a[i], in the same fixed order.
+float sum(const float* a, std::size_t n);
+
+}  // namespace assistgen::cpu::detail

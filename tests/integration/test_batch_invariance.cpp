@@ -1,0 +1,230 @@
+// cpu::Transformer's batch invariance and hot path, for f32, bf16 and int8
+// weights on random checkpoints of several families:
+//  - the logits of a position are bit-identical whether it is computed alone
+//    (decode), inside a call of M = 2..16 tokens (verification) or in one
+//    prefill, and on one thread or two;
+//  - assisted greedy equals plain greedy for bf16 and int8 weights;
+//  - a bf16 checkpoint run with bf16 weights gives exactly its f32 logits
+//    (the kernels widen bf16 to f32 exactly), so the goldens hold for it too;
+//  - after warm-up, forward(tokens, cache, out) performs no heap allocation
+//    (counted by replacing the global operator new of this test program).
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <new>
+#include <vector>
+
+#include "assistgen/cpu/transformer.hpp"
+#include "assistgen/greedy.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "assistgen/speculative_decoder.hpp"
+
+using namespace assistgen;
+using cpu::Transformer;
+
+// ---------------------------------------------------------------------------
+// Allocation counting: every global operator new of this program goes through
+// here; `g_counting` turns counting on around the calls under test.
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<std::size_t> g_allocations{0};
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (n == 0) n = 1;
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                                              : std::malloc(n);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
+
+ModelConfig config(const std::string& family, std::size_t hidden = 64) {
+  ModelConfig c;
+  c.max_position_embeddings = 128;
+  c.vocab_size = 300;
+  c.hidden_size = hidden;
+  c.intermediate_size = hidden * 3 / 2 + 5;  // not a multiple of the kernels' 32 columns
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = hidden / 4;
+  if (family == "llama") {
+    c.architecture = "LlamaForCausalLM";
+    c.model_type = "llama";
+  } else if (family == "qwen2") {
+    c.architecture = "Qwen2ForCausalLM";
+    c.model_type = "qwen2";
+    c.attention_bias = true;
+    c.sliding_window = 6;
+    c.sliding_layers = {true, false};
+  } else {
+    c.architecture = "GPT2LMHeadModel";
+    c.model_type = "gpt2";
+    c.norm = NormKind::layer_norm;
+    c.positions = PositionKind::learned;
+    c.gated_mlp = false;
+    c.activation = Activation::gelu_tanh;
+    c.num_key_value_heads = 4;
+    c.attention_bias = c.o_proj_bias = c.mlp_bias = true;
+    c.tie_word_embeddings = true;
+  }
+  return c;
+}
+
+const char* name_of(DType t) { return t == DType::f32 ? "f32" : t == DType::bf16 ? "bf16" : "i8"; }
+
+std::vector<Token> some_tokens(std::size_t n, std::size_t vocab) {
+  std::vector<Token> t(n);
+  for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<Token>((i * 37 + 11) % vocab);
+  return t;
+}
+
+bool same_row(const Logits& a, std::size_t ra, const Logits& b, std::size_t rb) {
+  return std::memcmp(a.row(ra).data(), b.row(rb).data(), a.cols() * sizeof(float)) == 0;
+}
+
+// Rows of `prefix + block` computed one token at a time.
+Logits decode_each(const Transformer& m, std::span<const Token> tokens) {
+  auto cache = m.make_cache(tokens.size());
+  Logits all(tokens.size(), m.vocab_size()), one;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    m.forward(tokens.subspan(i, 1), cache, one);
+    std::memcpy(all.row(i).data(), one.data(), m.vocab_size() * sizeof(float));
+  }
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("logits are bit-identical for decode, verification of M = 1..16 and prefill",
+          "[invariance]") {
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
+  const std::string family = GENERATE("llama", "qwen2", "gpt2");
+  INFO(family << " " << name_of(dtype));
+  const Transformer m = Transformer::random(config(family), 5, {.dtype = dtype});
+  constexpr std::size_t kPrefix = 7, kMaxM = 16;
+  const auto tokens = some_tokens(kPrefix + kMaxM, m.vocab_size());
+  const Logits ref = decode_each(m, tokens);
+
+  for (std::size_t mm = 1; mm <= kMaxM; ++mm) {
+    auto cache = m.make_cache(tokens.size());
+    m.forward(std::span(tokens).first(kPrefix), cache);
+    const Logits block = m.forward(std::span(tokens).subspan(kPrefix, mm), cache);
+    for (std::size_t r = 0; r < mm; ++r) {
+      INFO("M " << mm << " row " << r);
+      REQUIRE(same_row(block, r, ref, kPrefix + r));
+    }
+  }
+  auto cache = m.make_cache(tokens.size());
+  const Logits prefill = m.forward(tokens, cache);
+  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+}
+
+TEST_CASE("logits are bit-identical on one thread and two, with layers large enough to split",
+          "[invariance]") {
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
+  INFO(name_of(dtype));
+  ModelConfig c = config("llama", 512);
+  c.vocab_size = 4000;
+  const Transformer one = Transformer::random(c, 9, {.dtype = dtype, .threads = 1});
+  const Transformer two = Transformer::random(c, 9, {.dtype = dtype, .threads = 2});
+  const auto tokens = some_tokens(20, c.vocab_size);
+  auto c1 = one.make_cache(tokens.size()), c2 = two.make_cache(tokens.size());
+  const Logits a = one.forward(tokens, c1);
+  const Logits b = two.forward(tokens, c2);
+  REQUIRE(std::memcmp(a.data(), b.data(), a.rows() * a.cols() * sizeof(float)) == 0);
+  // And a decode step after the prefill matches a fresh decode of everything.
+  const Logits ref = decode_each(one, tokens);
+  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(b, r, ref, r));
+}
+
+TEST_CASE("a bf16 checkpoint gives the same logits with bf16 weights as with f32", "[invariance][golden]") {
+  const auto dir = kModels / "llama-tied-bf16";
+  const Transformer f32 = Transformer::load(dir);
+  const Transformer bf16 = Transformer::load(dir, {.dtype = DType::bf16});
+  REQUIRE(bf16.dtype() == DType::bf16);
+  REQUIRE(bf16.bytes_per_token() < f32.bytes_per_token());
+  io::SafetensorsFile golden(dir / "golden.safetensors");
+  const auto t = golden.tensor("tokens");
+  std::vector<Token> tokens(t.numel());
+  std::memcpy(tokens.data(), t.data.data(), tokens.size() * sizeof(Token));
+  auto ca = f32.make_cache(tokens.size()), cb = bf16.make_cache(tokens.size());
+  const Logits a = f32.forward(tokens, ca), b = bf16.forward(tokens, cb);
+  REQUIRE(std::memcmp(a.data(), b.data(), a.rows() * a.cols() * sizeof(float)) == 0);
+}
+
+TEST_CASE("assisted greedy equals plain greedy with bf16 and int8 weights", "[invariance][assisted]") {
+  const DType dtype = GENERATE(DType::bf16, DType::i8);
+  INFO(name_of(dtype));
+  const Transformer target = Transformer::load(kModels / "llama-gqa", {.dtype = dtype});
+  const Transformer draft = Transformer::load(kModels / "llama-gqa-noisy", {.dtype = dtype});
+  const std::vector<Token> prompt{1, 17, 200, 45, 3, 99};
+  const GenerationConfig base{.max_new_tokens = 40};
+  const auto plain = generate_autoregressive(target, prompt, base);
+  for (std::size_t k : {1, 3, 5, 8}) {
+    GenerationConfig cfg = base;
+    cfg.num_assistant_tokens = k;
+    SpeculativeDecoder dec(draft, target, cfg);
+    const auto r = dec.generate(prompt);
+    INFO("K " << k);
+    REQUIRE(r.tokens == plain.tokens);
+    SpeculativeDecoder self(target, target, cfg);
+    const auto s = self.generate(prompt);
+    REQUIRE(s.tokens == plain.tokens);
+    REQUIRE(s.stats.acceptance_rate() == 1.0);
+  }
+}
+
+TEST_CASE("forward into a reused Logits allocates nothing after warm-up", "[invariance][hot_path]") {
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
+  const int threads = GENERATE(1, 2);
+  INFO(name_of(dtype) << " threads " << threads);
+  ModelConfig c = config("llama", 512);  // layers large enough for two threads
+  c.vocab_size = 4000;
+  const Transformer m = Transformer::random(c, 3, {.dtype = dtype, .threads = threads});
+  const auto tokens = some_tokens(100, c.vocab_size);
+  auto cache = m.make_cache(tokens.size());
+  Logits out;
+  // Warm-up: the largest call size this cache will see, then roll back.
+  m.forward(std::span(tokens).first(9), cache, out);
+  cache.truncate(0);
+  m.forward(std::span(tokens).first(1), cache, out);
+
+  g_allocations = 0;
+  g_counting = true;
+  std::size_t pos = 1;
+  for (std::size_t step = 0; step < 20; ++step) {  // decode steps and verification passes, with rollbacks
+    const std::size_t len = step % 3 == 0 ? 9 : 1;
+    m.forward(std::span(tokens).subspan(pos, len), cache, out);
+    pos += len;
+    if (len > 1) {
+      pos -= 4;
+      cache.truncate(pos);
+    }
+  }
+  g_counting = false;
+  CHECK(out.rows() == 1);
+  CHECK(g_allocations == 0);
+}
