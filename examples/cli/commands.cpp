@@ -21,6 +21,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> cmds{
       {"logits", kLogitsHelp, &run_logits},
       {"generate", generate_help(), &run_generate},
+      {"bench", bench_help(), &run_bench},
       {"tokenize", tokenize_help(), &run_tokenize},
   };
   return cmds;

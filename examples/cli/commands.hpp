@@ -19,5 +19,7 @@ int run_generate(const std::vector<std::string>& args);
 const char* generate_help();
 int run_tokenize(const std::vector<std::string>& args);
 const char* tokenize_help();
+int run_bench(const std::vector<std::string>& args);
+const char* bench_help();
 
 }  // namespace assistgen::cli

@@ -36,9 +36,14 @@ struct DecoderSpec {
   bool has_window_mask() const { return !windowed.empty(); }
 };
 
-/// Tensor names of layer l's weights, e.g. weight_name(0, "q.w") == "l0.q.w".
+/// Tensor names of layer l's weights, e.g. layer_name(0, "q.w") == "l0.q.w".
 inline std::string layer_name(std::size_t l, const char* what) {
-  return "l" + std::to_string(l) + "." + what;
+  // Appends rather than operator+ chains: GCC 12 raises a false -Wrestrict on those.
+  std::string r = "l";
+  r += std::to_string(l);
+  r += '.';
+  r += what;
+  return r;
 }
 
 /// The forward graph of bucket (batch, tokens, kv_len). Inputs: "ids" [B, T]

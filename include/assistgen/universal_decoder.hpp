@@ -32,7 +32,9 @@
 //
 // Differences from HF, all on the candidate side (they cannot change the
 // output): windows are re-encoded without special tokens (HF adds e.g. a BOS
-// in the middle of the window, which then never aligns); candidates are
+// in the middle of the window, which then never aligns); when the draft-side
+// alignment finds nothing (HF's tail can consist of rejected proposals only),
+// a tail longer by the previous proposal is searched; candidates are
 // clipped to the tokens left in the budget.
 #pragma once
 
@@ -177,6 +179,7 @@ class UniversalDecoder {
     draft_.reset_counters();
     seq_.assign(prompt.begin(), prompt.end());
     dseq_.clear();
+    last_proposed_ = 0;
     draft_capacity_ = 0;
     res.tokens.reserve(budget);
     st.prompt_tokens = P;
@@ -204,6 +207,7 @@ class UniversalDecoder {
           ensure_draft_capacity(before + limit);
           draft_.propose(dseq_, before, limit, draft_chain_, false, lookahead_, draft_eos_, rng_);
           proposed = true;
+          last_proposed_ = dseq_.size() - before;
           const auto t1 = std::chrono::steady_clock::now();
           k = target_candidates(before, remaining - 1);
           convert_seconds += seconds_since(t1);
@@ -302,9 +306,18 @@ class UniversalDecoder {
     } else {
       const std::vector<Token> window =
           target_to_draft(std::span<const Token>(seq_).subspan(n - opts_.target_lookbehind), false);
-      const std::size_t use = std::min(window.size(), dseq_.size());
+      // HF compares with the last window.size() draft tokens. Those end with
+      // the previous proposal, which the target may have rejected entirely;
+      // when nothing aligns, the proposal's length is searched as well. Only
+      // then: in a run of one repeated token the longer tail aligns wrongly.
+      std::size_t use = std::min(window.size(), dseq_.size());
+      TokenAlignment a =
+          align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
+      if (!a.found && last_proposed_ > 0) {
+        use = std::min(window.size() + last_proposed_, dseq_.size());
+        a = align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
+      }
       const std::size_t base = dseq_.size() - use;
-      const TokenAlignment a = align_tokens(std::span<const Token>(dseq_).subspan(base), window);
       if (a.found) {
         next.assign(dseq_.begin(),
                     dseq_.begin() + static_cast<std::ptrdiff_t>(base + a.tail + a.length));
@@ -378,8 +391,9 @@ class UniversalDecoder {
   Rng rng_;  // unused by greedy drafting; propose() takes one
   std::optional<TargetCache> target_cache_;
   std::size_t draft_capacity_ = 0;
-  std::vector<Token> seq_;   // target sequence, plus the candidates during a round
-  std::vector<Token> dseq_;  // draft sequence, with its latest proposal
+  std::size_t last_proposed_ = 0;  // draft tokens proposed in the latest round
+  std::vector<Token> seq_;         // target sequence, plus the candidates during a round
+  std::vector<Token> dseq_;        // draft sequence, with its latest proposal
 };
 
 }  // namespace assistgen

@@ -1,0 +1,347 @@
+// assistgen bench: the CPU backend against the memory-bandwidth bound.
+// Prints one table per model and weight precision: decode tokens/s, the
+// roofline share (weight bytes per token / read bandwidth, over the measured
+// step time), c(K) = time(forward of K+1 tokens) / time(forward of 1) for
+// K = 1..16, prefill tokens/s, and assisted decoding with draft == target
+// (and with a given draft) against (K+1) / (K c_draft + c(K)), with the loop
+// overhead (the share of a step spent outside the two models). With
+// --quality FILE it reports, instead, the error of bf16 and int8 weights
+// against f32 over a text: mean KL(p_f32 || p) and top-1 agreement.
+// Times are medians of --reps runs; every ratio comes from one run.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "args.hpp"
+#include "assistgen/cpu/transformer.hpp"
+#include "assistgen/greedy.hpp"
+#include "assistgen/speculative_decoder.hpp"
+#include "assistgen/tokenizer.hpp"
+#include "commands.hpp"
+
+namespace assistgen::cli {
+
+namespace {
+
+constexpr const char* kHelp = R"(usage: assistgen bench [-m DIR] [-a DIR] [options]
+       assistgen bench -m DIR --quality TEXTFILE [--window N]
+
+Measures the CPU backend against the machine's read bandwidth: for the model
+in DIR (if given) and for a TinyLlama-1.1B-shaped model with random weights
+made in memory, at each weight precision: decode tokens/s, % of the roofline,
+c(K) for K = 1..16, prefill tokens/s, and assisted greedy decoding with
+draft == target (and with the draft DIR of -a) including the loop overhead.
+
+  -m, --model DIR       a model directory (HF format) to measure
+  -a, --assistant DIR   a draft for -m: assisted speedup of the pair
+      --dtype LIST      weight precisions, comma-separated (default f32,bf16,i8)
+      --no-tinyllama    skip the TinyLlama-shaped random model
+      --reps N          timed repetitions per figure; medians are printed (default 5)
+      --prefill LIST    prefill lengths (default 128,512; 0: none)
+      --context N       tokens in the cache before decode/verify steps (default 64)
+      --new-tokens N    tokens generated in the assisted runs (default 32)
+      --draft-max K     drafted tokens per round in the assisted runs (default 4)
+      --quality FILE    instead: bf16 and int8 against f32 on the text in FILE
+      --window N        --quality: tokens per forward pass (default 256)
+  -t, --threads N       threads (default: all cores)
+)";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+DType parse_dtype(const std::string& s) {
+  if (s == "f32") return DType::f32;
+  if (s == "bf16") return DType::bf16;
+  if (s == "i8" || s == "int8") return DType::i8;
+  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
+}
+
+const char* dtype_label(DType t) { return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32"; }
+
+// Read bandwidth: a streaming sum over a 1 GiB buffer, split between
+// `threads` threads; the median over `reps` passes, in GB/s.
+double read_bandwidth(int threads, int reps) {
+  const std::size_t words = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  std::unique_ptr<std::uint64_t[]> buf(new std::uint64_t[words]);
+  {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        const std::size_t b = words * t / threads, e = words * (t + 1) / threads;
+        for (std::size_t i = b; i < e; ++i) buf[i] = i;
+      });
+    for (auto& t : ts) t.join();
+  }
+  std::vector<double> gbs;
+  std::vector<std::uint64_t> sums(threads);
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        const std::size_t b = words * t / threads, e = words * (t + 1) / threads;
+        std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        std::size_t i = b;
+        for (; i + 4 <= e; i += 4) s0 += buf[i], s1 += buf[i + 1], s2 += buf[i + 2], s3 += buf[i + 3];
+        for (; i < e; ++i) s0 += buf[i];
+        sums[t] = s0 + s1 + s2 + s3;
+      });
+    for (auto& t : ts) t.join();
+    gbs.push_back(static_cast<double>(words * sizeof(std::uint64_t)) / seconds_since(t0) / 1e9);
+  }
+  volatile std::uint64_t sink = 0;
+  for (auto s : sums) sink = sink + s;
+  return median(gbs);
+}
+
+ModelConfig tinyllama() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.vocab_size = 32000;
+  c.hidden_size = 2048;
+  c.intermediate_size = 5632;
+  c.num_hidden_layers = 22;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 4;
+  c.head_dim = 64;
+  c.max_position_embeddings = 2048;
+  c.rope_theta = 10000.0;
+  return c;
+}
+
+struct Options {
+  int reps = 5;
+  std::size_t context = 64, new_tokens = 32, draft_max = 4;
+  std::vector<std::size_t> prefill{128, 512};
+  int threads = 0;
+};
+
+std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
+  std::vector<Token> t(n);
+  for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<Token>((i * 7919 + salt * 104729 + 1) % vocab);
+  return t;
+}
+
+// Median seconds of forward(n tokens) after `context` tokens.
+double time_forward(const cpu::Transformer& m, std::size_t context, std::size_t n, int reps) {
+  auto cache = m.make_cache(context + n);
+  Logits out;
+  const auto prefix = filler(context, m.vocab_size(), 1), block = filler(n, m.vocab_size(), 2);
+  if (context) m.forward(prefix, cache, out);
+  m.forward(block, cache, out);  // warm-up
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    cache.truncate(context);
+    const auto t0 = Clock::now();
+    m.forward(block, cache, out);
+    t.push_back(seconds_since(t0));
+  }
+  return median(t);
+}
+
+struct Assisted {
+  double plain_s = 0, assisted_s = 0, loop_share = 0, acceptance = 0;
+};
+
+// Greedy decoding of `opt.new_tokens` tokens, plain and assisted (draft,
+// constant K), medians over reps; the loop share is that of the assisted runs.
+Assisted time_assisted(const cpu::Transformer& draft, const cpu::Transformer& target,
+                       const std::vector<Token>& prompt, const Options& opt) {
+  GenerationConfig cfg;
+  cfg.max_new_tokens = opt.new_tokens;
+  cfg.num_assistant_tokens = opt.draft_max;
+  AutoregressiveDecoder plain(target, cfg);
+  SpeculativeDecoder spec(draft, target, cfg);
+  plain.generate(prompt);  // warm-up
+  spec.generate(prompt);
+  std::vector<double> tp, ta, loop, acc;
+  const int reps = std::max(1, opt.reps / 2);
+  for (int r = 0; r < reps; ++r) {
+    tp.push_back(plain.generate(prompt).stats.total_seconds);
+    const auto res = spec.generate(prompt);
+    ta.push_back(res.stats.total_seconds);
+    loop.push_back(res.stats.loop_seconds() / res.stats.total_seconds);
+    acc.push_back(res.stats.acceptance_rate());
+  }
+  return {median(tp), median(ta), median(loop), median(acc)};
+}
+
+void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::Transformer* draft,
+                 const std::vector<Token>& prompt, double read_gbs, const Options& opt) {
+  const double bytes = static_cast<double>(m.bytes_per_token());
+  const double t1 = time_forward(m, opt.context, 1, opt.reps);
+  std::printf("\n### %s, %s weights\n\n", name.c_str(), dtype_label(m.dtype()));
+  std::printf("| figure | value |\n|---|---|\n");
+  std::printf("| weight bytes per token | %.1f MB |\n", bytes / 1e6);
+  std::printf("| decode | %.2f tokens/s (%.2f ms/token) |\n", 1.0 / t1, t1 * 1e3);
+  std::printf("| weight stream | %.1f GB/s |\n", bytes / t1 / 1e9);
+  std::printf("| roofline (bytes/token / read bandwidth, over step time) | %.0f%% |\n",
+              100.0 * bytes / (read_gbs * 1e9) / t1);
+  std::vector<double> c(17, 1.0);
+  std::string ck;
+  for (std::size_t k = 1; k <= 16; ++k) {
+    c[k] = time_forward(m, opt.context, k + 1, opt.reps) / t1;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, c[k]);
+    ck += buf;
+  }
+  std::printf("| c(K), K=1..16 | %s |\n", ck.c_str());
+  for (std::size_t p : opt.prefill) {
+    if (p == 0) continue;
+    const double tp = time_forward(m, 0, p, std::max(1, opt.reps / 3));
+    std::printf("| prefill %zu | %.1f tokens/s |\n", p, static_cast<double>(p) / tp);
+  }
+  const std::size_t K = opt.draft_max;
+  const Assisted self = time_assisted(m, m, prompt, opt);
+  const double predicted = static_cast<double>(K + 1) / (static_cast<double>(K) + c[std::min<std::size_t>(K, 16)]);
+  std::printf("| assisted, draft == target, K=%zu | speedup %.3f (predicted (K+1)/(K+c(K)) = %.3f; ratio %.3f); "
+              "loop overhead %.2f%% |\n",
+              K, self.plain_s / self.assisted_s, predicted, (self.plain_s / self.assisted_s) / predicted,
+              100.0 * self.loop_share);
+  if (draft) {
+    const double td = time_forward(*draft, opt.context, 1, opt.reps);
+    const Assisted pair = time_assisted(*draft, m, prompt, opt);
+    const double cd = td / t1;
+    std::printf("| assisted with the draft, K=%zu | speedup %.3f; acceptance %.2f; c_draft %.3f; "
+                "bound if all accepted (K+1)/(K c_draft + c(K)) = %.3f; loop overhead %.2f%% |\n",
+                K, pair.plain_s / pair.assisted_s, pair.acceptance, cd,
+                static_cast<double>(K + 1) / (static_cast<double>(K) * cd + c[std::min<std::size_t>(K, 16)]),
+                100.0 * pair.loop_share);
+  }
+  std::fflush(stdout);
+}
+
+std::vector<Token> prompt_for(const std::optional<Tokenizer>& tok, std::size_t vocab) {
+  if (tok) {
+    auto ids = tok->encode("In the beginning God created the heaven and the earth. And the earth was");
+    if (!ids.empty()) return ids;
+  }
+  return filler(12, vocab, 3);
+}
+
+int run_quality(const Args& a, const Options& opt) {
+  const std::string dir = a.require("--model");
+  std::ifstream in(a.require("--quality"), std::ios::binary);
+  if (!in) throw UsageError("--quality: cannot read '" + a.require("--quality") + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const Tokenizer tok = Tokenizer::load(dir);
+  const std::vector<Token> ids = tok.encode(ss.str());
+  const auto window = static_cast<std::size_t>(a.get_int("--window", 256, 2, 1 << 20));
+  cpu::LoadOptions lo;
+  lo.threads = opt.threads;
+  const cpu::Transformer ref = cpu::Transformer::load(dir, lo);
+  std::printf("| weights | tokens | mean KL(p_f32 || p) (nats) | top-1 agreement with f32 |\n|---|---|---|---|\n");
+  for (DType dt : {DType::bf16, DType::i8}) {
+    lo.dtype = dt;
+    const cpu::Transformer m = cpu::Transformer::load(dir, lo);
+    double kl_sum = 0;
+    std::size_t agree = 0, count = 0;
+    for (std::size_t b = 0; b + 1 < ids.size(); b += window) {
+      const std::span<const Token> w = std::span(ids).subspan(b, std::min(window, ids.size() - b));
+      auto c1 = ref.make_cache(w.size()), c2 = m.make_cache(w.size());
+      const Logits p = ref.forward(w, c1), q = m.forward(w, c2);
+      for (std::size_t r = 0; r < p.rows(); ++r) {
+        const auto pr = p.row(r), qr = q.row(r);
+        const float pm = *std::max_element(pr.begin(), pr.end()), qm = *std::max_element(qr.begin(), qr.end());
+        double zp = 0, zq = 0;
+        for (std::size_t v = 0; v < pr.size(); ++v) zp += std::exp(double(pr[v]) - pm), zq += std::exp(double(qr[v]) - qm);
+        const double lzp = std::log(zp) + pm, lzq = std::log(zq) + qm;
+        double kl = 0;
+        for (std::size_t v = 0; v < pr.size(); ++v) {
+          const double lp = pr[v] - lzp, lq = qr[v] - lzq;
+          kl += std::exp(lp) * (lp - lq);
+        }
+        kl_sum += kl;
+        agree += (std::max_element(pr.begin(), pr.end()) - pr.begin()) == (std::max_element(qr.begin(), qr.end()) - qr.begin());
+        ++count;
+      }
+    }
+    std::printf("| %s | %zu | %.3g | %.4f |\n", dtype_label(dt), count, count ? kl_sum / double(count) : 0.0,
+                count ? double(agree) / double(count) : 0.0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+const char* bench_help() { return kHelp; }
+
+int run_bench(const std::vector<std::string>& argv) {
+  Args a(argv,
+         {"--model", "--assistant", "--dtype", "--reps", "--prefill", "--context", "--new-tokens", "--draft-max",
+          "--quality", "--window", "--threads"},
+         {"--no-tinyllama"}, {{"-m", "--model"}, {"-a", "--assistant"}, {"-t", "--threads"}});
+  Options opt;
+  opt.reps = static_cast<int>(a.get_int("--reps", 5, 1, 1000));
+  opt.context = static_cast<std::size_t>(a.get_int("--context", 64, 0, 1 << 20));
+  opt.new_tokens = static_cast<std::size_t>(a.get_int("--new-tokens", 32, 1, 1 << 20));
+  opt.draft_max = static_cast<std::size_t>(a.get_int("--draft-max", 4, 1, 16));
+  opt.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
+  if (auto p = a.get("--prefill")) {
+    opt.prefill.clear();
+    for (const auto& s : split(*p)) opt.prefill.push_back(static_cast<std::size_t>(std::stoul(s)));
+  }
+  if (a.has("--quality")) return run_quality(a, opt);
+  if (a.has("--assistant") && !a.has("--model")) throw UsageError("--assistant needs --model");
+  std::vector<DType> dtypes;
+  for (const auto& s : split(a.get("--dtype").value_or("f32,bf16,i8"))) dtypes.push_back(parse_dtype(s));
+
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = opt.threads > 0 ? opt.threads : hw;
+  const double read_gbs = read_bandwidth(threads, opt.reps);
+  std::printf("## assistgen bench\n\nread bandwidth (streaming sum of 1 GiB, %d threads): %.1f GB/s\n", threads,
+              read_gbs);
+  std::fflush(stdout);
+
+  for (DType dt : dtypes) {
+    cpu::LoadOptions lo;
+    lo.dtype = dt;
+    lo.threads = opt.threads;
+    if (auto dir = a.get("--model")) {
+      const cpu::Transformer m = cpu::Transformer::load(*dir, lo);
+      std::optional<Tokenizer> tok;
+      try {
+        tok = Tokenizer::load(*dir);
+      } catch (const Error&) {
+      }
+      std::optional<cpu::Transformer> d;
+      if (auto ad = a.get("--assistant")) d.emplace(cpu::Transformer::load(*ad, lo));
+      bench_model(*dir, m, d ? &*d : nullptr, prompt_for(tok, m.vocab_size()), read_gbs, opt);
+    }
+    if (!a.flag("--no-tinyllama")) {
+      const auto t0 = Clock::now();
+      const cpu::Transformer m = cpu::Transformer::random(tinyllama(), 1, lo);
+      std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n", seconds_since(t0));
+      bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3), read_gbs, opt);
+    }
+  }
+  return 0;
+}
+
+}  // namespace assistgen::cli
