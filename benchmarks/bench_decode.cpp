@@ -3,14 +3,24 @@
 // copy bandwidth, so results can be read against the roofline:
 //   decode GB/s counter = weight bytes per token / time per token.
 // Shapes: "tinyllama" (TinyLlama-1.1B: hidden 2048, 22 layers, 32 heads,
-// 4 kv heads, ffn 5632, vocab 32000) and "small" (a ~25M-parameter model).
+// 4 kv heads, ffn 5632, vocab 32000) and "small" (a ~25M-parameter model),
+// each with f32, bf16 and int8 weights. Kernel benchmarks run the private
+// batch-invariant kernels (src/cpu/kernels.hpp) on one TinyLlama MLP-in layer
+// ([11264, 2048]) for M = 1..16 rows, and oneDNN's f32 matmul on the same
+// layer for comparison; read bandwidth is a streaming sum over 1 GiB.
+// On a shared machine compare the CPU-time columns of single-threaded runs:
+// wall time includes time the scheduler gave to other processes.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
 #include <map>
 #include <memory>
+#include <random>
+#include <thread>
 #include <vector>
 
+#include "../src/cpu/kernels.hpp"
+#include "../src/cpu/matmul.hpp"
 #include "assistgen/cpu/transformer.hpp"
 
 using namespace assistgen;
@@ -41,40 +51,123 @@ ModelConfig shape(const std::string& name) {
   return c;
 }
 
-const cpu::Transformer& model(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<cpu::Transformer>> models;
-  auto& m = models[name];
-  if (!m) m = std::make_unique<cpu::Transformer>(cpu::Transformer::random(shape(name), 1));
+// One model at a time is kept (TinyLlama in f32 is 4.4 GB).
+const cpu::Transformer& model(const std::string& name, DType dtype = DType::f32) {
+  static std::string key;
+  static std::unique_ptr<cpu::Transformer> m;
+  const std::string want = name + "/" + std::string(dtype_name(dtype));
+  if (key != want) {
+    m.reset();
+    m = std::make_unique<cpu::Transformer>(cpu::Transformer::random(shape(name), 1, {.dtype = dtype}));
+    key = want;
+  }
   return *m;
 }
+
+DType dtype_arg(std::int64_t i) { return i == 0 ? DType::f32 : i == 1 ? DType::bf16 : DType::i8; }
 
 constexpr std::size_t kContext = 64;
 
 // One forward of `n` tokens after a kContext-token prefix.
-void run_forward(benchmark::State& state, const std::string& name, std::size_t n) {
-  const auto& m = model(name);
+void run_forward(benchmark::State& state, const std::string& name, std::size_t n, DType dtype = DType::f32) {
+  const auto& m = model(name, dtype);
   auto cache = m.make_cache(kContext + n + 1);
   std::vector<Token> prefix(kContext, 1), block(n, 2);
-  m.forward(prefix, cache);
+  Logits out;
+  m.forward(prefix, cache, out);
   for (auto _ : state) {
     cache.truncate(kContext);
-    benchmark::DoNotOptimize(m.forward(block, cache));
+    m.forward(block, cache, out);
+    benchmark::DoNotOptimize(out.data());
   }
+  state.SetLabel(std::string(dtype_name(dtype)));
   state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(m.weight_bytes()) * static_cast<double>(state.iterations()) / 1e9,
+      static_cast<double>(m.bytes_per_token()) * static_cast<double>(state.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
   state.counters["tokens/s"] = benchmark::Counter(
       static_cast<double>(n) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-void BM_Decode_Small(benchmark::State& s) { run_forward(s, "small", 1); }
-void BM_Decode_TinyLlama(benchmark::State& s) { run_forward(s, "tinyllama", 1); }
-// Verification of K drafted tokens: a forward of K + 1 tokens.
-void BM_Verify_Small(benchmark::State& s) { run_forward(s, "small", static_cast<std::size_t>(s.range(0)) + 1); }
-void BM_Verify_TinyLlama(benchmark::State& s) {
-  run_forward(s, "tinyllama", static_cast<std::size_t>(s.range(0)) + 1);
+// range(0): 0 f32, 1 bf16, 2 int8; range(1): K (a forward of K + 1 tokens), or the prefill length.
+void BM_Decode_Small(benchmark::State& s) { run_forward(s, "small", 1, dtype_arg(s.range(0))); }
+void BM_Decode_TinyLlama(benchmark::State& s) { run_forward(s, "tinyllama", 1, dtype_arg(s.range(0))); }
+void BM_Verify_Small(benchmark::State& s) {
+  run_forward(s, "small", static_cast<std::size_t>(s.range(1)) + 1, dtype_arg(s.range(0)));
 }
-void BM_Prefill_Small(benchmark::State& s) { run_forward(s, "small", static_cast<std::size_t>(s.range(0))); }
+void BM_Verify_TinyLlama(benchmark::State& s) {
+  run_forward(s, "tinyllama", static_cast<std::size_t>(s.range(1)) + 1, dtype_arg(s.range(0)));
+}
+void BM_Prefill_Small(benchmark::State& s) {
+  run_forward(s, "small", static_cast<std::size_t>(s.range(1)), dtype_arg(s.range(0)));
+}
+
+// The kernels alone on TinyLlama's MLP-in layer: range(0) dtype, range(1) M, range(2) threads.
+void BM_Kernel(benchmark::State& state) {
+  using namespace assistgen::cpu::detail;
+  const std::size_t n = 11264, k = 2048, m = static_cast<std::size_t>(state.range(1));
+  static std::vector<float> w;
+  if (w.empty()) {
+    w.resize(n * k);
+    std::mt19937 eng(1);
+    std::normal_distribution<float> d(0.0f, 0.02f);
+    for (auto& e : w) e = d(eng);
+  }
+  const WeightType type = state.range(0) == 0 ? WeightType::f32 : state.range(0) == 1 ? WeightType::bf16 : WeightType::i8;
+  const PackedLinear p = pack_linear(type, w.data(), n, k, nullptr);
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  std::vector<std::uint8_t> q;
+  std::vector<float> qs;
+  LinearScratch s{q, qs};
+  for (auto _ : state) {
+    linear(p, x.data(), m, y.data(), s, static_cast<int>(state.range(2)));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(type == WeightType::f32 ? "f32" : type == WeightType::bf16 ? "bf16" : "int8");
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      static_cast<double>(p.data.size()) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// oneDNN 2.6's f32 matmul on the same layer (weights [n, k] as "ba"), M = range(0).
+void BM_OneDnnF32(benchmark::State& state) {
+  using namespace assistgen::cpu::detail;
+  const std::size_t n = 11264, k = 2048, m = static_cast<std::size_t>(state.range(0));
+  LinearWeights lw;
+  lw.n = n;
+  lw.k = k;
+  lw.w.assign(n * k, 0.01f);
+  MatmulEngine eng;
+  dnnl::stream stream = eng.make_stream();
+  std::vector<std::byte> scratch;
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  for (auto _ : state) {
+    eng.run(lw, x.data(), m, y.data(), scratch, stream);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      static_cast<double>(n * k * 4) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// Read bandwidth: a streaming sum over 1 GiB on range(0) threads.
+void BM_ReadBandwidth(benchmark::State& state) {
+  const std::size_t words = (std::size_t{1} << 30) / 8;
+  static std::vector<std::uint64_t> buf(words, 1);
+  const auto threads = static_cast<std::size_t>(state.range(0));
+  std::vector<std::uint64_t> sums(threads);
+  for (auto _ : state) {
+    std::vector<std::thread> ts;
+    for (std::size_t t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        std::uint64_t a = 0, b = 0, c = 0, d = 0;
+        for (std::size_t i = words * t / threads; i + 4 <= words * (t + 1) / threads; i += 4)
+          a += buf[i], b += buf[i + 1], c += buf[i + 2], d += buf[i + 3];
+        sums[t] = a + b + c + d;
+      });
+    for (auto& t : ts) t.join();
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["read_GB/s"] = benchmark::Counter(
+      static_cast<double>(words * 8) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
 
 // Memory copy bandwidth over a buffer much larger than the caches.
 void BM_CopyBandwidth(benchmark::State& state) {
@@ -93,10 +186,16 @@ void BM_CopyBandwidth(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Decode_Small)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Verify_Small)->DenseRange(1, 8)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Prefill_Small)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Decode_TinyLlama)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Verify_TinyLlama)->Arg(4)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Kernel)
+    ->ArgsProduct({{0, 1, 2}, {1, 2, 4, 5, 8, 9, 16}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_OneDnnF32)->Arg(1)->Arg(5)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Decode_Small)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Verify_Small)->ArgsProduct({{0, 1, 2}, {1, 4, 8, 16}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill_Small)->ArgsProduct({{0, 1, 2}, {128, 512}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Decode_TinyLlama)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Verify_TinyLlama)->ArgsProduct({{0, 1, 2}, {4, 8}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -4,18 +4,20 @@
 //
 // The draft keeps its own token sequence. Each round:
 //   1. the target's newest tokens (a window of `target_lookbehind`) are
-//      decoded to text and re-encoded with the draft's tokenizer; the result
-//      is aligned with the tail of the draft sequence (align_tokens: the
-//      longest run of equal tokens on one diagonal of the comparison matrix)
-//      and the draft sequence is cut after the aligned run and continued with
-//      the re-encoded tokens after it (the draft's rejected proposals of the
-//      previous round disappear this way). The draft's KV cache is rolled back
+//      decoded to text and re-encoded with the draft's tokenizer and lined up
+//      with the draft sequence: at the known boundary (the draft's length
+//      when the previous proposal started) when the tokens there agree, else
+//      by align_tokens (HF's search: the longest run of equal tokens on one
+//      diagonal of the comparison matrix with the draft's tail). The draft
+//      sequence is cut there and continued with the re-encoded tokens after
+//      it, so its rejected proposals disappear; its KV cache is rolled back
 //      to the prefix the old and new draft sequences share;
 //   2. the draft proposes up to K tokens greedily from its own cache;
 //   3. a window of the draft sequence (from `assistant_lookbehind` tokens
 //      before the proposal) is decoded and re-encoded with the target's
-//      tokenizer, aligned with the tail of the target sequence, and the target
-//      tokens after the alignment are the candidates;
+//      tokenizer and lined up with the target sequence the same way (known
+//      boundary first, then HF's search); the target tokens after it are the
+//      candidates;
 //   4. the target verifies the candidates in one forward call (greedy match),
 //      and its cache is rolled back to what it accepted.
 // Only the target decides what is emitted, so the output is token for token
@@ -26,16 +28,16 @@
 // AssistedCandidateGeneratorDifferentTokenizers): do_sample is an
 // UnsupportedError. Prompt lookup is not combined with a draft either.
 //
-// A known weakness, shared with HF: in a stretch of one repeated token the
-// longest diagonal is ambiguous and the window may be aligned with the wrong
-// repetition; that round then proposes nothing useful.
-//
 // Differences from HF, all on the candidate side (they cannot change the
-// output): windows are re-encoded without special tokens (HF adds e.g. a BOS
-// in the middle of the window, which then never aligns); when the draft-side
-// alignment finds nothing (HF's tail can consist of rejected proposals only),
-// a tail longer by the previous proposal is searched; candidates are
-// clipped to the tokens left in the budget.
+// output): the known-boundary check before the diagonal search (the search
+// alone can line a repetitive window, "and, and, and", up one period off and
+// propose nothing); windows re-encoded without special tokens (HF adds e.g. a
+// BOS in the middle of a window, which then never aligns); when the
+// draft-side search finds nothing (HF's tail can consist of rejected
+// proposals only), a tail longer by the previous proposal is searched;
+// candidates clipped to the tokens left in the budget. With two tokenizers
+// that encode the same text the same way, the candidates are exactly the
+// draft's proposals (test_universal pins this).
 #pragma once
 
 #include <algorithm>
@@ -180,6 +182,7 @@ class UniversalDecoder {
     seq_.assign(prompt.begin(), prompt.end());
     dseq_.clear();
     last_proposed_ = 0;
+    sync_n_ = sync_d_ = 0;
     draft_capacity_ = 0;
     res.tokens.reserve(budget);
     st.prompt_tokens = P;
@@ -204,6 +207,8 @@ class UniversalDecoder {
         convert_seconds += seconds_since(t0);
         if (!dseq_.empty()) {
           const std::size_t before = dseq_.size();
+          sync_n_ = n;
+          sync_d_ = before;
           ensure_draft_capacity(before + limit);
           draft_.propose(dseq_, before, limit, draft_chain_, false, lookahead_, draft_eos_, rng_);
           proposed = true;
@@ -306,26 +311,40 @@ class UniversalDecoder {
     } else {
       const std::vector<Token> window =
           target_to_draft(std::span<const Token>(seq_).subspan(n - opts_.target_lookbehind), false);
-      // HF compares with the last window.size() draft tokens. Those end with
-      // the previous proposal, which the target may have rejected entirely;
-      // when nothing aligns, the proposal's length is searched as well. Only
-      // then: in a run of one repeated token the longer tail aligns wrongly.
-      std::size_t use = std::min(window.size(), dseq_.size());
-      TokenAlignment a =
-          align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
-      if (!a.found && last_proposed_ > 0) {
-        use = std::min(window.size() + last_proposed_, dseq_.size());
-        a = align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
-      }
-      const std::size_t base = dseq_.size() - use;
-      if (a.found) {
-        next.assign(dseq_.begin(),
-                    dseq_.begin() + static_cast<std::ptrdiff_t>(base + a.tail + a.length));
-        next.insert(next.end(), window.begin() + static_cast<std::ptrdiff_t>(a.window + a.length),
-                    window.end());
+      // The window's first `old` tokens re-encode target text the draft had
+      // at the previous round's start (sync_n_ target tokens, sync_d_ draft
+      // tokens). When the window's token before that boundary is the draft's
+      // token there, the draft continues from its own prefix with the
+      // window's tokens after the boundary (not in HF; see target_candidates).
+      const std::size_t w0 = n - opts_.target_lookbehind;
+      std::size_t old = 0;
+      if (sync_n_ >= w0 && sync_n_ <= n && sync_d_ > 0 && sync_d_ <= dseq_.size())
+        old = target_to_draft(std::span<const Token>(seq_).subspan(w0, sync_n_ - w0), false).size();
+      if (old > 0 && old <= window.size() && window[old - 1] == dseq_[sync_d_ - 1]) {
+        next.assign(dseq_.begin(), dseq_.begin() + static_cast<std::ptrdiff_t>(sync_d_));
+        next.insert(next.end(), window.begin() + static_cast<std::ptrdiff_t>(old), window.end());
       } else {
-        next = dseq_;  // no overlap at all: append the window (HF's edge case)
-        next.insert(next.end(), window.begin(), window.end());
+        // HF compares with the last window.size() draft tokens. Those end
+        // with the previous proposal, which the target may have rejected
+        // entirely; when nothing aligns, the proposal's length is searched
+        // as well.
+        std::size_t use = std::min(window.size(), dseq_.size());
+        TokenAlignment a =
+            align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
+        if (!a.found && last_proposed_ > 0) {
+          use = std::min(window.size() + last_proposed_, dseq_.size());
+          a = align_tokens(std::span<const Token>(dseq_).subspan(dseq_.size() - use), window);
+        }
+        const std::size_t base = dseq_.size() - use;
+        if (a.found) {
+          next.assign(dseq_.begin(),
+                      dseq_.begin() + static_cast<std::ptrdiff_t>(base + a.tail + a.length));
+          next.insert(next.end(), window.begin() + static_cast<std::ptrdiff_t>(a.window + a.length),
+                      window.end());
+        } else {
+          next = dseq_;  // no overlap at all: append the window (HF's edge case)
+          next.insert(next.end(), window.begin(), window.end());
+        }
       }
     }
     // Ids outside the draft's logits cannot be fed; cut there (never expected
@@ -362,9 +381,21 @@ class UniversalDecoder {
                            {.add_special_tokens = false});
     const std::size_t use = std::min(window.size(), n);
     const std::span<const Token> tail = std::span<const Token>(seq_).subspan(n - use);
-    const TokenAlignment a = align_tokens(tail, window);
+    // The window's first `old` tokens re-encode text the target already has.
+    // When the window's token just before that boundary is the target's last
+    // token, the boundary is where the new text starts: take it. This is not
+    // in HF, whose diagonal search alone can align a repetitive window
+    // ("and, and, and") one period too early and propose nothing.
+    const std::size_t old =
+        target_tok_
+            .encode(draft_tok_.decode(std::span<const Token>(dseq_).subspan(start, before - start),
+                                      true),
+                    {.add_special_tokens = false})
+            .size();
     std::size_t from = 0;
-    if (a.found) {
+    if (old > 0 && old <= window.size() && use > 0 && window[old - 1] == tail[use - 1]) {
+      from = old;
+    } else if (const TokenAlignment a = align_tokens(tail, window); a.found) {
       // HF skips as many window tokens as the tail has after the run.
       const std::size_t discrepancy = use - (a.tail + a.length);
       from = std::min(window.size(), a.window + a.length + discrepancy);
@@ -392,6 +423,8 @@ class UniversalDecoder {
   std::optional<TargetCache> target_cache_;
   std::size_t draft_capacity_ = 0;
   std::size_t last_proposed_ = 0;  // draft tokens proposed in the latest round
+  std::size_t sync_n_ = 0;         // target / draft lengths when the latest
+  std::size_t sync_d_ = 0;         // proposal started (the two texts agreed there)
   std::vector<Token> seq_;         // target sequence, plus the candidates during a round
   std::vector<Token> dseq_;        // draft sequence, with its latest proposal
 };

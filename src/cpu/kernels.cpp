@@ -38,7 +38,13 @@ float from_bf16(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::
 std::size_t f32_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
   return ((j / kUnit) * p.k + kk) * kUnit + j % kUnit;
 }
-// bf16: per k step, 16 dwords; dword c holds column c (low half) and c + 16 (high half).
+// bf16: per pair of k steps, two halves of 16 columns; dword c of a half holds
+// that column's (k even, k odd) pair, the layout VDPBF16PS multiplies.
+std::size_t bf16dp_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  const std::size_t c = j % kUnit, pairs = p.k_pad / 2;
+  return ((((j / kUnit) * pairs + kk / 2) * 2 + c / kHalf) * kHalf + c % kHalf) * 2 + kk % 2;
+}
+// bf16_f32: per k step, 16 dwords; dword c holds column c (low half) and c + 16 (high half).
 std::size_t bf16_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
   const std::size_t c = j % kUnit;
   return (((j / kUnit) * p.k + kk) * kHalf + c % kHalf) * 2 + c / kHalf;
@@ -56,8 +62,8 @@ std::size_t i8_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
 struct UnitArgs {
   const std::byte* w;          // the unit's packed weights
   std::size_t k, k_pad;
-  const float* x;              // f32 / bf16: activations, row stride ldx
-  const std::uint8_t* xq;      // int8: quantized activations, row stride k_pad
+  const float* x;              // f32 / bf16_f32: activations, row stride ldx
+  const std::uint8_t* xq;      // int8: quantized activations (bf16: bf16 activations), row stride k_pad elements
   const float* xs;             // int8: per-row scales
   std::size_t ldx;
   float* y;                    // output, row stride ldy, first column of the unit
@@ -91,6 +97,25 @@ void scalar_float_unit(const UnitArgs& a, std::size_t rows) {
     }
 }
 
+// VDPBF16PS's arithmetic: denormal inputs and results are zero.
+float flush(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
+
+void scalar_bf16dp_unit(const UnitArgs& a, std::size_t rows) {
+  const auto* w = reinterpret_cast<const std::uint16_t*>(a.w);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto* x = reinterpret_cast<const std::uint16_t*>(a.xq) + r * a.k_pad;
+    for (std::size_t c = 0; c < a.ncols; ++c) {
+      float acc = 0.0f;
+      for (std::size_t kk = 0; kk < a.k_pad; kk += 2) {
+        const std::uint16_t* wp = w + (((kk / 2) * 2 + c / kHalf) * kHalf + c % kHalf) * 2;
+        acc = flush(acc + flush(from_bf16(x[kk + 1])) * flush(from_bf16(wp[1])));
+        acc = flush(acc + flush(from_bf16(x[kk])) * flush(from_bf16(wp[0])));
+      }
+      a.y[r * a.ldy + c] = a.bias ? acc + a.bias[c] : acc;
+    }
+  }
+}
+
 void scalar_i8_unit(const UnitArgs& a, std::size_t rows) {
   const auto* w = reinterpret_cast<const std::int8_t*>(a.w);
   for (std::size_t r = 0; r < rows; ++r)
@@ -109,7 +134,7 @@ void scalar_i8_unit(const UnitArgs& a, std::size_t rows) {
 // ---------------------------------------------------------------------------
 // AVX-512 kernels.
 
-#define ASSISTGEN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
+#define ASSISTGEN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma")))
 
 ASSISTGEN_AVX512 inline void store_cols(float* y, __m512 lo, __m512 hi, std::size_t ncols) {
   if (ncols >= kUnit) {
@@ -143,6 +168,32 @@ ASSISTGEN_AVX512 void avx512_float_unit(const UnitArgs& a) {
       const __m512 b = _mm512_set1_ps(a.x[r * a.ldx + kk]);
       lo[r] = _mm512_fmadd_ps(b, wl, lo[r]);
       hi[r] = _mm512_fmadd_ps(b, wh, hi[r]);
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    if (a.bias) {
+      lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(a.bias));
+      hi[r] = _mm512_add_ps(hi[r], _mm512_loadu_ps(a.bias + kHalf));
+    }
+    store_cols(a.y + r * a.ldy, lo[r], hi[r], a.ncols);
+  }
+}
+
+template <std::size_t R>
+ASSISTGEN_AVX512 void avx512_bf16dp_unit(const UnitArgs& a) {
+  __m512 lo[R], hi[R];
+  for (std::size_t r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
+  const std::size_t pairs = a.k_pad / 2;
+  const auto* x = reinterpret_cast<const std::uint16_t*>(a.xq);
+  for (std::size_t p = 0; p < pairs; ++p) {
+    const auto wl = reinterpret_cast<__m512bh>(_mm512_load_si512(a.w + p * 128));
+    const auto wh = reinterpret_cast<__m512bh>(_mm512_load_si512(a.w + p * 128 + 64));
+    for (std::size_t r = 0; r < R; ++r) {
+      std::int32_t two;
+      std::memcpy(&two, x + r * a.k_pad + 2 * p, 4);
+      const auto b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(two));
+      lo[r] = _mm512_dpbf16_ps(lo[r], b, wl);
+      hi[r] = _mm512_dpbf16_ps(hi[r], b, wh);
     }
   }
   for (std::size_t r = 0; r < R; ++r) {
@@ -211,6 +262,10 @@ struct Bf16K {
   static void run(const UnitArgs& a) { avx512_float_unit<R, true>(a); }
 };
 template <std::size_t R>
+struct Bf16DpK {
+  static void run(const UnitArgs& a) { avx512_bf16dp_unit<R>(a); }
+};
+template <std::size_t R>
 struct I8K {
   static void run(const UnitArgs& a) { avx512_i8_unit<R>(a); }
 };
@@ -221,7 +276,8 @@ struct I8K {
 Isa detect() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("avx512bf16"))
     return Isa::avx512;
   return Isa::scalar;
 }
@@ -238,13 +294,14 @@ std::atomic<int>& isa_slot() {
 // Rows [r0, r0 + rows) of unit u.
 void run_unit(const PackedLinear& p, Isa isa, std::size_t u, const float* x, const std::uint8_t* xq,
               const float* xs, std::size_t r0, std::size_t rows, float* y) {
-  const std::size_t elem = p.type == WeightType::f32 ? 4 : p.type == WeightType::bf16 ? 2 : 1;
+  const std::size_t elem = p.type == WeightType::f32 ? 4 : p.type == WeightType::i8 ? 1 : 2;
+  const std::size_t xelem = p.type == WeightType::bf16 ? 2 : 1;
   UnitArgs a;
   a.w = p.data.data() + u * p.k_pad * kUnit * elem;
   a.k = p.k;
   a.k_pad = p.k_pad;
   a.x = x ? x + r0 * p.k : nullptr;
-  a.xq = xq ? xq + r0 * p.k_pad : nullptr;
+  a.xq = xq ? xq + r0 * p.k_pad * xelem : nullptr;
   a.xs = xs ? xs + r0 : nullptr;
   a.ldx = p.k;
   a.y = y + r0 * p.n + u * kUnit;
@@ -258,19 +315,21 @@ void run_unit(const PackedLinear& p, Isa isa, std::size_t u, const float* x, con
     if (isa == Isa::avx512) {
       switch (p.type) {
         case WeightType::f32: dispatch_rows<F32K>(a, t); break;
-        case WeightType::bf16: dispatch_rows<Bf16K>(a, t); break;
+        case WeightType::bf16: dispatch_rows<Bf16DpK>(a, t); break;
+        case WeightType::bf16_f32: dispatch_rows<Bf16K>(a, t); break;
         case WeightType::i8: dispatch_rows<I8K>(a, t); break;
       }
     } else {
       switch (p.type) {
         case WeightType::f32: scalar_float_unit<false>(a, t); break;
-        case WeightType::bf16: scalar_float_unit<true>(a, t); break;
+        case WeightType::bf16: scalar_bf16dp_unit(a, t); break;
+        case WeightType::bf16_f32: scalar_float_unit<true>(a, t); break;
         case WeightType::i8: scalar_i8_unit(a, t); break;
       }
     }
     done += t;
     if (a.x) a.x += t * a.ldx;
-    if (a.xq) a.xq += t * a.k_pad;
+    if (a.xq) a.xq += t * a.k_pad * xelem;
     if (a.xs) a.xs += t;
     a.y += t * a.ldy;
   }
@@ -295,7 +354,7 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
   p.type = type;
   p.n = n;
   p.k = k;
-  p.k_pad = type == WeightType::i8 ? (k + 3) / 4 * 4 : k;
+  p.k_pad = type == WeightType::i8 ? (k + 3) / 4 * 4 : type == WeightType::bf16 ? (k + 1) / 2 * 2 : k;
   const std::size_t units = p.units(), cols = units * kUnit;
   if (bias) p.bias.assign(bias, bias + n), p.bias.resize(cols, 0.0f);
   const auto total = static_cast<std::ptrdiff_t>(n);
@@ -310,6 +369,15 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
       break;
     }
     case WeightType::bf16: {
+      p.data = AlignedBytes(cols * p.k_pad * 2);
+      std::memset(p.data.data(), 0, p.data.size());
+      auto* d = reinterpret_cast<std::uint16_t*>(p.data.data());
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t j = 0; j < total; ++j)
+        for (std::size_t kk = 0; kk < k; ++kk) d[bf16dp_index(p, j, kk)] = to_bf16(w[j * k + kk]);
+      break;
+    }
+    case WeightType::bf16_f32: {
       p.data = AlignedBytes(cols * k * 2);
       std::memset(p.data.data(), 0, p.data.size());
       auto* d = reinterpret_cast<std::uint16_t*>(p.data.data());
@@ -349,6 +417,8 @@ float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
   switch (p.type) {
     case WeightType::f32: return reinterpret_cast<const float*>(p.data.data())[f32_index(p, j, kk)];
     case WeightType::bf16:
+      return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[bf16dp_index(p, j, kk)]);
+    case WeightType::bf16_f32:
       return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[bf16_index(p, j, kk)]);
     case WeightType::i8:
       return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i8_index(p, j, kk)]) *
@@ -370,11 +440,22 @@ float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_
   return s;
 }
 
+void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out) {
+  for (std::size_t i = 0; i < k; ++i) out[i] = to_bf16(x[i]);
+  std::fill(out + k, out + k_pad, std::uint16_t{0});
+}
+
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads) {
   const std::uint8_t* xq = nullptr;
   const float* xs = nullptr;
-  if (p.type == WeightType::i8) {
+  if (p.type == WeightType::bf16) {
+    if (scratch.q.size() < m * p.k_pad * 2) scratch.q.resize(m * p.k_pad * 2);
+    auto* xb = reinterpret_cast<std::uint16_t*>(scratch.q.data());
+    for (std::size_t r = 0; r < m; ++r) bf16_row(x + r * p.k, p.k, p.k_pad, xb + r * p.k_pad);
+    xq = scratch.q.data();
+    x = nullptr;
+  } else if (p.type == WeightType::i8) {
     if (scratch.q.size() < m * p.k_pad) scratch.q.resize(m * p.k_pad);
     if (scratch.q_scale.size() < m) scratch.q_scale.resize(m);
     for (std::size_t r = 0; r < m; ++r)

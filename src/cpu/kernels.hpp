@@ -5,9 +5,12 @@
 // Batch invariance is the point. Every output element y[i, j] is computed by
 // one thread with the same sequence of operations whatever m is, whatever the
 // row's place in the call and however many threads run:
-//   f32 / bf16: acc = fma(x[i, kk], w[j, kk], acc) for kk = 0, 1, ..., k-1
-//               (bf16 weights are widened to f32 exactly; activations stay f32),
-//               then y = acc + b[j];
+//   f32, bf16_f32: acc = fma(x[i, kk], w[j, kk], acc) for kk = 0, 1, ..., k-1
+//               (bf16_f32: bf16 weights widened to f32 exactly, activations
+//               stay f32), then y = acc + b[j];
+//   bf16:       activations rounded to bf16 per row, then per pair of k steps
+//               acc += x[2p+1] w[2p+1]; acc += x[2p] w[2p] (products exact,
+//               each sum rounded, denormals flushed: VDPBF16PS), y = acc + b[j];
 //   int8:       activations quantized per row (symmetric, scale max|x| / 127,
 //               shifted to u8 by +128), an exact int32 dot with the s8 weights,
 //               the +128 removed with a per-column correction, then
@@ -29,13 +32,13 @@
 
 namespace assistgen::cpu::detail {
 
-/// Storage type of packed weights.
-enum class WeightType { f32, bf16, i8 };
+/// Storage type of packed weights (and, for bf16, of the activations).
+enum class WeightType { f32, bf16, bf16_f32, i8 };
 
 /// Instruction sets the kernels can run on.
 enum class Isa { scalar, avx512 };
 
-/// The best Isa this CPU supports (avx512 needs AVX512F/BW/VNNI).
+/// The best Isa this CPU supports (avx512 needs AVX512F/BW/VL/VNNI/BF16).
 Isa detected_isa();
 /// The Isa in use: detected_isa() unless overridden, by set_isa() or by the
 /// environment variable ASSISTGEN_KERNELS=scalar.
@@ -69,7 +72,7 @@ inline constexpr std::size_t kUnit = 32;
 struct PackedLinear {
   WeightType type = WeightType::f32;
   std::size_t n = 0, k = 0;  ///< logical shape of W ([n, k])
-  std::size_t k_pad = 0;     ///< k rounded up to the type's k group (4 for int8, else k)
+  std::size_t k_pad = 0;     ///< k rounded up to the type's k group (4 int8, 2 bf16, else 1)
   AlignedBytes data;         ///< the units, see pack_linear
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]
@@ -91,7 +94,7 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
 float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk);
 
 /// Per-call buffers of linear(), owned by the caller (the sequence's cache):
-/// the int8 activations and their scales. Grown, never shrunk.
+/// the int8 or bf16 activations and the int8 scales. Grown, never shrunk.
 struct LinearScratch {
   std::vector<std::uint8_t>& q;
   std::vector<float>& q_scale;
@@ -100,6 +103,9 @@ struct LinearScratch {
 /// Quantizes one activation row as linear() does for int8: returns the scale
 /// and writes k_pad u8 values (q + 128; padding 128).
 float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_t* out);
+
+/// Rounds one activation row to bf16 as linear() does (k_pad values, zero padded).
+void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out);
 
 /// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` OpenMP threads, fewer
 /// when the layer is small (each thread gets at least about 1 MiB of weights),

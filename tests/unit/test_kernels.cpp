@@ -1,9 +1,11 @@
 // The CPU backend's matmul kernels (src/cpu/kernels.hpp, private: included
 // by path) against double-precision references, with bounds from the
 // arithmetic each dtype performs:
-//   f32 / bf16: a sequential f32 FMA chain over k of the stored weights
+//   f32 / bf16_f32: a sequential f32 FMA chain over k of the stored weights
 //     (bf16 weights are exact after rounding, so the reference uses them):
 //     |y - ref| <= gamma(k + 1) * (sum_k |x w| + |b|), gamma(j) = j u / (1 - j u);
+//   bf16: the same bound with the activations rounded to bf16 as the kernel
+//     does (products of bf16 values are exact in f32; k rounded additions);
 //   int8: an exact int32 dot of the quantized values, then float(acc) (one
 //     rounding), sx * sw (one) and a fused multiply-add (one): <= 4 u |ref| + u |b|.
 // Also: the int8 result stays within the error its quantization implies, and
@@ -11,6 +13,7 @@
 // rows in the call, the thread count, or (for these operations) the ISA.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -39,6 +42,7 @@ const char* type_name(WeightType t) {
   switch (t) {
     case WeightType::f32: return "f32";
     case WeightType::bf16: return "bf16";
+    case WeightType::bf16_f32: return "bf16_f32";
     case WeightType::i8: return "i8";
   }
   return "?";
@@ -67,7 +71,7 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
   const Isa isa = GENERATE(Isa::scalar, Isa::avx512);
   if (isa == Isa::avx512 && detected_isa() != Isa::avx512) SUCCEED("no AVX-512 on this CPU");
   set_isa(isa);
-  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::i8);
+  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   const bool bias = GENERATE(false, true);
   for (auto [n, k] : {std::pair<std::size_t, std::size_t>{1, 1}, {31, 3}, {32, 64}, {33, 7}, {100, 257}, {64, 130}}) {
     const std::size_t m = 11;
@@ -79,8 +83,14 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
     INFO(type_name(type) << " isa " << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k
                          << " bias " << bias);
     std::vector<std::uint8_t> q(p.k_pad);
+    std::vector<std::uint16_t> xb(p.k_pad);
+    std::vector<float> xround(k);
     for (std::size_t r = 0; r < m; ++r) {
       const float* xr = x.data() + r * k;
+      if (type == WeightType::bf16) {  // the reference multiplies what the kernel multiplies
+        bf16_row(xr, k, p.k_pad, xb.data());
+        for (std::size_t kk = 0; kk < k; ++kk) xround[kk] = std::bit_cast<float>(std::uint32_t{xb[kk]} << 16);
+      }
       const float sx = type == WeightType::i8 ? quantize_row(xr, k, p.k_pad, q.data()) : 0.0f;
       for (std::size_t j = 0; j < n; ++j) {
         double ref = 0, mag = 0, exact = 0, qerr = 0;
@@ -93,8 +103,9 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
             // Quantization error of this term: |x| * sw / 2 + |w| * sx / 2 + sx * sw / 4.
             qerr += std::abs(xr[kk]) * p.scale[j] / 2 + std::abs(w[j * k + kk]) * sx / 2 + sx * p.scale[j] / 4;
           } else {
-            ref += xr[kk] * wv;
-            mag += std::abs(xr[kk] * wv);
+            const double xv = type == WeightType::bf16 ? xround[kk] : xr[kk];
+            ref += xv * wv;
+            mag += std::abs(xv * wv);
           }
         }
         const double bj = bias ? b[j] : 0.0;
@@ -106,7 +117,8 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
           REQUIRE(std::abs(got - ref) <= 4 * kU * std::abs(ref - bj) + 2 * kU * std::abs(bj) + 1e-30);
           REQUIRE(std::abs(got - exact) <= qerr * 1.001 + 1e-6);
         } else {
-          REQUIRE(std::abs(got - ref) <= gamma(k + 1) * (mag + std::abs(bj)));
+          // (+ k * 2^-126: bf16's flushed denormals)
+          REQUIRE(std::abs(got - ref) <= gamma(k + 1) * (mag + std::abs(bj)) + static_cast<double>(k) * 0x1p-126);
         }
       }
     }
@@ -116,7 +128,8 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
 TEST_CASE("bf16 packing rounds to nearest even; int8 packing is symmetric per row", "[kernels]") {
   const float one = 1.0f, tie_down = 1.0f + 0x1p-8f, tie_up = 1.0f + 3 * 0x1p-8f, above = 1.0f + 0x1p-8f + 0x1p-20f;
   const std::vector<float> w{one, tie_down, tie_up, above, -tie_down, 0.0f};
-  const PackedLinear p = pack_linear(WeightType::bf16, w.data(), w.size(), 1, nullptr);
+  const WeightType bf = GENERATE(WeightType::bf16, WeightType::bf16_f32);
+  const PackedLinear p = pack_linear(bf, w.data(), w.size(), 1, nullptr);
   CHECK(packed_weight(p, 0, 0) == 1.0f);
   CHECK(packed_weight(p, 1, 0) == 1.0f);                // tie to even (down)
   CHECK(packed_weight(p, 2, 0) == 1.0f + 4 * 0x1p-8f);  // tie to even (up)
@@ -136,7 +149,7 @@ TEST_CASE("bf16 packing rounds to nearest even; int8 packing is symmetric per ro
 
 TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads or ISA", "[kernels][invariance]") {
   IsaGuard guard;
-  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::i8);
+  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   INFO(type_name(type));
   // Large enough that linear() really uses two threads (>= 1 MiB of weights each).
   const std::size_t n = 1000, k = 1100, max_m = 17;
@@ -144,7 +157,7 @@ TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads
   const auto b = random_vec(n, 12, 0.1f);
   const auto x = random_vec(max_m * k, 13);
   const PackedLinear p = pack_linear(type, w.data(), n, k, b.data());
-  REQUIRE(p.data.size() >= (std::size_t{2} << 20) / (type == WeightType::f32 ? 1 : type == WeightType::bf16 ? 2 : 4));
+  REQUIRE(p.data.size() >= (std::size_t{2} << 20) / (type == WeightType::f32 ? 1 : type == WeightType::i8 ? 4 : 2));
 
   const auto all = run(p, x, max_m, 2);
   for (std::size_t m = 1; m <= max_m; ++m) {
