@@ -110,7 +110,7 @@ TEST_CASE("accept rule: min(1, p/q)", "[acceptance]") {
   REQUIRE(std::abs(accepted - 0.4 * n) < 5 * 219.0);
 }
 
-TEST_CASE("residual distribution is normalize(max(0, p - q)); one-hot q drops the drafted token",
+TEST_CASE("residual distribution is normalize(max(0, p - q)), one-hot q drops the drafted token",
           "[acceptance]") {
   Rng rng(11);
   std::vector<double> expected(kP.size());

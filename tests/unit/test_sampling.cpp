@@ -57,7 +57,7 @@ TEST_CASE("Rng: uniform mean and variance", "[sampling]") {
   REQUIRE_THAT(var, WithinAbs(1.0 / 12.0, 2e-3));
 }
 
-TEST_CASE("argmax: lowest index wins ties; all -inf is an error", "[sampling]") {
+TEST_CASE("argmax: lowest index wins ties, all -inf is an error", "[sampling]") {
   std::vector<float> x{1.0f, 3.0f, 3.0f, -kInf};
   REQUIRE(argmax(x) == 1);
   std::vector<float> m{-kInf, -kInf};

@@ -160,7 +160,7 @@ TEST_CASE("streamed pieces are valid UTF-8 even when tokens split characters",
   CHECK(tok.decode(std::vector<Token>{*e4}) == "\xEF\xBF\xBD");
 }
 
-TEST_CASE("random bytes encode without throwing; random ids stream like decode",
+TEST_CASE("random bytes encode without throwing, random ids stream like decode",
           "[tokenizer][streaming]") {
   const std::string name =
       GENERATE(as<std::string>{}, "gpt2-8k", "llama3-8k", "spm-bf", "spm-bf-metaspace");
