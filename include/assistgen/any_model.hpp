@@ -80,11 +80,16 @@ class AnyModel {
   /// A cache made by an AnyModel; usable only with models sharing that model.
   class Cache {
    public:
+    /// A cache holding nothing (size and capacity 0); forward() rejects it.
     Cache() = default;
+    /// Takes over the wrapped cache; the source is left empty.
     Cache(Cache&&) noexcept = default;
+    /// Takes over the wrapped cache; the source is left empty.
     Cache& operator=(Cache&&) noexcept = default;
 
+    /// Positions held (the wrapped cache's size(); 0 when empty).
     std::size_t size() const { return impl_ ? impl_->size() : 0; }
+    /// Positions it can hold (the wrapped cache's capacity(); 0 when empty).
     std::size_t capacity() const { return impl_ ? impl_->capacity() : 0; }
     /// Rollback; throws InvalidArgument when n > size().
     void truncate(std::size_t n) {
@@ -139,7 +144,10 @@ class AnyModel {
     return AnyModel(std::shared_ptr<const M>(&model, [](const M*) {}));
   }
 
+  /// The wrapped model's vocabulary size (logits per row of forward()).
   std::size_t vocab_size() const { return impl_->vocab_size(); }
+  /// An empty cache of `capacity` positions made by the wrapped model;
+  /// usable with this AnyModel and its copies only.
   Cache make_cache(std::size_t capacity) const {
     return Cache(impl_->make_cache(capacity), impl_->address());
   }
@@ -157,6 +165,7 @@ class AnyModel {
   const M* get_if() const {
     return impl_->type() == typeid(M) ? static_cast<const M*>(impl_->address()) : nullptr;
   }
+  /// typeid of the wrapped model's concrete type.
   const std::type_info& type() const { return impl_->type(); }
 
  private:

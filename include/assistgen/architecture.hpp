@@ -24,7 +24,7 @@ class ConfigFields;  // typed access to config.json fields (src/io/config_fields
 
 /// One stored tensor that makes up (a block of rows of) a weight.
 struct TensorPart {
-  std::string name;
+  std::string name;      ///< the tensor's name in the checkpoint, e.g. "model.norm.weight"
   std::size_t rows = 0;  ///< its output-dimension size (length, for a vector)
 };
 
@@ -33,10 +33,13 @@ struct TensorPart {
 /// (q, k, v into one QKV matrix; gate, up into one). No parts: the weight is
 /// absent (no bias, or a tied head).
 struct WeightSource {
+  /// The stored tensors, stacked along `out` in this order.
   std::vector<TensorPart> parts;
   /// Every part is stored [in, out] (GPT-2's Conv1D) and is transposed at load.
   bool transposed = false;
+  /// Whether the checkpoint has this weight (it has parts).
   bool present() const { return !parts.empty(); }
+  /// The weight's output dimension: the sum of its parts' rows (0 when absent).
   std::size_t rows() const {
     std::size_t n = 0;
     for (const auto& p : parts) n += p.rows;
@@ -46,21 +49,28 @@ struct WeightSource {
 
 /// The weights of one decoder layer: x += o(attn(norm1(x))); x += mlp_out(act(mlp_in(norm2(x)))).
 struct LayerWeightSources {
-  WeightSource attn_norm, attn_norm_bias;
-  WeightSource qkv, qkv_bias;  ///< [q_dim + 2 kv_dim, hidden]
-  WeightSource o, o_bias;      ///< [hidden, q_dim]
-  WeightSource mlp_norm, mlp_norm_bias;
-  WeightSource mlp_in, mlp_in_bias;    ///< gated: [gate; up] = [2 inter, hidden]; else [inter, hidden]
-  WeightSource mlp_out, mlp_out_bias;  ///< [hidden, inter]
+  /// norm1 (before attention) scale, [hidden].
+  WeightSource attn_norm, attn_norm_bias;  ///< norm1 shift, [hidden]; absent for RMSNorm
+  /// Fused q, k, v projection, [q_dim + 2 kv_dim, hidden].
+  WeightSource qkv, qkv_bias;  ///< bias of qkv, [q_dim + 2 kv_dim]; may be absent
+  /// Attention output projection, [hidden, q_dim].
+  WeightSource o, o_bias;  ///< bias of o, [hidden]; may be absent
+  /// norm2 (before the MLP) scale, [hidden].
+  WeightSource mlp_norm, mlp_norm_bias;  ///< norm2 shift, [hidden]; absent for RMSNorm
+  /// MLP input projection; gated: [gate; up] = [2 inter, hidden], else [inter, hidden].
+  WeightSource mlp_in, mlp_in_bias;  ///< bias of mlp_in, [2 inter] or [inter]; may be absent
+  /// MLP output projection, [hidden, inter].
+  WeightSource mlp_out, mlp_out_bias;  ///< bias of mlp_out, [hidden]; may be absent
 };
 
 /// Where every weight of a model lives in one checkpoint.
 struct CheckpointLayout {
   WeightSource embed;           ///< [vocab, hidden]
   WeightSource position_embed;  ///< [max_position_embeddings, hidden]; learned positions only
-  std::vector<LayerWeightSources> layers;
-  WeightSource final_norm, final_norm_bias;
-  WeightSource lm_head;  ///< [vocab, hidden]; absent when tied to embed
+  std::vector<LayerWeightSources> layers;  ///< one per decoder layer, in order
+  /// The norm after the last layer: scale, [hidden].
+  WeightSource final_norm, final_norm_bias;  ///< final-norm shift, [hidden]; absent for RMSNorm
+  WeightSource lm_head;                      ///< [vocab, hidden]; absent when tied to embed
   /// Stored tensors that are not weights and are skipped when present
   /// (recomputed buffers such as GPT-2's attn.bias mask, a tied lm_head copy).
   std::vector<std::string> ignored;

@@ -35,8 +35,8 @@ enum class Schedule {
 /// Special-token ids a model declares (from its config / tokenizer). Used only
 /// to check that a draft and a target agree.
 struct SpecialTokens {
-  std::vector<Token> eos_token_ids = {};
-  std::optional<Token> bos_token_id = {};
+  std::vector<Token> eos_token_ids = {};   ///< end-of-sequence ids (compared as a set)
+  std::optional<Token> bos_token_id = {};  ///< beginning-of-sequence id, when the model has one
 };
 
 /// Options of one generation. Every field has a usable default; fill the
@@ -50,6 +50,7 @@ struct GenerationConfig {
   /// K: drafted tokens per round (initial value for the heuristic schedules,
   /// the maximum for `confidence`). At least 1.
   std::size_t num_assistant_tokens = 5;
+  /// How K changes between rounds (see Schedule).
   Schedule schedule = Schedule::constant;
   /// Probability below which the draft stops proposing (Schedule::confidence).
   float assistant_confidence_threshold = 0.4f;
@@ -63,11 +64,15 @@ struct GenerationConfig {
   /// false: greedy (argmax after repetition penalty and suppressed tokens;
   /// temperature, top-k, top-p and min-p are ignored, as in HF).
   bool do_sample = false;
+  /// Logits are divided by it before sampling (do_sample only); must be > 0
+  /// and finite when do_sample is true. 1: off.
   float temperature = 1.0f;
   std::size_t top_k = 0;            ///< 0: off
   float top_p = 1.0f;               ///< 1: off
   float min_p = 0.0f;               ///< 0: off
   float repetition_penalty = 1.0f;  ///< 1: off
+  /// Token ids masked to -inf at every step, greedy or sampled; each must be
+  /// inside the target vocabulary (else InvalidArgument).
   std::vector<Token> suppress_tokens = {};
   /// Seed of the generation's RNG; generate() reseeds at every call, so the
   /// same seed, prompt and models give the same output.
@@ -93,9 +98,11 @@ struct GenerationConfig {
   std::size_t cache_capacity = 0;
 
   // --- compatibility -----------------------------------------------------------
-  /// Optional special-token declarations of each model. When both are given
-  /// they must agree (else CompatibilityError naming the difference).
+  /// Optional special-token declarations of the draft model. When both are
+  /// given they must agree (else CompatibilityError naming the difference).
   std::optional<SpecialTokens> draft_special_tokens = {};
+  /// Optional special-token declarations of the target model; its EOS ids
+  /// are the stop tokens when `eos_token_ids` is empty.
   std::optional<SpecialTokens> target_special_tokens = {};
 };
 
@@ -124,16 +131,16 @@ constexpr std::string_view stop_reason_name(StopReason r) {
 
 /// Counters and timings of one generation.
 struct GenerationStats {
-  std::size_t prompt_tokens = 0;
-  std::size_t new_tokens = 0;
+  std::size_t prompt_tokens = 0;  ///< length of the prompt
+  std::size_t new_tokens = 0;     ///< tokens generated (the size of GenerationResult::tokens)
   /// Speculative rounds (one target call each; the prompt prefill is merged
   /// into the first round).
   std::size_t rounds = 0;
-  std::size_t target_calls = 0;
+  std::size_t target_calls = 0;  ///< target forward calls (one per round)
+  /// Draft-model forward calls (0 with prompt lookup, which calls no model).
   std::size_t draft_calls = 0;
-  /// Draft tokens proposed / accepted by the target.
-  std::size_t drafted = 0;
-  std::size_t accepted = 0;
+  std::size_t drafted = 0;   ///< candidate tokens proposed, summed over rounds
+  std::size_t accepted = 0;  ///< candidate tokens the target accepted, summed over rounds
   /// Sum over rounds of the K the candidate source was allowed (after
   /// clipping to what remains).
   std::size_t k_sum = 0;
@@ -141,10 +148,14 @@ struct GenerationStats {
   double target_seconds = 0.0;  ///< inside target forward calls
   double total_seconds = 0.0;   ///< the whole generate() call
 
+  /// accepted / drafted, in [0, 1]; 0 when nothing was drafted.
   double acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
+  /// new_tokens / target_calls: the speed-up over plain decoding in target
+  /// calls (1 without assistance, at most K + 1); 0 before any call.
   double tokens_per_target_call() const {
     return target_calls ? double(new_tokens) / double(target_calls) : 0.0;
   }
+  /// Mean K allowed per round (k_sum / rounds); 0 when no round ran.
   double mean_k() const { return rounds ? double(k_sum) / double(rounds) : 0.0; }
   /// Time spent in the decoding loop itself: processors, sampling, bookkeeping.
   double loop_seconds() const {
@@ -156,8 +167,8 @@ struct GenerationStats {
 /// What a generation returns.
 struct GenerationResult {
   std::vector<Token> tokens;  ///< new tokens only, EOS included when it stopped generation
-  GenerationStats stats;
-  StopReason stop_reason = StopReason::max_new_tokens;
+  GenerationStats stats;      ///< counters and timings
+  StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
 };
 
 /// Streaming callback: called with each token as soon as it is accepted, in

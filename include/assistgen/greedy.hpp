@@ -32,6 +32,8 @@ namespace assistgen {
 template <CausalLM Model>
 class AutoregressiveDecoder {
  public:
+  /// Keeps a reference to `model`. Throws InvalidArgument naming the option
+  /// when a sampling option, suppressed token or EOS id is out of range.
   AutoregressiveDecoder(const Model& model, GenerationConfig cfg)
       : model_(&model), cfg_(std::move(cfg)) {
     eos_ = cfg_.eos_token_ids;
@@ -115,7 +117,9 @@ class AutoregressiveDecoder {
 
   /// Replaces the seed used by the next generate() calls.
   void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
+  /// The configuration in effect (with any set_seed() applied).
   const GenerationConfig& config() const { return cfg_; }
+  /// The model's vocabulary size.
   std::size_t vocab() const { return static_cast<std::size_t>(model_->vocab_size()); }
 
  private:

@@ -35,8 +35,13 @@ namespace assistgen {
 /// The state of a lookahead schedule for one decoder.
 class Lookahead {
  public:
+  /// Most (probability, accepted) samples kept for the dynamic threshold;
+  /// older ones are dropped first.
   static constexpr std::size_t kMaxSamples = 1024;
 
+  /// Starts with K = `k` (at least 1) and confidence threshold `threshold`
+  /// (in [0, 1]); `dynamic_threshold` re-fits it (Schedule::confidence only).
+  /// Throws InvalidArgument naming the GenerationConfig option out of range.
   Lookahead(Schedule schedule, std::size_t k, float threshold, bool dynamic_threshold)
       : schedule_(schedule),
         initial_k_(k),
@@ -49,6 +54,8 @@ class Lookahead {
           "GenerationConfig: assistant_confidence_threshold must be in [0, 1], got " +
           std::to_string(threshold));
   }
+  /// From cfg.schedule, num_assistant_tokens, assistant_confidence_threshold
+  /// and dynamic_confidence_threshold; throws as the constructor above.
   explicit Lookahead(const GenerationConfig& cfg)
       : Lookahead(cfg.schedule, cfg.num_assistant_tokens, cfg.assistant_confidence_threshold,
                   cfg.dynamic_confidence_threshold) {}
@@ -61,8 +68,12 @@ class Lookahead {
 
   /// Tokens to propose next round (before clipping to what remains).
   std::size_t k() const { return k_; }
+  /// The schedule it follows.
   Schedule schedule() const { return schedule_; }
+  /// The threshold in effect: the configured one, or the last re-fitted one.
   float confidence_threshold() const { return threshold_; }
+  /// Whether the schedule is Schedule::confidence (the draft's probability of
+  /// each proposed token is then needed, even when greedy).
   bool uses_confidence() const { return schedule_ == Schedule::confidence; }
 
   /// Whether the draft stops after proposing a token it gave probability `prob`.

@@ -119,8 +119,12 @@ struct RoundInfo {
   std::span<const Token> emitted;   ///< the tokens this round emitted
   std::size_t drafted = 0;          ///< candidates proposed
   std::size_t accepted = 0;         ///< candidates the target accepted
+  /// The target's cache after the round's rollback; valid only during the
+  /// observer call.
   const TargetCache* target_cache = nullptr;
-  const DraftCache* draft_cache = nullptr;  ///< null for prompt lookup
+  /// The draft's cache after the round's rollback (valid only during the
+  /// observer call); null for prompt lookup.
+  const DraftCache* draft_cache = nullptr;
 };
 
 /// Assisted generation with a draft model (or prompt lookup when Draft is
@@ -131,10 +135,12 @@ template <class Draft, class Target>
 requires CausalLM<Target> &&
     (CausalLM<Draft> || std::same_as<Draft, NoDraft>)class SpeculativeDecoder {
  public:
+  /// True with a draft model, false for prompt lookup (Draft = NoDraft).
   static constexpr bool kHasDraft = !std::same_as<Draft, NoDraft>;
-  using DraftCache = typename Draft::Cache;
-  using TargetCache = typename Target::Cache;
-  using Round = RoundInfo<DraftCache, TargetCache>;
+  using DraftCache = typename Draft::Cache;    ///< the draft's cache (NoDraft::Cache without one)
+  using TargetCache = typename Target::Cache;  ///< the target's cache
+  using Round = RoundInfo<DraftCache, TargetCache>;  ///< what the round observer receives
+  /// Callback run after every round (set_round_observer()).
   using RoundObserver = std::function<void(const Round&)>;
 
   /// A decoder with a draft model. Throws CompatibilityError when the models
@@ -167,7 +173,9 @@ requires CausalLM<Target> &&
 
   SpeculativeDecoder(const SpeculativeDecoder&) = delete;
   SpeculativeDecoder& operator=(const SpeculativeDecoder&) = delete;
+  /// Takes over the other decoder's caches and state (same model references).
   SpeculativeDecoder(SpeculativeDecoder&&) noexcept = default;
+  /// Takes over the other decoder's caches and state (same model references).
   SpeculativeDecoder& operator=(SpeculativeDecoder&&) noexcept = default;
 
   /// Generates up to cfg.max_new_tokens tokens after `prompt` (not empty).
@@ -347,6 +355,7 @@ requires CausalLM<Target> &&
   /// Called after every round with the sequence, counts and both caches.
   void set_round_observer(RoundObserver observer) { observer_ = std::move(observer); }
 
+  /// The configuration in effect (with any set_seed() applied).
   const GenerationConfig& config() const { return cfg_; }
   /// The EOS ids in effect (from the config or the target's special tokens).
   std::span<const Token> eos_token_ids() const { return eos_; }
@@ -354,9 +363,12 @@ requires CausalLM<Target> &&
   std::size_t num_assistant_tokens() const { return lookahead_.k(); }
   /// The confidence threshold in effect (the dynamic schedule re-fits it).
   float confidence_threshold() const { return lookahead_.confidence_threshold(); }
+  /// The lookahead state (K, threshold, dynamic-threshold samples).
   const Lookahead& lookahead() const { return lookahead_; }
 
+  /// The target model (not owned).
   const Target& target() const { return *target_; }
+  /// The target's vocabulary size; draft logits beyond it are ignored.
   std::size_t vocab() const { return static_cast<std::size_t>(target_->vocab_size()); }
 
  private:

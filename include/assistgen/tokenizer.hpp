@@ -115,6 +115,8 @@ class Tokenizer {
 /// Not thread-safe (one per sequence); keeps the Tokenizer's tables alive.
 class StreamingDetokenizer {
  public:
+  /// Shares `tokenizer`'s tables (the Tokenizer object itself need not
+  /// outlive it); `skip_special` drops special added tokens, as decode() does.
   explicit StreamingDetokenizer(const Tokenizer& tokenizer, bool skip_special = false);
 
   /// Adds one id; returns the text that became final (possibly empty).

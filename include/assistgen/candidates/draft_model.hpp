@@ -40,8 +40,11 @@ namespace assistgen {
 template <CausalLM Draft>
 class DraftModelCandidates {
  public:
-  using Cache = typename Draft::Cache;
+  using Cache = typename Draft::Cache;  ///< the draft model's KV cache type
 
+  /// Keeps a reference to `model` (it must outlive this object); `vocab` is
+  /// the target's vocabulary size. Throws CompatibilityError when the draft's
+  /// vocabulary is smaller. No cache exists until start().
   DraftModelCandidates(const Draft& model, std::size_t vocab) : model_(&model), vocab_(vocab) {
     if (static_cast<std::size_t>(model.vocab_size()) < vocab)
       throw CompatibilityError("draft vocabulary size " + std::to_string(model.vocab_size()) +
@@ -113,14 +116,20 @@ class DraftModelCandidates {
   /// the confidence schedule, which does not need it).
   std::span<const float> probs() const { return probs_; }
 
+  /// The draft's KV cache; only valid once start() has run (has_cache()).
   const Cache& cache() const { return *cache_; }
+  /// The draft's KV cache; only valid once start() has run (has_cache()).
   Cache& cache() { return *cache_; }
+  /// Whether start() has made a cache yet.
   bool has_cache() const { return cache_.has_value(); }
+  /// The draft model (not owned).
   const Draft& model() const { return *model_; }
 
-  /// Forward calls and seconds spent in them since the last reset_counters().
+  /// Forward calls since the last reset_counters().
   std::size_t calls() const { return calls_; }
+  /// Wall-clock seconds spent in forward calls since the last reset_counters().
   double seconds() const { return seconds_; }
+  /// Sets calls() and seconds() to 0 (the decoder does so per generation).
   void reset_counters() {
     calls_ = 0;
     seconds_ = 0.0;

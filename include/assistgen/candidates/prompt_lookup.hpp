@@ -23,6 +23,8 @@ namespace assistgen {
 /// N-gram matching candidate source.
 class PromptLookup {
  public:
+  /// At most `num_tokens` candidates per call, from n-grams of at most
+  /// `max_ngram` tokens. Throws InvalidArgument when either is 0.
   PromptLookup(std::size_t num_tokens, std::size_t max_ngram)
       : num_tokens_(num_tokens), max_ngram_(max_ngram) {
     if (num_tokens == 0)
@@ -31,7 +33,9 @@ class PromptLookup {
       throw InvalidArgument("GenerationConfig: max_matching_ngram_size must be at least 1");
   }
 
+  /// Most candidates one propose() call returns (prompt_lookup_num_tokens).
   std::size_t num_tokens() const { return num_tokens_; }
+  /// Longest n-gram tried (max_matching_ngram_size).
   std::size_t max_ngram() const { return max_ngram_; }
 
   /// Appends up to min(limit, num_tokens()) candidates continuing `sequence`

@@ -50,7 +50,7 @@ inline Token softmax(std::span<const float> logits, std::span<float> probs) {
   return top;
 }
 
-/// In-place softmax of one row.
+/// In-place softmax of one row; returns the index of the largest logit.
 inline Token softmax_inplace(std::span<float> x) { return softmax(x, x); }
 
 /// Probability that softmax(logits) gives to token t, without storing probs.
@@ -62,7 +62,8 @@ inline float softmax_prob(std::span<const float> logits, Token t) {
 }
 
 /// Draws an index with probability proportional to `weights` (non-negative,
-/// not necessarily normalised). One uniform draw per call.
+/// not necessarily normalised). One uniform draw per call. Throws
+/// InvalidArgument when the weights sum to zero.
 inline Token sample_categorical(std::span<const float> weights, Rng& rng) {
   double total = 0.0;
   for (float w : weights) total += w;

@@ -38,11 +38,13 @@ class LogitsProcessor {
   virtual std::unique_ptr<LogitsProcessor> clone() const = 0;
 };
 
+/// The value a processor writes to mask a token: -inf, probability 0.
 inline constexpr float kMaskedLogit = -std::numeric_limits<float>::infinity();
 
 /// logits /= temperature.
 class TemperatureProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument unless `temperature` is positive and finite.
   explicit TemperatureProcessor(float temperature) : inv_(1.0f / temperature) {
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
       throw InvalidArgument("temperature must be a positive number, got " +
@@ -62,6 +64,8 @@ class TemperatureProcessor final : public LogitsProcessor {
 /// Keeps the k largest logits (and every logit tied with the k-th), masks the rest.
 class TopKProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument when `k` is 0; a k of at least the vocabulary
+  /// size keeps everything.
   explicit TopKProcessor(std::size_t k) : k_(k) {
     if (k == 0)
       throw InvalidArgument("top_k must be at least 1 (0 means off and adds no processor)");
@@ -89,6 +93,7 @@ class TopKProcessor final : public LogitsProcessor {
 /// mass reaches top_p, and always the top token).
 class TopPProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument unless `top_p` is in (0, 1]; 1 keeps everything.
   explicit TopPProcessor(float top_p) : top_p_(top_p) {
     if (!(top_p > 0.0f && top_p <= 1.0f))
       throw InvalidArgument("top_p must be in (0, 1], got " + std::to_string(top_p));
@@ -129,6 +134,7 @@ class TopPProcessor final : public LogitsProcessor {
 /// Computed on logits: p_i < min_p * p_max  <=>  x_i < x_max + log(min_p).
 class MinPProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument unless `min_p` is in [0, 1]; 0 keeps everything.
   explicit MinPProcessor(float min_p) : min_p_(min_p) {
     if (!(min_p >= 0.0f && min_p <= 1.0f))
       throw InvalidArgument("min_p must be in [0, 1], got " + std::to_string(min_p));
@@ -152,6 +158,8 @@ class MinPProcessor final : public LogitsProcessor {
 /// often it occurs) gets logit * penalty if negative, logit / penalty otherwise.
 class RepetitionPenaltyProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument unless `penalty` is positive and finite; 1 changes
+  /// nothing, above 1 discourages repeats, below 1 favours them.
   explicit RepetitionPenaltyProcessor(float penalty) : penalty_(penalty) {
     if (!(penalty > 0.0f) || !std::isfinite(penalty))
       throw InvalidArgument("repetition_penalty must be a positive number, got " +
@@ -183,6 +191,8 @@ class RepetitionPenaltyProcessor final : public LogitsProcessor {
 /// Masks a fixed set of tokens.
 class SuppressTokensProcessor final : public LogitsProcessor {
  public:
+  /// Throws InvalidArgument for a negative id; ids at or past the row's
+  /// length are ignored when applied.
   explicit SuppressTokensProcessor(std::vector<Token> tokens) : tokens_(std::move(tokens)) {
     for (Token t : tokens_)
       if (t < 0) throw InvalidArgument("suppress_tokens: negative token id " + std::to_string(t));
@@ -204,11 +214,15 @@ class SuppressTokensProcessor final : public LogitsProcessor {
 class LogitsProcessorChain {
  public:
   LogitsProcessorChain() = default;
+  /// Takes over `o`'s processors.
   LogitsProcessorChain(LogitsProcessorChain&&) noexcept = default;
+  /// Replaces this chain's processors with `o`'s.
   LogitsProcessorChain& operator=(LogitsProcessorChain&&) noexcept = default;
+  /// A chain of clones of `o`'s processors (LogitsProcessor::clone), in order.
   LogitsProcessorChain(const LogitsProcessorChain& o) {
     for (const auto& p : o.items_) items_.push_back(p->clone());
   }
+  /// Replaces this chain's processors with clones of `o`'s.
   LogitsProcessorChain& operator=(const LogitsProcessorChain& o) {
     if (this != &o) *this = LogitsProcessorChain(o);
     return *this;
@@ -220,19 +234,23 @@ class LogitsProcessorChain {
     items_.push_back(std::move(p));
     return *this;
   }
+  /// Appends a new `P` built from `args`; returns *this for chaining.
   template <class P, class... Args>
   LogitsProcessorChain& emplace(Args&&... args) {
     return add(std::make_unique<P>(std::forward<Args>(args)...));
   }
 
+  /// Runs every processor on `logits` in order (see LogitsProcessor::apply);
+  /// an empty chain leaves them unchanged.
   void apply(std::span<float> logits, std::span<const Token> history) {
     for (auto& p : items_) p->apply(logits, history);
   }
+  /// Resets every processor (LogitsProcessor::reset).
   void reset() {
     for (auto& p : items_) p->reset();
   }
-  std::size_t size() const { return items_.size(); }
-  bool empty() const { return items_.empty(); }
+  std::size_t size() const { return items_.size(); }  ///< number of processors
+  bool empty() const { return items_.empty(); }       ///< true when it has no processor
 
  private:
   std::vector<std::unique_ptr<LogitsProcessor>> items_;

@@ -12,6 +12,7 @@ namespace assistgen {
 /// Seeded 64-bit Mersenne Twister with portable uniform draws.
 class Rng {
  public:
+  /// Seeded as by reseed(`seed`).
   explicit Rng(std::uint64_t seed = 0) { reseed(seed); }
 
   /// Restarts the stream. The seed is mixed with SplitMix64 first so that
@@ -24,6 +25,7 @@ class Rng {
   /// Raw 64 random bits.
   std::uint64_t bits() { return engine_(); }
 
+  /// One SplitMix64 step: a bijective mix of `x`'s bits (the seed scrambler).
   static constexpr std::uint64_t splitmix64(std::uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
