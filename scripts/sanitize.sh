@@ -24,7 +24,11 @@ common=(-G Ninja -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" -DASS
 run_asan() {
   echo "== sanitize: ASan + UBSan, whole test suite (build-asan)"
   cmake -S . -B build-asan "${common[@]}" -DASSISTGEN_SANITIZE=address
-  cmake --build build-asan -j"$jobs"
+  # Every executable (tests, the CLI test_cli runs, fuzz replays), but not the
+  # compile-only checks (tests/headers), which the Release stage already did.
+  mapfile -t exes < <(ninja -C build-asan -t targets all |
+    awk -F': ' '$2 ~ /EXECUTABLE_LINKER/ && $1 !~ /\.cmake$/ { print $1 }')
+  cmake --build build-asan -j"$jobs" --target "${exes[@]}"
   ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -E '^(package|custom_backend):'

@@ -9,10 +9,12 @@
 // against f32 over a text: mean KL(p_f32 || p) and top-1 agreement.
 // Times are medians of --reps runs; every ratio comes from one run.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -33,7 +35,7 @@ namespace assistgen::cli {
 namespace {
 
 constexpr const char* kHelp = R"(usage: assistgen bench [-m DIR] [-a DIR] [options]
-       assistgen bench -m DIR --quality TEXTFILE [--window N]
+       assistgen bench -m DIR --quality FILE [--window N]
 
 Measures the CPU backend against the machine's read bandwidth: for the model
 in DIR (if given) and for a TinyLlama-1.1B-shaped model with random weights
@@ -51,6 +53,7 @@ draft == target (and with the draft DIR of -a) including the loop overhead.
       --new-tokens N    tokens generated in the assisted runs (default 32)
       --draft-max K     drafted tokens per round in the assisted runs (default 4)
       --quality FILE    instead: bf16 and int8 against f32 on the text in FILE
+                        (token ids, comma/space-separated, if DIR has no tokenizer.json)
       --window N        --quality: tokens per forward pass (default 256)
   -t, --threads N       threads (default: all cores)
 )";
@@ -71,13 +74,6 @@ std::vector<std::string> split(const std::string& s) {
   for (std::string item; std::getline(ss, item, ',');)
     if (!item.empty()) out.push_back(item);
   return out;
-}
-
-DType parse_dtype(const std::string& s) {
-  if (s == "f32") return DType::f32;
-  if (s == "bf16") return DType::bf16;
-  if (s == "i8" || s == "int8") return DType::i8;
-  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
 }
 
 const char* dtype_label(DType t) { return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32"; }
@@ -250,8 +246,19 @@ int run_quality(const Args& a, const Options& opt) {
   if (!in) throw UsageError("--quality: cannot read '" + a.require("--quality") + "'");
   std::stringstream ss;
   ss << in.rdbuf();
-  const Tokenizer tok = Tokenizer::load(dir);
-  const std::vector<Token> ids = tok.encode(ss.str());
+  // Text through the model's tokenizer; without a tokenizer.json, FILE holds
+  // token ids separated by commas or white space.
+  std::vector<Token> ids;
+  if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
+    ids = Tokenizer::load(dir).encode(ss.str());
+  } else {
+    std::string text = ss.str();
+    std::replace_if(text.begin(), text.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }, ',');
+    std::string joined;
+    for (const auto& item : split(text)) joined += (joined.empty() ? "" : ",") + item;
+    ids = parse_token_list(joined);
+  }
+  if (ids.size() < 2) throw UsageError("--quality: the text gives fewer than 2 tokens");
   const auto window = static_cast<std::size_t>(a.get_int("--window", 256, 2, 1 << 20));
   cpu::LoadOptions lo;
   lo.threads = opt.threads;
@@ -291,6 +298,13 @@ int run_quality(const Args& a, const Options& opt) {
 }  // namespace
 
 const char* bench_help() { return kHelp; }
+
+DType parse_dtype(const std::string& s) {
+  if (s == "f32") return DType::f32;
+  if (s == "bf16") return DType::bf16;
+  if (s == "i8" || s == "int8") return DType::i8;
+  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
+}
 
 int run_bench(const std::vector<std::string>& argv) {
   Args a(argv,

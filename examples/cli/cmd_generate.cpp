@@ -57,6 +57,7 @@ the first line, then the stats; no tokenizer is needed.
       --ignore-eos        do not stop at the model's EOS ids
       --show-special      -p only: print special tokens (EOS, ...) in the text
   -t, --threads N         threads (default: all cores)
+      --dtype T           matmul weights: f32 (default), bf16 or int8
 )";
 
 Schedule parse_schedule(const std::string& s) {
@@ -129,6 +130,7 @@ int run_text(const Args& a) {
 
   LoadModelOptions lo;
   lo.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
+  lo.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
   const Model target = load_model(a.require("--model"), lo);
   std::optional<Model> draft;
   if (auto dir = a.get("--assistant")) draft.emplace(load_model(*dir, lo));
@@ -159,7 +161,7 @@ int run_generate(const std::vector<std::string>& argv) {
   Args a(argv,
          {"--model", "--assistant", "--tokens", "--prompt", "--max-new-tokens", "--draft-max",
           "--schedule", "--confidence", "--prompt-lookup", "--ngram", "--temp", "--top-k",
-          "--top-p", "--min-p", "--repetition-penalty", "--seed", "--threads"},
+          "--top-p", "--min-p", "--repetition-penalty", "--seed", "--threads", "--dtype"},
          {"--do-sample", "--ignore-eos", "--show-special"},
          {{"-m", "--model"},
           {"-a", "--assistant"},
@@ -195,6 +197,7 @@ int run_generate(const std::vector<std::string>& argv) {
 
   cpu::LoadOptions opts;
   opts.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
+  opts.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
   auto target_model =
       std::make_shared<const cpu::Transformer>(cpu::Transformer::load(a.require("--model"), opts));
   cfg.target_special_tokens = special_tokens(target_model->config());

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "assistgen/types.hpp"
+
 namespace assistgen::cli {
 
 struct Command {
@@ -21,5 +23,7 @@ int run_tokenize(const std::vector<std::string>& args);
 const char* tokenize_help();
 int run_bench(const std::vector<std::string>& args);
 const char* bench_help();
+/// The value of --dtype: f32, bf16 or int8 (i8); a UsageError otherwise.
+DType parse_dtype(const std::string& s);
 
 }  // namespace assistgen::cli

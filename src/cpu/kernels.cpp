@@ -6,6 +6,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -22,8 +24,7 @@ namespace assistgen::cpu::detail {
 
 namespace {
 
-constexpr std::size_t kHalf = kUnit / 2;  // columns per zmm of f32 / int32
-constexpr std::size_t kRows = 8;          // rows per register tile
+constexpr std::size_t kMaxRows = 8;  // rows per register tile (x 2 zmm accumulators)
 
 std::uint16_t to_bf16(float f) {
   const auto u = std::bit_cast<std::uint32_t>(f);
@@ -34,241 +35,214 @@ std::uint16_t to_bf16(float f) {
 
 float from_bf16(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
 
-// Offsets of W[j, kk] in each packed layout (in elements of the stored type).
-std::size_t f32_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
-  return ((j / kUnit) * p.k + kk) * kUnit + j % kUnit;
+// k steps per 64-byte row of a block: f32 1, bf16 (pairs) 2, bf16_f32 1 (a
+// 32-byte row), int8 (quads) 4.
+std::size_t step_k(WeightType t) { return t == WeightType::bf16 ? 2 : t == WeightType::i8 ? 4 : 1; }
+std::size_t elem_size(WeightType t) { return t == WeightType::f32 ? 4 : t == WeightType::i8 ? 1 : 2; }
+std::size_t unit_bytes(const PackedLinear& p) { return p.k_pad * kUnit * elem_size(p.type); }
+
+// Element offset of column c (0..31) of a unit at k step kk, from the unit's
+// start: step, then half (columns 0-15, 16-31), then column, then the
+// position inside the step.
+std::size_t unit_index(WeightType t, std::size_t c, std::size_t kk) {
+  const std::size_t sk = step_k(t);
+  return ((kk / sk * 2 + c / kBlock) * kBlock + c % kBlock) * sk + kk % sk;
 }
-// bf16: per pair of k steps, two halves of 16 columns; dword c of a half holds
-// that column's (k even, k odd) pair, the layout VDPBF16PS multiplies.
-std::size_t bf16dp_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
-  const std::size_t c = j % kUnit, pairs = p.k_pad / 2;
-  return ((((j / kUnit) * pairs + kk / 2) * 2 + c / kHalf) * kHalf + c % kHalf) * 2 + kk % 2;
-}
-// bf16_f32: per k step, 16 dwords; dword c holds column c (low half) and c + 16 (high half).
-std::size_t bf16_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
-  const std::size_t c = j % kUnit;
-  return (((j / kUnit) * p.k + kk) * kHalf + c % kHalf) * 2 + c / kHalf;
-}
-// int8: per group of 4 k steps, two halves of 16 columns x 4 bytes.
-std::size_t i8_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
-  const std::size_t c = j % kUnit, groups = p.k_pad / 4;
-  return (((j / kUnit) * groups + kk / 4) * 2 + c / kHalf) * 64 + (c % kHalf) * 4 + kk % 4;
+std::size_t packed_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  return (j / kUnit) * p.k_pad * kUnit + unit_index(p.type, j % kUnit, kk);
 }
 
-// ---------------------------------------------------------------------------
-// Scalar kernels: one unit of 32 columns for `rows` rows, in the documented
-// order. `ncols` <= 32 columns are written.
-
-struct UnitArgs {
-  const std::byte* w;          // the unit's packed weights
+struct TileArgs {
+  const std::byte* w;          // the tile's unit
   std::size_t k, k_pad;
-  const float* x;              // f32 / bf16_f32: activations, row stride ldx
-  const std::uint8_t* xq;      // int8: quantized activations (bf16: bf16 activations), row stride k_pad elements
+  // Activations as a panel of dwords, k step major: the tile's row r at step
+  // s is xp[s * ldp + r] (f32: the value; bf16: a pair; int8: a quad). All
+  // rows of a step share a cache line: separate rows, k * 4 bytes apart,
+  // would all map to the same L1 set and evict each other.
+  const std::uint32_t* xp;
+  std::size_t ldp;
   const float* xs;             // int8: per-row scales
-  std::size_t ldx;
-  float* y;                    // output, row stride ldy, first column of the unit
+  float* y;                    // output of the tile's first row and column, row stride ldy
   std::size_t ldy;
-  const float* bias;           // the unit's 32 bias values (padded) or null
-  const float* scale;          // int8: the unit's 32 weight scales
-  const std::int32_t* offset;  // int8: the unit's 32 offsets
-  std::size_t ncols;
+  const float* bias;           // at the tile's first column, or null
+  const float* scale;          // int8: at the tile's first column
+  const std::int32_t* offset;  // int8: at the tile's first column
+  std::size_t ncols;           // valid columns from the tile's first (may exceed the tile)
 };
 
-float unit_weight_f32(const std::byte* w, std::size_t kk, std::size_t c) {
-  float v;
-  std::memcpy(&v, w + (kk * kUnit + c) * sizeof(float), sizeof v);
-  return v;
-}
-float unit_weight_bf16(const std::byte* w, std::size_t kk, std::size_t c) {
-  std::uint16_t h;
-  std::memcpy(&h, w + ((kk * kHalf + c % kHalf) * 2 + c / kHalf) * 2, 2);
-  return from_bf16(h);
-}
-
-template <bool kBf16>
-void scalar_float_unit(const UnitArgs& a, std::size_t rows) {
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < a.ncols; ++c) {
-      float acc = 0.0f;
-      const float* x = a.x + r * a.ldx;
-      for (std::size_t kk = 0; kk < a.k; ++kk)
-        acc = std::fma(x[kk], kBf16 ? unit_weight_bf16(a.w, kk, c) : unit_weight_f32(a.w, kk, c), acc);
-      a.y[r * a.ldy + c] = a.bias ? acc + a.bias[c] : acc;
-    }
-}
+// ---------------------------------------------------------------------------
+// Scalar: the same operations in the same order, one element at a time.
 
 // VDPBF16PS's arithmetic: denormal inputs and results are zero.
 float flush(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
 
-void scalar_bf16dp_unit(const UnitArgs& a, std::size_t rows) {
-  const auto* w = reinterpret_cast<const std::uint16_t*>(a.w);
-  for (std::size_t r = 0; r < rows; ++r) {
-    const auto* x = reinterpret_cast<const std::uint16_t*>(a.xq) + r * a.k_pad;
-    for (std::size_t c = 0; c < a.ncols; ++c) {
-      float acc = 0.0f;
-      for (std::size_t kk = 0; kk < a.k_pad; kk += 2) {
-        const std::uint16_t* wp = w + (((kk / 2) * 2 + c / kHalf) * kHalf + c % kHalf) * 2;
-        acc = flush(acc + flush(from_bf16(x[kk + 1])) * flush(from_bf16(wp[1])));
-        acc = flush(acc + flush(from_bf16(x[kk])) * flush(from_bf16(wp[0])));
-      }
-      a.y[r * a.ldy + c] = a.bias ? acc + a.bias[c] : acc;
-    }
-  }
-}
-
-void scalar_i8_unit(const UnitArgs& a, std::size_t rows) {
-  const auto* w = reinterpret_cast<const std::int8_t*>(a.w);
+void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
+  const std::size_t cols = std::min(a.ncols, kUnit);
+  const std::byte* w = a.w;
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < a.ncols; ++c) {
-      std::int32_t acc = 0;
-      const std::uint8_t* x = a.xq + r * a.k_pad;
-      for (std::size_t kk = 0; kk < a.k_pad; ++kk)
-        acc += static_cast<std::int32_t>(x[kk]) *
-               w[((kk / 4) * 2 + c / kHalf) * 64 + (c % kHalf) * 4 + kk % 4];
-      const float v = static_cast<float>(acc - a.offset[c]);
-      const float sxw = a.xs[r] * a.scale[c];
-      a.y[r * a.ldy + c] = a.bias ? std::fma(v, sxw, a.bias[c]) : v * sxw;
+    for (std::size_t c = 0; c < cols; ++c) {
+      float out;
+      switch (type) {
+        case WeightType::f32:
+        case WeightType::bf16_f32: {
+          float acc = 0.0f;
+          for (std::size_t kk = 0; kk < a.k; ++kk) {
+            const float xv = std::bit_cast<float>(a.xp[kk * a.ldp + r]);
+            float wv;
+            if (type == WeightType::f32) {
+              std::memcpy(&wv, w + unit_index(type, c, kk) * 4, 4);
+            } else {
+              std::uint16_t h;
+              std::memcpy(&h, w + unit_index(type, c, kk) * 2, 2);
+              wv = from_bf16(h);
+            }
+            acc = std::fma(xv, wv, acc);
+          }
+          out = a.bias ? acc + a.bias[c] : acc;
+          break;
+        }
+        case WeightType::bf16: {
+          float acc = 0.0f;
+          for (std::size_t kk = 0; kk < a.k_pad; kk += 2) {
+            std::uint16_t wp[2], x[2];
+            std::memcpy(wp, w + unit_index(type, c, kk) * 2, 4);
+            std::memcpy(x, a.xp + (kk / 2) * a.ldp + r, 4);
+            acc = flush(acc + flush(from_bf16(x[1])) * flush(from_bf16(wp[1])));
+            acc = flush(acc + flush(from_bf16(x[0])) * flush(from_bf16(wp[0])));
+          }
+          out = a.bias ? acc + a.bias[c] : acc;
+          break;
+        }
+        case WeightType::i8: {
+          std::int32_t acc = 0;
+          const auto* wq = reinterpret_cast<const std::int8_t*>(w);
+          for (std::size_t kk = 0; kk < a.k_pad; ++kk) {
+            std::uint8_t x[4];
+            std::memcpy(x, a.xp + (kk / 4) * a.ldp + r, 4);
+            acc += static_cast<std::int32_t>(x[kk % 4]) * wq[unit_index(type, c, kk)];
+          }
+          const float v = static_cast<float>(acc - a.offset[c]);
+          const float sxw = a.xs[r] * a.scale[c];
+          out = a.bias ? std::fma(v, sxw, a.bias[c]) : v * sxw;
+          break;
+        }
+      }
+      a.y[r * a.ldy + c] = out;
     }
 }
 
 // ---------------------------------------------------------------------------
-// AVX-512 kernels.
+// AVX-512: a tile of R rows x C blocks, R * C <= 16 accumulators.
 
 #define ASSISTGEN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma")))
 
-ASSISTGEN_AVX512 inline void store_cols(float* y, __m512 lo, __m512 hi, std::size_t ncols) {
-  if (ncols >= kUnit) {
-    _mm512_storeu_ps(y, lo);
-    _mm512_storeu_ps(y + kHalf, hi);
-    return;
-  }
-  const auto mlo = static_cast<__mmask16>(ncols >= kHalf ? 0xffffu : (1u << ncols) - 1u);
-  const auto mhi = static_cast<__mmask16>(ncols <= kHalf ? 0u : (1u << (ncols - kHalf)) - 1u);
-  _mm512_mask_storeu_ps(y, mlo, lo);
-  _mm512_mask_storeu_ps(y + kHalf, mhi, hi);
+ASSISTGEN_AVX512 inline void store_block(float* y, __m512 v, std::size_t ncols) {
+  if (ncols >= kBlock)
+    _mm512_storeu_ps(y, v);
+  else
+    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << ncols) - 1u), v);
 }
 
-template <std::size_t R, bool kBf16>
-ASSISTGEN_AVX512 void avx512_float_unit(const UnitArgs& a) {
-  __m512 lo[R], hi[R];
-  for (std::size_t r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
-  const __m512i high_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-  for (std::size_t kk = 0; kk < a.k; ++kk) {
-    __m512 wl, wh;
-    if constexpr (kBf16) {
-      const __m512i v = _mm512_load_si512(a.w + kk * kUnit * 2);
-      wl = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-      wh = _mm512_castsi512_ps(_mm512_and_si512(v, high_mask));
+template <bool kInt>
+struct AccType {
+  using type = __m512;
+};
+template <>
+struct AccType<true> {
+  using type = __m512i;
+};
+
+template <WeightType T, std::size_t R>
+ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
+  constexpr std::size_t C = 2;
+  constexpr bool kInt = T == WeightType::i8;
+  using Acc = typename AccType<kInt>::type;
+  Acc acc[R][C];
+  #pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r)
+    #pragma GCC unroll 16
+    for (std::size_t c = 0; c < C; ++c) {
+      if constexpr (kInt)
+        acc[r][c] = _mm512_setzero_si512();
+      else
+        acc[r][c] = _mm512_setzero_ps();
+    }
+  constexpr std::size_t sk = T == WeightType::bf16 ? 2 : T == WeightType::i8 ? 4 : 1;
+  constexpr std::size_t row_bytes = T == WeightType::bf16_f32 ? 32 : 64;
+  const std::size_t steps = a.k_pad / sk;
+  for (std::size_t s = 0; s < steps; ++s) {
+    const std::uint32_t* xs = a.xp + s * a.ldp;
+    if constexpr (T == WeightType::f32 || T == WeightType::bf16_f32) {
+      __m512 w[C];
+      #pragma GCC unroll 16
+      for (std::size_t c = 0; c < C; ++c) {
+        const std::byte* p = a.w + (2 * s + c) * row_bytes;
+        if constexpr (T == WeightType::f32)
+          w[c] = _mm512_load_ps(reinterpret_cast<const float*>(p));
+        else
+          w[c] = _mm512_castsi512_ps(
+              _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))), 16));
+      }
+      #pragma GCC unroll 16
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512 b = _mm512_set1_ps(std::bit_cast<float>(xs[r]));
+        #pragma GCC unroll 16
+        for (std::size_t c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(b, w[c], acc[r][c]);
+      }
     } else {
-      const auto* w = reinterpret_cast<const float*>(a.w) + kk * kUnit;
-      wl = _mm512_load_ps(w);
-      wh = _mm512_load_ps(w + kHalf);
-    }
-    for (std::size_t r = 0; r < R; ++r) {
-      const __m512 b = _mm512_set1_ps(a.x[r * a.ldx + kk]);
-      lo[r] = _mm512_fmadd_ps(b, wl, lo[r]);
-      hi[r] = _mm512_fmadd_ps(b, wh, hi[r]);
-    }
-  }
-  for (std::size_t r = 0; r < R; ++r) {
-    if (a.bias) {
-      lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(a.bias));
-      hi[r] = _mm512_add_ps(hi[r], _mm512_loadu_ps(a.bias + kHalf));
-    }
-    store_cols(a.y + r * a.ldy, lo[r], hi[r], a.ncols);
-  }
-}
-
-template <std::size_t R>
-ASSISTGEN_AVX512 void avx512_bf16dp_unit(const UnitArgs& a) {
-  __m512 lo[R], hi[R];
-  for (std::size_t r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
-  const std::size_t pairs = a.k_pad / 2;
-  const auto* x = reinterpret_cast<const std::uint16_t*>(a.xq);
-  for (std::size_t p = 0; p < pairs; ++p) {
-    const auto wl = reinterpret_cast<__m512bh>(_mm512_load_si512(a.w + p * 128));
-    const auto wh = reinterpret_cast<__m512bh>(_mm512_load_si512(a.w + p * 128 + 64));
-    for (std::size_t r = 0; r < R; ++r) {
-      std::int32_t two;
-      std::memcpy(&two, x + r * a.k_pad + 2 * p, 4);
-      const auto b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(two));
-      lo[r] = _mm512_dpbf16_ps(lo[r], b, wl);
-      hi[r] = _mm512_dpbf16_ps(hi[r], b, wh);
+      __m512i w[C];
+      #pragma GCC unroll 16
+      for (std::size_t c = 0; c < C; ++c) w[c] = _mm512_load_si512(a.w + (2 * s + c) * 64);
+      #pragma GCC unroll 16
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512i b = _mm512_set1_epi32(static_cast<int>(xs[r]));
+        #pragma GCC unroll 16
+        for (std::size_t c = 0; c < C; ++c) {
+          if constexpr (T == WeightType::bf16)
+            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], reinterpret_cast<__m512bh>(b), reinterpret_cast<__m512bh>(w[c]));
+          else
+            acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], b, w[c]);
+        }
+      }
     }
   }
-  for (std::size_t r = 0; r < R; ++r) {
-    if (a.bias) {
-      lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(a.bias));
-      hi[r] = _mm512_add_ps(hi[r], _mm512_loadu_ps(a.bias + kHalf));
-    }
-    store_cols(a.y + r * a.ldy, lo[r], hi[r], a.ncols);
-  }
-}
-
-template <std::size_t R>
-ASSISTGEN_AVX512 void avx512_i8_unit(const UnitArgs& a) {
-  __m512i lo[R], hi[R];
-  for (std::size_t r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
-  const std::size_t groups = a.k_pad / 4;
-  for (std::size_t g = 0; g < groups; ++g) {
-    const __m512i wl = _mm512_load_si512(a.w + g * 128);
-    const __m512i wh = _mm512_load_si512(a.w + g * 128 + 64);
-    for (std::size_t r = 0; r < R; ++r) {
-      std::int32_t four;
-      std::memcpy(&four, a.xq + r * a.k_pad + g * 4, 4);
-      const __m512i b = _mm512_set1_epi32(four);
-      lo[r] = _mm512_dpbusd_epi32(lo[r], b, wl);
-      hi[r] = _mm512_dpbusd_epi32(hi[r], b, wh);
-    }
-  }
-  const __m512 sl = _mm512_loadu_ps(a.scale), sh = _mm512_loadu_ps(a.scale + kHalf);
-  const __m512i ol = _mm512_loadu_si512(a.offset), oh = _mm512_loadu_si512(a.offset + kHalf);
-  for (std::size_t r = 0; r < R; ++r) {
-    const __m512 sx = _mm512_set1_ps(a.xs[r]);
-    const __m512 vl = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[r], ol));
-    const __m512 vh = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[r], oh));
-    const __m512 fl = _mm512_mul_ps(sx, sl), fh = _mm512_mul_ps(sx, sh);
-    __m512 yl, yh;
-    if (a.bias) {
-      yl = _mm512_fmadd_ps(vl, fl, _mm512_loadu_ps(a.bias));
-      yh = _mm512_fmadd_ps(vh, fh, _mm512_loadu_ps(a.bias + kHalf));
+  #pragma GCC unroll 16
+  for (std::size_t c = 0; c < C; ++c) {
+    if (c * kBlock >= a.ncols) break;
+    const std::size_t nc = a.ncols - c * kBlock;
+    if constexpr (kInt) {
+      const __m512 sw = _mm512_loadu_ps(a.scale + c * kBlock);
+      const __m512i off = _mm512_loadu_si512(a.offset + c * kBlock);
+      #pragma GCC unroll 16
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], off));
+        const __m512 f = _mm512_mul_ps(_mm512_set1_ps(a.xs[r]), sw);
+        const __m512 y = a.bias ? _mm512_fmadd_ps(v, f, _mm512_loadu_ps(a.bias + c * kBlock)) : _mm512_mul_ps(v, f);
+        store_block(a.y + r * a.ldy + c * kBlock, y, nc);
+      }
     } else {
-      yl = _mm512_mul_ps(vl, fl);
-      yh = _mm512_mul_ps(vh, fh);
+      #pragma GCC unroll 16
+      for (std::size_t r = 0; r < R; ++r) {
+        __m512 y = acc[r][c];
+        if (a.bias) y = _mm512_add_ps(y, _mm512_loadu_ps(a.bias + c * kBlock));
+        store_block(a.y + r * a.ldy + c * kBlock, y, nc);
+      }
     }
-    store_cols(a.y + r * a.ldy, yl, yh, a.ncols);
   }
 }
 
-template <template <std::size_t> class K>
-void dispatch_rows(const UnitArgs& a, std::size_t rows) {
-  switch (rows) {
-    case 1: K<1>::run(a); break;
-    case 2: K<2>::run(a); break;
-    case 3: K<3>::run(a); break;
-    case 4: K<4>::run(a); break;
-    case 5: K<5>::run(a); break;
-    case 6: K<6>::run(a); break;
-    case 7: K<7>::run(a); break;
-    default: K<8>::run(a); break;
-  }
+using TileFn = void (*)(const TileArgs&);
+
+// kTiles[type][R - 1].
+template <WeightType T, std::size_t... I>
+constexpr std::array<TileFn, kMaxRows> row_table(std::index_sequence<I...>) {
+  return {&avx512_tile<T, I + 1>...};
 }
-template <std::size_t R>
-struct F32K {
-  static void run(const UnitArgs& a) { avx512_float_unit<R, false>(a); }
-};
-template <std::size_t R>
-struct Bf16K {
-  static void run(const UnitArgs& a) { avx512_float_unit<R, true>(a); }
-};
-template <std::size_t R>
-struct Bf16DpK {
-  static void run(const UnitArgs& a) { avx512_bf16dp_unit<R>(a); }
-};
-template <std::size_t R>
-struct I8K {
-  static void run(const UnitArgs& a) { avx512_i8_unit<R>(a); }
-};
+const std::array<std::array<TileFn, kMaxRows>, 4> kTiles{
+    row_table<WeightType::f32>(std::make_index_sequence<kMaxRows>{}),
+    row_table<WeightType::bf16>(std::make_index_sequence<kMaxRows>{}),
+    row_table<WeightType::bf16_f32>(std::make_index_sequence<kMaxRows>{}),
+    row_table<WeightType::i8>(std::make_index_sequence<kMaxRows>{})};
 
 // ---------------------------------------------------------------------------
 // Dispatch.
@@ -291,47 +265,33 @@ std::atomic<int>& isa_slot() {
   return slot;
 }
 
-// Rows [r0, r0 + rows) of unit u.
-void run_unit(const PackedLinear& p, Isa isa, std::size_t u, const float* x, const std::uint8_t* xq,
-              const float* xs, std::size_t r0, std::size_t rows, float* y) {
-  const std::size_t elem = p.type == WeightType::f32 ? 4 : p.type == WeightType::i8 ? 1 : 2;
-  const std::size_t xelem = p.type == WeightType::bf16 ? 2 : 1;
-  UnitArgs a;
-  a.w = p.data.data() + u * p.k_pad * kUnit * elem;
-  a.k = p.k;
-  a.k_pad = p.k_pad;
-  a.x = x ? x + r0 * p.k : nullptr;
-  a.xq = xq ? xq + r0 * p.k_pad * xelem : nullptr;
-  a.xs = xs ? xs + r0 : nullptr;
-  a.ldx = p.k;
-  a.y = y + r0 * p.n + u * kUnit;
-  a.ldy = p.n;
-  a.bias = p.bias.empty() ? nullptr : p.bias.data() + u * kUnit;
-  a.scale = p.scale.empty() ? nullptr : p.scale.data() + u * kUnit;
-  a.offset = p.offset.empty() ? nullptr : p.offset.data() + u * kUnit;
-  a.ncols = std::min(kUnit, p.n - u * kUnit);
-  for (std::size_t done = 0; done < rows;) {
-    const std::size_t t = std::min(kRows, rows - done);
-    if (isa == Isa::avx512) {
-      switch (p.type) {
-        case WeightType::f32: dispatch_rows<F32K>(a, t); break;
-        case WeightType::bf16: dispatch_rows<Bf16DpK>(a, t); break;
-        case WeightType::bf16_f32: dispatch_rows<Bf16K>(a, t); break;
-        case WeightType::i8: dispatch_rows<I8K>(a, t); break;
-      }
-    } else {
-      switch (p.type) {
-        case WeightType::f32: scalar_float_unit<false>(a, t); break;
-        case WeightType::bf16: scalar_bf16dp_unit(a, t); break;
-        case WeightType::bf16_f32: scalar_float_unit<true>(a, t); break;
-        case WeightType::i8: scalar_i8_unit(a, t); break;
-      }
+// All m rows for units [u0, u1): rows in balanced passes of at most 8.
+void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1, const std::uint32_t* xp,
+               const float* xs, std::size_t m, float* y) {
+  const std::size_t passes = (m + kMaxRows - 1) / kMaxRows;
+  const std::size_t rows_per_pass = (m + passes - 1) / passes;
+  const std::size_t ub = unit_bytes(p);
+  for (std::size_t u = u0; u < u1; ++u) {
+    for (std::size_t r0 = 0; r0 < m; r0 += rows_per_pass) {
+      const std::size_t rows = std::min(rows_per_pass, m - r0);
+      TileArgs a;
+      a.w = p.data.data() + u * ub;
+      a.k = p.k;
+      a.k_pad = p.k_pad;
+      a.xp = xp + r0;
+      a.ldp = m;
+      a.xs = xs ? xs + r0 : nullptr;
+      a.y = y + r0 * p.n + u * kUnit;
+      a.ldy = p.n;
+      a.bias = p.bias.empty() ? nullptr : p.bias.data() + u * kUnit;
+      a.scale = p.scale.empty() ? nullptr : p.scale.data() + u * kUnit;
+      a.offset = p.offset.empty() ? nullptr : p.offset.data() + u * kUnit;
+      a.ncols = p.n - u * kUnit;
+      if (isa == Isa::avx512)
+        kTiles[static_cast<std::size_t>(p.type)][rows - 1](a);
+      else
+        scalar_tile(p.type, a, rows);
     }
-    done += t;
-    if (a.x) a.x += t * a.ldx;
-    if (a.xq) a.xq += t * a.k_pad * xelem;
-    if (a.xs) a.xs += t;
-    a.y += t * a.ldy;
   }
 }
 
@@ -354,75 +314,60 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
   p.type = type;
   p.n = n;
   p.k = k;
-  p.k_pad = type == WeightType::i8 ? (k + 3) / 4 * 4 : type == WeightType::bf16 ? (k + 1) / 2 * 2 : k;
-  const std::size_t units = p.units(), cols = units * kUnit;
+  const std::size_t sk = step_k(type);
+  p.k_pad = (k + sk - 1) / sk * sk;
+  const std::size_t cols = p.units() * kUnit;
   if (bias) p.bias.assign(bias, bias + n), p.bias.resize(cols, 0.0f);
+  p.data = AlignedBytes(p.units() * unit_bytes(p));
+  std::memset(p.data.data(), 0, p.data.size());
   const auto total = static_cast<std::ptrdiff_t>(n);
-  switch (type) {
-    case WeightType::f32: {
-      p.data = AlignedBytes(cols * k * sizeof(float));
-      std::memset(p.data.data(), 0, p.data.size());
-      auto* d = reinterpret_cast<float*>(p.data.data());
+  if (type == WeightType::i8) {
+    p.scale.assign(cols, 0.0f);
+    p.offset.assign(cols, 0);
+  }
 #pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t j = 0; j < total; ++j)
-        for (std::size_t kk = 0; kk < k; ++kk) d[f32_index(p, j, kk)] = w[j * k + kk];
-      break;
-    }
-    case WeightType::bf16: {
-      p.data = AlignedBytes(cols * p.k_pad * 2);
-      std::memset(p.data.data(), 0, p.data.size());
-      auto* d = reinterpret_cast<std::uint16_t*>(p.data.data());
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t j = 0; j < total; ++j)
-        for (std::size_t kk = 0; kk < k; ++kk) d[bf16dp_index(p, j, kk)] = to_bf16(w[j * k + kk]);
-      break;
-    }
-    case WeightType::bf16_f32: {
-      p.data = AlignedBytes(cols * k * 2);
-      std::memset(p.data.data(), 0, p.data.size());
-      auto* d = reinterpret_cast<std::uint16_t*>(p.data.data());
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t j = 0; j < total; ++j)
-        for (std::size_t kk = 0; kk < k; ++kk) d[bf16_index(p, j, kk)] = to_bf16(w[j * k + kk]);
-      break;
-    }
-    case WeightType::i8: {
-      p.data = AlignedBytes(cols * p.k_pad);
-      std::memset(p.data.data(), 0, p.data.size());
-      p.scale.assign(cols, 0.0f);
-      p.offset.assign(cols, 0);
-      auto* d = reinterpret_cast<std::int8_t*>(p.data.data());
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t j = 0; j < total; ++j) {
-        const float* row = w + j * k;
+  for (std::ptrdiff_t jj = 0; jj < total; ++jj) {
+    const auto j = static_cast<std::size_t>(jj);
+    const float* row = w + j * k;
+    switch (type) {
+      case WeightType::f32: {
+        auto* d = reinterpret_cast<float*>(p.data.data());
+        for (std::size_t kk = 0; kk < k; ++kk) d[packed_index(p, j, kk)] = row[kk];
+        break;
+      }
+      case WeightType::bf16:
+      case WeightType::bf16_f32: {
+        auto* d = reinterpret_cast<std::uint16_t*>(p.data.data());
+        for (std::size_t kk = 0; kk < k; ++kk) d[packed_index(p, j, kk)] = to_bf16(row[kk]);
+        break;
+      }
+      case WeightType::i8: {
+        auto* d = reinterpret_cast<std::int8_t*>(p.data.data());
         float amax = 0.0f;
         for (std::size_t kk = 0; kk < k; ++kk) amax = std::max(amax, std::abs(row[kk]));
         const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
         std::int32_t qsum = 0;
         for (std::size_t kk = 0; kk < k; ++kk) {
           const float q = std::clamp(std::nearbyint(row[kk] / s), -127.0f, 127.0f);
-          d[i8_index(p, j, kk)] = static_cast<std::int8_t>(q);
+          d[packed_index(p, j, kk)] = static_cast<std::int8_t>(q);
           qsum += static_cast<std::int32_t>(q);
         }
         p.scale[j] = s;
         p.offset[j] = 128 * qsum;
+        break;
       }
-      break;
     }
   }
   return p;
 }
 
 float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  const std::size_t i = packed_index(p, j, kk);
   switch (p.type) {
-    case WeightType::f32: return reinterpret_cast<const float*>(p.data.data())[f32_index(p, j, kk)];
+    case WeightType::f32: return reinterpret_cast<const float*>(p.data.data())[i];
     case WeightType::bf16:
-      return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[bf16dp_index(p, j, kk)]);
-    case WeightType::bf16_f32:
-      return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[bf16_index(p, j, kk)]);
-    case WeightType::i8:
-      return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i8_index(p, j, kk)]) *
-             p.scale[j];
+    case WeightType::bf16_f32: return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[i]);
+    case WeightType::i8: return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i]) * p.scale[j];
   }
   return 0.0f;
 }
@@ -447,40 +392,41 @@ void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* o
 
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads) {
-  const std::uint8_t* xq = nullptr;
-  const float* xs = nullptr;
-  if (p.type == WeightType::bf16) {
-    if (scratch.q.size() < m * p.k_pad * 2) scratch.q.resize(m * p.k_pad * 2);
-    auto* xb = reinterpret_cast<std::uint16_t*>(scratch.q.data());
-    for (std::size_t r = 0; r < m; ++r) bf16_row(x + r * p.k, p.k, p.k_pad, xb + r * p.k_pad);
-    xq = scratch.q.data();
-    x = nullptr;
-  } else if (p.type == WeightType::i8) {
-    if (scratch.q.size() < m * p.k_pad) scratch.q.resize(m * p.k_pad);
-    if (scratch.q_scale.size() < m) scratch.q_scale.resize(m);
-    for (std::size_t r = 0; r < m; ++r)
-      scratch.q_scale[r] = quantize_row(x + r * p.k, p.k, p.k_pad, scratch.q.data() + r * p.k_pad);
-    xq = scratch.q.data();
-    xs = scratch.q_scale.data();
-    x = nullptr;
+  // The activation panel (see TileArgs), after a row buffer for conversion.
+  const std::size_t steps = p.k_pad / step_k(p.type);
+  const std::size_t row_bytes = steps * 4;
+  if (scratch.q.size() < row_bytes + m * row_bytes + 64) scratch.q.resize(row_bytes + m * row_bytes + 64);
+  if (p.type == WeightType::i8 && scratch.q_scale.size() < m) scratch.q_scale.resize(m);
+  auto* row = scratch.q.data();
+  auto* xp = reinterpret_cast<std::uint32_t*>(scratch.q.data() + (row_bytes + 63) / 64 * 64);
+  for (std::size_t r = 0; r < m; ++r) {
+    const float* xr = x + r * p.k;
+    switch (p.type) {
+      case WeightType::f32:
+      case WeightType::bf16_f32: std::memcpy(row, xr, p.k * 4); break;
+      case WeightType::bf16: bf16_row(xr, p.k, p.k_pad, reinterpret_cast<std::uint16_t*>(row)); break;
+      case WeightType::i8: scratch.q_scale[r] = quantize_row(xr, p.k, p.k_pad, row); break;
+    }
+    for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
   }
+  const float* xs = p.type == WeightType::i8 ? scratch.q_scale.data() : nullptr;
   const Isa isa = active_isa();
   const std::size_t units = p.units();
   // Work in weight-stream equivalents: a pass over the weights, plus the
   // arithmetic of the rows (about one pass per 8 rows).
-  const std::size_t work = p.data.size() * (1 + m / kRows);
+  const std::size_t work = p.data.size() * (1 + m / 8);
   const std::size_t by_work = std::max<std::size_t>(1, work / (std::size_t{1} << 20));
-  const int threads = static_cast<int>(std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
+  const int threads =
+      static_cast<int>(std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   if (threads <= 1) {
-    for (std::size_t u = 0; u < units; ++u) run_unit(p, isa, u, x, xq, xs, 0, m, y);
+    run_units(p, isa, 0, units, xp, xs, m, y);
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
     const auto t = static_cast<std::size_t>(omp_get_thread_num());
     const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    const std::size_t begin = units * t / nt, end = units * (t + 1) / nt;
-    for (std::size_t u = begin; u < end; ++u) run_unit(p, isa, u, x, xq, xs, 0, m, y);
+    run_units(p, isa, units * t / nt, units * (t + 1) / nt, xp, xs, m, y);
   }
 }
 

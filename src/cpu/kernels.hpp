@@ -18,10 +18,15 @@
 // The AVX-512 kernels and the portable scalar fallback perform exactly these
 // operations, so they agree bit for bit with each other too.
 //
-// Weights are packed once at load into units of 32 output columns, the unit's
-// k steps contiguous, so one pass over a unit serves every row of the call:
-// the weight stream is read once per call, which is what keeps verification
-// of K + 1 tokens close to the cost of one.
+// Weights are packed once at load into units of 32 output columns (two zmm
+// of f32 results), each unit's k steps contiguous (128 bytes per step: per
+// k for f32, per k pair for bf16, per k quad for int8). A register tile of up
+// to 8 rows x 1 unit keeps the unit's current bytes in L1 for all rows, and a
+// call of up to 16 rows makes at most two passes over a unit, the second from
+// L2, so the DRAM weight stream is read once per call: that is what keeps
+// verification of K + 1 tokens close to the cost of one. Tiles only group
+// independent outputs, so their shape never changes an element's order of
+// operations.
 #pragma once
 
 #include <cstddef>
@@ -65,7 +70,8 @@ class AlignedBytes {
   std::size_t n_ = 0;
 };
 
-/// Output columns per packed unit.
+/// Output columns per zmm of results, and per packed unit.
+inline constexpr std::size_t kBlock = 16;
 inline constexpr std::size_t kUnit = 32;
 
 /// One linear layer in the kernels' layout.
@@ -73,7 +79,7 @@ struct PackedLinear {
   WeightType type = WeightType::f32;
   std::size_t n = 0, k = 0;  ///< logical shape of W ([n, k])
   std::size_t k_pad = 0;     ///< k rounded up to the type's k group (4 int8, 2 bf16, else 1)
-  AlignedBytes data;         ///< the units, see pack_linear
+  AlignedBytes data;         ///< the units
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]
   std::vector<std::int32_t> offset;  ///< int8: 128 * sum_k q[j, k], [units * 32]

@@ -201,7 +201,7 @@ TEST_CASE("text api: generation_config.json supplies the defaults, options overr
   CHECK(r.tokens == same.tokens);
 }
 
-TEST_CASE("text api: max_length counts the prompt; max_new_tokens wins", "[text]") {
+TEST_CASE("text api: max_length counts the prompt, max_new_tokens wins", "[text]") {
   const Model m = load_model(make_model_dir("len", "llama-gqa", "char", R"({"max_length": 10})"));
   CHECK(m.generation_config({}, 4).max_new_tokens == 6);
   CHECK(m.generation_config({.max_new_tokens = 2}, 4).max_new_tokens == 2);

@@ -73,14 +73,14 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
   set_isa(isa);
   const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   const bool bias = GENERATE(false, true);
+  const std::size_t m = GENERATE(1, 3, 11, 19);  // one and several row passes
   for (auto [n, k] : {std::pair<std::size_t, std::size_t>{1, 1}, {31, 3}, {32, 64}, {33, 7}, {100, 257}, {64, 130}}) {
-    const std::size_t m = 11;
     const auto w = random_vec(n * k, n * 1000 + k, 0.05f);
     const auto b = random_vec(n, 7, 0.1f);
     const auto x = random_vec(m * k, k + 3);
     const PackedLinear p = pack_linear(type, w.data(), n, k, bias ? b.data() : nullptr);
     const auto y = run(p, x, m);
-    INFO(type_name(type) << " isa " << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k
+    INFO("m " << m << " " << type_name(type) << " isa " << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k
                          << " bias " << bias);
     std::vector<std::uint8_t> q(p.k_pad);
     std::vector<std::uint16_t> xb(p.k_pad);
@@ -125,7 +125,7 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
   }
 }
 
-TEST_CASE("bf16 packing rounds to nearest even; int8 packing is symmetric per row", "[kernels]") {
+TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per row", "[kernels]") {
   const float one = 1.0f, tie_down = 1.0f + 0x1p-8f, tie_up = 1.0f + 3 * 0x1p-8f, above = 1.0f + 0x1p-8f + 0x1p-20f;
   const std::vector<float> w{one, tie_down, tie_up, above, -tie_down, 0.0f};
   const WeightType bf = GENERATE(WeightType::bf16, WeightType::bf16_f32);
