@@ -1,6 +1,8 @@
 // assistgen generate: plain or assisted decoding, from a text prompt (-p,
 // streamed text out; the model directories need a tokenizer.json) or from
 // token ids (--tokens, ids out).
+#include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -13,6 +15,9 @@
 #include "assistgen/greedy.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "commands.hpp"
+#ifdef ASSISTGEN_CLI_HAS_HPU
+#include "assistgen/hpu/transformer.hpp"
+#endif
 
 namespace assistgen::cli {
 
@@ -58,6 +63,14 @@ the first line, then the stats; no tokenizer is needed.
       --show-special      -p only: print special tokens (EOS, ...) in the text
   -t, --threads N         threads (default: all cores)
       --dtype T           matmul weights: f32 (default), bf16 or int8
+      --compare           -p with -a or --prompt-lookup: also run the target
+                          alone with the same settings, and print the speedup
+                          (medians over --repeat runs after a warm-up) and
+                          whether the two outputs are identical
+      --repeat R          timed runs of each for --compare (default 5)
+      --backend B         --tokens only: cpu (default) or hpu-ref (the HPU
+                          backend's static-shape graphs on its CPU reference
+                          device; prints the graph-compilation counts)
 )";
 
 Schedule parse_schedule(const std::string& s) {
@@ -97,6 +110,51 @@ SpecialTokens special_tokens(const ModelConfig& c) {
   t.eos_token_ids = c.eos_token_ids;
   if (!c.bos_token_ids.empty()) t.bos_token_id = c.bos_token_ids.front();
   return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// --compare: times the assisted run against the target alone, same prompt and
+// settings, in this process. Each side is warmed up once (first-call costs:
+// kernel selection, page faults) and then timed `--repeat` times, alternating
+// so that machine noise hits both alike; medians are compared.
+void compare_with_target_alone(const Args& a, const Model& target, const std::optional<Model>& draft,
+                               const std::string& prompt, const GenerateOptions& o,
+                               const TextResult& assisted_result) {
+  if (!draft && o.prompt_lookup_num_tokens.value_or(0) == 0)
+    throw UsageError("--compare needs an assistant (-a) or --prompt-lookup");
+  const int reps = static_cast<int>(a.get_int("--repeat", 5, 1, 1000));
+  GenerateOptions plain_opts = o;
+  plain_opts.prompt_lookup_num_tokens = 0;
+  auto run_plain = [&] { return target.generate(prompt, plain_opts); };
+  auto run_assisted = [&] { return draft ? target.generate(prompt, *draft, o) : target.generate(prompt, o); };
+  TextResult plain = run_plain();
+  run_assisted();
+  std::vector<double> t_plain, t_assisted;
+  for (int i = 0; i < reps; ++i) {
+    plain = run_plain();
+    t_plain.push_back(plain.stats.total_seconds);
+    t_assisted.push_back(run_assisted().stats.total_seconds);
+  }
+  const double mp = median(t_plain), ma = median(t_assisted);
+  const auto n_plain = static_cast<double>(plain.tokens.size());
+  const auto n_assisted = static_cast<double>(assisted_result.tokens.size());
+  std::printf("\ncompared with the target alone (median of %d runs each):\n", reps);
+  std::printf("target alone: %zu tokens in %.4f s (%.1f tokens/s)\n", plain.tokens.size(), mp,
+              mp > 0 ? n_plain / mp : 0.0);
+  std::printf("assisted:     %zu tokens in %.4f s (%.1f tokens/s)\n", assisted_result.tokens.size(), ma,
+              ma > 0 ? n_assisted / ma : 0.0);
+  std::printf("speedup: %.2fx\n", ma > 0 ? (mp / n_plain) / (ma / n_assisted) : 0.0);
+  if (o.do_sample.value_or(false))
+    std::printf("identical output: not compared (sampling: equal in distribution, not token by token)\n");
+  else
+    std::printf("identical output: %s\n", plain.tokens == assisted_result.tokens
+                                               ? "yes (greedy assisted text == the target's own greedy text)"
+                                               : "NO: assisted greedy output differs from the target alone");
 }
 
 // -p: text in, streamed text out. Only the options given on the command line
@@ -150,6 +208,7 @@ int run_text(const Args& a) {
     std::printf("assistance: %s\n", std::string(assistance_name(r.assistance)).c_str());
   std::printf("prompt tokens: %zu\n", r.prompt_tokens.size());
   print_stats(GenerationResult{r.tokens, r.stats, r.stop_reason}, r.assistance != Assistance::none);
+  if (a.flag("--compare")) compare_with_target_alone(a, target, draft, prompt, o, r);
   return 0;
 }
 
@@ -161,8 +220,9 @@ int run_generate(const std::vector<std::string>& argv) {
   Args a(argv,
          {"--model", "--assistant", "--tokens", "--prompt", "--max-new-tokens", "--draft-max",
           "--schedule", "--confidence", "--prompt-lookup", "--ngram", "--temp", "--top-k",
-          "--top-p", "--min-p", "--repetition-penalty", "--seed", "--threads", "--dtype"},
-         {"--do-sample", "--ignore-eos", "--show-special"},
+          "--top-p", "--min-p", "--repetition-penalty", "--seed", "--threads", "--dtype",
+          "--repeat", "--backend"},
+         {"--do-sample", "--ignore-eos", "--show-special", "--compare"},
          {{"-m", "--model"},
           {"-a", "--assistant"},
           {"-p", "--prompt"},
@@ -170,7 +230,14 @@ int run_generate(const std::vector<std::string>& argv) {
           {"-t", "--threads"}});
   if (a.has("--prompt") && a.has("--tokens"))
     throw UsageError("--prompt and --tokens are alternatives: give one");
-  if (a.has("--prompt")) return run_text(a);
+  const std::string backend = a.get("--backend").value_or("cpu");
+  if (backend != "cpu" && backend != "hpu-ref")
+    throw UsageError("--backend: unknown backend '" + backend + "' (cpu, hpu-ref)");
+  if (a.has("--prompt")) {
+    if (backend != "cpu") throw UsageError("--backend " + backend + " works with --tokens only");
+    return run_text(a);
+  }
+  if (a.flag("--compare")) throw UsageError("--compare needs --prompt (-p)");
   if (!a.has("--tokens"))
     throw UsageError("missing the prompt: give --prompt TEXT (-p) or --tokens IDS");
   if (a.flag("--show-special"))
@@ -198,19 +265,40 @@ int run_generate(const std::vector<std::string>& argv) {
   cpu::LoadOptions opts;
   opts.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
   opts.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
-  auto target_model =
-      std::make_shared<const cpu::Transformer>(cpu::Transformer::load(a.require("--model"), opts));
-  cfg.target_special_tokens = special_tokens(target_model->config());
+  // Loads a directory on the chosen backend; `special` receives its tokens.
+  std::vector<std::function<void()>> reports;
+  auto load = [&](const std::string& dir, SpecialTokens& special) -> AnyModel {
+    if (backend == "hpu-ref") {
+#ifdef ASSISTGEN_CLI_HAS_HPU
+      auto m = std::make_shared<const hpu::Transformer>(
+          hpu::Transformer::load(dir, hpu::options_for(prompt.size() + cfg.max_new_tokens)));
+      special = special_tokens(m->config());
+      const std::size_t warm = m->graph_cache().stats().misses;
+      reports.push_back([m, warm, dir] {
+        const std::size_t total = m->graph_cache().stats().misses;
+        std::printf("hpu-ref %s: %zu graphs compiled at warm-up, %zu after\n", dir.c_str(), warm,
+                    total - warm);
+      });
+      return AnyModel(m);
+#else
+      throw UnsupportedError("--backend hpu-ref: this assistgen was built without the HPU backend");
+#endif
+    }
+    auto m = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, opts));
+    special = special_tokens(m->config());
+    return AnyModel(m);
+  };
+  SpecialTokens target_special;
+  AnyModel target = load(a.require("--model"), target_special);
+  cfg.target_special_tokens = target_special;
   if (a.flag("--ignore-eos")) cfg.target_special_tokens->eos_token_ids.clear();
-  AnyModel target(target_model);
 
   GenerationResult result;
   bool assisted = true;
   if (assisted_by_draft) {
-    auto draft_model = std::make_shared<const cpu::Transformer>(
-        cpu::Transformer::load(a.require("--assistant"), opts));
-    if (!a.flag("--ignore-eos")) cfg.draft_special_tokens = special_tokens(draft_model->config());
-    AnyModel draft(draft_model);
+    SpecialTokens draft_special;
+    AnyModel draft = load(a.require("--assistant"), draft_special);
+    if (!a.flag("--ignore-eos")) cfg.draft_special_tokens = draft_special;
     SpeculativeDecoder decoder(draft, target, cfg);
     result = decoder.generate(prompt);
   } else if (cfg.prompt_lookup_num_tokens > 0) {
@@ -222,6 +310,7 @@ int run_generate(const std::vector<std::string>& argv) {
   }
   print_ids(result.tokens);
   print_stats(result, assisted);
+  for (const auto& report : reports) report();
   return 0;
 }
 

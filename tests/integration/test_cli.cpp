@@ -174,3 +174,38 @@ TEST_CASE("cli: text-mode errors are one line with the right exit code", "[cli]"
   CHECK(help.code == 0);
   CHECK(help.out.find("--pieces") != std::string::npos);
 }
+
+TEST_CASE("cli: --backend hpu-ref gives the CPU backend's greedy ids and compiles only at warm-up",
+          "[cli][hpu]") {
+  auto cpu = run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 40");
+  REQUIRE(cpu.code == 0);
+  for (const char* draft : {"llama-draft", "llama-gqa-noisy"}) {
+    INFO(draft);
+    auto hpu = run("generate --backend hpu-ref -m " + kModels + "llama-gqa -a " + kModels + draft +
+                   " " + kPrompt + " -n 40 --schedule heuristic");
+    if (hpu.code == 1 && hpu.out.find("built without the HPU backend") != std::string::npos) {
+      WARN("HPU backend not built: skipped");
+      return;
+    }
+    REQUIRE(hpu.code == 0);
+    CHECK(first_line(hpu.out) == first_line(cpu.out));
+    CHECK(hpu.out.find("graphs compiled at warm-up, 0 after") != std::string::npos);
+  }
+  auto bad = run("generate --backend tpu -m " + kModels + "llama-gqa " + kPrompt);
+  CHECK(bad.code == 2);
+  CHECK(bad.out.find("'tpu'") != std::string::npos);
+}
+
+TEST_CASE("cli: --compare on the demo pair reports the speedup and that the text is identical",
+          "[cli][demo]") {
+  const std::string models = ASSISTGEN_MODELS_DIR;
+  auto r = run("generate -m " + models + "/kjv-target -a " + models +
+               "/kjv-draft -p \"And God said\" -n 48 --draft-max 4 --compare --repeat 1");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("acceptance rate") != std::string::npos);
+  CHECK(r.out.find("speedup: ") != std::string::npos);
+  CHECK(r.out.find("identical output: yes") != std::string::npos);
+  auto no_draft = run("generate -m " + models + "/kjv-target -p \"And\" -n 4 --compare");
+  CHECK(no_draft.code == 2);
+  CHECK(no_draft.out.find("--compare needs an assistant") != std::string::npos);
+}
