@@ -53,17 +53,36 @@ namespace assistgen {
 /// file's max_new_tokens, else the file's max_length minus the prompt, else
 /// 64 new tokens (HF would use max_length 20).
 struct GenerateOptions {
+  /// Upper bound on generated tokens, the prompt not counted; wins over
+  /// max_length (see above for the order).
   std::optional<std::size_t> max_new_tokens;
   /// Prompt + new tokens; must exceed the prompt length.
   std::optional<std::size_t> max_length;
 
+  /// true: sample; false (default): greedy, and temperature, top_k, top_p and
+  /// min_p are ignored. Sampling with an assistant of another tokenizer is an
+  /// UnsupportedError.
   std::optional<bool> do_sample;
+  /// Logits are divided by it when sampling; must be > 0 and finite then
+  /// (InvalidArgument). Default 1: off.
   std::optional<float> temperature;
-  std::optional<std::size_t> top_k;  ///< 0: off
+  std::optional<std::size_t> top_k;  ///< 0: off. Default 50 (HF's), see above.
+  /// Nucleus sampling: keep the smallest set of most probable tokens whose
+  /// mass reaches it; in (0, 1] (else InvalidArgument). Default 1: off.
   std::optional<float> top_p;
+  /// Drop tokens less probable than min_p times the top token; in [0, 1]
+  /// (else InvalidArgument). Default 0: off.
   std::optional<float> min_p;
+  /// HF's penalty on every token already in the sequence (prompt included),
+  /// greedy or sampled; > 1 discourages repeats. Must be > 0 and finite
+  /// (else InvalidArgument). Default 1: off.
   std::optional<float> repetition_penalty;
+  /// Ids never generated (logit -inf), greedy or sampled; each must be inside
+  /// the target's vocabulary (else InvalidArgument). masked_tokens() are
+  /// added to them. Default: none.
   std::optional<std::vector<Token>> suppress_tokens;
+  /// Seed of the sampling RNG, reseeded at every call: the same seed, prompt
+  /// and models give the same text. Default 0.
   std::optional<std::uint64_t> seed;
 
   /// Stop after any of these. Unset everywhere: config.json's eos_token_id,
@@ -73,14 +92,31 @@ struct GenerateOptions {
   /// then). Unset everywhere: config.json's, else the tokenizer's.
   std::optional<Token> bos_token_id;
 
+  /// K: tokens the assistant drafts per round (the start value of the
+  /// heuristic schedules, the maximum for Schedule::confidence). At least 1
+  /// (else InvalidArgument when assisted). Default 5.
   std::optional<std::size_t> num_assistant_tokens;
+  /// How K changes between rounds (HF's num_assistant_tokens_schedule).
+  /// Default Schedule::constant.
   std::optional<Schedule> schedule;
+  /// Schedule::confidence: the draft stops proposing once its probability
+  /// for its latest proposal is below this. In [0, 1] (else ConfigError from
+  /// the file, InvalidArgument when assisted). Default 0.4.
   std::optional<float> assistant_confidence_threshold;
+  /// Schedule::confidence: re-fit the threshold after every round (see
+  /// GenerationConfig). Default false; not read from generation_config.json.
   std::optional<bool> dynamic_confidence_threshold;
   /// With no assistant: propose this many tokens by n-gram lookup (0: off).
   std::optional<std::size_t> prompt_lookup_num_tokens;
+  /// Prompt lookup: longest n-gram matched, tried down to 1. At least 1
+  /// (else ConfigError from the file, InvalidArgument when looking up).
+  /// Default 2.
   std::optional<std::size_t> max_matching_ngram_size;
 
+  /// Positions each KV cache is made for; 0 (default) = prompt +
+  /// max_new_tokens. Smaller stops generation with StopReason::capacity when
+  /// full; a longer prompt is a CapacityError. Not read from
+  /// generation_config.json.
   std::optional<std::size_t> cache_capacity;
   /// Drop special tokens (EOS, ...) from the text; the ids keep them. Default true.
   std::optional<bool> skip_special_tokens;
@@ -135,9 +171,9 @@ struct TextResult {
   std::string text;                  ///< the new tokens decoded (the prompt is not repeated)
   std::vector<Token> tokens;         ///< the new token ids, EOS included when it stopped generation
   std::vector<Token> prompt_tokens;  ///< the prompt as the target's tokenizer encoded it
-  GenerationStats stats;
-  StopReason stop_reason = StopReason::max_new_tokens;
-  Assistance assistance = Assistance::none;
+  GenerationStats stats;                                 ///< counters and timings
+  StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
+  Assistance assistance = Assistance::none;             ///< how it was assisted
 };
 
 /// A model ready for text: backend, tokenizer and generation defaults.
@@ -150,7 +186,9 @@ class Model {
   /// the tokenizer when the file lacks them).
   Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults = {});
 
+  /// The model itself (shared by copies of this Model).
   const AnyModel& backend() const { return backend_; }
+  /// The tokenizer prompts are encoded and outputs decoded with.
   const Tokenizer& tokenizer() const { return tokenizer_; }
   /// The model's own defaults (generation_config.json plus the eos / bos fallbacks).
   const GenerateOptions& generation_defaults() const { return defaults_; }

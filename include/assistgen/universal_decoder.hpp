@@ -101,13 +101,14 @@ struct UniversalOptions {
 };
 
 /// Greedy assisted generation with a draft whose tokenizer differs from the
-/// target's. Holds references to both models and both tokenizers (they must
-/// outlive the decoder) and one cache for each. Not thread-safe.
+/// target's. Holds references to both models (they must outlive the
+/// decoder), cheap copies of both tokenizers (sharing their tables) and one
+/// cache for each model. Not thread-safe.
 template <CausalLM Draft, CausalLM Target>
 class UniversalDecoder {
  public:
-  using DraftCache = typename Draft::Cache;
-  using TargetCache = typename Target::Cache;
+  using DraftCache = typename Draft::Cache;    ///< the draft's cache type
+  using TargetCache = typename Target::Cache;  ///< the target's cache type
 
   /// Throws UnsupportedError when cfg.do_sample is set, InvalidArgument for a
   /// bad option (naming it). The draft only ever proposes ids its tokenizer
@@ -280,12 +281,17 @@ class UniversalDecoder {
     return res;
   }
 
+  /// The configuration as given to the constructor (eos_token_ids stays
+  /// empty when the stop ids come from target_special_tokens).
   const GenerationConfig& config() const { return cfg_; }
+  /// The candidate-conversion options as given.
   const UniversalOptions& options() const { return opts_; }
   /// K the next round will use (heuristic schedules change it).
   std::size_t num_assistant_tokens() const { return lookahead_.k(); }
   /// The draft's own token sequence after the last round (its proposals included).
   std::span<const Token> draft_sequence() const { return dseq_; }
+  /// The target's vocabulary size (logits per position): prompt ids must be
+  /// below it, and candidates at or beyond it are cut off.
   std::size_t vocab() const { return static_cast<std::size_t>(target_->vocab_size()); }
 
  private:
