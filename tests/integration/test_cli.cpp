@@ -42,7 +42,7 @@ const std::string kPrompt = "--tokens 1,17,200,45,3,99";
 
 }  // namespace
 
-TEST_CASE("cli: logits writes an .npy of shape [n, vocab] and prints the argmax", "[cli]") {
+TEST_CASE("cli: logits writes an .npy of shape n x vocab and prints the argmax", "[cli]") {
   const fs::path out = fs::temp_directory_path() / "assistgen_cli_logits.npy";
   auto r = run("logits -m " + kModels + "llama-gqa --tokens 1,2,3 --out " + out.string());
   REQUIRE(r.code == 0);

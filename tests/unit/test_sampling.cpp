@@ -20,7 +20,7 @@ namespace {
 const float kInf = std::numeric_limits<float>::infinity();
 }
 
-TEST_CASE("Rng: same seed same stream, uniform in [0,1), portable first values", "[sampling]") {
+TEST_CASE("Rng: same seed same stream, uniform in 0 to 1 (1 excluded), portable first values", "[sampling]") {
   Rng a(42), b(42), c(43);
   bool differs = false;
   for (int i = 0; i < 1000; ++i) {
