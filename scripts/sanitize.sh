@@ -10,8 +10,10 @@
 #         packaging and run in the Release stage).
 #   tsan  only tests/integration/test_concurrency.cpp built with
 #         ThreadSanitizer (-DASSISTGEN_SANITIZE=thread) in build-tsan.
-#         OMP_NUM_THREADS=1: libgomp and oneDNN are not TSan-instrumented, so
-#         their worker pools would be reported as false races; with one OpenMP
+#         Run with ctest (-R '^test_concurrency:'); OMP_NUM_THREADS=1 comes
+#         from the tests' ctest properties: libgomp and oneDNN are not TSan-
+#         instrumented, so their worker pools would be reported as false
+#         races; with one OpenMP
 #         thread each std::thread runs its parallel regions inline, and the
 #         races that matter (between our threads, on shared model state) are
 #         still seen. scripts/tsan.supp names what remains uninstrumented.
@@ -38,9 +40,10 @@ run_tsan() {
   echo "== sanitize: TSan, concurrency test (build-tsan)"
   cmake -S . -B build-tsan "${common[@]}" -DASSISTGEN_SANITIZE=thread -DASSISTGEN_BUILD_EXAMPLES=OFF
   cmake --build build-tsan -j"$jobs" --target test_concurrency
-  # Run directly, not through ctest, whose test properties set OMP_NUM_THREADS=2.
-  OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
-    ./build-tsan/tests/test_concurrency
+  # Through ctest, so that the log ends with its summary like the other
+  # stages; the test properties already set OMP_NUM_THREADS=1 (tests/CMakeLists.txt).
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R '^test_concurrency:'
 }
 
 case "$stage" in

@@ -14,11 +14,15 @@
 // threads, each generating with its own cache (and its own decoder, which owns
 // caches). A cache, a decoder or a KvCacheManager serves one sequence or one
 // thread: using one from two threads at once is the caller's error.
-// KvStorage detects it in every build type: a backend holds exclusive_use()
-// for the whole of a forward call, and a second forward or a truncate() that
-// overlaps it throws InvalidArgument instead of corrupting the cache.
-// ExclusiveUseFlag is the same check for other per-sequence objects (e.g. a
-// decoder holding one for the whole of generate()).
+// KvStorage detects it, in every build type, against whoever holds
+// exclusive_use(): while one thread holds it, truncate(), check_append() and
+// commit() from any other thread throw InvalidArgument before touching the
+// cache (the holding thread itself may call them). A backend's forward calls
+// check_append() first and commit() last, so a forward that overlaps a hold is
+// rejected. Two forward calls overlapping each other are caught only when the
+// backend holds exclusive_use() for the whole call (cpu::Transformer does not
+// yet). ExclusiveUseFlag is the same check for other per-sequence objects
+// (e.g. a decoder holding one for the whole of generate()).
 #pragma once
 
 #include <atomic>
@@ -32,6 +36,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <typeindex>
 #include <utility>
 #include <vector>
@@ -88,8 +93,10 @@ inline std::size_t kv_memory_in_use() { return detail::KvBudget::in_use.load(std
 
 /// Detects two threads using one per-sequence object (a cache, a decoder) at
 /// once. Hold it for the duration of each use; an overlapping second use
-/// throws InvalidArgument. A moved-to flag starts free (moving an object that
-/// another thread is using is a race of its own).
+/// throws InvalidArgument. The holding thread itself passes check_free(), so
+/// code that holds the flag may call the checked operations. A moved-to flag
+/// starts free (moving an object that another thread is using is a race of
+/// its own).
 class ExclusiveUseFlag {
  public:
   ExclusiveUseFlag() = default;
@@ -108,8 +115,12 @@ class ExclusiveUseFlag {
         throw InvalidArgument(std::string(user) +
                               ": already in use by another thread; a cache or decoder serves one "
                               "sequence on one thread at a time (use one per thread)");
+      flag.owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     }
-    ~Hold() { flag_->busy_.store(false, std::memory_order_release); }
+    ~Hold() {
+      flag_->owner_.store(std::thread::id(), std::memory_order_relaxed);
+      flag_->busy_.store(false, std::memory_order_release);
+    }
     Hold(const Hold&) = delete;
     Hold& operator=(const Hold&) = delete;
 
@@ -117,9 +128,10 @@ class ExclusiveUseFlag {
     ExclusiveUseFlag* flag_;
   };
 
-  /// Throws InvalidArgument, naming `user`, while the flag is held.
+  /// Throws InvalidArgument, naming `user`, while another thread holds the flag.
   void check_free(std::string_view user) const {
-    if (busy_.load(std::memory_order_acquire))
+    if (busy_.load(std::memory_order_acquire) &&
+        owner_.load(std::memory_order_relaxed) != std::this_thread::get_id())
       throw InvalidArgument(std::string(user) +
                             ": the cache is in use by another thread (use one cache or decoder per thread)");
   }
@@ -128,6 +140,7 @@ class ExclusiveUseFlag {
 
  private:
   std::atomic<bool> busy_{false};
+  std::atomic<std::thread::id> owner_{};  // the holder; id() while free or being taken
 };
 
 /// Preallocated K and V for all layers of one sequence.
@@ -232,8 +245,10 @@ class KvStorage {
     size_ = n;
   }
 
-  /// Throws CapacityError (cache unchanged) unless n more positions fit.
+  /// Throws CapacityError (cache unchanged) unless n more positions fit;
+  /// InvalidArgument while another thread holds exclusive_use().
   void check_append(std::size_t n) const {
+    in_use_.check_free("KvCache append (forward)");
     if (n > capacity_ - size_)
       throw CapacityError("KV cache full: appending " + std::to_string(n) + " positions to " +
                           std::to_string(size_) + " exceeds capacity " +
@@ -241,6 +256,7 @@ class KvStorage {
   }
 
   /// Marks n more positions as written (after the backend wrote their rows).
+  /// Same errors as check_append().
   void commit(std::size_t n) {
     check_append(n);
     size_ += n;

@@ -131,6 +131,16 @@ struct RoundInfo {
 /// NoDraft) for a target model. Holds references to both models (they must
 /// outlive the decoder), one cache for each, reused across generate() calls,
 /// and the lookahead state. Not thread-safe; use one decoder per thread.
+///
+/// Threads: the models are only read, so any number of decoders on any
+/// number of threads may share one draft and one target. A decoder itself
+/// holds its caches privately and is one generation session: calling
+/// generate() on the same decoder from two threads at once is the caller's
+/// error, and is not checked on every path. What is checked (in every build
+/// type) is the cache: a KvStorage held with exclusive_use() by one thread
+/// rejects forward() and truncate() from another with InvalidArgument (see
+/// kv_cache.hpp). Hand a decoder from one thread to another only with the
+/// usual synchronisation (a join, a mutex, a future).
 template <class Draft, class Target>
 requires CausalLM<Target> &&
     (CausalLM<Draft> || std::same_as<Draft, NoDraft>)class SpeculativeDecoder {

@@ -111,7 +111,11 @@ class Tokenizer {
 /// complete. Leading-space rules of the decoder (Metaspace, Strip) are applied
 /// as for a whole decode, so the concatenation of every piece returned by
 /// push() and finish() equals Tokenizer::decode(all ids). Work per push is
-/// bounded by the number of tokens since the last emitted boundary.
+/// bounded by the number of tokens since the last emitted boundary. A decoder
+/// chain whose output depends on more than the previous token (a Strip of
+/// several characters, or a pattern, after a stage that joins tokens: no
+/// released tokenizer we know of) cannot be streamed that way: push() then
+/// returns nothing and finish() returns the whole text.
 /// Not thread-safe (one per sequence); keeps the Tokenizer's tables alive.
 class StreamingDetokenizer {
  public:

@@ -422,11 +422,15 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
     run_units(p, isa, 0, units, xp, xs, m, y);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const auto t = static_cast<std::size_t>(omp_get_thread_num());
-    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-    run_units(p, isa, units * t / nt, units * (t + 1) / nt, xp, xs, m, y);
+  // Chunks of units handed out dynamically: on a shared machine a thread
+  // that loses its core leaves its chunks to the others instead of holding
+  // everyone at the barrier. Which thread computes a unit never changes how.
+  const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
+  const auto nchunks = static_cast<std::ptrdiff_t>(chunks);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::ptrdiff_t c = 0; c < nchunks; ++c) {
+    const auto ci = static_cast<std::size_t>(c);
+    run_units(p, isa, units * ci / chunks, units * (ci + 1) / chunks, xp, xs, m, y);
   }
 }
 

@@ -242,6 +242,9 @@ class ByteLevelDecoder final : public Decoder {
     }
     tokens.assign(1, std::move(out));
   }
+
+ protected:
+  bool joins_tokens() const override { return true; }
 };
 
 class MetaspaceDecoder final : public Decoder {
@@ -313,6 +316,9 @@ class ByteFallbackDecoder final : public Decoder {
     }
     tokens = std::move(out);
   }
+
+ protected:
+  bool joins_tokens() const override { return true; }
 };
 
 class FuseDecoder final : public Decoder {
@@ -322,6 +328,10 @@ class FuseDecoder final : public Decoder {
     for (const auto& t : tokens) all += t;
     tokens.assign(1, std::move(all));
   }
+
+ protected:
+  bool joins_tokens() const override { return true; }
+  bool safe_after_join() const override { return true; }
 };
 
 class StripDecoder final : public Decoder {
@@ -342,6 +352,17 @@ class StripDecoder final : public Decoder {
         e -= content_.size();
       t = t.substr(b, e - b);
     }
+  }
+
+ protected:
+  // On joined text a Strip of one ASCII byte at the start (Llama's
+  // Sequence[..., ByteFallback, Fuse, Strip(" ", 1, 0)]) is seen the same way
+  // by the two-token window; more than one, or any at the end, depends on how
+  // many tokens of spaces came before.
+  bool safe_after_join() const override {
+    return content_.empty() ||
+           (content_.size() == 1 && static_cast<unsigned char>(content_[0]) < 0x80 &&
+            start_ <= 1 && stop_ == 0);
   }
 
  private:
@@ -379,6 +400,9 @@ class DecoderSequence final : public Decoder {
       : items_(std::move(items)) {}
   void apply(std::vector<std::string>& tokens) const override {
     for (const auto& d : items_) d->apply(tokens);
+  }
+  void stream_check(bool& joined, bool& local) const override {
+    for (const auto& d : items_) d->stream_check(joined, local);
   }
 
  private:

@@ -435,7 +435,12 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json,
       impl->normalizer = p.normalizer(*n, "normalizer");
     if (const json* t = p.optional(root, "pre_tokenizer"))
       impl->pre_tokenizer = p.pre_tokenizer(*t, "pre_tokenizer");
-    if (const json* d = p.optional(root, "decoder")) impl->decoder = p.decoder(*d, "decoder");
+    if (const json* d = p.optional(root, "decoder")) {
+      impl->decoder = p.decoder(*d, "decoder");
+      bool joined = false, local = true;
+      impl->decoder->stream_check(joined, local);
+      impl->stream_whole = !local;
+    }
     if (const json* pp = p.optional(root, "post_processor"))
       p.post_processor(*pp, "post_processor", *impl);
     for (std::size_t i = 0; i < impl->post_prefix.size(); ++i)

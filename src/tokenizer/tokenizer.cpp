@@ -173,6 +173,8 @@ StreamingDetokenizer Tokenizer::streaming(bool skip_special) const {
 // decoder sees the same left context in both decodes it compares: rules that
 // touch only the start of the text (Metaspace/Strip dropping a leading space)
 // apply equally to both, and the difference is exactly the new token's text.
+// That holds for the chains Decoder::stream_check accepts; for the others
+// (Impl::stream_whole) push() only collects ids and finish() decodes them all.
 
 StreamingDetokenizer::StreamingDetokenizer(const Tokenizer& tokenizer, bool skip_special)
     : impl_(tokenizer.impl_), skip_special_(skip_special) {}
@@ -181,6 +183,9 @@ std::string StreamingDetokenizer::push(Token id) {
   impl_->check_id(id);
   if (skip_special_ && impl_->special[id]) return {};
   window_.push_back(id);
+  // A chain whose output depends on more than the previous token (e.g. Strip
+  // of two spaces after ByteFallback) is decoded whole at finish().
+  if (impl_->stream_whole) return {};
   const std::string full = impl_->raw_decode(window_);
   if (full.compare(0, decoded_.size(), decoded_) != 0) {
     // The decoder rewrote text it had already produced; wait for more tokens

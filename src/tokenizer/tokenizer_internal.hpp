@@ -95,6 +95,20 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual void apply(std::vector<std::string>& tokens) const = 0;
+  /// Walks the chain for StreamingDetokenizer: `joined` says that an earlier
+  /// stage has joined tokens (ByteLevel, ByteFallback runs, Fuse), so this
+  /// stage sees text whose token boundaries differ between a short window and
+  /// the whole sequence; `local` is cleared when such a stage could then give
+  /// a different text (a Strip of more than one leading space, a pattern that
+  /// spans tokens), and streaming must decode the whole sequence instead.
+  virtual void stream_check(bool& joined, bool& local) const {
+    if (joined && !safe_after_join()) local = false;
+    if (joins_tokens()) joined = true;
+  }
+
+ protected:
+  virtual bool joins_tokens() const { return false; }
+  virtual bool safe_after_join() const { return false; }
 };
 
 std::unique_ptr<Normalizer> make_nfx(int form,
@@ -165,6 +179,10 @@ struct Tokenizer::Impl {
   std::unique_ptr<tok::Normalizer> normalizer;
   std::unique_ptr<tok::PreTokenizer> pre_tokenizer;
   std::unique_ptr<tok::Decoder> decoder;
+  /// The decoder chain cannot be streamed with a two-token window (see
+  /// Decoder::stream_check): StreamingDetokenizer then holds the text back
+  /// until finish(), so that it still equals decode().
+  bool stream_whole = false;
   std::vector<Token> post_prefix;  // added before the sequence when add_special_tokens
   std::vector<Token> post_suffix;  // added after it
 

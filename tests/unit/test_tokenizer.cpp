@@ -188,6 +188,73 @@ TEST_CASE("random bytes encode without throwing, random ids stream like decode",
   }
 }
 
+TEST_CASE("streaming equals decode for Strip, Replace and BPE decoders after joining stages",
+          "[tokenizer][streaming]") {
+  // Found by fuzz_tokenizer_json (corpus/tokenizer_json/crash-streaming-strip-
+  // start2): with Sequence[ByteFallback, Strip(" ", start 2)] three <0x20>
+  // tokens decode to " " (the run is one token, two spaces stripped), but the
+  // two-token window saw only two spaces at a time and streamed "".
+  const json vocab = {{"<0x20>", 0}, {"<0x61>", 1}, {"a", 2}, {"b", 3}, {" ", 4}};
+  const std::vector<json> joins = {json::array(),
+                                   json::array({{{"type", "ByteFallback"}}}),
+                                   json::array({{{"type", "Fuse"}}}),
+                                   json::array({{{"type", "ByteFallback"}}, {{"type", "Fuse"}}})};
+  std::vector<json> tails;
+  for (const char* content : {" ", "a", "ab"})
+    for (int start = 0; start <= 3; ++start)
+      for (int stop = 0; stop <= 2; ++stop)
+        tails.push_back({{"type", "Strip"}, {"content", content}, {"start", start}, {"stop", stop}});
+  tails.push_back({{"type", "Replace"}, {"pattern", {{"String", "ab"}}}, {"content", "X"}});
+  tails.push_back({{"type", "BPEDecoder"}, {"suffix", "ab"}});
+  tails.push_back({{"type", "Metaspace"}, {"replacement", "a"}, {"prepend_scheme", "always"}, {"split", true}});
+  std::size_t checked = 0;
+  for (const auto& join : joins) {
+    for (const auto& tail : tails) {
+      json j = skeleton(vocab);
+      j["model"]["byte_fallback"] = true;
+      json decoders = join;
+      decoders.push_back(tail);
+      j["decoder"] = {{"type", "Sequence"}, {"decoders", decoders}};
+      const Tokenizer tok = from(j);
+      // Every id sequence of length 1..5 over the five tokens.
+      for (std::size_t len = 1; len <= 5; ++len) {
+        std::vector<Token> ids(len, 0);
+        for (;;) {
+          const std::string whole = tok.decode(ids);
+          if (stream_decode(tok, ids) != whole) {
+            INFO("decoder " << j["decoder"].dump());
+            std::string shown;
+            for (Token id : ids) shown += std::to_string(id) + " ";
+            INFO("ids " << shown);
+            CHECK(stream_decode(tok, ids) == whole);
+          }
+          ++checked;
+          std::size_t k = 0;
+          while (k < len && ++ids[k] == 5) ids[k++] = 0;
+          if (k == len) break;
+        }
+      }
+    }
+  }
+  CHECK(checked == joins.size() * tails.size() * (5 + 25 + 125 + 625 + 3125));
+
+  // The reproducer itself, and Llama's chain keeps streaming piece by piece.
+  json j = skeleton({{"<0x20>", 3}});
+  j["model"]["byte_fallback"] = true;
+  j["decoder"] = {{"type", "Sequence"},
+                  {"decoders", json::array({{{"type", "ByteFallback"}},
+                                            {{"type", "Strip"}, {"content", " "}, {"start", 2}}})}};
+  const Tokenizer crash = from(j);
+  CHECK(crash.decode(std::vector<Token>{3, 3, 3}) == " ");
+  CHECK(stream_decode(crash, {3, 3, 3}) == " ");
+  const Tokenizer spm = Tokenizer::load(kTokDir / "spm-bf");
+  const auto ids = spm.encode("In the beginning God created", {.add_special_tokens = false});
+  auto st = spm.streaming();
+  std::size_t nonempty = 0;
+  for (Token id : ids) nonempty += st.push(id).empty() ? 0 : 1;
+  CHECK(nonempty + 1 >= ids.size());
+}
+
 TEST_CASE("special-token text in user input stays text unless parse_special", "[tokenizer]") {
   const Tokenizer tok = Tokenizer::load(kTokDir / "gpt2-8k");
   const Token eot = tok.token_to_id("<|endoftext|>").value();
