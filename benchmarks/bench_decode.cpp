@@ -59,7 +59,8 @@ const cpu::Transformer& model(const std::string& name, DType dtype = DType::f32)
   const std::string want = name + "/" + std::string(dtype_name(dtype));
   if (key != want) {
     m.reset();
-    m = std::make_unique<cpu::Transformer>(cpu::Transformer::random(shape(name), 1, {.dtype = dtype}));
+    m = std::make_unique<cpu::Transformer>(
+        cpu::Transformer::random(shape(name), 1, {.dtype = dtype}));
     key = want;
   }
   return *m;
@@ -70,7 +71,8 @@ DType dtype_arg(std::int64_t i) { return i == 0 ? DType::f32 : i == 1 ? DType::b
 constexpr std::size_t kContext = 64;
 
 // One forward of `n` tokens after a kContext-token prefix.
-void run_forward(benchmark::State& state, const std::string& name, std::size_t n, DType dtype = DType::f32) {
+void run_forward(benchmark::State& state, const std::string& name, std::size_t n,
+                 DType dtype = DType::f32) {
   const auto& m = model(name, dtype);
   auto cache = m.make_cache(kContext + n + 1);
   std::vector<Token> prefix(kContext, 1), block(n, 2);
@@ -85,13 +87,16 @@ void run_forward(benchmark::State& state, const std::string& name, std::size_t n
   state.counters["weight_GB/s"] = benchmark::Counter(
       static_cast<double>(m.bytes_per_token()) * static_cast<double>(state.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
-  state.counters["tokens/s"] = benchmark::Counter(
-      static_cast<double>(n) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(n) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 // range(0): 0 f32, 1 bf16, 2 int8; range(1): K (a forward of K + 1 tokens), or the prefill length.
 void BM_Decode_Small(benchmark::State& s) { run_forward(s, "small", 1, dtype_arg(s.range(0))); }
-void BM_Decode_TinyLlama(benchmark::State& s) { run_forward(s, "tinyllama", 1, dtype_arg(s.range(0))); }
+void BM_Decode_TinyLlama(benchmark::State& s) {
+  run_forward(s, "tinyllama", 1, dtype_arg(s.range(0)));
+}
 void BM_Verify_Small(benchmark::State& s) {
   run_forward(s, "small", static_cast<std::size_t>(s.range(1)) + 1, dtype_arg(s.range(0)));
 }
@@ -113,8 +118,10 @@ void BM_Kernel(benchmark::State& state) {
     std::normal_distribution<float> d(0.0f, 0.02f);
     for (auto& e : w) e = d(eng);
   }
-  const WeightType types[] = {WeightType::f32, WeightType::bf16, WeightType::i8, WeightType::bf16_f32};
-  const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8", "bf16_f32 (bf16 widened, f32 FMA)"};
+  const WeightType types[] = {WeightType::f32, WeightType::bf16, WeightType::i8,
+                              WeightType::bf16_f32};
+  const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8",
+                         "bf16_f32 (bf16 widened, f32 FMA)"};
   const WeightType type = types[state.range(0)];
   // Copies of the layer cycled so that the weights come from DRAM (> 256 MB), not the 32 MB L3.
   std::vector<PackedLinear> layers;
@@ -153,7 +160,8 @@ void BM_OneDnnF32(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(n * k * 4) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+      static_cast<double>(n * k * 4) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
 }
 
 // Read bandwidth: a streaming sum over 1 GiB on range(0) threads.
@@ -179,7 +187,8 @@ void BM_ReadBandwidth(benchmark::State& state) {
     benchmark::DoNotOptimize(sums.data());
   }
   state.counters["read_GB/s"] = benchmark::Counter(
-      static_cast<double>(words * 8) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+      static_cast<double>(words * 8) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
 }
 
 // Memory copy bandwidth over a buffer much larger than the caches.
@@ -191,9 +200,9 @@ void BM_CopyBandwidth(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   // Counted as bytes read, the quantity decoding is bound by.
-  state.counters["read_GB/s"] = benchmark::Counter(
-      static_cast<double>(bytes) * static_cast<double>(state.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  state.counters["read_GB/s"] =
+      benchmark::Counter(static_cast<double>(bytes) * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
 }
 
 }  // namespace
@@ -206,9 +215,18 @@ BENCHMARK(BM_Kernel)
     ->UseRealTime();
 BENCHMARK(BM_OneDnnF32)->Arg(1)->Arg(5)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode_Small)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Verify_Small)->ArgsProduct({{0, 1, 2}, {1, 4, 8, 16}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Prefill_Small)->ArgsProduct({{0, 1, 2}, {128, 512}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Verify_Small)
+    ->ArgsProduct({{0, 1, 2}, {1, 4, 8, 16}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Prefill_Small)
+    ->ArgsProduct({{0, 1, 2}, {128, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Decode_TinyLlama)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Verify_TinyLlama)->ArgsProduct({{0, 1, 2}, {4, 8}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Verify_TinyLlama)
+    ->ArgsProduct({{0, 1, 2}, {4, 8}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -13,10 +13,10 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -108,12 +108,15 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-const char* dtype_label(DType t) { return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32"; }
+const char* dtype_label(DType t) {
+  return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32";
+}
 
 // Sum of words [b, e) with 64-byte loads (AVX-512 when the CPU has it): the
 // fastest plain read of memory a core does, so the roofline is not set by a
 // slow loop.
-__attribute__((target("avx512f"))) std::uint64_t sum_avx512(const std::uint64_t* p, std::size_t b, std::size_t e) {
+__attribute__((target("avx512f"))) std::uint64_t sum_avx512(const std::uint64_t* p, std::size_t b,
+                                                            std::size_t e) {
   __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
   std::size_t i = b;
   for (; i + 32 <= e; i += 32) {
@@ -200,7 +203,8 @@ struct Options {
 
 std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
   std::vector<Token> t(n);
-  for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<Token>((i * 7919 + salt * 104729 + 1) % vocab);
+  for (std::size_t i = 0; i < n; ++i)
+    t[i] = static_cast<Token>((i * 7919 + salt * 104729 + 1) % vocab);
   return t;
 }
 
@@ -233,7 +237,8 @@ Assisted time_assisted(const cpu::Transformer& draft, const cpu::Transformer& ta
   cfg.max_new_tokens = opt.new_tokens;
   cfg.num_assistant_tokens = opt.draft_max;
   double t_plain = 0, t_draft = 0, t_target = 0;
-  const Timed plain_model{&target, &t_plain}, draft_model{&draft, &t_draft}, target_model{&target, &t_target};
+  const Timed plain_model{&target, &t_plain}, draft_model{&draft, &t_draft},
+      target_model{&target, &t_target};
   AutoregressiveDecoder plain(plain_model, cfg);
   SpeculativeDecoder spec(draft_model, target_model, cfg);
   plain.generate(prompt);  // warm-up
@@ -282,27 +287,33 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   }
   const std::size_t K = opt.draft_max;
   const Assisted self = time_assisted(m, m, prompt, opt);
-  const double predicted = static_cast<double>(K + 1) / (static_cast<double>(K) + c[std::min<std::size_t>(K, 16)]);
-  std::printf("| assisted, draft == target, K=%zu | speedup %.3f (predicted (K+1)/(K+c(K)) = %.3f; ratio %.3f); "
-              "loop overhead %.2f%% |\n",
-              K, self.plain_s / self.assisted_s, predicted, (self.plain_s / self.assisted_s) / predicted,
-              100.0 * self.loop_share);
+  const double predicted =
+      static_cast<double>(K + 1) / (static_cast<double>(K) + c[std::min<std::size_t>(K, 16)]);
+  std::printf(
+      "| assisted, draft == target, K=%zu | speedup %.3f (predicted (K+1)/(K+c(K)) = %.3f; ratio "
+      "%.3f); "
+      "loop overhead %.2f%% |\n",
+      K, self.plain_s / self.assisted_s, predicted, (self.plain_s / self.assisted_s) / predicted,
+      100.0 * self.loop_share);
   if (draft) {
     const double td = time_forward(*draft, opt.context, 1, opt.reps);
     const Assisted pair = time_assisted(*draft, m, prompt, opt);
     const double cd = td / t1;
-    std::printf("| assisted with the draft, K=%zu | speedup %.3f; acceptance %.2f; c_draft %.3f; "
-                "bound if all accepted (K+1)/(K c_draft + c(K)) = %.3f; loop overhead %.2f%% |\n",
-                K, pair.plain_s / pair.assisted_s, pair.acceptance, cd,
-                static_cast<double>(K + 1) / (static_cast<double>(K) * cd + c[std::min<std::size_t>(K, 16)]),
-                100.0 * pair.loop_share);
+    std::printf(
+        "| assisted with the draft, K=%zu | speedup %.3f; acceptance %.2f; c_draft %.3f; "
+        "bound if all accepted (K+1)/(K c_draft + c(K)) = %.3f; loop overhead %.2f%% |\n",
+        K, pair.plain_s / pair.assisted_s, pair.acceptance, cd,
+        static_cast<double>(K + 1) /
+            (static_cast<double>(K) * cd + c[std::min<std::size_t>(K, 16)]),
+        100.0 * pair.loop_share);
   }
   std::fflush(stdout);
 }
 
 std::vector<Token> prompt_for(const std::optional<Tokenizer>& tok, std::size_t vocab) {
   if (tok) {
-    auto ids = tok->encode("In the beginning God created the heaven and the earth. And the earth was");
+    auto ids =
+        tok->encode("In the beginning God created the heaven and the earth. And the earth was");
     if (!ids.empty()) return ids;
   }
   return filler(12, vocab, 3);
@@ -321,7 +332,9 @@ int run_quality(const Args& a, const Options& opt) {
     ids = Tokenizer::load(dir).encode(ss.str());
   } else {
     std::string text = ss.str();
-    std::replace_if(text.begin(), text.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }, ',');
+    std::replace_if(
+        text.begin(), text.end(),
+        [](char c) { return std::isspace(static_cast<unsigned char>(c)); }, ',');
     std::string joined;
     for (const auto& item : split(text)) joined += (joined.empty() ? "" : ",") + item;
     ids = parse_token_list(joined);
@@ -331,7 +344,9 @@ int run_quality(const Args& a, const Options& opt) {
   cpu::LoadOptions lo;
   lo.threads = opt.threads;
   const cpu::Transformer ref = cpu::Transformer::load(dir, lo);
-  std::printf("| weights | tokens | mean KL(p_f32 || p) (nats) | top-1 agreement with f32 |\n|---|---|---|---|\n");
+  std::printf(
+      "| weights | tokens | mean KL(p_f32 || p) (nats) | top-1 agreement with f32 "
+      "|\n|---|---|---|---|\n");
   for (DType dt : {DType::bf16, DType::i8}) {
     lo.dtype = dt;
     const cpu::Transformer m = cpu::Transformer::load(dir, lo);
@@ -343,9 +358,11 @@ int run_quality(const Args& a, const Options& opt) {
       const Logits p = ref.forward(w, c1), q = m.forward(w, c2);
       for (std::size_t r = 0; r < p.rows(); ++r) {
         const auto pr = p.row(r), qr = q.row(r);
-        const float pm = *std::max_element(pr.begin(), pr.end()), qm = *std::max_element(qr.begin(), qr.end());
+        const float pm = *std::max_element(pr.begin(), pr.end()),
+                    qm = *std::max_element(qr.begin(), qr.end());
         double zp = 0, zq = 0;
-        for (std::size_t v = 0; v < pr.size(); ++v) zp += std::exp(double(pr[v]) - pm), zq += std::exp(double(qr[v]) - qm);
+        for (std::size_t v = 0; v < pr.size(); ++v)
+          zp += std::exp(double(pr[v]) - pm), zq += std::exp(double(qr[v]) - qm);
         const double lzp = std::log(zp) + pm, lzq = std::log(zq) + qm;
         double kl = 0;
         for (std::size_t v = 0; v < pr.size(); ++v) {
@@ -353,12 +370,13 @@ int run_quality(const Args& a, const Options& opt) {
           kl += std::exp(lp) * (lp - lq);
         }
         kl_sum += kl;
-        agree += (std::max_element(pr.begin(), pr.end()) - pr.begin()) == (std::max_element(qr.begin(), qr.end()) - qr.begin());
+        agree += (std::max_element(pr.begin(), pr.end()) - pr.begin()) ==
+                 (std::max_element(qr.begin(), qr.end()) - qr.begin());
         ++count;
       }
     }
-    std::printf("| %s | %zu | %.3g | %.4f |\n", dtype_label(dt), count, count ? kl_sum / double(count) : 0.0,
-                count ? double(agree) / double(count) : 0.0);
+    std::printf("| %s | %zu | %.3g | %.4f |\n", dtype_label(dt), count,
+                count ? kl_sum / double(count) : 0.0, count ? double(agree) / double(count) : 0.0);
   }
   return 0;
 }
@@ -376,8 +394,8 @@ DType parse_dtype(const std::string& s) {
 
 int run_bench(const std::vector<std::string>& argv) {
   Args a(argv,
-         {"--model", "--assistant", "--dtype", "--reps", "--prefill", "--context", "--new-tokens", "--draft-max",
-          "--quality", "--window", "--threads", "--clock"},
+         {"--model", "--assistant", "--dtype", "--reps", "--prefill", "--context", "--new-tokens",
+          "--draft-max", "--quality", "--window", "--threads", "--clock"},
          {"--no-tinyllama"}, {{"-m", "--model"}, {"-a", "--assistant"}, {"-t", "--threads"}});
   Options opt;
   opt.reps = static_cast<int>(a.get_int("--reps", 5, 1, 1000));
@@ -390,19 +408,23 @@ int run_bench(const std::vector<std::string>& argv) {
     for (const auto& s : split(*p)) opt.prefill.push_back(static_cast<std::size_t>(std::stoul(s)));
   }
   const std::string clock = a.get("--clock").value_or("wall");
-  if (clock != "wall" && clock != "cpu") throw UsageError("--clock: 'wall' or 'cpu', not '" + clock + "'");
+  if (clock != "wall" && clock != "cpu")
+    throw UsageError("--clock: 'wall' or 'cpu', not '" + clock + "'");
   g_cpu_clock = clock == "cpu";
   if (g_cpu_clock && opt.threads != 1) throw UsageError("--clock cpu needs --threads 1");
   if (a.has("--quality")) return run_quality(a, opt);
   if (a.has("--assistant") && !a.has("--model")) throw UsageError("--assistant needs --model");
   std::vector<DType> dtypes;
-  for (const auto& s : split(a.get("--dtype").value_or("f32,bf16,i8"))) dtypes.push_back(parse_dtype(s));
+  for (const auto& s : split(a.get("--dtype").value_or("f32,bf16,i8")))
+    dtypes.push_back(parse_dtype(s));
 
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : hw;
   const double read_gbs = read_bandwidth(threads, opt.reps);
-  std::printf("## assistgen bench\n\nclock: %s; read bandwidth (streaming sum of 1 GiB, %d threads): %.1f GB/s\n",
-              g_cpu_clock ? "process CPU time" : "wall", threads, read_gbs);
+  std::printf(
+      "## assistgen bench\n\nclock: %s; read bandwidth (streaming sum of 1 GiB, %d threads): %.1f "
+      "GB/s\n",
+      g_cpu_clock ? "process CPU time" : "wall", threads, read_gbs);
   std::fflush(stdout);
 
   for (DType dt : dtypes) {
@@ -425,7 +447,8 @@ int run_bench(const std::vector<std::string>& argv) {
       const cpu::Transformer m = cpu::Transformer::random(tinyllama(), 1, lo);
       std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3), read_gbs, opt);
+      bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3),
+                  read_gbs, opt);
     }
   }
   return 0;

@@ -7,13 +7,13 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 // GCC 12 warns about _mm512_undefined_ps() inside its own intrinsic headers
 // when they are inlined (a known false positive).
@@ -28,17 +28,22 @@ constexpr std::size_t kMaxRows = 8;  // rows per register tile (x 2 zmm accumula
 
 std::uint16_t to_bf16(float f) {
   const auto u = std::bit_cast<std::uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<std::uint16_t>((u >> 16) | 0x40);         // quiet NaN
   const std::uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);  // nearest, ties to even
   return static_cast<std::uint16_t>(rounded >> 16);
 }
 
-float from_bf16(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+float from_bf16(std::uint16_t h) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
+}
 
-// k steps per 64-byte row of a block: f32 1, bf16 (pairs) 2, bf16_f32 1 (a
-// 32-byte row), int8 (quads) 4.
+// k per step of a unit (each step: two halves of 16 columns, 64 bytes each;
+// bf16_f32 32 bytes each): f32 1, bf16 2 (pairs), bf16_f32 1, int8 4 (quads).
 std::size_t step_k(WeightType t) { return t == WeightType::bf16 ? 2 : t == WeightType::i8 ? 4 : 1; }
-std::size_t elem_size(WeightType t) { return t == WeightType::f32 ? 4 : t == WeightType::i8 ? 1 : 2; }
+std::size_t elem_size(WeightType t) {
+  return t == WeightType::f32 ? 4 : t == WeightType::i8 ? 1 : 2;
+}
 std::size_t unit_bytes(const PackedLinear& p) { return p.k_pad * kUnit * elem_size(p.type); }
 
 // Element offset of column c (0..31) of a unit at k step kk, from the unit's
@@ -53,7 +58,7 @@ std::size_t packed_index(const PackedLinear& p, std::size_t j, std::size_t kk) {
 }
 
 struct TileArgs {
-  const std::byte* w;          // the tile's unit
+  const std::byte* w;  // the tile's unit
   std::size_t k, k_pad;
   // Activations as a panel of dwords, k step major: the tile's row r at step
   // s is xp[s * ldp + r] (f32: the value; bf16: a pair; int8: a quad). All
@@ -61,8 +66,8 @@ struct TileArgs {
   // would all map to the same L1 set and evict each other.
   const std::uint32_t* xp;
   std::size_t ldp;
-  const float* xs;             // int8: per-row scales
-  float* y;                    // output of the tile's first row and column, row stride ldy
+  const float* xs;  // int8: per-row scales
+  float* y;         // output of the tile's first row and column, row stride ldy
   std::size_t ldy;
   const float* bias;           // at the tile's first column, or null
   const float* scale;          // int8: at the tile's first column
@@ -134,7 +139,8 @@ void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
 // ---------------------------------------------------------------------------
 // AVX-512: a tile of R rows x C blocks, R * C <= 16 accumulators.
 
-#define ASSISTGEN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma")))
+#define ASSISTGEN_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma")))
 
 ASSISTGEN_AVX512 inline void store_block(float* y, __m512 v, std::size_t ncols) {
   if (ncols >= kBlock)
@@ -158,9 +164,9 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
   constexpr bool kInt = T == WeightType::i8;
   using Acc = typename AccType<kInt>::type;
   Acc acc[R][C];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (std::size_t r = 0; r < R; ++r)
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t c = 0; c < C; ++c) {
       if constexpr (kInt)
         acc[r][c] = _mm512_setzero_si512();
@@ -174,54 +180,56 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
     const std::uint32_t* xs = a.xp + s * a.ldp;
     if constexpr (T == WeightType::f32 || T == WeightType::bf16_f32) {
       __m512 w[C];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t c = 0; c < C; ++c) {
         const std::byte* p = a.w + (2 * s + c) * row_bytes;
         if constexpr (T == WeightType::f32)
           w[c] = _mm512_load_ps(reinterpret_cast<const float*>(p));
         else
-          w[c] = _mm512_castsi512_ps(
-              _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))), 16));
+          w[c] = _mm512_castsi512_ps(_mm512_slli_epi32(
+              _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))), 16));
       }
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t r = 0; r < R; ++r) {
         const __m512 b = _mm512_set1_ps(std::bit_cast<float>(xs[r]));
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(b, w[c], acc[r][c]);
       }
     } else {
       __m512i w[C];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t c = 0; c < C; ++c) w[c] = _mm512_load_si512(a.w + (2 * s + c) * 64);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t r = 0; r < R; ++r) {
         const __m512i b = _mm512_set1_epi32(static_cast<int>(xs[r]));
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t c = 0; c < C; ++c) {
           if constexpr (T == WeightType::bf16)
-            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], reinterpret_cast<__m512bh>(b), reinterpret_cast<__m512bh>(w[c]));
+            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], reinterpret_cast<__m512bh>(b),
+                                         reinterpret_cast<__m512bh>(w[c]));
           else
             acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], b, w[c]);
         }
       }
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (std::size_t c = 0; c < C; ++c) {
     if (c * kBlock >= a.ncols) break;
     const std::size_t nc = a.ncols - c * kBlock;
     if constexpr (kInt) {
       const __m512 sw = _mm512_loadu_ps(a.scale + c * kBlock);
       const __m512i off = _mm512_loadu_si512(a.offset + c * kBlock);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t r = 0; r < R; ++r) {
         const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], off));
         const __m512 f = _mm512_mul_ps(_mm512_set1_ps(a.xs[r]), sw);
-        const __m512 y = a.bias ? _mm512_fmadd_ps(v, f, _mm512_loadu_ps(a.bias + c * kBlock)) : _mm512_mul_ps(v, f);
+        const __m512 y = a.bias ? _mm512_fmadd_ps(v, f, _mm512_loadu_ps(a.bias + c * kBlock))
+                                : _mm512_mul_ps(v, f);
         store_block(a.y + r * a.ldy + c * kBlock, y, nc);
       }
     } else {
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (std::size_t r = 0; r < R; ++r) {
         __m512 y = acc[r][c];
         if (a.bias) y = _mm512_add_ps(y, _mm512_loadu_ps(a.bias + c * kBlock));
@@ -266,8 +274,8 @@ std::atomic<int>& isa_slot() {
 }
 
 // All m rows for units [u0, u1): rows in balanced passes of at most 8.
-void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1, const std::uint32_t* xp,
-               const float* xs, std::size_t m, float* y) {
+void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1,
+               const std::uint32_t* xp, const float* xs, std::size_t m, float* y) {
   const std::size_t passes = (m + kMaxRows - 1) / kMaxRows;
   const std::size_t rows_per_pass = (m + passes - 1) / passes;
   const std::size_t ub = unit_bytes(p);
@@ -309,7 +317,8 @@ void set_isa(Isa isa) {
   isa_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
-PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k, const float* bias) {
+PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k,
+                         const float* bias) {
   PackedLinear p;
   p.type = type;
   p.n = n;
@@ -364,10 +373,14 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
 float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
   const std::size_t i = packed_index(p, j, kk);
   switch (p.type) {
-    case WeightType::f32: return reinterpret_cast<const float*>(p.data.data())[i];
+    case WeightType::f32:
+      return reinterpret_cast<const float*>(p.data.data())[i];
     case WeightType::bf16:
-    case WeightType::bf16_f32: return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[i]);
-    case WeightType::i8: return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i]) * p.scale[j];
+    case WeightType::bf16_f32:
+      return from_bf16(reinterpret_cast<const std::uint16_t*>(p.data.data())[i]);
+    case WeightType::i8:
+      return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i]) *
+             p.scale[j];
   }
   return 0.0f;
 }
@@ -395,7 +408,8 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   // The activation panel (see TileArgs), after a row buffer for conversion.
   const std::size_t steps = p.k_pad / step_k(p.type);
   const std::size_t row_bytes = steps * 4;
-  if (scratch.q.size() < row_bytes + m * row_bytes + 64) scratch.q.resize(row_bytes + m * row_bytes + 64);
+  if (scratch.q.size() < row_bytes + m * row_bytes + 64)
+    scratch.q.resize(row_bytes + m * row_bytes + 64);
   if (p.type == WeightType::i8 && scratch.q_scale.size() < m) scratch.q_scale.resize(m);
   auto* row = scratch.q.data();
   auto* xp = reinterpret_cast<std::uint32_t*>(scratch.q.data() + (row_bytes + 63) / 64 * 64);
@@ -403,9 +417,15 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
     const float* xr = x + r * p.k;
     switch (p.type) {
       case WeightType::f32:
-      case WeightType::bf16_f32: std::memcpy(row, xr, p.k * 4); break;
-      case WeightType::bf16: bf16_row(xr, p.k, p.k_pad, reinterpret_cast<std::uint16_t*>(row)); break;
-      case WeightType::i8: scratch.q_scale[r] = quantize_row(xr, p.k, p.k_pad, row); break;
+      case WeightType::bf16_f32:
+        std::memcpy(row, xr, p.k * 4);
+        break;
+      case WeightType::bf16:
+        bf16_row(xr, p.k, p.k_pad, reinterpret_cast<std::uint16_t*>(row));
+        break;
+      case WeightType::i8:
+        scratch.q_scale[r] = quantize_row(xr, p.k, p.k_pad, row);
+        break;
     }
     for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
   }
@@ -416,8 +436,8 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   // arithmetic of the rows (about one pass per 8 rows).
   const std::size_t work = p.data.size() * (1 + m / 8);
   const std::size_t by_work = std::max<std::size_t>(1, work / (std::size_t{1} << 20));
-  const int threads =
-      static_cast<int>(std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
+  const int threads = static_cast<int>(
+      std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   if (threads <= 1) {
     run_units(p, isa, 0, units, xp, xs, m, y);
     return;

@@ -57,14 +57,15 @@ class AlignedBytes {
  public:
   AlignedBytes() = default;
   explicit AlignedBytes(std::size_t n)
-      : p_(n ? static_cast<std::byte*>(::operator new(n, std::align_val_t{64})) : nullptr), n_(n) {}
+      : p_(n ? static_cast<std::byte*>(::operator new (n, std::align_val_t{64})) : nullptr),
+        n_(n) {}
   std::byte* data() { return p_.get(); }
   const std::byte* data() const { return p_.get(); }
   std::size_t size() const { return n_; }
 
  private:
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{64}); }
   };
   std::unique_ptr<std::byte, Free> p_;
   std::size_t n_ = 0;
@@ -87,20 +88,23 @@ struct PackedLinear {
   std::size_t units() const { return (n + kUnit - 1) / kUnit; }
   /// Bytes a forward pass streams for this layer (weights, bias, scales).
   std::size_t bytes() const {
-    return data.size() + (bias.size() + scale.size()) * sizeof(float) + offset.size() * sizeof(std::int32_t);
+    return data.size() + (bias.size() + scale.size()) * sizeof(float) +
+           offset.size() * sizeof(std::int32_t);
   }
 };
 
 /// Packs W ([n, k] row-major f32) and an optional bias ([n] or null). bf16
 /// rounds to nearest even; int8 quantizes each row symmetrically.
-PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k, const float* bias);
+PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k,
+                         const float* bias);
 
 /// The weight W[j, kk] as the kernels use it (after rounding or quantization;
 /// int8: q * scale). For tests and references.
 float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk);
 
 /// Per-call buffers of linear(), owned by the caller (the sequence's cache):
-/// the int8 or bf16 activations and the int8 scales. Grown, never shrunk.
+/// the activation panel (converted to the kernel's input type, k step major)
+/// and the int8 row scales. Grown, never shrunk.
 struct LinearScratch {
   std::vector<std::uint8_t>& q;
   std::vector<float>& q_scale;

@@ -57,7 +57,8 @@ struct Layer {
   NormWeights attn_norm, mlp_norm;
   PackedLinear qkv;      // [q_dim + 2 kv_dim, hidden]
   PackedLinear o;        // [hidden, q_dim]
-  PackedLinear mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else [intermediate, hidden]
+  PackedLinear mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else
+                         // [intermediate, hidden]
   PackedLinear mlp_out;  // [hidden, intermediate]
 };
 
@@ -66,7 +67,8 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
   const std::size_t half = c.head_dim / 2;
   std::vector<double> inv(half);
   for (std::size_t i = 0; i < half; ++i)
-    inv[i] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    inv[i] =
+        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
   const auto& rs = c.rope_scaling;
   if (rs.type == RopeScaling::Type::linear) {
     for (auto& f : inv) f /= rs.factor;
@@ -106,7 +108,8 @@ std::vector<float> random_normal(std::size_t count, float sd, std::uint64_t stre
 #pragma omp parallel for schedule(static) if (count > (1u << 16))
   for (std::ptrdiff_t i = 0; i < n; ++i) {
     const std::uint64_t h = splitmix(key ^ static_cast<std::uint64_t>(i) * 0xd1b54a32d192ed03ull);
-    const auto s = static_cast<float>((h & 0xffff) + ((h >> 16) & 0xffff) + ((h >> 32) & 0xffff) + (h >> 48));
+    const auto s =
+        static_cast<float>((h & 0xffff) + ((h >> 16) & 0xffff) + ((h >> 32) & 0xffff) + (h >> 48));
     v[static_cast<std::size_t>(i)] = (s - 2.0f * 65535.0f) * scale;
   }
   return v;
@@ -114,9 +117,12 @@ std::vector<float> random_normal(std::size_t count, float sd, std::uint64_t stre
 
 WeightType weight_type(DType t) {
   switch (t) {
-    case DType::f32: return WeightType::f32;
-    case DType::bf16: return WeightType::bf16;
-    case DType::i8: return WeightType::i8;
+    case DType::f32:
+      return WeightType::f32;
+    case DType::bf16:
+      return WeightType::bf16;
+    case DType::i8:
+      return WeightType::i8;
     default:
       throw UnsupportedError("cpu::Transformer: LoadOptions::dtype '" + std::string(dtype_name(t)) +
                              "' is not a compute dtype (f32, bf16, i8)");
@@ -144,22 +150,25 @@ struct Transformer::Impl {
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inv_freq(cfg);
   }
 
-  static std::size_t norm_bytes(const NormWeights& w) { return (w.weight.size() + w.bias.size()) * sizeof(float); }
+  static std::size_t norm_bytes(const NormWeights& w) {
+    return (w.weight.size() + w.bias.size()) * sizeof(float);
+  }
 
   std::size_t weight_bytes() const {
-    std::size_t n = (embed.size() + pos_embed.size()) * sizeof(float) + norm_bytes(final_norm) + lm_head.bytes();
+    std::size_t n = (embed.size() + pos_embed.size()) * sizeof(float) + norm_bytes(final_norm) +
+                    lm_head.bytes();
     for (const auto& l : layers)
-      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() + l.mlp_in.bytes() +
-           l.mlp_out.bytes();
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
+           l.mlp_in.bytes() + l.mlp_out.bytes();
     return n;
   }
 
   std::size_t bytes_per_token() const {
-    std::size_t n = (pos_embed.empty() ? 1 : 2) * cfg.hidden_size * sizeof(float) + norm_bytes(final_norm) +
-                    lm_head.bytes();
+    std::size_t n = (pos_embed.empty() ? 1 : 2) * cfg.hidden_size * sizeof(float) +
+                    norm_bytes(final_norm) + lm_head.bytes();
     for (const auto& l : layers)
-      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() + l.mlp_in.bytes() +
-           l.mlp_out.bytes();
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
+           l.mlp_in.bytes() + l.mlp_out.bytes();
     return n;
   }
 
@@ -218,7 +227,8 @@ struct Transformer::Impl {
   void forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const;
 };
 
-void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const {
+void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache,
+                                Logits& out) const {
   const std::size_t n = tokens.size();
   if (n == 0) throw InvalidArgument("cpu::Transformer::forward: no tokens to append");
   for (std::size_t i = 0; i < n; ++i)
@@ -235,12 +245,12 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
   const std::size_t total = pos0 + n;
   const bool learned_positions = cfg.positions == PositionKind::learned;
   if (learned_positions && total > cfg.max_position_embeddings)
-    throw CapacityError("cpu::Transformer::forward: " + cfg.architecture + " has learned positions 0.." +
-                        std::to_string(cfg.max_position_embeddings - 1) +
-                        " (n_positions / max_position_embeddings = " +
-                        std::to_string(cfg.max_position_embeddings) + "); appending " + std::to_string(n) +
-                        " tokens after " + std::to_string(pos0) + " would need position " +
-                        std::to_string(total - 1));
+    throw CapacityError(
+        "cpu::Transformer::forward: " + cfg.architecture + " has learned positions 0.." +
+        std::to_string(cfg.max_position_embeddings - 1) +
+        " (n_positions / max_position_embeddings = " + std::to_string(cfg.max_position_embeddings) +
+        "); appending " + std::to_string(n) + " tokens after " + std::to_string(pos0) +
+        " would need position " + std::to_string(total - 1));
 
   const int threads = max_threads();
   const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
@@ -265,7 +275,9 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
   float* rope_cs = act + sz_act;  // per token: cos[half], sin[half]
   float* scores = rope_cs + sz_rope;
   detail::LinearScratch lsc{cache.quant_, cache.quant_scale_};
-  auto matmul = [&](const PackedLinear& p, const float* in, float* y) { detail::linear(p, in, n, y, lsc, threads); };
+  auto matmul = [&](const PackedLinear& p, const float* in, float* y) {
+    detail::linear(p, in, n, y, lsc, threads);
+  };
 
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t pos = pos0 + i;
@@ -378,12 +390,12 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
-    std::vector<std::int64_t> want = cols == 0 ? std::vector<std::int64_t>{r}
+    std::vector<std::int64_t> want = cols == 0        ? std::vector<std::int64_t>{r}
                                      : src.transposed ? std::vector<std::int64_t>{c, r}
                                                       : std::vector<std::int64_t>{r, c};
     if (t.shape != want)
-      throw FormatError(ck.dir().string() + ": tensor '" + part.name + "' has shape " + shape_str(t.shape) +
-                        " but the config implies " + shape_str(want) +
+      throw FormatError(ck.dir().string() + ": tensor '" + part.name + "' has shape " +
+                        shape_str(t.shape) + " but the config implies " + shape_str(want) +
                         (src.transposed && cols != 0 ? " (Conv1D: [in, out])" : ""));
     std::vector<float> v = t.to_float();
     if (src.transposed && cols != 0) {
@@ -423,8 +435,9 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   const CheckpointLayout layout =
       architecture_of(c).layout(c, [&ck](const std::string& name) { return ck.contains(name); });
   if (layout.layers.size() != c.num_hidden_layers)
-    throw ConfigError(c.architecture + ": the registry's layout names " + std::to_string(layout.layers.size()) +
-                      " layers, the config " + std::to_string(c.num_hidden_layers));
+    throw ConfigError(c.architecture + ": the registry's layout names " +
+                      std::to_string(layout.layers.size()) + " layers, the config " +
+                      std::to_string(c.num_hidden_layers));
 
   // Every tensor must be one we use or one the family ignores: a stray name
   // usually means a config that does not describe this checkpoint.
@@ -435,7 +448,8 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     std::vector<float> bias;
     if (b.present()) {
       if (b.rows() != n)
-        throw ConfigError(c.architecture + ": bias '" + b.parts.front().name + "' does not match its weight");
+        throw ConfigError(c.architecture + ": bias '" + b.parts.front().name +
+                          "' does not match its weight");
       bias = read(ck, b, 0, used);
     }
     return impl->pack(weight.data(), n, k, bias.empty() ? nullptr : bias.data());
@@ -444,7 +458,8 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     NormWeights nw;
     nw.weight = read(ck, w, 0, used);
     if (c.norm == NormKind::layer_norm) {
-      if (!b.present()) throw ConfigError(c.architecture + ": LayerNorm without a bias in the layout");
+      if (!b.present())
+        throw ConfigError(c.architecture + ": LayerNorm without a bias in the layout");
       nw.bias = read(ck, b, 0, used);
     }
     return nw;
@@ -461,9 +476,10 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     L.mlp_norm = norm(src.mlp_norm, src.mlp_norm_bias);
     L.mlp_in = linear(src.mlp_in, src.mlp_in_bias, c.hidden_size);
     L.mlp_out = linear(src.mlp_out, src.mlp_out_bias, c.intermediate_size);
-    if (L.qkv.n != impl->q_dim + 2 * impl->kv_dim || L.o.n != c.hidden_size || L.mlp_in.n != impl->mlp_in_dim ||
-        L.mlp_out.n != c.hidden_size)
-      throw ConfigError(c.architecture + ": the registry's layout disagrees with the config's layer shapes");
+    if (L.qkv.n != impl->q_dim + 2 * impl->kv_dim || L.o.n != c.hidden_size ||
+        L.mlp_in.n != impl->mlp_in_dim || L.mlp_out.n != c.hidden_size)
+      throw ConfigError(c.architecture +
+                        ": the registry's layout disagrees with the config's layer shapes");
     impl->layers.push_back(std::move(L));
   }
   impl->final_norm = norm(layout.final_norm, layout.final_norm_bias);
@@ -475,22 +491,26 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
 
   std::sort(used.begin(), used.end());
   auto ignored = [&](const std::string& name) {
-    if (std::find(layout.ignored.begin(), layout.ignored.end(), name) != layout.ignored.end()) return true;
+    if (std::find(layout.ignored.begin(), layout.ignored.end(), name) != layout.ignored.end())
+      return true;
     for (const auto& suffix : layout.ignored_suffixes)
-      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      if (name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
         return true;
     return false;
   };
   for (const auto& name : ck.names()) {
     if (std::binary_search(used.begin(), used.end(), name) || ignored(name)) continue;
-    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
+    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " +
+                      c.architecture +
                       " with this config (attention_bias=" + (c.attention_bias ? "true" : "false") +
                       ", tie_word_embeddings=" + (c.tie_word_embeddings ? "true" : "false") + ")");
   }
   return Transformer(std::move(impl));
 }
 
-Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, const LoadOptions& options) {
+Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed,
+                                const LoadOptions& options) {
   config.validate("random model config");
   auto impl = std::make_unique<Impl>();
   impl->cfg = config;
@@ -512,7 +532,8 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed, c
     return nw;
   };
   impl->embed = randv(c.vocab_size * c.hidden_size, 0.02f);
-  if (c.positions == PositionKind::learned) impl->pos_embed = randv(c.max_position_embeddings * c.hidden_size, 0.02f);
+  if (c.positions == PositionKind::learned)
+    impl->pos_embed = randv(c.max_position_embeddings * c.hidden_size, 0.02f);
   for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
     Layer L;
     L.attn_norm = unit_norm();

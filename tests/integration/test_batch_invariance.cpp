@@ -8,10 +8,9 @@
 //    its float64 golden logits, at a bf16 bar;
 //  - after warm-up, forward(tokens, cache, out) performs no heap allocation
 //    (counted by replacing the global operator new of this test program).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -36,10 +35,12 @@ std::atomic<bool> g_counting{false};
 std::atomic<std::size_t> g_allocations{0};
 
 void* counted_alloc(std::size_t n, std::size_t align) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (g_counting.load(std::memory_order_relaxed))
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                                              : std::malloc(n);
+  void* p = align > alignof(std::max_align_t)
+                ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                : std::malloc(n);
   if (!p) throw std::bad_alloc();
   return p;
 }
@@ -47,8 +48,12 @@ void* counted_alloc(std::size_t n, std::size_t align) {
 
 void* operator new(std::size_t n) { return counted_alloc(n, 0); }
 void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -162,8 +167,9 @@ TEST_CASE("logits are bit-identical on one thread and two, with layers large eno
   for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(b, r, ref, r));
 }
 
-TEST_CASE("a bf16 checkpoint with bf16 weights and activations stays within bf16's bar of the golden",
-          "[invariance][golden]") {
+TEST_CASE(
+    "a bf16 checkpoint with bf16 weights and activations stays within bf16's bar of the golden",
+    "[invariance][golden]") {
   // The weights are exact, the activations are rounded to bf16 (relative
   // error 2^-9 each) before every matmul: the bar is 1e-2 max |ref| (f32's
   // golden bar is 1e-3, which this misses by about 6x: measured 6.7e-3,
@@ -196,7 +202,8 @@ TEST_CASE("a bf16 checkpoint with bf16 weights and activations stays within bf16
   }
 }
 
-TEST_CASE("assisted greedy equals plain greedy with bf16 and int8 weights", "[invariance][assisted]") {
+TEST_CASE("assisted greedy equals plain greedy with bf16 and int8 weights",
+          "[invariance][assisted]") {
   const DType dtype = GENERATE(DType::bf16, DType::i8);
   INFO(name_of(dtype));
   const Transformer target = Transformer::load(kModels / "llama-gqa", {.dtype = dtype});
@@ -218,7 +225,8 @@ TEST_CASE("assisted greedy equals plain greedy with bf16 and int8 weights", "[in
   }
 }
 
-TEST_CASE("forward into a reused Logits allocates nothing after warm-up", "[invariance][hot_path]") {
+TEST_CASE("forward into a reused Logits allocates nothing after warm-up",
+          "[invariance][hot_path]") {
   const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
   const int threads = GENERATE(1, 2);
   INFO(name_of(dtype) << " threads " << threads);
@@ -236,7 +244,8 @@ TEST_CASE("forward into a reused Logits allocates nothing after warm-up", "[inva
   g_allocations = 0;
   g_counting = true;
   std::size_t pos = 1;
-  for (std::size_t step = 0; step < 20; ++step) {  // decode steps and verification passes, with rollbacks
+  for (std::size_t step = 0; step < 20;
+       ++step) {  // decode steps and verification passes, with rollbacks
     const std::size_t len = step % 3 == 0 ? 9 : 1;
     m.forward(std::span(tokens).subspan(pos, len), cache, out);
     pos += len;

@@ -11,9 +11,8 @@
 // Also: the int8 result stays within the error its quantization implies, and
 // every kernel is batch-invariant: a row's bits do not depend on the number of
 // rows in the call, the thread count, or (for these operations) the ISA.
-#include <catch2/catch.hpp>
-
 #include <bit>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -28,7 +27,9 @@ namespace {
 
 constexpr double kU = std::numeric_limits<float>::epsilon() / 2;  // unit roundoff of f32
 
-double gamma(std::size_t j) { return static_cast<double>(j) * kU / (1 - static_cast<double>(j) * kU); }
+double gamma(std::size_t j) {
+  return static_cast<double>(j) * kU / (1 - static_cast<double>(j) * kU);
+}
 
 std::vector<float> random_vec(std::size_t n, std::uint64_t seed, float sd = 1.0f) {
   std::mt19937_64 eng(seed);
@@ -40,15 +41,20 @@ std::vector<float> random_vec(std::size_t n, std::uint64_t seed, float sd = 1.0f
 
 const char* type_name(WeightType t) {
   switch (t) {
-    case WeightType::f32: return "f32";
-    case WeightType::bf16: return "bf16";
-    case WeightType::bf16_f32: return "bf16_f32";
-    case WeightType::i8: return "i8";
+    case WeightType::f32:
+      return "f32";
+    case WeightType::bf16:
+      return "bf16";
+    case WeightType::bf16_f32:
+      return "bf16_f32";
+    case WeightType::i8:
+      return "i8";
   }
   return "?";
 }
 
-std::vector<float> run(const PackedLinear& p, const std::vector<float>& x, std::size_t m, int threads = 1) {
+std::vector<float> run(const PackedLinear& p, const std::vector<float>& x, std::size_t m,
+                       int threads = 1) {
   std::vector<float> y(m * p.n, std::numeric_limits<float>::quiet_NaN());
   std::vector<std::uint8_t> q;
   std::vector<float> qs;
@@ -57,7 +63,9 @@ std::vector<float> run(const PackedLinear& p, const std::vector<float>& x, std::
   return y;
 }
 
-bool same_bits(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+bool same_bits(const float* a, const float* b, std::size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
 
 struct IsaGuard {
   Isa saved = active_isa();
@@ -71,17 +79,24 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
   const Isa isa = GENERATE(Isa::scalar, Isa::avx512);
   if (isa == Isa::avx512 && detected_isa() != Isa::avx512) SUCCEED("no AVX-512 on this CPU");
   set_isa(isa);
-  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
+  const WeightType type =
+      GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   const bool bias = GENERATE(false, true);
   const std::size_t m = GENERATE(1, 3, 11, 19);  // one and several row passes
-  for (auto [n, k] : {std::pair<std::size_t, std::size_t>{1, 1}, {31, 3}, {32, 64}, {33, 7}, {100, 257}, {64, 130}}) {
+  for (auto [n, k] : {std::pair<std::size_t, std::size_t>{1, 1},
+                      {31, 3},
+                      {32, 64},
+                      {33, 7},
+                      {100, 257},
+                      {64, 130}}) {
     const auto w = random_vec(n * k, n * 1000 + k, 0.05f);
     const auto b = random_vec(n, 7, 0.1f);
     const auto x = random_vec(m * k, k + 3);
     const PackedLinear p = pack_linear(type, w.data(), n, k, bias ? b.data() : nullptr);
     const auto y = run(p, x, m);
-    INFO("m " << m << " " << type_name(type) << " isa " << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k
-                         << " bias " << bias);
+    INFO("m " << m << " " << type_name(type) << " isa "
+              << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k << " bias "
+              << bias);
     std::vector<std::uint8_t> q(p.k_pad);
     std::vector<std::uint16_t> xb(p.k_pad);
     std::vector<float> xround(k);
@@ -89,7 +104,8 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
       const float* xr = x.data() + r * k;
       if (type == WeightType::bf16) {  // the reference multiplies what the kernel multiplies
         bf16_row(xr, k, p.k_pad, xb.data());
-        for (std::size_t kk = 0; kk < k; ++kk) xround[kk] = std::bit_cast<float>(std::uint32_t{xb[kk]} << 16);
+        for (std::size_t kk = 0; kk < k; ++kk)
+          xround[kk] = std::bit_cast<float>(std::uint32_t{xb[kk]} << 16);
       }
       const float sx = type == WeightType::i8 ? quantize_row(xr, k, p.k_pad, q.data()) : 0.0f;
       for (std::size_t j = 0; j < n; ++j) {
@@ -101,7 +117,8 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
             // The integer dot the kernel computes exactly; scaled after the loop.
             ref += (static_cast<int>(q[kk]) - 128) * std::nearbyint(wv / p.scale[j]);
             // Quantization error of this term: |x| * sw / 2 + |w| * sx / 2 + sx * sw / 4.
-            qerr += std::abs(xr[kk]) * p.scale[j] / 2 + std::abs(w[j * k + kk]) * sx / 2 + sx * p.scale[j] / 4;
+            qerr += std::abs(xr[kk]) * p.scale[j] / 2 + std::abs(w[j * k + kk]) * sx / 2 +
+                    sx * p.scale[j] / 4;
           } else {
             const double xv = type == WeightType::bf16 ? xround[kk] : xr[kk];
             ref += xv * wv;
@@ -114,11 +131,13 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
         exact += bj;
         const double got = y[r * n + j];
         if (type == WeightType::i8) {
-          REQUIRE(std::abs(got - ref) <= 4 * kU * std::abs(ref - bj) + 2 * kU * std::abs(bj) + 1e-30);
+          REQUIRE(std::abs(got - ref) <=
+                  4 * kU * std::abs(ref - bj) + 2 * kU * std::abs(bj) + 1e-30);
           REQUIRE(std::abs(got - exact) <= qerr * 1.001 + 1e-6);
         } else {
           // (+ k * 2^-126: bf16's flushed denormals)
-          REQUIRE(std::abs(got - ref) <= gamma(k + 1) * (mag + std::abs(bj)) + static_cast<double>(k) * 0x1p-126);
+          REQUIRE(std::abs(got - ref) <=
+                  gamma(k + 1) * (mag + std::abs(bj)) + static_cast<double>(k) * 0x1p-126);
         }
       }
     }
@@ -126,7 +145,8 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
 }
 
 TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per row", "[kernels]") {
-  const float one = 1.0f, tie_down = 1.0f + 0x1p-8f, tie_up = 1.0f + 3 * 0x1p-8f, above = 1.0f + 0x1p-8f + 0x1p-20f;
+  const float one = 1.0f, tie_down = 1.0f + 0x1p-8f, tie_up = 1.0f + 3 * 0x1p-8f,
+              above = 1.0f + 0x1p-8f + 0x1p-20f;
   const std::vector<float> w{one, tie_down, tie_up, above, -tie_down, 0.0f};
   const WeightType bf = GENERATE(WeightType::bf16, WeightType::bf16_f32);
   const PackedLinear p = pack_linear(bf, w.data(), w.size(), 1, nullptr);
@@ -137,7 +157,8 @@ TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per ro
   CHECK(packed_weight(p, 4, 0) == -1.0f);
   CHECK(packed_weight(p, 5, 0) == 0.0f);
 
-  const std::vector<float> r{0.5f, -1.27f, 0.01f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};  // row 1 is all zeros
+  const std::vector<float> r{0.5f, -1.27f, 0.01f, 0.0f,
+                             0.0f, 0.0f,   0.0f,  0.0f};  // row 1 is all zeros
   const PackedLinear q = pack_linear(WeightType::i8, r.data(), 2, 4, nullptr);
   CHECK(q.scale[0] == Approx(1.27f / 127));
   CHECK(packed_weight(q, 0, 1) == Approx(-1.27f));
@@ -147,9 +168,11 @@ TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per ro
   CHECK(run(q, zeros, 1) == std::vector<float>{0.0f, 0.0f});
 }
 
-TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads or ISA", "[kernels][invariance]") {
+TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads or ISA",
+          "[kernels][invariance]") {
   IsaGuard guard;
-  const WeightType type = GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
+  const WeightType type =
+      GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   INFO(type_name(type));
   // Large enough that linear() really uses two threads (>= 1 MiB of weights each).
   const std::size_t n = 1000, k = 1100, max_m = 17;
@@ -157,7 +180,9 @@ TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads
   const auto b = random_vec(n, 12, 0.1f);
   const auto x = random_vec(max_m * k, 13);
   const PackedLinear p = pack_linear(type, w.data(), n, k, b.data());
-  REQUIRE(p.data.size() >= (std::size_t{2} << 20) / (type == WeightType::f32 ? 1 : type == WeightType::i8 ? 4 : 2));
+  REQUIRE(p.data.size() >= (std::size_t{2} << 20) / (type == WeightType::f32  ? 1
+                                                     : type == WeightType::i8 ? 4
+                                                                              : 2));
 
   const auto all = run(p, x, max_m, 2);
   for (std::size_t m = 1; m <= max_m; ++m) {
@@ -180,9 +205,11 @@ TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads
 TEST_CASE("fixed-order reductions do not depend on where the data sits", "[kernels][invariance]") {
   const auto a = random_vec(300, 1), b = random_vec(300, 2);
   for (std::size_t len : {1, 15, 16, 17, 64, 299}) {
-    const float d0 = dot(a.data(), b.data(), len), s0 = sum(a.data(), len), q0 = sum_squares(a.data(), len);
+    const float d0 = dot(a.data(), b.data(), len), s0 = sum(a.data(), len),
+                q0 = sum_squares(a.data(), len);
     double ref = 0, mag = 0;
-    for (std::size_t i = 0; i < len; ++i) ref += static_cast<double>(a[i]) * b[i], mag += std::abs(a[i] * b[i]);
+    for (std::size_t i = 0; i < len; ++i)
+      ref += static_cast<double>(a[i]) * b[i], mag += std::abs(a[i] * b[i]);
     CHECK(std::abs(d0 - ref) <= gamma(len + 1) * mag);
     for (std::size_t shift = 1; shift < 16; ++shift) {
       std::vector<float> a2(len + shift), b2(len + shift);
