@@ -34,6 +34,7 @@ class AnyModel {
     virtual std::size_t vocab_size() const = 0;
     virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
     virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
+    virtual void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const = 0;
     virtual const std::type_info& type() const = 0;
     virtual const void* address() const = 0;
   };
@@ -70,6 +71,12 @@ class AnyModel {
       if (!c)
         throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
       return model->forward(tokens, c->cache);
+    }
+    void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const override {
+      auto* c = dynamic_cast<CacheImpl<typename M::Cache>*>(&cache);
+      if (!c)
+        throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
+      forward_into(*model, tokens, c->cache, out);
     }
     const std::type_info& type() const override { return typeid(M); }
     const void* address() const override { return model.get(); }
@@ -158,6 +165,14 @@ class AnyModel {
     if (!cache.impl_ || cache.owner_ != impl_->address())
       throw InvalidArgument("AnyModel::forward: the cache was not made by this model");
     return impl_->forward(tokens, *cache.impl_);
+  }
+
+  /// As forward(tokens, cache), with the logits written into `out` (reusing
+  /// its allocation when the wrapped backend has an allocation-free forward).
+  void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const {
+    if (!cache.impl_ || cache.owner_ != impl_->address())
+      throw InvalidArgument("AnyModel::forward: the cache was not made by this model");
+    impl_->forward(tokens, *cache.impl_, out);
   }
 
   /// The wrapped model when it is an M, else nullptr.

@@ -140,6 +140,28 @@ constexpr bool check_causal_lm() {
   return CausalLM<M>;
 }
 
+/// A CausalLM that can also write its logits into a caller's buffer:
+/// `forward(tokens, cache, out)` resizes `out` to [tokens.size(), vocab] and
+/// fills it, so a decoding loop that keeps `out` allocates nothing per step.
+/// Optional: the decoders use it when present, and `forward` otherwise.
+template <class M>
+concept ForwardsInto = CausalLM<M> && requires(const M& m, std::span<const Token> tokens,
+                                               typename M::Cache& cache, Logits& out) {
+  m.forward(tokens, cache, out);
+};
+
+/// Runs `model` over `tokens` with the logits in `out`: through the
+/// allocation-free overload when the backend has one, else by move-assigning
+/// the result of `forward(tokens, cache)`.
+template <CausalLM M>
+void forward_into(const M& model, std::span<const Token> tokens, typename M::Cache& cache,
+                  Logits& out) {
+  if constexpr (ForwardsInto<M>)
+    model.forward(tokens, cache, out);
+  else
+    out = model.forward(tokens, cache);
+}
+
 }  // namespace assistgen
 
 /// Asserts at compile time that `T` models assistgen::CausalLM; a failure

@@ -83,7 +83,8 @@ class AutoregressiveDecoder {
     while (res.tokens.size() < budget) {
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(cache_->size());
       const auto t0 = std::chrono::steady_clock::now();
-      Logits logits = model_->forward(input, *cache_);
+      forward_into(*model_, input, *cache_, logits_);
+      Logits& logits = logits_;
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
@@ -129,6 +130,7 @@ class AutoregressiveDecoder {
   LogitsProcessorChain chain_;
   Rng rng_;
   std::optional<typename Model::Cache> cache_;
+  Logits logits_;  // reused every step
   std::vector<Token> seq_;
 };
 

@@ -258,7 +258,8 @@ requires CausalLM<Target> &&
       //    (plus the rest of the prompt in the first round).
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(tc.size());
       const auto t0 = std::chrono::steady_clock::now();
-      Logits logits = target_->forward(input, tc);
+      forward_into(*target_, input, tc, target_logits_);
+      Logits& logits = target_logits_;
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
@@ -401,6 +402,7 @@ requires CausalLM<Target> &&
   std::optional<typename detail::DraftSource<Draft>::type> draft_;  // kHasDraft only
   std::optional<PromptLookup> lookup_;                              // !kHasDraft only
   std::optional<TargetCache> target_cache_;
+  Logits target_logits_;  // reused every round
   std::vector<Token> seq_;     // S, plus the candidates during a round
   std::vector<Token> drafts_;  // prompt-lookup candidates
   RoundObserver observer_;

@@ -223,7 +223,8 @@ class UniversalDecoder {
       // 4. One target call over everything it has not seen, then greedy match.
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(tc.size());
       const auto t0 = std::chrono::steady_clock::now();
-      Logits logits = target_->forward(input, tc);
+      forward_into(*target_, input, tc, target_logits_);
+      Logits& logits = target_logits_;
       st.target_seconds += seconds_since(t0);
       ++st.target_calls;
       if (logits.rows() != input.size() || logits.cols() < vocab())
@@ -427,6 +428,7 @@ class UniversalDecoder {
   LogitsProcessorChain draft_chain_;
   Rng rng_;  // unused by greedy drafting; propose() takes one
   std::optional<TargetCache> target_cache_;
+  Logits target_logits_;  // reused every round
   std::size_t draft_capacity_ = 0;
   std::size_t last_proposed_ = 0;  // draft tokens proposed in the latest round
   std::size_t sync_n_ = 0;         // target / draft lengths when the latest

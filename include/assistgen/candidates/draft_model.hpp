@@ -81,7 +81,8 @@ class DraftModelCandidates {
       std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
                                             : std::span<const Token>(work).subspan(n + i - 1, 1);
       const auto t0 = std::chrono::steady_clock::now();
-      Logits logits = model_->forward(input, cache);
+      forward_into(*model_, input, cache, logits_);
+      Logits& logits = logits_;
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++calls_;
       std::span<float> row = logits.row(logits.rows() - 1).first(vocab_);
@@ -139,6 +140,7 @@ class DraftModelCandidates {
   const Draft* model_;
   std::size_t vocab_;
   std::optional<Cache> cache_;
+  Logits logits_;  // reused every draft step
   std::vector<float> q_;
   std::vector<float> probs_;
   std::size_t calls_ = 0;
