@@ -9,7 +9,11 @@ echo "== configuring (Release) ..."
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 echo "== building the assistgen CLI ..."
 cmake --build build -j"$(nproc)" --target assistgen_cli
+# libgomp's default spin-waiting makes every parallel region cost a scheduler
+# time slice when the cores are shared; passive waiting keeps timings stable
+# (docs/performance.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 echo "== assisted generation: target models/kjv-target, draft models/kjv-draft"
 echo
 ./build/examples/assistgen generate -m models/kjv-target -a models/kjv-draft \
-  -p "And God said" -n 128 --draft-max 4 --compare --repeat 5 "$@"
+  -p "And God said" -n 128 --draft-max 3 --compare --repeat 5 "$@"
