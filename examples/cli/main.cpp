@@ -20,6 +20,7 @@ commands:
   generate   greedy or sampled continuation of a text (-p) or of token ids,
              optionally assisted by a draft model
   tokenize   token ids of a text with a model's tokenizer
+  bench      decode, verification and prefill speed against the memory-bandwidth bound
 
 Run 'assistgen COMMAND --help' for the options of a command.
 )";
