@@ -19,9 +19,9 @@
 // commit() from any other thread throw InvalidArgument before touching the
 // cache (the holding thread itself may call them). A backend's forward calls
 // check_append() first and commit() last, so a forward that overlaps a hold is
-// rejected. Two forward calls overlapping each other are caught only when the
-// backend holds exclusive_use() for the whole call (cpu::Transformer does not
-// yet). ExclusiveUseFlag is the same check for other per-sequence objects
+// rejected. Two forward calls overlapping each other are caught when the
+// backend holds exclusive_use() for the whole call, as cpu::Transformer does.
+// ExclusiveUseFlag is the same check for other per-sequence objects
 // (e.g. a decoder holding one for the whole of generate()).
 #pragma once
 
@@ -109,15 +109,22 @@ class ExclusiveUseFlag {
   /// orders a hand-over between threads (one use after the other).
   class [[nodiscard]] Hold {
    public:
-    /// Throws InvalidArgument naming `user` when the flag is already held.
-    Hold(ExclusiveUseFlag& flag, std::string_view user) : flag_(&flag) {
+    /// Throws InvalidArgument naming `user` when another thread holds the
+    /// flag. Re-entrant: a Hold taken by the thread that already holds the
+    /// flag (a decoder holding it around a backend's forward) is a no-op.
+    Hold(ExclusiveUseFlag& flag, std::string_view user) {
+      if (flag.busy_.load(std::memory_order_acquire) &&
+          flag.owner_.load(std::memory_order_relaxed) == std::this_thread::get_id())
+        return;  // nested: the outer Hold releases
       if (flag.busy_.exchange(true, std::memory_order_acquire))
         throw InvalidArgument(std::string(user) +
                               ": already in use by another thread; a cache or decoder serves one "
                               "sequence on one thread at a time (use one per thread)");
       flag.owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+      flag_ = &flag;
     }
     ~Hold() {
+      if (!flag_) return;
       flag_->owner_.store(std::thread::id(), std::memory_order_relaxed);
       flag_->busy_.store(false, std::memory_order_release);
     }
@@ -125,7 +132,7 @@ class ExclusiveUseFlag {
     Hold& operator=(const Hold&) = delete;
 
    private:
-    ExclusiveUseFlag* flag_;
+    ExclusiveUseFlag* flag_ = nullptr;  // null for a nested Hold
   };
 
   /// Throws InvalidArgument, naming `user`, while another thread holds the flag.

@@ -240,6 +240,9 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
   if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != cfg.num_key_value_heads ||
       kv.head_dim() != cfg.head_dim)
     throw InvalidArgument("cpu::Transformer::forward: cache was made by a model of another shape");
+  // Held for the whole call: a second thread using this cache meanwhile is
+  // rejected instead of corrupting it (kv_cache.hpp).
+  const auto hold = kv.exclusive_use("cpu::Transformer::forward");
   kv.check_append(n);
   const std::size_t pos0 = kv.size();
   const std::size_t total = pos0 + n;

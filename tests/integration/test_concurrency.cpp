@@ -218,6 +218,11 @@ TEST_CASE("ExclusiveUseFlag rejects overlapping holds and allows hand-over", "[c
     checker.join();
     CHECK(other_rejected);
     CHECK_NOTHROW(flag.check_free("truncate"));  // the holder itself may proceed
+    {
+      ExclusiveUseFlag::Hold nested(flag, "cpu::Transformer::forward");  // re-entrant
+      CHECK(flag.busy());
+    }
+    CHECK(flag.busy());  // the nested hold left the outer one in place
   }
   CHECK_FALSE(flag.busy());
   // Sequential use from many threads is legal.
@@ -233,8 +238,8 @@ TEST_CASE("ExclusiveUseFlag rejects overlapping holds and allows hand-over", "[c
 
 // forward() calls KvStorage::check_append before touching the cache, which
 // rejects a call from a thread other than the one holding exclusive_use().
-// (Two overlapping forward calls are caught only once forward itself holds
-// exclusive_use for the whole call; see kv_cache.hpp.)
+// (cpu::Transformer::forward holds exclusive_use for the whole call, so two
+// overlapping forward calls on one cache are rejected the same way.)
 TEST_CASE("forward on a cache another thread is using is rejected", "[concurrency][misuse]") {
   const auto model = cpu::Transformer::load(kData / "models" / "llama-draft");
   auto cache = model.make_cache(16);
