@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/detail/generation_setup.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generation_config.hpp"
 #include "assistgen/sampling/distribution.hpp"
@@ -51,26 +52,8 @@ class AutoregressiveDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    if (P == 0)
-      throw InvalidArgument(
-          "AutoregressiveDecoder::generate: the prompt is empty (one token at least)");
-    for (std::size_t i = 0; i < P; ++i)
-      if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab())
-        throw InvalidArgument("AutoregressiveDecoder::generate: prompt token " +
-                              std::to_string(prompt[i]) + " at position " + std::to_string(i) +
-                              " is outside the vocabulary of " + std::to_string(vocab()));
-    const std::size_t cap = cfg_.cache_capacity ? cfg_.cache_capacity : P + cfg_.max_new_tokens;
-    if (P > cap)
-      throw CapacityError("AutoregressiveDecoder::generate: prompt of " + std::to_string(P) +
-                          " tokens exceeds cache_capacity " + std::to_string(cap));
-    // The cache holds every token but the newest one, so cap + 1 - P tokens fit.
-    const std::size_t budget = std::min(cfg_.max_new_tokens, cap + 1 - P);
-    if (!cache_ || cache_->capacity() < cap) {
-      cache_.reset();
-      cache_.emplace(model_->make_cache(cap));
-    } else {
-      cache_->truncate(0);
-    }
+    const auto [cap, budget] = detail::plan_generation("AutoregressiveDecoder::generate", prompt, vocab(), cfg_);
+    detail::reuse_or_make_cache(*model_, cache_, cap);
     rng_.reseed(cfg_.seed);
     chain_.reset();
     seq_.assign(prompt.begin(), prompt.end());

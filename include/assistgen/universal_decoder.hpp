@@ -50,6 +50,7 @@
 
 #include "assistgen/acceptance.hpp"
 #include "assistgen/backend.hpp"
+#include "assistgen/detail/generation_setup.hpp"
 #include "assistgen/candidates/draft_model.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generation_config.hpp"
@@ -157,25 +158,8 @@ class UniversalDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    if (P == 0)
-      throw InvalidArgument("UniversalDecoder::generate: the prompt is empty (one token at least)");
-    for (std::size_t i = 0; i < P; ++i)
-      if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab())
-        throw InvalidArgument("UniversalDecoder::generate: prompt token " +
-                              std::to_string(prompt[i]) + " at position " + std::to_string(i) +
-                              " is outside the target vocabulary of " + std::to_string(vocab()));
-    const std::size_t cap = cfg_.cache_capacity ? cfg_.cache_capacity : P + cfg_.max_new_tokens;
-    if (P > cap)
-      throw CapacityError("UniversalDecoder::generate: prompt of " + std::to_string(P) +
-                          " tokens exceeds cache_capacity " + std::to_string(cap));
-    const std::size_t budget = std::min(cfg_.max_new_tokens, cap + 1 - P);
-    if (!target_cache_ || target_cache_->capacity() < cap) {
-      target_cache_.reset();
-      target_cache_.emplace(target_->make_cache(cap));
-    } else {
-      target_cache_->truncate(0);
-    }
-    TargetCache& tc = *target_cache_;
+    const auto [cap, budget] = detail::plan_generation("UniversalDecoder::generate", prompt, vocab(), cfg_);
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
     lookahead_.begin_generation();
     chain_.reset();
     draft_chain_.reset();

@@ -1,0 +1,61 @@
+// Private to the decoders (speculative, universal, autoregressive): the checks
+// and cache set-up every generate() call starts with, so all of them accept
+// the same prompts, size their caches alike and word their errors alike.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "assistgen/backend.hpp"
+#include "assistgen/error.hpp"
+#include "assistgen/generation_config.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen::detail {
+
+/// Cache positions and new-token budget of one generate() call.
+struct GenerationPlan {
+  std::size_t capacity = 0;  ///< positions each cache is made for
+  std::size_t budget = 0;    ///< tokens that may be generated (<= max_new_tokens)
+};
+
+/// Checks `prompt` (not empty, every id below `vocab`) and derives the cache
+/// capacity and the token budget from `cfg`. `who` names the caller in errors.
+/// The cache holds every token but the newest one, so capacity + 1 - prompt
+/// tokens fit.
+inline GenerationPlan plan_generation(std::string_view who, std::span<const Token> prompt,
+                                      std::size_t vocab, const GenerationConfig& cfg) {
+  const std::size_t P = prompt.size();
+  if (P == 0)
+    throw InvalidArgument(std::string(who) + ": the prompt is empty (one token at least)");
+  for (std::size_t i = 0; i < P; ++i)
+    if (prompt[i] < 0 || static_cast<std::size_t>(prompt[i]) >= vocab)
+      throw InvalidArgument(std::string(who) + ": prompt token " + std::to_string(prompt[i]) +
+                            " at position " + std::to_string(i) +
+                            " is outside the target vocabulary of " + std::to_string(vocab));
+  const std::size_t cap = cfg.cache_capacity ? cfg.cache_capacity : P + cfg.max_new_tokens;
+  if (P > cap)
+    throw CapacityError(std::string(who) + ": prompt of " + std::to_string(P) +
+                        " tokens exceeds cache_capacity " + std::to_string(cap));
+  return {cap, std::min(cfg.max_new_tokens, cap + 1 - P)};
+}
+
+/// The cache in `slot`, emptied, when it can hold `capacity` positions; else
+/// a new one made by `model`.
+template <CausalLM M>
+typename M::Cache& reuse_or_make_cache(const M& model, std::optional<typename M::Cache>& slot,
+                                       std::size_t capacity) {
+  if (!slot || slot->capacity() < capacity) {
+    slot.reset();
+    slot.emplace(model.make_cache(capacity));
+  } else {
+    slot->truncate(0);
+  }
+  return *slot;
+}
+
+}  // namespace assistgen::detail
