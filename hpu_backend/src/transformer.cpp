@@ -23,33 +23,6 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return r + "]";
 }
 
-// Inverse RoPE frequencies with HF's scaling rules (default, linear, llama3).
-std::vector<double> rope_inv_freq(const ModelConfig& c) {
-  const std::size_t half = c.head_dim / 2;
-  std::vector<double> inv(half);
-  for (std::size_t i = 0; i < half; ++i)
-    inv[i] =
-        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
-  const auto& rs = c.rope_scaling;
-  if (rs.type == RopeScaling::Type::linear) {
-    for (auto& f : inv) f /= rs.factor;
-  } else if (rs.type == RopeScaling::Type::llama3) {
-    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
-    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
-    for (auto& f : inv) {
-      const double wavelen = 2 * std::numbers::pi / f;
-      if (wavelen > low_wavelen) {
-        f /= rs.factor;
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
-                              (rs.high_freq_factor - rs.low_freq_factor);
-        f = (1 - smooth) * f / rs.factor + smooth * f;
-      }
-    }
-  }
-  return inv;
-}
-
 }  // namespace
 
 std::size_t TransformerCache::bytes() const {
@@ -104,7 +77,7 @@ struct Transformer::Impl {
     layout = {cfg.num_hidden_layers, buckets.max_batch(), cfg.num_key_value_heads,
               buckets.max_kv_len(), cfg.head_dim};
     spec = detail::DecoderSpec::from(cfg, layout.slots());
-    inv_freq = rope_inv_freq(cfg);
+    inv_freq = rope_inverse_frequencies(cfg);
     const std::size_t n_buckets = buckets.all().size();
     const std::size_t capacity = opts.graph_cache_capacity ? opts.graph_cache_capacity : n_buckets;
     GraphCache::CompileFn compile = opts.compile;

@@ -48,6 +48,13 @@ enum class Activation {
   gelu_tanh,  ///< "gelu_new", "gelu_pytorch_tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 };
 
+struct ModelConfig;
+
+/// The inverse RoPE frequencies theta^(-2i/head_dim), i < head_dim / 2, with
+/// HF's `rope_scaling` rules applied (linear: divided by the factor; llama3:
+/// HF's `_compute_llama3_parameters` band interpolation). Shared by backends.
+std::vector<double> rope_inverse_frequencies(const ModelConfig& config);
+
 /// Architecture hyper-parameters of a decoder-only transformer.
 struct ModelConfig {
   std::string architecture;  ///< e.g. "LlamaForCausalLM"; must be in the registry (architecture.hpp)

@@ -62,33 +62,6 @@ struct Layer {
   PackedLinear mlp_out;  // [hidden, intermediate]
 };
 
-// Inverse RoPE frequencies with HF's scaling rules (linear, llama3).
-std::vector<double> rope_inv_freq(const ModelConfig& c) {
-  const std::size_t half = c.head_dim / 2;
-  std::vector<double> inv(half);
-  for (std::size_t i = 0; i < half; ++i)
-    inv[i] =
-        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
-  const auto& rs = c.rope_scaling;
-  if (rs.type == RopeScaling::Type::linear) {
-    for (auto& f : inv) f /= rs.factor;
-  } else if (rs.type == RopeScaling::Type::llama3) {
-    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
-    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
-    for (auto& f : inv) {
-      const double wavelen = 2 * std::numbers::pi / f;
-      if (wavelen > low_wavelen) {
-        f = f / rs.factor;
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
-                              (rs.high_freq_factor - rs.low_freq_factor);
-        f = (1 - smooth) * f / rs.factor + smooth * f;
-      }
-    }
-  }
-  return inv;
-}
-
 std::uint64_t splitmix(std::uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -147,7 +120,7 @@ struct Transformer::Impl {
     q_dim = cfg.num_attention_heads * cfg.head_dim;
     kv_dim = cfg.num_key_value_heads * cfg.head_dim;
     mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
-    if (cfg.positions == PositionKind::rope) inv_freq = rope_inv_freq(cfg);
+    if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
   }
 
   static std::size_t norm_bytes(const NormWeights& w) {

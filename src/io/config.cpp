@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <numbers>
 #include <sstream>
 
 #include "assistgen/architecture.hpp"
@@ -261,6 +262,32 @@ void ModelConfig::validate(const std::string& source) const {
   };
   check_ids("bos_token_id", bos_token_ids);
   check_ids("eos_token_id", eos_token_ids);
+}
+
+std::vector<double> rope_inverse_frequencies(const ModelConfig& c) {
+  const std::size_t half = c.head_dim / 2;
+  std::vector<double> inv(half);
+  for (std::size_t i = 0; i < half; ++i)
+    inv[i] =
+        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+  const auto& rs = c.rope_scaling;
+  if (rs.type == RopeScaling::Type::linear) {
+    for (auto& f : inv) f /= rs.factor;
+  } else if (rs.type == RopeScaling::Type::llama3) {
+    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+    for (auto& f : inv) {
+      const double wavelen = 2 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f = f / rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
+                              (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
 }
 
 }  // namespace assistgen
