@@ -37,12 +37,7 @@ class AutoregressiveDecoder {
   /// when a sampling option, suppressed token or EOS id is out of range.
   AutoregressiveDecoder(const Model& model, GenerationConfig cfg)
       : model_(&model), cfg_(std::move(cfg)) {
-    eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens)
-      eos_ = cfg_.target_special_tokens->eos_token_ids;
-    GenerationConfig checked = cfg_;
-    checked.eos_token_ids = eos_;
-    validate_sampling_options(checked, vocab());
+    eos_ = detail::stop_tokens(cfg_, vocab());
     chain_ = make_processor_chain(cfg_);
   }
 

@@ -76,10 +76,6 @@ inline std::string token_list(std::vector<Token> ids) {
   return s + "]";
 }
 
-inline bool contains(std::span<const Token> set, Token t) {
-  return std::find(set.begin(), set.end(), t) != set.end();
-}
-
 // DraftModelCandidates<NoDraft> must never be named (its constraint fails).
 template <class D>
 struct DraftSource {
@@ -293,23 +289,8 @@ requires CausalLM<Target> &&
       // 5. Emit d_1..d_a, t, stopping after an EOS or when the callback asks.
       seq_.resize(n + v.accepted);
       seq_.push_back(v.next);
-      std::size_t end = seq_.size();
-      for (std::size_t i = n; i < seq_.size(); ++i) {
-        const Token t = seq_[i];
-        res.tokens.push_back(t);
-        const bool keep_going = !on_token || on_token(t);
-        if (detail::contains(eos_, t)) {
-          reason = StopReason::eos;
-          stopped = true;
-        } else if (!keep_going) {
-          reason = StopReason::callback;
-          stopped = true;
-        }
-        if (stopped) {
-          end = i + 1;
-          break;
-        }
-      }
+      const auto [end, stop] = detail::emit_tokens(seq_, n, eos_, on_token, res, reason);
+      stopped = stop;
       if (end < seq_.size()) {
         seq_.resize(end);
         if (tc.size() > end - 1) tc.truncate(end - 1);
@@ -366,12 +347,7 @@ requires CausalLM<Target> &&
 
  private:
   void init() {
-    eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens)
-      eos_ = cfg_.target_special_tokens->eos_token_ids;
-    GenerationConfig checked = cfg_;
-    checked.eos_token_ids = eos_;
-    validate_sampling_options(checked, vocab());
+    eos_ = detail::stop_tokens(cfg_, vocab());
     chain_ = make_processor_chain(cfg_);
   }
 

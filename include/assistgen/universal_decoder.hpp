@@ -136,12 +136,7 @@ class UniversalDecoder {
     if (opts_.target_lookbehind == 0 || opts_.assistant_lookbehind == 0)
       throw InvalidArgument(
           "UniversalOptions: target_lookbehind and assistant_lookbehind must be at least 1");
-    eos_ = cfg_.eos_token_ids;
-    if (eos_.empty() && cfg_.target_special_tokens)
-      eos_ = cfg_.target_special_tokens->eos_token_ids;
-    GenerationConfig checked = cfg_;
-    checked.eos_token_ids = eos_;
-    validate_sampling_options(checked, vocab());
+    eos_ = detail::stop_tokens(cfg_, vocab());
     chain_ = make_processor_chain(cfg_);
     if (!opts_.draft_suppress_tokens.empty())
       draft_chain_.emplace<SuppressTokensProcessor>(opts_.draft_suppress_tokens);
@@ -234,23 +229,8 @@ class UniversalDecoder {
       // 5. Emit, stopping after an EOS or when the callback asks.
       seq_.resize(n + v.accepted);
       seq_.push_back(v.next);
-      std::size_t end = seq_.size();
-      for (std::size_t i = n; i < seq_.size(); ++i) {
-        const Token t = seq_[i];
-        res.tokens.push_back(t);
-        const bool keep_going = !on_token || on_token(t);
-        if (std::find(eos_.begin(), eos_.end(), t) != eos_.end()) {
-          reason = StopReason::eos;
-          stopped = true;
-        } else if (!keep_going) {
-          reason = StopReason::callback;
-          stopped = true;
-        }
-        if (stopped) {
-          end = i + 1;
-          break;
-        }
-      }
+      const auto [end, stop] = detail::emit_tokens(seq_, n, eos_, on_token, res, reason);
+      stopped = stop;
       if (end < seq_.size()) {
         seq_.resize(end);
         if (tc.size() > end - 1) tc.truncate(end - 1);

@@ -9,10 +9,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "assistgen/backend.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generation_config.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::detail {
@@ -42,6 +44,46 @@ inline GenerationPlan plan_generation(std::string_view who, std::span<const Toke
     throw CapacityError(std::string(who) + ": prompt of " + std::to_string(P) +
                         " tokens exceeds cache_capacity " + std::to_string(cap));
   return {cap, std::min(cfg.max_new_tokens, cap + 1 - P)};
+}
+
+/// The EOS ids a decoder stops at: `cfg.eos_token_ids`, else the target's
+/// declared ones. Validates the sampling options and those ids against `vocab`
+/// (InvalidArgument naming the option).
+inline std::vector<Token> stop_tokens(const GenerationConfig& cfg, std::size_t vocab) {
+  std::vector<Token> eos = cfg.eos_token_ids;
+  if (eos.empty() && cfg.target_special_tokens) eos = cfg.target_special_tokens->eos_token_ids;
+  GenerationConfig checked = cfg;
+  checked.eos_token_ids = eos;
+  validate_sampling_options(checked, vocab);
+  return eos;
+}
+
+/// What emit_tokens() emitted.
+struct Emitted {
+  std::size_t end = 0;   ///< one past the last emitted position of the sequence
+  bool stopped = false;  ///< an EOS or the callback ended generation
+};
+
+/// Emits `seq[from..)` into `res.tokens`, calling `on_token` for each, and
+/// stops after an EOS (StopReason::eos) or a token the callback refused
+/// (StopReason::callback); `reason` is set only on such a stop.
+inline Emitted emit_tokens(std::span<const Token> seq, std::size_t from,
+                           std::span<const Token> eos, const TokenCallback& on_token,
+                           GenerationResult& res, StopReason& reason) {
+  for (std::size_t i = from; i < seq.size(); ++i) {
+    const Token t = seq[i];
+    res.tokens.push_back(t);
+    const bool keep_going = !on_token || on_token(t);
+    if (std::find(eos.begin(), eos.end(), t) != eos.end()) {
+      reason = StopReason::eos;
+      return {i + 1, true};
+    }
+    if (!keep_going) {
+      reason = StopReason::callback;
+      return {i + 1, true};
+    }
+  }
+  return {seq.size(), false};
 }
 
 /// The cache in `slot`, emptied, when it can hold `capacity` positions; else
