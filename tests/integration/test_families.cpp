@@ -18,6 +18,7 @@
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/io/safetensors.hpp"
+#include "integration/golden_data.hpp"
 #include "assistgen/speculative_decoder.hpp"
 
 using namespace assistgen;
@@ -25,18 +26,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kModels = fs::path(ASSISTGEN_TEST_DATA_DIR) / "models";
-
-std::vector<Token> read_ids(const io::TensorView& t) {
-  REQUIRE(t.dtype == DType::i32);
-  std::vector<Token> ids(t.numel());
-  std::memcpy(ids.data(), t.data.data(), ids.size() * sizeof(Token));
-  return ids;
-}
-
-std::size_t argmax(std::span<const float> row) {
-  return static_cast<std::size_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
+using golden::argmax;
+using golden::kModels;
+using golden::read_ids;
 
 // Rows [first, first + ours.rows()) of the reference `ref` [*, vocab]:
 // max |ours - ref| <= 1e-3 * max |ref| and the same argmax (the bar of
