@@ -29,25 +29,14 @@ using namespace assistgen;
 namespace {
 
 ModelConfig shape(const std::string& name) {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.max_position_embeddings = 2048;
-  if (name == "tinyllama") {
-    c.vocab_size = 32000;
-    c.hidden_size = 2048;
-    c.intermediate_size = 5632;
-    c.num_hidden_layers = 22;
-    c.num_attention_heads = 32;
-    c.num_key_value_heads = 4;
-  } else {
-    c.vocab_size = 4096;
-    c.hidden_size = 512;
-    c.intermediate_size = 1536;
-    c.num_hidden_layers = 8;
-    c.num_attention_heads = 8;
-    c.num_key_value_heads = 2;
-  }
+  if (name == "tinyllama") return tinyllama_shape();
+  ModelConfig c = tinyllama_shape();  // "small": the same family, ~25M parameters
+  c.vocab_size = 4096;
+  c.hidden_size = 512;
+  c.intermediate_size = 1536;
+  c.num_hidden_layers = 8;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 2;
   c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;
 }

@@ -178,22 +178,6 @@ double read_bandwidth(int threads, int reps) {
   return median(gbs);
 }
 
-ModelConfig tinyllama() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 2048;
-  c.intermediate_size = 5632;
-  c.num_hidden_layers = 22;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 4;
-  c.head_dim = 64;
-  c.max_position_embeddings = 2048;
-  c.rope_theta = 10000.0;
-  return c;
-}
-
 struct Options {
   int reps = 5;
   std::size_t context = 64, new_tokens = 32, draft_max = 4;
@@ -444,7 +428,7 @@ int run_bench(const std::vector<std::string>& argv) {
     }
     if (!a.flag("--no-tinyllama")) {
       const auto t0 = std::chrono::steady_clock::now();
-      const cpu::Transformer m = cpu::Transformer::random(tinyllama(), 1, lo);
+      const cpu::Transformer m = cpu::Transformer::random(tinyllama_shape(), 1, lo);
       std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3),

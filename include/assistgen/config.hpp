@@ -55,6 +55,11 @@ struct ModelConfig;
 /// HF's `_compute_llama3_parameters` band interpolation). Shared by backends.
 std::vector<double> rope_inverse_frequencies(const ModelConfig& config);
 
+/// The shape of TinyLlama-1.1B (LlamaForCausalLM: hidden 2048, 22 layers,
+/// 32 heads, 4 kv heads, ffn 5632, vocab 32000, 2048 positions): the reference
+/// shape of the benchmarks, for models made with random weights.
+ModelConfig tinyllama_shape();
+
 /// Architecture hyper-parameters of a decoder-only transformer.
 struct ModelConfig {
   std::string architecture;  ///< e.g. "LlamaForCausalLM"; must be in the registry (architecture.hpp)

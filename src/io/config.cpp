@@ -290,4 +290,20 @@ std::vector<double> rope_inverse_frequencies(const ModelConfig& c) {
   return inv;
 }
 
+ModelConfig tinyllama_shape() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.model_type = "llama";
+  c.vocab_size = 32000;
+  c.hidden_size = 2048;
+  c.intermediate_size = 5632;
+  c.num_hidden_layers = 22;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 4;
+  c.head_dim = 64;
+  c.max_position_embeddings = 2048;
+  c.rope_theta = 10000.0;
+  return c;
+}
+
 }  // namespace assistgen
