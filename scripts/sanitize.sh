@@ -8,9 +8,10 @@
 #         (fuzz_replay:*). Not run here: package:* and custom_backend:*, which
 #         build an unsanitized project against the installed library (they test
 #         packaging and run in the Release stage).
-#   tsan  only tests/integration/test_concurrency.cpp built with
-#         ThreadSanitizer (-DASSISTGEN_SANITIZE=thread) in build-tsan.
-#         Run with ctest (-R '^test_concurrency:'); OMP_NUM_THREADS=1 comes
+#   tsan  tests/integration/test_concurrency.cpp and the CPU backend's worker
+#         pool (tests/unit/test_parallel.cpp) built with ThreadSanitizer
+#         (-DASSISTGEN_SANITIZE=thread) in build-tsan. Run with ctest
+#         (-R '^(test_concurrency|test_parallel):'); OMP_NUM_THREADS=1 comes
 #         from the tests' ctest properties: libgomp and oneDNN are not TSan-
 #         instrumented, so their worker pools would be reported as false
 #         races; with one OpenMP
@@ -37,13 +38,13 @@ run_asan() {
 }
 
 run_tsan() {
-  echo "== sanitize: TSan, concurrency test (build-tsan)"
+  echo "== sanitize: TSan, concurrency and worker pool tests (build-tsan)"
   cmake -S . -B build-tsan "${common[@]}" -DASSISTGEN_SANITIZE=thread -DASSISTGEN_BUILD_EXAMPLES=OFF
-  cmake --build build-tsan -j"$jobs" --target test_concurrency
+  cmake --build build-tsan -j"$jobs" --target test_concurrency test_parallel
   # Through ctest, so that the log ends with its summary like the other
   # stages; the test properties already set OMP_NUM_THREADS=1 (tests/CMakeLists.txt).
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" \
-    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R '^test_concurrency:'
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R '^(test_concurrency|test_parallel):'
 }
 
 case "$stage" in

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <utility>
 
+#include "parallel.hpp"
+
 // GCC 12 warns about _mm512_undefined_ps() inside its own intrinsic headers
 // when they are inlined (a known false positive).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -24,7 +26,16 @@ namespace assistgen::cpu::detail {
 
 namespace {
 
-constexpr std::size_t kMaxRows = 8;  // rows per register tile (x 2 zmm accumulators)
+// Rows per register tile: 14 rows x 2 zmm = 28 accumulators, plus the two
+// weight vectors and a broadcast, fill the 32 zmm registers. One pass covers
+// every verification of up to K = 13 drafted tokens.
+constexpr std::size_t kMaxRows = 14;
+// Tiles of 3 or more rows prefetch the unit's weights this far ahead: with
+// that much arithmetic per cache line the out-of-order window no longer keeps
+// enough DRAM reads in flight by itself (1 and 2 rows stream at full speed on
+// the hardware prefetcher alone, and a software prefetch only costs them).
+constexpr std::size_t kPrefetchBytes = 8192;
+constexpr std::size_t kPrefetchMinRows = 3;
 
 std::uint16_t to_bf16(float f) {
   const auto u = std::bit_cast<std::uint32_t>(f);
@@ -176,8 +187,17 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
   constexpr std::size_t sk = T == WeightType::bf16 ? 2 : T == WeightType::i8 ? 4 : 1;
   constexpr std::size_t row_bytes = T == WeightType::bf16_f32 ? 32 : 64;
   const std::size_t steps = a.k_pad / sk;
+  constexpr std::size_t step_bytes = 2 * row_bytes;
+  // An address, not a pointer into the buffer: the last unit's prefetches
+  // run past its end, which a prefetch allows and pointer arithmetic does not.
+  const std::uintptr_t pf = reinterpret_cast<std::uintptr_t>(a.w) + kPrefetchBytes;
   for (std::size_t s = 0; s < steps; ++s) {
     const std::uint32_t* xs = a.xp + s * a.ldp;
+    if constexpr (R >= kPrefetchMinRows) {
+#pragma GCC unroll 4
+      for (std::size_t l = 0; l < step_bytes; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pf + s * step_bytes + l), _MM_HINT_T0);
+    }
     if constexpr (T == WeightType::f32 || T == WeightType::bf16_f32) {
       __m512 w[C];
 #pragma GCC unroll 16
@@ -237,6 +257,57 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
       }
     }
   }
+}
+
+// Activation conversion, vectorized: the same operations as quantize_row's
+// and bf16_row's scalar loops, element for element, so the same bits.
+
+ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+ASSISTGEN_AVX512 float avx512_quantize_row(const float* x, std::size_t k, std::size_t k_pad,
+                                           std::uint8_t* out) {
+  __m512 vmax = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < k; i += 16) {
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(k - i), x + i));
+    vmax = _mm512_max_ps(v, vmax);  // a NaN in v gives vmax, as std::max(amax, NaN) does
+  }
+  const float amax = _mm512_reduce_max_ps(vmax);  // max is exact in any order
+  const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
+               hi = _mm512_set1_ps(127.0f);
+  const __m512i bias = _mm512_set1_epi32(128);
+  for (std::size_t i = 0; i < k; i += 16) {
+    const __mmask16 mk = tail_mask(k - i);
+    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vinv),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), q);  // NaN -> 0
+    q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
+    _mm_mask_storeu_epi8(out + i, mk,
+                         _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q), bias)));
+  }
+  std::fill(out + k, out + k_pad, std::uint8_t{128});
+  return s;
+}
+
+ASSISTGEN_AVX512 void avx512_bf16_row(const float* x, std::size_t k, std::size_t k_pad,
+                                      std::uint16_t* out) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
+                half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                quiet = _mm512_set1_epi32(0x40);
+  for (std::size_t i = 0; i < k; i += 16) {
+    const __mmask16 mk = tail_mask(k - i);
+    const __m512i u = _mm512_maskz_loadu_epi32(mk, x + i);
+    // to_bf16(): nearest, ties to even; NaN quieted.
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, half), lsb), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), quiet));
+    _mm256_mask_storeu_epi16(out + i, mk, _mm512_cvtepi32_epi16(r));
+  }
+  std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
 
 using TileFn = void (*)(const TileArgs&);
@@ -386,12 +457,15 @@ float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
 }
 
 float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_t* out) {
+  if (active_isa() == Isa::avx512) return avx512_quantize_row(x, k, k_pad, out);
   float amax = 0.0f;
-  for (std::size_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(x[i]));
+  for (std::size_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(x[i]));  // NaN: skipped
   const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
   const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
   for (std::size_t i = 0; i < k; ++i) {
-    const float q = std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f);
+    float q = std::nearbyint(x[i] * inv);
+    if (std::isnan(q)) q = 0.0f;  // NaN, or an infinity against amax = inf
+    q = std::clamp(q, -127.0f, 127.0f);
     out[i] = static_cast<std::uint8_t>(static_cast<int>(q) + 128);
   }
   std::fill(out + k, out + k_pad, std::uint8_t{128});
@@ -399,6 +473,7 @@ float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_
 }
 
 void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out) {
+  if (active_isa() == Isa::avx512) return avx512_bf16_row(x, k, k_pad, out);
   for (std::size_t i = 0; i < k; ++i) out[i] = to_bf16(x[i]);
   std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
@@ -444,14 +519,11 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   }
   // Chunks of units handed out dynamically: on a shared machine a thread
   // that loses its core leaves its chunks to the others instead of holding
-  // everyone at the barrier. Which thread computes a unit never changes how.
+  // everyone back. Which thread computes a unit never changes how.
   const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
-  const auto nchunks = static_cast<std::ptrdiff_t>(chunks);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::ptrdiff_t c = 0; c < nchunks; ++c) {
-    const auto ci = static_cast<std::size_t>(c);
-    run_units(p, isa, units * ci / chunks, units * (ci + 1) / chunks, xp, xs, m, y);
-  }
+  parallel_for(threads, chunks, [&](std::size_t c) {
+    run_units(p, isa, units * c / chunks, units * (c + 1) / chunks, xp, xs, m, y);
+  });
 }
 
 namespace {
@@ -461,9 +533,58 @@ float fold(float (&acc)[kLanes]) {
     for (std::size_t l = 0; l < w; ++l) acc[l] += acc[l + w];
   return acc[0];
 }
+
+// The scalar loops below, 16 lanes to a zmm: each lane sees the same
+// additions in the same order (products rounded before they are added, as
+// the scalar code compiled with -ffp-contract=off does), and the fold adds
+// the same pairs in the same order.
+ASSISTGEN_AVX512 float avx512_fold(__m512 acc) {
+  const __m256 v8 =
+      _mm256_add_ps(_mm512_castps512_ps256(acc),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+  const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+  const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+  return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+}
+
+ASSISTGEN_AVX512 float avx512_dot(const float* a, const float* b, std::size_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    acc = _mm512_mask_add_ps(
+        acc, mk, acc,
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i)));
+  }
+  return avx512_fold(acc);
+}
+
+ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) acc = _mm512_add_ps(acc, _mm512_loadu_ps(a + i));
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    acc = _mm512_mask_add_ps(acc, mk, acc, _mm512_maskz_loadu_ps(mk, a + i));
+  }
+  return avx512_fold(acc);
+}
+
+ASSISTGEN_AVX512 void avx512_add_scaled(float* y, const float* x, float a, std::size_t n) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (std::size_t i = 0; i < n; i += kLanes) {
+    const __mmask16 mk = tail_mask(n - i);
+    const __m512 yv = _mm512_maskz_loadu_ps(mk, y + i);
+    _mm512_mask_storeu_ps(y + i, mk,
+                          _mm512_add_ps(yv, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, x + i))));
+  }
+}
 }  // namespace
 
 float dot(const float* a, const float* b, std::size_t n) {
+  if (active_isa() == Isa::avx512) return avx512_dot(a, b, n);
   float acc[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -475,12 +596,18 @@ float dot(const float* a, const float* b, std::size_t n) {
 float sum_squares(const float* a, std::size_t n) { return dot(a, a, n); }
 
 float sum(const float* a, std::size_t n) {
+  if (active_isa() == Isa::avx512) return avx512_sum(a, n);
   float acc[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (std::size_t l = 0; l < kLanes; ++l) acc[l] += a[i + l];
   for (std::size_t l = 0; i + l < n; ++l) acc[l] += a[i + l];
   return fold(acc);
+}
+
+void add_scaled(float* y, const float* x, float a, std::size_t n) {
+  if (active_isa() == Isa::avx512) return avx512_add_scaled(y, x, a, n);
+  for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 }  // namespace assistgen::cpu::detail

@@ -21,10 +21,11 @@
 // Weights are packed once at load into units of 32 output columns (two zmm
 // of f32 results), each unit's k steps contiguous (128 bytes per step: per
 // k for f32, per k pair for bf16, per k quad for int8). A register tile of up
-// to 8 rows x 1 unit keeps the unit's current bytes in L1 for all rows, and a
-// call of up to 16 rows makes at most two passes over a unit, the second from
-// L2, so the DRAM weight stream is read once per call: that is what keeps
-// verification of K + 1 tokens close to the cost of one. Tiles only group
+// to 14 rows x 1 unit (28 accumulators) uses each weight vector for all its
+// rows, so a call of up to 14 rows reads the DRAM weight stream once, and
+// tiles of 3 or more rows prefetch that stream ahead of the arithmetic: that
+// is what keeps verification of K + 1 tokens close to the cost of one. More
+// rows take balanced passes, the later ones from L2. Tiles only group
 // independent outputs, so their shape never changes an element's order of
 // operations.
 #pragma once
@@ -130,5 +131,7 @@ float dot(const float* a, const float* b, std::size_t n);
 float sum_squares(const float* a, std::size_t n);
 /// sum_i a[i], in the same fixed order.
 float sum(const float* a, std::size_t n);
+/// y[i] += a * x[i] (the product rounded, then added).
+void add_scaled(float* y, const float* x, float a, std::size_t n);
 
 }  // namespace assistgen::cpu::detail

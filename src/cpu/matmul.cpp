@@ -41,8 +41,10 @@ void MatmulEngine::run(const LinearWeights& lw, const float* x, std::size_t m, f
   memory pad(dnnl::memory::desc(dims{static_cast<memory::dim>(e.scratch_bytes)},
                                 memory::data_type::u8, memory::format_tag::a),
              engine_, scratch.data());
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                       {DNNL_ARG_WEIGHTS, wei},
+                                       {DNNL_ARG_DST, dst},
+                                       {DNNL_ARG_SCRATCHPAD, pad}};
   if (!lw.b.empty())
     args.emplace(DNNL_ARG_BIAS, memory(e.bias, engine_, const_cast<float*>(lw.b.data())));
   e.prim.execute(stream, args);

@@ -8,10 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 #include <vector>
-
-#include <oneapi/dnnl/dnnl.hpp>
 
 namespace assistgen::cpu::detail {
 

@@ -39,6 +39,7 @@
 #include "assistgen/error.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "kernels.hpp"
+#include "parallel.hpp"
 
 namespace assistgen::cpu {
 
@@ -293,34 +294,33 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
     // or the last `window` (p - j < window). One task per (token, head);
     // threads only when the work pays for a parallel region.
     const std::size_t window = cfg.window_of_layer(l);
-    const auto tasks = static_cast<std::ptrdiff_t>(n * nq);
+    const std::size_t tasks = n * nq;
     const std::size_t att_work = n * nq * total * hd;
     const int att_threads = att_work >= (std::size_t{1} << 18) ? threads : 1;
-#pragma omp parallel for schedule(static) num_threads(att_threads) if (att_threads > 1)
-    for (std::ptrdiff_t t = 0; t < tasks; ++t) {
-      const std::size_t i = static_cast<std::size_t>(t) / nq, h = static_cast<std::size_t>(t) % nq;
-      const std::size_t g = h / group, p = pos0 + i;
-      const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
-      const std::size_t len = p + 1 - first;
-      float* sc = scores + static_cast<std::size_t>(omp_get_thread_num()) * kv.capacity();
-      const float* K = kv.key(l, g, first);
-      const float* V = kv.value(l, g, first);
-      const float* q = qkv + i * qkv_w + h * hd;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (std::size_t j = 0; j < len; ++j) {
-        sc[j] = detail::dot(q, K + j * hd, hd) * scale;
-        mx = std::max(mx, sc[j]);
+    // One chunk of consecutive tasks per thread, each with its own scores row.
+    const auto chunks = static_cast<std::size_t>(att_threads);
+    detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
+      float* sc = scores + c * kv.capacity();
+      for (std::size_t t = tasks * c / chunks; t < tasks * (c + 1) / chunks; ++t) {
+        const std::size_t i = t / nq, h = t % nq;
+        const std::size_t g = h / group, p = pos0 + i;
+        const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
+        const std::size_t len = p + 1 - first;
+        const float* K = kv.key(l, g, first);
+        const float* V = kv.value(l, g, first);
+        const float* q = qkv + i * qkv_w + h * hd;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::size_t j = 0; j < len; ++j) {
+          sc[j] = detail::dot(q, K + j * hd, hd) * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        for (std::size_t j = 0; j < len; ++j) sc[j] = std::exp(sc[j] - mx);
+        const float denom = detail::sum(sc, len);
+        float* o = att + i * q_dim + h * hd;
+        std::fill_n(o, hd, 0.0f);
+        for (std::size_t j = 0; j < len; ++j) detail::add_scaled(o, V + j * hd, sc[j] / denom, hd);
       }
-      for (std::size_t j = 0; j < len; ++j) sc[j] = std::exp(sc[j] - mx);
-      const float denom = detail::sum(sc, len);
-      float* o = att + i * q_dim + h * hd;
-      std::fill_n(o, hd, 0.0f);
-      for (std::size_t j = 0; j < len; ++j) {
-        const float pj = sc[j] / denom;
-        const float* v = V + j * hd;
-        for (std::size_t d = 0; d < hd; ++d) o[d] += pj * v[d];
-      }
-    }
+    });
     matmul(L.o, att, xn);
     for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
 

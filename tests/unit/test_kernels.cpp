@@ -221,3 +221,73 @@ TEST_CASE("fixed-order reductions do not depend on where the data sits", "[kerne
     }
   }
 }
+
+TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, special values included",
+          "[kernels][invariance]") {
+  IsaGuard guard;
+  if (detected_isa() != Isa::avx512) {
+    SUCCEED("no AVX-512 on this CPU");
+    return;
+  }
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float specials[] = {
+      0.0f,   -0.0f, 0x1p-140f, -0x1p-130f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f,
+      0.5f,   -0.5f, 1.5f,      2.5f,       -2.5f,          3e38f,
+      -3e38f, inf,   -inf,      nan};
+  auto values = random_vec(64, 5, 3.0f);
+  for (std::size_t i = 0; i < values.size(); i += 5) values[i] = specials[i / 5 % 16];
+  // Rows whose largest |x| is finite, infinite, or hidden behind NaNs only.
+  std::vector<std::vector<float>> rows{values, {nan, nan, 1.0f}, {inf, 2.0f, -3.0f, nan}};
+  for (std::size_t k = 1; k <= 40; ++k) rows.emplace_back(values.begin(), values.begin() + k);
+  for (const auto& row : rows) {
+    const std::size_t k = row.size(), k_pad = (k + 3) / 4 * 4;
+    INFO("k " << k);
+    std::vector<std::uint8_t> q_scalar(k_pad, 7), q_avx(k_pad, 9);
+    std::vector<std::uint16_t> b_scalar(k_pad, 7), b_avx(k_pad, 9);
+    set_isa(Isa::scalar);
+    const float s_scalar = quantize_row(row.data(), k, k_pad, q_scalar.data());
+    bf16_row(row.data(), k, k_pad, b_scalar.data());
+    set_isa(Isa::avx512);
+    const float s_avx = quantize_row(row.data(), k, k_pad, q_avx.data());
+    bf16_row(row.data(), k, k_pad, b_avx.data());
+    CHECK(std::bit_cast<std::uint32_t>(s_scalar) == std::bit_cast<std::uint32_t>(s_avx));
+    CHECK(q_scalar == q_avx);
+    CHECK(b_scalar == b_avx);
+  }
+  // What the scalar path defines: NaN skipped by the scale and quantized to 0 (byte 128).
+  set_isa(Isa::scalar);
+  const std::vector<float> r{nan, 2.0f, -1.0f, inf};
+  std::vector<std::uint8_t> q(4);
+  const std::vector<float> finite{nan, 2.0f, -1.0f};
+  CHECK(quantize_row(finite.data(), 3, 4, q.data()) == 2.0f / 127);
+  CHECK(q == std::vector<std::uint8_t>{128, 255, 128 - 64, 128});  // -63.5 rounds to even: -64
+  CHECK(std::isinf(quantize_row(r.data(), 4, 4, q.data())));
+  CHECK(q == std::vector<std::uint8_t>{128, 128, 128, 128});
+}
+
+TEST_CASE("reductions and add_scaled: AVX-512 and scalar give the same bits",
+          "[kernels][invariance]") {
+  IsaGuard guard;
+  if (detected_isa() != Isa::avx512) {
+    SUCCEED("no AVX-512 on this CPU");
+    return;
+  }
+  const auto a = random_vec(200, 21), b = random_vec(200, 22, 1e-3f);
+  for (std::size_t n : {0, 1, 5, 15, 16, 17, 31, 32, 33, 64, 100, 200}) {
+    INFO("n " << n);
+    float r[2][3];
+    std::vector<float> y[2];
+    for (int v = 0; v < 2; ++v) {
+      set_isa(v == 0 ? Isa::scalar : Isa::avx512);
+      r[v][0] = dot(a.data(), b.data(), n);
+      r[v][1] = sum(b.data(), n);
+      r[v][2] = sum_squares(a.data(), n);
+      y[v].assign(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n));
+      add_scaled(y[v].data(), a.data(), 0.37f, n);
+    }
+    for (int f = 0; f < 3; ++f)
+      CHECK(std::bit_cast<std::uint32_t>(r[0][f]) == std::bit_cast<std::uint32_t>(r[1][f]));
+    CHECK(std::memcmp(y[0].data(), y[1].data(), n * sizeof(float)) == 0);
+  }
+}

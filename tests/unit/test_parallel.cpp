@@ -1,0 +1,73 @@
+// The CPU backend's worker pool (src/cpu/parallel.hpp, private: included by
+// path): every index runs exactly once, for any thread count and any number
+// of back-to-back calls (a lost wake-up would hang this test), also when
+// several threads call at once (the pool's owner runs in parallel, the others
+// serially), and with calls far enough apart that the workers fall asleep.
+// Part of the ThreadSanitizer stage (scripts/sanitize.sh).
+#include <atomic>
+#include <barrier>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "../../src/cpu/parallel.hpp"
+
+using assistgen::cpu::detail::parallel_for;
+
+namespace {
+
+// Runs parallel_for and checks that each index in [0, n) ran once.
+bool each_once(int threads, std::size_t n) {
+  std::vector<std::atomic<int>> hits(n);
+  parallel_for(threads, n, [&](std::size_t i) { hits[i].fetch_add(1, std::memory_order_relaxed); });
+  for (auto& h : hits)
+    if (h.load() != 1) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("parallel_for runs every index exactly once", "[parallel]") {
+  for (int threads : {0, 1, 2, 3, 8})
+    for (std::size_t n : {0, 1, 2, 3, 7, 16, 100}) {
+      INFO("threads " << threads << " n " << n);
+      REQUIRE(each_once(threads, n));
+    }
+}
+
+TEST_CASE("parallel_for survives many back-to-back calls and calls after the workers slept",
+          "[parallel]") {
+  for (int call = 0; call < 5000; ++call) REQUIRE(each_once(2 + call % 3, 1 + call % 9));
+  for (int call = 0; call < 5; ++call) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // longer than the workers spin
+    REQUIRE(each_once(4, 64));
+  }
+}
+
+TEST_CASE("parallel_for from several threads at once", "[parallel]") {
+  constexpr int kCallers = 4;
+  std::atomic<int> failures{0};
+  std::barrier start(kCallers);
+  {
+    std::vector<std::jthread> callers;
+    for (int t = 0; t < kCallers; ++t)
+      callers.emplace_back([&] {
+        start.arrive_and_wait();
+        for (int call = 0; call < 500; ++call)
+          if (!each_once(3, 1 + static_cast<std::size_t>(call % 13))) failures.fetch_add(1);
+      });
+  }
+  CHECK(failures.load() == 0);
+}
+
+TEST_CASE("parallel_for's work is visible to the caller when it returns", "[parallel]") {
+  std::vector<std::uint64_t> out(4096);
+  for (std::uint64_t round = 1; round <= 200; ++round) {
+    parallel_for(2, out.size() / 64, [&](std::size_t c) {
+      for (std::size_t i = c * 64; i < (c + 1) * 64; ++i) out[i] = round * i;
+    });
+    for (std::size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == round * i);
+  }
+}
