@@ -19,6 +19,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -78,15 +79,36 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// When a generation's first tokens came out, and how many came out before the
+// models ran again: the steady state of decoding starts after them (for an
+// assisted run, after the round that also prefilled both caches).
+struct FirstTokens {
+  double at = -1;
+  std::size_t count = 0;
+  bool forward_since = false;
+  void reset() { *this = {}; }
+  bool on_token() {
+    if (at < 0) {
+      at = now();
+      count = 1;
+    } else if (!forward_since) {
+      ++count;
+    }
+    return true;
+  }
+};
+
 // A model that adds the time spent in its forward calls to `*seconds`: the
 // loop overhead is what remains of a generation outside the two models.
 struct Timed {
   using Cache = cpu::Transformer::Cache;
   const cpu::Transformer* model;
   double* seconds;
+  FirstTokens* first;
   std::size_t vocab_size() const { return model->vocab_size(); }
   Cache make_cache(std::size_t capacity) const { return model->make_cache(capacity); }
   Logits forward(std::span<const Token> tokens, Cache& cache) const {
+    if (first->at >= 0) first->forward_since = true;
     const double t0 = now();
     Logits out = model->forward(tokens, cache);
     *seconds += now() - t0;
@@ -211,6 +233,10 @@ double time_forward(const cpu::Transformer& m, std::size_t context, std::size_t 
 
 struct Assisted {
   double plain_s = 0, assisted_s = 0, loop_share = 0, acceptance = 0;
+  // Time per token after the first emitted tokens (the prompt's prefill and,
+  // for the assisted run, its first round left out): the steady state that
+  // (K+1) / (K c_draft + c(K)) predicts.
+  double plain_steady_s = 0, assisted_steady_s = 0;
 };
 
 // Greedy decoding of `opt.new_tokens` tokens, plain and assisted (draft,
@@ -221,27 +247,40 @@ Assisted time_assisted(const cpu::Transformer& draft, const cpu::Transformer& ta
   cfg.max_new_tokens = opt.new_tokens;
   cfg.num_assistant_tokens = opt.draft_max;
   double t_plain = 0, t_draft = 0, t_target = 0;
-  const Timed plain_model{&target, &t_plain}, draft_model{&draft, &t_draft},
-      target_model{&target, &t_target};
+  FirstTokens first;
+  const Timed plain_model{&target, &t_plain, &first}, draft_model{&draft, &t_draft, &first},
+      target_model{&target, &t_target, &first};
   AutoregressiveDecoder plain(plain_model, cfg);
   SpeculativeDecoder spec(draft_model, target_model, cfg);
   plain.generate(prompt);  // warm-up
   spec.generate(prompt);
-  std::vector<double> tp, ta, loop, acc;
+  const TokenCallback on_token = [&](Token) { return first.on_token(); };
+  // Seconds per token after the first emitted ones (NaN when there are none).
+  auto steady = [&](std::size_t emitted, double end) {
+    return emitted > first.count ? (end - first.at) / static_cast<double>(emitted - first.count)
+                                 : std::numeric_limits<double>::quiet_NaN();
+  };
+  std::vector<double> tp, ta, sp, sa, loop, acc;
   const int reps = std::max(1, opt.reps / 2);
   for (int r = 0; r < reps; ++r) {
+    first.reset();
     double t0 = now();
-    plain.generate(prompt);
-    tp.push_back(now() - t0);
+    const auto plain_res = plain.generate(prompt, on_token);
+    double end = now();
+    tp.push_back(end - t0);
+    sp.push_back(steady(plain_res.tokens.size(), end));
     t_draft = t_target = 0;
+    first.reset();
     t0 = now();
-    const auto res = spec.generate(prompt);
-    const double total = now() - t0;
+    const auto res = spec.generate(prompt, on_token);
+    end = now();
+    const double total = end - t0;
     ta.push_back(total);
+    sa.push_back(steady(res.tokens.size(), end));
     loop.push_back(std::max(0.0, total - t_draft - t_target) / total);
     acc.push_back(res.stats.acceptance_rate());
   }
-  return {median(tp), median(ta), median(loop), median(acc)};
+  return {median(tp), median(ta), median(loop), median(acc), median(sp), median(sa)};
 }
 
 void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::Transformer* draft,
@@ -274,19 +313,22 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   const double predicted =
       static_cast<double>(K + 1) / (static_cast<double>(K) + c[std::min<std::size_t>(K, 16)]);
   std::printf(
-      "| assisted, draft == target, K=%zu | speedup %.3f (predicted (K+1)/(K+c(K)) = %.3f; ratio "
-      "%.3f); "
-      "loop overhead %.2f%% |\n",
-      K, self.plain_s / self.assisted_s, predicted, (self.plain_s / self.assisted_s) / predicted,
+      "| assisted, draft == target, K=%zu | speedup %.3f after the first round, predicted "
+      "(K+1)/(K+c(K)) = %.3f, ratio %.3f; %.3f with the prompt's prefill; loop overhead %.2f%% "
+      "|\n",
+      K, self.plain_steady_s / self.assisted_steady_s, predicted,
+      (self.plain_steady_s / self.assisted_steady_s) / predicted, self.plain_s / self.assisted_s,
       100.0 * self.loop_share);
   if (draft) {
     const double td = time_forward(*draft, opt.context, 1, opt.reps);
     const Assisted pair = time_assisted(*draft, m, prompt, opt);
     const double cd = td / t1;
     std::printf(
-        "| assisted with the draft, K=%zu | speedup %.3f; acceptance %.2f; c_draft %.3f; "
-        "bound if all accepted (K+1)/(K c_draft + c(K)) = %.3f; loop overhead %.2f%% |\n",
-        K, pair.plain_s / pair.assisted_s, pair.acceptance, cd,
+        "| assisted with the draft, K=%zu | speedup %.3f after the first round, %.3f with the "
+        "prompt's prefill; acceptance %.2f; c_draft %.3f; bound if all accepted (K+1)/(K c_draft "
+        "+ c(K)) = %.3f; loop overhead %.2f%% |\n",
+        K, pair.plain_steady_s / pair.assisted_steady_s, pair.plain_s / pair.assisted_s,
+        pair.acceptance, cd,
         static_cast<double>(K + 1) /
             (static_cast<double>(K) * cd + c[std::min<std::size_t>(K, 16)]),
         100.0 * pair.loop_share);
