@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -164,41 +165,56 @@ std::uint64_t sum_plain(const std::uint64_t* p, std::size_t b, std::size_t e) {
 }
 
 // Read bandwidth: a streaming sum over a 1 GiB buffer, split between
-// `threads` threads; the median over `reps` passes, in GB/s.
-double read_bandwidth(int threads, int reps) {
-  const std::size_t words = (std::size_t{1} << 30) / sizeof(std::uint64_t);
-  std::unique_ptr<std::uint64_t[]> buf(new std::uint64_t[words]);
-  {
+// `threads` threads, one pass at a time (GB/s), so that it can be measured
+// between the steps it is compared with: on a shared machine the bandwidth
+// left to this process changes from one second to the next.
+class ReadBandwidth {
+ public:
+  explicit ReadBandwidth(int threads)
+      : threads_(threads), buf_(new std::uint64_t[kWords]), sums_(threads) {
     std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t)
+    for (int t = 0; t < threads_; ++t)
       ts.emplace_back([&, t] {
-        const std::size_t b = words * t / threads, e = words * (t + 1) / threads;
-        for (std::size_t i = b; i < e; ++i) buf[i] = i;
+        for (std::size_t i = begin(t); i < begin(t + 1); ++i) buf_[i] = i;
       });
     for (auto& t : ts) t.join();
   }
-  std::vector<double> gbs;
-  std::vector<std::uint64_t> sums(threads);
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  auto part = [&](int t) {
-    const std::size_t b = words * t / threads, e = words * (t + 1) / threads;
-    sums[t] = avx512 ? sum_avx512(buf.get(), b, e) : sum_plain(buf.get(), b, e);
-  };
-  for (int r = 0; r < reps; ++r) {
+
+  double pass() {
+    const bool avx512 = __builtin_cpu_supports("avx512f");
+    auto part = [&](int t) {
+      sums_[t] = avx512 ? sum_avx512(buf_.get(), begin(t), begin(t + 1))
+                        : sum_plain(buf_.get(), begin(t), begin(t + 1));
+    };
     const double t0 = now();
-    if (threads == 1) {
+    if (threads_ == 1) {
       part(0);
     } else {
       std::vector<std::thread> ts;
-      for (int t = 0; t < threads; ++t) ts.emplace_back(part, t);
+      for (int t = 0; t < threads_; ++t) ts.emplace_back(part, t);
       for (auto& t : ts) t.join();
     }
-    gbs.push_back(static_cast<double>(words * sizeof(std::uint64_t)) / (now() - t0) / 1e9);
+    const double gbs = static_cast<double>(kWords * sizeof(std::uint64_t)) / (now() - t0) / 1e9;
+    volatile std::uint64_t sink = 0;
+    for (auto v : sums_) sink = sink + v;
+    return gbs;
   }
-  volatile std::uint64_t sink = 0;
-  for (auto s : sums) sink = sink + s;
-  return median(gbs);
-}
+
+  double median_of(int reps) {
+    std::vector<double> gbs;
+    for (int r = 0; r < reps; ++r) gbs.push_back(pass());
+    return median(gbs);
+  }
+
+ private:
+  static constexpr std::size_t kWords = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  std::size_t begin(int t) const {
+    return kWords * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads_);
+  }
+  int threads_;
+  std::unique_ptr<std::uint64_t[]> buf_;
+  std::vector<std::uint64_t> sums_;
+};
 
 struct Options {
   int reps = 5;
@@ -214,22 +230,45 @@ std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
   return t;
 }
 
-// Median seconds of forward(n tokens) after `context` tokens.
-double time_forward(const cpu::Transformer& m, std::size_t context, std::size_t n, int reps) {
-  auto cache = m.make_cache(context + n);
-  Logits out;
-  const auto prefix = filler(context, m.vocab_size(), 1), block = filler(n, m.vocab_size(), 2);
-  if (context) m.forward(prefix, cache, out);
-  m.forward(block, cache, out);  // warm-up
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    cache.truncate(context);
+// Forwards of n tokens after `context` tokens, one timed step at a time (the
+// cache for each n is made and warmed up once), so that steps of different
+// sizes can be measured alternately and their ratios come from the same
+// stretch of time.
+class StepTimer {
+ public:
+  StepTimer(const cpu::Transformer& m, std::size_t context) : m_(m), context_(context) {}
+
+  double once(std::size_t n) {
+    auto it = steps_.find(n);
+    if (it == steps_.end()) {
+      Step s{m_.make_cache(context_ + n), filler(n, m_.vocab_size(), 2)};
+      if (context_) m_.forward(filler(context_, m_.vocab_size(), 1), s.cache, out_);
+      m_.forward(s.block, s.cache, out_);  // warm-up
+      it = steps_.emplace(n, std::move(s)).first;
+    }
+    Step& s = it->second;
+    s.cache.truncate(context_);
     const double t0 = now();
-    m.forward(block, cache, out);
-    t.push_back(now() - t0);
+    m_.forward(s.block, s.cache, out_);
+    return now() - t0;
   }
-  return median(t);
-}
+
+  double median_of(std::size_t n, int reps) {
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) t.push_back(once(n));
+    return median(t);
+  }
+
+ private:
+  struct Step {
+    cpu::Transformer::Cache cache;
+    std::vector<Token> block;
+  };
+  const cpu::Transformer& m_;
+  std::size_t context_;
+  std::map<std::size_t, Step> steps_;
+  Logits out_;
+};
 
 struct Assisted {
   double plain_s = 0, assisted_s = 0, loop_share = 0, acceptance = 0;
@@ -284,20 +323,37 @@ Assisted time_assisted(const cpu::Transformer& draft, const cpu::Transformer& ta
 }
 
 void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::Transformer* draft,
-                 const std::vector<Token>& prompt, double read_gbs, const Options& opt) {
+                 const std::vector<Token>& prompt, ReadBandwidth& bw, const Options& opt) {
   const double bytes = static_cast<double>(m.bytes_per_token());
-  const double t1 = time_forward(m, opt.context, 1, opt.reps);
+  StepTimer steps(m, opt.context);
+  // Decode steps alternating with read-bandwidth passes (each pass evicts the
+  // caches, so an untimed step brings back what a model small enough for
+  // them would keep there while decoding).
+  std::vector<double> t1s, gbs;
+  for (int r = 0; r < opt.reps; ++r) {
+    gbs.push_back(bw.pass());
+    steps.once(1);
+    t1s.push_back(steps.once(1));
+  }
+  const double t1 = median(t1s), read_gbs = median(gbs);
   std::printf("\n### %s, %s weights\n\n", name.c_str(), dtype_label(m.dtype()));
   std::printf("| figure | value |\n|---|---|\n");
   std::printf("| weight bytes per token | %.1f MB |\n", bytes / 1e6);
   std::printf("| decode | %.2f tokens/s (%.2f ms/token) |\n", 1.0 / t1, t1 * 1e3);
   std::printf("| weight stream | %.1f GB/s |\n", bytes / t1 / 1e9);
+  std::printf("| read bandwidth, passes between the decode steps | %.1f GB/s |\n", read_gbs);
   std::printf("| roofline (bytes/token / read bandwidth, over step time) | %.0f%% |\n",
               100.0 * bytes / (read_gbs * 1e9) / t1);
+  // c(K): forwards of K + 1 tokens alternating with one-token forwards.
   std::vector<double> c(17, 1.0);
   std::string ck;
   for (std::size_t k = 1; k <= 16; ++k) {
-    c[k] = time_forward(m, opt.context, k + 1, opt.reps) / t1;
+    std::vector<double> one, many;
+    for (int r = 0; r < opt.reps; ++r) {
+      one.push_back(steps.once(1));
+      many.push_back(steps.once(k + 1));
+    }
+    c[k] = median(many) / median(one);
     char buf[32];
     std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, c[k]);
     ck += buf;
@@ -305,7 +361,7 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   std::printf("| c(K), K=1..16 | %s |\n", ck.c_str());
   for (std::size_t p : opt.prefill) {
     if (p == 0) continue;
-    const double tp = time_forward(m, 0, p, std::max(1, opt.reps / 3));
+    const double tp = StepTimer(m, 0).median_of(p, std::max(1, opt.reps / 3));
     std::printf("| prefill %zu | %.1f tokens/s |\n", p, static_cast<double>(p) / tp);
   }
   const std::size_t K = opt.draft_max;
@@ -320,7 +376,7 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
       (self.plain_steady_s / self.assisted_steady_s) / predicted, self.plain_s / self.assisted_s,
       100.0 * self.loop_share);
   if (draft) {
-    const double td = time_forward(*draft, opt.context, 1, opt.reps);
+    const double td = StepTimer(*draft, opt.context).median_of(1, opt.reps);
     const Assisted pair = time_assisted(*draft, m, prompt, opt);
     const double cd = td / t1;
     std::printf(
@@ -446,7 +502,8 @@ int run_bench(const std::vector<std::string>& argv) {
 
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : hw;
-  const double read_gbs = read_bandwidth(threads, opt.reps);
+  ReadBandwidth bw(threads);
+  const double read_gbs = bw.median_of(opt.reps);
   std::printf(
       "## assistgen bench\n\nclock: %s; read bandwidth (streaming sum of 1 GiB, %d threads): %.1f "
       "GB/s\n",
@@ -466,7 +523,7 @@ int run_bench(const std::vector<std::string>& argv) {
       }
       std::optional<cpu::Transformer> d;
       if (auto ad = a.get("--assistant")) d.emplace(cpu::Transformer::load(*ad, lo));
-      bench_model(*dir, m, d ? &*d : nullptr, prompt_for(tok, m.vocab_size()), read_gbs, opt);
+      bench_model(*dir, m, d ? &*d : nullptr, prompt_for(tok, m.vocab_size()), bw, opt);
     }
     if (!a.flag("--no-tinyllama")) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -474,7 +531,7 @@ int run_bench(const std::vector<std::string>& argv) {
       std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3),
-                  read_gbs, opt);
+                  bw, opt);
     }
   }
   return 0;
