@@ -344,16 +344,18 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   std::printf("| read bandwidth, passes between the decode steps | %.1f GB/s |\n", read_gbs);
   std::printf("| roofline (bytes/token / read bandwidth, over step time) | %.0f%% |\n",
               100.0 * bytes / (read_gbs * 1e9) / t1);
-  // c(K): forwards of K + 1 tokens alternating with one-token forwards.
+  // c(K): the median ratio of a forward of K + 1 tokens to the one-token
+  // forward just before it, so that a change in the machine's load spoils
+  // one pair rather than the whole figure.
   std::vector<double> c(17, 1.0);
   std::string ck;
   for (std::size_t k = 1; k <= 16; ++k) {
-    std::vector<double> one, many;
+    std::vector<double> ratios;
     for (int r = 0; r < opt.reps; ++r) {
-      one.push_back(steps.once(1));
-      many.push_back(steps.once(k + 1));
+      const double one = steps.once(1);
+      ratios.push_back(steps.once(k + 1) / one);
     }
-    c[k] = median(many) / median(one);
+    c[k] = median(ratios);
     char buf[32];
     std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, c[k]);
     ck += buf;
