@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string_view>
 #include <utility>
 
@@ -581,6 +582,39 @@ ASSISTGEN_AVX512 void avx512_add_scaled(float* y, const float* x, float a, std::
                           _mm512_add_ps(yv, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, x + i))));
   }
 }
+
+// attend() with the value sum kept in registers: for each 16 lanes of the
+// output, acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., the order the
+// scalar loop of add_scaled() calls gives each element.
+ASSISTGEN_AVX512 void avx512_attend(const float* q, const float* keys, const float* values,
+                                    std::size_t len, std::size_t hd, float scale, float* scores,
+                                    float* out) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < len; ++j) {
+    scores[j] = avx512_dot(q, keys + j * hd, hd) * scale;
+    mx = std::max(mx, scores[j]);
+  }
+  for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
+  const float denom = avx512_sum(scores, len);
+  for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
+  for (std::size_t d = 0; d < hd; d += 4 * kLanes) {
+    __m512 acc[4];
+    __mmask16 mk[4];
+    for (std::size_t b = 0; b < 4; ++b) {
+      acc[b] = _mm512_setzero_ps();
+      mk[b] = d + b * kLanes < hd ? tail_mask(hd - d - b * kLanes) : 0;
+    }
+    for (std::size_t j = 0; j < len; ++j) {
+      const __m512 p = _mm512_set1_ps(scores[j]);
+      const float* v = values + j * hd + d;
+#pragma GCC unroll 4
+      for (std::size_t b = 0; b < 4; ++b)
+        acc[b] =
+            _mm512_add_ps(acc[b], _mm512_mul_ps(p, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes)));
+    }
+    for (std::size_t b = 0; b < 4; ++b) _mm512_mask_storeu_ps(out + d + b * kLanes, mk[b], acc[b]);
+  }
+}
 }  // namespace
 
 float dot(const float* a, const float* b, std::size_t n) {
@@ -608,6 +642,22 @@ float sum(const float* a, std::size_t n) {
 void add_scaled(float* y, const float* x, float a, std::size_t n) {
   if (active_isa() == Isa::avx512) return avx512_add_scaled(y, x, a, n);
   for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
+            float scale, float* scores, float* out) {
+  if (active_isa() == Isa::avx512)
+    return avx512_attend(q, keys, values, len, hd, scale, scores, out);
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < len; ++j) {
+    scores[j] = dot(q, keys + j * hd, hd) * scale;
+    mx = std::max(mx, scores[j]);
+  }
+  for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
+  const float denom = sum(scores, len);
+  for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
+  std::fill_n(out, hd, 0.0f);
+  for (std::size_t j = 0; j < len; ++j) add_scaled(out, values + j * hd, scores[j], hd);
 }
 
 }  // namespace assistgen::cpu::detail

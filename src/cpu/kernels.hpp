@@ -133,5 +133,11 @@ float sum_squares(const float* a, std::size_t n);
 float sum(const float* a, std::size_t n);
 /// y[i] += a * x[i] (the product rounded, then added).
 void add_scaled(float* y, const float* x, float a, std::size_t n);
+/// Softmax attention of one query q[hd] over `len` keys and values (rows of
+/// hd floats): s_j = dot(q, k_j) * scale, p_j = exp(s_j - max s) / sum(exp),
+/// out = sum_j p_j v_j accumulated for j = 0, 1, ... from zero, each product
+/// rounded before it is added. `scores` holds len floats of scratch.
+void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
+            float scale, float* scores, float* out);
 
 }  // namespace assistgen::cpu::detail

@@ -306,19 +306,8 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
         const std::size_t g = h / group, p = pos0 + i;
         const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
         const std::size_t len = p + 1 - first;
-        const float* K = kv.key(l, g, first);
-        const float* V = kv.value(l, g, first);
-        const float* q = qkv + i * qkv_w + h * hd;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t j = 0; j < len; ++j) {
-          sc[j] = detail::dot(q, K + j * hd, hd) * scale;
-          mx = std::max(mx, sc[j]);
-        }
-        for (std::size_t j = 0; j < len; ++j) sc[j] = std::exp(sc[j] - mx);
-        const float denom = detail::sum(sc, len);
-        float* o = att + i * q_dim + h * hd;
-        std::fill_n(o, hd, 0.0f);
-        for (std::size_t j = 0; j < len; ++j) detail::add_scaled(o, V + j * hd, sc[j] / denom, hd);
+        detail::attend(qkv + i * qkv_w + h * hd, kv.key(l, g, first), kv.value(l, g, first), len,
+                       hd, scale, sc, att + i * q_dim + h * hd);
       }
     });
     matmul(L.o, att, xn);
@@ -326,16 +315,25 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
 
     norm(x, L.mlp_norm, xn, n);
     matmul(L.mlp_in, xn, mlp);
-    for (std::size_t i = 0; i < n; ++i) {
-      float* a = act + i * I;
-      const float* first = mlp + i * mlp_in_dim;
-      if (cfg.gated_mlp) {  // act(gate) * up
-        const float* up = first + I;
-        for (std::size_t j = 0; j < I; ++j) a[j] = activate(first[j]) * up[j];
-      } else {
-        for (std::size_t j = 0; j < I; ++j) a[j] = activate(first[j]);
+    // The activation, elementwise: split over the threads by blocks of rows
+    // and columns once there are enough of them to pay for it.
+    const std::size_t act_blocks =
+        n * I >= (std::size_t{1} << 14) ? 4 * static_cast<std::size_t>(threads) : 1;
+    detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
+      const std::size_t e0 = n * I * b / act_blocks, e1 = n * I * (b + 1) / act_blocks;
+      for (std::size_t e = e0; e < e1;) {
+        const std::size_t i = e / I, j0 = e % I, j1 = std::min(I, j0 + (e1 - e));
+        float* a = act + i * I;
+        const float* first = mlp + i * mlp_in_dim;
+        if (cfg.gated_mlp) {  // act(gate) * up
+          const float* up = first + I;
+          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
+        } else {
+          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]);
+        }
+        e += j1 - j0;
       }
-    }
+    });
     matmul(L.mlp_out, act, xn);
     for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
   }

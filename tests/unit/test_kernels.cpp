@@ -291,3 +291,41 @@ TEST_CASE("reductions and add_scaled: AVX-512 and scalar give the same bits",
     CHECK(std::memcmp(y[0].data(), y[1].data(), n * sizeof(float)) == 0);
   }
 }
+
+TEST_CASE("attend: AVX-512 and scalar give the same bits, and match a double reference",
+          "[kernels][invariance]") {
+  IsaGuard guard;
+  for (std::size_t hd : {1, 17, 64, 80, 128}) {
+    for (std::size_t len : {1, 2, 9, 73}) {
+      INFO("hd " << hd << " len " << len);
+      const auto q = random_vec(hd, hd + len), keys = random_vec(len * hd, 3 * len + hd),
+                 values = random_vec(len * hd, 5 * len + hd);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> scores(len), out_scalar(hd, 7.0f), out_avx(hd, 9.0f);
+      set_isa(Isa::scalar);
+      attend(q.data(), keys.data(), values.data(), len, hd, scale, scores.data(),
+             out_scalar.data());
+      // Reference: softmax attention in double.
+      std::vector<double> s(len);
+      double mx = -1e300, z = 0;
+      for (std::size_t j = 0; j < len; ++j) {
+        double d = 0;
+        for (std::size_t e = 0; e < hd; ++e) d += static_cast<double>(q[e]) * keys[j * hd + e];
+        s[j] = d * scale;
+        mx = std::max(mx, s[j]);
+      }
+      for (auto& v : s) z += (v = std::exp(v - mx));
+      for (std::size_t e = 0; e < hd; ++e) {
+        double ref = 0, mag = 0;
+        for (std::size_t j = 0; j < len; ++j)
+          ref += s[j] / z * values[j * hd + e], mag += s[j] / z * std::abs(values[j * hd + e]);
+        CHECK(std::abs(out_scalar[e] - ref) <= 1e-5 * (mag + 1));
+      }
+      if (detected_isa() == Isa::avx512) {
+        set_isa(Isa::avx512);
+        attend(q.data(), keys.data(), values.data(), len, hd, scale, scores.data(), out_avx.data());
+        CHECK(std::memcmp(out_scalar.data(), out_avx.data(), hd * sizeof(float)) == 0);
+      }
+    }
+  }
+}
