@@ -9,9 +9,8 @@ echo "== configuring (Release) ..."
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 echo "== building the assistgen CLI ..."
 cmake --build build -j"$(nproc)" --target assistgen_cli
-# libgomp's default spin-waiting makes every parallel region cost a scheduler
-# time slice when the cores are shared; passive waiting keeps timings stable
-# (docs/performance.md).
+# OpenMP only packs the weights at load (generation runs on the backend's own
+# worker threads); passive waiting keeps its idle threads off shared cores.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 echo "== assisted generation: target models/kjv-target, draft models/kjv-draft"
 echo

@@ -43,7 +43,8 @@ std::string Args::require(const std::string& name) const {
   return *v;
 }
 
-long long Args::get_int(const std::string& name, long long fallback, long long lo, long long hi) const {
+long long Args::get_int(const std::string& name, long long fallback, long long lo,
+                        long long hi) const {
   auto v = get(name);
   if (!v) return fallback;
   long long r = 0;

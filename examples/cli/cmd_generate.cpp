@@ -2,8 +2,8 @@
 // streamed text out; the model directories need a tokenizer.json) or from
 // token ids (--tokens, ids out).
 #include <algorithm>
-#include <functional>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,7 +62,8 @@ the first line, then the stats; no tokenizer is needed.
       --ignore-eos        do not stop at the model's EOS ids
       --show-special      -p only: print special tokens (EOS, ...) in the text
   -t, --threads N         threads (default: all cores)
-      --dtype T           matmul weights: f32 (default), bf16 or int8
+      --dtype T           matmul weights: f32, bf16 or int8 (default: bf16 for a
+                          checkpoint stored in bf16, else f32)
       --compare           -p with -a or --prompt-lookup: also run the target
                           alone with the same settings, and print the speedup
                           (medians over --repeat runs after a warm-up) and
@@ -122,16 +123,18 @@ double median(std::vector<double> v) {
 // settings, in this process. Each side is warmed up once (first-call costs:
 // kernel selection, page faults) and then timed `--repeat` times, alternating
 // so that machine noise hits both alike; medians are compared.
-void compare_with_target_alone(const Args& a, const Model& target, const std::optional<Model>& draft,
-                               const std::string& prompt, const GenerateOptions& o,
-                               const TextResult& assisted_result) {
+void compare_with_target_alone(const Args& a, const Model& target,
+                               const std::optional<Model>& draft, const std::string& prompt,
+                               const GenerateOptions& o, const TextResult& assisted_result) {
   if (!draft && o.prompt_lookup_num_tokens.value_or(0) == 0)
     throw UsageError("--compare needs an assistant (-a) or --prompt-lookup");
   const int reps = static_cast<int>(a.get_int("--repeat", 5, 1, 1000));
   GenerateOptions plain_opts = o;
   plain_opts.prompt_lookup_num_tokens = 0;
   auto run_plain = [&] { return target.generate(prompt, plain_opts); };
-  auto run_assisted = [&] { return draft ? target.generate(prompt, *draft, o) : target.generate(prompt, o); };
+  auto run_assisted = [&] {
+    return draft ? target.generate(prompt, *draft, o) : target.generate(prompt, o);
+  };
   TextResult plain = run_plain();
   run_assisted();
   std::vector<double> t_plain, t_assisted;
@@ -146,15 +149,17 @@ void compare_with_target_alone(const Args& a, const Model& target, const std::op
   std::printf("\ncompared with the target alone (median of %d runs each):\n", reps);
   std::printf("target alone: %zu tokens in %.4f s (%.1f tokens/s)\n", plain.tokens.size(), mp,
               mp > 0 ? n_plain / mp : 0.0);
-  std::printf("assisted:     %zu tokens in %.4f s (%.1f tokens/s)\n", assisted_result.tokens.size(), ma,
-              ma > 0 ? n_assisted / ma : 0.0);
+  std::printf("assisted:     %zu tokens in %.4f s (%.1f tokens/s)\n", assisted_result.tokens.size(),
+              ma, ma > 0 ? n_assisted / ma : 0.0);
   std::printf("speedup: %.2fx\n", ma > 0 ? (mp / n_plain) / (ma / n_assisted) : 0.0);
   if (o.do_sample.value_or(false))
-    std::printf("identical output: not compared (sampling: equal in distribution, not token by token)\n");
+    std::printf(
+        "identical output: not compared (sampling: equal in distribution, not token by token)\n");
   else
-    std::printf("identical output: %s\n", plain.tokens == assisted_result.tokens
-                                               ? "yes (greedy assisted text == the target's own greedy text)"
-                                               : "NO: assisted greedy output differs from the target alone");
+    std::printf("identical output: %s\n",
+                plain.tokens == assisted_result.tokens
+                    ? "yes (greedy assisted text == the target's own greedy text)"
+                    : "NO: assisted greedy output differs from the target alone");
 }
 
 // -p: text in, streamed text out. Only the options given on the command line
@@ -188,7 +193,7 @@ int run_text(const Args& a) {
 
   LoadModelOptions lo;
   lo.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
-  lo.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
+  if (auto d = a.get("--dtype")) lo.dtype = parse_dtype(*d);
   const Model target = load_model(a.require("--model"), lo);
   std::optional<Model> draft;
   if (auto dir = a.get("--assistant")) draft.emplace(load_model(*dir, lo));
@@ -218,10 +223,10 @@ const char* generate_help() { return kHelp; }
 
 int run_generate(const std::vector<std::string>& argv) {
   Args a(argv,
-         {"--model", "--assistant", "--tokens", "--prompt", "--max-new-tokens", "--draft-max",
-          "--schedule", "--confidence", "--prompt-lookup", "--ngram", "--temp", "--top-k",
-          "--top-p", "--min-p", "--repetition-penalty", "--seed", "--threads", "--dtype",
-          "--repeat", "--backend"},
+         {"--model",     "--assistant", "--tokens",     "--prompt",        "--max-new-tokens",
+          "--draft-max", "--schedule",  "--confidence", "--prompt-lookup", "--ngram",
+          "--temp",      "--top-k",     "--top-p",      "--min-p",         "--repetition-penalty",
+          "--seed",      "--threads",   "--dtype",      "--repeat",        "--backend"},
          {"--do-sample", "--ignore-eos", "--show-special", "--compare"},
          {{"-m", "--model"},
           {"-a", "--assistant"},
@@ -264,7 +269,7 @@ int run_generate(const std::vector<std::string>& argv) {
 
   cpu::LoadOptions opts;
   opts.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
-  opts.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
+  if (auto d = a.get("--dtype")) opts.dtype = parse_dtype(*d);
   // Loads a directory on the chosen backend; `special` receives its tokens.
   std::vector<std::function<void()>> reports;
   auto load = [&](const std::string& dir, SpecialTokens& special) -> AnyModel {

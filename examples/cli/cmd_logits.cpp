@@ -10,11 +10,12 @@
 namespace assistgen::cli {
 
 int run_logits(const std::vector<std::string>& argv) {
-  Args a(argv, {"--model", "--tokens", "--out", "--threads", "--dtype"}, {}, {{"-m", "--model"}, {"-o", "--out"}, {"-t", "--threads"}});
+  Args a(argv, {"--model", "--tokens", "--out", "--threads", "--dtype"}, {},
+         {{"-m", "--model"}, {"-o", "--out"}, {"-t", "--threads"}});
   const auto tokens = parse_token_list(a.require("--tokens"));
   cpu::LoadOptions opts;
   opts.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
-  opts.dtype = parse_dtype(a.get("--dtype").value_or("f32"));
+  if (auto d = a.get("--dtype")) opts.dtype = parse_dtype(*d);
   auto model = cpu::Transformer::load(a.require("--model"), opts);
   auto cache = model.make_cache(tokens.size());
   const Logits logits = model.forward(tokens, cache);

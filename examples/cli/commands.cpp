@@ -13,7 +13,8 @@ Runs the model once over IDS and prints the argmax of the last position.
       --tokens IDS    comma-separated token ids, e.g. 1,2,3
   -o, --out FILE      also write all logits as float32 .npy, shape [n, vocab]
   -t, --threads N     threads (default: all cores)
-      --dtype T       matmul weights: f32 (default), bf16 or int8
+      --dtype T       matmul weights: f32, bf16 or int8 (default: bf16 for a
+                      checkpoint stored in bf16, else f32)
 )";
 
 }  // namespace

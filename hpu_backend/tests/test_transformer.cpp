@@ -72,7 +72,7 @@ TEST_CASE("logits match cpu::Transformer and the golden reference on every test 
         CHECK_THROWS_AS(hpu::Transformer::load(dir, small_buckets()), UnsupportedError);
         continue;
       }
-      const auto ref = cpu::Transformer::load(dir);
+      const auto ref = cpu::Transformer::load(dir, {.dtype = DType::f32});
       const auto hpu = hpu::Transformer::load(dir, small_buckets());
       REQUIRE(hpu.device().name() == "cpu-reference");
       auto rc = ref.make_cache(64);
@@ -110,7 +110,7 @@ TEST_CASE("a request longer than the largest token bucket runs in chunks of it",
   o.buckets.tokens = {1, 4, 4};  // 1, 2, 4
   o.buckets.kv_len = {16, 16, 32};
   const auto hpu = hpu::Transformer::load(dir, o);
-  const auto ref = cpu::Transformer::load(dir);
+  const auto ref = cpu::Transformer::load(dir, {.dtype = DType::f32});
   auto hc = hpu.make_cache(32);
   auto rc = ref.make_cache(32);
   check_close(hpu.forward(kTokens, hc), ref.forward(kTokens, rc), "12 tokens in chunks of 4");
@@ -128,7 +128,7 @@ TEST_CASE("padded token slots are masked and never touch cached rows", "[hpu]") 
   o.buckets.tokens = {4, 4, 8};  // 4, 8: three tokens pad to four
   o.buckets.kv_len = {16, 16, 32};
   const auto hpu = hpu::Transformer::load(dir, o);
-  const auto ref = cpu::Transformer::load(dir);
+  const auto ref = cpu::Transformer::load(dir, {.dtype = DType::f32});
   auto hc = hpu.make_cache(32);
   auto rc = ref.make_cache(32);
   const std::vector<Token> three(kTokens.begin(), kTokens.begin() + 3);

@@ -171,7 +171,7 @@ struct TextResult {
   std::string text;                  ///< the new tokens decoded (the prompt is not repeated)
   std::vector<Token> tokens;         ///< the new token ids, EOS included when it stopped generation
   std::vector<Token> prompt_tokens;  ///< the prompt as the target's tokenizer encoded it
-  GenerationStats stats;                                 ///< counters and timings
+  GenerationStats stats;             ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
   Assistance assistance = Assistance::none;             ///< how it was assisted
 };
@@ -236,9 +236,11 @@ class Model {
 
 /// How load_model loads the backend.
 struct LoadModelOptions {
-  /// Compute type of the weights (see cpu::LoadOptions).
-  DType dtype = DType::f32;
-  /// Threads for the CPU backend; 0 = OpenMP's default.
+  /// Compute type of the weights (see cpu::LoadOptions); unset: bf16 for a
+  /// checkpoint whose matmul weights are bf16, else f32.
+  std::optional<DType> dtype;
+  /// Threads for the CPU backend (cpu::LoadOptions::threads); 0 = OMP_NUM_THREADS, else
+  /// one per core.
   int threads = 0;
 };
 

@@ -146,8 +146,11 @@ struct Transformer::Impl {
     return n;
   }
 
+  DType dtype = DType::f32;  // opts.dtype, or what the checkpoint suggested
+
   void check_supported() {
-    wtype = weight_type(opts.dtype);
+    dtype = opts.dtype.value_or(DType::f32);
+    wtype = weight_type(dtype);
     architecture_of(cfg);  // throws for an unregistered architecture
   }
 
@@ -413,6 +416,23 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
                       std::to_string(layout.layers.size()) + " layers, the config " +
                       std::to_string(c.num_hidden_layers));
 
+  // Unset dtype: a checkpoint whose matmul weights are all bf16 computes in
+  // bf16, anything else in f32.
+  if (!options.dtype) {
+    bool all_bf16 = true;
+    auto check = [&](const WeightSource& w) {
+      for (const auto& part : w.parts)
+        all_bf16 = all_bf16 && ck.tensor(part.name).dtype == DType::bf16;
+    };
+    for (const LayerWeightSources& src : layout.layers)
+      for (const WeightSource* w : {&src.qkv, &src.o, &src.mlp_in, &src.mlp_out}) check(*w);
+    check(layout.lm_head.present() ? layout.lm_head : layout.embed);
+    if (all_bf16) {
+      impl->dtype = DType::bf16;
+      impl->wtype = weight_type(DType::bf16);
+    }
+  }
+
   // Every tensor must be one we use or one the family ignores: a stray name
   // usually means a config that does not describe this checkpoint.
   std::vector<std::string> used;
@@ -531,7 +551,7 @@ const ModelConfig& Transformer::config() const { return impl_->cfg; }
 std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
 std::size_t Transformer::weight_bytes() const { return impl_->weight_bytes(); }
 std::size_t Transformer::bytes_per_token() const { return impl_->bytes_per_token(); }
-DType Transformer::dtype() const { return impl_->opts.dtype; }
+DType Transformer::dtype() const { return impl_->dtype; }
 
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;

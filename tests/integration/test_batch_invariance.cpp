@@ -196,12 +196,14 @@ TEST_CASE(
     "[invariance][golden]") {
   // The weights are exact, the activations are rounded to bf16 (relative
   // error 2^-9 each) before every matmul: the bar is 1e-2 max |ref| (f32's
-  // golden bar is 1e-3, which this misses by about 6x: measured 6.7e-3,
-  // the reason LoadOptions and the CLI keep f32 as the default) and the same argmax.
+  // golden bar is 1e-3, which this misses by about 6x: measured 6.7e-3) and
+  // the same argmax. bf16 is what a bf16 checkpoint loads as by default.
   const auto dir = kModels / "llama-tied-bf16";
-  const Transformer f32 = Transformer::load(dir);
-  const Transformer bf16 = Transformer::load(dir, {.dtype = DType::bf16});
+  const Transformer f32 = Transformer::load(dir, {.dtype = DType::f32});
+  const Transformer bf16 = Transformer::load(dir);
   REQUIRE(bf16.dtype() == DType::bf16);
+  REQUIRE(f32.dtype() == DType::f32);
+  REQUIRE(Transformer::load(kModels / "llama-gqa").dtype() == DType::f32);  // an f32 checkpoint
   REQUIRE(bf16.bytes_per_token() < f32.bytes_per_token());
   io::SafetensorsFile golden(dir / "golden.safetensors");
   const auto t = golden.tensor("tokens");

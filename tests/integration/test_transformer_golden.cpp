@@ -1,9 +1,8 @@
 // cpu::Transformer against golden logits made by tools/make_test_models.py
 // from a float64 implementation of the HF model classes (tests/data/README.md),
 // plus the cache invariants every backend must keep.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -56,7 +55,7 @@ TEST_CASE("golden checkpoints are present", "[golden]") {
 TEST_CASE("logits match the float64 HF reference", "[golden]") {
   for (const auto& dir : golden_models()) {
     SECTION(dir.filename().string()) {
-      auto model = cpu::Transformer::load(dir);
+      auto model = cpu::Transformer::load(dir, {.dtype = DType::f32});  // the f32 path
       io::SafetensorsFile golden(dir / "golden.safetensors");
       const auto tokens = read_ids(golden.tensor("tokens"));
       const auto ref = golden.tensor("logits").to_float();
@@ -78,7 +77,7 @@ TEST_CASE("logits match the float64 HF reference", "[golden]") {
 TEST_CASE("greedy continuation matches the reference", "[golden]") {
   for (const auto& dir : golden_models()) {
     SECTION(dir.filename().string()) {
-      auto model = cpu::Transformer::load(dir);
+      auto model = cpu::Transformer::load(dir, {.dtype = DType::f32});  // the f32 path
       io::SafetensorsFile golden(dir / "golden.safetensors");
       const auto prompt = read_ids(golden.tensor("greedy_prompt"));
       const auto expected = read_ids(golden.tensor("greedy_ids"));
@@ -99,7 +98,7 @@ TEST_CASE("greedy continuation matches the reference", "[golden]") {
 TEST_CASE("truncate then re-append equals a fresh run", "[golden][rollback]") {
   for (const auto& dir : golden_models()) {
     SECTION(dir.filename().string()) {
-      auto model = cpu::Transformer::load(dir);
+      auto model = cpu::Transformer::load(dir, {.dtype = DType::f32});  // the f32 path
       io::SafetensorsFile golden(dir / "golden.safetensors");
       const auto tokens = read_ids(golden.tensor("tokens"));
       REQUIRE(tokens.size() >= 8);
@@ -130,8 +129,8 @@ TEST_CASE("bad inputs to forward are clear errors that leave the cache unchanged
   std::vector<Token> ok{1, 2};
   model.forward(ok, cache);
   std::vector<Token> bad{3, static_cast<Token>(model.vocab_size())};
-  REQUIRE_THROWS_WITH(model.forward(bad, cache), Catch::Contains("token id 256") &&
-                                                     Catch::Contains("out of range"));
+  REQUIRE_THROWS_WITH(model.forward(bad, cache),
+                      Catch::Contains("token id 256") && Catch::Contains("out of range"));
   std::vector<Token> negative{-1};
   REQUIRE_THROWS_AS(model.forward(negative, cache), InvalidArgument);
   REQUIRE_THROWS_AS(model.forward(std::span<const Token>(), cache), InvalidArgument);

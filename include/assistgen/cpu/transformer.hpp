@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -30,16 +31,20 @@ namespace assistgen::cpu {
 struct LoadOptions {
   /// Storage of the matmul weights (every Linear and the LM head), whatever
   /// the checkpoint stores: f32; bf16 (rounded to nearest even; exact for bf16
-  /// checkpoints); or i8: per-output-channel symmetric int8 with activations
-  /// quantized per token at run time. Embeddings, norms and biases stay f32
-  /// and all accumulation is f32 (int8: exact int32). f16 is rejected.
-  /// The default stays f32 for every checkpoint: bf16 compute of a bf16
-  /// checkpoint gives the same weights but a different summation error, and
-  /// callers that compare against f32 references expect f32.
-  DType dtype = DType::f32;
-  /// Threads for matmuls and attention; 0 = OpenMP's default. Small layers
-  /// use fewer (each thread gets about 1 MiB of weights or more), so tiny
-  /// models run single-threaded and pay no parallel-region barriers.
+  /// checkpoints; activations are rounded to bf16 for the VDPBF16PS kernel,
+  /// as a bf16 model computes in HF transformers); or i8: per-output-channel
+  /// symmetric int8 with activations quantized per token at run time.
+  /// Embeddings, norms and biases stay f32 and all accumulation is f32
+  /// (int8: exact int32). f16 is rejected.
+  /// Unset: bf16 when the checkpoint stores every matmul weight as bf16,
+  /// else f32 (also for random models). Set f32 to compare against f32
+  /// references.
+  std::optional<DType> dtype;
+  /// Threads for matmuls, attention and activations (the calling thread and
+  /// workers of the backend's pool, which spin briefly after each call and
+  /// then sleep); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
+  /// Small layers use fewer (each thread gets about 1 MiB of weights or
+  /// more), so tiny models run on the calling thread alone.
   int threads = 0;
 };
 
