@@ -2,14 +2,15 @@
 #include "parallel.hpp"
 
 #include <immintrin.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -36,49 +37,48 @@ bool spin_until(Pred pred) {
 
 class Pool {
  public:
-  ~Pool() {
-    // A new generation with stop_ set: every worker wakes and returns.
-    stop_.store(true, std::memory_order_relaxed);
-    seq_.fetch_add(kGeneration, std::memory_order_release);
-    seq_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-
   void run(int threads, std::size_t n, void (*fn)(void*, std::size_t), void* ctx) {
+    // In a child of fork() the workers were not copied: run serially there.
+    if (::getpid() != owner_) return serial(n, fn, ctx);
     std::unique_lock lock(use_, std::try_to_lock);
     if (!lock.owns_lock()) return serial(n, fn, ctx);
     const std::size_t want = static_cast<std::size_t>(threads) - 1;
     try {
       while (workers_.size() < want && workers_.size() < kMaxWorkers)
         workers_.emplace_back([this, id = workers_.size(),
-                               // The generation before this call's job: a new
-                               // worker must not mistake that job for a past one.
+                               // The job before this call's: a new worker must
+                               // not mistake this call's job for a past one.
                                seen = seq_.load(std::memory_order_relaxed)] { work(id, seen); });
-    } catch (const std::system_error&) {  // no more threads: use the ones there are
+    } catch (const std::exception&) {  // no more threads: use the ones there are
     }
     const std::size_t helpers = std::min({want, workers_.size(), n - 1});
     if (helpers == 0) return serial(n, fn, ctx);
+    ++job_;
     fn_ = fn;
     ctx_ = ctx;
     n_ = n;
     next_.store(0, std::memory_order_relaxed);
-    pending_.store(static_cast<int>(helpers), std::memory_order_relaxed);
-    // The job's fields above are published by this release; the low bits
-    // tell the workers how many of them take part.
-    const std::uint64_t seq =
-        (seq_.load(std::memory_order_relaxed) & ~(kGeneration - 1)) + kGeneration + helpers;
-    seq_.store(seq, std::memory_order_release);
+    state_.store(job_ << kJobShift, std::memory_order_relaxed);
+    // Everything above is published by this release; its low bits tell the
+    // workers how many of them are asked to help.
+    seq_.store(job_ << 8 | helpers, std::memory_order_release);
     seq_.notify_all();
     chunks();
-    auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-    if (!spin_until(done))
-      for (int p; (p = pending_.load(std::memory_order_acquire)) != 0;)
-        pending_.wait(p, std::memory_order_acquire);
+    // Close the job: a worker that has not entered it by now (asleep, or
+    // descheduled on a busy machine) stays out, so only the ones already
+    // working are waited for.
+    state_.fetch_or(kClosed, std::memory_order_acq_rel);
+    auto idle = [&] { return (state_.load(std::memory_order_acquire) & kActive) == 0; };
+    if (!spin_until(idle))
+      for (std::uint64_t st; ((st = state_.load(std::memory_order_acquire)) & kActive) != 0;)
+        state_.wait(st, std::memory_order_acquire);
   }
 
  private:
-  static constexpr std::uint64_t kGeneration = 256;  // low 8 bits: helpers of the job
-  static constexpr std::size_t kMaxWorkers = kGeneration - 1;
+  static constexpr std::size_t kMaxWorkers = 255;  // helpers fit the low 8 bits of seq_
+  static constexpr unsigned kJobShift = 16;
+  static constexpr std::uint64_t kClosed = std::uint64_t{1} << 15;
+  static constexpr std::uint64_t kActive = kClosed - 1;  // workers inside the job
 
   static void serial(std::size_t n, void (*fn)(void*, std::size_t), void* ctx) {
     for (std::size_t i = 0; i < n; ++i) fn(ctx, i);
@@ -88,25 +88,35 @@ class Pool {
     for (std::size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) fn_(ctx_, i);
   }
 
+  // Enters job `job` unless it is closed or already replaced by a newer one.
+  bool enter(std::uint64_t job) {
+    std::uint64_t st = state_.load(std::memory_order_acquire);
+    while ((st >> kJobShift) == (job & kJobMask) && (st & kClosed) == 0)
+      if (state_.compare_exchange_weak(st, st + 1, std::memory_order_acq_rel)) return true;
+    return false;
+  }
+
   void work(std::size_t id, std::uint64_t seen) {
     for (;;) {
       auto changed = [&] { return seq_.load(std::memory_order_acquire) != seen; };
       if (!spin_until(changed))
         while (!changed()) seq_.wait(seen, std::memory_order_acquire);
       seen = seq_.load(std::memory_order_acquire);
-      if (stop_.load(std::memory_order_relaxed)) return;
-      if (id >= (seen & (kGeneration - 1))) continue;  // not needed for this job
+      if (id >= (seen & 0xff) || !enter(seen >> 8)) continue;
       chunks();
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+      if ((state_.fetch_sub(1, std::memory_order_acq_rel) & kActive) == 1) state_.notify_all();
     }
   }
 
+  static constexpr std::uint64_t kJobMask = (std::uint64_t{1} << (64 - kJobShift)) - 1;
+
   std::mutex use_;  // one caller at a time owns the workers
   std::vector<std::thread> workers_;
-  std::atomic<std::uint64_t> seq_{0};
-  std::atomic<bool> stop_{false};
-  std::atomic<std::size_t> next_{0};
-  std::atomic<int> pending_{0};
+  const ::pid_t owner_ = ::getpid();
+  std::uint64_t job_ = 0;                // jobs posted (the owner's count)
+  std::atomic<std::uint64_t> seq_{0};    // job << 8 | helpers asked
+  std::atomic<std::uint64_t> state_{0};  // job << kJobShift | closed | workers inside
+  std::atomic<std::size_t> next_{0};     // the next chunk to hand out
   void (*fn_)(void*, std::size_t) = nullptr;
   void* ctx_ = nullptr;
   std::size_t n_ = 0;
@@ -119,8 +129,10 @@ void parallel_for(int threads, std::size_t n, void (*fn)(void*, std::size_t), vo
     for (std::size_t i = 0; i < n; ++i) fn(ctx, i);
     return;
   }
-  static Pool pool;
-  pool.run(threads, n, fn, ctx);
+  // Never destroyed: static destructors elsewhere may still run forward
+  // passes at exit, and the workers, asleep by then, end with the process.
+  static Pool* const pool = new Pool;
+  pool->run(threads, n, fn, ctx);
 }
 
 }  // namespace assistgen::cpu::detail

@@ -2,13 +2,19 @@
 // path): every index runs exactly once, for any thread count and any number
 // of back-to-back calls (a lost wake-up would hang this test), also when
 // several threads call at once (the pool's owner runs in parallel, the others
-// serially), and with calls far enough apart that the workers fall asleep.
+// serially), with calls far enough apart that the workers fall asleep, and
+// with chunks long enough that the work is shared.
 // Part of the ThreadSanitizer stage (scripts/sanitize.sh).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <barrier>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -71,3 +77,36 @@ TEST_CASE("parallel_for's work is visible to the caller when it returns", "[para
     for (std::size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == round * i);
   }
 }
+
+TEST_CASE("parallel_for shares long chunks between threads", "[parallel]") {
+  // Chunks of about 0.2 ms: the workers wake well before the caller is done,
+  // so the work is shared (a worker that is late only finds nothing left).
+  std::mutex m;
+  std::set<std::thread::id> seen;
+  for (int call = 0; call < 50 && seen.size() < 2; ++call) {
+    std::vector<std::atomic<int>> hits(16);
+    parallel_for(2, hits.size(), [&](std::size_t i) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      hits[i].fetch_add(1);
+      const std::lock_guard lock(m);
+      seen.insert(std::this_thread::get_id());
+    });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+  }
+  CHECK(seen.size() == 2);
+}
+
+#ifndef __SANITIZE_THREAD__  // TSan's runtime does not support fork() in a threaded process
+TEST_CASE("parallel_for in a child of fork() runs on the calling thread", "[parallel]") {
+  REQUIRE(each_once(2, 64));  // the workers exist in this process
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(each_once(2, 64) && each_once(3, 7) ? 0 : 1);  // no workers here
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
