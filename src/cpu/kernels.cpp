@@ -153,11 +153,16 @@ void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
 #define ASSISTGEN_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma")))
 
+// Lanes [0, min(left, 16)) of a zmm of floats.
+ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
 ASSISTGEN_AVX512 inline void store_block(float* y, __m512 v, std::size_t ncols) {
   if (ncols >= kBlock)
     _mm512_storeu_ps(y, v);
   else
-    _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << ncols) - 1u), v);
+    _mm512_mask_storeu_ps(y, tail_mask(ncols), v);
 }
 
 template <bool kInt>
@@ -261,10 +266,6 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
 
 // Activation conversion, vectorized: the same operations as quantize_row's
 // and bf16_row's scalar loops, element for element, so the same bits.
-
-ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
-}
 
 ASSISTGEN_AVX512 float avx512_quantize_row(const float* x, std::size_t k, std::size_t k_pad,
                                            std::uint8_t* out) {
@@ -572,30 +573,11 @@ ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
   return avx512_fold(acc);
 }
 
-ASSISTGEN_AVX512 void avx512_add_scaled(float* y, const float* x, float a, std::size_t n) {
-  const __m512 va = _mm512_set1_ps(a);
-  for (std::size_t i = 0; i < n; i += kLanes) {
-    const __mmask16 mk = tail_mask(n - i);
-    const __m512 yv = _mm512_maskz_loadu_ps(mk, y + i);
-    _mm512_mask_storeu_ps(y + i, mk,
-                          _mm512_add_ps(yv, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, x + i))));
-  }
-}
-
-// attend() with the value sum kept in registers: for each 16 lanes of the
-// output, acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., the order the
-// scalar loop of add_scaled() calls gives each element.
-ASSISTGEN_AVX512 void avx512_attend(const float* q, const float* keys, const float* values,
-                                    std::size_t len, std::size_t hd, float scale, float* scores,
-                                    float* out) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (std::size_t j = 0; j < len; ++j) {
-    scores[j] = avx512_dot(q, keys + j * hd, hd) * scale;
-    mx = std::max(mx, scores[j]);
-  }
-  for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
-  const float denom = avx512_sum(scores, len);
-  for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
+// out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
+// acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
+// attend()'s scalar loop.
+ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, std::size_t len,
+                                          std::size_t hd, float* out) {
   for (std::size_t d = 0; d < hd; d += 4 * kLanes) {
     __m512 acc[4];
     __mmask16 mk[4];
@@ -604,12 +586,12 @@ ASSISTGEN_AVX512 void avx512_attend(const float* q, const float* keys, const flo
       mk[b] = d + b * kLanes < hd ? tail_mask(hd - d - b * kLanes) : 0;
     }
     for (std::size_t j = 0; j < len; ++j) {
-      const __m512 p = _mm512_set1_ps(scores[j]);
+      const __m512 pj = _mm512_set1_ps(p[j]);
       const float* v = values + j * hd + d;
 #pragma GCC unroll 4
       for (std::size_t b = 0; b < 4; ++b)
         acc[b] =
-            _mm512_add_ps(acc[b], _mm512_mul_ps(p, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes)));
+            _mm512_add_ps(acc[b], _mm512_mul_ps(pj, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes)));
     }
     for (std::size_t b = 0; b < 4; ++b) _mm512_mask_storeu_ps(out + d + b * kLanes, mk[b], acc[b]);
   }
@@ -638,15 +620,8 @@ float sum(const float* a, std::size_t n) {
   return fold(acc);
 }
 
-void add_scaled(float* y, const float* x, float a, std::size_t n) {
-  if (active_isa() == Isa::avx512) return avx512_add_scaled(y, x, a, n);
-  for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
             float scale, float* scores, float* out) {
-  if (active_isa() == Isa::avx512)
-    return avx512_attend(q, keys, values, len, hd, scale, scores, out);
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t j = 0; j < len; ++j) {
     scores[j] = dot(q, keys + j * hd, hd) * scale;
@@ -655,8 +630,10 @@ void attend(const float* q, const float* keys, const float* values, std::size_t 
   for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
+  if (active_isa() == Isa::avx512) return avx512_weighted_sum(values, scores, len, hd, out);
   std::fill_n(out, hd, 0.0f);
-  for (std::size_t j = 0; j < len; ++j) add_scaled(out, values + j * hd, scores[j], hd);
+  for (std::size_t j = 0; j < len; ++j)
+    for (std::size_t d = 0; d < hd; ++d) out[d] += scores[j] * values[j * hd + d];
 }
 
 }  // namespace assistgen::cpu::detail

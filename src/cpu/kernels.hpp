@@ -131,8 +131,6 @@ float dot(const float* a, const float* b, std::size_t n);
 float sum_squares(const float* a, std::size_t n);
 /// sum_i a[i], in the same fixed order.
 float sum(const float* a, std::size_t n);
-/// y[i] += a * x[i] (the product rounded, then added).
-void add_scaled(float* y, const float* x, float a, std::size_t n);
 /// Softmax attention of one query q[hd] over `len` keys and values (rows of
 /// hd floats): s_j = dot(q, k_j) * scale, p_j = exp(s_j - max s) / sum(exp),
 /// out = sum_j p_j v_j accumulated for j = 0, 1, ... from zero, each product

@@ -108,7 +108,6 @@ WeightType weight_type(DType t) {
 struct Transformer::Impl {
   ModelConfig cfg;
   LoadOptions opts;
-  WeightType wtype = WeightType::f32;
   std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
   std::vector<float> embed;      // [vocab, hidden]
   std::vector<float> pos_embed;  // [max_position_embeddings, hidden]; learned positions only
@@ -150,12 +149,12 @@ struct Transformer::Impl {
 
   void check_supported() {
     dtype = opts.dtype.value_or(DType::f32);
-    wtype = weight_type(dtype);
+    weight_type(dtype);    // throws for a dtype the kernels do not compute in
     architecture_of(cfg);  // throws for an unregistered architecture
   }
 
   PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {
-    return detail::pack_linear(wtype, w, n, k, bias);
+    return detail::pack_linear(weight_type(dtype), w, n, k, bias);
   }
 
   void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {
@@ -427,10 +426,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     for (const LayerWeightSources& src : layout.layers)
       for (const WeightSource* w : {&src.qkv, &src.o, &src.mlp_in, &src.mlp_out}) check(*w);
     check(layout.lm_head.present() ? layout.lm_head : layout.embed);
-    if (all_bf16) {
-      impl->dtype = DType::bf16;
-      impl->wtype = weight_type(DType::bf16);
-    }
+    if (all_bf16) impl->dtype = DType::bf16;
   }
 
   // Every tensor must be one we use or one the family ignores: a stray name

@@ -266,8 +266,7 @@ TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, specia
   CHECK(q == std::vector<std::uint8_t>{128, 128, 128, 128});
 }
 
-TEST_CASE("reductions and add_scaled: AVX-512 and scalar give the same bits",
-          "[kernels][invariance]") {
+TEST_CASE("reductions: AVX-512 and scalar give the same bits", "[kernels][invariance]") {
   IsaGuard guard;
   if (detected_isa() != Isa::avx512) {
     SUCCEED("no AVX-512 on this CPU");
@@ -277,18 +276,14 @@ TEST_CASE("reductions and add_scaled: AVX-512 and scalar give the same bits",
   for (std::size_t n : {0, 1, 5, 15, 16, 17, 31, 32, 33, 64, 100, 200}) {
     INFO("n " << n);
     float r[2][3];
-    std::vector<float> y[2];
     for (int v = 0; v < 2; ++v) {
       set_isa(v == 0 ? Isa::scalar : Isa::avx512);
       r[v][0] = dot(a.data(), b.data(), n);
       r[v][1] = sum(b.data(), n);
       r[v][2] = sum_squares(a.data(), n);
-      y[v].assign(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n));
-      add_scaled(y[v].data(), a.data(), 0.37f, n);
     }
     for (int f = 0; f < 3; ++f)
       CHECK(std::bit_cast<std::uint32_t>(r[0][f]) == std::bit_cast<std::uint32_t>(r[1][f]));
-    CHECK(same_bits(y[0].data(), y[1].data(), n));
   }
 }
 
