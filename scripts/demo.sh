@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "== configuring (Release) ..."
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
+# The demo needs neither the tests nor the benchmarks (nor their packages);
+# scripts/test.sh turns them back on in the same build folder.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DASSISTGEN_BUILD_TESTS=OFF -DASSISTGEN_BUILD_BENCHMARKS=OFF > /dev/null
 echo "== building the assistgen CLI ..."
 cmake --build build -j"$(nproc)" --target assistgen_cli
 # OpenMP only packs the weights at load (generation runs on the backend's own

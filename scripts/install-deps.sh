@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages assistgen builds and tests with. Idempotent;
-# run as root (or with sudo).
+# Installs the Debian 12 packages assistgen needs. Idempotent; run as root.
+#   scripts/install-deps.sh          what the library, the CLI and the demo
+#                                    (scripts/demo.sh) need to build and run
+#   scripts/install-deps.sh --test   also what the test suite, the benchmarks,
+#                                    the docs check and the fresh-machine
+#                                    stage (scripts/test.sh) need
+# Packages are installed without their Recommends, so everything needed is
+# named here; the fresh-root stage of the test suite (scripts/fresh-root.sh)
+# proves it on a bare Debian 12 system.
 set -euo pipefail
 # ocl-icd-opencl-dev: only a Recommends of libdnnl-dev, but Debian's
-# dnnl-config.cmake (built with the OpenCL GPU runtime) runs
-# find_package(OpenCL REQUIRED), so CMake configure fails without it.
-pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev ocl-icd-opencl-dev catch2
-      libbenchmark-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev doxygen)
+# dnnl-config.cmake (oneDNN built with the OpenCL GPU runtime) runs
+# find_package(OpenCL REQUIRED), so CMake's configure fails without it.
+pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev ocl-icd-opencl-dev
+      nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
+case "${1:-}" in
+  "") ;;
+  --test)
+    # catch2 (v2) and libbenchmark-dev: the tests and benchmarks; doxygen: the
+    # docs:doxygen test; debootstrap: the fresh-root stage.
+    pkgs+=(catch2 libbenchmark-dev doxygen debootstrap) ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,1 @@
+#error "a public assistgen header includes nlohmann/json.hpp: it is a private dependency (docs/packaging.md)"

@@ -1,0 +1,1 @@
+#error "a public assistgen header includes omp.h: it is a private dependency (docs/packaging.md)"
