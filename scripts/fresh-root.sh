@@ -21,15 +21,21 @@
 #      so a package only the tests need cannot be missing either.
 #   5. The root is deleted; the stage prints how long each step took.
 #
-# Needs root, debootstrap (scripts/test.sh installs it), git and about 2 GB
-# under ${TMPDIR:-/var/tmp}. Usage: scripts/fresh-root.sh
+# Needs root, debootstrap (scripts/test.sh installs it) and about 2 GB
+# under ${TMPDIR:-/var/tmp}.
+#
+# Usage: scripts/fresh-root.sh            the check above (the test command's stage)
+#        scripts/fresh-root.sh 'COMMAND'  runs COMMAND in the fresh root instead of
+#                                         steps 3-4, and passes when it exits 0: for
+#                                         checking by hand, e.g. the README's test
+#                                         command: scripts/fresh-root.sh 'bash scripts/test.sh'
+#                                         (6-8 GB of disk: it builds everything)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 
 [[ "$(id -u)" == 0 ]] || { echo "fresh-root: needs root (debootstrap, chroot, mounts)" >&2; exit 2; }
 command -v debootstrap > /dev/null || { echo "fresh-root: debootstrap is not installed" >&2; exit 2; }
-git -C "$repo" rev-parse --git-dir > /dev/null 2>&1 || { echo "fresh-root: $repo is not a git checkout" >&2; exit 2; }
 
 # The mirror this machine's apt reads bookworm's main component from.
 mirror="$(apt-cache policy 2> /dev/null |
@@ -58,10 +64,16 @@ if ! debootstrap --variant=minbase bookworm "$root" "$mirror" > "$work/debootstr
 fi
 t_bootstrap=$((SECONDS - t0))
 
-# The exported tree: HEAD plus uncommitted changes to tracked files.
-snapshot="$(git -C "$repo" stash create 2> /dev/null || true)"
+# The exported tree: HEAD plus uncommitted changes to tracked files. Outside
+# a git checkout (a release tarball, or this script run inside a fresh root),
+# the tree itself without its build folders.
 mkdir -p "$root/src/assistgen"
-git -C "$repo" archive --format=tar "${snapshot:-HEAD}" | tar -x -C "$root/src/assistgen"
+if command -v git > /dev/null && git -C "$repo" rev-parse --git-dir > /dev/null 2>&1; then
+  snapshot="$(git -C "$repo" stash create 2> /dev/null || true)"
+  git -C "$repo" archive --format=tar "${snapshot:-HEAD}" | tar -x -C "$root/src/assistgen"
+else
+  tar -C "$repo" --exclude='./build*' --exclude='./.git' -cf - . | tar -x -C "$root/src/assistgen"
+fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 
 # Runs a command in the fresh root: as root, from the exported tree, in a
@@ -78,6 +90,17 @@ in_root() {
       /bin/bash -c "cd /src/assistgen && $cmd"
   ' fresh-root "$root" "$1"
 }
+
+if (($# > 0)); then
+  echo "== fresh root: $1 (as root, in the bare system)"
+  t1=$SECONDS
+  set +e
+  in_root "$1"
+  rc=$?
+  set -e
+  echo "== fresh root: debootstrap ${t_bootstrap} s, '$1' $((SECONDS - t1)) s, exit code $rc"
+  exit "$rc"
+fi
 
 echo "== fresh root: bash scripts/demo.sh (the README's run command), as root, in the bare system"
 t1=$SECONDS
