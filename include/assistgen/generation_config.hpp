@@ -111,7 +111,7 @@ enum class StopReason {
   max_new_tokens,  ///< emitted max_new_tokens tokens
   eos,             ///< emitted an EOS token (the last token of the output)
   callback,        ///< the streaming callback returned false
-  capacity,        ///< the configured cache_capacity is full
+  capacity,        ///< the cache_capacity, or the model's last position (PositionLimits::hard), is full
 };
 
 /// Lower-case name of a stop reason ("eos", ...).

@@ -548,6 +548,11 @@ std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
 std::size_t Transformer::weight_bytes() const { return impl_->weight_bytes(); }
 std::size_t Transformer::bytes_per_token() const { return impl_->bytes_per_token(); }
 DType Transformer::dtype() const { return impl_->dtype; }
+PositionLimits Transformer::position_limits() const {
+  const ModelConfig& c = impl_->cfg;
+  return {c.positions == PositionKind::learned ? c.max_position_embeddings : 0,
+          c.max_position_embeddings};
+}
 
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;

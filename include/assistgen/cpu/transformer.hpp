@@ -125,6 +125,9 @@ class Transformer {
   std::size_t bytes_per_token() const;
   /// Storage type of the matmul weights (LoadOptions::dtype).
   DType dtype() const;
+  /// Learned positions (GPT-2): hard = trained = max_position_embeddings;
+  /// RoPE: no hard limit, trained = max_position_embeddings.
+  PositionLimits position_limits() const;
 
   /// An empty cache for up to `capacity` positions (capped by nothing but
   /// memory; positions past max_position_embeddings are allowed for RoPE,
