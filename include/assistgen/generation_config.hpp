@@ -166,8 +166,8 @@ struct GenerationStats {
 
 /// What a generation returns.
 struct GenerationResult {
-  std::vector<Token> tokens;  ///< new tokens only, EOS included when it stopped generation
-  GenerationStats stats;      ///< counters and timings
+  std::vector<Token> tokens = {};  ///< new tokens only, EOS included when it stopped generation
+  GenerationStats stats = {};      ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
 };
 

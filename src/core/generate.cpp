@@ -14,6 +14,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/greedy.hpp"
+#include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 
@@ -104,6 +105,73 @@ Schedule parse_schedule(const std::string& s, std::string_view source) {
       "' is not supported (constant, heuristic, heuristic_transient, confidence)");
 }
 
+// generation_config.json fields that change HF's output but that assistgen
+// does not implement, with HF's default (the value that changes nothing).
+// A field set to anything else is named in one warning: the output then
+// differs from Hugging Face's with the same file.
+struct UnsupportedField {
+  const char* name;
+  json neutral;  // null: any non-null, non-empty value changes the output
+};
+
+const std::vector<UnsupportedField>& unsupported_fields() {
+  static const std::vector<UnsupportedField> fields{
+      {"num_beams", 1},
+      {"num_beam_groups", 1},
+      {"num_return_sequences", 1},
+      {"penalty_alpha", nullptr},
+      {"no_repeat_ngram_size", 0},
+      {"encoder_no_repeat_ngram_size", 0},
+      {"typical_p", 1.0},
+      {"epsilon_cutoff", 0.0},
+      {"eta_cutoff", 0.0},
+      {"diversity_penalty", 0.0},
+      {"encoder_repetition_penalty", 1.0},
+      {"length_penalty", 1.0},
+      {"bad_words_ids", nullptr},
+      {"force_words_ids", nullptr},
+      {"sequence_bias", nullptr},
+      {"min_length", 0},
+      {"min_new_tokens", nullptr},
+      {"forced_bos_token_id", nullptr},
+      {"forced_eos_token_id", nullptr},
+      {"begin_suppress_tokens", nullptr},
+      {"exponential_decay_length_penalty", nullptr},
+      {"renormalize_logits", false},
+      {"guidance_scale", nullptr},
+      {"constraints", nullptr},
+      {"stop_strings", nullptr},
+      {"dola_layers", nullptr},
+      {"max_time", nullptr},
+      {"watermarking_config", nullptr},
+      {"top_h", nullptr},
+      {"top_n_sigma", nullptr},
+  };
+  return fields;
+}
+
+bool changes_output(const json& value, const json& neutral) {
+  if (value.is_null()) return false;
+  if ((value.is_array() || value.is_object() || value.is_string()) && value.empty()) return false;
+  if (neutral.is_null()) return true;
+  if (value.is_number() && neutral.is_number()) return value.get<double>() != neutral.get<double>();
+  return value != neutral;
+}
+
+void warn_unsupported_fields(const json& j, std::string_view source) {
+  std::string named;
+  for (const UnsupportedField& f : unsupported_fields()) {
+    auto it = j.find(f.name);
+    if (it == j.end() || !changes_output(*it, f.neutral)) continue;
+    std::string value = it->dump();
+    if (value.size() > 40) value = value.substr(0, 37) + "...";
+    named += (named.empty() ? "" : ", ") + std::string(f.name) + " = " + value;
+  }
+  if (!named.empty())
+    warn(std::string(source) + ": ignoring fields assistgen does not implement (" + named +
+         "); the output will differ from Hugging Face's with this file");
+}
+
 template <class T>
 void take(std::optional<T>& dst, const std::optional<T>& src) {
   if (src) dst = src;
@@ -145,6 +213,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
     throw ConfigError(std::string(source) + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw ConfigError(std::string(source) + ": expected a JSON object");
+  warn_unsupported_fields(j, source);
   const FieldReader r(j, source);
   GenerateOptions o;
   r.size("max_new_tokens", o.max_new_tokens);

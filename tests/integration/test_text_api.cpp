@@ -272,3 +272,34 @@ TEST_CASE("text api: an empty prompt starts from bos, a missing tokenizer is an 
   CHECK_THROWS_AS(load_model(dir), IoError);
   CHECK_THROWS_WITH(load_model(dir), Catch::Contains("tokenizer.json"));
 }
+
+TEST_CASE("text api: generation_config.json fields that change HF's output are named in a warning",
+          "[text]") {
+  std::vector<std::string> warnings;
+  WarningHandler previous =
+      set_warning_handler([&](std::string_view m) { warnings.emplace_back(m); });
+  // Neutral values (HF's defaults) and fields that do not change the output: no warning.
+  (void)GenerateOptions::parse_generation_config(
+      R"({"num_beams": 1, "no_repeat_ngram_size": 0, "typical_p": 1.0, "pad_token_id": 0,
+          "transformers_version": "4.45.0", "bad_words_ids": null, "do_sample": true})",
+      "quiet.json");
+  CHECK(warnings.empty());
+  const auto o = GenerateOptions::parse_generation_config(
+      R"({"num_beams": 4, "no_repeat_ngram_size": 3, "typical_p": 0.9, "top_k": 7,
+          "min_new_tokens": 10, "pad_token_id": 0})",
+      "loud.json");
+  CHECK(o.top_k == std::optional<std::size_t>(7));  // supported fields are still read
+  // load_model warns too, naming the file.
+  const auto dir = make_model_dir("warn-gen", "llama-gqa", "char", R"({"num_beams": 2})");
+  (void)load_model(dir);
+  set_warning_handler(std::move(previous));
+  REQUIRE(warnings.size() == 2);
+  CHECK(warnings[0].find("loud.json") != std::string::npos);
+  for (const char* field :
+       {"num_beams = 4", "no_repeat_ngram_size = 3", "typical_p = 0.9", "min_new_tokens = 10"})
+    CHECK(warnings[0].find(field) != std::string::npos);
+  CHECK(warnings[0].find("top_k") == std::string::npos);
+  CHECK(warnings[0].find("pad_token_id") == std::string::npos);
+  CHECK(warnings[1].find("generation_config.json") != std::string::npos);
+  CHECK(warnings[1].find("num_beams = 2") != std::string::npos);
+}

@@ -39,7 +39,7 @@ struct LoadOptions {
   /// Unset: bf16 when the checkpoint stores every matmul weight as bf16,
   /// else f32 (also for random models). Set f32 to compare against f32
   /// references.
-  std::optional<DType> dtype;
+  std::optional<DType> dtype = std::nullopt;
   /// Threads for matmuls, attention and activations (the calling thread and
   /// workers of the backend's pool, which spin briefly after each call and
   /// then sleep); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
