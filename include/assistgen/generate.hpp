@@ -120,6 +120,11 @@ struct GenerateOptions {
   std::optional<std::size_t> cache_capacity = std::nullopt;
   /// Drop special tokens (EOS, ...) from the text; the ids keep them. Default true.
   std::optional<bool> skip_special_tokens = std::nullopt;
+  /// Match special-token text typed in the prompt ("<|endoftext|>", "<s>")
+  /// as single tokens (EncodeOptions::parse_special). Default false: it stays
+  /// text, so user text cannot inject control tokens. Not read from
+  /// generation_config.json.
+  std::optional<bool> parse_special = std::nullopt;
 
   /// This set of options with every field `over` sets replaced by its value.
   GenerateOptions merged(const GenerateOptions& over) const;
@@ -140,6 +145,16 @@ struct GenerateOptions {
   /// Reads and parses a generation_config.json file (IoError when unreadable).
   static GenerateOptions load_generation_config(const std::filesystem::path& path);
 };
+
+/// The full configuration of a generation: each field is `options`' value,
+/// else `defaults`' (a generation_config.json), else the library default,
+/// with the length rules of GenerateOptions for a prompt of `prompt_tokens`
+/// tokens. Model::generation_config is this with the model's defaults; a
+/// program that runs token ids without a Model uses it directly. Throws
+/// InvalidArgument when max_length does not exceed the prompt.
+GenerationConfig resolve_generation_config(const GenerateOptions& defaults,
+                                           const GenerateOptions& options,
+                                           std::size_t prompt_tokens);
 
 /// Streaming text callback: called with each piece of text as soon as it is
 /// final (never a broken UTF-8 sequence). Return false to stop generating.
@@ -199,8 +214,8 @@ class Model {
 
   /// The prompt as generate() encodes it: the tokenizer's encode with its
   /// special tokens (add_bos per tokenizer_config.json); special-token text
-  /// typed in the prompt stays text. Empty text gives [bos] when a BOS is known.
-  std::vector<Token> encode_prompt(std::string_view prompt) const;
+  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is known.
+  std::vector<Token> encode_prompt(std::string_view prompt, bool parse_special = false) const;
 
   /// The full configuration a generation with `options` and a prompt of
   /// `prompt_tokens` tokens runs with (see GenerateOptions for the order).

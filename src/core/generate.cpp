@@ -201,6 +201,7 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.max_matching_ngram_size, o.max_matching_ngram_size);
   take(r.cache_capacity, o.cache_capacity);
   take(r.skip_special_tokens, o.skip_special_tokens);
+  take(r.parse_special, o.parse_special);
   return r;
 }
 
@@ -267,14 +268,20 @@ Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
   for (std::size_t id = known; id < rows; ++id) masked_.push_back(static_cast<Token>(id));
 }
 
-std::vector<Token> Model::encode_prompt(std::string_view prompt) const {
-  std::vector<Token> ids = tokenizer_.encode(prompt);
+std::vector<Token> Model::encode_prompt(std::string_view prompt, bool parse_special) const {
+  std::vector<Token> ids = tokenizer_.encode(prompt, {.parse_special = parse_special});
   if (ids.empty() && defaults_.bos_token_id) ids.push_back(*defaults_.bos_token_id);
   return ids;
 }
 
 GenerationConfig Model::generation_config(const GenerateOptions& options,
                                           std::size_t prompt_tokens) const {
+  return resolve_generation_config(defaults_, options, prompt_tokens);
+}
+
+GenerationConfig resolve_generation_config(const GenerateOptions& defaults_,
+                                           const GenerateOptions& options,
+                                           std::size_t prompt_tokens) {
   const GenerateOptions o = defaults_.merged(options);
   GenerationConfig c;
   auto from_length = [&](std::size_t max_length, const char* who) {
@@ -346,7 +353,9 @@ TextResult Model::generate(std::string_view prompt, const Model& assistant,
 TextResult Model::run(std::string_view prompt_text, const Model* assistant,
                       const GenerateOptions& options, const TextCallback& on_text) const {
   TextResult out;
-  out.prompt_tokens = tokenizer_.encode(prompt_text);
+  out.prompt_tokens = tokenizer_.encode(
+      prompt_text, {.parse_special = options.parse_special.value_or(
+                        defaults_.parse_special.value_or(false))});
   if (out.prompt_tokens.empty()) {
     const std::optional<Token> bos =
         options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
