@@ -106,6 +106,14 @@ struct GenerateOptions {
   /// Schedule::confidence: re-fit the threshold after every round (see
   /// GenerationConfig). Default false; not read from generation_config.json.
   std::optional<bool> dynamic_confidence_threshold = std::nullopt;
+  /// Any schedule: the draft stops before a token it gives a probability
+  /// below this (GenerationConfig::draft_p_min). Default 0: off; not read
+  /// from generation_config.json.
+  std::optional<float> draft_p_min = std::nullopt;
+  /// Rounds whose draft (or prompt lookup) proposes fewer tokens verify none
+  /// (GenerationConfig::draft_min_tokens). Default 0; not read from
+  /// generation_config.json.
+  std::optional<std::size_t> draft_min_tokens = std::nullopt;
   /// With no assistant: propose this many tokens by n-gram lookup (0: off).
   std::optional<std::size_t> prompt_lookup_num_tokens = std::nullopt;
   /// Prompt lookup: longest n-gram matched, tried down to 1. At least 1

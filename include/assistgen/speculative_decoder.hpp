@@ -225,11 +225,17 @@ requires CausalLM<Target> &&
       std::size_t k = 0;
       if constexpr (kHasDraft) {
         k = draft_->propose(seq_, n, limit, chain_, cfg_.do_sample, lookahead_, eos_, rng_);
+        if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
+          seq_.resize(n);
+          draft_->discard(n);
+          k = 0;
+        }
       } else {
         const auto t0 = std::chrono::steady_clock::now();
         lookup_->propose(seq_, limit, eos_, drafts_);
         lookup_seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (drafts_.size() < cfg_.draft_min_tokens) drafts_.clear();
         seq_.insert(seq_.end(), drafts_.begin(), drafts_.end());
         k = drafts_.size();
       }
@@ -284,8 +290,7 @@ requires CausalLM<Target> &&
         lookahead_.update(draft_->probs(), v.accepted);
       }
       ++st.rounds;
-      st.drafted += k;
-      st.accepted += v.accepted;
+      st.record_round(k, v.accepted);
       st.k_sum += limit;
 
       // 5. Emit d_1..d_a, t, stopping after an EOS or when the callback asks.

@@ -202,6 +202,11 @@ class UniversalDecoder {
           last_proposed_ = dseq_.size() - before;
           const auto t1 = std::chrono::steady_clock::now();
           k = target_candidates(before, remaining - 1);
+          if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
+            seq_.resize(n);
+            k = 0;
+            proposed = false;
+          }
           convert_seconds += seconds_since(t1);
         }
       }
@@ -229,8 +234,7 @@ class UniversalDecoder {
       // compares the two the same way.
       if (proposed) lookahead_.update(draft_.probs(), v.accepted);
       ++st.rounds;
-      st.drafted += k;
-      st.accepted += v.accepted;
+      st.record_round(k, v.accepted);
       st.k_sum += limit;
 
       // 5. Emit, stopping after an EOS or when the callback asks.

@@ -197,6 +197,8 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.schedule, o.schedule);
   take(r.assistant_confidence_threshold, o.assistant_confidence_threshold);
   take(r.dynamic_confidence_threshold, o.dynamic_confidence_threshold);
+  take(r.draft_p_min, o.draft_p_min);
+  take(r.draft_min_tokens, o.draft_min_tokens);
   take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
   take(r.max_matching_ngram_size, o.max_matching_ngram_size);
   take(r.cache_capacity, o.cache_capacity);
@@ -316,6 +318,8 @@ GenerationConfig resolve_generation_config(const GenerateOptions& defaults_,
       o.assistant_confidence_threshold.value_or(c.assistant_confidence_threshold);
   c.dynamic_confidence_threshold =
       o.dynamic_confidence_threshold.value_or(c.dynamic_confidence_threshold);
+  c.draft_p_min = o.draft_p_min.value_or(c.draft_p_min);
+  c.draft_min_tokens = o.draft_min_tokens.value_or(c.draft_min_tokens);
   c.prompt_lookup_num_tokens = o.prompt_lookup_num_tokens.value_or(c.prompt_lookup_num_tokens);
   c.max_matching_ngram_size = o.max_matching_ngram_size.value_or(c.max_matching_ngram_size);
   c.cache_capacity = o.cache_capacity.value_or(c.cache_capacity);

@@ -449,3 +449,22 @@ TEST_CASE("cli: bench -m measures only that model unless --tinyllama", "[cli][is
   CHECK(r.out.find("TinyLlama") == std::string::npos);
   CHECK(run("bench -m " + kModels + "llama-gqa --tinyllama --no-tinyllama").code == 2);
 }
+
+TEST_CASE("cli: --draft-min, --draft-p-min and --verbose per-position acceptance", "[cli][issue24]") {
+  auto plain = run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 24");
+  REQUIRE(plain.code == 0);
+  for (const char* extra : {"--draft-p-min 0.05", "--draft-min 3", "--draft-min 2 --draft-p-min 0.02 --schedule heuristic"}) {
+    INFO(extra);
+    auto r = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " +
+                 kPrompt + " -n 24 -v " + extra);
+    REQUIRE(r.code == 0);
+    CHECK(first_line(r.out) == first_line(plain.out));
+    CHECK(r.out.find("acceptance by position:") != std::string::npos);
+  }
+  auto v = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " + kPrompt +
+               " -n 16 --verbose");
+  CHECK(v.out.find("acceptance by position: 1: 0.750 (3/4), 2: 0.750 (3/4)") != std::string::npos);
+  CHECK(run("generate -m " + kModels + "llama-gqa " + kPrompt + " --draft-p-min 0.1").code == 2);
+  CHECK(run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " + kPrompt +
+            " --draft-min 6 --draft-max 4").code == 2);
+}

@@ -48,15 +48,15 @@ modes), else the library defaults shown below.)";
 
 struct Args {
   std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
-  std::size_t max_new_tokens = 64, draft_max = 5, prompt_lookup = 0, ngram = 2, top_k = 50,
+  std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2, top_k = 50,
               repeat = 5;
   std::int64_t seed = 0;
   int threads = 0;
-  double confidence = 0.4, temp = 1.0, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
+  double confidence = 0.4, draft_p_min = 0.0, temp = 1.0, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
   bool do_sample = false, greedy = false, ignore_eos = false, show_special = false,
-       parse_special = false, compare = false, json = false;
+       parse_special = false, compare = false, json = false, verbose = false;
   // The options, to ask whether they were given.
-  CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_schedule,
+  CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min, *o_draft_p_min, *o_schedule,
       *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample, *o_greedy, *o_top_k, *o_top_p,
       *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special, *o_parse_special, *o_threads,
       *o_dtype, *o_compare, *o_repeat, *o_backend;
@@ -82,6 +82,16 @@ void register_options(CLI::App& sub, Args& a) {
                                  "heuristic schedules, the maximum for confidence)")
                       ->check(CLI::Range(std::size_t{1}, std::size_t{128}))
                       ->capture_default_str();
+  a.o_draft_min = sub.add_option("--draft-min", a.draft_min,
+                                 "-a or --prompt-lookup: rounds that propose fewer tokens verify "
+                                 "none (0: off)")
+                      ->check(CLI::Range(std::size_t{0}, std::size_t{128}))
+                      ->capture_default_str();
+  a.o_draft_p_min = sub.add_option("--draft-p-min", a.draft_p_min,
+                                   "-a only, any schedule: the draft stops before a token it "
+                                   "gives a probability below P (0: off)")
+                        ->check(CLI::Range(0.0, 1.0))
+                        ->capture_default_str();
   a.o_schedule =
       sub.add_option("--schedule", a.schedule, "how the drafted tokens per round change (-a only)")
           ->check(one_of({"constant", "heuristic", "heuristic_transient", "confidence"}))
@@ -144,6 +154,8 @@ void register_options(CLI::App& sub, Args& a) {
                     ->check(one_of({"cpu", "hpu-ref"}))
                     ->capture_default_str();
   sub.add_flag("--json", a.json, "print the stats as one JSON object instead of text lines");
+  sub.add_flag("-v,--verbose", a.verbose,
+               "assisted runs: also print the acceptance rate at each draft position");
 }
 
 // Every combination is checked here, before a model is loaded.
@@ -161,7 +173,11 @@ void check_combinations(const Args& a) {
     require_with(a.o_dtype, false, "does not apply to --backend hpu-ref");
   }
   require_with(a.o_ngram, lookup, "applies only with --prompt-lookup N (N > 0)");
-  for (const CLI::Option* o : {a.o_draft_max, a.o_schedule})
+  require_with(a.o_draft_min, draft || lookup, "applies only with -a or --prompt-lookup");
+  if (given(a.o_draft_min) && given(a.o_draft_max) && a.draft_min > a.draft_max)
+    throw UsageError("--draft-min " + std::to_string(a.draft_min) + " exceeds --draft-max " +
+                     std::to_string(a.draft_max) + ": no draft would ever be verified");
+  for (const CLI::Option* o : {a.o_draft_max, a.o_schedule, a.o_draft_p_min})
     require_with(o, draft, "applies only with a draft model (-a)");
   require_with(a.o_confidence, draft && a.schedule == "confidence",
                "applies only with -a and --schedule confidence");
@@ -187,6 +203,8 @@ GenerateOptions overrides(const Args& a, std::uint64_t seed) {
   if (given(a.o_max_new)) o.max_new_tokens = a.max_new_tokens;
   if (given(a.o_draft_max)) o.num_assistant_tokens = a.draft_max;
   if (given(a.o_schedule)) o.schedule = parse_schedule(a.schedule);
+  if (given(a.o_draft_min)) o.draft_min_tokens = a.draft_min;
+  if (given(a.o_draft_p_min)) o.draft_p_min = static_cast<float>(a.draft_p_min);
   if (given(a.o_confidence)) o.assistant_confidence_threshold = static_cast<float>(a.confidence);
   if (given(a.o_lookup)) o.prompt_lookup_num_tokens = a.prompt_lookup;
   if (given(a.o_ngram)) o.max_matching_ngram_size = a.ngram;
@@ -223,6 +241,7 @@ struct Report {
   std::size_t prompt_tokens = 0;
   bool assisted = false;
   std::optional<std::uint64_t> random_seed;  // --seed -1
+  bool verbose = false;
   json extra = json::object();
 };
 
@@ -239,6 +258,17 @@ void print_text_stats(const Report& r) {
                 s.tokens_per_target_call(), s.mean_k());
     std::printf("time: draft %.3f s, target %.3f s, loop %.3f s\n", s.draft_seconds,
                 s.target_seconds, s.loop_seconds());
+    if (r.verbose) {
+      std::string line = "acceptance by position:";
+      for (std::size_t i = 0; i < s.drafted_at.size(); ++i) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " %zu: %.3f (%zu/%zu)", i + 1,
+                      double(s.accepted_at[i]) / double(s.drafted_at[i]), s.accepted_at[i],
+                      s.drafted_at[i]);
+        line += (i ? "," : "") + std::string(buf);
+      }
+      std::printf("%s\n", line.c_str());
+    }
   } else {
     std::printf("target calls: %zu\n", s.target_calls);
   }
@@ -265,6 +295,8 @@ json stats_json(const Report& r) {
     j["draft_seconds"] = s.draft_seconds;
     j["target_seconds"] = s.target_seconds;
     j["loop_seconds"] = s.loop_seconds();
+    j["drafted_at"] = s.drafted_at;
+    j["accepted_at"] = s.accepted_at;
   }
   j.update(r.extra);
   return j;
@@ -375,7 +407,7 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
       draft ? target.generate(a.prompt, *draft, o, stream) : target.generate(a.prompt, o, stream);
   std::printf("\n\n");
   Report rep{r.stats, r.stop_reason, r.tokens, r.assistance, r.prompt_tokens.size(),
-             r.assistance != Assistance::none, random_seed};
+             r.assistance != Assistance::none, random_seed, a.verbose};
   if (!a.json) {
     if (r.assistance == Assistance::universal)
       std::printf(
@@ -460,7 +492,7 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
   }
   std::printf("%s\n", ids_line(result.tokens).c_str());
   const Report rep{result.stats, result.stop_reason, result.tokens, std::nullopt, prompt.size(),
-                   assisted, random_seed};
+                   assisted, random_seed, a.verbose};
   if (a.json)
     std::printf("%s\n", stats_json(rep).dump().c_str());
   else
