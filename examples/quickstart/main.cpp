@@ -15,11 +15,12 @@ int main(int argc, char** argv) {
     // HF model directories: config.json, *.safetensors, tokenizer.json.
     assistgen::Model target = assistgen::load_model(target_dir);
     assistgen::Model draft = assistgen::load_model(draft_dir);
-    auto out = target.generate("And God said", draft, {.max_new_tokens = 64, .num_assistant_tokens = 4},
-                               [](std::string_view piece) {
-                                 std::cout << piece << std::flush;
-                                 return true;  // false stops generation
-                               });
+    auto out =
+        target.generate("And God said", draft, {.max_new_tokens = 64, .num_assistant_tokens = 4},
+                        [](std::string_view piece) {
+                          std::cout << piece << std::flush;
+                          return true;  // false stops generation
+                        });
     std::cout << "\nacceptance " << out.stats.acceptance_rate() << ", "
               << out.stats.tokens_per_target_call() << " tokens per target pass\n";
   } catch (const assistgen::Error& e) {

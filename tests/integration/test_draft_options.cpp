@@ -20,7 +20,9 @@ namespace {
 const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
 const std::vector<Token> kPrompt{1, 17, 200, 45, 3, 99};
 
-std::size_t sum(const std::vector<std::size_t>& v) { return std::accumulate(v.begin(), v.end(), std::size_t{0}); }
+std::size_t sum(const std::vector<std::size_t>& v) {
+  return std::accumulate(v.begin(), v.end(), std::size_t{0});
+}
 
 }  // namespace
 
@@ -65,8 +67,10 @@ TEST_CASE("draft options: draft_p_min drops exactly the tokens below it", "[draf
   const auto draft = Transformer::load(kModels / "llama-gqa-noisy");
   // Without the option, the draft's probability of each proposal is known
   // through the confidence schedule at threshold 0 (it never stops early).
-  GenerationConfig probe{.max_new_tokens = 2, .num_assistant_tokens = 6,
-                         .schedule = Schedule::confidence, .assistant_confidence_threshold = 0.0f};
+  GenerationConfig probe{.max_new_tokens = 2,
+                         .num_assistant_tokens = 6,
+                         .schedule = Schedule::confidence,
+                         .assistant_confidence_threshold = 0.0f};
   DraftModelCandidates<Transformer> candidates(draft, target.vocab_size());
   candidates.start(64);
   LogitsProcessorChain chain;

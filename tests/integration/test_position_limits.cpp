@@ -77,8 +77,8 @@ TEST_CASE("position limits: assisted GPT-2 plans its drafts within the limit", "
     CHECK(assisted.stop_reason == StopReason::capacity);
     CHECK(assisted.tokens.size() == 64 + 1 - prompt_len);
     CHECK(assisted.tokens == plain.tokens);
-    SpeculativeDecoder lookup(target, GenerationConfig{.max_new_tokens = 80,
-                                                       .prompt_lookup_num_tokens = 4});
+    SpeculativeDecoder lookup(
+        target, GenerationConfig{.max_new_tokens = 80, .prompt_lookup_num_tokens = 4});
     CHECK(lookup.generate(prompt).tokens == plain.tokens);
   }
 }

@@ -39,7 +39,6 @@ namespace assistgen::cli {
 
 namespace {
 
-
 // The clock of every figure: wall time (steady_clock), or with --clock cpu
 // the CPU time of the process, which on a shared, oversubscribed machine
 // leaves out the time the scheduler gave to other processes (single-threaded
@@ -445,12 +444,11 @@ int run_quality(const Options& opt) {
   return 0;
 }
 
-
 int run_bench(Options& opt) {
   require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
   if (given(opt.o_quality))
-    for (const CLI::Option* o : {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill,
-                                 opt.o_dtype})
+    for (const CLI::Option* o :
+         {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill, opt.o_dtype})
       require_with(o, false, "does not apply to --quality (it compares bf16 and int8 with f32)");
   if (opt.tinyllama && opt.no_tinyllama)
     throw UsageError("--tinyllama and --no-tinyllama are alternatives");
@@ -530,7 +528,8 @@ Command add_bench(CLI::App& app) {
       "With --quality FILE: the error of bf16 and int8 weights against f32 on the text in FILE\n"
       "(token ids, comma/space-separated, if DIR has no tokenizer.json).");
   o->o_model = sub->add_option("-m,--model", o->model, "a model directory (HF format) to measure");
-  o->o_assistant = sub->add_option("-a,--assistant", o->assistant, "a draft for -m: assisted speedup of the pair");
+  o->o_assistant = sub->add_option("-a,--assistant", o->assistant,
+                                   "a draft for -m: assisted speedup of the pair");
   o->o_dtype = sub->add_option("--dtype", o->dtypes, "weight precisions, comma-separated")
                    ->capture_default_str();
   o->o_tinyllama = sub->add_flag("--tinyllama", o->tinyllama,
@@ -541,7 +540,8 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--reps", o->reps, "timed repetitions per figure; medians are printed")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  o->o_prefill = sub->add_option("--prefill", o->prefill_list, "prefill lengths, comma-separated (default 128,512; 0: none)");
+  o->o_prefill = sub->add_option("--prefill", o->prefill_list,
+                                 "prefill lengths, comma-separated (default 128,512; 0: none)");
   sub->add_option("--context", o->context, "tokens in the cache before decode/verify steps")
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))
       ->capture_default_str();
@@ -551,7 +551,8 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--draft-max", o->draft_max, "drafted tokens per round in the assisted runs")
       ->check(CLI::Range(std::size_t{1}, std::size_t{16}))
       ->capture_default_str();
-  o->o_quality = sub->add_option("--quality", o->quality, "instead: bf16 and int8 against f32 on the text in FILE");
+  o->o_quality = sub->add_option("--quality", o->quality,
+                                 "instead: bf16 and int8 against f32 on the text in FILE");
   o->o_window = sub->add_option("--window", o->window, "--quality: tokens per forward pass")
                     ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 20))
                     ->capture_default_str();

@@ -48,18 +48,19 @@ modes), else the library defaults shown below.)";
 
 struct Args {
   std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
-  std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2, top_k = 50,
-              repeat = 5;
+  std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2,
+              top_k = 50, repeat = 5;
   std::int64_t seed = 0;
   int threads = 0;
-  double confidence = 0.4, draft_p_min = 0.0, temp = 1.0, top_p = 1.0, min_p = 0.0, repetition_penalty = 1.0;
+  double confidence = 0.4, draft_p_min = 0.0, temp = 1.0, top_p = 1.0, min_p = 0.0,
+         repetition_penalty = 1.0;
   bool do_sample = false, greedy = false, ignore_eos = false, show_special = false,
        parse_special = false, compare = false, json = false, verbose = false;
   // The options, to ask whether they were given.
-  CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min, *o_draft_p_min, *o_schedule,
-      *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample, *o_greedy, *o_top_k, *o_top_p,
-      *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special, *o_parse_special, *o_threads,
-      *o_dtype, *o_compare, *o_repeat, *o_backend;
+  CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
+      *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
+      *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
+      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend;
 };
 
 Schedule parse_schedule(const std::string& s) {
@@ -71,9 +72,11 @@ Schedule parse_schedule(const std::string& s) {
 
 void register_options(CLI::App& sub, Args& a) {
   a.o_model = sub.add_option("-m,--model", a.model, "target model directory (HF format; required)");
-  a.o_assistant = sub.add_option("-a,--assistant", a.assistant, "draft (assistant) model directory");
+  a.o_assistant =
+      sub.add_option("-a,--assistant", a.assistant, "draft (assistant) model directory");
   a.o_prompt = sub.add_option("-p,--prompt", a.prompt, "prompt text (text mode)");
-  a.o_tokens = sub.add_option("--tokens", a.tokens, "prompt token ids, comma-separated (token mode)");
+  a.o_tokens =
+      sub.add_option("--tokens", a.tokens, "prompt token ids, comma-separated (token mode)");
   a.o_max_new = sub.add_option("-n,--max-new-tokens", a.max_new_tokens, "tokens to generate")
                     ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))
                     ->capture_default_str();
@@ -107,8 +110,9 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_ngram = sub.add_option("--ngram", a.ngram, "longest n-gram for --prompt-lookup")
                   ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
                   ->capture_default_str();
-  a.o_temp = sub.add_option("--temp", a.temp, "sampling temperature; > 0 turns sampling on, 0 is greedy")
-                 ->check(CLI::Range(0.0, 1e6));
+  a.o_temp =
+      sub.add_option("--temp", a.temp, "sampling temperature; > 0 turns sampling on, 0 is greedy")
+          ->check(CLI::Range(0.0, 1e6));
   a.o_do_sample = sub.add_flag("--do-sample", a.do_sample, "sample (temperature 1 unless --temp)");
   a.o_greedy = sub.add_flag("--greedy", a.greedy,
                             "greedy decoding, whatever generation_config.json says (as --temp 0)");
@@ -121,10 +125,10 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_min_p = sub.add_option("--min-p", a.min_p, "drop tokens below P * max probability (0: off)")
                   ->check(CLI::Range(0.0, 1.0))
                   ->capture_default_str();
-  a.o_rep = sub.add_option("--repetition-penalty", a.repetition_penalty,
-                           "HF repetition penalty (1: off)")
-                ->check(CLI::Range(1e-6, 1e6))
-                ->capture_default_str();
+  a.o_rep =
+      sub.add_option("--repetition-penalty", a.repetition_penalty, "HF repetition penalty (1: off)")
+          ->check(CLI::Range(1e-6, 1e6))
+          ->capture_default_str();
   a.o_seed = sub.add_option("--seed", a.seed, "RNG seed; -1: a random seed, printed with the stats")
                  ->check(CLI::Range(std::int64_t{-1}, INT64_MAX))
                  ->capture_default_str();
@@ -166,7 +170,8 @@ void check_combinations(const Args& a) {
   if (!text && !ids)
     throw UsageError("missing the prompt: give --prompt TEXT (-p) or --tokens IDS");
   const bool draft = given(a.o_assistant), lookup = given(a.o_lookup) && a.prompt_lookup > 0;
-  if (draft && lookup) throw UsageError("--assistant and --prompt-lookup are alternatives: give one");
+  if (draft && lookup)
+    throw UsageError("--assistant and --prompt-lookup are alternatives: give one");
   if (a.backend == "hpu-ref") {
     if (text) throw UsageError("--backend hpu-ref works with --tokens only");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
@@ -187,7 +192,8 @@ void check_combinations(const Args& a) {
   require_with(a.o_compare, draft || lookup, "needs an assistant (-a) or --prompt-lookup");
   require_with(a.o_repeat, a.compare, "applies only with --compare");
   const bool temp_zero = given(a.o_temp) && a.temp == 0.0;
-  if (a.greedy && given(a.o_do_sample)) throw UsageError("--greedy and --do-sample are alternatives");
+  if (a.greedy && given(a.o_do_sample))
+    throw UsageError("--greedy and --do-sample are alternatives");
   if (temp_zero && given(a.o_do_sample))
     throw UsageError("--temp 0 means greedy decoding: drop --do-sample, or give a temperature > 0");
   if (a.greedy && given(a.o_temp) && !temp_zero)
@@ -247,7 +253,8 @@ struct Report {
 
 void print_text_stats(const Report& r) {
   const auto& s = r.stats;
-  if (r.random_seed) std::printf("seed: %llu (random)\n", static_cast<unsigned long long>(*r.random_seed));
+  if (r.random_seed)
+    std::printf("seed: %llu (random)\n", static_cast<unsigned long long>(*r.random_seed));
   std::printf("stop: %s\n", std::string(stop_reason_name(r.stop)).c_str());
   std::printf("new tokens: %zu in %.3f s (%.1f tokens/s)\n", s.new_tokens, s.total_seconds,
               s.total_seconds > 0 ? double(s.new_tokens) / s.total_seconds : 0.0);
@@ -276,13 +283,14 @@ void print_text_stats(const Report& r) {
 
 json stats_json(const Report& r) {
   const auto& s = r.stats;
-  json j = {{"stop", std::string(stop_reason_name(r.stop))},
-            {"prompt_tokens", r.prompt_tokens},
-            {"new_tokens", s.new_tokens},
-            {"tokens", r.tokens},
-            {"seconds", s.total_seconds},
-            {"tokens_per_second", s.total_seconds > 0 ? double(s.new_tokens) / s.total_seconds : 0.0},
-            {"target_calls", s.target_calls}};
+  json j = {
+      {"stop", std::string(stop_reason_name(r.stop))},
+      {"prompt_tokens", r.prompt_tokens},
+      {"new_tokens", s.new_tokens},
+      {"tokens", r.tokens},
+      {"seconds", s.total_seconds},
+      {"tokens_per_second", s.total_seconds > 0 ? double(s.new_tokens) / s.total_seconds : 0.0},
+      {"target_calls", s.target_calls}};
   if (r.assistance) j["assistance"] = std::string(assistance_name(*r.assistance));
   if (r.random_seed) j["seed"] = *r.random_seed;
   if (r.assisted) {
@@ -406,8 +414,14 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
   const TextResult r =
       draft ? target.generate(a.prompt, *draft, o, stream) : target.generate(a.prompt, o, stream);
   std::printf("\n\n");
-  Report rep{r.stats, r.stop_reason, r.tokens, r.assistance, r.prompt_tokens.size(),
-             r.assistance != Assistance::none, random_seed, a.verbose};
+  Report rep{r.stats,
+             r.stop_reason,
+             r.tokens,
+             r.assistance,
+             r.prompt_tokens.size(),
+             r.assistance != Assistance::none,
+             random_seed,
+             a.verbose};
   if (!a.json) {
     if (r.assistance == Assistance::universal)
       std::printf(
@@ -491,8 +505,8 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     result = generate_autoregressive(target, prompt, cfg);
   }
   std::printf("%s\n", ids_line(result.tokens).c_str());
-  const Report rep{result.stats, result.stop_reason, result.tokens, std::nullopt, prompt.size(),
-                   assisted, random_seed, a.verbose};
+  const Report rep{result.stats,  result.stop_reason, result.tokens, std::nullopt,
+                   prompt.size(), assisted,           random_seed,   a.verbose};
   if (a.json)
     std::printf("%s\n", stats_json(rep).dump().c_str());
   else

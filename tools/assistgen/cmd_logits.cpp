@@ -54,15 +54,16 @@ Command add_logits(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("logits", "logits of every position of a token sequence");
   sub->footer(
       "Runs the model once over the input and prints the argmax of the last position's logits.");
-  a->o_model = sub->add_option("-m,--model", a->model,
-                               "Hugging Face model directory (config.json + safetensors; required)");
+  a->o_model = sub->add_option(
+      "-m,--model", a->model, "Hugging Face model directory (config.json + safetensors; required)");
   a->o_tokens = sub->add_option("--tokens", a->tokens, "comma-separated token ids, e.g. 1,2,3");
   a->o_prompt = sub->add_option("-p,--prompt", a->prompt,
                                 "a text instead, encoded with the model's tokenizer.json as "
                                 "generate -p encodes it");
   a->o_parse_special = sub->add_flag("--parse-special", a->parse_special,
                                      "-p: match special-token text as single tokens");
-  a->o_out = sub->add_option("-o,--out", a->out, "also write all logits as float32 .npy, shape [n, vocab]");
+  a->o_out = sub->add_option("-o,--out", a->out,
+                             "also write all logits as float32 .npy, shape [n, vocab]");
   sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
   a->o_dtype = sub->add_option("--dtype", a->dtype,
                                "matmul weights: f32, bf16 or int8 (default: bf16 for a checkpoint "

@@ -56,21 +56,22 @@ Command add_tokenize(CLI::App& app) {
   sub->add_flag("--parse-special", a->parse_special,
                 "match special-token text such as \"<|endoftext|>\" as single tokens (off: it "
                 "stays text, as in generate -p without --parse-special)");
-  return {sub, [a] {
-            require_option(a->o_model);
-            require_option(a->o_prompt);
-            const Tokenizer tok = Tokenizer::load(a->model);
-            const auto ids = tok.encode(
-                a->prompt, {.add_special_tokens = !a->no_special, .parse_special = a->parse_special});
-            std::string line;
-            for (std::size_t i = 0; i < ids.size(); ++i)
-              line += (i ? "," : "") + std::to_string(ids[i]);
-            std::printf("%s\n", line.c_str());
-            if (a->pieces)
-              for (Token id : ids)
-                std::printf("%d\t%s\n", static_cast<int>(id), printable(tok.id_to_token(id)).c_str());
-            return 0;
-          }};
+  return {
+      sub, [a] {
+        require_option(a->o_model);
+        require_option(a->o_prompt);
+        const Tokenizer tok = Tokenizer::load(a->model);
+        const auto ids = tok.encode(
+            a->prompt, {.add_special_tokens = !a->no_special, .parse_special = a->parse_special});
+        std::string line;
+        for (std::size_t i = 0; i < ids.size(); ++i)
+          line += (i ? "," : "") + std::to_string(ids[i]);
+        std::printf("%s\n", line.c_str());
+        if (a->pieces)
+          for (Token id : ids)
+            std::printf("%d\t%s\n", static_cast<int>(id), printable(tok.id_to_token(id)).c_str());
+        return 0;
+      }};
 }
 
 Command add_detokenize(CLI::App& app) {

@@ -53,8 +53,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "assistgen" << (first[0] == '-' ? "" : " " + command) << ": " << e.what()
-              << "\n";
+    std::cerr << "assistgen" << (first[0] == '-' ? "" : " " + command) << ": " << e.what() << "\n";
     return 2;
   }
   try {
