@@ -267,6 +267,8 @@ struct LoadModelOptions {
   /// Threads for the CPU backend (cpu::LoadOptions::threads); 0 = OMP_NUM_THREADS, else
   /// one per core.
   int threads = 0;
+  /// Progress of the weights' load (cpu::LoadOptions::on_progress). Empty: none.
+  std::function<void(const LoadProgress&)> on_progress = {};
 };
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and

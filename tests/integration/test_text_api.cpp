@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "assistgen/assistgen.hpp"
+#include "assistgen/io/safetensors.hpp"
 #include "integration/text_fixtures.hpp"
 
 using namespace assistgen;
@@ -302,4 +303,25 @@ TEST_CASE("text api: generation_config.json fields that change HF's output are n
   CHECK(warnings[0].find("pad_token_id") == std::string::npos);
   CHECK(warnings[1].find("generation_config.json") != std::string::npos);
   CHECK(warnings[1].find("num_beams = 2") != std::string::npos);
+}
+
+TEST_CASE("text api: load_model reports the load's progress, ending with every tensor", "[text]") {
+  const auto dir = make_model_dir("progress", "qwen2-bias", "char");
+  std::vector<LoadProgress> seen;
+  LoadModelOptions lo;
+  lo.on_progress = [&](const LoadProgress& p) { seen.push_back(p); };
+  (void)load_model(dir, lo);
+  REQUIRE(seen.size() >= 3);  // embeddings, each layer, the end
+  for (std::size_t i = 1; i < seen.size(); ++i) {
+    CHECK(seen[i].bytes_done >= seen[i - 1].bytes_done);
+    CHECK(seen[i].tensors_done >= seen[i - 1].tensors_done);
+    CHECK(seen[i].bytes_total == seen[0].bytes_total);
+  }
+  CHECK(seen.front().bytes_done > 0);
+  CHECK(seen.front().bytes_done < seen.front().bytes_total);
+  CHECK(seen.back().tensors_done == seen.back().tensors_total);
+  CHECK(seen.back().bytes_done == seen.back().bytes_total);
+  // The checkpoint's tensors, over both shards of qwen2-bias.
+  const io::Checkpoint ck(dir);
+  CHECK(seen.back().tensors_total == ck.names().size());
 }

@@ -489,7 +489,11 @@ int run_bench(Options& opt) {
     lo.threads = opt.threads;
     if (given(opt.o_model)) {
       std::optional<cpu::Transformer> m;
-      with_load_progress(opt.model, [&] { m.emplace(cpu::Transformer::load(opt.model, lo)); });
+      with_load_progress(opt.model, [&](const ProgressSink& sink) {
+        cpu::LoadOptions o = lo;
+        o.on_progress = sink;
+        m.emplace(cpu::Transformer::load(opt.model, o));
+      });
       std::optional<Tokenizer> tok;
       try {
         tok = Tokenizer::load(opt.model);
@@ -497,8 +501,11 @@ int run_bench(Options& opt) {
       }
       std::optional<cpu::Transformer> d;
       if (given(opt.o_assistant))
-        with_load_progress(opt.assistant,
-                           [&] { d.emplace(cpu::Transformer::load(opt.assistant, lo)); });
+        with_load_progress(opt.assistant, [&](const ProgressSink& sink) {
+          cpu::LoadOptions o = lo;
+          o.on_progress = sink;
+          d.emplace(cpu::Transformer::load(opt.assistant, o));
+        });
       bench_model(opt.model, *m, d ? &*d : nullptr, prompt_for(tok, m->vocab_size()), bw, opt);
     }
     if (tinyllama) {

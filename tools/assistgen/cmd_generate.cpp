@@ -386,9 +386,12 @@ LoadModelOptions load_options(const Args& a) {
   return lo;
 }
 
-Model load_with_progress(const std::string& dir, const LoadModelOptions& lo) {
+Model load_with_progress(const std::string& dir, LoadModelOptions lo) {
   std::optional<Model> m;
-  with_load_progress(dir, [&] { m.emplace(load_model(dir, lo)); });
+  with_load_progress(dir, [&](const ProgressSink& sink) {
+    lo.on_progress = sink;
+    m.emplace(load_model(dir, lo));
+  });
   return std::move(*m);
 }
 
@@ -470,8 +473,10 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
 #endif
     }
     std::shared_ptr<const cpu::Transformer> m;
-    with_load_progress(dir, [&] {
-      m = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, opts));
+    with_load_progress(dir, [&](const ProgressSink& sink) {
+      cpu::LoadOptions o = opts;
+      o.on_progress = sink;
+      m = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, o));
     });
     special = special_tokens(m->config());
     return AnyModel(m);

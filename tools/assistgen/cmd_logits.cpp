@@ -37,7 +37,10 @@ int run(const Args& a) {
   opts.threads = a.threads;
   if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
   std::optional<cpu::Transformer> model;
-  with_load_progress(a.model, [&] { model.emplace(cpu::Transformer::load(a.model, opts)); });
+  with_load_progress(a.model, [&](const ProgressSink& sink) {
+    opts.on_progress = sink;
+    model.emplace(cpu::Transformer::load(a.model, opts));
+  });
   auto cache = model->make_cache(tokens.size());
   const Logits logits = model->forward(tokens, cache);
   if (given(a.o_out)) write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());

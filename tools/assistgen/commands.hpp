@@ -48,9 +48,13 @@ void require_option(const CLI::Option* opt);
 /// Throws UsageError "`a` needs `b`" when `a` is given and `ok` is false.
 void require_with(const CLI::Option* a, bool ok, const std::string& what);
 
-/// Runs `load` (loading the model directory `dir`); on a terminal, a load
-/// that takes over a second shows a progress line on stderr (the elapsed
-/// time and the checkpoint's size), then the load time.
-void with_load_progress(const std::filesystem::path& dir, const std::function<void()>& load);
+/// Receives a load's progress (cpu::LoadOptions::on_progress).
+using ProgressSink = std::function<void(const LoadProgress&)>;
+/// Runs `load` (loading the model directory `dir`, reporting to the sink it
+/// is given). On a terminal, a load that takes over a second shows a
+/// progress line on stderr (bytes read and tensors packed, the elapsed
+/// time), then the load time; elsewhere the sink is empty.
+void with_load_progress(const std::filesystem::path& dir,
+                        const std::function<void(const ProgressSink&)>& load);
 
 }  // namespace assistgen::cli

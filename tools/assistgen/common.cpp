@@ -1,7 +1,7 @@
 // Helpers shared by the CLI's commands (commands.hpp).
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -60,36 +60,26 @@ void require_with(const CLI::Option* a, bool ok, const std::string& what) {
   if (given(a) && !ok) throw UsageError(a->get_name() + " " + what);
 }
 
-namespace {
-
-double checkpoint_gb(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::uintmax_t bytes = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-    if (e.path().extension() == ".safetensors") bytes += e.file_size(ec);
-  return double(bytes) / 1e9;
-}
-
-}  // namespace
-
-void with_load_progress(const std::filesystem::path& dir, const std::function<void()>& load) {
+void with_load_progress(const std::filesystem::path& dir,
+                        const std::function<void(const ProgressSink&)>& load) {
   if (!isatty(STDERR_FILENO)) {
-    load();
+    load({});
     return;
   }
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   std::mutex m;
   std::condition_variable cv;
-  bool done = false;
-  std::atomic<bool> shown{false};
+  bool done = false, shown = false;
+  LoadProgress latest;  // guarded by m
   std::thread ticker([&] {
     std::unique_lock lock(m);
     if (cv.wait_for(lock, std::chrono::seconds(1), [&] { return done; })) return;
-    const double gb = checkpoint_gb(dir);
     do {
       const double s = std::chrono::duration<double>(clock::now() - t0).count();
-      std::fprintf(stderr, "\rloading %s (%.2f GB of safetensors) ... %.1f s", dir.c_str(), gb, s);
+      std::fprintf(stderr, "\rloading %s: %.2f / %.2f GB read, %zu / %zu tensors packed, %.1f s ",
+                   dir.c_str(), double(latest.bytes_done) / 1e9, double(latest.bytes_total) / 1e9,
+                   std::min(latest.tensors_done, latest.tensors_total), latest.tensors_total, s);
       std::fflush(stderr);
       shown = true;
     } while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return done; }));
@@ -103,7 +93,10 @@ void with_load_progress(const std::filesystem::path& dir, const std::function<vo
     ticker.join();
   };
   try {
-    load();
+    load([&](const LoadProgress& p) {
+      const std::lock_guard lock(m);
+      latest = p;
+    });
   } catch (...) {
     finish();
     if (shown) std::fputs("\n", stderr);
@@ -111,7 +104,7 @@ void with_load_progress(const std::filesystem::path& dir, const std::function<vo
   }
   finish();
   if (shown)
-    std::fprintf(stderr, "\rloaded %s in %.1f s%30s\n", dir.c_str(),
+    std::fprintf(stderr, "\rloaded %s in %.1f s%40s\n", dir.c_str(),
                  std::chrono::duration<double>(clock::now() - t0).count(), "");
 }
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -46,6 +47,10 @@ struct LoadOptions {
   /// Small layers use fewer (each thread gets about 1 MiB of weights or
   /// more), so tiny models run on the calling thread alone.
   int threads = 0;
+  /// Called on the loading thread as tensors are read and packed (after the
+  /// embeddings, each layer and the head), the last call with every tensor
+  /// done. Empty: no calls. Not used by random().
+  std::function<void(const LoadProgress&)> on_progress = {};
 };
 
 /// Per-sequence state of a cpu::Transformer: the preallocated K/V of every
