@@ -11,9 +11,11 @@
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
+#include "assistgen/generate.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "integration/text_fixtures.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
@@ -106,4 +108,23 @@ TEST_CASE("position limits: RoPE past max_position_embeddings warns once per gen
   REQUIRE(w.messages.size() == 1);
   CHECK(w.messages[0].find("max_position_embeddings") != std::string::npos);
   CHECK(w.messages[0].find(std::to_string(trained)) != std::string::npos);
+}
+
+TEST_CASE("position limits: a GPT-2 draft with another tokenizer drafts only within its positions",
+          "[positions]") {
+  // Universal assisted generation: the draft re-encodes the text with its
+  // own tokenizer, so its sequence has its own length; past 64 positions it
+  // proposes nothing and the target goes on alone.
+  const auto target = load_model(text_fixtures::make_model_dir("pl-t", "llama-gqa", "char"));
+  const auto draft = load_model(text_fixtures::make_model_dir("pl-d", "gpt2-draft", "merged"));
+  REQUIRE_FALSE(target.same_vocabulary(draft));
+  const GenerateOptions o{.max_new_tokens = 200, .eos_token_id = std::vector<Token>{}};
+  const TextResult plain = target.generate("And God said", o);
+  const TextResult assisted = target.generate("And God said", draft, o);
+  CHECK(assisted.assistance == Assistance::universal);
+  CHECK(assisted.tokens == plain.tokens);
+  CHECK(assisted.tokens.size() == 200);
+  // The draft's own encoding of the text passes its 64 positions (without
+  // the limit its forward would have thrown there).
+  CHECK(draft.encode_prompt("And God said" + assisted.text).size() > 70);
 }
