@@ -17,5 +17,5 @@ cmake --build build -j"$(nproc)" --target assistgen_cli
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 echo "== assisted generation: target models/kjv-target, draft models/kjv-draft"
 echo
-./build/examples/assistgen generate -m models/kjv-target -a models/kjv-draft \
+./build/tools/assistgen/assistgen generate -m models/kjv-target -a models/kjv-draft \
   -p "And God said" -n 128 --draft-max 3 --compare --repeat 5 "$@"

@@ -125,7 +125,7 @@ echo "== fresh root: the test command's packages (install-deps.sh --test) and a 
 t2=$SECONDS
 if ! in_root "bash scripts/install-deps.sh --test > /dev/null && cmake -S . -B build-all -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DASSISTGEN_BUILD_TESTS=ON -DASSISTGEN_BUILD_BENCHMARKS=ON \
-      -DASSISTGEN_BUILD_EXAMPLES=ON -DASSISTGEN_BUILD_HPU=ON" > "$work/configure.log" 2>&1; then
+      -DASSISTGEN_BUILD_EXAMPLES=ON -DASSISTGEN_BUILD_CLI=ON -DASSISTGEN_BUILD_HPU=ON" > "$work/configure.log" 2>&1; then
   cat "$work/configure.log" >&2
   echo "fresh-root: FAILED: the test suite does not configure on a bare Debian 12 root with the packages of install-deps.sh --test" >&2
   exit 1

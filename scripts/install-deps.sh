@@ -12,8 +12,9 @@ set -euo pipefail
 # ocl-icd-opencl-dev: only a Recommends of libdnnl-dev, but Debian's
 # dnnl-config.cmake (oneDNN built with the OpenCL GPU runtime) runs
 # find_package(OpenCL REQUIRED), so CMake's configure fails without it.
+# libcli11-dev: the command-line tool's option parser.
 pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev ocl-icd-opencl-dev
-      nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
+      nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev)
 case "${1:-}" in
   "") ;;
   --test)

@@ -39,7 +39,7 @@ run_asan() {
 
 run_tsan() {
   echo "== sanitize: TSan, concurrency and worker pool tests (build-tsan)"
-  cmake -S . -B build-tsan "${common[@]}" -DASSISTGEN_SANITIZE=thread -DASSISTGEN_BUILD_EXAMPLES=OFF
+  cmake -S . -B build-tsan "${common[@]}" -DASSISTGEN_SANITIZE=thread -DASSISTGEN_BUILD_EXAMPLES=OFF -DASSISTGEN_BUILD_CLI=OFF
   cmake --build build-tsan -j"$jobs" --target test_concurrency test_parallel
   # Through ctest, so that the log ends with its summary like the other
   # stages; the test properties already set OMP_NUM_THREADS=1 (tests/CMakeLists.txt).

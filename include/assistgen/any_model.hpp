@@ -32,6 +32,7 @@ class AnyModel {
   struct ModelConcept {
     virtual ~ModelConcept() = default;
     virtual std::size_t vocab_size() const = 0;
+    virtual PositionLimits position_limits() const = 0;
     virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
     virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
     virtual void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const = 0;
@@ -63,6 +64,7 @@ class AnyModel {
     std::size_t vocab_size() const override {
       return static_cast<std::size_t>(model->vocab_size());
     }
+    PositionLimits position_limits() const override { return assistgen::position_limits(*model); }
     std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const override {
       return std::make_unique<CacheImpl<typename M::Cache>>(model->make_cache(capacity));
     }
@@ -153,6 +155,8 @@ class AnyModel {
 
   /// The wrapped model's vocabulary size (logits per row of forward()).
   std::size_t vocab_size() const { return impl_->vocab_size(); }
+  /// The wrapped model's PositionLimits (none when it does not declare them).
+  PositionLimits position_limits() const { return impl_->position_limits(); }
   /// An empty cache of `capacity` positions made by the wrapped model;
   /// usable with this AnyModel and its copies only.
   Cache make_cache(std::size_t capacity) const {

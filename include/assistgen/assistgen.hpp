@@ -14,6 +14,7 @@
 #include "assistgen/generation_config.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/kv_cache.hpp"
+#include "assistgen/log.hpp"
 #include "assistgen/lookahead.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tokenizer.hpp"

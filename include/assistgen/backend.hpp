@@ -162,6 +162,35 @@ void forward_into(const M& model, std::span<const Token> tokens, typename M::Cac
     out = model.forward(tokens, cache);
 }
 
+/// The positions a model can be run at (an optional capability, see
+/// HasPositionLimits).
+struct PositionLimits {
+  /// forward() can never reach position `hard` (a learned position table,
+  /// GPT-2's n_positions): the decoders size their caches to stay below it
+  /// and stop with StopReason::capacity there. 0: no hard limit.
+  std::size_t hard = 0;
+  /// Positions the model was trained for (max_position_embeddings). Running
+  /// past it works (RoPE) but the output may degrade; the decoders warn
+  /// (log.hpp). 0: unknown.
+  std::size_t trained = 0;
+};
+
+/// Optional: `m.position_limits()` returns PositionLimits. A backend without
+/// it is taken to have no limit.
+template <class M>
+concept HasPositionLimits = requires(const M& m) {
+  { m.position_limits() } -> std::convertible_to<PositionLimits>;
+};
+
+/// `model.position_limits()` when the backend has it, else no limit.
+template <class M>
+PositionLimits position_limits(const M& model) {
+  if constexpr (HasPositionLimits<M>)
+    return model.position_limits();
+  else
+    return {};
+}
+
 }  // namespace assistgen
 
 /// Asserts at compile time that `T` models assistgen::CausalLM; a failure

@@ -55,71 +55,84 @@ namespace assistgen {
 struct GenerateOptions {
   /// Upper bound on generated tokens, the prompt not counted; wins over
   /// max_length (see above for the order).
-  std::optional<std::size_t> max_new_tokens;
+  std::optional<std::size_t> max_new_tokens = std::nullopt;
   /// Prompt + new tokens; must exceed the prompt length.
-  std::optional<std::size_t> max_length;
+  std::optional<std::size_t> max_length = std::nullopt;
 
   /// true: sample; false (default): greedy, and temperature, top_k, top_p and
   /// min_p are ignored. Sampling with an assistant of another tokenizer is an
   /// UnsupportedError.
-  std::optional<bool> do_sample;
+  std::optional<bool> do_sample = std::nullopt;
   /// Logits are divided by it when sampling; must be > 0 and finite then
   /// (InvalidArgument). Default 1: off.
-  std::optional<float> temperature;
-  std::optional<std::size_t> top_k;  ///< 0: off. Default 50 (HF's), see above.
+  std::optional<float> temperature = std::nullopt;
+  std::optional<std::size_t> top_k = std::nullopt;  ///< 0: off. Default 50 (HF's), see above.
   /// Nucleus sampling: keep the smallest set of most probable tokens whose
   /// mass reaches it; in (0, 1] (else InvalidArgument). Default 1: off.
-  std::optional<float> top_p;
+  std::optional<float> top_p = std::nullopt;
   /// Drop tokens less probable than min_p times the top token; in [0, 1]
   /// (else InvalidArgument). Default 0: off.
-  std::optional<float> min_p;
+  std::optional<float> min_p = std::nullopt;
   /// HF's penalty on every token already in the sequence (prompt included),
   /// greedy or sampled; > 1 discourages repeats. Must be > 0 and finite
   /// (else InvalidArgument). Default 1: off.
-  std::optional<float> repetition_penalty;
+  std::optional<float> repetition_penalty = std::nullopt;
   /// Ids never generated (logit -inf), greedy or sampled; each must be inside
   /// the target's vocabulary (else InvalidArgument). masked_tokens() are
   /// added to them. Default: none.
-  std::optional<std::vector<Token>> suppress_tokens;
+  std::optional<std::vector<Token>> suppress_tokens = std::nullopt;
   /// Seed of the sampling RNG, reseeded at every call: the same seed, prompt
   /// and models give the same text. Default 0.
-  std::optional<std::uint64_t> seed;
+  std::optional<std::uint64_t> seed = std::nullopt;
 
   /// Stop after any of these. Unset everywhere: config.json's eos_token_id,
   /// else the tokenizer's EOS.
-  std::optional<std::vector<Token>> eos_token_id;
+  std::optional<std::vector<Token>> eos_token_id = std::nullopt;
   /// Used only when the prompt encodes to no token at all (HF starts from it
   /// then). Unset everywhere: config.json's, else the tokenizer's.
-  std::optional<Token> bos_token_id;
+  std::optional<Token> bos_token_id = std::nullopt;
 
   /// K: tokens the assistant drafts per round (the start value of the
   /// heuristic schedules, the maximum for Schedule::confidence). At least 1
   /// (else InvalidArgument when assisted). Default 5.
-  std::optional<std::size_t> num_assistant_tokens;
+  std::optional<std::size_t> num_assistant_tokens = std::nullopt;
   /// How K changes between rounds (HF's num_assistant_tokens_schedule).
   /// Default Schedule::constant.
-  std::optional<Schedule> schedule;
+  std::optional<Schedule> schedule = std::nullopt;
   /// Schedule::confidence: the draft stops proposing once its probability
   /// for its latest proposal is below this. In [0, 1] (else ConfigError from
   /// the file, InvalidArgument when assisted). Default 0.4.
-  std::optional<float> assistant_confidence_threshold;
+  std::optional<float> assistant_confidence_threshold = std::nullopt;
   /// Schedule::confidence: re-fit the threshold after every round (see
   /// GenerationConfig). Default false; not read from generation_config.json.
-  std::optional<bool> dynamic_confidence_threshold;
+  std::optional<bool> dynamic_confidence_threshold = std::nullopt;
+  /// Any schedule: the draft stops before a token it gives a probability
+  /// below this (GenerationConfig::draft_p_min). Default 0: off; not read
+  /// from generation_config.json.
+  std::optional<float> draft_p_min = std::nullopt;
+  /// Rounds whose draft (or prompt lookup) proposes fewer tokens verify none
+  /// (GenerationConfig::draft_min_tokens). Default 0; not read from
+  /// generation_config.json.
+  std::optional<std::size_t> draft_min_tokens = std::nullopt;
   /// With no assistant: propose this many tokens by n-gram lookup (0: off).
-  std::optional<std::size_t> prompt_lookup_num_tokens;
+  std::optional<std::size_t> prompt_lookup_num_tokens = std::nullopt;
   /// Prompt lookup: longest n-gram matched, tried down to 1. At least 1
   /// (else ConfigError from the file, InvalidArgument when looking up).
   /// Default 2.
-  std::optional<std::size_t> max_matching_ngram_size;
+  std::optional<std::size_t> max_matching_ngram_size = std::nullopt;
 
   /// Positions each KV cache is made for; 0 (default) = prompt +
   /// max_new_tokens. Smaller stops generation with StopReason::capacity when
   /// full; a longer prompt is a CapacityError. Not read from
   /// generation_config.json.
-  std::optional<std::size_t> cache_capacity;
+  std::optional<std::size_t> cache_capacity = std::nullopt;
   /// Drop special tokens (EOS, ...) from the text; the ids keep them. Default true.
-  std::optional<bool> skip_special_tokens;
+  std::optional<bool> skip_special_tokens = std::nullopt;
+  /// Match special-token text typed in the prompt ("<|endoftext|>", "<s>")
+  /// as single tokens (EncodeOptions::parse_special). Default false: it stays
+  /// text, so user text cannot inject control tokens. Not read from
+  /// generation_config.json.
+  std::optional<bool> parse_special = std::nullopt;
 
   /// This set of options with every field `over` sets replaced by its value.
   GenerateOptions merged(const GenerateOptions& over) const;
@@ -129,15 +142,27 @@ struct GenerateOptions {
   /// top_p, min_p, repetition_penalty, suppress_tokens, eos_token_id (a number
   /// or a list), bos_token_id, num_assistant_tokens,
   /// num_assistant_tokens_schedule, assistant_confidence_threshold,
-  /// prompt_lookup_num_tokens, max_matching_ngram_size); null means unset and
-  /// other fields (pad_token_id, transformers_version, num_beams, ...) are
-  /// ignored. A field of the wrong type or out of range is a ConfigError
+  /// prompt_lookup_num_tokens, max_matching_ngram_size); null means unset.
+  /// Other fields are ignored; those that would change Hugging Face's output
+  /// (num_beams, no_repeat_ngram_size, typical_p, min_new_tokens, ... set to
+  /// anything but HF's neutral default) are named in one warning (log.hpp),
+  /// since the output then differs from HF's with the same file. A field of the wrong type or out of range is a ConfigError
   /// naming `source` and the field; an unknown schedule an UnsupportedError.
   static GenerateOptions parse_generation_config(
       std::string_view json_text, std::string_view source = "generation_config.json");
   /// Reads and parses a generation_config.json file (IoError when unreadable).
   static GenerateOptions load_generation_config(const std::filesystem::path& path);
 };
+
+/// The full configuration of a generation: each field is `options`' value,
+/// else `defaults`' (a generation_config.json), else the library default,
+/// with the length rules of GenerateOptions for a prompt of `prompt_tokens`
+/// tokens. Model::generation_config is this with the model's defaults; a
+/// program that runs token ids without a Model uses it directly. Throws
+/// InvalidArgument when max_length does not exceed the prompt.
+GenerationConfig resolve_generation_config(const GenerateOptions& defaults,
+                                           const GenerateOptions& options,
+                                           std::size_t prompt_tokens);
 
 /// Streaming text callback: called with each piece of text as soon as it is
 /// final (never a broken UTF-8 sequence). Return false to stop generating.
@@ -168,10 +193,10 @@ constexpr std::string_view assistance_name(Assistance a) {
 
 /// What a text generation returns.
 struct TextResult {
-  std::string text;                  ///< the new tokens decoded (the prompt is not repeated)
-  std::vector<Token> tokens;         ///< the new token ids, EOS included when it stopped generation
-  std::vector<Token> prompt_tokens;  ///< the prompt as the target's tokenizer encoded it
-  GenerationStats stats;             ///< counters and timings
+  std::string text = {};                 ///< the new tokens decoded (the prompt is not repeated)
+  std::vector<Token> tokens = {};         ///< the new token ids, EOS included when it stopped generation
+  std::vector<Token> prompt_tokens = {};  ///< the prompt as the target's tokenizer encoded it
+  GenerationStats stats = {};             ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
   Assistance assistance = Assistance::none;             ///< how it was assisted
 };
@@ -197,8 +222,8 @@ class Model {
 
   /// The prompt as generate() encodes it: the tokenizer's encode with its
   /// special tokens (add_bos per tokenizer_config.json); special-token text
-  /// typed in the prompt stays text. Empty text gives [bos] when a BOS is known.
-  std::vector<Token> encode_prompt(std::string_view prompt) const;
+  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is known.
+  std::vector<Token> encode_prompt(std::string_view prompt, bool parse_special = false) const;
 
   /// The full configuration a generation with `options` and a prompt of
   /// `prompt_tokens` tokens runs with (see GenerateOptions for the order).
@@ -238,10 +263,12 @@ class Model {
 struct LoadModelOptions {
   /// Compute type of the weights (see cpu::LoadOptions); unset: bf16 for a
   /// checkpoint whose matmul weights are bf16, else f32.
-  std::optional<DType> dtype;
+  std::optional<DType> dtype = std::nullopt;
   /// Threads for the CPU backend (cpu::LoadOptions::threads); 0 = OMP_NUM_THREADS, else
   /// one per core.
   int threads = 0;
+  /// Progress of the weights' load (cpu::LoadOptions::on_progress). Empty: none.
+  std::function<void(const LoadProgress&)> on_progress = {};
 };
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and

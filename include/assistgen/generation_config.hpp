@@ -59,6 +59,15 @@ struct GenerationConfig {
   /// the point where the miss rate equals the false-accept rate (HF's ROC fit,
   /// see lookahead.hpp). The fitted threshold is kept across calls.
   bool dynamic_confidence_threshold = false;
+  /// With any schedule: the draft stops before a token it gives a
+  /// probability below this (that token is not proposed; llama.cpp's
+  /// --draft-p-min). In [0, 1]; 0: off. Greedy drafting computes the
+  /// probability only when this (or Schedule::confidence) needs it.
+  float draft_p_min = 0.0f;
+  /// A round whose draft proposes fewer tokens than this verifies none of
+  /// them: the target runs alone for that round (llama.cpp's --draft-min).
+  /// 0 (default): every draft is verified.
+  std::size_t draft_min_tokens = 0;
 
   // --- sampling ------------------------------------------------------------
   /// false: greedy (argmax after repetition penalty and suppressed tokens;
@@ -111,7 +120,7 @@ enum class StopReason {
   max_new_tokens,  ///< emitted max_new_tokens tokens
   eos,             ///< emitted an EOS token (the last token of the output)
   callback,        ///< the streaming callback returned false
-  capacity,        ///< the configured cache_capacity is full
+  capacity,        ///< the cache_capacity, or the model's last position (PositionLimits::hard), is full
 };
 
 /// Lower-case name of a stop reason ("eos", ...).
@@ -144,6 +153,12 @@ struct GenerationStats {
   /// Sum over rounds of the K the candidate source was allowed (after
   /// clipping to what remains).
   std::size_t k_sum = 0;
+  /// Per draft position i (0-based): rounds that proposed more than i
+  /// candidates (drafted_at[i]) and rounds whose candidate i was accepted
+  /// (accepted_at[i]); accepted_at[i] / drafted_at[i] is the acceptance rate
+  /// at position i + 1. Both have the length of the longest proposal.
+  std::vector<std::size_t> drafted_at = {};
+  std::vector<std::size_t> accepted_at = {};  ///< see drafted_at
   double draft_seconds = 0.0;   ///< inside draft forward calls and prompt lookup
   double target_seconds = 0.0;  ///< inside target forward calls
   double total_seconds = 0.0;   ///< the whole generate() call
@@ -154,6 +169,18 @@ struct GenerationStats {
   /// calls (1 without assistance, at most K + 1); 0 before any call.
   double tokens_per_target_call() const {
     return target_calls ? double(new_tokens) / double(target_calls) : 0.0;
+  }
+  /// Records a round that proposed `drafted` candidates and accepted the
+  /// first `accepted` of them (the counters above, per position included).
+  void record_round(std::size_t drafted_count, std::size_t accepted_count) {
+    drafted += drafted_count;
+    accepted += accepted_count;
+    if (drafted_at.size() < drafted_count) {
+      drafted_at.resize(drafted_count, 0);
+      accepted_at.resize(drafted_count, 0);
+    }
+    for (std::size_t i = 0; i < drafted_count; ++i) ++drafted_at[i];
+    for (std::size_t i = 0; i < accepted_count; ++i) ++accepted_at[i];
   }
   /// Mean K allowed per round (k_sum / rounds); 0 when no round ran.
   double mean_k() const { return rounds ? double(k_sum) / double(rounds) : 0.0; }
@@ -166,8 +193,8 @@ struct GenerationStats {
 
 /// What a generation returns.
 struct GenerationResult {
-  std::vector<Token> tokens;  ///< new tokens only, EOS included when it stopped generation
-  GenerationStats stats;      ///< counters and timings
+  std::vector<Token> tokens = {};  ///< new tokens only, EOS included when it stopped generation
+  GenerationStats stats = {};      ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
 };
 

@@ -47,7 +47,8 @@ class AutoregressiveDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    const auto [cap, budget] = detail::plan_generation("AutoregressiveDecoder::generate", prompt, vocab(), cfg_);
+    const auto [cap, budget] = detail::plan_generation("AutoregressiveDecoder::generate", prompt, vocab(), cfg_,
+                                                   position_limits(*model_));
     detail::reuse_or_make_cache(*model_, cache_, cap);
     rng_.reseed(cfg_.seed);
     chain_.reset();

@@ -54,11 +54,18 @@ class Lookahead {
           "GenerationConfig: assistant_confidence_threshold must be in [0, 1], got " +
           std::to_string(threshold));
   }
-  /// From cfg.schedule, num_assistant_tokens, assistant_confidence_threshold
-  /// and dynamic_confidence_threshold; throws as the constructor above.
+  /// From cfg.schedule, num_assistant_tokens, assistant_confidence_threshold,
+  /// dynamic_confidence_threshold and draft_p_min; throws as the constructor
+  /// above,
+  /// and draft_p_min also throws InvalidArgument when out of [0, 1].
   explicit Lookahead(const GenerationConfig& cfg)
       : Lookahead(cfg.schedule, cfg.num_assistant_tokens, cfg.assistant_confidence_threshold,
-                  cfg.dynamic_confidence_threshold) {}
+                  cfg.dynamic_confidence_threshold) {
+    if (!(cfg.draft_p_min >= 0.0f && cfg.draft_p_min <= 1.0f))
+      throw InvalidArgument("GenerationConfig: draft_p_min must be in [0, 1], got " +
+                            std::to_string(cfg.draft_p_min));
+    p_min_ = cfg.draft_p_min;
+  }
 
   /// Called when a generation starts.
   void begin_generation() {
@@ -78,6 +85,11 @@ class Lookahead {
 
   /// Whether the draft stops after proposing a token it gave probability `prob`.
   bool stop_after(float prob) const { return uses_confidence() && prob < threshold_; }
+  /// Whether the draft stops before proposing a token it gave probability
+  /// `prob` (GenerationConfig::draft_p_min, any schedule).
+  bool stop_before(float prob) const { return prob < p_min_; }
+  /// Whether proposals need the draft's probability of each token.
+  bool needs_probability() const { return uses_confidence() || p_min_ > 0.0f; }
 
   /// Records a round: `draft_probs[j]` is the draft's probability of drafted
   /// token j (only read for the dynamic threshold), `accepted` how many the
@@ -145,6 +157,7 @@ class Lookahead {
   std::size_t k_;
   float threshold_;
   bool dynamic_;
+  float p_min_ = 0.0f;
   std::vector<std::pair<float, bool>> samples_;
   std::vector<std::pair<float, bool>> scratch_;
 };

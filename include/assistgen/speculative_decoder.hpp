@@ -32,7 +32,9 @@
 // the default capacity prompt + max_new_tokens always suffices. A smaller
 // `cache_capacity` limits the output to capacity + 1 - prompt tokens and
 // stops with StopReason::capacity; a prompt longer than the capacity is a
-// CapacityError before anything runs.
+// CapacityError before anything runs. A model with a hard position limit
+// (learned positions, PositionLimits) caps the capacity the same way, so
+// K is clipped to fit and generation stops there with its output kept.
 #pragma once
 
 #include <algorithm>
@@ -193,7 +195,7 @@ requires CausalLM<Target> &&
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    const auto [cap, budget] = detail::plan_generation("SpeculativeDecoder::generate", prompt, vocab(), cfg_);
+    const auto [cap, budget] = detail::plan_generation("SpeculativeDecoder::generate", prompt, vocab(), cfg_, limits());
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
     if constexpr (kHasDraft) {
       draft_->start(cap);
@@ -223,11 +225,17 @@ requires CausalLM<Target> &&
       std::size_t k = 0;
       if constexpr (kHasDraft) {
         k = draft_->propose(seq_, n, limit, chain_, cfg_.do_sample, lookahead_, eos_, rng_);
+        if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
+          seq_.resize(n);
+          draft_->discard(n);
+          k = 0;
+        }
       } else {
         const auto t0 = std::chrono::steady_clock::now();
         lookup_->propose(seq_, limit, eos_, drafts_);
         lookup_seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (drafts_.size() < cfg_.draft_min_tokens) drafts_.clear();
         seq_.insert(seq_.end(), drafts_.begin(), drafts_.end());
         k = drafts_.size();
       }
@@ -282,8 +290,7 @@ requires CausalLM<Target> &&
         lookahead_.update(draft_->probs(), v.accepted);
       }
       ++st.rounds;
-      st.drafted += k;
-      st.accepted += v.accepted;
+      st.record_round(k, v.accepted);
       st.k_sum += limit;
 
       // 5. Emit d_1..d_a, t, stopping after an EOS or when the callback asks.
@@ -339,6 +346,15 @@ requires CausalLM<Target> &&
   float confidence_threshold() const { return lookahead_.confidence_threshold(); }
   /// The lookahead state (K, threshold, dynamic-threshold samples).
   const Lookahead& lookahead() const { return lookahead_; }
+
+  /// The position limits generate() plans with: the target's, and with a
+  /// draft model the draft's (its cache holds one position fewer).
+  PositionLimits limits() const {
+    if constexpr (kHasDraft)
+      return detail::combined_limits(position_limits(*target_), position_limits(draft_->model()));
+    else
+      return position_limits(*target_);
+  }
 
   /// The target model (not owned).
   const Target& target() const { return *target_; }

@@ -79,4 +79,14 @@ class Logits {
   std::vector<float> data_;
 };
 
+/// How far a model load has got (cpu::LoadOptions::on_progress,
+/// LoadModelOptions::on_progress): the checkpoint's tensors read, converted
+/// and packed so far, and their bytes in the checkpoint.
+struct LoadProgress {
+  std::size_t tensors_done = 0;   ///< tensors read and packed
+  std::size_t tensors_total = 0;  ///< tensors in the checkpoint
+  std::size_t bytes_done = 0;     ///< checkpoint bytes of the tensors done
+  std::size_t bytes_total = 0;    ///< checkpoint bytes of every tensor
+};
+
 }  // namespace assistgen

@@ -153,7 +153,8 @@ class UniversalDecoder {
     GenerationResult res;
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    const auto [cap, budget] = detail::plan_generation("UniversalDecoder::generate", prompt, vocab(), cfg_);
+    const auto [cap, budget] = detail::plan_generation("UniversalDecoder::generate", prompt, vocab(), cfg_,
+                                                   position_limits(*target_));
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
     lookahead_.begin_generation();
     chain_.reset();
@@ -185,16 +186,27 @@ class UniversalDecoder {
         sync_draft(first);
         first = false;
         convert_seconds += seconds_since(t0);
-        if (!dseq_.empty()) {
-          const std::size_t before = dseq_.size();
+        // A draft with learned positions proposes only within them (its
+        // cache would need position before + draft_limit - 1).
+        const std::size_t before = dseq_.size();
+        const std::size_t draft_hard = position_limits(draft_.model()).hard;
+        const std::size_t draft_limit =
+            !draft_hard ? limit : before <= draft_hard ? std::min(limit, draft_hard + 1 - before) : 0;
+        if (!dseq_.empty() && draft_limit > 0) {
           sync_n_ = n;
           sync_d_ = before;
-          ensure_draft_capacity(before + limit);
-          draft_.propose(dseq_, before, limit, draft_chain_, false, lookahead_, draft_eos_, rng_);
+          ensure_draft_capacity(before + draft_limit);
+          draft_.propose(dseq_, before, draft_limit, draft_chain_, false, lookahead_, draft_eos_,
+                         rng_);
           proposed = true;
           last_proposed_ = dseq_.size() - before;
           const auto t1 = std::chrono::steady_clock::now();
           k = target_candidates(before, remaining - 1);
+          if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
+            seq_.resize(n);
+            k = 0;
+            proposed = false;
+          }
           convert_seconds += seconds_since(t1);
         }
       }
@@ -222,8 +234,7 @@ class UniversalDecoder {
       // compares the two the same way.
       if (proposed) lookahead_.update(draft_.probs(), v.accepted);
       ++st.rounds;
-      st.drafted += k;
-      st.accepted += v.accepted;
+      st.record_round(k, v.accepted);
       st.k_sum += limit;
 
       // 5. Emit, stopping after an EOS or when the callback asks.

@@ -14,6 +14,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/greedy.hpp"
+#include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 
@@ -104,6 +105,73 @@ Schedule parse_schedule(const std::string& s, std::string_view source) {
       "' is not supported (constant, heuristic, heuristic_transient, confidence)");
 }
 
+// generation_config.json fields that change HF's output but that assistgen
+// does not implement, with HF's default (the value that changes nothing).
+// A field set to anything else is named in one warning: the output then
+// differs from Hugging Face's with the same file.
+struct UnsupportedField {
+  const char* name;
+  json neutral;  // null: any non-null, non-empty value changes the output
+};
+
+const std::vector<UnsupportedField>& unsupported_fields() {
+  static const std::vector<UnsupportedField> fields{
+      {"num_beams", 1},
+      {"num_beam_groups", 1},
+      {"num_return_sequences", 1},
+      {"penalty_alpha", nullptr},
+      {"no_repeat_ngram_size", 0},
+      {"encoder_no_repeat_ngram_size", 0},
+      {"typical_p", 1.0},
+      {"epsilon_cutoff", 0.0},
+      {"eta_cutoff", 0.0},
+      {"diversity_penalty", 0.0},
+      {"encoder_repetition_penalty", 1.0},
+      {"length_penalty", 1.0},
+      {"bad_words_ids", nullptr},
+      {"force_words_ids", nullptr},
+      {"sequence_bias", nullptr},
+      {"min_length", 0},
+      {"min_new_tokens", nullptr},
+      {"forced_bos_token_id", nullptr},
+      {"forced_eos_token_id", nullptr},
+      {"begin_suppress_tokens", nullptr},
+      {"exponential_decay_length_penalty", nullptr},
+      {"renormalize_logits", false},
+      {"guidance_scale", nullptr},
+      {"constraints", nullptr},
+      {"stop_strings", nullptr},
+      {"dola_layers", nullptr},
+      {"max_time", nullptr},
+      {"watermarking_config", nullptr},
+      {"top_h", nullptr},
+      {"top_n_sigma", nullptr},
+  };
+  return fields;
+}
+
+bool changes_output(const json& value, const json& neutral) {
+  if (value.is_null()) return false;
+  if ((value.is_array() || value.is_object() || value.is_string()) && value.empty()) return false;
+  if (neutral.is_null()) return true;
+  if (value.is_number() && neutral.is_number()) return value.get<double>() != neutral.get<double>();
+  return value != neutral;
+}
+
+void warn_unsupported_fields(const json& j, std::string_view source) {
+  std::string named;
+  for (const UnsupportedField& f : unsupported_fields()) {
+    auto it = j.find(f.name);
+    if (it == j.end() || !changes_output(*it, f.neutral)) continue;
+    std::string value = it->dump();
+    if (value.size() > 40) value = value.substr(0, 37) + "...";
+    named += (named.empty() ? "" : ", ") + std::string(f.name) + " = " + value;
+  }
+  if (!named.empty())
+    warn(std::string(source) + ": ignoring fields assistgen does not implement (" + named +
+         "); the output will differ from Hugging Face's with this file");
+}
+
 template <class T>
 void take(std::optional<T>& dst, const std::optional<T>& src) {
   if (src) dst = src;
@@ -129,10 +197,13 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.schedule, o.schedule);
   take(r.assistant_confidence_threshold, o.assistant_confidence_threshold);
   take(r.dynamic_confidence_threshold, o.dynamic_confidence_threshold);
+  take(r.draft_p_min, o.draft_p_min);
+  take(r.draft_min_tokens, o.draft_min_tokens);
   take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
   take(r.max_matching_ngram_size, o.max_matching_ngram_size);
   take(r.cache_capacity, o.cache_capacity);
   take(r.skip_special_tokens, o.skip_special_tokens);
+  take(r.parse_special, o.parse_special);
   return r;
 }
 
@@ -145,6 +216,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
     throw ConfigError(std::string(source) + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw ConfigError(std::string(source) + ": expected a JSON object");
+  warn_unsupported_fields(j, source);
   const FieldReader r(j, source);
   GenerateOptions o;
   r.size("max_new_tokens", o.max_new_tokens);
@@ -198,14 +270,20 @@ Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
   for (std::size_t id = known; id < rows; ++id) masked_.push_back(static_cast<Token>(id));
 }
 
-std::vector<Token> Model::encode_prompt(std::string_view prompt) const {
-  std::vector<Token> ids = tokenizer_.encode(prompt);
+std::vector<Token> Model::encode_prompt(std::string_view prompt, bool parse_special) const {
+  std::vector<Token> ids = tokenizer_.encode(prompt, {.parse_special = parse_special});
   if (ids.empty() && defaults_.bos_token_id) ids.push_back(*defaults_.bos_token_id);
   return ids;
 }
 
 GenerationConfig Model::generation_config(const GenerateOptions& options,
                                           std::size_t prompt_tokens) const {
+  return resolve_generation_config(defaults_, options, prompt_tokens);
+}
+
+GenerationConfig resolve_generation_config(const GenerateOptions& defaults_,
+                                           const GenerateOptions& options,
+                                           std::size_t prompt_tokens) {
   const GenerateOptions o = defaults_.merged(options);
   GenerationConfig c;
   auto from_length = [&](std::size_t max_length, const char* who) {
@@ -240,6 +318,8 @@ GenerationConfig Model::generation_config(const GenerateOptions& options,
       o.assistant_confidence_threshold.value_or(c.assistant_confidence_threshold);
   c.dynamic_confidence_threshold =
       o.dynamic_confidence_threshold.value_or(c.dynamic_confidence_threshold);
+  c.draft_p_min = o.draft_p_min.value_or(c.draft_p_min);
+  c.draft_min_tokens = o.draft_min_tokens.value_or(c.draft_min_tokens);
   c.prompt_lookup_num_tokens = o.prompt_lookup_num_tokens.value_or(c.prompt_lookup_num_tokens);
   c.max_matching_ngram_size = o.max_matching_ngram_size.value_or(c.max_matching_ngram_size);
   c.cache_capacity = o.cache_capacity.value_or(c.cache_capacity);
@@ -277,7 +357,9 @@ TextResult Model::generate(std::string_view prompt, const Model& assistant,
 TextResult Model::run(std::string_view prompt_text, const Model* assistant,
                       const GenerateOptions& options, const TextCallback& on_text) const {
   TextResult out;
-  out.prompt_tokens = tokenizer_.encode(prompt_text);
+  out.prompt_tokens = tokenizer_.encode(
+      prompt_text, {.parse_special = options.parse_special.value_or(
+                        defaults_.parse_special.value_or(false))});
   if (out.prompt_tokens.empty()) {
     const std::optional<Token> bos =
         options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;

@@ -14,6 +14,7 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   cpu::LoadOptions lo;
   lo.dtype = options.dtype;
   lo.threads = options.threads;
+  lo.on_progress = options.on_progress;
   // The small files first: a missing tokenizer.json should not wait for the weights.
   Tokenizer tokenizer = Tokenizer::load(dir);
   GenerateOptions defaults;

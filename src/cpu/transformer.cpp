@@ -455,7 +455,20 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     return nw;
   };
 
+  LoadProgress progress;
+  for (const auto& name : ck.names()) {
+    ++progress.tensors_total;
+    progress.bytes_total += ck.tensor(name).data.size();
+  }
+  auto report = [&] {
+    if (!options.on_progress) return;
+    for (; progress.tensors_done < used.size(); ++progress.tensors_done)
+      progress.bytes_done += ck.tensor(used[progress.tensors_done]).data.size();
+    options.on_progress(progress);
+  };
+
   impl->embed = read(ck, layout.embed, c.hidden_size, used);
+  report();
   if (c.positions == PositionKind::learned)
     impl->pos_embed = read(ck, layout.position_embed, c.hidden_size, used);
   for (const LayerWeightSources& src : layout.layers) {
@@ -471,12 +484,20 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
       throw ConfigError(c.architecture +
                         ": the registry's layout disagrees with the config's layer shapes");
     impl->layers.push_back(std::move(L));
+    report();
   }
   impl->final_norm = norm(layout.final_norm, layout.final_norm_bias);
   if (layout.lm_head.present()) {
     impl->lm_head = linear(layout.lm_head, {}, c.hidden_size);
   } else {  // tied
     impl->lm_head = impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
+  }
+
+  report();
+  if (options.on_progress) {
+    progress.tensors_done = progress.tensors_total;
+    progress.bytes_done = progress.bytes_total;
+    options.on_progress(progress);
   }
 
   std::sort(used.begin(), used.end());
@@ -548,6 +569,11 @@ std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
 std::size_t Transformer::weight_bytes() const { return impl_->weight_bytes(); }
 std::size_t Transformer::bytes_per_token() const { return impl_->bytes_per_token(); }
 DType Transformer::dtype() const { return impl_->dtype; }
+PositionLimits Transformer::position_limits() const {
+  const ModelConfig& c = impl_->cfg;
+  return {c.positions == PositionKind::learned ? c.max_position_embeddings : 0,
+          c.max_position_embeddings};
+}
 
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;

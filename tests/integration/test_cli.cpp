@@ -10,9 +10,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "assistgen/generate.hpp"
+#include "assistgen/greedy.hpp"
 #include "integration/text_fixtures.hpp"
 
 namespace fs = std::filesystem;
@@ -125,11 +129,17 @@ TEST_CASE("cli: generate -p streams the text Model::generate returns, then the s
   auto defaults = run("generate -m " + with_gen.string() + " -p 'And God said' --ignore-eos");
   REQUIRE(defaults.code == 0);
   CHECK(defaults.out.find("new tokens: 5 ") != std::string::npos);
-  // --tokens still prints ids first, whatever the directory holds.
+  // --tokens still prints ids first; with a tokenizer.json beside the weights
+  // it masks the rows the tokenizer lacks, as text mode does (issue 24).
   auto ids = run("generate -m " + target + " " + kPrompt + " -n 24");
   REQUIRE(ids.code == 0);
-  auto reference = run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 24");
-  CHECK(first_line(ids.out) == first_line(reference.out));
+  const std::vector<assistgen::Token> prompt_ids{1, 17, 200, 45, 3, 99};
+  assistgen::GenerationConfig cfg = model.generation_config({.max_new_tokens = 24}, 6);
+  cfg.suppress_tokens.assign(model.masked_tokens().begin(), model.masked_tokens().end());
+  std::string expected_ids;
+  for (auto t : assistgen::generate_autoregressive(model.backend(), prompt_ids, cfg).tokens)
+    expected_ids += (expected_ids.empty() ? "" : ",") + std::to_string(t);
+  CHECK(first_line(ids.out) == expected_ids);
 }
 
 TEST_CASE("cli: tokenize prints the ids (and with --pieces the tokens)", "[cli]") {
@@ -208,4 +218,253 @@ TEST_CASE("cli: --compare on the demo pair reports the speedup and that the text
   auto no_draft = run("generate -m " + models + "/kjv-target -p \"And\" -n 4 --compare");
   CHECK(no_draft.code == 2);
   CHECK(no_draft.out.find("--compare needs an assistant") != std::string::npos);
+}
+
+// ---- issue 24: what a new user trips over ----------------------------------
+
+namespace {
+
+std::size_t count_of(const std::string& s, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+std::string line_after(const std::string& s, const std::string& prefix) {
+  const auto p = s.find(prefix);
+  if (p == std::string::npos) return {};
+  const auto b = p + prefix.size();
+  return s.substr(b, s.find('\n', b) - b);
+}
+
+std::string last_line(const std::string& s) {
+  std::string t = s;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  return t.substr(t.rfind('\n') + 1);
+}
+
+}  // namespace
+
+TEST_CASE("cli: --compare judges identity by the resolved do_sample, not the command line",
+          "[cli][issue24]") {
+  // generation_config.json turns sampling on, as many real models ship.
+  const auto target = text_fixtures::make_model_dir("cli24-cmp-t", "llama-gqa", "char",
+                                                    R"({"do_sample": true})")
+                          .string();
+  const auto draft = text_fixtures::make_model_dir("cli24-cmp-d", "llama-gqa-noisy", "char").string();
+  auto sampled = run("generate -m " + target + " -a " + draft +
+                     " -p 'And God said' -n 24 --compare --repeat 1");
+  REQUIRE(sampled.code == 0);
+  CHECK(sampled.out.find("identical output: not compared (sampling") != std::string::npos);
+  CHECK(sampled.out.find("identical output: NO") == std::string::npos);
+  auto greedy = run("generate -m " + target + " -a " + draft +
+                    " -p 'And God said' -n 24 --compare --repeat 1 --greedy");
+  REQUIRE(greedy.code == 0);
+  CHECK(greedy.out.find("identical output: yes") != std::string::npos);
+}
+
+TEST_CASE("cli: --greedy and --temp 0 force greedy decoding over generation_config.json",
+          "[cli][issue24]") {
+  const auto target = text_fixtures::make_model_dir("cli24-g-t", "llama-gqa", "char",
+                                                    R"({"do_sample": true})")
+                          .string();
+  const auto other = text_fixtures::make_model_dir("cli24-g-u", "llama-gqa-noisy", "merged").string();
+  const auto model = assistgen::load_model(target);
+  const std::string expected =
+      model.generate("And God said", {.max_new_tokens = 16, .do_sample = false}).text;
+  for (const char* force : {"--greedy", "--temp 0"}) {
+    INFO(force);
+    auto plain = run("generate -m " + target + " -p 'And God said' -n 16 " + force);
+    REQUIRE(plain.code == 0);
+    CHECK(plain.out.rfind(expected + "\n\n", 0) == 0);
+    // A draft with another tokenizer is greedy only: forcing greedy makes it usable.
+    auto universal = run("generate -m " + target + " -a " + other + " -p 'And God said' -n 16 " + force);
+    REQUIRE(universal.code == 0);
+    CHECK(universal.out.rfind(expected + "\n\nassistance: universal", 0) == 0);
+  }
+  // Without it, the error says where sampling came from and what to pass.
+  auto refused = run("generate -m " + target + " -a " + other + " -p 'And God said' -n 4");
+  CHECK(refused.code == 1);
+  CHECK(refused.out.find("generation_config.json") != std::string::npos);
+  CHECK(refused.out.find("--greedy") != std::string::npos);
+  CHECK(run("generate -m " + target + " -p hi --greedy --do-sample").code == 2);
+  CHECK(run("generate -m " + target + " -p hi --temp 0 --top-k 5").code == 2);
+}
+
+TEST_CASE("cli: a GPT-2 target stops at its last position with stop: capacity and keeps the output",
+          "[cli][issue24]") {
+  auto plain = run("generate -m " + kModels + "gpt2-target --tokens 1,2,3 -n 80");
+  REQUIRE(plain.code == 0);
+  CHECK(plain.out.find("stop: capacity") != std::string::npos);
+  CHECK(count_of(first_line(plain.out), ",") == 64 + 1 - 3 - 1);  // 62 ids
+  // Prompt + drafts past the limit in the first round: drafts are planned within it.
+  std::string prompt = "1";
+  for (int i = 2; i <= 60; ++i) prompt += "," + std::to_string(i);
+  auto alone = run("generate -m " + kModels + "gpt2-target --tokens " + prompt + " -n 10");
+  auto assisted = run("generate -m " + kModels + "gpt2-target -a " + kModels +
+                      "gpt2-draft --tokens " + prompt + " -n 10 --draft-max 8");
+  REQUIRE(alone.code == 0);
+  REQUIRE(assisted.code == 0);
+  CHECK(first_line(assisted.out) == first_line(alone.out));
+  CHECK(count_of(first_line(assisted.out), ",") == 64 + 1 - 60 - 1);
+  CHECK(assisted.out.find("stop: capacity") != std::string::npos);
+  // RoPE past max_position_embeddings (128 here) runs, with one warning.
+  auto rope = run("generate -m " + kModels + "llama-gqa --tokens 1,2,3 -n 140 --ignore-eos");
+  REQUIRE(rope.code == 0);
+  CHECK(rope.out.find("stop: max_new_tokens") != std::string::npos);
+  CHECK(count_of(rope.out, "max_position_embeddings") == 1);
+}
+
+TEST_CASE("cli: unsupported generation_config.json fields are named in a warning", "[cli][issue24]") {
+  const auto dir = text_fixtures::make_model_dir(
+      "cli24-beams", "llama-gqa", "char", R"({"num_beams": 4, "no_repeat_ngram_size": 3})");
+  for (const std::string input : {"-p 'And God said'", "--tokens 1,2,3"}) {
+    INFO(input);
+    auto r = run("generate -m " + dir.string() + " " + input + " -n 4");
+    REQUIRE(r.code == 0);
+    CHECK(r.out.find("warning") != std::string::npos);
+    CHECK(r.out.find("num_beams = 4") != std::string::npos);
+    CHECK(r.out.find("no_repeat_ngram_size = 3") != std::string::npos);
+  }
+}
+
+TEST_CASE("cli: options that do nothing together are usage errors before anything loads",
+          "[cli][issue24]") {
+  // The model directory does not exist: a check that came after loading
+  // would exit 1 naming it instead.
+  const std::string m = "generate -m /nonexistent/model ";
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"--tokens 1,2 --ngram 3", "--ngram"},
+      {"--tokens 1,2 -a /nonexistent/draft --confidence 0.5", "--confidence"},
+      {"--tokens 1,2 --draft-max 3", "--draft-max"},
+      {"--tokens 1,2 --schedule heuristic", "--schedule"},
+      {"-p hi -a /nonexistent/draft --repeat 3", "--repeat"},
+      {"--tokens 1,2 --backend hpu-ref --dtype f32", "--dtype"},
+      {"--tokens 1,2 --backend hpu-ref -t 2", "--threads"},
+      {"-p hi --compare", "--compare"},
+      {"-p hi -a /nonexistent/draft --compare --repeat 0", "--repeat"},
+      {"--tokens 1,2 --parse-special", "--parse-special"},
+  };
+  for (const auto& [args, option] : cases) {
+    INFO(args);
+    auto r = run(m + args);
+    CHECK(r.code == 2);
+    CHECK(r.out.find(option) != std::string::npos);
+    CHECK(r.out.find("/nonexistent/model") == std::string::npos);
+    CHECK(count_of(r.out, "\n") == 1);
+  }
+}
+
+TEST_CASE("cli: the quickstart example reports a missing model instead of aborting",
+          "[cli][issue24]") {
+  const std::string exe = ASSISTGEN_QUICKSTART;
+  if (exe.empty()) {
+    WARN("examples not built: skipped");
+    return;
+  }
+  // Run outside the repository root, where models/ does not exist.
+  const std::string cmd =
+      "cd " + fs::temp_directory_path().string() + " && " + exe + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = pclose(p);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(out.rfind("error: ", 0) == 0);
+  CHECK(out.find("models/kjv-target") != std::string::npos);
+}
+
+TEST_CASE("cli: --tokens reads generation_config.json as -p does", "[cli][issue24]") {
+  const auto dir = text_fixtures::make_model_dir("cli24-tokcfg", "llama-gqa", "char",
+                                                 R"({"max_new_tokens": 5})")
+                       .string();
+  auto r = run("generate -m " + dir + " --tokens 1,17,200 --ignore-eos");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("new tokens: 5 ") != std::string::npos);
+  // The same ids and seed sample the same tokens in both modes.
+  const auto tok = assistgen::Tokenizer::load(dir);
+  const auto ids = tok.encode("And God said");
+  std::string list;
+  for (std::size_t i = 0; i < ids.size(); ++i) list += (i ? "," : "") + std::to_string(ids[i]);
+  auto by_ids = run("generate -m " + dir + " --tokens " + list + " -n 12 --do-sample --seed 7 --json");
+  auto by_text = run("generate -m " + dir + " -p 'And God said' -n 12 --do-sample --seed 7 --json");
+  REQUIRE(by_ids.code == 0);
+  REQUIRE(by_text.code == 0);
+  const auto a = nlohmann::json::parse(last_line(by_ids.out));
+  const auto b = nlohmann::json::parse(last_line(by_text.out));
+  CHECK(a.at("tokens") == b.at("tokens"));
+  CHECK(a.at("new_tokens") == 12);
+}
+
+TEST_CASE("cli: --parse-special, detokenize, logits -p, --seed -1 and --json", "[cli][issue24]") {
+  const auto dir = text_fixtures::make_model_dir("cli24-misc", "llama-gqa", "char").string();
+  // "</s>" is the char tokenizer's special EOS (id 2): one token with --parse-special.
+  auto parsed = run("generate -m " + dir + " -p '</s>' -n 2 --parse-special --ignore-eos");
+  auto literal = run("generate -m " + dir + " -p '</s>' -n 2 --ignore-eos");
+  REQUIRE(parsed.code == 0);
+  REQUIRE(literal.code == 0);
+  CHECK(line_after(parsed.out, "prompt tokens: ") == "2");  // BOS + </s>
+  CHECK(line_after(literal.out, "prompt tokens: ") == "5");
+  // detokenize is tokenize's inverse.
+  auto ids = run("tokenize -m " + dir + " -p 'And the God said' --no-special");
+  REQUIRE(ids.code == 0);
+  auto text = run("detokenize -m " + dir + " --tokens " + first_line(ids.out));
+  REQUIRE(text.code == 0);
+  CHECK(text.out == "And the God said\n");
+  CHECK(run("detokenize -m " + dir + " --tokens 1,x").code == 2);
+  // logits -p encodes as tokenize does.
+  auto with_bos = run("tokenize -m " + dir + " -p 'And God'");
+  auto by_text = run("logits -m " + dir + " -p 'And God'");
+  auto by_ids = run("logits -m " + dir + " --tokens " + first_line(with_bos.out));
+  REQUIRE(by_text.code == 0);
+  CHECK(by_text.out == by_ids.out);
+  CHECK(run("logits -m " + dir + " -p x --tokens 1").code == 2);
+  // --seed -1 draws a seed and prints it; that seed reproduces the run.
+  auto random = run("generate -m " + dir + " -p 'And' -n 8 --do-sample --seed -1");
+  REQUIRE(random.code == 0);
+  const std::string seed = line_after(random.out, "seed: ");
+  REQUIRE(seed.find(" (random)") != std::string::npos);
+  auto again = run("generate -m " + dir + " -p 'And' -n 8 --do-sample --seed " +
+                   seed.substr(0, seed.find(' ')));
+  CHECK(first_line(again.out) == first_line(random.out));
+  // --json: the stats as one object.
+  auto js = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " +
+                kPrompt + " -n 16 --json");
+  REQUIRE(js.code == 0);
+  const auto j = nlohmann::json::parse(last_line(js.out));
+  CHECK(j.at("new_tokens") == 16);
+  CHECK(j.at("stop") == "max_new_tokens");
+  CHECK(j.at("tokens").size() == 16);
+  CHECK(j.at("acceptance_rate").get<double>() >= 0.0);
+}
+
+TEST_CASE("cli: bench -m measures only that model unless --tinyllama", "[cli][issue24]") {
+  auto r = run("bench -m " + kModels + "llama-gqa --dtype f32 --reps 1 --prefill 0 --context 4 "
+               "--new-tokens 4 --draft-max 2 -t 1");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("llama-gqa, f32 weights") != std::string::npos);
+  CHECK(r.out.find("TinyLlama") == std::string::npos);
+  CHECK(run("bench -m " + kModels + "llama-gqa --tinyllama --no-tinyllama").code == 2);
+}
+
+TEST_CASE("cli: --draft-min, --draft-p-min and --verbose per-position acceptance", "[cli][issue24]") {
+  auto plain = run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 24");
+  REQUIRE(plain.code == 0);
+  for (const char* extra : {"--draft-p-min 0.05", "--draft-min 3", "--draft-min 2 --draft-p-min 0.02 --schedule heuristic"}) {
+    INFO(extra);
+    auto r = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " +
+                 kPrompt + " -n 24 -v " + extra);
+    REQUIRE(r.code == 0);
+    CHECK(first_line(r.out) == first_line(plain.out));
+    CHECK(r.out.find("acceptance by position:") != std::string::npos);
+  }
+  auto v = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " + kPrompt +
+               " -n 16 --verbose");
+  CHECK(v.out.find("acceptance by position: 1: 0.750 (3/4), 2: 0.750 (3/4)") != std::string::npos);
+  CHECK(run("generate -m " + kModels + "llama-gqa " + kPrompt + " --draft-p-min 0.1").code == 2);
+  CHECK(run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " + kPrompt +
+            " --draft-min 6 --draft-max 4").code == 2);
 }

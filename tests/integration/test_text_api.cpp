@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "assistgen/assistgen.hpp"
+#include "assistgen/io/safetensors.hpp"
 #include "integration/text_fixtures.hpp"
 
 using namespace assistgen;
@@ -271,4 +272,56 @@ TEST_CASE("text api: an empty prompt starts from bos, a missing tokenizer is an 
     std::filesystem::copy_file(text_fixtures::kData / "models" / "llama-gqa" / f, dir / f);
   CHECK_THROWS_AS(load_model(dir), IoError);
   CHECK_THROWS_WITH(load_model(dir), Catch::Contains("tokenizer.json"));
+}
+
+TEST_CASE("text api: generation_config.json fields that change HF's output are named in a warning",
+          "[text]") {
+  std::vector<std::string> warnings;
+  WarningHandler previous =
+      set_warning_handler([&](std::string_view m) { warnings.emplace_back(m); });
+  // Neutral values (HF's defaults) and fields that do not change the output: no warning.
+  (void)GenerateOptions::parse_generation_config(
+      R"({"num_beams": 1, "no_repeat_ngram_size": 0, "typical_p": 1.0, "pad_token_id": 0,
+          "transformers_version": "4.45.0", "bad_words_ids": null, "do_sample": true})",
+      "quiet.json");
+  CHECK(warnings.empty());
+  const auto o = GenerateOptions::parse_generation_config(
+      R"({"num_beams": 4, "no_repeat_ngram_size": 3, "typical_p": 0.9, "top_k": 7,
+          "min_new_tokens": 10, "pad_token_id": 0})",
+      "loud.json");
+  CHECK(o.top_k == std::optional<std::size_t>(7));  // supported fields are still read
+  // load_model warns too, naming the file.
+  const auto dir = make_model_dir("warn-gen", "llama-gqa", "char", R"({"num_beams": 2})");
+  (void)load_model(dir);
+  set_warning_handler(std::move(previous));
+  REQUIRE(warnings.size() == 2);
+  CHECK(warnings[0].find("loud.json") != std::string::npos);
+  for (const char* field :
+       {"num_beams = 4", "no_repeat_ngram_size = 3", "typical_p = 0.9", "min_new_tokens = 10"})
+    CHECK(warnings[0].find(field) != std::string::npos);
+  CHECK(warnings[0].find("top_k") == std::string::npos);
+  CHECK(warnings[0].find("pad_token_id") == std::string::npos);
+  CHECK(warnings[1].find("generation_config.json") != std::string::npos);
+  CHECK(warnings[1].find("num_beams = 2") != std::string::npos);
+}
+
+TEST_CASE("text api: load_model reports the load's progress, ending with every tensor", "[text]") {
+  const auto dir = make_model_dir("progress", "qwen2-bias", "char");
+  std::vector<LoadProgress> seen;
+  LoadModelOptions lo;
+  lo.on_progress = [&](const LoadProgress& p) { seen.push_back(p); };
+  (void)load_model(dir, lo);
+  REQUIRE(seen.size() >= 3);  // embeddings, each layer, the end
+  for (std::size_t i = 1; i < seen.size(); ++i) {
+    CHECK(seen[i].bytes_done >= seen[i - 1].bytes_done);
+    CHECK(seen[i].tensors_done >= seen[i - 1].tensors_done);
+    CHECK(seen[i].bytes_total == seen[0].bytes_total);
+  }
+  CHECK(seen.front().bytes_done > 0);
+  CHECK(seen.front().bytes_done < seen.front().bytes_total);
+  CHECK(seen.back().tensors_done == seen.back().tensors_total);
+  CHECK(seen.back().bytes_done == seen.back().bytes_total);
+  // The checkpoint's tensors, over both shards of qwen2-bias.
+  const io::Checkpoint ck(dir);
+  CHECK(seen.back().tensors_total == ck.names().size());
 }

@@ -65,7 +65,8 @@ class DraftModelCandidates {
   /// Proposes up to `limit` tokens after `work[0..n)`, appending them to
   /// `work` (processors see `work` as the history of each position). Returns
   /// how many were proposed. Stops early after an EOS token or when
-  /// `lookahead.stop_after(prob)` says so. When `sample` is true the tokens
+  /// `lookahead.stop_after(prob)` says so, and before a token when
+  /// `lookahead.stop_before(prob)` does (the cache then also holds d_k). When `sample` is true the tokens
   /// are drawn from q with `rng` and q is kept (row j: q_row(j)).
   std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit,
                       LogitsProcessorChain& chain, bool sample, const Lookahead& lookahead,
@@ -76,7 +77,7 @@ class DraftModelCandidates {
     Cache& cache = *cache_;
     if (cache.size() >= n) cache.truncate(n - 1);  // the last token must be fed to get logits
     if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
-    const bool need_prob = lookahead.uses_confidence();
+    const bool need_prob = lookahead.needs_probability();
     for (std::size_t i = 0; i < limit; ++i) {
       std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
                                             : std::span<const Token>(work).subspan(n + i - 1, 1);
@@ -98,12 +99,21 @@ class DraftModelCandidates {
         d = argmax(row);
         if (need_prob) prob = softmax_prob(row, d);
       }
+      if (lookahead.stop_before(prob)) break;
       work.push_back(d);
       probs_.push_back(prob);
       if (std::find(eos.begin(), eos.end(), d) != eos.end()) break;
       if (lookahead.stop_after(prob)) break;
     }
     return work.size() - n;
+  }
+
+  /// Drops the last proposal (GenerationConfig::draft_min_tokens): rolls
+  /// the cache back to `n` positions and forgets the proposal's
+  /// probabilities, so that the schedule learns nothing from it.
+  void discard(std::size_t n) {
+    rollback(n);
+    probs_.clear();
   }
 
   /// Rolls the cache back to at most `n` positions (see the file comment).

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -39,13 +40,17 @@ struct LoadOptions {
   /// Unset: bf16 when the checkpoint stores every matmul weight as bf16,
   /// else f32 (also for random models). Set f32 to compare against f32
   /// references.
-  std::optional<DType> dtype;
+  std::optional<DType> dtype = std::nullopt;
   /// Threads for matmuls, attention and activations (the calling thread and
   /// workers of the backend's pool, which spin briefly after each call and
   /// then sleep); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
   /// Small layers use fewer (each thread gets about 1 MiB of weights or
   /// more), so tiny models run on the calling thread alone.
   int threads = 0;
+  /// Called on the loading thread as tensors are read and packed (after the
+  /// embeddings, each layer and the head), the last call with every tensor
+  /// done. Empty: no calls. Not used by random().
+  std::function<void(const LoadProgress&)> on_progress = {};
 };
 
 /// Per-sequence state of a cpu::Transformer: the preallocated K/V of every
@@ -125,6 +130,9 @@ class Transformer {
   std::size_t bytes_per_token() const;
   /// Storage type of the matmul weights (LoadOptions::dtype).
   DType dtype() const;
+  /// Learned positions (GPT-2): hard = trained = max_position_embeddings;
+  /// RoPE: no hard limit, trained = max_position_embeddings.
+  PositionLimits position_limits() const;
 
   /// An empty cache for up to `capacity` positions (capped by nothing but
   /// memory; positions past max_position_embeddings are allowed for RoPE,

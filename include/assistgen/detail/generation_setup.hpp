@@ -14,6 +14,7 @@
 #include "assistgen/backend.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generation_config.hpp"
+#include "assistgen/log.hpp"
 #include "assistgen/sampling/logits_processor.hpp"
 #include "assistgen/types.hpp"
 
@@ -25,12 +26,24 @@ struct GenerationPlan {
   std::size_t budget = 0;    ///< tokens that may be generated (<= max_new_tokens)
 };
 
+/// The limits of a target assisted by a draft that holds one position fewer
+/// than the target (SpeculativeDecoder's draft cache): the draft's hard limit
+/// D allows a target cache of D + 1 positions. Trained positions are the
+/// target's (its output is what degrades).
+inline PositionLimits combined_limits(PositionLimits target, PositionLimits draft) {
+  if (draft.hard && (!target.hard || draft.hard + 1 < target.hard)) target.hard = draft.hard + 1;
+  return target;
+}
+
 /// Checks `prompt` (not empty, every id below `vocab`) and derives the cache
-/// capacity and the token budget from `cfg`. `who` names the caller in errors.
-/// The cache holds every token but the newest one, so capacity + 1 - prompt
-/// tokens fit.
+/// capacity and the token budget from `cfg` and the model's position
+/// `limits`. `who` names the caller in errors. The cache holds every token
+/// but the newest one, so capacity + 1 - prompt tokens fit. A hard position
+/// limit caps the capacity (generation then stops with StopReason::capacity
+/// there, keeping its output); running past the trained positions warns.
 inline GenerationPlan plan_generation(std::string_view who, std::span<const Token> prompt,
-                                      std::size_t vocab, const GenerationConfig& cfg) {
+                                      std::size_t vocab, const GenerationConfig& cfg,
+                                      PositionLimits limits = {}) {
   const std::size_t P = prompt.size();
   if (P == 0)
     throw InvalidArgument(std::string(who) + ": the prompt is empty (one token at least)");
@@ -39,11 +52,25 @@ inline GenerationPlan plan_generation(std::string_view who, std::span<const Toke
       throw InvalidArgument(std::string(who) + ": prompt token " + std::to_string(prompt[i]) +
                             " at position " + std::to_string(i) +
                             " is outside the target vocabulary of " + std::to_string(vocab));
-  const std::size_t cap = cfg.cache_capacity ? cfg.cache_capacity : P + cfg.max_new_tokens;
+  std::size_t cap = cfg.cache_capacity ? cfg.cache_capacity : P + cfg.max_new_tokens;
+  if (limits.hard) {
+    if (P > limits.hard)
+      throw CapacityError(std::string(who) + ": prompt of " + std::to_string(P) +
+                          " tokens exceeds the model's " + std::to_string(limits.hard) +
+                          " positions (learned positions: n_positions / max_position_embeddings)");
+    cap = std::min(cap, limits.hard);
+  }
   if (P > cap)
     throw CapacityError(std::string(who) + ": prompt of " + std::to_string(P) +
                         " tokens exceeds cache_capacity " + std::to_string(cap));
-  return {cap, std::min(cfg.max_new_tokens, cap + 1 - P)};
+  const GenerationPlan plan{cap, std::min(cfg.max_new_tokens, cap + 1 - P)};
+  // The newest token is never fed, so positions 0 .. P + budget - 2 are used.
+  if (!limits.hard && limits.trained && P + plan.budget - 1 > limits.trained)
+    warn(std::string(who) + ": prompt + new tokens (" + std::to_string(P) + " + " +
+         std::to_string(plan.budget) + ") pass the " + std::to_string(limits.trained) +
+         " positions the model was trained for (max_position_embeddings); the output may "
+         "degrade past them");
+  return plan;
 }
 
 /// The EOS ids a decoder stops at: `cfg.eos_token_ids`, else the target's

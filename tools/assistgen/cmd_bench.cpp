@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -28,7 +29,6 @@
 #include <thread>
 #include <vector>
 
-#include "args.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/speculative_decoder.hpp"
@@ -38,32 +38,6 @@
 namespace assistgen::cli {
 
 namespace {
-
-constexpr const char* kHelp = R"(usage: assistgen bench [-m DIR] [-a DIR] [options]
-       assistgen bench -m DIR --quality FILE [--window N]
-
-Measures the CPU backend against the machine's read bandwidth: for the model
-in DIR (if given) and for a TinyLlama-1.1B-shaped model with random weights
-made in memory, at each weight precision: decode tokens/s, % of the roofline,
-c(K) for K = 1..16, prefill tokens/s, and assisted greedy decoding with
-draft == target (and with the draft DIR of -a) including the loop overhead.
-
-  -m, --model DIR       a model directory (HF format) to measure
-  -a, --assistant DIR   a draft for -m: assisted speedup of the pair
-      --dtype LIST      weight precisions, comma-separated (default f32,bf16,i8)
-      --no-tinyllama    skip the TinyLlama-shaped random model
-      --reps N          timed repetitions per figure; medians are printed (default 5)
-      --prefill LIST    prefill lengths (default 128,512; 0: none)
-      --context N       tokens in the cache before decode/verify steps (default 64)
-      --new-tokens N    tokens generated in the assisted runs (default 32)
-      --draft-max K     drafted tokens per round in the assisted runs (default 4)
-      --quality FILE    instead: bf16 and int8 against f32 on the text in FILE
-                        (token ids, comma/space-separated, if DIR has no tokenizer.json)
-      --window N        --quality: tokens per forward pass (default 256)
-      --clock C         wall (default) or cpu: process CPU time, for a shared
-                        machine; needs --threads 1
-  -t, --threads N       threads (default: all cores)
-)";
 
 // The clock of every figure: wall time (steady_clock), or with --clock cpu
 // the CPU time of the process, which on a shared, oversubscribed machine
@@ -218,9 +192,13 @@ class ReadBandwidth {
 
 struct Options {
   int reps = 5;
-  std::size_t context = 64, new_tokens = 32, draft_max = 4;
+  std::size_t context = 64, new_tokens = 32, draft_max = 4, window = 256;
   std::vector<std::size_t> prefill{128, 512};
   int threads = 0;
+  std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list;
+  bool tinyllama = false, no_tinyllama = false;
+  CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
+      *o_prefill, *o_dtype;
 };
 
 std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
@@ -403,10 +381,11 @@ std::vector<Token> prompt_for(const std::optional<Tokenizer>& tok, std::size_t v
   return filler(12, vocab, 3);
 }
 
-int run_quality(const Args& a, const Options& opt) {
-  const std::string dir = a.require("--model");
-  std::ifstream in(a.require("--quality"), std::ios::binary);
-  if (!in) throw UsageError("--quality: cannot read '" + a.require("--quality") + "'");
+int run_quality(const Options& opt) {
+  if (!given(opt.o_model)) throw UsageError("--quality needs --model (-m)");
+  const std::string& dir = opt.model;
+  std::ifstream in(opt.quality, std::ios::binary);
+  if (!in) throw UsageError("--quality: cannot read '" + opt.quality + "'");
   std::stringstream ss;
   ss << in.rdbuf();
   // Text through the model's tokenizer; without a tokenizer.json, FILE holds
@@ -424,7 +403,7 @@ int run_quality(const Args& a, const Options& opt) {
     ids = parse_token_list(joined);
   }
   if (ids.size() < 2) throw UsageError("--quality: the text gives fewer than 2 tokens");
-  const auto window = static_cast<std::size_t>(a.get_int("--window", 256, 2, 1 << 20));
+  const std::size_t window = opt.window;
   cpu::LoadOptions lo;
   lo.threads = opt.threads;
   const cpu::Transformer ref = cpu::Transformer::load(dir, lo);
@@ -465,42 +444,34 @@ int run_quality(const Args& a, const Options& opt) {
   return 0;
 }
 
-}  // namespace
-
-const char* bench_help() { return kHelp; }
-
-DType parse_dtype(const std::string& s) {
-  if (s == "f32") return DType::f32;
-  if (s == "bf16") return DType::bf16;
-  if (s == "i8" || s == "int8") return DType::i8;
-  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
-}
-
-int run_bench(const std::vector<std::string>& argv) {
-  Args a(argv,
-         {"--model", "--assistant", "--dtype", "--reps", "--prefill", "--context", "--new-tokens",
-          "--draft-max", "--quality", "--window", "--threads", "--clock"},
-         {"--no-tinyllama"}, {{"-m", "--model"}, {"-a", "--assistant"}, {"-t", "--threads"}});
-  Options opt;
-  opt.reps = static_cast<int>(a.get_int("--reps", 5, 1, 1000));
-  opt.context = static_cast<std::size_t>(a.get_int("--context", 64, 0, 1 << 20));
-  opt.new_tokens = static_cast<std::size_t>(a.get_int("--new-tokens", 32, 1, 1 << 20));
-  opt.draft_max = static_cast<std::size_t>(a.get_int("--draft-max", 4, 1, 16));
-  opt.threads = static_cast<int>(a.get_int("--threads", 0, 0, 1024));
-  if (auto p = a.get("--prefill")) {
+int run_bench(Options& opt) {
+  require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
+  if (given(opt.o_quality))
+    for (const CLI::Option* o :
+         {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill, opt.o_dtype})
+      require_with(o, false, "does not apply to --quality (it compares bf16 and int8 with f32)");
+  if (opt.tinyllama && opt.no_tinyllama)
+    throw UsageError("--tinyllama and --no-tinyllama are alternatives");
+  if (given(opt.o_prefill)) {
     opt.prefill.clear();
-    for (const auto& s : split(*p)) opt.prefill.push_back(static_cast<std::size_t>(std::stoul(s)));
+    for (const auto& s : split(opt.prefill_list)) {
+      std::size_t v = 0;
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || p != s.data() + s.size() || v > (1u << 20))
+        throw UsageError("--prefill: '" + s + "' is not a length (expected e.g. 128,512)");
+      opt.prefill.push_back(v);
+    }
   }
-  const std::string clock = a.get("--clock").value_or("wall");
-  if (clock != "wall" && clock != "cpu")
-    throw UsageError("--clock: 'wall' or 'cpu', not '" + clock + "'");
-  g_cpu_clock = clock == "cpu";
+  g_cpu_clock = opt.clock == "cpu";
   if (g_cpu_clock && opt.threads != 1) throw UsageError("--clock cpu needs --threads 1");
-  if (a.has("--quality")) return run_quality(a, opt);
-  if (a.has("--assistant") && !a.has("--model")) throw UsageError("--assistant needs --model");
+  if (given(opt.o_assistant) && !given(opt.o_model)) throw UsageError("--assistant needs --model");
   std::vector<DType> dtypes;
-  for (const auto& s : split(a.get("--dtype").value_or("f32,bf16,i8")))
-    dtypes.push_back(parse_dtype(s));
+  for (const auto& s : split(opt.dtypes)) dtypes.push_back(parse_dtype(s));
+  if (given(opt.o_quality)) return run_quality(opt);
+  // The 4 GB random TinyLlama model is made when asked for, or when no -m is given.
+  const bool tinyllama = opt.tinyllama || (!given(opt.o_model) && !opt.no_tinyllama);
+  if (!given(opt.o_model) && !tinyllama)
+    throw UsageError("nothing to measure: give --model DIR, or drop --no-tinyllama");
 
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : hw;
@@ -516,18 +487,28 @@ int run_bench(const std::vector<std::string>& argv) {
     cpu::LoadOptions lo;
     lo.dtype = dt;
     lo.threads = opt.threads;
-    if (auto dir = a.get("--model")) {
-      const cpu::Transformer m = cpu::Transformer::load(*dir, lo);
+    if (given(opt.o_model)) {
+      std::optional<cpu::Transformer> m;
+      with_load_progress(opt.model, [&](const ProgressSink& sink) {
+        cpu::LoadOptions o = lo;
+        o.on_progress = sink;
+        m.emplace(cpu::Transformer::load(opt.model, o));
+      });
       std::optional<Tokenizer> tok;
       try {
-        tok = Tokenizer::load(*dir);
+        tok = Tokenizer::load(opt.model);
       } catch (const Error&) {
       }
       std::optional<cpu::Transformer> d;
-      if (auto ad = a.get("--assistant")) d.emplace(cpu::Transformer::load(*ad, lo));
-      bench_model(*dir, m, d ? &*d : nullptr, prompt_for(tok, m.vocab_size()), bw, opt);
+      if (given(opt.o_assistant))
+        with_load_progress(opt.assistant, [&](const ProgressSink& sink) {
+          cpu::LoadOptions o = lo;
+          o.on_progress = sink;
+          d.emplace(cpu::Transformer::load(opt.assistant, o));
+        });
+      bench_model(opt.model, *m, d ? &*d : nullptr, prompt_for(tok, m->vocab_size()), bw, opt);
     }
-    if (!a.flag("--no-tinyllama")) {
+    if (tinyllama) {
       const auto t0 = std::chrono::steady_clock::now();
       const cpu::Transformer m = cpu::Transformer::random(tinyllama_shape(), 1, lo);
       std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n",
@@ -537,6 +518,59 @@ int run_bench(const std::vector<std::string>& argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+Command add_bench(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "decode, verification and prefill speed against the memory-bandwidth bound");
+  sub->footer(
+      "Measures the CPU backend against the machine's read bandwidth: for the model of -m and,\n"
+      "with --tinyllama or when no -m is given, a TinyLlama-1.1B-shaped model with random\n"
+      "weights made in memory (about 4 GB, minutes), at each weight precision: decode tokens/s,\n"
+      "% of the roofline, c(K) for K = 1..16, prefill tokens/s, and assisted greedy decoding\n"
+      "with draft == target (and with the draft of -a) including the loop overhead.\n"
+      "With --quality FILE: the error of bf16 and int8 weights against f32 on the text in FILE\n"
+      "(token ids, comma/space-separated, if DIR has no tokenizer.json).");
+  o->o_model = sub->add_option("-m,--model", o->model, "a model directory (HF format) to measure");
+  o->o_assistant = sub->add_option("-a,--assistant", o->assistant,
+                                   "a draft for -m: assisted speedup of the pair");
+  o->o_dtype = sub->add_option("--dtype", o->dtypes, "weight precisions, comma-separated")
+                   ->capture_default_str();
+  o->o_tinyllama = sub->add_flag("--tinyllama", o->tinyllama,
+                                 "also measure the TinyLlama-shaped random model (the default "
+                                 "without -m)");
+  o->o_no_tinyllama =
+      sub->add_flag("--no-tinyllama", o->no_tinyllama, "skip the TinyLlama-shaped random model");
+  sub->add_option("--reps", o->reps, "timed repetitions per figure; medians are printed")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  o->o_prefill = sub->add_option("--prefill", o->prefill_list,
+                                 "prefill lengths, comma-separated (default 128,512; 0: none)");
+  sub->add_option("--context", o->context, "tokens in the cache before decode/verify steps")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--new-tokens", o->new_tokens, "tokens generated in the assisted runs")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--draft-max", o->draft_max, "drafted tokens per round in the assisted runs")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{16}))
+      ->capture_default_str();
+  o->o_quality = sub->add_option("--quality", o->quality,
+                                 "instead: bf16 and int8 against f32 on the text in FILE");
+  o->o_window = sub->add_option("--window", o->window, "--quality: tokens per forward pass")
+                    ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 20))
+                    ->capture_default_str();
+  sub->add_option("--clock", o->clock,
+                  "wall, or cpu: process CPU time, for a shared machine (needs --threads 1)")
+      ->check(one_of({"wall", "cpu"}))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", o->threads, "threads (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  return {sub, [o] { return run_bench(*o); }};
 }
 
 }  // namespace assistgen::cli

@@ -1,0 +1,60 @@
+// The assistgen CLI's pieces: each command registers its options on a CLI11
+// subcommand and returns the function that runs it once the command line is
+// parsed; helpers shared by the commands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "assistgen/error.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen::cli {
+
+/// A command-line mistake: printed as one line, exit status 2.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A subcommand: its CLI11 app and what runs it after parsing.
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_logits(CLI::App& app);
+Command add_generate(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_detokenize(CLI::App& app);
+Command add_bench(CLI::App& app);
+
+/// Parses "1,2,3" into token ids; errors (UsageError) name `option` and the item.
+std::vector<Token> parse_token_list(const std::string& s, const std::string& option = "--tokens");
+/// The value of --dtype: f32, bf16 or int8 (i8); a UsageError otherwise.
+DType parse_dtype(const std::string& s);
+/// A CLI11 validator accepting one of `values`; its error quotes the value.
+CLI::Validator one_of(std::initializer_list<const char*> values);
+/// Whether `opt` was given on the command line.
+inline bool given(const CLI::Option* opt) { return opt->count() > 0; }
+/// Throws UsageError "OPTION is required" unless `opt` was given. (Checked
+/// after parsing rather than by CLI11, so that an unknown option is reported
+/// before a missing one.)
+void require_option(const CLI::Option* opt);
+/// Throws UsageError "`a` needs `b`" when `a` is given and `ok` is false.
+void require_with(const CLI::Option* a, bool ok, const std::string& what);
+
+/// Receives a load's progress (cpu::LoadOptions::on_progress).
+using ProgressSink = std::function<void(const LoadProgress&)>;
+/// Runs `load` (loading the model directory `dir`, reporting to the sink it
+/// is given). On a terminal, a load that takes over a second shows a
+/// progress line on stderr (bytes read and tensors packed, the elapsed
+/// time), then the load time; elsewhere the sink is empty.
+void with_load_progress(const std::filesystem::path& dir,
+                        const std::function<void(const ProgressSink&)>& load);
+
+}  // namespace assistgen::cli

@@ -1,0 +1,111 @@
+// Helpers shared by the CLI's commands (commands.hpp).
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "commands.hpp"
+
+namespace assistgen::cli {
+
+std::vector<Token> parse_token_list(const std::string& s, const std::string& option) {
+  std::vector<Token> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    std::size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    long long v = 0;
+    auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || v < 0 ||
+        v > INT32_MAX)
+      throw UsageError(option + ": '" + item + "' is not a token id (expected e.g. 1,2,3)");
+    out.push_back(static_cast<Token>(v));
+    start = end + 1;
+  }
+  return out;
+}
+
+DType parse_dtype(const std::string& s) {
+  if (s == "f32") return DType::f32;
+  if (s == "bf16") return DType::bf16;
+  if (s == "i8" || s == "int8") return DType::i8;
+  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
+}
+
+CLI::Validator one_of(std::initializer_list<const char*> values) {
+  std::vector<std::string> v(values.begin(), values.end());
+  std::string list;
+  for (const auto& x : v) list += (list.empty() ? "" : ", ") + x;
+  return CLI::Validator(
+      [v, list](std::string& s) -> std::string {
+        for (const auto& x : v)
+          if (s == x) return {};
+        return "unknown value '" + s + "' (" + list + ")";
+      },
+      list);
+}
+
+void require_option(const CLI::Option* opt) {
+  if (!given(opt)) throw UsageError(opt->get_name() + " is required");
+}
+
+void require_with(const CLI::Option* a, bool ok, const std::string& what) {
+  if (given(a) && !ok) throw UsageError(a->get_name() + " " + what);
+}
+
+void with_load_progress(const std::filesystem::path& dir,
+                        const std::function<void(const ProgressSink&)>& load) {
+  if (!isatty(STDERR_FILENO)) {
+    load({});
+    return;
+  }
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false, shown = false;
+  LoadProgress latest;  // guarded by m
+  std::thread ticker([&] {
+    std::unique_lock lock(m);
+    if (cv.wait_for(lock, std::chrono::seconds(1), [&] { return done; })) return;
+    do {
+      const double s = std::chrono::duration<double>(clock::now() - t0).count();
+      std::fprintf(stderr, "\rloading %s: %.2f / %.2f GB read, %zu / %zu tensors packed, %.1f s ",
+                   dir.c_str(), double(latest.bytes_done) / 1e9, double(latest.bytes_total) / 1e9,
+                   std::min(latest.tensors_done, latest.tensors_total), latest.tensors_total, s);
+      std::fflush(stderr);
+      shown = true;
+    } while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return done; }));
+  });
+  auto finish = [&] {
+    {
+      const std::lock_guard lock(m);
+      done = true;
+    }
+    cv.notify_one();
+    ticker.join();
+  };
+  try {
+    load([&](const LoadProgress& p) {
+      const std::lock_guard lock(m);
+      latest = p;
+    });
+  } catch (...) {
+    finish();
+    if (shown) std::fputs("\n", stderr);
+    throw;
+  }
+  finish();
+  if (shown)
+    std::fprintf(stderr, "\rloaded %s in %.1f s%40s\n", dir.c_str(),
+                 std::chrono::duration<double>(clock::now() - t0).count(), "");
+}
+
+}  // namespace assistgen::cli
