@@ -8,9 +8,10 @@
 #         (fuzz_replay:*). Not run here: package:* and custom_backend:*, which
 #         build an unsanitized project against the installed library (they test
 #         packaging and run in the Release stage). A sanitizer report exits
-#         with its own code (ASan/LSan 86, UBSan 87), never 1: test_cli expects
-#         exit 1 from the CLI for user errors, and a report in a CLI child
-#         process must not pass for one.
+#         with code 86 (ASan, LSan and UBSan alike: the runtimes share their
+#         common flags, so both option strings set the same exitcode), never
+#         1: test_cli expects exit 1 from the CLI for user errors, and a report
+#         in a CLI child process must not pass for one.
 #   tsan  every test that runs threads, built with ThreadSanitizer
 #         (-DASSISTGEN_SANITIZE=thread) in build-tsan and run with ctest:
 #         test_concurrency (models and tokenizers shared between threads),
@@ -45,7 +46,7 @@ run_asan() {
     awk -F': ' '$2 ~ /EXECUTABLE_LINKER/ && $1 !~ /\.cmake$/ { print $1 }')
   cmake --build build-asan -j"$jobs" --target "${exes[@]}"
   ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:exitcode=86" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86" \
     ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$jobs" -E '^(package|custom_backend):'
 }
 
