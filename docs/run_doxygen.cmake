@@ -1,5 +1,10 @@
 # Script mode: runs DOXYGEN on DOXYFILE with OUTPUT_DIRECTORY=OUT and
-# WARN_AS_ERROR as given; fails (listing the warnings) when doxygen does.
+# WARN_AS_ERROR as given; fails (listing the warnings) when doxygen does, and
+# when DOXYGEN is empty (doxygen was not found at configure time).
+if(NOT DOXYGEN)
+  message(FATAL_ERROR "doxygen was not found when this build was configured: the API reference "
+                      "check cannot run (apt-get install doxygen, then re-run cmake)")
+endif()
 file(MAKE_DIRECTORY ${OUT})
 file(READ ${DOXYFILE} config)
 string(APPEND config "\nOUTPUT_DIRECTORY = ${OUT}\nWARN_AS_ERROR = ${WARN_AS_ERROR}\nWARN_LOGFILE = ${OUT}/warnings.log\n")

@@ -9,8 +9,8 @@
 #      package missing from scripts/install-deps.sh fails here even on a
 #      machine that has it installed.
 # Each stage prints how long it took. Any failure fails the script.
-# ASSISTGEN_SKIP_SANITIZERS=1 skips stage 2 (local quick runs only; CI always
-# runs it).
+# ASSISTGEN_SKIP_SANITIZERS=1 skips stage 2 (local quick runs only): it is
+# ignored when CI is set, so CI always runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
@@ -18,9 +18,9 @@ stage_start=$SECONDS
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DASSISTGEN_BUILD_TESTS=ON -DASSISTGEN_BUILD_BENCHMARKS=ON
 cmake --build build -j"$(nproc)"
-ctest --test-dir build --output-on-failure -j"$(nproc)"
+ctest --test-dir build --output-on-failure --no-tests=error -j"$(nproc)"
 echo "== Release build and test suite: $((SECONDS - stage_start)) s"
-if [[ "${ASSISTGEN_SKIP_SANITIZERS:-0}" != 1 ]]; then
+if [[ -n "${CI:-}" || "${ASSISTGEN_SKIP_SANITIZERS:-0}" != 1 ]]; then
   stage_start=$SECONDS
   bash scripts/sanitize.sh all
   echo "== sanitizer stages: $((SECONDS - stage_start)) s"

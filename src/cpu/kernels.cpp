@@ -511,7 +511,9 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   // Work in weight-stream equivalents: a pass over the weights, plus the
   // arithmetic of the rows (about one pass per 8 rows).
   const std::size_t work = p.data.size() * (1 + m / 8);
-  const std::size_t by_work = std::max<std::size_t>(1, work / (std::size_t{1} << 20));
+  // (Tests may force the split whatever the size: parallel.hpp's force_split.)
+  const std::size_t by_work =
+      split_forced() ? units : std::max<std::size_t>(1, work / (std::size_t{1} << 20));
   const int threads = static_cast<int>(
       std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   if (threads <= 1) {

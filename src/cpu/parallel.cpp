@@ -18,6 +18,10 @@ namespace assistgen::cpu::detail {
 
 namespace {
 
+std::atomic<std::size_t> g_jobs{0};
+std::atomic<std::size_t> g_helper_chunks{0};
+std::atomic<bool> g_force_split{false};
+
 // How long a worker (and the caller, waiting for the workers) spins before
 // sleeping. A forward pass's calls come well within this of each other.
 constexpr std::chrono::microseconds kSpin{100};
@@ -53,6 +57,7 @@ class Pool {
     }
     const std::size_t helpers = std::min({want, workers_.size(), n - 1});
     if (helpers == 0) return serial(n, fn, ctx);
+    g_jobs.fetch_add(1, std::memory_order_relaxed);
     ++job_;
     fn_ = fn;
     ctx_ = ctx;
@@ -84,8 +89,11 @@ class Pool {
     for (std::size_t i = 0; i < n; ++i) fn(ctx, i);
   }
 
-  void chunks() {
-    for (std::size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) fn_(ctx_, i);
+  // Runs chunks until none is left; returns how many this thread ran.
+  std::size_t chunks() {
+    std::size_t done = 0;
+    for (std::size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_; ++done) fn_(ctx_, i);
+    return done;
   }
 
   // Enters job `job` unless it is closed or already replaced by a newer one.
@@ -103,7 +111,8 @@ class Pool {
         while (!changed()) seq_.wait(seen, std::memory_order_acquire);
       seen = seq_.load(std::memory_order_acquire);
       if (id >= (seen & 0xff) || !enter(seen >> 8)) continue;
-      chunks();
+      const std::size_t done = chunks();
+      if (done) g_helper_chunks.fetch_add(done, std::memory_order_relaxed);
       if ((state_.fetch_sub(1, std::memory_order_acq_rel) & kActive) == 1) state_.notify_all();
     }
   }
@@ -123,6 +132,14 @@ class Pool {
 };
 
 }  // namespace
+
+ParallelStats parallel_stats() {
+  return {g_jobs.load(std::memory_order_relaxed), g_helper_chunks.load(std::memory_order_relaxed)};
+}
+
+void force_split(bool on) { g_force_split.store(on, std::memory_order_relaxed); }
+
+bool split_forced() { return g_force_split.load(std::memory_order_relaxed); }
 
 void parallel_for(int threads, std::size_t n, void (*fn)(void*, std::size_t), void* ctx) {
   if (threads <= 1 || n <= 1) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 namespace assistgen::cpu::detail {
@@ -26,6 +27,22 @@ namespace assistgen::cpu::detail {
 /// thread's call is using the workers (concurrent forward passes then run
 /// side by side, each on its own thread, instead of waiting).
 void parallel_for(int threads, std::size_t n, void (*fn)(void*, std::size_t), void* ctx);
+
+/// What parallel_for has done since the process started, for tests that must
+/// show that work really was split (counters only grow; relaxed atomics).
+struct ParallelStats {
+  std::size_t jobs = 0;           ///< calls handed to the workers (helpers asked for)
+  std::size_t helper_chunks = 0;  ///< indices fn(i) run by a worker, not the caller
+};
+ParallelStats parallel_stats();
+
+/// Tests only: when on, the CPU backend splits every matmul, attention and
+/// activation over its threads however small the work is (the size
+/// thresholds that normally keep small calls serial are ignored), so
+/// invariance tests on small models exercise the split. Off by default.
+void force_split(bool on);
+/// Whether force_split is on.
+bool split_forced();
 
 template <class F>
 void parallel_for(int threads, std::size_t n, F&& fn) {

@@ -298,7 +298,7 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
     const std::size_t window = cfg.window_of_layer(l);
     const std::size_t tasks = n * nq;
     const std::size_t att_work = n * nq * total * hd;
-    const int att_threads = att_work >= (std::size_t{1} << 18) ? threads : 1;
+    const int att_threads = att_work >= (std::size_t{1} << 18) || detail::split_forced() ? threads : 1;
     // One chunk of consecutive tasks per thread, each with its own scores row.
     const auto chunks = static_cast<std::size_t>(att_threads);
     detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
@@ -320,7 +320,7 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
     // The activation, elementwise: split over the threads by blocks of rows
     // and columns once there are enough of them to pay for it.
     const std::size_t act_blocks =
-        n * I >= (std::size_t{1} << 14) ? 4 * static_cast<std::size_t>(threads) : 1;
+        n * I >= (std::size_t{1} << 14) || detail::split_forced() ? 4 * static_cast<std::size_t>(threads) : 1;
     detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
       const std::size_t e0 = n * I * b / act_blocks, e1 = n * I * (b + 1) / act_blocks;
       for (std::size_t e = e0; e < e1;) {

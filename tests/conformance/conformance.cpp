@@ -7,6 +7,10 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#ifdef ASSISTGEN_CONFORMANCE_HPU
+#include <assistgen/hpu/transformer.hpp>
+#endif
+
 #include "ngram_model.hpp"
 
 using assistgen::testing::check_backend;
@@ -25,11 +29,22 @@ void require_conformance(const ConformanceReport& report) {
 
 }  // namespace
 
-TEST_CASE("cpu::Transformer conforms on every test checkpoint") {
-  const auto name = GENERATE(as<std::string>{}, "llama-gqa", "llama-tied-bf16", "mistral-f16", "qwen2-bias");
+// Every checkpoint of tests/data/models (test_transformer_golden.cpp pins the
+// list), in the dtype each loads as by default, with two threads of the
+// backend's worker pool. The backend promises the same bits however a token
+// is batched, so the tolerances are zero.
+TEST_CASE("cpu::Transformer conforms on every test checkpoint, bit for bit") {
+  const auto name = GENERATE(as<std::string>{}, "gpt2-draft", "gpt2-target", "llama-draft", "llama-gqa",
+                             "llama-gqa-noisy", "llama-tied-bf16", "mistral-f16", "mistral-window",
+                             "qwen2-bias", "qwen2-real");
   INFO("model " << name);
-  const auto model = assistgen::cpu::Transformer::load(kModels + name);
-  require_conformance(check_backend(model));
+  assistgen::cpu::LoadOptions load;
+  load.threads = 2;
+  const auto model = assistgen::cpu::Transformer::load(kModels + name, load);
+  ConformanceOptions o;
+  o.atol = 0.0f;
+  o.rtol = 0.0f;
+  require_conformance(check_backend(model, o));
 }
 
 TEST_CASE("cpu::Transformer conforms on a longer sequence with the golden tokens") {
@@ -38,6 +53,24 @@ TEST_CASE("cpu::Transformer conforms on a longer sequence with the golden tokens
   o.tokens = {1, 17, 200, 45, 3, 99, 128, 7, 255, 64, 31, 180, 5, 6, 7, 8, 9, 10, 11, 12};
   require_conformance(check_backend(model, o));
 }
+
+#ifdef ASSISTGEN_CONFORMANCE_HPU
+// hpu::Transformer on its CPU reference device, on every Llama-family test
+// checkpoint (GPT-2 is not a graph it builds). Each forward pads to a bucket,
+// so calls of different sizes sum over different padding: the default f32
+// tolerances, not bits.
+TEST_CASE("hpu::Transformer (CPU reference device) conforms on every Llama-family test checkpoint") {
+  const auto name = GENERATE(as<std::string>{}, "llama-draft", "llama-gqa", "llama-gqa-noisy", "llama-tied-bf16",
+                             "mistral-f16", "mistral-window", "qwen2-bias", "qwen2-real");
+  INFO("model " << name);
+  assistgen::hpu::Options options;
+  options.buckets.tokens = {1, 4, 16};
+  options.buckets.kv_len = {16, 16, 64};
+  const auto model = assistgen::hpu::Transformer::load(kModels + name, options);
+  REQUIRE(model.device().name() == "cpu-reference");
+  require_conformance(check_backend(model));
+}
+#endif
 
 TEST_CASE("AnyModel wrapping cpu::Transformer conforms") {
   assistgen::AnyModel model(assistgen::cpu::Transformer::load(kModels + "llama-gqa"));

@@ -1,5 +1,6 @@
-// Shared helpers of the fuzz targets. A target may throw only assistgen::Error
-// for bad input; anything else (another exception type, a broken invariant
+// Shared helpers of the fuzz targets. A target's parsing step may throw only
+// assistgen::Error for bad input; every step after a successful parse must not
+// throw at all (FUZZ_NOTHROW). Anything else (another exception type, a broken invariant
 // checked with FUZZ_CHECK, a sanitizer report) is a finding. FUZZ_CHECK aborts
 // so that both libFuzzer and the plain replay driver report it as a crash.
 #pragma once
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string_view>
 
 #define FUZZ_CHECK(cond, msg)                                                        \
@@ -15,6 +17,20 @@
     if (!(cond)) {                                                                   \
       std::fprintf(stderr, "%s:%d: fuzz invariant failed: %s (%s)\n", __FILE__,      \
                    __LINE__, #cond, msg);                                            \
+      std::abort();                                                                  \
+    }                                                                                \
+  } while (0)
+
+/// Runs `expr`, which must not throw: any exception (an assistgen::Error
+/// included) is a finding and aborts with its message. For every step after
+/// the parser, whose only allowed failure is the documented exception.
+#define FUZZ_NOTHROW(expr, msg)                                                      \
+  do {                                                                               \
+    try {                                                                            \
+      expr;                                                                          \
+    } catch (const std::exception& fuzz_e_) {                                        \
+      std::fprintf(stderr, "%s:%d: fuzz invariant failed: %s threw: %s (%s)\n",      \
+                   __FILE__, __LINE__, #expr, fuzz_e_.what(), msg);                  \
       std::abort();                                                                  \
     }                                                                                \
   } while (0)

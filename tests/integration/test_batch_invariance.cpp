@@ -2,7 +2,12 @@
 // weights on random checkpoints of several families:
 //  - the logits of a position are bit-identical whether it is computed alone
 //    (decode), inside a call of M = 2..16 tokens (verification) or in one
-//    prefill, and on one thread or two;
+//    prefill, and on one thread or two: for every family and dtype with two
+//    threads forced to split every call (the test models are below the size
+//    at which the backend splits on its own), with the split asserted from
+//    the worker pool's counters;
+//  - whole-model logits are the same bits with the scalar kernels and the
+//    AVX-512 ones (skipped, visibly, on a CPU without AVX-512);
 //  - assisted greedy equals plain greedy for bf16 and int8 weights;
 //  - a bf16 checkpoint run with bf16 weights (and bf16 activations) against
 //    its float64 golden logits, at a bf16 bar;
@@ -18,10 +23,13 @@
 #include <new>
 #include <vector>
 
+#include "../../src/cpu/kernels.hpp"   // private: set_isa, detected_isa
+#include "../../src/cpu/parallel.hpp"  // private: force_split, parallel_stats
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "test_skip.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
@@ -147,7 +155,107 @@ Logits decode_each(const Transformer& m, std::span<const Token> tokens) {
   return all;
 }
 
+// Turns the backend's forced split on for a scope (tests only).
+struct ForceSplit {
+  ForceSplit() { cpu::detail::force_split(true); }
+  ~ForceSplit() { cpu::detail::force_split(false); }
+  ForceSplit(const ForceSplit&) = delete;
+  ForceSplit& operator=(const ForceSplit&) = delete;
+};
+
+struct IsaGuard {
+  cpu::detail::Isa saved = cpu::detail::active_isa();
+  ~IsaGuard() { cpu::detail::set_isa(saved); }
+};
+
 }  // namespace
+
+TEST_CASE("two threads splitting every call: M = 1..16 blocks and prefill keep the one-thread bits",
+          "[invariance][threads]") {
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
+  const std::string family = GENERATE("llama", "qwen2", "gpt2");
+  INFO(family << " " << name_of(dtype));
+  const Transformer one = Transformer::random(config(family), 5, {.dtype = dtype, .threads = 1});
+  const Transformer two = Transformer::random(config(family), 5, {.dtype = dtype, .threads = 2});
+  constexpr std::size_t kPrefix = 7, kMaxM = 16;
+  const auto tokens = some_tokens(kPrefix + kMaxM, one.vocab_size());
+  const Logits ref = decode_each(one, tokens);  // one thread, no split
+
+  const ForceSplit force;
+  const auto before = cpu::detail::parallel_stats();
+  std::size_t forwards = 0;
+  auto run_all = [&] {
+    for (std::size_t mm = 1; mm <= kMaxM; ++mm) {
+      auto cache = two.make_cache(tokens.size());
+      two.forward(std::span(tokens).first(kPrefix), cache);
+      const Logits block = two.forward(std::span(tokens).subspan(kPrefix, mm), cache);
+      forwards += 2;
+      for (std::size_t r = 0; r < mm; ++r) {
+        INFO("M " << mm << " row " << r);
+        REQUIRE(same_row(block, r, ref, kPrefix + r));
+      }
+    }
+    auto cache = two.make_cache(tokens.size());
+    const Logits prefill = two.forward(tokens, cache);
+    ++forwards;
+    for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+  };
+  run_all();
+  // Every forward pass splits at least its 13 calls (per layer: the QKV,
+  // output, MLP-in and MLP-out matmuls, attention and the activation; then
+  // the LM head) between the caller and a worker.
+  const auto after = cpu::detail::parallel_stats();
+  INFO("jobs " << after.jobs - before.jobs << " for " << forwards << " forward passes");
+  REQUIRE(after.jobs - before.jobs >= 13 * forwards);
+  // And a worker really computed some of the chunks. On a loaded machine a
+  // worker can miss a short job (the caller finishes it alone, by design),
+  // so repeat, bounded, until one was seen.
+  for (int rep = 0; rep < 50 && cpu::detail::parallel_stats().helper_chunks == before.helper_chunks; ++rep)
+    run_all();
+  CHECK(cpu::detail::parallel_stats().helper_chunks > before.helper_chunks);
+}
+
+TEST_CASE("whole-model logits: the scalar kernels give the AVX-512 kernels' bits",
+          "[invariance][isa]") {
+  if (cpu::detail::detected_isa() != cpu::detail::Isa::avx512)
+    ASSISTGEN_SKIP("no AVX-512 (F/BW/VL/VNNI/BF16) on this CPU: scalar vs AVX-512 not compared");
+  const IsaGuard guard;
+  for (const DType dtype : {DType::f32, DType::bf16, DType::i8}) {
+    for (const std::string family : {"llama", "qwen2", "gpt2"}) {
+      INFO(family << " " << name_of(dtype));
+      const Transformer m = Transformer::random(config(family), 7, {.dtype = dtype, .threads = 1});
+      const auto tokens = some_tokens(23, m.vocab_size());
+      Logits got[2];
+      for (const auto isa : {cpu::detail::Isa::scalar, cpu::detail::Isa::avx512}) {
+        cpu::detail::set_isa(isa);
+        REQUIRE(cpu::detail::active_isa() == isa);
+        // A prefill, then a verification block and a decode step.
+        auto cache = m.make_cache(tokens.size());
+        const Logits prefill = m.forward(std::span(tokens).first(15), cache);
+        const Logits block = m.forward(std::span(tokens).subspan(15, 7), cache);
+        const Logits step = m.forward(std::span(tokens).last(1), cache);
+        Logits& all = got[isa == cpu::detail::Isa::avx512];
+        all = Logits(tokens.size(), m.vocab_size());
+        std::memcpy(all.row(0).data(), prefill.data(), 15 * m.vocab_size() * sizeof(float));
+        std::memcpy(all.row(15).data(), block.data(), 7 * m.vocab_size() * sizeof(float));
+        std::memcpy(all.row(22).data(), step.data(), m.vocab_size() * sizeof(float));
+      }
+      for (std::size_t r = 0; r < tokens.size(); ++r) {
+        INFO("row " << r);
+        REQUIRE(same_row(got[0], r, got[1], r));
+      }
+    }
+  }
+  // The same comparison on a real checkpoint, loaded as it ships (bf16).
+  const Transformer bf = Transformer::load(kModels / "llama-tied-bf16");
+  Logits l[2];
+  for (const auto isa : {cpu::detail::Isa::scalar, cpu::detail::Isa::avx512}) {
+    cpu::detail::set_isa(isa);
+    auto cache = bf.make_cache(16);
+    l[isa == cpu::detail::Isa::avx512] = bf.forward(some_tokens(16, bf.vocab_size()), cache);
+  }
+  REQUIRE(std::memcmp(l[0].data(), l[1].data(), l[0].rows() * l[0].cols() * sizeof(float)) == 0);
+}
 
 TEST_CASE("logits are bit-identical for decode, verification of M = 1..16 and prefill",
           "[invariance]") {

@@ -5,12 +5,14 @@
 // schedule, K in 1..8, prompt lookup); after every round both caches hold the
 // documented tokens and continuing from them gives the logits of a fresh
 // recompute; assisted sampling gives the target's distribution for the first
-// two tokens (chi-square against the exact distribution computed from the
-// target's logits).
+// two tokens (chi-square and total variation against the exact distribution
+// computed from the target's logits, with a number of runs from a power
+// calculation).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -244,24 +246,74 @@ TEST_CASE("AnyModel over the CPU backend gives the typed decoder's output", "[sp
   REQUIRE(erased.generate(kPrompt).tokens == typed.generate(kPrompt).tokens);
 }
 
+namespace {
+
+/// Runs needed so that Pearson's chi-square test at significance 0.001
+/// (critical value as toy::chi2_critical_001) rejects, with probability at
+/// least 0.99, any law whose total variation from `p` is at least `delta`.
+/// A law q at total variation delta from p has Cohen's
+/// w^2 = sum (q - p)^2 / p >= (sum |q - p|)^2 = 4 delta^2 (Cauchy-Schwarz,
+/// sum p = 1), so the statistic's noncentrality is lambda >= 4 N delta^2. Power
+/// by the normal approximation of the noncentral chi-square:
+/// chi2(df, lambda) ~ N(df + lambda, 2 (df + 2 lambda)); df counts the cells
+/// with an expected count of at least 5 at that N (as toy::chi_square pools).
+std::size_t runs_for_power(const std::vector<double>& p, double delta) {
+  for (std::size_t n = 1000;; n += 1000) {
+    std::size_t cells = 0;
+    double pooled = 0;
+    for (double x : p) {
+      if (x * static_cast<double>(n) >= 5.0)
+        ++cells;
+      else
+        pooled += x;
+    }
+    if (pooled > 0) ++cells;
+    const double df = static_cast<double>(cells - 1);
+    const double lambda = 4.0 * static_cast<double>(n) * delta * delta;
+    const double z = (df + lambda - toy::chi2_critical_001(cells - 1)) / std::sqrt(2.0 * (df + 2.0 * lambda));
+    if (z >= 2.3263478740408408) return n;  // Phi^-1(0.99)
+  }
+}
+
+/// A bound that the total variation between the empirical law of `runs`
+/// draws from `p` and `p` itself exceeds with probability at most 0.001: its
+/// mean is at most sum_i sqrt(p_i (1 - p_i) / runs) / 2 (Jensen), and it moves
+/// by at most 1 / runs when one draw changes, so by McDiarmid's inequality
+/// P(TV > mean + t) <= exp(-2 runs t^2) = 0.001 for t = sqrt(ln(1000) / (2 runs)).
+double tv_bound_001(const std::vector<double>& p, std::size_t runs) {
+  const double n = static_cast<double>(runs);
+  double mean = 0;
+  for (double x : p) mean += std::sqrt(x * (1 - x) / n) / 2;
+  return mean + std::sqrt(std::log(1000.0) / (2 * n));
+}
+
+}  // namespace
+
 TEST_CASE("assisted sampling: the first two tokens follow the target's distribution",
           "[speculative_cpu][statistical]") {
   // Temperature 1.5 spreads the random model's distribution over the 256
   // tokens. The exact law of token 1 is softmax(logits / 1.5) after the
-  // prompt; token 2's marginal is sum_a P(t1 = a) P(t2 | prompt + a), from 256
-  // conditional forward passes. 20000 seeded runs per draft; Pearson
-  // chi-square at significance 0.001 on each marginal (cells with expected
-  // count < 5 pooled), critical value by Wilson-Hilferty (toy_models.hpp).
+  // prompt, computed here in double from the target's raw logits (not with
+  // the library's processor chain); token 2's marginal is
+  // sum_a P(t1 = a) P(t2 | prompt + a), from 256 conditional forward passes.
+  // The number of seeded runs per draft comes from a power calculation
+  // (runs_for_power: a deviation of total variation 0.03 is caught with
+  // probability 0.99); each marginal must pass Pearson's chi-square at
+  // significance 0.001 (cells with expected count < 5 pooled, critical value
+  // by Wilson-Hilferty, toy_models.hpp) and its total variation must stay
+  // within the 0.001 sampling bound tv_bound_001.
   const Models& m = models();
   const std::size_t v = m.target.vocab_size();
   const GenerationConfig cfg{
       .max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true, .temperature = 1.5f};
   auto processed = [&](std::span<const Token> h) {
-    std::vector<float> row = fresh_last_row(m.target, h);
-    LogitsProcessorChain chain = make_processor_chain(cfg);
-    chain.apply(row, h);
-    softmax_inplace(row);
-    return std::vector<double>(row.begin(), row.end());
+    const std::vector<float> row = fresh_last_row(m.target, h);
+    double mx = -std::numeric_limits<double>::infinity(), z = 0;
+    for (float x : row) mx = std::max(mx, double(x) / 1.5);
+    std::vector<double> p(row.size());
+    for (std::size_t i = 0; i < row.size(); ++i) z += p[i] = std::exp(double(row[i]) / 1.5 - mx);
+    for (double& x : p) x /= z;
+    return p;
   };
   const std::vector<double> p1 = processed(kPrompt);
   std::vector<double> p2(v, 0.0);
@@ -272,12 +324,14 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
     const auto cond = processed(h);
     for (std::size_t b = 0; b < v; ++b) p2[b] += p1[a] * cond[b];
   }
+  const std::size_t runs = std::max(runs_for_power(p1, 0.03), runs_for_power(p2, 0.03));
+  INFO("runs per draft " << runs);
+  REQUIRE(runs >= 20000);  // what the first version of this test used: the calculation asks for more
 
   for (const Transformer* draft : {&m.noisy, &m.unrelated}) {
     SpeculativeDecoder dec(*draft, m.target, cfg);
     std::vector<std::size_t> c1(v), c2(v);
-    const int runs = 20000;
-    for (int i = 0; i < runs; ++i) {
+    for (std::size_t i = 0; i < runs; ++i) {
       dec.set_seed(static_cast<std::uint64_t>(i));
       const auto r = dec.generate(kPrompt);
       ++c1[static_cast<std::size_t>(r.tokens[0])];
@@ -287,12 +341,14 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
          {std::pair{&c1, &p1}, std::pair{&c2, static_cast<const std::vector<double>*>(&p2)}}) {
       const auto cs = toy::chi_square(*counts, *p);
       double tv = 0.0;
-      for (std::size_t i = 0; i < v; ++i) tv += std::abs(double((*counts)[i]) / runs - (*p)[i]) / 2;
+      for (std::size_t i = 0; i < v; ++i) tv += std::abs(double((*counts)[i]) / double(runs) - (*p)[i]) / 2;
+      const double bound = tv_bound_001(*p, runs);
       INFO("draft " << (draft == &m.noisy ? "noisy" : "unrelated") << ": chi2 " << cs.statistic
                     << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df)
-                    << ", total variation " << tv);
+                    << ", total variation " << tv << " (bound " << bound << ")");
       REQUIRE(cs.impossible == 0);
       REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
+      REQUIRE(tv < bound);
     }
   }
 }

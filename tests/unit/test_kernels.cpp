@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../../src/cpu/kernels.hpp"
+#include "test_skip.hpp"
 
 using namespace assistgen::cpu::detail;
 
@@ -74,11 +75,16 @@ struct IsaGuard {
 
 }  // namespace
 
-TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kernels]") {
+// AVX-512 cases skip visibly (ASSISTGEN_SKIP, ctest: "Skipped") on a CPU
+// without it, instead of running the scalar kernels a second time.
+bool has_avx512() { return detected_isa() == Isa::avx512; }
+#define SKIP_WITHOUT_AVX512() \
+  if (!has_avx512()) ASSISTGEN_SKIP("no AVX-512 (F/BW/VL/VNNI/BF16) on this CPU")
+
+void check_against_reference(Isa isa) {
   IsaGuard guard;
-  const Isa isa = GENERATE(Isa::scalar, Isa::avx512);
-  if (isa == Isa::avx512 && detected_isa() != Isa::avx512) SUCCEED("no AVX-512 on this CPU");
   set_isa(isa);
+  REQUIRE(active_isa() == isa);
   const WeightType type =
       GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   const bool bias = GENERATE(false, true);
@@ -144,6 +150,15 @@ TEST_CASE("kernels match a double reference within dtype-derived bounds", "[kern
   }
 }
 
+TEST_CASE("scalar kernels match a double reference within dtype-derived bounds", "[kernels]") {
+  check_against_reference(Isa::scalar);
+}
+
+TEST_CASE("AVX-512 kernels match a double reference within dtype-derived bounds", "[kernels][avx512]") {
+  SKIP_WITHOUT_AVX512();
+  check_against_reference(Isa::avx512);
+}
+
 TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per row", "[kernels]") {
   const float one = 1.0f, tie_down = 1.0f + 0x1p-8f, tie_up = 1.0f + 3 * 0x1p-8f,
               above = 1.0f + 0x1p-8f + 0x1p-20f;
@@ -168,7 +183,7 @@ TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per ro
   CHECK(run(q, zeros, 1) == std::vector<float>{0.0f, 0.0f});
 }
 
-TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads or ISA",
+TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m or threads",
           "[kernels][invariance]") {
   IsaGuard guard;
   const WeightType type =
@@ -194,12 +209,24 @@ TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m, threads
       REQUIRE(same_bits(y.data(), all.data() + (max_m - m) * n, m * n));
     }
   }
-  if (detected_isa() == Isa::avx512) {
-    set_isa(Isa::scalar);
-    const auto scalar = run(p, x, max_m, 2);
-    set_isa(Isa::avx512);
-    REQUIRE(same_bits(scalar.data(), all.data(), all.size()));
-  }
+}
+
+TEST_CASE("matmul kernels: scalar and AVX-512 give the same bits", "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  const WeightType type =
+      GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
+  INFO(type_name(type));
+  const std::size_t n = 1000, k = 1100, m = 17;
+  const auto w = random_vec(n * k, 11, 0.05f);
+  const auto b = random_vec(n, 12, 0.1f);
+  const auto x = random_vec(m * k, 13);
+  const PackedLinear p = pack_linear(type, w.data(), n, k, b.data());
+  set_isa(Isa::avx512);
+  const auto avx = run(p, x, m, 2);
+  set_isa(Isa::scalar);
+  const auto scalar = run(p, x, m, 2);
+  REQUIRE(same_bits(scalar.data(), avx.data(), avx.size()));
 }
 
 TEST_CASE("fixed-order reductions do not depend on where the data sits", "[kernels][invariance]") {
@@ -223,12 +250,9 @@ TEST_CASE("fixed-order reductions do not depend on where the data sits", "[kerne
 }
 
 TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, special values included",
-          "[kernels][invariance]") {
+          "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
   IsaGuard guard;
-  if (detected_isa() != Isa::avx512) {
-    SUCCEED("no AVX-512 on this CPU");
-    return;
-  }
   constexpr float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float specials[] = {
@@ -255,6 +279,12 @@ TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, specia
     CHECK(q_scalar == q_avx);
     CHECK(b_scalar == b_avx);
   }
+}
+
+TEST_CASE("activation conversion: the scalar path's special values", "[kernels]") {
+  IsaGuard guard;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
   // What the scalar path defines: NaN skipped by the scale and quantized to 0 (byte 128).
   set_isa(Isa::scalar);
   const std::vector<float> r{nan, 2.0f, -1.0f, inf};
@@ -266,12 +296,9 @@ TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, specia
   CHECK(q == std::vector<std::uint8_t>{128, 128, 128, 128});
 }
 
-TEST_CASE("reductions: AVX-512 and scalar give the same bits", "[kernels][invariance]") {
+TEST_CASE("reductions: AVX-512 and scalar give the same bits", "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
   IsaGuard guard;
-  if (detected_isa() != Isa::avx512) {
-    SUCCEED("no AVX-512 on this CPU");
-    return;
-  }
   const auto a = random_vec(200, 21), b = random_vec(200, 22, 1e-3f);
   for (std::size_t n : {0, 1, 5, 15, 16, 17, 31, 32, 33, 64, 100, 200}) {
     INFO("n " << n);
@@ -287,8 +314,34 @@ TEST_CASE("reductions: AVX-512 and scalar give the same bits", "[kernels][invari
   }
 }
 
-TEST_CASE("attend: AVX-512 and scalar give the same bits, and match a double reference",
-          "[kernels][invariance]") {
+namespace {
+// attend() on the given ISA: the scalar result is also checked against a
+// double reference; returns the output.
+std::vector<float> attend_case(Isa isa, std::size_t hd, std::size_t len) {
+  set_isa(isa);
+  const auto q = random_vec(hd, hd + len), keys = random_vec(len * hd, 3 * len + hd),
+             values = random_vec(len * hd, 5 * len + hd);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> scores(len), out(hd, 7.0f);
+  attend(q.data(), keys.data(), values.data(), len, hd, scale, scores.data(), out.data());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("attend: AVX-512 and scalar give the same bits", "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  for (std::size_t hd : {1, 17, 64, 80, 128}) {
+    for (std::size_t len : {1, 2, 9, 73}) {
+      INFO("hd " << hd << " len " << len);
+      const auto scalar = attend_case(Isa::scalar, hd, len);
+      const auto avx = attend_case(Isa::avx512, hd, len);
+      CHECK(std::memcmp(scalar.data(), avx.data(), hd * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("attend: the scalar kernel matches a double reference", "[kernels]") {
   IsaGuard guard;
   for (std::size_t hd : {1, 17, 64, 80, 128}) {
     for (std::size_t len : {1, 2, 9, 73}) {
@@ -296,7 +349,7 @@ TEST_CASE("attend: AVX-512 and scalar give the same bits, and match a double ref
       const auto q = random_vec(hd, hd + len), keys = random_vec(len * hd, 3 * len + hd),
                  values = random_vec(len * hd, 5 * len + hd);
       const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      std::vector<float> scores(len), out_scalar(hd, 7.0f), out_avx(hd, 9.0f);
+      std::vector<float> scores(len), out_scalar(hd, 7.0f);
       set_isa(Isa::scalar);
       attend(q.data(), keys.data(), values.data(), len, hd, scale, scores.data(),
              out_scalar.data());
@@ -315,11 +368,6 @@ TEST_CASE("attend: AVX-512 and scalar give the same bits, and match a double ref
         for (std::size_t j = 0; j < len; ++j)
           ref += s[j] / z * values[j * hd + e], mag += s[j] / z * std::abs(values[j * hd + e]);
         CHECK(std::abs(out_scalar[e] - ref) <= 1e-5 * (mag + 1));
-      }
-      if (detected_isa() == Isa::avx512) {
-        set_isa(Isa::avx512);
-        attend(q.data(), keys.data(), values.data(), len, hd, scale, scores.data(), out_avx.data());
-        CHECK(std::memcmp(out_scalar.data(), out_avx.data(), hd * sizeof(float)) == 0);
       }
     }
   }

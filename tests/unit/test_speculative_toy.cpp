@@ -2,11 +2,15 @@
 // equality with plain decoding for any draft / K / schedule, cache contents
 // after every round, one target call per round, EOS and max_new_tokens inside
 // a block, schedules, prompt lookup, compatibility checks, stats, streaming,
-// capacity, seeded determinism, and the sampled distribution of the first
-// two tokens (chi-square, 1e5 seeded runs, significance 0.001).
+// capacity, seeded determinism, and sampled distributions: the first two
+// tokens, and tokens 3 and 4 of six (later rounds, after rollbacks and with the
+// draft lagging), against laws computed independently of the library's
+// processor chain (chi-square, 1e5 seeded runs, significance 0.001).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -548,7 +552,12 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
 }
 
 // ---------------------------------------------------------------------------
-// Distribution of the first two sampled tokens through the whole decoder.
+// Sampled distributions through the whole decoder: the first two tokens
+// (the first round) and a pair of tokens further on, produced by later rounds
+// after a rollback or with the draft lagging behind (its cache lacks the
+// previous round's bonus token). The expected laws are computed here with
+// plain code written from HF's documented semantics, not with the library's
+// processor chain, so a bug shared by the decoder and the chain shows.
 
 namespace {
 
@@ -562,42 +571,144 @@ std::vector<float> random_table(std::uint64_t seed, std::size_t v, float scale) 
   return t;
 }
 
-/// The target's processed distribution after `history`, computed directly.
-std::vector<double> target_probs(const FnModel& target, const GenerationConfig& cfg,
-                                 std::vector<Token> history) {
+/// The target's processed next-token distribution after `history`, in
+/// double, independently of include/assistgen/sampling: HF's order
+/// (repetition penalty, suppressed tokens, then the sampling warpers
+/// temperature, top-k, top-p, min-p) and HF's definitions of each.
+std::vector<double> reference_probs(const FnModel& target, const GenerationConfig& cfg,
+                                    const std::vector<Token>& history) {
   ToyCache c = target.make_cache(history.size());
-  Logits l = target.forward(history, c);
-  std::span<float> row = l.row(l.rows() - 1);
-  LogitsProcessorChain chain = make_processor_chain(cfg);
-  chain.apply(row, history);
-  softmax_inplace(row);
-  return std::vector<double>(row.begin(), row.end());
+  const Logits l = target.forward(history, c);
+  const auto last = l.row(l.rows() - 1);
+  const std::size_t v = last.size();
+  constexpr double kMasked = -std::numeric_limits<double>::infinity();
+  std::vector<double> x(last.begin(), last.end());
+  // Repetition penalty: once per distinct token of the history (prompt included).
+  std::vector<bool> seen(v, false);
+  for (Token t : history) seen[static_cast<std::size_t>(t)] = true;
+  for (std::size_t i = 0; i < v; ++i)
+    if (seen[i] && cfg.repetition_penalty != 1.0f)
+      x[i] = x[i] < 0 ? x[i] * cfg.repetition_penalty : x[i] / cfg.repetition_penalty;
+  for (Token t : cfg.suppress_tokens) x[static_cast<std::size_t>(t)] = kMasked;
+  if (cfg.do_sample) {
+    for (double& e : x) e /= cfg.temperature;
+    if (cfg.top_k != 0 && cfg.top_k < v) {  // keep values >= the k-th largest (its ties too)
+      std::vector<double> sorted = x;
+      std::sort(sorted.begin(), sorted.end(), std::greater<>());
+      const double kth = sorted[cfg.top_k - 1];
+      for (double& e : x)
+        if (e < kth) e = kMasked;
+    }
+    auto softmax = [&] {
+      const double m = *std::max_element(x.begin(), x.end());
+      std::vector<double> p(v);
+      double z = 0;
+      for (std::size_t i = 0; i < v; ++i) z += p[i] = std::exp(x[i] - m);
+      for (double& e : p) e /= z;
+      return p;
+    };
+    if (cfg.top_p < 1.0f) {  // keep the most likely tokens while the mass before them is < top_p
+      const auto p = softmax();
+      std::vector<std::size_t> order(v);
+      std::iota(order.begin(), order.end(), std::size_t{0});
+      std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a] > p[b]; });
+      double before = 0;
+      for (std::size_t i : order) {
+        if (before >= cfg.top_p) x[i] = kMasked;
+        before += p[i];
+      }
+    }
+    if (cfg.min_p > 0.0f) {  // drop tokens below min_p times the top probability
+      const auto p = softmax();
+      const double top = *std::max_element(p.begin(), p.end());
+      for (std::size_t i = 0; i < v; ++i)
+        if (p[i] < cfg.min_p * top) x[i] = kMasked;
+    }
+  }
+  const double m = *std::max_element(x.begin(), x.end());
+  std::vector<double> p(v);
+  double z = 0;
+  for (std::size_t i = 0; i < v; ++i) z += p[i] = std::exp(x[i] - m);
+  for (double& e : p) e /= z;
+  return p;
 }
 
+/// The exact joint law of output tokens (j, j + 1) under the target alone,
+/// by enumerating every continuation of `prompt` up to j + 2 tokens.
+std::vector<double> expected_pair(const FnModel& target, const GenerationConfig& cfg,
+                                  const std::vector<Token>& prompt, std::size_t j) {
+  const std::size_t v = target.vocab_size();
+  std::vector<double> joint(v * v, 0.0);
+  std::vector<Token> h = prompt;
+  auto walk = [&](auto&& self, double prob) -> void {
+    const std::size_t depth = h.size() - prompt.size();  // tokens generated so far
+    const auto p = reference_probs(target, cfg, h);
+    for (std::size_t a = 0; a < v; ++a) {
+      if (p[a] == 0.0) continue;
+      if (depth == j + 1) {
+        joint[static_cast<std::size_t>(h[prompt.size() + j]) * v + a] += prob * p[a];
+        continue;
+      }
+      h.push_back(static_cast<Token>(a));
+      self(self, prob * p[a]);
+      h.pop_back();
+    }
+  };
+  walk(walk, 1.0);
+  return joint;
+}
+
+/// Where the rounds that emitted output token j came from, over all runs.
+struct Coverage {
+  std::size_t first_round = 0;    ///< token j emitted by round 0
+  std::size_t after_rollback = 0; ///< by a later round whose predecessor rejected a draft
+  std::size_t draft_lagging = 0;  ///< by a later round whose predecessor accepted every draft
+};
+
+/// Runs `runs` seeded generations and checks the joint law of output tokens
+/// (j, j + 1) by Pearson chi-square at significance 0.001.
 template <class Decoder>
-void check_first_two(Decoder& dec, const FnModel& target, const GenerationConfig& cfg,
-                     const std::vector<Token>& prompt, int runs = 100000) {
+Coverage check_pair(Decoder& dec, const FnModel& target, const GenerationConfig& cfg,
+                    const std::vector<Token>& prompt, std::size_t j, int runs = 100000) {
   const std::size_t v = target.vocab_size();
   std::vector<std::size_t> joint(v * v);
+  Coverage cov;
+  std::size_t emitted_before = 0, prev_drafted = 0, prev_accepted = 0;
+  bool counted = false;
+  dec.set_round_observer([&](const auto& r) {
+    const std::size_t end = emitted_before + r.emitted.size();
+    if (!counted && emitted_before <= j && j < end) {
+      counted = true;
+      if (r.round == 0)
+        ++cov.first_round;
+      else if (prev_accepted < prev_drafted)
+        ++cov.after_rollback;
+      else
+        ++cov.draft_lagging;
+    }
+    emitted_before = end;
+    prev_drafted = r.drafted;
+    prev_accepted = r.accepted;
+  });
   for (int i = 0; i < runs; ++i) {
+    emitted_before = prev_drafted = prev_accepted = 0;
+    counted = false;
     dec.set_seed(static_cast<std::uint64_t>(i));
     const auto r = dec.generate(prompt);
-    REQUIRE(r.tokens.size() >= 2);
-    ++joint[static_cast<std::size_t>(r.tokens[0]) * v + static_cast<std::size_t>(r.tokens[1])];
+    REQUIRE(r.tokens.size() >= j + 2);
+    REQUIRE(counted);
+    ++joint[static_cast<std::size_t>(r.tokens[j]) * v + static_cast<std::size_t>(r.tokens[j + 1])];
   }
-  std::vector<double> expected(v * v);
-  const auto p1 = target_probs(target, cfg, prompt);
-  for (std::size_t a = 0; a < v; ++a) {
-    if (p1[a] == 0.0) continue;
-    std::vector<Token> h = prompt;
-    h.push_back(static_cast<Token>(a));
-    const auto p2 = target_probs(target, cfg, h);
-    for (std::size_t b = 0; b < v; ++b) expected[a * v + b] = p1[a] * p2[b];
-  }
+  dec.set_round_observer({});
+  const auto expected = expected_pair(target, cfg, prompt, j);
   const auto cs = toy::chi_square(joint, expected);
-  INFO("chi2 " << cs.statistic << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df));
+  INFO("tokens " << j << ", " << j + 1 << ": chi2 " << cs.statistic << " df " << cs.df << " critical "
+                 << toy::chi2_critical_001(cs.df) << "; token " << j << " from round 0 "
+                 << cov.first_round << ", after a rollback " << cov.after_rollback
+                 << ", with the draft lagging " << cov.draft_lagging);
   REQUIRE(cs.impossible == 0);
   REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
+  return cov;
 }
 
 constexpr std::size_t kSmallVocab = 8;
@@ -605,12 +716,33 @@ const std::vector<Token> kShortPrompt{2, 5};
 
 }  // namespace
 
+TEST_CASE("reference_probs agrees with HF's definitions on a hand-made case", "[speculative][statistical]") {
+  // Guards the independent reference itself: logits log(0.5, 0.25, 0.15,
+  // 0.1) with top_p 0.6 keep two tokens (0.5 < 0.6, then 0.75 >= 0.6); min_p
+  // 0.25 then drops nothing more (0.25 / 0.5 is kept exactly at the cut? no:
+  // 0.25 >= 0.25 * 0.5 is kept) and the result is (2/3, 1/3, 0, 0).
+  const FnModel m = toy::fixed_model({std::log(0.5f), std::log(0.25f), std::log(0.15f), std::log(0.1f)});
+  GenerationConfig cfg{.do_sample = true, .top_p = 0.6f, .min_p = 0.25f};
+  const auto p = reference_probs(m, cfg, {0});
+  REQUIRE_THAT(p[0], Catch::Matchers::WithinAbs(2.0 / 3.0, 1e-6));
+  REQUIRE_THAT(p[1], Catch::Matchers::WithinAbs(1.0 / 3.0, 1e-6));
+  REQUIRE(p[2] == 0.0);
+  REQUIRE(p[3] == 0.0);
+  // Top-k 2 with a tie for second keeps three; the penalty divides the seen
+  // positive logit and multiplies the seen negative one.
+  const FnModel t = toy::fixed_model({2.0f, 1.0f, 1.0f, -1.0f});
+  cfg = GenerationConfig{.do_sample = true, .top_k = 2, .repetition_penalty = 2.0f};
+  const auto q = reference_probs(t, cfg, {0, 3, 0});  // logits become 1, 1, 1, -2: top-2 keeps the three 1s
+  for (int i = 0; i < 3; ++i) REQUIRE_THAT(q[i], Catch::Matchers::WithinAbs(1.0 / 3.0, 1e-12));
+  REQUIRE(q[3] == 0.0);
+}
+
 TEST_CASE("sampled first two tokens follow the target: q == p", "[speculative][statistical]") {
   const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
   const FnModel draft = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
   GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
-  check_first_two(dec, target, cfg, kShortPrompt);
+  check_pair(dec, target, cfg, kShortPrompt, 0);
 }
 
 TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K",
@@ -622,7 +754,7 @@ TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K"
                        .schedule = Schedule::heuristic_transient,
                        .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
-  check_first_two(dec, target, cfg, kShortPrompt);
+  check_pair(dec, target, cfg, kShortPrompt, 0);
 }
 
 TEST_CASE("sampled first two tokens follow the target: one-hot q and q zero where p > 0",
@@ -635,14 +767,14 @@ TEST_CASE("sampled first two tokens follow the target: one-hot q and q zero wher
   });
   GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true};
   SpeculativeDecoder a(onehot, target, cfg);
-  check_first_two(a, target, cfg, kShortPrompt);
+  check_pair(a, target, cfg, kShortPrompt, 0);
   // Draft with no mass on half of the vocabulary.
   const FnModel holes(kSmallVocab, [](std::span<const Token> h, std::span<float> row) {
     toy::hash_logits(h, 9, row);
     for (std::size_t i = 0; i < row.size(); i += 2) row[i] = toy::kNegInf;
   });
   SpeculativeDecoder b(holes, target, cfg);
-  check_first_two(b, target, cfg, kShortPrompt);
+  check_pair(b, target, cfg, kShortPrompt, 0);
 }
 
 TEST_CASE("sampled first two tokens follow the processed target: temperature, top-k, top-p, min-p",
@@ -657,7 +789,7 @@ TEST_CASE("sampled first two tokens follow the processed target: temperature, to
                        .top_p = 0.9f,
                        .min_p = 0.05f};
   SpeculativeDecoder dec(draft, target, cfg);
-  check_first_two(dec, target, cfg, kShortPrompt);
+  check_pair(dec, target, cfg, kShortPrompt, 0);
 }
 
 TEST_CASE(
@@ -671,7 +803,7 @@ TEST_CASE(
                        .repetition_penalty = 3.0f,
                        .suppress_tokens = {0}};
   SpeculativeDecoder dec(draft, target, cfg);
-  check_first_two(dec, target, cfg, kShortPrompt);
+  check_pair(dec, target, cfg, kShortPrompt, 0);
 }
 
 TEST_CASE("sampled first two tokens follow the target with prompt lookup (one-hot q)",
@@ -681,5 +813,86 @@ TEST_CASE("sampled first two tokens follow the target with prompt lookup (one-ho
       .max_new_tokens = 3, .do_sample = true, .temperature = 1.3f, .prompt_lookup_num_tokens = 3};
   SpeculativeDecoder dec(target, cfg);
   const std::vector<Token> prompt{1, 2, 3, 4, 1, 2, 6, 7, 3, 1, 2};
-  check_first_two(dec, target, cfg, prompt);
+  check_pair(dec, target, cfg, prompt, 0);
+}
+
+// Steady state: tokens 3 and 4 of 6 with K = 2 come from the second round
+// on, after a rejection rolled both caches back, or after a round that
+// accepted every draft (the draft then has not seen the bonus token and
+// must catch up). Each case asserts that both situations occurred often.
+
+TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, unrelated q, constant K",
+          "[speculative][statistical][steady]") {
+  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
+  const FnModel draft = toy::table_model(kSmallVocab, random_table(2, kSmallVocab, 1.5f));
+  GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = 2, .do_sample = true};
+  SpeculativeDecoder dec(draft, target, cfg);
+  const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);
+  CHECK(cov.first_round == 0);
+  CHECK(cov.after_rollback > 10000);
+  CHECK(cov.draft_lagging > 10000);
+}
+
+TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, close q, heuristic K",
+          "[speculative][statistical][steady]") {
+  // A draft close to the target (q = p on a third of the rows): long runs of
+  // acceptance grow K, rejections shrink it.
+  const FnModel target = toy::table_model(kSmallVocab, random_table(6, kSmallVocab, 2.0f));
+  auto table = random_table(6, kSmallVocab, 2.0f);
+  const auto other = random_table(7, kSmallVocab, 2.0f);
+  for (std::size_t i = 0; i < table.size(); ++i)
+    if ((i / kSmallVocab) % 3 != 0) table[i] = 0.7f * table[i] + 0.3f * other[i];
+  const FnModel draft = toy::table_model(kSmallVocab, table);
+  GenerationConfig cfg{.max_new_tokens = 6,
+                       .num_assistant_tokens = 1,
+                       .schedule = Schedule::heuristic,
+                       .do_sample = true};
+  SpeculativeDecoder dec(draft, target, cfg);
+  const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);
+  CHECK(cov.after_rollback > 5000);
+  CHECK(cov.draft_lagging > 5000);
+}
+
+TEST_CASE("steady-state rounds: the processed target (temperature, top-k, top-p, min-p) at tokens 3 and 4",
+          "[speculative][statistical][steady]") {
+  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 2.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, random_table(3, kSmallVocab, 2.0f));
+  GenerationConfig cfg{.max_new_tokens = 6,
+                       .num_assistant_tokens = 2,
+                       .do_sample = true,
+                       .temperature = 1.5f,
+                       .top_k = 6,
+                       .top_p = 0.9f,
+                       .min_p = 0.05f};
+  SpeculativeDecoder dec(draft, target, cfg);
+  const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);
+  CHECK(cov.after_rollback > 10000);
+  CHECK(cov.draft_lagging > 10000);
+}
+
+TEST_CASE("steady-state rounds: the repetition penalty sees the whole history at tokens 3 and 4",
+          "[speculative][statistical][steady]") {
+  // Not a Markov chain any more: the law of token 4 depends on every token
+  // before it (expected_pair enumerates them all).
+  const FnModel target = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.2f));
+  GenerationConfig cfg{.max_new_tokens = 6,
+                       .num_assistant_tokens = 2,
+                       .do_sample = true,
+                       .repetition_penalty = 3.0f,
+                       .suppress_tokens = {0}};
+  SpeculativeDecoder dec(draft, target, cfg);
+  const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);
+  CHECK(cov.after_rollback > 5000);  // q is close to p here: rejections are rarer
+  CHECK(cov.draft_lagging > 10000);
+}
+
+TEST_CASE("steady-state rounds: prompt lookup at tokens 3 and 4", "[speculative][statistical][steady][prompt_lookup]") {
+  const FnModel target = toy::table_model(kSmallVocab, random_table(5, kSmallVocab, 1.0f));
+  GenerationConfig cfg{
+      .max_new_tokens = 6, .do_sample = true, .temperature = 1.3f, .prompt_lookup_num_tokens = 2};
+  SpeculativeDecoder dec(target, cfg);
+  const std::vector<Token> prompt{1, 2, 3, 4, 1, 2, 6, 7, 3, 1, 2};
+  const auto cov = check_pair(dec, target, cfg, prompt, 3);
+  CHECK(cov.after_rollback + cov.draft_lagging > 50000);  // mostly from later rounds
 }

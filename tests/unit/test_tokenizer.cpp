@@ -383,12 +383,16 @@ TEST_CASE("Metaspace, Digits and normalizers", "[tokenizer][components]") {
     CHECK(pieces(from(j), "ＡＢxxx") == V{"abc"});
   }
   {
-    // NFC composes e + combining acute into é.
-    json j = skeleton({{"é", 0}, {"e", 1}});
+    // NFC composes e + combining acute into é; NFD splits é into e + U+0301
+    // (both in the vocabulary, no merge: two tokens).
+    json j = skeleton({{"é", 0}, {"e", 1}, {"\xCC\x81", 2}});
     j["normalizer"] = {{"type", "NFC"}};
     CHECK(from(j).encode("e\xCC\x81") == std::vector<Token>{0});
+    CHECK(from(j).encode("\xC3\xA9") == std::vector<Token>{0});
     j["normalizer"] = {{"type", "NFD"}};
-    CHECK_FALSE(from(j).encode("\xC3\xA9").empty());
+    CHECK(from(j).encode("\xC3\xA9") == std::vector<Token>{1, 2});
+    CHECK(from(j).encode("e\xCC\x81") == std::vector<Token>{1, 2});
+    CHECK(pieces(from(j), "\xC3\xA9") == V{"e", "\xCC\x81"});
   }
 }
 
@@ -470,13 +474,19 @@ TEST_CASE("encode and decode are safe to call from several threads", "[tokenizer
   const Tokenizer tok = Tokenizer::load(kTokDir / "llama3-8k");
   const std::string text = "Concurrent tokenization: 東京 🚀 12345 don't stop\n\n";
   const auto expected = tok.encode(text);
+  // What one thread decodes, fixed before the threads start (and right: the
+  // byte-level tokenizer gives the text back once its BOS is skipped).
+  const std::string decoded = tok.decode(expected);
+  REQUIRE(tok.decode(expected, true) == text);
+  REQUIRE(decoded != text);  // the BOS is there, so the two checks differ
   std::vector<std::thread> threads;
   std::vector<int> ok(4, 0);
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
       int good = 0;
       for (int i = 0; i < 200; ++i)
-        good += tok.encode(text) == expected && tok.decode(expected) == tok.decode(expected);
+        good += tok.encode(text) == expected && tok.decode(expected) == decoded &&
+                tok.decode(expected, true) == text;
       ok[t] = good;
     });
   for (auto& th : threads) th.join();
