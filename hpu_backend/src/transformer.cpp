@@ -102,7 +102,17 @@ Transformer Transformer::load(const std::filesystem::path& dir, const Options& o
 Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ck,
                                          const Options& options) {
   config.validate((ck.dir() / "config.json").string());
-  auto impl = std::make_unique<Impl>(options);
+  // The model bounds the sizes, not the caller: no kv_len bucket (so no
+  // warm-up graph, no cache slot) beyond max_position_embeddings rounded up
+  // to the bucket step, however many positions the options asked for.
+  Options bounded = options;
+  auto& kv = bounded.buckets.kv_len;
+  if (kv.step >= 1 && kv.max > config.max_position_embeddings) {
+    const std::size_t cap =
+        (config.max_position_embeddings + kv.step - 1) / kv.step * kv.step;
+    kv.max = std::max(cap, kv.min);
+  }
+  auto impl = std::make_unique<Impl>(bounded);
   impl->cfg = config;
   impl->device = options.device ? options.device : make_cpu_reference_device();
   impl->finish_setup();
@@ -120,7 +130,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     if (t.shape != shape)
       throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " +
                         shape_str(t.shape) + " but the config implies " + shape_str(shape));
-    return t.to_float();
+    return t.to_finite_float();
   };
   // 1/sqrt(head_dim) folded into the query projection: RoPE is linear, so
   // scaling q before it equals scaling the scores after the q.k product.

@@ -16,6 +16,8 @@
 #include "assistgen/greedy.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
+#include "../io/json_file.hpp"
+#include "../io/strict_json.hpp"
 
 namespace assistgen {
 
@@ -45,7 +47,7 @@ class FieldReader {
       if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9e15)
         return static_cast<std::int64_t>(d);
     }
-    fail(key, "expected an integer, got " + v.dump());
+    fail(key, "expected an integer, got " + io::detail::json_excerpt(v));
   }
   void size(const char* key, std::optional<std::size_t>& out, std::int64_t min = 0) const {
     if (const json* v = find(key)) {
@@ -57,7 +59,7 @@ class FieldReader {
   }
   void number(const char* key, std::optional<float>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
+      if (!v->is_number()) fail(key, "expected a number, got " + io::detail::json_excerpt(*v));
       const double d = v->get<double>();
       if (!std::isfinite(d)) fail(key, "must be finite");
       out = static_cast<float>(d);
@@ -65,7 +67,7 @@ class FieldReader {
   }
   void boolean(const char* key, std::optional<bool>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
+      if (!v->is_boolean()) fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
       out = v->get<bool>();
     }
   }
@@ -83,7 +85,7 @@ class FieldReader {
       } else if (allow_single) {
         ids.push_back(token(*v, key));
       } else {
-        fail(key, "expected a list of token ids, got " + v->dump());
+        fail(key, "expected a list of token ids, got " + io::detail::json_excerpt(*v));
       }
       out = std::move(ids);
     }
@@ -138,12 +140,7 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
 
 GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_text,
                                                          std::string_view source) {
-  json j;
-  try {
-    j = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::exception& e) {
-    throw ConfigError(std::string(source) + ": not valid JSON: " + e.what());
-  }
+  const json j = io::detail::parse_strict_json<ConfigError>(json_text, std::string(source));
   if (!j.is_object()) throw ConfigError(std::string(source) + ": expected a JSON object");
   const FieldReader r(j, source);
   GenerateOptions o;
@@ -161,7 +158,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
   if (const json* v = r.find("num_assistant_tokens_schedule")) {
     if (!v->is_string())
-      r.fail("num_assistant_tokens_schedule", "expected a string, got " + v->dump());
+      r.fail("num_assistant_tokens_schedule", "expected a string, got " + io::detail::json_excerpt(*v));
     o.schedule = parse_schedule(v->get<std::string>(), source);
   }
   r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
@@ -174,12 +171,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
 }
 
 GenerateOptions GenerateOptions::load_generation_config(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read failed");
-  return parse_generation_config(ss.str(), path.string());
+  return parse_generation_config(
+      io::detail::read_bounded_file(path, io::detail::kMaxConfigJsonBytes), path.string());
 }
 
 Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
