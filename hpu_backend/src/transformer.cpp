@@ -102,12 +102,13 @@ Transformer Transformer::load(const std::filesystem::path& dir, const Options& o
 Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ck,
                                          const Options& options) {
   config.validate((ck.dir() / "config.json").string());
-  // The model bounds the sizes, not the caller: no kv_len bucket (so no
-  // warm-up graph, no cache slot) beyond max_position_embeddings rounded up
-  // to the bucket step, however many positions the options asked for.
+  // With bound_by_model (options_for sets it), the model bounds the sizes,
+  // not the caller: no kv_len bucket (so no warm-up graph, no cache slot)
+  // beyond max_position_embeddings rounded up to the bucket step, however
+  // many positions were asked for.
   Options bounded = options;
   auto& kv = bounded.buckets.kv_len;
-  if (kv.step >= 1 && kv.max > config.max_position_embeddings) {
+  if (options.bound_by_model && kv.step >= 1 && kv.max > config.max_position_embeddings) {
     const std::size_t cap =
         (config.max_position_embeddings + kv.step - 1) / kv.step * kv.step;
     kv.max = std::max(cap, kv.min);
@@ -210,6 +211,11 @@ std::size_t Transformer::warmup() const {
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& L = impl_->layout;
   const auto& bk = impl_->buckets;
+  if (impl_->opts.bound_by_model && capacity > L.max_len)
+    throw CapacityError("hpu::Transformer::make_cache: " + std::to_string(capacity) +
+                        " positions exceed the model's max_position_embeddings (" +
+                        std::to_string(impl_->cfg.max_position_embeddings) +
+                        ", config.json), which bounds the kv_len buckets (Options::bound_by_model)");
   Cache c;
   c.kv_ = StaticKvCache(impl_->device, L, capacity);
   const std::size_t B = bk.max_batch(), T = bk.max_tokens(), half = impl_->cfg.head_dim / 2;

@@ -32,6 +32,7 @@ class AnyModel {
   struct ModelConcept {
     virtual ~ModelConcept() = default;
     virtual std::size_t vocab_size() const = 0;
+    virtual std::size_t max_positions() const = 0;
     virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
     virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
     virtual void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const = 0;
@@ -62,6 +63,14 @@ class AnyModel {
     explicit ModelImpl(std::shared_ptr<const M> m) : model(std::move(m)) {}
     std::size_t vocab_size() const override {
       return static_cast<std::size_t>(model->vocab_size());
+    }
+    std::size_t max_positions() const override {
+      if constexpr (requires {
+                      { model->config().max_position_embeddings } -> std::convertible_to<std::size_t>;
+                    })
+        return static_cast<std::size_t>(model->config().max_position_embeddings);
+      else
+        return 0;
     }
     std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const override {
       return std::make_unique<CacheImpl<typename M::Cache>>(model->make_cache(capacity));
@@ -153,6 +162,10 @@ class AnyModel {
 
   /// The wrapped model's vocabulary size (logits per row of forward()).
   std::size_t vocab_size() const { return impl_->vocab_size(); }
+  /// The positions the wrapped model was trained for: its
+  /// `config().max_position_embeddings` when it has a config(), else 0
+  /// (unknown). The text API refuses prompts longer than this.
+  std::size_t max_positions() const { return impl_->max_positions(); }
   /// An empty cache of `capacity` positions made by the wrapped model;
   /// usable with this AnyModel and its copies only.
   Cache make_cache(std::size_t capacity) const {

@@ -279,6 +279,19 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant,
           "generate: the prompt encodes to no token and the model declares no bos_token_id");
     out.prompt_tokens.push_back(*bos);
   }
+  // The model bounds the work, not the prompt: a prompt past the positions
+  // it was trained for would cost a quadratic prefill (and a logits row per
+  // token) for no usable output.
+  auto check_length = [&](const AnyModel& m, const char* who) {
+    const std::size_t limit = m.max_positions();
+    if (limit != 0 && out.prompt_tokens.size() > limit)
+      throw CapacityError("generate: the prompt encodes to " +
+                          std::to_string(out.prompt_tokens.size()) + " tokens, more than the " +
+                          who + "'s max_position_embeddings (" + std::to_string(limit) +
+                          ", config.json)");
+  };
+  check_length(backend_, "model");
+  if (assistant) check_length(assistant->backend_, "assistant model");
   GenerationConfig cfg = generation_config(options, out.prompt_tokens.size());
   cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
   const bool skip_special =

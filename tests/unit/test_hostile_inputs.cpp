@@ -1035,3 +1035,44 @@ TEST_CASE("hostile: generation_config.json and tokenizer ids checked against the
     });
   }
 }
+
+// ===========================================================================
+// 7. Sizes driven by the prompt: the text API refuses a prompt past the
+//    model's positions before any prefill (no quadratic attention, no logits
+//    row per prompt token).
+
+TEST_CASE("hostile: prompts longer than max_position_embeddings", "[hostile][sizes]") {
+  auto model_dir = [](TempDir& d) {
+    for (const char* f : {"config.json", "model.safetensors"})
+      fs::copy_file(kModels / "llama-draft" / f, d.path / f);  // max_position_embeddings 128
+    write_file(d.path / "tokenizer.json", tiny_tokenizer().dump());
+  };
+  for (const std::size_t reps : {129u, 5000u, 1000000u}) {
+    const std::string row = "prompt of " + std::to_string(reps) + " tokens";
+    DYNAMIC_SECTION(row) {
+      run_bounded(row, [&] {
+        TempDir d;
+        model_dir(d);
+        const Model m = load_model(d.path);
+        std::string prompt;
+        for (std::size_t i = 0; i < reps; ++i) prompt += "ab";
+        expect_error<CapacityError>([&] { (void)m.generate(prompt, {.max_new_tokens = 2}); },
+                                    {std::to_string(reps) + " tokens", "max_position_embeddings (128"});
+        expect_error<CapacityError>([&] { (void)m.generate(prompt, m, {.max_new_tokens = 2}); },
+                                    {"max_position_embeddings (128"});
+      });
+    }
+  }
+  SECTION("a prompt at the limit runs") {
+    run_bounded("prompt of 120 tokens", [&] {
+      TempDir d;
+      model_dir(d);
+      const Model m = load_model(d.path);
+      std::string prompt;
+      for (int i = 0; i < 120; ++i) prompt += "ab";
+      const TextResult r = m.generate(prompt, {.max_new_tokens = 4});
+      CHECK(r.prompt_tokens.size() == 120);
+      CHECK(r.tokens.size() <= 4);
+    });
+  }
+}
