@@ -33,6 +33,7 @@ std::size_t TransformerCache::bytes() const {
 struct Transformer::Impl {
   ModelConfig cfg;
   Options opts;
+  std::string name;  // the checkpoint directory, for messages
   std::shared_ptr<Device> device;
   Bucketing buckets;
   detail::DecoderSpec spec;
@@ -114,6 +115,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     kv.max = std::max(cap, kv.min);
   }
   auto impl = std::make_unique<Impl>(bounded);
+  impl->name = ck.dir().string();
   impl->cfg = config;
   impl->device = options.device ? options.device : make_cpu_reference_device();
   impl->finish_setup();
@@ -316,6 +318,15 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     cache.stats_.padded_tokens += choice.padded_tokens;
     done += c;
   }
+  // The weights are finite (checked at load); overflowing activations are an
+  // error naming the model and position, and the cache keeps its length.
+  const float* lg = out.data();
+  for (std::size_t e = 0; e < n * V; ++e)
+    if (!std::isfinite(lg[e]))
+      throw FormatError("hpu::Transformer '" + name + "': the logits at position " +
+                        std::to_string(kv.size() + e / V) + " are not finite (token id " +
+                        std::to_string(e % V) + " is " + (std::isnan(lg[e]) ? "NaN" : "infinite") +
+                        "): the weights overflow float arithmetic");
   kv.commit(n);
   return out;
 }

@@ -18,6 +18,11 @@ namespace assistgen::io::detail {
 /// Objects and arrays nested deeper than this are rejected while parsing.
 /// The deepest real files (tokenizer.json) nest about 8 levels.
 inline constexpr int kMaxJsonDepth = 64;
+/// At most this many values (numbers, strings, objects, arrays ...) in one
+/// document: a 256k-token tokenizer.json has about 1.5 million; the bound
+/// keeps the parsed tree of a hostile file (every value 16 bytes or more)
+/// far below a gigabyte, whatever the byte limit of its file.
+inline constexpr std::size_t kMaxJsonValues = std::size_t{1} << 22;
 
 /// Parses `text` as JSON. Syntax errors, duplicate keys and nesting deeper
 /// than kMaxJsonDepth throw `E` with a message that starts with `source`.
@@ -30,6 +35,7 @@ nlohmann::json parse_strict_json(std::string_view text, const std::string& sourc
   };
   std::vector<Frame> stack;
   int depth = 0;  // objects and arrays open at this point
+  std::size_t values = 0;
   // Where the offending key sits, e.g. "'weight'" for a key inside the
   // object stored under "weight"; empty at the top level.
   auto where = [&stack]() {
@@ -43,6 +49,10 @@ nlohmann::json parse_strict_json(std::string_view text, const std::string& sourc
   auto callback = [&](int /*depth*/, nlohmann::json::parse_event_t event,
                       nlohmann::json& parsed) -> bool {
     using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::value || event == Event::object_start || event == Event::array_start) &&
+        ++values > kMaxJsonValues) {
+      throw E(source + ": more than " + std::to_string(kMaxJsonValues) + " JSON values");
+    }
     switch (event) {
       case Event::object_start:
       case Event::array_start:

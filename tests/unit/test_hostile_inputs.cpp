@@ -1076,3 +1076,44 @@ TEST_CASE("hostile: prompts longer than max_position_embeddings", "[hostile][siz
     });
   }
 }
+
+// ===========================================================================
+// 8. Wide rather than deep: a JSON document of millions of values stays
+//    bounded in memory (at most 2^22 values per document).
+
+TEST_CASE("hostile: JSON documents of millions of values", "[hostile][depth][memory]") {
+  auto zeros = [](std::size_t n) {
+    std::string s = "[";
+    s.reserve(2 * n + 2);
+    for (std::size_t i = 0; i < n; ++i) s += i ? ",0" : "0";
+    return s + "]";
+  };
+  SECTION("a safetensors header holding 5 million numbers") {
+    run_bounded("safetensors header of 5M values", [&] {
+      TempDir d;
+      const fs::path p = d.path / "model.safetensors";
+      const std::string header = R"({"__metadata__":{},"w":{"dtype":"F32","shape":)" + zeros(5'000'000) +
+                                 R"(,"data_offsets":[0,0]}})";
+      write_file(p, le64(header.size()) + header);
+      expect_error<FormatError>([&] { io::SafetensorsFile f(p); },
+                                {p.string(), "more than 4194304 JSON values"});
+    });
+  }
+  SECTION("a config.json holding 5 million numbers") {
+    run_bounded("config.json of 5M values", [&] {
+      std::string text = base_config().dump();
+      text.insert(text.size() - 1, ",\"extra\":" + zeros(5'000'000));
+      expect_error<ConfigError>([&] { ModelConfig::parse(text, "hostile/config.json"); },
+                                {"hostile/config.json", "more than 4194304 JSON values"});
+    });
+  }
+  SECTION("a tokenizer_config.json holding 5 million strings") {
+    run_bounded("tokenizer_config of 5M strings", [&] {
+      std::string cfg = "{\"x\":[";
+      for (int i = 0; i < 5'000'000; ++i) cfg += i ? ",\"\"" : "\"\"";
+      cfg += "]}";
+      expect_error<FormatError>([&] { tokenizer_from(tiny_tokenizer(), cfg); },
+                                {"tokenizer_config.json", "more than 4194304 JSON values"});
+    });
+  }
+}
