@@ -78,7 +78,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string prompt;
   const std::string_view unit = part(4);
   prompt.reserve(unit.size() * repeat);
-  for (std::size_t i = 0; i < repeat && prompt.size() < (std::size_t{1} << 20); ++i) prompt += unit;
+  for (std::size_t i = 0; i < repeat && prompt.size() < (std::size_t{1} << 18); ++i) prompt += unit;
   try {
     const auto tok = assistgen::Tokenizer::from_json(j.dump(), "", "", "fuzz/tokenizer.json");
     const auto ids = tok.encode(prompt, {.add_special_tokens = false, .parse_special = true});
