@@ -33,6 +33,7 @@ std::size_t TransformerCache::bytes() const {
 struct Transformer::Impl {
   ModelConfig cfg;
   Options opts;
+  std::string name;  // the checkpoint directory, for messages
   std::shared_ptr<Device> device;
   Bucketing buckets;
   detail::DecoderSpec spec;
@@ -102,7 +103,19 @@ Transformer Transformer::load(const std::filesystem::path& dir, const Options& o
 Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ck,
                                          const Options& options) {
   config.validate((ck.dir() / "config.json").string());
-  auto impl = std::make_unique<Impl>(options);
+  // With bound_by_model (options_for sets it), the model bounds the sizes,
+  // not the caller: no kv_len bucket (so no warm-up graph, no cache slot)
+  // beyond max_position_embeddings rounded up to the bucket step, however
+  // many positions were asked for.
+  Options bounded = options;
+  auto& kv = bounded.buckets.kv_len;
+  if (options.bound_by_model && kv.step >= 1 && kv.max > config.max_position_embeddings) {
+    const std::size_t cap =
+        (config.max_position_embeddings + kv.step - 1) / kv.step * kv.step;
+    kv.max = std::max(cap, kv.min);
+  }
+  auto impl = std::make_unique<Impl>(bounded);
+  impl->name = ck.dir().string();
   impl->cfg = config;
   impl->device = options.device ? options.device : make_cpu_reference_device();
   impl->finish_setup();
@@ -120,7 +133,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     if (t.shape != shape)
       throw FormatError(ck.dir().string() + ": tensor '" + name + "' has shape " +
                         shape_str(t.shape) + " but the config implies " + shape_str(shape));
-    return t.to_float();
+    return t.to_finite_float();
   };
   // 1/sqrt(head_dim) folded into the query projection: RoPE is linear, so
   // scaling q before it equals scaling the scores after the q.k product.
@@ -176,6 +189,9 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
 
 const ModelConfig& Transformer::config() const { return impl_->cfg; }
 std::size_t Transformer::vocab_size() const { return impl_->cfg.vocab_size; }
+PositionLimits Transformer::position_limits() const {
+  return {0, impl_->cfg.max_position_embeddings};
+}
 const Device& Transformer::device() const { return *impl_->device; }
 const Bucketing& Transformer::bucketing() const { return impl_->buckets; }
 const GraphCache& Transformer::graph_cache() const { return *impl_->graphs; }
@@ -200,6 +216,11 @@ std::size_t Transformer::warmup() const {
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& L = impl_->layout;
   const auto& bk = impl_->buckets;
+  if (impl_->opts.bound_by_model && capacity > L.max_len)
+    throw CapacityError("hpu::Transformer::make_cache: " + std::to_string(capacity) +
+                        " positions exceed the model's max_position_embeddings (" +
+                        std::to_string(impl_->cfg.max_position_embeddings) +
+                        ", config.json), which bounds the kv_len buckets (Options::bound_by_model)");
   Cache c;
   c.kv_ = StaticKvCache(impl_->device, L, capacity);
   const std::size_t B = bk.max_batch(), T = bk.max_tokens(), half = impl_->cfg.head_dim / 2;
@@ -300,6 +321,15 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     cache.stats_.padded_tokens += choice.padded_tokens;
     done += c;
   }
+  // The weights are finite (checked at load); overflowing activations are an
+  // error naming the model and position, and the cache keeps its length.
+  const float* lg = out.data();
+  for (std::size_t e = 0; e < n * V; ++e)
+    if (!std::isfinite(lg[e]))
+      throw FormatError("hpu::Transformer '" + name + "': the logits at position " +
+                        std::to_string(kv.size() + e / V) + " are not finite (token id " +
+                        std::to_string(e % V) + " is " + (std::isnan(lg[e]) ? "NaN" : "infinite") +
+                        "): the weights overflow float arithmetic");
   kv.commit(n);
   return out;
 }

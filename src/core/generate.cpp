@@ -17,6 +17,8 @@
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
+#include "../io/json_file.hpp"
+#include "../io/strict_json.hpp"
 
 namespace assistgen {
 
@@ -46,7 +48,7 @@ class FieldReader {
       if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9e15)
         return static_cast<std::int64_t>(d);
     }
-    fail(key, "expected an integer, got " + v.dump());
+    fail(key, "expected an integer, got " + io::detail::json_excerpt(v));
   }
   void size(const char* key, std::optional<std::size_t>& out, std::int64_t min = 0) const {
     if (const json* v = find(key)) {
@@ -58,7 +60,7 @@ class FieldReader {
   }
   void number(const char* key, std::optional<float>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
+      if (!v->is_number()) fail(key, "expected a number, got " + io::detail::json_excerpt(*v));
       const double d = v->get<double>();
       if (!std::isfinite(d)) fail(key, "must be finite");
       out = static_cast<float>(d);
@@ -66,7 +68,7 @@ class FieldReader {
   }
   void boolean(const char* key, std::optional<bool>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
+      if (!v->is_boolean()) fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
       out = v->get<bool>();
     }
   }
@@ -84,7 +86,7 @@ class FieldReader {
       } else if (allow_single) {
         ids.push_back(token(*v, key));
       } else {
-        fail(key, "expected a list of token ids, got " + v->dump());
+        fail(key, "expected a list of token ids, got " + io::detail::json_excerpt(*v));
       }
       out = std::move(ids);
     }
@@ -209,12 +211,7 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
 
 GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_text,
                                                          std::string_view source) {
-  json j;
-  try {
-    j = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::exception& e) {
-    throw ConfigError(std::string(source) + ": not valid JSON: " + e.what());
-  }
+  const json j = io::detail::parse_strict_json<ConfigError>(json_text, std::string(source));
   if (!j.is_object()) throw ConfigError(std::string(source) + ": expected a JSON object");
   warn_unsupported_fields(j, source);
   const FieldReader r(j, source);
@@ -233,7 +230,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
   if (const json* v = r.find("num_assistant_tokens_schedule")) {
     if (!v->is_string())
-      r.fail("num_assistant_tokens_schedule", "expected a string, got " + v->dump());
+      r.fail("num_assistant_tokens_schedule", "expected a string, got " + io::detail::json_excerpt(*v));
     o.schedule = parse_schedule(v->get<std::string>(), source);
   }
   r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
@@ -246,12 +243,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
 }
 
 GenerateOptions GenerateOptions::load_generation_config(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read failed");
-  return parse_generation_config(ss.str(), path.string());
+  return parse_generation_config(
+      io::detail::read_bounded_file(path, io::detail::kMaxConfigJsonBytes), path.string());
 }
 
 Model::Model(AnyModel backend, Tokenizer tokenizer, GenerateOptions defaults)
@@ -368,6 +361,20 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant,
           "generate: the prompt encodes to no token and the model declares no bos_token_id");
     out.prompt_tokens.push_back(*bos);
   }
+  // The model bounds the work, not the prompt: a prompt past the positions
+  // it was trained for would cost a quadratic prefill (and a logits row per
+  // token) for no usable output.
+  auto check_length = [&](const AnyModel& m, const char* who) {
+    const PositionLimits limits = m.position_limits();
+    const std::size_t limit = limits.trained != 0 ? limits.trained : limits.hard;
+    if (limit != 0 && out.prompt_tokens.size() > limit)
+      throw CapacityError("generate: the prompt encodes to " +
+                          std::to_string(out.prompt_tokens.size()) + " tokens, more than the " +
+                          who + "'s max_position_embeddings (" + std::to_string(limit) +
+                          ", config.json)");
+  };
+  check_length(backend_, "model");
+  if (assistant) check_length(assistant->backend_, "assistant model");
   GenerationConfig cfg = generation_config(options, out.prompt_tokens.size());
   cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
   const bool skip_special =

@@ -3,9 +3,12 @@
 // defaults. It lives in assistgen::cpu because it constructs a cpu::Transformer;
 // everything else of the text API is backend-independent (src/core/).
 #include <memory>
+#include <string>
+#include <vector>
 #include <system_error>
 
 #include "assistgen/cpu/transformer.hpp"
+#include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
 
 namespace assistgen {
@@ -25,6 +28,25 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   // HF derives the generation config from config.json when the file lacks a
   // field; the tokenizer's declarations come last.
   const ModelConfig& mc = transformer->config();
+  const std::string config_file = (dir / "config.json").string();
+  // A tokenizer with ids the model has no rows for would hand the decoders a
+  // prompt they reject with no word of which file is wrong.
+  if (tokenizer.vocab_size() > mc.vocab_size)
+    throw ConfigError((dir / "tokenizer.json").string() + ": the tokenizer has ids up to " +
+                      std::to_string(tokenizer.vocab_size() - 1) + " but " + config_file +
+                      " gives vocab_size " + std::to_string(mc.vocab_size));
+  // generation_config.json's ids are checked here, where its name is known,
+  // rather than by a decoder at the first generate().
+  auto check_ids = [&](const char* field, const std::vector<Token>& ids) {
+    for (const Token id : ids)
+      if (id < 0 || static_cast<std::size_t>(id) >= mc.vocab_size)
+        throw ConfigError(gen.string() + ": " + field + " holds token id " + std::to_string(id) +
+                          ", outside [0, vocab_size = " + std::to_string(mc.vocab_size) +
+                          ") of " + config_file);
+  };
+  if (defaults.eos_token_id) check_ids("eos_token_id", *defaults.eos_token_id);
+  if (defaults.bos_token_id) check_ids("bos_token_id", {*defaults.bos_token_id});
+  if (defaults.suppress_tokens) check_ids("suppress_tokens", *defaults.suppress_tokens);
   if (!defaults.eos_token_id) {
     if (!mc.eos_token_ids.empty())
       defaults.eos_token_id = mc.eos_token_ids;

@@ -106,6 +106,7 @@ WeightType weight_type(DType t) {
 }  // namespace
 
 struct Transformer::Impl {
+  std::string name;  // the checkpoint directory, for messages
   ModelConfig cfg;
   LoadOptions opts;
   std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
@@ -342,6 +343,18 @@ void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache&
   norm(x, final_norm, xn, n);
   out.resize(n, cfg.vocab_size);
   matmul(lm_head, xn, out.data());
+  // Weights are finite (checked at load), but activations can still
+  // overflow; non-finite logits are an error here, naming the model and the
+  // position, before the cache takes the new rows (it is left unchanged).
+  const float* lg = out.data();
+  for (std::size_t e = 0; e < n * cfg.vocab_size; ++e) {
+    if (!std::isfinite(lg[e]))
+      throw FormatError("cpu::Transformer '" + name + "': the logits at position " +
+                        std::to_string(pos0 + e / cfg.vocab_size) + " are not finite (token id " +
+                        std::to_string(e % cfg.vocab_size) + " is " +
+                        (std::isnan(lg[e]) ? "NaN" : "infinite") +
+                        "): the weights overflow float arithmetic");
+  }
   kv.commit(n);
 }
 
@@ -359,10 +372,12 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 // Reads the parts of `src` as one [rows, cols] row-major matrix (cols == 0:
 // a vector of `rows`), transposing parts stored [in, out]. Each part's shape
 // is checked against the config; `used` collects the names read.
+// Every part's shape is checked before anything is allocated, so a config
+// that claims a huge vocabulary or hidden size over a tiny file is a
+// FormatError, never a huge reservation; values must be finite
+// (TensorView::to_finite_float).
 std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::size_t cols,
                         std::vector<std::string>& used) {
-  std::vector<float> out;
-  out.reserve(src.rows() * std::max<std::size_t>(cols, 1));
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
@@ -373,7 +388,13 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
       throw FormatError(ck.dir().string() + ": tensor '" + part.name + "' has shape " +
                         shape_str(t.shape) + " but the config implies " + shape_str(want) +
                         (src.transposed && cols != 0 ? " (Conv1D: [in, out])" : ""));
-    std::vector<float> v = t.to_float();
+  }
+  std::vector<float> out;
+  out.reserve(src.rows() * std::max<std::size_t>(cols, 1));
+  for (const TensorPart& part : src.parts) {
+    const io::TensorView& t = ck.tensor(part.name);
+    const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
+    std::vector<float> v = t.to_finite_float();
     if (src.transposed && cols != 0) {
       Eigen::Map<const RowMatrix> stored(v.data(), c, r);
       std::vector<float> tr(v.size());
@@ -403,6 +424,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
                                          const LoadOptions& options) {
   config.validate((ck.dir() / "config.json").string());
   auto impl = std::make_unique<Impl>();
+  impl->name = ck.dir().string();
   impl->cfg = config;
   impl->opts = options;
   impl->check_supported();
@@ -524,6 +546,7 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed,
                                 const LoadOptions& options) {
   config.validate("random model config");
   auto impl = std::make_unique<Impl>();
+  impl->name = "random " + config.architecture;
   impl->cfg = config;
   impl->opts = options;
   impl->check_supported();

@@ -79,7 +79,7 @@ void parse_qwen2(const ConfigFields& fields, ModelConfig& c) {
       if (t == "sliding_attention") {
         c.sliding_layers[i] = true;
       } else if (t != "full_attention") {
-        fields.fail("layer_types", "entry " + std::to_string(i) + " is " + t.dump() +
+        fields.fail("layer_types", "entry " + std::to_string(i) + " is " + io::detail::json_excerpt(t) +
                                        "; expected \"full_attention\" or \"sliding_attention\"");
       }
     }

@@ -14,6 +14,7 @@
 #include "assistgen/architecture.hpp"
 #include "assistgen/error.hpp"
 #include "config_fields.hpp"
+#include "json_file.hpp"
 
 namespace assistgen {
 
@@ -28,14 +29,14 @@ std::vector<Token> ConfigFields::token_ids(std::string_view field) const {
   if (j == nullptr) return ids;
   auto one = [&](const json& v) {
     if (v.is_number_integer() && !v.is_number_unsigned()) {
-      fail(field, "holds a negative token id " + v.dump());
+      fail(field, "holds a negative token id " + io::detail::json_excerpt(v));
     }
     if (!v.is_number_unsigned()) {
       fail(field, "must be a token id or a list of token ids, got " + json_type_name(v));
     }
     const auto id = v.get<std::uint64_t>();
     if (id > static_cast<std::uint64_t>(std::numeric_limits<Token>::max())) {
-      fail(field, "holds token id " + v.dump() + ", too large for a 32-bit token");
+      fail(field, "holds token id " + io::detail::json_excerpt(v) + ", too large for a 32-bit token");
     }
     ids.push_back(static_cast<Token>(id));
   };
@@ -183,12 +184,7 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& so
 }
 
 ModelConfig ModelConfig::load(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read failed");
-  return parse(buffer.str(), path.string());
+  return parse(io::detail::read_bounded_file(path, io::detail::kMaxConfigJsonBytes), path.string());
 }
 
 void ModelConfig::validate(const std::string& source) const {

@@ -41,8 +41,8 @@ class ConfigFields {
 
   std::uint64_t to_uint(std::string_view field, const json& j) const {
     if (j.is_number_unsigned()) return j.get<std::uint64_t>();
-    if (j.is_number_integer()) fail(field, "must be non-negative, got " + j.dump());
-    fail(field, "must be a non-negative integer, got " + io::detail::json_type_name(j) + " " + j.dump());
+    if (j.is_number_integer()) fail(field, "must be non-negative, got " + io::detail::json_excerpt(j));
+    fail(field, "must be a non-negative integer, got " + io::detail::json_type_name(j) + " " + io::detail::json_excerpt(j));
   }
 
   std::size_t size(std::string_view field) const {
@@ -57,7 +57,7 @@ class ConfigFields {
   }
 
   double number(std::string_view field, const json& j) const {
-    if (!j.is_number()) fail(field, "must be a number, got " + io::detail::json_type_name(j) + " " + j.dump());
+    if (!j.is_number()) fail(field, "must be a number, got " + io::detail::json_type_name(j) + " " + io::detail::json_excerpt(j));
     return j.get<double>();
   }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <utility>
 
 #include "assistgen/error.hpp"
+#include "json_file.hpp"
 #include "strict_json.hpp"
 
 namespace assistgen::io {
@@ -64,7 +66,7 @@ std::string_view safetensors_dtype_name(DType t) {
   return "?";
 }
 
-std::string shape_string(const json& shape) { return shape.dump(); }
+std::string shape_string(const json& shape) { return detail::json_excerpt(shape); }
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -80,7 +82,8 @@ class Mapping {
 
   void map(const std::filesystem::path& path) {
     const std::string name = path.string();
-    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO is refused below instead of waited on.
+    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
       const int err = errno;
       throw IoError(name + ": cannot open: " + errno_text(err));
@@ -95,7 +98,10 @@ class Mapping {
       const int err = errno;
       throw IoError(name + ": cannot stat: " + errno_text(err));
     }
-    if (!S_ISREG(st.st_mode)) throw IoError(name + ": not a regular file");
+    if (!S_ISREG(st.st_mode)) {
+      throw IoError(name + ": is " + (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+                    ", expected a safetensors file");
+    }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ < 8) {
       throw FormatError(name + ": file is " + std::to_string(size_) +
@@ -260,6 +266,25 @@ std::vector<float> TensorView::to_float() const {
   return out;
 }
 
+std::vector<float> TensorView::to_finite_float() const {
+  std::vector<float> out = to_float();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!std::isfinite(out[i])) {
+      std::string index;
+      std::size_t rest = i;
+      for (std::size_t d = shape.size(); d-- > 0;) {
+        const auto dim = static_cast<std::size_t>(shape[d]);
+        index = std::to_string(rest % dim) + (index.empty() ? "" : ", ") + index;
+        rest /= dim;
+      }
+      throw FormatError(file + ": tensor '" + name + "': element [" + index + "] is " +
+                        (std::isnan(out[i]) ? "NaN" : out[i] > 0 ? "+inf" : "-inf") +
+                        "; model weights must be finite");
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // SafetensorsFile
 
@@ -349,7 +374,7 @@ void SafetensorsFile::Impl::load() {
           d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
         fail_tensor(name,
                     "shape " + shape_string(shape) +
-                        " has an entry that is not a non-negative 64-bit integer: " + dim.dump());
+                        " has an entry that is not a non-negative 64-bit integer: " + detail::json_excerpt(dim));
       }
       view.shape.push_back(static_cast<std::int64_t>(d));
       overflow = overflow || __builtin_mul_overflow(numel, d, &numel);
@@ -366,7 +391,7 @@ void SafetensorsFile::Impl::load() {
     std::uint64_t end = 0;
     if (!offsets.is_array() || offsets.size() != 2 || !json_to_u64(offsets[0], begin) ||
         !json_to_u64(offsets[1], end)) {
-      fail_tensor(name, "data_offsets " + offsets.dump() +
+      fail_tensor(name, "data_offsets " + detail::json_excerpt(offsets) +
                             " is not a pair of non-negative integers [begin, end]");
     }
     if (begin > end) {
@@ -479,15 +504,6 @@ void Checkpoint::Impl::load_single(const std::filesystem::path& file) {
 
 namespace {
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string() + ": cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw IoError(path.string() + ": read failed");
-  return buffer.str();
-}
-
 // A shard must be a plain file name in the checkpoint directory: no
 // separators, no "." or "..", so the index cannot point outside it.
 bool is_plain_file_name(const std::string& name) {
@@ -499,7 +515,8 @@ bool is_plain_file_name(const std::string& name) {
 
 void Checkpoint::Impl::load_sharded(const std::filesystem::path& index_path) {
   const std::string index_name = index_path.string();
-  const json index = detail::parse_strict_json<FormatError>(read_text_file(index_path), index_name);
+  const json index = detail::parse_strict_json<FormatError>(
+      detail::read_bounded_file(index_path, detail::kMaxConfigJsonBytes), index_name);
   if (!index.is_object()) throw FormatError(index_name + ": not a JSON object");
   if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
     throw FormatError(index_name + ": missing 'weight_map' object");
@@ -525,9 +542,15 @@ void Checkpoint::Impl::load_sharded(const std::filesystem::path& index_path) {
   for (auto& [shard_name, position] : shard_index) {
     const std::filesystem::path shard_path = dir / shard_name;
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(shard_path, ec)) {
+    const auto status = std::filesystem::status(shard_path, ec);
+    if (!std::filesystem::exists(status)) {
       throw FormatError(index_name + ": shard '" + shard_name + "' does not exist in " +
                         dir.string());
+    }
+    if (!std::filesystem::is_regular_file(status)) {
+      throw FormatError(index_name + ": shard '" + shard_name + "' in " + dir.string() + " is " +
+                        (std::filesystem::is_directory(status) ? "a directory" : "not a regular file") +
+                        ", expected a safetensors file");
     }
     position = files.size();
     files.emplace_back(shard_path);
@@ -569,10 +592,12 @@ Checkpoint::Checkpoint(const std::filesystem::path& dir) {
   std::error_code ec;
   const std::filesystem::path single = dir / "model.safetensors";
   const std::filesystem::path index = dir / "model.safetensors.index.json";
-  // As Hugging Face does: a single file wins over an index.
-  if (std::filesystem::is_regular_file(single, ec)) {
+  // As Hugging Face does: a single file wins over an index. Anything at
+  // either path is read (and refused if it is a directory or a FIFO), never
+  // reported as missing.
+  if (detail::path_exists(single)) {
     impl->load_single(single);
-  } else if (std::filesystem::is_regular_file(index, ec)) {
+  } else if (detail::path_exists(index)) {
     impl->load_sharded(index);
   } else {
     throw IoError(dir.string() +

@@ -10,17 +10,30 @@
 
 namespace assistgen::tok {
 
+[[noreturn]] void throw_growth(std::string_view where, std::size_t input_bytes) {
+  throw FormatError(std::string(where) + ": the output would exceed " +
+                    std::to_string(growth_limit(input_bytes)) + " bytes (" +
+                    std::to_string(kMaxGrowthFactor) + " x the " + std::to_string(input_bytes) +
+                    "-byte input + " + std::to_string(kGrowthSlack) +
+                    "): a normalizer or decoder may not multiply the text");
+}
+
 namespace {
 
+// Replaces every match of `re` in `text` by `content`. The result may be at
+// most growth_limit(text.size()) bytes: a pattern that matches everywhere (an
+// empty one) with a long content would otherwise multiply the text.
 void replace_all(std::string& text, const Regex& re, std::string_view content) {
   std::string out;
   std::size_t prev = 0;
   bool any = false;
+  const std::size_t limit = growth_limit(text.size());
   re.for_each_match(text, [&](std::size_t s, std::size_t e) {
     any = true;
     out.append(text, prev, s - prev);
     out.append(content);
     prev = e;
+    if (out.size() > limit) throw_growth(re.where(), text.size());
   });
   if (!any) return;
   out.append(text, prev, std::string::npos);
@@ -124,8 +137,14 @@ class NormalizerSequence final : public Normalizer {
  public:
   explicit NormalizerSequence(std::vector<std::unique_ptr<Normalizer>> items)
       : items_(std::move(items)) {}
+  // Each member is bounded against its own input; the chain as a whole
+  // against the chain's input, so chained Replaces cannot multiply the text.
   void apply(std::string& text) const override {
-    for (const auto& n : items_) n->apply(text);
+    const std::size_t in = text.size(), limit = growth_limit(in);
+    for (const auto& n : items_) {
+      n->apply(text);
+      if (text.size() > limit) throw_growth("normalizer Sequence", in);
+    }
   }
 
  private:
@@ -399,7 +418,16 @@ class DecoderSequence final : public Decoder {
   explicit DecoderSequence(std::vector<std::unique_ptr<Decoder>> items)
       : items_(std::move(items)) {}
   void apply(std::vector<std::string>& tokens) const override {
-    for (const auto& d : items_) d->apply(tokens);
+    auto total = [&tokens] {
+      std::size_t n = 0;
+      for (const auto& t : tokens) n += t.size();
+      return n;
+    };
+    const std::size_t in = total(), limit = growth_limit(in);
+    for (const auto& d : items_) {
+      d->apply(tokens);
+      if (total() > limit) throw_growth("decoder Sequence", in);
+    }
   }
   void stream_check(bool& joined, bool& local) const override {
     for (const auto& d : items_) d->stream_check(joined, local);

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "../io/json_file.hpp"
+#include "../io/strict_json.hpp"
 #include "tokenizer_internal.hpp"
 
 namespace assistgen {
@@ -172,8 +174,13 @@ class Parser {
   std::unique_ptr<Decoder> decoder(const json& d, const std::string& path) const {
     const std::string type = type_of(d, path);
     if (type == "ByteLevel") return make_byte_level_decoder();
-    if (type == "Metaspace")
-      return make_metaspace_decoder(string_field(d, "replacement", path), prepend_scheme(d, path));
+    if (type == "Metaspace") {
+      // As for the pre-tokenizer: an empty replacement would match between
+      // every two characters and put a space there.
+      const std::string rep = string_field(d, "replacement", path);
+      if (rep.empty()) fail(path + ".replacement", "must not be empty");
+      return make_metaspace_decoder(rep, prepend_scheme(d, path));
+    }
     if (type == "Replace")
       return make_replace_decoder(pattern(d, path), string_field(d, "content", path));
     if (type == "ByteFallback") return make_byte_fallback_decoder();
@@ -324,6 +331,10 @@ class Parser {
       t.id = token_id(field(a, "id", path), path + ".id");
       t.content = string_field(a, "content", path);
       if (t.content.empty()) fail(path + ".content", "must not be empty");
+      if (t.content.size() > kMaxAddedTokenBytes)
+        fail(path + ".content", "is " + std::to_string(t.content.size()) +
+                                    " bytes long, above the limit of " +
+                                    std::to_string(kMaxAddedTokenBytes));
       t.special = bool_field(a, "special", path, false);
       t.lstrip = bool_field(a, "lstrip", path, false);
       t.rstrip = bool_field(a, "rstrip", path, false);
@@ -368,12 +379,9 @@ class Parser {
       impl.id_to_token[a.id] = a.content;
       impl.special[a.id] = a.special ? 1 : 0;
     }
-    for (std::uint32_t i = 0; i < impl.added.size(); ++i)
-      impl.added_by_first_byte[static_cast<unsigned char>(impl.added[i].content[0])].push_back(i);
-    for (auto& bucket : impl.added_by_first_byte)
-      std::stable_sort(bucket.begin(), bucket.end(), [&](std::uint32_t x, std::uint32_t y) {
-        return impl.added[x].content.size() > impl.added[y].content.size();
-      });
+    for (std::size_t i = 0; i < impl.added.size(); ++i)
+      impl.added_trie.insert(impl.added[i].content, static_cast<std::int32_t>(i));
+    impl.added_trie.finish();
   }
 
   void check_id(const Tokenizer::Impl& impl, Token id, const std::string& path) const {
@@ -387,21 +395,11 @@ class Parser {
   std::string origin_;
 };
 
+// Every tokenizer file goes through the library's one JSON parser: duplicate
+// keys and nesting deeper than io::detail::kMaxJsonDepth are errors, so the
+// recursive component readers above (Sequence inside Sequence) stay shallow.
 json parse_json(std::string_view text, const std::string& origin) {
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    throw FormatError(origin + ": not valid JSON: " + e.what());
-  }
-}
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw IoError(p.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(p.string() + ": read failed");
-  return ss.str();
+  return io::detail::parse_strict_json<FormatError>(text, origin);
 }
 
 // bos_token / eos_token in tokenizer_config.json: a string or {"content": ...}.
@@ -529,17 +527,19 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json,
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir_or_file) {
+  using io::detail::read_bounded_file;
   std::error_code ec;
   std::filesystem::path file = dir_or_file;
   if (std::filesystem::is_directory(dir_or_file, ec)) file = dir_or_file / "tokenizer.json";
-  if (!std::filesystem::exists(file, ec)) throw IoError(file.string() + ": no such file");
-  const std::string text = read_file(file);
+  // Bounded reads: a FIFO, a device or a directory in place of a file is an
+  // IoError, an oversized file a FormatError (io/json_file.hpp).
+  const std::string text = read_bounded_file(file, io::detail::kMaxTokenizerJsonBytes);
   const auto dir = file.parent_path();
   std::string cfg, gen;
-  if (std::filesystem::exists(dir / "tokenizer_config.json", ec))
-    cfg = read_file(dir / "tokenizer_config.json");
-  if (std::filesystem::exists(dir / "generation_config.json", ec))
-    gen = read_file(dir / "generation_config.json");
+  if (io::detail::path_exists(dir / "tokenizer_config.json"))
+    cfg = read_bounded_file(dir / "tokenizer_config.json", io::detail::kMaxTokenizerConfigBytes);
+  if (io::detail::path_exists(dir / "generation_config.json"))
+    gen = read_bounded_file(dir / "generation_config.json", io::detail::kMaxConfigJsonBytes);
   return from_json(text, cfg, gen, file.string());
 }
 

@@ -204,36 +204,99 @@ struct MatchData {
 
 }  // namespace
 
+// Linear-time search. A backtracking search over the whole text can cost
+// time quadratic in its length (a pattern like `\w+X` over a long word tries
+// every start and scans to the end from each), and PCRE2's match limit is
+// counted per start position, so it does not bound that. Each call here sees
+// at most kRegexWindowBytes past its start: a match that may run past the
+// window's end (PCRE2_PARTIAL_HARD reports it) is searched again from its own
+// start with a full window, and one that is still longer than the window is
+// taken as the window allows. Text of ordinary pre-tokens is matched exactly
+// as a search over the whole text would; the cost is O(text * window).
 void Regex::for_each_match(std::string_view text,
                            const std::function<void(std::size_t, std::size_t)>& f) const {
   thread_local ThreadMatchContext tmc;
   MatchData data(code_->code);
   if (data.md == nullptr) throw CapacityError(where_ + ": out of memory creating PCRE2 match data");
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  std::size_t pos = 0;
-  std::uint32_t flags = 0;
-  while (pos <= text.size()) {
-    int rc = pcre2_match(code_->code, subject, text.size(), pos, flags | PCRE2_NO_UTF_CHECK,
-                         data.md, tmc.ctx);
-    if (rc == PCRE2_ERROR_NOMATCH) {
-      if (flags == 0) break;
-      // An empty match was found at pos: advance one character and go on.
-      flags = 0;
-      if (pos >= text.size()) break;
-      pos += utf8_len(static_cast<unsigned char>(text[pos]));
-      continue;
-    }
-    if (rc < 0) {
+  const std::size_t n = text.size();
+  // The end of the window that starts at `from`, on a character boundary.
+  auto window_end = [&](std::size_t from) {
+    if (n - from <= kRegexWindowBytes) return n;
+    std::size_t end = from + kRegexWindowBytes;
+    while (end > from && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    return end;
+  };
+  // One search of [start, end); with `partial`, a match that reaches `end`
+  // is reported as PCRE2_ERROR_PARTIAL. Match and heap limits end in a
+  // CapacityError naming the pattern's file and field.
+  auto run = [&](std::size_t end, std::size_t start, std::uint32_t options, bool partial) {
+    if (partial) options |= PCRE2_PARTIAL_HARD;
+    const int rc = pcre2_match(code_->code, subject, end, start, options | PCRE2_NO_UTF_CHECK,
+                               data.md, tmc.ctx);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH && rc != PCRE2_ERROR_PARTIAL) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      throw CapacityError(where_ +
-                          ": regex matching failed: " + reinterpret_cast<const char*>(msg));
+      throw CapacityError(where_ + ": regex matching failed at byte " + std::to_string(start) +
+                          " (a limit of PCRE2 was reached): " + reinterpret_cast<const char*>(msg));
     }
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data.md);
-    const std::size_t s = ov[0], e = ov[1];
-    f(s, e);
-    pos = e;
-    flags = s == e ? (PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED) : 0;
+    return rc;
+  };
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data.md);
+  std::size_t pos = 0;
+  std::uint32_t flags = 0;
+  // While pos < chunk_end, the text is searched as if it ended at chunk_end:
+  // a match there was longer than a window (or looked ahead past it).
+  std::size_t chunk_end = 0;
+  while (pos <= n) {
+    int rc;
+    std::size_t end;
+    if (pos < chunk_end) {
+      end = chunk_end;
+      rc = run(end, pos, flags, false);
+    } else {
+      end = window_end(pos);
+      rc = run(end, pos, flags, end < n);
+      if (rc == PCRE2_ERROR_PARTIAL) {
+        // A match may start at `s` and run past the window; nothing starts
+        // before it. Search from there with a whole window; still partial,
+        // it is longer than a window: search [s, end) as a chunk.
+        const std::size_t s = std::max<std::size_t>(pos, ov[0]);
+        const std::uint32_t f2 = s == pos ? flags : 0;
+        end = window_end(s);
+        rc = run(end, s, f2, end < n);
+        if (rc == PCRE2_ERROR_PARTIAL) {
+          pos = s;
+          flags = f2;
+          chunk_end = end;
+          continue;
+        }
+        if (rc == PCRE2_ERROR_NOMATCH && f2 == 0) {
+          // Nothing starts in [s, end), even with more text after it.
+          if (end >= n) break;
+          pos = end;
+          flags = 0;
+          continue;
+        }
+      }
+    }
+    if (rc == PCRE2_ERROR_NOMATCH) {
+      if (flags != 0) {
+        // An empty match was found at pos: advance one character and go on.
+        flags = 0;
+        if (pos >= n) break;
+        pos += utf8_len(static_cast<unsigned char>(text[pos]));
+        continue;
+      }
+      // No match starts in [pos, end) (with more text after it, if any).
+      if (end >= n) break;
+      pos = end;
+      continue;
+    }
+    const std::size_t ms = ov[0], me = ov[1];
+    f(ms, me);
+    pos = me;
+    flags = ms == me ? (PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED) : 0;
   }
 }
 

@@ -77,12 +77,15 @@ std::vector<Token> Tokenizer::encode(std::string_view text, const EncodeOptions&
   std::size_t seg_start = 0;
   std::size_t i = 0;
   const bool any_added = !m.added.empty();
+  std::vector<std::int32_t> prefixes;
   while (any_added && i < s.size()) {
     const tok::AddedToken* hit = nullptr;
-    for (std::uint32_t idx : m.added_by_first_byte[static_cast<unsigned char>(s[i])]) {
-      const tok::AddedToken& a = m.added[idx];
+    prefixes.clear();
+    m.added_trie.prefixes(std::string_view(s).substr(i, tok::kMaxAddedTokenBytes), prefixes);
+    // Longest first: the first that qualifies wins.
+    for (auto it = prefixes.rbegin(); it != prefixes.rend(); ++it) {
+      const tok::AddedToken& a = m.added[static_cast<std::size_t>(*it)];
       if (a.special && !options.parse_special) continue;
-      if (s.compare(i, a.content.size(), a.content) != 0) continue;
       if (a.single_word) {
         if (i > 0) {
           std::size_t k = prev_char_start(s, i);

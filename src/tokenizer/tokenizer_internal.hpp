@@ -4,8 +4,10 @@
 #pragma once
 
 #include <assistgen/tokenizer.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,8 +54,13 @@ class Regex {
   /// A literal string pattern (escaped, no regex syntax).
   static Regex literal(std::string_view text, const std::string& where);
   /// Calls f(start, end) for every non-overlapping match, left to right.
+  /// The work is linear in the text: each search sees at most
+  /// kRegexWindowBytes of text past its start, so a match longer than that
+  /// is cut at the window's end (see text.cpp).
   void for_each_match(std::string_view text,
                       const std::function<void(std::size_t, std::size_t)>& f) const;
+  /// The file and field the pattern came from, for error messages.
+  const std::string& where() const { return where_; }
 
  private:
   struct Code;
@@ -61,7 +68,23 @@ class Regex {
   std::string where_;
 };
 
+/// The most text one regex search looks at past its start (a pre-token
+/// longer than this is split at that length).
+inline constexpr std::size_t kRegexWindowBytes = 1024;
+
 // ---- Pipeline components ------------------------------------------------------
+
+/// A normalizer or decoder chain may make its text at most this many times
+/// longer (plus kGrowthSlack bytes): NFKC expands a character 18 times at most,
+/// a Replace of a space by U+2581 three times.
+inline constexpr std::size_t kMaxGrowthFactor = 32;
+inline constexpr std::size_t kGrowthSlack = 4096;
+inline std::size_t growth_limit(std::size_t input_bytes) {
+  return kMaxGrowthFactor * input_bytes + kGrowthSlack;
+}
+/// Throws the FormatError of a normalizer or decoder (`where`) whose output
+/// passed growth_limit(input_bytes).
+[[noreturn]] void throw_growth(std::string_view where, std::size_t input_bytes);
 
 class Normalizer {
  public:
@@ -169,6 +192,80 @@ struct AddedToken {
   bool single_word = false;
 };
 
+/// The longest content of an added token, in bytes (the trie walk per
+/// position of encode() is bounded by it).
+inline constexpr std::size_t kMaxAddedTokenBytes = 256;
+
+/// A byte trie of the added tokens: node 0 is the root. Built with insert(),
+/// then finish() lays the children of each node out contiguously, sorted by
+/// byte, so a walk step is a short scan (one compare along a chain).
+class AddedTrie {
+ public:
+  void insert(std::string_view content, std::int32_t index) {
+    if (build_.empty()) build_.emplace_back();
+    std::uint32_t node = 0;
+    for (const char c : content) {
+      const auto b = static_cast<unsigned char>(c);
+      auto it = build_[node].children.find(b);
+      if (it == build_[node].children.end()) {
+        const auto child = static_cast<std::uint32_t>(build_.size());
+        build_[node].children.emplace(b, child);
+        build_.emplace_back();
+        node = child;
+      } else {
+        node = it->second;
+      }
+    }
+    build_[node].token = index;
+  }
+  void finish() {
+    token_.resize(build_.size());
+    first_.resize(build_.size() + 1);
+    edges_.clear();
+    for (std::size_t n = 0; n < build_.size(); ++n) {
+      token_[n] = build_[n].token;
+      first_[n] = static_cast<std::uint32_t>(edges_.size());
+      for (const auto& [b, child] : build_[n].children) edges_.push_back({b, child});
+    }
+    first_[build_.size()] = static_cast<std::uint32_t>(edges_.size());
+    build_.clear();
+    build_.shrink_to_fit();
+  }
+  /// Appends to `hits` the indices of the tokens that are prefixes of `text`,
+  /// shortest first.
+  void prefixes(std::string_view text, std::vector<std::int32_t>& hits) const {
+    if (token_.empty()) return;
+    std::uint32_t node = 0;
+    for (const char c : text) {
+      const auto b = static_cast<unsigned char>(c);
+      const Edge* e = edges_.data() + first_[node];
+      const Edge* end = edges_.data() + first_[node + 1];
+      if (end - e > 8) {
+        e = std::lower_bound(e, end, b, [](const Edge& x, unsigned char v) { return x.byte < v; });
+      } else {
+        while (e != end && e->byte < b) ++e;
+      }
+      if (e == end || e->byte != b) return;
+      node = e->child;
+      if (token_[node] >= 0) hits.push_back(token_[node]);
+    }
+  }
+
+ private:
+  struct BuildNode {
+    std::int32_t token = -1;
+    std::map<unsigned char, std::uint32_t> children;
+  };
+  struct Edge {
+    unsigned char byte;
+    std::uint32_t child;
+  };
+  std::vector<BuildNode> build_;
+  std::vector<std::int32_t> token_;   // per node: added-token index or -1
+  std::vector<std::uint32_t> first_;  // per node: its first edge; one past the last node at the end
+  std::vector<Edge> edges_;
+};
+
 }  // namespace assistgen::tok
 
 namespace assistgen {
@@ -187,8 +284,10 @@ struct Tokenizer::Impl {
   std::vector<Token> post_suffix;  // added after it
 
   std::vector<tok::AddedToken> added;
-  /// added-token indices by first byte, longest content first.
-  std::vector<std::uint32_t> added_by_first_byte[256];
+  /// A byte trie of the added tokens' contents: matching at one position
+  /// walks at most kMaxAddedTokenBytes nodes whatever the number of added
+  /// tokens, so encode() is linear in the text.
+  tok::AddedTrie added_trie;
 
   std::vector<std::string> id_to_token;  // "" with present=false for holes
   std::vector<std::uint8_t> present;

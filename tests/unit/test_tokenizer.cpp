@@ -588,7 +588,7 @@ TEST_CASE("malformed tokenizer.json files are clear errors", "[tokenizer][errors
   expect_unsupported(j, "post-processor type 'RobertaProcessing'");
 
   CHECK_THROWS_AS(Tokenizer::from_json("this is not json"), assistgen::FormatError);
-  CHECK_THROWS_WITH(Tokenizer::from_json("this is not json"), Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(Tokenizer::from_json("this is not json"), Catch::Contains("invalid JSON"));
   CHECK_THROWS_WITH(Tokenizer::from_json("[1, 2]"), Catch::Contains("expected a JSON object"));
   CHECK_THROWS_AS(Tokenizer::load(kTokDir / "no-such-dir"), assistgen::IoError);
   CHECK_THROWS_WITH(Tokenizer::load(kTokDir / "no-such-dir"), Catch::Contains("no-such-dir"));

@@ -114,13 +114,21 @@ inline Emitted emit_tokens(std::span<const Token> seq, std::size_t from,
 }
 
 /// The cache in `slot`, emptied, when it can hold `capacity` positions; else
-/// a new one made by `model`.
+/// a new one made by `model`. A cache that cannot be made is a CapacityError
+/// that names the options its size came from.
 template <CausalLM M>
 typename M::Cache& reuse_or_make_cache(const M& model, std::optional<typename M::Cache>& slot,
                                        std::size_t capacity) {
   if (!slot || slot->capacity() < capacity) {
     slot.reset();
-    slot.emplace(model.make_cache(capacity));
+    try {
+      slot.emplace(model.make_cache(capacity));
+    } catch (const CapacityError& e) {
+      throw CapacityError("generate: a cache of " + std::to_string(capacity) +
+                          " positions (the prompt's tokens + GenerationConfig::max_new_tokens, "
+                          "or GenerationConfig::cache_capacity when set) cannot be made: " +
+                          e.what());
+    }
   } else {
     slot->truncate(0);
   }

@@ -32,6 +32,12 @@ struct TensorView {
   std::vector<float> to_float() const;
   /// Same, into a caller buffer of exactly numel() floats.
   void to_float(std::span<float> out) const;
+  /// to_float(), then the loaders' policy for weights: every value must be
+  /// finite. A NaN or an infinity is a FormatError naming the file, the
+  /// tensor, the element's index and its value, so that a corrupt weight is
+  /// found at load rather than as NaN logits, a wrong argmax or an int8
+  /// packing of NaN.
+  std::vector<float> to_finite_float() const;
 };
 
 /// One memory-mapped .safetensors file. Move-only; views stay valid when the

@@ -17,12 +17,18 @@
 namespace assistgen {
 
 /// Index of the largest value; the lowest index wins ties (as torch.argmax).
-/// Throws InvalidArgument when every value is -inf or NaN (nothing can be chosen).
+/// Throws InvalidArgument when a value is NaN or +inf (the logits are not
+/// numbers a choice can be made from: non-finite values are never skipped
+/// silently), or when every value is -inf (nothing can be chosen).
 inline Token argmax(std::span<const float> x) {
   std::size_t best = 0;
   float best_v = -std::numeric_limits<float>::infinity();
   bool found = false;
   for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity())
+      throw InvalidArgument("logits are not finite: token id " + std::to_string(i) + " has " +
+                            (std::isnan(x[i]) ? "NaN" : "+inf") +
+                            " (the model's weights or activations overflowed float)");
     if (x[i] > best_v) {
       best_v = x[i];
       best = i;

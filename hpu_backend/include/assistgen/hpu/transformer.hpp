@@ -48,6 +48,11 @@ struct Options {
   GraphCache::CompileFn compile;
   /// Compile every bucket while loading (see Transformer::warmup).
   bool warmup = false;
+  /// Cap the kv_len buckets at the model's max_position_embeddings (rounded
+  /// up to kv_len.step) when loading: the warm-up and the cache then grow
+  /// with the model, not with a requested number of positions. Off: the
+  /// buckets are used as given (RoPE runs past max_position_embeddings).
+  bool bound_by_model = false;
   /// Compute type. Only f32 is built (bf16/f16 checkpoints are converted at load).
   DType dtype = DType::f32;
 };
@@ -55,13 +60,16 @@ struct Options {
 /// Options for runs that need up to `positions` cache positions (prompt +
 /// new tokens): kv_len buckets (128, 128, positions rounded up to 128),
 /// default token buckets, warm-up at load, on `device` (null: the CPU
-/// reference device). What `assistgen generate --backend hpu-ref` uses.
+/// reference device), bounded by the model (Options::bound_by_model: a huge
+/// `positions` compiles no more buckets than the model's positions need).
+/// What `assistgen generate --backend hpu-ref` uses.
 inline Options options_for(std::size_t positions, std::shared_ptr<Device> device = nullptr) {
   constexpr std::size_t kStep = 128;
   Options o;
   o.device = std::move(device);
   o.buckets.kv_len = {kStep, kStep, std::max(kStep, (positions + kStep - 1) / kStep * kStep)};
   o.warmup = true;
+  o.bound_by_model = true;
   return o;
 }
 
@@ -125,6 +133,9 @@ class Transformer {
   const ModelConfig& config() const;
   /// Logits per position.
   std::size_t vocab_size() const;
+  /// RoPE only: no hard limit; trained for config().max_position_embeddings
+  /// (the decoders warn past it, the text API refuses longer prompts).
+  PositionLimits position_limits() const;
   /// The device it runs on.
   const Device& device() const;
   /// Its bucket lists.
