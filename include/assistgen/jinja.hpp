@@ -186,7 +186,7 @@ class Value {
   /// Internal: a function value.
   static Value from_callable(std::shared_ptr<const detail::Callable> fn);
   /// Internal: the identity of a shared array/object/namespace/function, for
-  /// `==` (which compares containers by identity, as @huggingface/jinja does).
+  /// `==` (which compares containers by identity, as Hugging Face's JS engine does).
   const void* identity() const;
   /// Internal: whether an array was made as a tuple.
   bool is_tuple() const { return tuple_; }
