@@ -31,6 +31,12 @@
 
 namespace assistgen {
 
+/// A byte range [begin, end) of a text.
+struct ByteRange {
+  std::size_t begin = 0;  ///< first byte
+  std::size_t end = 0;    ///< one past the last byte
+};
+
 /// Options of Tokenizer::encode, meant for designated initialisers:
 /// `tok.encode(text, {.add_special_tokens = false})`.
 struct EncodeOptions {
@@ -42,6 +48,13 @@ struct EncodeOptions {
   /// control tokens: "<|endoftext|>" typed by a user is encoded as ordinary
   /// text. Non-special added tokens are always matched, as in Hugging Face.
   bool parse_special = false;
+  /// With parse_special: byte ranges of the text (after U+FFFD repair, which
+  /// leaves valid UTF-8 unchanged) where special tokens are still not
+  /// matched, because that text came from a user (the messages inside a
+  /// rendered chat template: ChatTemplate::encode). A special token is
+  /// matched only if it overlaps none of them. Sorted or not; the span must
+  /// outlive the call.
+  std::span<const ByteRange> literal_ranges = {};
 };
 
 class StreamingDetokenizer;

@@ -72,6 +72,13 @@ std::vector<Token> Tokenizer::encode(std::string_view text, const EncodeOptions&
     for (const auto& p : pieces) m.model.encode_word(p.text, out);
   };
 
+  // Special tokens overlapping a literal range (user text) are not matched.
+  auto in_literal = [&](std::size_t b, std::size_t e) {
+    for (const ByteRange& r : options.literal_ranges)
+      if (r.begin < e && b < r.end) return true;
+    return false;
+  };
+
   // Added tokens are matched leftmost-longest on the raw text; the text
   // between them goes through normalizer, pre-tokenizer and model.
   std::size_t seg_start = 0;
@@ -86,6 +93,7 @@ std::vector<Token> Tokenizer::encode(std::string_view text, const EncodeOptions&
     for (auto it = prefixes.rbegin(); it != prefixes.rend(); ++it) {
       const tok::AddedToken& a = m.added[static_cast<std::size_t>(*it)];
       if (a.special && !options.parse_special) continue;
+      if (a.special && in_literal(i, i + a.content.size())) continue;
       if (a.single_word) {
         if (i > 0) {
           std::size_t k = prev_char_start(s, i);
