@@ -79,9 +79,12 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 # Runs a command in the fresh root: as root, from the exported tree, in a
 # private mount namespace, with an empty environment.
 in_root() {
-  unshare --mount --fork -- bash -euo pipefail -c '
+  # (--propagation unchanged, then make-rprivate where / is a mount point:
+  # inside a chroot, as when the test command itself runs in a fresh root,
+  # it is not, and the namespace around it is private already.)
+  unshare --mount --propagation unchanged --fork -- bash -euo pipefail -c '
     root="$1"; cmd="$2"
-    mount --make-rprivate /
+    if mountpoint -q /; then mount --make-rprivate /; fi
     mount -t proc proc "$root/proc"
     mount -t sysfs sysfs "$root/sys"
     mount --rbind /dev "$root/dev"
