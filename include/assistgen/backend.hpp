@@ -11,11 +11,17 @@
 // const returning assistgen::Logits". Put the assert right after your class.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <span>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
+#include "assistgen/error.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen {
@@ -160,6 +166,206 @@ void forward_into(const M& model, std::span<const Token> tokens, typename M::Cac
     model.forward(tokens, cache, out);
   else
     out = model.forward(tokens, cache);
+}
+
+// ---------------------------------------------------------------------------
+// The extended forward contract: batches, trees, fewer output rows, layer
+// plans, and keeping a tree branch. Every part is an optional capability; a
+// backend that has only forward(tokens, cache) gets the generic fallbacks of
+// forward_batch() and keep_rows() below (docs/custom_backend.md).
+
+/// `outputs` value of a ForwardRequest: logits for every row.
+inline constexpr std::size_t kAllRows = std::numeric_limits<std::size_t>::max();
+
+/// One sequence's part of a forward call: `tokens` are appended to its cache
+/// after the `cache.size()` positions it holds (row i goes into cache slot
+/// cache.size() + i).
+///
+/// - `parent` empty: a chain, token i at position cache.size() + i, seeing
+///   every cached position and the tokens before it (the plain causal mask).
+/// - `parent` of tokens.size() entries: a tree. parent[i] < i is the token i
+///   follows, or -1 for the last cached position. Token i sits at position
+///   cache.size() + depth(i) (depth 0 for parent -1) and sees the cached
+///   positions and its ancestors (itself included), nothing else. A chain is
+///   the tree parent[i] = i - 1.
+/// - `outputs`: logits only for the last min(outputs, tokens.size()) rows;
+///   kAllRows (the default) for all, 0 for none (a prefill that only fills
+///   the cache).
+struct ForwardRequest {
+  std::span<const Token> tokens;              ///< appended after cache.size()
+  std::span<const std::int32_t> parent = {};  ///< empty: a chain; else a tree (see above)
+  std::size_t outputs = kAllRows;             ///< logits for the last `outputs` rows
+};
+
+/// Rows of logits a request produces.
+inline std::size_t output_rows(const ForwardRequest& r) { return std::min(r.outputs, r.tokens.size()); }
+
+/// Which transformer layers a forward call runs. The default runs all. A
+/// plan that skips layers leaves the K/V rows of the skipped layers unwritten
+/// for the appended positions; truncate them away before a full forward reads
+/// those positions (self-speculation drafts with a plan and verifies with all
+/// layers).
+struct LayerPlan {
+  /// Run only layers [0, early_exit), then the final norm and LM head (0: all).
+  std::size_t early_exit = 0;
+  /// Layers not run, in any order (applies within early_exit too).
+  std::span<const std::uint32_t> skip = {};
+
+  /// Whether every layer runs.
+  bool runs_all() const { return early_exit == 0 && skip.empty(); }
+  /// Whether layer `l` runs.
+  bool runs(std::size_t l) const {
+    if (early_exit != 0 && l >= early_exit) return false;
+    return std::find(skip.begin(), skip.end(), static_cast<std::uint32_t>(l)) == skip.end();
+  }
+};
+
+/// Optional: `m.forward(requests, caches, out, plan)` runs several requests,
+/// request r over `*caches[r]`, in one call. `out` is resized to
+/// [sum of output_rows(r), vocab_size()], the rows of request 0 first. The
+/// logits of a token must not depend on what else is in the call. The
+/// backend throws UnsupportedError, naming the capability, for what it does
+/// not support (trees, layer plans), before touching any cache; on any error
+/// every cache keeps its size.
+template <class M>
+concept ForwardsBatches = CausalLM<M> && requires(const M& m, std::span<const ForwardRequest> requests,
+                                                  std::span<typename M::Cache* const> caches, Logits& out,
+                                                  const LayerPlan& plan) {
+  m.forward(requests, caches, out, plan);
+};
+
+/// Optional: the backend's batched forward accepts tree requests (a non-empty
+/// `parent`). Declared with `static constexpr bool kTreeRequests = true;`.
+template <class M>
+concept AttendsTrees = ForwardsBatches<M> && requires {
+  requires static_cast<bool>(M::kTreeRequests);
+};
+
+/// Optional: the backend's batched forward accepts LayerPlans other than
+/// "all layers". Declared with `static constexpr bool kLayerPlans = true;`.
+template <class M>
+concept RunsLayerPlans = ForwardsBatches<M> && requires {
+  requires static_cast<bool>(M::kLayerPlans);
+};
+
+/// Optional: `c.keep(base, rows)` keeps positions [0, base) and moves the
+/// rows `rows` (strictly increasing slots in [base, size())) to base, base+1,
+/// ...; size becomes base + rows.size(). keep(n, {}) is truncate(n).
+template <class C>
+concept CacheHasKeep = requires(C& c, std::size_t base, std::span<const std::uint32_t> rows) {
+  c.keep(base, rows);
+};
+
+namespace detail {
+
+/// Checks what every batched forward must check, before any cache is touched:
+/// one cache per request, no cache twice, no empty request, well-formed
+/// parents. Throws InvalidArgument naming `who` and the request at fault.
+template <class Cache>
+void check_requests(std::string_view who, std::span<const ForwardRequest> requests,
+                    std::span<Cache* const> caches) {
+  // Messages are built only on failure: the check runs on every forward.
+  auto at = [&](std::size_t r) { return std::string(who) + ": request " + std::to_string(r); };
+  if (requests.size() != caches.size())
+    throw InvalidArgument(std::string(who) + ": " + std::to_string(requests.size()) + " requests but " +
+                          std::to_string(caches.size()) + " caches (one cache per request)");
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const ForwardRequest& q = requests[r];
+    if (!caches[r]) throw InvalidArgument(at(r) + " has no cache (null pointer)");
+    for (std::size_t o = 0; o < r; ++o)
+      if (caches[o] == caches[r])
+        throw InvalidArgument(at(r) + " uses the cache of request " + std::to_string(o) +
+                              " (each request needs its own cache)");
+    if (q.tokens.empty()) throw InvalidArgument(at(r) + " has no tokens to append");
+    if (q.parent.empty()) continue;
+    if (q.parent.size() != q.tokens.size())
+      throw InvalidArgument(at(r) + " has " + std::to_string(q.parent.size()) + " parents for " +
+                            std::to_string(q.tokens.size()) + " tokens");
+    for (std::size_t i = 0; i < q.parent.size(); ++i)
+      if (q.parent[i] < -1 || q.parent[i] >= static_cast<std::int64_t>(i))
+        throw InvalidArgument(at(r) + ": parent[" + std::to_string(i) + "] = " + std::to_string(q.parent[i]) +
+                              " must be -1 (the last cached position) or an earlier token's index");
+  }
+}
+
+/// Whether a request's parent array is a chain (empty, or parent[i] = i - 1).
+inline bool is_chain(const ForwardRequest& r) {
+  for (std::size_t i = 0; i < r.parent.size(); ++i)
+    if (r.parent[i] != static_cast<std::int64_t>(i) - 1) return false;
+  return true;
+}
+
+}  // namespace detail
+
+/// Runs `requests` over `caches` with the logits of every request's output
+/// rows in `out` (request 0's first). Through the backend's batched forward
+/// when it has one (ForwardsBatches); otherwise the generic fallback: one
+/// forward_into() per request, keeping the last output_rows(r) rows of each.
+/// The fallback runs chains only (a tree whose parents form a chain is one)
+/// and all layers: a tree or a LayerPlan on a backend without the capability
+/// is an UnsupportedError naming it, thrown before any cache is touched. On
+/// an error in the fallback, the caches of the requests already run keep
+/// their new positions (each forward call is atomic, the loop is not).
+template <CausalLM M>
+void forward_batch(const M& model, std::span<const ForwardRequest> requests,
+                   std::span<typename M::Cache* const> caches, Logits& out, const LayerPlan& plan = {}) {
+  using Cache = typename M::Cache;
+  if constexpr (ForwardsBatches<M>) {
+    model.forward(requests, caches, out, plan);
+  } else {
+    detail::check_requests<Cache>("forward_batch", requests, caches);
+    if (!plan.runs_all())
+      throw UnsupportedError(
+          "forward_batch: this backend runs every layer (no layer plans: it declares no "
+          "kLayerPlans batched forward), but the call asked to skip layers");
+    std::size_t rows = 0;
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      if (!detail::is_chain(requests[r]))
+        throw UnsupportedError("forward_batch: request " + std::to_string(r) +
+                               " is a tree, and this backend has no tree attention (it declares no "
+                               "kTreeRequests batched forward)");
+      rows += output_rows(requests[r]);
+    }
+    const auto vocab = static_cast<std::size_t>(model.vocab_size());
+    out.resize(rows, vocab);
+    Logits one;
+    std::size_t row = 0;
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      const std::size_t keep = output_rows(requests[r]);
+      if (requests.size() == 1 && keep == requests[r].tokens.size()) {
+        forward_into(model, requests[r].tokens, *caches[r], out);
+        if (out.rows() != keep || out.cols() != vocab)
+          throw Error("forward_batch: the backend returned logits of shape [" + std::to_string(out.rows()) +
+                      ", " + std::to_string(out.cols()) + "] for " + std::to_string(keep) + " tokens");
+        return;
+      }
+      forward_into(model, requests[r].tokens, *caches[r], one);
+      if (one.rows() != requests[r].tokens.size() || one.cols() != vocab)
+        throw Error("forward_batch: the backend returned logits of shape [" + std::to_string(one.rows()) +
+                    ", " + std::to_string(one.cols()) + "] for " +
+                    std::to_string(requests[r].tokens.size()) + " tokens");
+      std::copy_n(one.row(one.rows() - keep).data(), keep * vocab, out.row(row).data());
+      row += keep;
+    }
+  }
+}
+
+/// Keeps positions [0, base) and the slots `rows` of `cache`, moved into
+/// place (CacheHasKeep). A cache without keep() can only drop a suffix: rows
+/// that are already in place (base, base+1, ...) become truncate(base +
+/// rows.size()); anything else is an UnsupportedError naming the capability.
+template <KvCache C>
+void keep_rows(C& cache, std::size_t base, std::span<const std::uint32_t> rows) {
+  if constexpr (CacheHasKeep<C>) {
+    cache.keep(base, rows);
+  } else {
+    for (std::size_t j = 0; j < rows.size(); ++j)
+      if (rows[j] != base + j)
+        throw UnsupportedError("keep_rows: row " + std::to_string(rows[j]) + " would have to move to " +
+                               std::to_string(base + j) +
+                               ", and this cache type has no keep(base, rows) (it can only truncate)");
+    cache.truncate(base + rows.size());
+  }
 }
 
 /// The positions a model can be run at (an optional capability, see

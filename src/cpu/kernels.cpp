@@ -578,8 +578,10 @@ ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
 // out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
 // acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
 // attend()'s scalar loop.
-ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, std::size_t len,
+ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, std::size_t first,
+                                          std::size_t count, std::span<const std::uint32_t> extra,
                                           std::size_t hd, float* out) {
+  const std::size_t len = count + extra.size();
   for (std::size_t d = 0; d < hd; d += 4 * kLanes) {
     __m512 acc[4];
     __mmask16 mk[4];
@@ -589,7 +591,8 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
     }
     for (std::size_t j = 0; j < len; ++j) {
       const __m512 pj = _mm512_set1_ps(p[j]);
-      const float* v = values + j * hd + d;
+      const std::size_t slot = j < count ? first + j : extra[j - count];
+      const float* v = values + slot * hd + d;
 #pragma GCC unroll 4
       for (std::size_t b = 0; b < 4; ++b)
         acc[b] =
@@ -622,20 +625,30 @@ float sum(const float* a, std::size_t n) {
   return fold(acc);
 }
 
-void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
-            float scale, float* scores, float* out) {
+void attend_rows(const float* q, const float* keys, const float* values, std::size_t first,
+                 std::size_t count, std::span<const std::uint32_t> extra, std::size_t hd, float scale,
+                 float* scores, float* out) {
+  const std::size_t len = count + extra.size();
+  auto slot = [&](std::size_t j) { return j < count ? first + j : static_cast<std::size_t>(extra[j - count]); };
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t j = 0; j < len; ++j) {
-    scores[j] = dot(q, keys + j * hd, hd) * scale;
+    scores[j] = dot(q, keys + slot(j) * hd, hd) * scale;
     mx = std::max(mx, scores[j]);
   }
   for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
-  if (active_isa() == Isa::avx512) return avx512_weighted_sum(values, scores, len, hd, out);
+  if (active_isa() == Isa::avx512) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   std::fill_n(out, hd, 0.0f);
-  for (std::size_t j = 0; j < len; ++j)
-    for (std::size_t d = 0; d < hd; ++d) out[d] += scores[j] * values[j * hd + d];
+  for (std::size_t j = 0; j < len; ++j) {
+    const float* v = values + slot(j) * hd;
+    for (std::size_t d = 0; d < hd; ++d) out[d] += scores[j] * v[d];
+  }
+}
+
+void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
+            float scale, float* scores, float* out) {
+  attend_rows(q, keys, values, 0, len, {}, hd, scale, scores, out);
 }
 
 }  // namespace assistgen::cpu::detail

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <span>
 #include <vector>
 
 namespace assistgen::cpu::detail {
@@ -137,5 +138,14 @@ float sum(const float* a, std::size_t n);
 /// rounded before it is added. `scores` holds len floats of scratch.
 void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
             float scale, float* scores, float* out);
+/// attend() over the rows first, ..., first + count - 1 of `keys` / `values`
+/// (rows of hd floats from row 0) followed by the rows `extra` (a tree node's
+/// ancestors), in that order: the same operations in the same order as
+/// attend() over those rows stored contiguously, so a token's attention is
+/// the same bits in a tree as in a chain. `scores` holds count + extra.size()
+/// floats of scratch.
+void attend_rows(const float* q, const float* keys, const float* values, std::size_t first,
+                 std::size_t count, std::span<const std::uint32_t> extra, std::size_t hd, float scale,
+                 float* scores, float* out);
 
 }  // namespace assistgen::cpu::detail

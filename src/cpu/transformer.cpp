@@ -1,28 +1,6 @@
-// cpu::Transformer: the decoder forward pass on the CPU for every family of
-// the architecture registry (architecture.hpp).
-//
-// Per layer: norm -> fused QKV matmul -> RoPE (rope families) -> write K/V at
-// their positions in the preallocated cache -> causal (optionally
-// sliding-window) GQA attention over the cache, read in place -> O matmul ->
-// residual -> norm -> MLP-in matmul (gate and up fused) -> activation (gated
-// or plain) -> MLP-out matmul -> residual. What differs between families is
-// data in ModelConfig (norm kind, positions, gating, activation, window) and
-// the tensor names of the registry's CheckpointLayout; the loop below
-// branches on that data in a few named places only. All activations live in
-// the sequence's cache scratch, so a const model serves many sequences at once.
-//
-// Batch invariance: every value of a row is computed by the same operations
-// in the same order whatever the number of rows in the call: matmuls by the
-// kernels of kernels.hpp; norms, attention scores and softmax sums by the
-// fixed-order reductions there (never by Eigen's, whose vectorized order
-// depends on pointer alignment); exp/tanh by the scalar libm functions.
-// Threads split columns or (row, head) tasks, never a reduction.
-//
-// Sliding window (Mistral, Qwen2 with use_sliding_window): the cache keeps
-// every position and attention reads only keys j with i - j < window (HF's
-// sliding_window_overlay: kv_idx > q_idx - sliding_window). Nothing wraps, so
-// truncate() stays a length change and a rolled-back cache is exactly a fresh
-// one; the cost is memory for the full length rather than the window.
+// cpu::Transformer: loading a checkpoint (or making random weights) into the
+// packed layouts of the batch-invariant kernels. The forward pass is in
+// transformer_forward.cpp; what both share is in transformer_impl.hpp.
 #include "assistgen/cpu/transformer.hpp"
 
 #include <omp.h>
@@ -40,28 +18,13 @@
 #include "assistgen/io/safetensors.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
+#include "transformer_impl.hpp"
 
 namespace assistgen::cpu {
 
-using detail::PackedLinear;
-using detail::WeightType;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 namespace {
-
-/// A norm's parameters; `bias` is empty for RMSNorm.
-struct NormWeights {
-  std::vector<float> weight, bias;
-};
-
-struct Layer {
-  NormWeights attn_norm, mlp_norm;
-  PackedLinear qkv;      // [q_dim + 2 kv_dim, hidden]
-  PackedLinear o;        // [hidden, q_dim]
-  PackedLinear mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else
-                         // [intermediate, hidden]
-  PackedLinear mlp_out;  // [hidden, intermediate]
-};
 
 std::uint64_t splitmix(std::uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
@@ -89,274 +52,7 @@ std::vector<float> random_normal(std::size_t count, float sd, std::uint64_t stre
   return v;
 }
 
-WeightType weight_type(DType t) {
-  switch (t) {
-    case DType::f32:
-      return WeightType::f32;
-    case DType::bf16:
-      return WeightType::bf16;
-    case DType::i8:
-      return WeightType::i8;
-    default:
-      throw UnsupportedError("cpu::Transformer: LoadOptions::dtype '" + std::string(dtype_name(t)) +
-                             "' is not a compute dtype (f32, bf16, i8)");
-  }
-}
-
 }  // namespace
-
-struct Transformer::Impl {
-  std::string name;  // the checkpoint directory, for messages
-  ModelConfig cfg;
-  LoadOptions opts;
-  std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
-  std::vector<float> embed;      // [vocab, hidden]
-  std::vector<float> pos_embed;  // [max_position_embeddings, hidden]; learned positions only
-  std::vector<Layer> layers;
-  NormWeights final_norm;
-  PackedLinear lm_head;  // [vocab, hidden]; packed from embed when tied
-  std::vector<double> inv_freq;
-
-  void init_dims() {
-    q_dim = cfg.num_attention_heads * cfg.head_dim;
-    kv_dim = cfg.num_key_value_heads * cfg.head_dim;
-    mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
-    if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
-  }
-
-  static std::size_t norm_bytes(const NormWeights& w) {
-    return (w.weight.size() + w.bias.size()) * sizeof(float);
-  }
-
-  std::size_t weight_bytes() const {
-    std::size_t n = (embed.size() + pos_embed.size()) * sizeof(float) + norm_bytes(final_norm) +
-                    lm_head.bytes();
-    for (const auto& l : layers)
-      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
-           l.mlp_in.bytes() + l.mlp_out.bytes();
-    return n;
-  }
-
-  std::size_t bytes_per_token() const {
-    std::size_t n = (pos_embed.empty() ? 1 : 2) * cfg.hidden_size * sizeof(float) +
-                    norm_bytes(final_norm) + lm_head.bytes();
-    for (const auto& l : layers)
-      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
-           l.mlp_in.bytes() + l.mlp_out.bytes();
-    return n;
-  }
-
-  DType dtype = DType::f32;  // opts.dtype, or what the checkpoint suggested
-
-  void check_supported() {
-    dtype = opts.dtype.value_or(DType::f32);
-    weight_type(dtype);    // throws for a dtype the kernels do not compute in
-    architecture_of(cfg);  // throws for an unregistered architecture
-  }
-
-  PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {
-    return detail::pack_linear(weight_type(dtype), w, n, k, bias);
-  }
-
-  void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {
-    const std::size_t h = cfg.hidden_size;
-    const auto eps = static_cast<float>(cfg.norm_eps);
-    const float* w = nw.weight.data();
-    for (std::size_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * h;
-      float* yr = y + r * h;
-      if (cfg.norm == NormKind::rms_norm) {
-        const float ms = detail::sum_squares(xr, h) / static_cast<float>(h);
-        const float inv = 1.0f / std::sqrt(ms + eps);
-        for (std::size_t i = 0; i < h; ++i) yr[i] = (xr[i] * inv) * w[i];
-      } else {  // LayerNorm: biased variance, as torch.nn.LayerNorm
-        const float mean = detail::sum(xr, h) / static_cast<float>(h);
-        for (std::size_t i = 0; i < h; ++i) yr[i] = xr[i] - mean;
-        const float var = detail::sum_squares(yr, h) / static_cast<float>(h);
-        const float inv = 1.0f / std::sqrt(var + eps);
-        const float* b = nw.bias.data();
-        for (std::size_t i = 0; i < h; ++i) yr[i] = (yr[i] * inv) * w[i] + b[i];
-      }
-    }
-  }
-
-  // Rotates one head vector in place (HF rotate_half: pairs (i, i + d/2)).
-  void rope(float* v, const float* cos_t, const float* sin_t) const {
-    const std::size_t half = cfg.head_dim / 2;
-    for (std::size_t i = 0; i < half; ++i) {
-      const float a = v[i], b = v[i + half];
-      v[i] = a * cos_t[i] - b * sin_t[i];
-      v[i + half] = b * cos_t[i] + a * sin_t[i];
-    }
-  }
-
-  // act(x), for the configured activation; scalar libm calls, so the value
-  // of an element never depends on its neighbours or its address.
-  float activate(float x) const {
-    if (cfg.activation == Activation::silu) return x / (1.0f + std::exp(-x));
-    // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
-    return 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * (x * x * x))));
-  }
-
-  int max_threads() const { return opts.threads > 0 ? opts.threads : omp_get_max_threads(); }
-
-  void forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const;
-};
-
-void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache,
-                                Logits& out) const {
-  const std::size_t n = tokens.size();
-  if (n == 0) throw InvalidArgument("cpu::Transformer::forward: no tokens to append");
-  for (std::size_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
-      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " +
-                            std::to_string(i) + " is out of range for vocabulary size " +
-                            std::to_string(cfg.vocab_size));
-  KvStorage& kv = cache.kv();
-  if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != cfg.num_key_value_heads ||
-      kv.head_dim() != cfg.head_dim)
-    throw InvalidArgument("cpu::Transformer::forward: cache was made by a model of another shape");
-  // Held for the whole call: a second thread using this cache meanwhile is
-  // rejected instead of corrupting it (kv_cache.hpp).
-  const auto hold = kv.exclusive_use("cpu::Transformer::forward");
-  kv.check_append(n);
-  const std::size_t pos0 = kv.size();
-  const std::size_t total = pos0 + n;
-  const bool learned_positions = cfg.positions == PositionKind::learned;
-  if (learned_positions && total > cfg.max_position_embeddings)
-    throw CapacityError(
-        "cpu::Transformer::forward: " + cfg.architecture + " has learned positions 0.." +
-        std::to_string(cfg.max_position_embeddings - 1) +
-        " (n_positions / max_position_embeddings = " + std::to_string(cfg.max_position_embeddings) +
-        "); appending " + std::to_string(n) + " tokens after " + std::to_string(pos0) +
-        " would need position " + std::to_string(total - 1));
-
-  const int threads = max_threads();
-  const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
-  const std::size_t nq = cfg.num_attention_heads, nkv = cfg.num_key_value_heads;
-  const std::size_t group = nq / nkv, half = hd / 2;
-  const std::size_t qkv_w = q_dim + 2 * kv_dim;
-
-  // Carve the scratch buffer. Scores are sized by the cache's capacity, not
-  // the current length, so decoding does not regrow it token by token.
-  const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
-                    sz_mlp = n * mlp_in_dim, sz_act = n * I, sz_rope = n * hd,
-                    sz_scores = static_cast<std::size_t>(threads) * kv.capacity();
-  auto& s = cache.scratch_;
-  const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores;
-  if (s.size() < need) s.resize(need);
-  float* x = s.data();
-  float* xn = x + sz_x;
-  float* qkv = xn + sz_xn;
-  float* att = qkv + sz_qkv;
-  float* mlp = att + sz_att;
-  float* act = mlp + sz_mlp;
-  float* rope_cs = act + sz_act;  // per token: cos[half], sin[half]
-  float* scores = rope_cs + sz_rope;
-  detail::LinearScratch lsc{cache.quant_, cache.quant_scale_};
-  auto matmul = [&](const PackedLinear& p, const float* in, float* y) {
-    detail::linear(p, in, n, y, lsc, threads);
-  };
-
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t pos = pos0 + i;
-    const float* e = embed.data() + static_cast<std::size_t>(tokens[i]) * H;
-    float* xi = x + i * H;
-    if (learned_positions) {
-      const float* pe = pos_embed.data() + pos * H;
-      for (std::size_t j = 0; j < H; ++j) xi[j] = e[j] + pe[j];
-    } else {
-      std::copy_n(e, H, xi);
-      for (std::size_t j = 0; j < half; ++j) {
-        const double a = static_cast<double>(pos) * inv_freq[j];
-        rope_cs[i * hd + j] = static_cast<float>(std::cos(a));
-        rope_cs[i * hd + half + j] = static_cast<float>(std::sin(a));
-      }
-    }
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const Layer& L = layers[l];
-    norm(x, L.attn_norm, xn, n);
-    matmul(L.qkv, xn, qkv);
-    for (std::size_t i = 0; i < n; ++i) {
-      float* row = qkv + i * qkv_w;
-      const float* c = rope_cs + i * hd;
-      if (!learned_positions)
-        for (std::size_t h = 0; h < nq; ++h) rope(row + h * hd, c, c + half);
-      for (std::size_t h = 0; h < nkv; ++h) {
-        float* k = row + q_dim + h * hd;
-        if (!learned_positions) rope(k, c, c + half);
-        std::copy_n(k, hd, kv.key(l, h, pos0 + i));
-        std::copy_n(row + q_dim + kv_dim + h * hd, hd, kv.value(l, h, pos0 + i));
-      }
-    }
-    // Token i (position p = pos0 + i) sees positions [first, p]: all of them,
-    // or the last `window` (p - j < window). One task per (token, head);
-    // threads only when the work pays for a parallel region.
-    const std::size_t window = cfg.window_of_layer(l);
-    const std::size_t tasks = n * nq;
-    const std::size_t att_work = n * nq * total * hd;
-    const int att_threads = att_work >= (std::size_t{1} << 18) || detail::split_forced() ? threads : 1;
-    // One chunk of consecutive tasks per thread, each with its own scores row.
-    const auto chunks = static_cast<std::size_t>(att_threads);
-    detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
-      float* sc = scores + c * kv.capacity();
-      for (std::size_t t = tasks * c / chunks; t < tasks * (c + 1) / chunks; ++t) {
-        const std::size_t i = t / nq, h = t % nq;
-        const std::size_t g = h / group, p = pos0 + i;
-        const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
-        const std::size_t len = p + 1 - first;
-        detail::attend(qkv + i * qkv_w + h * hd, kv.key(l, g, first), kv.value(l, g, first), len,
-                       hd, scale, sc, att + i * q_dim + h * hd);
-      }
-    });
-    matmul(L.o, att, xn);
-    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
-
-    norm(x, L.mlp_norm, xn, n);
-    matmul(L.mlp_in, xn, mlp);
-    // The activation, elementwise: split over the threads by blocks of rows
-    // and columns once there are enough of them to pay for it.
-    const std::size_t act_blocks =
-        n * I >= (std::size_t{1} << 14) || detail::split_forced() ? 4 * static_cast<std::size_t>(threads) : 1;
-    detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
-      const std::size_t e0 = n * I * b / act_blocks, e1 = n * I * (b + 1) / act_blocks;
-      for (std::size_t e = e0; e < e1;) {
-        const std::size_t i = e / I, j0 = e % I, j1 = std::min(I, j0 + (e1 - e));
-        float* a = act + i * I;
-        const float* first = mlp + i * mlp_in_dim;
-        if (cfg.gated_mlp) {  // act(gate) * up
-          const float* up = first + I;
-          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
-        } else {
-          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]);
-        }
-        e += j1 - j0;
-      }
-    });
-    matmul(L.mlp_out, act, xn);
-    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
-  }
-  norm(x, final_norm, xn, n);
-  out.resize(n, cfg.vocab_size);
-  matmul(lm_head, xn, out.data());
-  // Weights are finite (checked at load), but activations can still
-  // overflow; non-finite logits are an error here, naming the model and the
-  // position, before the cache takes the new rows (it is left unchanged).
-  const float* lg = out.data();
-  for (std::size_t e = 0; e < n * cfg.vocab_size; ++e) {
-    if (!std::isfinite(lg[e]))
-      throw FormatError("cpu::Transformer '" + name + "': the logits at position " +
-                        std::to_string(pos0 + e / cfg.vocab_size) + " are not finite (token id " +
-                        std::to_string(e % cfg.vocab_size) + " is " +
-                        (std::isnan(lg[e]) ? "NaN" : "infinite") +
-                        "): the weights overflow float arithmetic");
-  }
-  kv.commit(n);
-}
 
 // ---------------------------------------------------------------------------
 // Loading
@@ -601,16 +297,6 @@ PositionLimits Transformer::position_limits() const {
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;
   return Cache(KvStorage(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, capacity));
-}
-
-Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {
-  Logits out;
-  impl_->forward(tokens, cache, out);
-  return out;
-}
-
-void Transformer::forward(std::span<const Token> tokens, Cache& cache, Logits& out) const {
-  impl_->forward(tokens, cache, out);
 }
 
 }  // namespace assistgen::cpu

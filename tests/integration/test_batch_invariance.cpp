@@ -29,10 +29,12 @@
 #include "assistgen/greedy.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "integration/random_models.hpp"
 #include "test_skip.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
+using namespace assistgen::testing_models;
 
 // ---------------------------------------------------------------------------
 // Allocation counting: every global operator new of this program goes through
@@ -98,51 +100,6 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
 namespace {
 
 const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
-
-ModelConfig config(const std::string& family, std::size_t hidden = 64) {
-  ModelConfig c;
-  c.max_position_embeddings = 128;
-  c.vocab_size = 300;
-  c.hidden_size = hidden;
-  c.intermediate_size = hidden * 3 / 2 + 5;  // not a multiple of the kernels' 32 columns
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = hidden / 4;
-  if (family == "llama") {
-    c.architecture = "LlamaForCausalLM";
-    c.model_type = "llama";
-  } else if (family == "qwen2") {
-    c.architecture = "Qwen2ForCausalLM";
-    c.model_type = "qwen2";
-    c.attention_bias = true;
-    c.sliding_window = 6;
-    c.sliding_layers = {true, false};
-  } else {
-    c.architecture = "GPT2LMHeadModel";
-    c.model_type = "gpt2";
-    c.norm = NormKind::layer_norm;
-    c.positions = PositionKind::learned;
-    c.gated_mlp = false;
-    c.activation = Activation::gelu_tanh;
-    c.num_key_value_heads = 4;
-    c.attention_bias = c.o_proj_bias = c.mlp_bias = true;
-    c.tie_word_embeddings = true;
-  }
-  return c;
-}
-
-const char* name_of(DType t) { return t == DType::f32 ? "f32" : t == DType::bf16 ? "bf16" : "i8"; }
-
-std::vector<Token> some_tokens(std::size_t n, std::size_t vocab) {
-  std::vector<Token> t(n);
-  for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<Token>((i * 37 + 11) % vocab);
-  return t;
-}
-
-bool same_row(const Logits& a, std::size_t ra, const Logits& b, std::size_t rb) {
-  return std::memcmp(a.row(ra).data(), b.row(rb).data(), a.cols() * sizeof(float)) == 0;
-}
 
 // Rows of `prefix + block` computed one token at a time.
 Logits decode_each(const Transformer& m, std::span<const Token> tokens) {
@@ -390,5 +347,39 @@ TEST_CASE("forward into a reused Logits allocates nothing after warm-up",
   }
   g_counting = false;
   CHECK(out.rows() == 1);
+  CHECK(g_allocations == 0);
+}
+
+TEST_CASE("a batched tree forward with keep allocates nothing after warm-up", "[invariance][hot_path]") {
+  const DType dtype = GENERATE(DType::f32, DType::i8);
+  const int threads = GENERATE(1, 2);
+  INFO(name_of(dtype) << " threads " << threads);
+  ModelConfig c = config("llama", 512);
+  c.vocab_size = 4000;
+  const Transformer m = Transformer::random(c, 3, {.dtype = dtype, .threads = threads});
+  const auto tokens = some_tokens(64, c.vocab_size);
+  auto c1 = m.make_cache(tokens.size()), c2 = m.make_cache(tokens.size());
+  Transformer::Cache* caches[] = {&c1, &c2};
+  const std::int32_t parent[] = {-1, 0, 0, 1, 2, 3};  // two branches
+  const std::uint32_t keep_slots[] = {0, 1, 3, 5};      // relative to the base
+  Logits out;
+  auto round = [&] {
+    const std::size_t b1 = c1.size(), b2 = c2.size();
+    const ForwardRequest reqs[] = {{std::span(tokens).subspan(b1, 6), parent},
+                                   {std::span(tokens).subspan(b2, 3), {}, 1}};
+    m.forward(reqs, caches, out);
+    std::uint32_t rows[4];
+    for (std::size_t j = 0; j < 4; ++j) rows[j] = static_cast<std::uint32_t>(b1 + keep_slots[j]);
+    c1.keep(b1, rows);
+    c2.truncate(b2 + 1);
+  };
+  round();  // warm-up
+  c1.truncate(0);
+  c2.truncate(0);
+  g_allocations = 0;
+  g_counting = true;
+  for (int step = 0; step < 8; ++step) round();
+  g_counting = false;
+  CHECK(out.rows() == 7);
   CHECK(g_allocations == 0);
 }

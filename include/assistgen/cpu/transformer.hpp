@@ -19,7 +19,7 @@
 
 #include "assistgen/backend.hpp"
 #include "assistgen/config.hpp"
-#include "assistgen/kv_cache.hpp"
+#include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::io {
@@ -54,7 +54,9 @@ struct LoadOptions {
 };
 
 /// Per-sequence state of a cpu::Transformer: the preallocated K/V of every
-/// layer plus the scratch buffers of a forward pass. Move-only.
+/// layer. The activations of a forward pass are not per sequence: they live in
+/// a workspace of the calling thread, grown to the largest call it has made.
+/// Move-only.
 class TransformerCache {
  public:
   /// An empty cache of capacity 0; get a usable one from Transformer::make_cache.
@@ -68,6 +70,10 @@ class TransformerCache {
   std::size_t capacity() const { return kv_.capacity(); }
   /// Rollback to the first n positions: O(1), throws InvalidArgument if n > size().
   void truncate(std::size_t n) { kv_.truncate(n); }
+  /// Keeps positions [0, base) and moves the slots `rows` (strictly
+  /// increasing, in [base, size())) to base, base+1, ... (an accepted tree
+  /// branch); see KvStorage::keep.
+  void keep(std::size_t base, std::span<const std::uint32_t> rows) { kv_.keep(base, rows); }
   /// Bytes of K/V storage.
   std::size_t bytes() const { return kv_.bytes(); }
   /// An explicit deep copy.
@@ -86,11 +92,6 @@ class TransformerCache {
   friend class Transformer;
   explicit TransformerCache(KvStorage kv) : kv_(std::move(kv)) {}
   KvStorage kv_;
-  // Scratch reused between calls (grown, never shrunk): activations of one
-  // forward pass and the int8-quantized activations of a matmul input.
-  std::vector<float> scratch_;
-  std::vector<std::uint8_t> quant_;
-  std::vector<float> quant_scale_;
 };
 
 /// A loaded model of any registered architecture. Immutable after loading; share it between
@@ -99,6 +100,10 @@ class Transformer {
  public:
   /// Per-sequence state: see TransformerCache.
   using Cache = TransformerCache;
+  /// The batched forward accepts tree requests (backend.hpp: AttendsTrees).
+  static constexpr bool kTreeRequests = true;
+  /// The batched forward accepts layer plans (backend.hpp: RunsLayerPlans).
+  static constexpr bool kLayerPlans = true;
 
   /// Loads an HF model directory (config.json + safetensors). The tensor
   /// names come from the registry entry of the config's architecture.
@@ -153,12 +158,27 @@ class Transformer {
   /// call of at least n tokens, this allocates nothing and creates nothing.
   void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const;
 
+  /// The batched forward of backend.hpp (ForwardsBatches): request r appends
+  /// its tokens to `*caches[r]`, as a chain or a tree (ForwardRequest), and
+  /// `out` receives [sum of output_rows, vocab] logits, request 0's first.
+  /// All rows of all requests go through each matmul together; a token's
+  /// logits are the same bits whatever else is in the call (other sequences,
+  /// other branches, `outputs`, the number of rows). Tree nodes occupy slots
+  /// cache.size() + i and sit at position cache.size() + depth; learned
+  /// positions and sliding windows use that position. `plan` runs a subset of
+  /// the layers (LayerPlan). Everything is checked before any cache changes;
+  /// on an error every cache keeps its size. After a warm-up call of at least
+  /// the same shape on the same thread, allocates nothing.
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches, Logits& out,
+               const LayerPlan& plan = {}) const;
+
  private:
   struct Impl;
   explicit Transformer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
-static_assert(CausalLM<Transformer>);
+static_assert(CausalLM<Transformer> && ForwardsBatches<Transformer> && AttendsTrees<Transformer> &&
+              RunsLayerPlans<Transformer> && CacheHasKeep<TransformerCache>);
 
 }  // namespace assistgen::cpu

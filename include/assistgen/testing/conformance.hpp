@@ -197,6 +197,20 @@ void expect_throw(Fn&& fn, const std::string& what) {
 /// - `moved_cache`: a moved-to cache continues the sequence of the moved-from one;
 /// - `independent_caches`: interleaving two caches does not change either's logits;
 /// - `concurrent_forward`: options.threads threads, one cache each, sharing the model.
+///
+/// And for each optional capability the backend declares (backend.hpp):
+/// - `batched_forward` (ForwardsBatches): two requests over two caches in one
+///   call, the second with `outputs` = 1, give the rows of each sequence run
+///   alone and grow each cache by its tokens; a call with one cache twice is
+///   an InvalidArgument that leaves the caches unchanged;
+/// - `tree_requests` (AttendsTrees): every node of a tree with siblings and
+///   a deep branch gets the logits of its root-to-node chain (the flattened
+///   reference);
+/// - `keep_branch` (CacheHasKeep): keep() of a tree branch, then a forward,
+///   gives the logits of the branch as a chain; keep(n, {}) is truncate(n);
+/// - `layer_plans` (RunsLayerPlans): a plan of all layers gives the plain
+///   logits, and an early exit after the first layer gives one finite row per
+///   token.
 template <CausalLM M>
 ConformanceReport check_backend(const M& model, const ConformanceOptions& options = {}) {
   using Cache = typename M::Cache;
@@ -432,6 +446,116 @@ ConformanceReport check_backend(const M& model, const ConformanceOptions& option
         });
       for (auto& th : pool) th.join();
       for (const auto& e : errors) expect(e.empty(), e);
+    });
+  }
+  if constexpr (ForwardsBatches<M>) {
+    detail::run_check(report, "batched_forward", [&] {
+      std::vector<Token> other(seq.rbegin(), seq.rend());
+      Cache want_cache = model.make_cache(n);
+      const Logits want_other = model.forward(other, want_cache);
+      Cache c1 = model.make_cache(n), c2 = model.make_cache(n);
+      model.forward(all.first(half), c1);
+      const ForwardRequest reqs[] = {{all.subspan(half)}, {other, {}, 1}};
+      Cache* caches[] = {&c1, &c2};
+      Logits out;
+      model.forward(std::span<const ForwardRequest>(reqs), std::span<Cache* const>(caches), out, LayerPlan{});
+      expect(out.rows() == n - half + 1 && out.cols() == vocab,
+             "two requests of " + std::to_string(n - half) + " rows and 1 output row returned " + detail::shape(out));
+      std::string d = detail::compare_rows(out, 0, reference, half, n - half, o);
+      expect(d.empty(), "request 0 of a batch differs from its sequence run alone: " + d);
+      d = detail::compare_rows(out, n - half, want_other, n - 1, 1, o);
+      expect(d.empty(), "request 1 (outputs = 1) of a batch differs from its sequence's last row: " + d);
+      expect(c1.size() == n && c2.size() == n, "a batched forward left cache sizes " + std::to_string(c1.size()) +
+                                                   " and " + std::to_string(c2.size()) + ", expected " +
+                                                   std::to_string(n));
+      Cache c3 = model.make_cache(n);
+      Cache* twice[] = {&c3, &c3};
+      const ForwardRequest two[] = {{all.first(1)}, {all.first(1)}};
+      detail::expect_throw<InvalidArgument>(
+          [&] { model.forward(std::span<const ForwardRequest>(two), std::span<Cache* const>(twice), out, LayerPlan{}); },
+          "a batch with one cache twice");
+      expect(c3.size() == 0, "a rejected batch changed a cache's size() to " + std::to_string(c3.size()));
+    });
+  }
+
+  // A tree over the first half: node i follows node i - 2 (two interleaved
+  // branches from the cached prefix), so every node has a sibling or cousin
+  // and the deepest branch holds about half the nodes.
+  const std::size_t tree_n = n - half;
+  std::vector<std::int32_t> parent(tree_n);
+  for (std::size_t i = 0; i < tree_n; ++i) parent[i] = i < 2 ? -1 : static_cast<std::int32_t>(i) - 2;
+  auto branch_of = [&](std::size_t i) {
+    std::vector<std::size_t> p;
+    for (std::int64_t a = static_cast<std::int64_t>(i); a >= 0; a = parent[static_cast<std::size_t>(a)])
+      p.insert(p.begin(), static_cast<std::size_t>(a));
+    return p;
+  };
+  auto chain_of = [&](std::size_t i) {
+    std::vector<Token> chain(seq.begin(), seq.begin() + static_cast<std::ptrdiff_t>(half));
+    for (std::size_t a : branch_of(i)) chain.push_back(seq[half + a]);
+    return chain;
+  };
+  if constexpr (AttendsTrees<M>) {
+    detail::run_check(report, "tree_requests", [&] {
+      Cache c = model.make_cache(n);
+      model.forward(all.first(half), c);
+      const ForwardRequest req{all.subspan(half), parent};
+      Cache* cp = &c;
+      Logits out;
+      model.forward(std::span<const ForwardRequest>(&req, 1), std::span<Cache* const>(&cp, 1), out, LayerPlan{});
+      expect(out.rows() == tree_n, "a tree of " + std::to_string(tree_n) + " nodes returned " + detail::shape(out));
+      for (std::size_t i = 0; i < tree_n; ++i) {
+        const std::vector<Token> chain = chain_of(i);
+        Cache fresh = model.make_cache(n);
+        const Logits want = model.forward(chain, fresh);
+        const std::string d = detail::compare_rows(out, i, want, chain.size() - 1, 1, o);
+        expect(d.empty(), "tree node " + std::to_string(i) + " differs from its branch run as a chain: " + d);
+      }
+    });
+    if constexpr (CacheHasKeep<Cache>) {
+      detail::run_check(report, "keep_branch", [&] {
+        Cache c = model.make_cache(n + 1);
+        model.forward(all.first(half), c);
+        const ForwardRequest req{all.subspan(half), parent};
+        Cache* cp = &c;
+        Logits out;
+        model.forward(std::span<const ForwardRequest>(&req, 1), std::span<Cache* const>(&cp, 1), out, LayerPlan{});
+        const std::size_t leaf = tree_n - 1;
+        std::vector<std::uint32_t> rows;
+        for (std::size_t a : branch_of(leaf)) rows.push_back(static_cast<std::uint32_t>(half + a));
+        c.keep(half, rows);
+        std::vector<Token> chain = chain_of(leaf);
+        expect(c.size() == chain.size(), "keep of a branch of " + std::to_string(rows.size()) + " rows left size() " +
+                                             std::to_string(c.size()));
+        const Token next[] = {seq[0]};
+        const Logits got = model.forward(next, c);
+        chain.push_back(seq[0]);
+        Cache fresh = model.make_cache(n + 1);
+        const Logits want = model.forward(chain, fresh);
+        const std::string d = detail::compare_rows(got, 0, want, chain.size() - 1, 1, o);
+        expect(d.empty(), "a forward after keep() of a branch differs from the branch run as a chain: " + d);
+        c.keep(1, std::span<const std::uint32_t>());
+        expect(c.size() == 1, "keep(1, {}) left size() " + std::to_string(c.size()));
+      });
+    }
+  }
+  if constexpr (RunsLayerPlans<M>) {
+    detail::run_check(report, "layer_plans", [&] {
+      auto run = [&](const LayerPlan& plan) {
+        Cache c = model.make_cache(n);
+        const ForwardRequest req{all};
+        Cache* cp = &c;
+        Logits out;
+        model.forward(std::span<const ForwardRequest>(&req, 1), std::span<Cache* const>(&cp, 1), out, plan);
+        return out;
+      };
+      const Logits full = run(LayerPlan{});
+      const std::string d = detail::compare_rows(full, 0, reference, 0, n, o);
+      expect(d.empty(), "a plan of all layers differs from the plain forward: " + d);
+      const Logits exit1 = run(LayerPlan{.early_exit = 1});
+      expect(exit1.rows() == n && exit1.cols() == vocab, "an early-exit forward returned " + detail::shape(exit1));
+      for (std::size_t i = 0; i < exit1.rows(); ++i)
+        for (float v : exit1.row(i)) expect(!std::isnan(v), "an early-exit forward gave a NaN in row " + std::to_string(i));
     });
   }
   return report;

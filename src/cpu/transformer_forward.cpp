@@ -1,0 +1,351 @@
+// cpu::Transformer: the decoder forward pass (loading is in transformer.cpp) on the CPU for every family of
+// the architecture registry (architecture.hpp).
+//
+// Per layer: norm -> fused QKV matmul -> RoPE (rope families) -> write K/V at
+// their positions in the preallocated cache -> causal (optionally
+// sliding-window) GQA attention over the cache, read in place -> O matmul ->
+// residual -> norm -> MLP-in matmul (gate and up fused) -> activation (gated
+// or plain) -> MLP-out matmul -> residual. What differs between families is
+// data in ModelConfig (norm kind, positions, gating, activation, window) and
+// the tensor names of the registry's CheckpointLayout; the loop below
+// branches on that data in a few named places only. All activations live in
+// the sequence's cache scratch, so a const model serves many sequences at once.
+//
+// Batch invariance: every value of a row is computed by the same operations
+// in the same order whatever the number of rows in the call: matmuls by the
+// kernels of kernels.hpp; norms, attention scores and softmax sums by the
+// fixed-order reductions there (never by Eigen's, whose vectorized order
+// depends on pointer alignment); exp/tanh by the scalar libm functions.
+// Threads split columns or (row, head) tasks, never a reduction.
+//
+// Sliding window (Mistral, Qwen2 with use_sliding_window): the cache keeps
+// every position and attention reads only keys j with i - j < window (HF's
+// sliding_window_overlay: kv_idx > q_idx - sliding_window). Nothing wraps, so
+// truncate() stays a length change and a rolled-back cache is exactly a fresh
+// one; the cost is memory for the full length rather than the window.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "assistgen/error.hpp"
+#include "kernels.hpp"
+#include "parallel.hpp"
+#include "transformer_impl.hpp"
+
+namespace assistgen::cpu {
+
+namespace {
+
+// Where a stacked row of a call comes from and what it attends to.
+struct RowInfo {
+  std::uint32_t request = 0;   // index into the call's requests
+  std::size_t slot = 0;        // the cache slot its K/V are written to
+  std::size_t pos = 0;         // its position (RoPE, learned positions, window)
+  std::size_t prefix_end = 0;  // sees cache slots [0, prefix_end) (window permitting) ...
+  std::size_t anc_begin = 0, anc_end = 0;  // ... then ancestors[anc_begin, anc_end) (trees)
+};
+
+// Per-thread activations and bookkeeping of a forward call (the gemma.cpp
+// split of activations from the KV cache): grown to the largest call this
+// thread has made, never shrunk, so a steady decode loop allocates nothing.
+struct Workspace {
+  std::vector<float> scratch;
+  std::vector<std::uint8_t> quant;  // int8-quantized activations of a matmul input
+  std::vector<float> quant_scale;
+  std::vector<RowInfo> rows;
+  std::vector<std::uint32_t> ancestors;  // tree rows' visible ancestor slots, ascending
+  std::vector<std::size_t> depth;        // tree depth per row of the current request
+  std::vector<std::size_t> outputs;      // stacked rows that produce logits
+};
+
+Workspace& workspace() {
+  thread_local Workspace w;
+  return w;
+}
+
+// The caches of one call held with exclusive_use() for its duration; up to
+// kInline without allocating.
+class Holds {
+ public:
+  explicit Holds(std::size_t n) {
+    if (n > kInline) extra_ = std::make_unique<std::optional<ExclusiveUseFlag::Hold>[]>(n - kInline);
+  }
+  void hold(std::size_t i, KvStorage& kv) {
+    auto& slot = i < kInline ? inline_[i] : extra_[i - kInline];
+    slot.emplace(kv.in_use_flag(), "cpu::Transformer::forward");
+  }
+
+ private:
+  static constexpr std::size_t kInline = 8;
+  std::optional<ExclusiveUseFlag::Hold> inline_[kInline];
+  std::unique_ptr<std::optional<ExclusiveUseFlag::Hold>[]> extra_;
+};
+
+}  // namespace
+
+void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
+                                std::span<TransformerCache* const> caches, Logits& out,
+                                const LayerPlan& plan) const {
+  constexpr const char* kWho = "cpu::Transformer::forward";
+  assistgen::detail::check_requests<TransformerCache>(kWho, requests, caches);
+  if (requests.empty()) throw InvalidArgument(std::string(kWho) + ": no requests");
+  const std::size_t n_layers = layers.size();
+  if (plan.early_exit > n_layers)
+    throw InvalidArgument(std::string(kWho) + ": LayerPlan::early_exit " + std::to_string(plan.early_exit) +
+                          " is more than the model's " + std::to_string(n_layers) + " layers");
+  for (const std::uint32_t l : plan.skip)
+    if (l >= n_layers)
+      throw InvalidArgument(std::string(kWho) + ": LayerPlan::skip names layer " + std::to_string(l) +
+                            " of a model with " + std::to_string(n_layers) + " layers");
+  const bool learned_positions = cfg.positions == PositionKind::learned;
+  std::size_t n = 0;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const std::span<const Token> tokens = requests[r].tokens;
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
+        throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                              (requests.size() > 1 ? " of request " + std::to_string(r) : std::string()) +
+                              " is out of range for vocabulary size " + std::to_string(cfg.vocab_size));
+    const KvStorage& kv = caches[r]->kv();
+    if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != cfg.num_key_value_heads ||
+        kv.head_dim() != cfg.head_dim)
+      throw InvalidArgument(std::string(kWho) + ": cache was made by a model of another shape");
+    n += tokens.size();
+  }
+  // Held for the whole call: a second thread using one of these caches
+  // meanwhile is rejected instead of corrupting it (exclusive_use.hpp).
+  Holds holds(requests.size());
+  for (std::size_t r = 0; r < requests.size(); ++r) holds.hold(r, caches[r]->kv());
+
+  // Rows, positions and what each row attends to.
+  Workspace& ws = workspace();
+  ws.rows.resize(n);
+  ws.ancestors.clear();
+  ws.outputs.clear();
+  std::size_t max_capacity = 0, max_keys = 0;
+  {
+    std::size_t row = 0;
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      const ForwardRequest& q = requests[r];
+      KvStorage& kv = caches[r]->kv();
+      const std::size_t m = q.tokens.size(), base = kv.size();
+      kv.check_append(m);
+      max_capacity = std::max(max_capacity, kv.capacity());
+      const bool tree = !q.parent.empty();
+      if (tree) ws.depth.resize(m);
+      std::size_t deepest = m == 0 ? 0 : m - 1;
+      if (tree) {
+        deepest = 0;
+        for (std::size_t i = 0; i < m; ++i) {
+          ws.depth[i] = q.parent[i] < 0 ? 0 : ws.depth[static_cast<std::size_t>(q.parent[i])] + 1;
+          deepest = std::max(deepest, ws.depth[i]);
+        }
+      }
+      if (learned_positions && base + deepest + 1 > cfg.max_position_embeddings)
+        throw CapacityError(std::string(kWho) + ": " + cfg.architecture + " has learned positions 0.." +
+                            std::to_string(cfg.max_position_embeddings - 1) +
+                            " (n_positions / max_position_embeddings = " +
+                            std::to_string(cfg.max_position_embeddings) + "); appending " + std::to_string(m) +
+                            " tokens after " + std::to_string(base) + " would need position " +
+                            std::to_string(base + deepest));
+      const std::size_t first_out = m - output_rows(q);
+      for (std::size_t i = 0; i < m; ++i, ++row) {
+        RowInfo& ri = ws.rows[row];
+        ri.request = static_cast<std::uint32_t>(r);
+        ri.slot = base + i;
+        if (!tree) {
+          ri.pos = base + i;
+          ri.prefix_end = base + i + 1;
+          ri.anc_begin = ri.anc_end = 0;
+        } else {
+          ri.pos = base + ws.depth[i];
+          ri.prefix_end = base;
+          // Ancestors (itself included), collected leaf-first, then reversed
+          // into ascending slots (= ascending depth).
+          ri.anc_begin = ws.ancestors.size();
+          for (std::int64_t a = static_cast<std::int64_t>(i); a >= 0; a = q.parent[static_cast<std::size_t>(a)])
+            ws.ancestors.push_back(static_cast<std::uint32_t>(base + static_cast<std::size_t>(a)));
+          ri.anc_end = ws.ancestors.size();
+          std::reverse(ws.ancestors.begin() + static_cast<std::ptrdiff_t>(ri.anc_begin), ws.ancestors.end());
+        }
+        max_keys = std::max(max_keys, ri.pos + 1);
+        if (i >= first_out) ws.outputs.push_back(row);
+      }
+    }
+  }
+
+  const int threads = max_threads();
+  const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
+  const std::size_t nq = cfg.num_attention_heads, nkv = cfg.num_key_value_heads;
+  const std::size_t group = nq / nkv, half = hd / 2;
+  const std::size_t qkv_w = q_dim + 2 * kv_dim;
+  const std::size_t n_out = ws.outputs.size();
+
+  // Carve the scratch buffer. Scores are sized by the largest cache's
+  // capacity, not the current length, so decoding does not regrow it token
+  // by token.
+  const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
+                    sz_mlp = n * mlp_in_dim, sz_act = n * I, sz_rope = n * hd,
+                    sz_scores = static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
+                    sz_head = n_out * H;
+  auto& s = ws.scratch;
+  const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores + sz_head;
+  if (s.size() < need) s.resize(need);
+  float* x = s.data();
+  float* xn = x + sz_x;
+  float* qkv = xn + sz_xn;
+  float* att = qkv + sz_qkv;
+  float* mlp = att + sz_att;
+  float* act = mlp + sz_mlp;
+  float* rope_cs = act + sz_act;  // per token: cos[half], sin[half]
+  float* scores = rope_cs + sz_rope;
+  float* head_in = scores + sz_scores;  // the final-norm rows that produce logits
+  const std::size_t score_stride = std::max(max_capacity, max_keys);
+  detail::LinearScratch lsc{ws.quant, ws.quant_scale};
+  auto matmul = [&](const PackedLinear& p, const float* in, std::size_t rows, float* y) {
+    detail::linear(p, in, rows, y, lsc, threads);
+  };
+
+  {
+    std::size_t row = 0;
+    for (const ForwardRequest& q : requests)
+      for (std::size_t i = 0; i < q.tokens.size(); ++i, ++row) {
+        const std::size_t pos = ws.rows[row].pos;
+        const float* e = embed.data() + static_cast<std::size_t>(q.tokens[i]) * H;
+        float* xi = x + row * H;
+        if (learned_positions) {
+          const float* pe = pos_embed.data() + pos * H;
+          for (std::size_t j = 0; j < H; ++j) xi[j] = e[j] + pe[j];
+        } else {
+          std::copy_n(e, H, xi);
+          for (std::size_t j = 0; j < half; ++j) {
+            const double a = static_cast<double>(pos) * inv_freq[j];
+            rope_cs[row * hd + j] = static_cast<float>(std::cos(a));
+            rope_cs[row * hd + half + j] = static_cast<float>(std::sin(a));
+          }
+        }
+      }
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    if (!plan.runs(l)) continue;
+    const Layer& L = layers[l];
+    norm(x, L.attn_norm, xn, n);
+    matmul(L.qkv, xn, n, qkv);
+    for (std::size_t i = 0; i < n; ++i) {
+      const RowInfo& ri = ws.rows[i];
+      KvStorage& kv = caches[ri.request]->kv();
+      float* row = qkv + i * qkv_w;
+      const float* c = rope_cs + i * hd;
+      if (!learned_positions)
+        for (std::size_t h = 0; h < nq; ++h) rope(row + h * hd, c, c + half);
+      for (std::size_t h = 0; h < nkv; ++h) {
+        float* k = row + q_dim + h * hd;
+        if (!learned_positions) rope(k, c, c + half);
+        std::copy_n(k, hd, kv.key(l, h, ri.slot));
+        std::copy_n(row + q_dim + kv_dim + h * hd, hd, kv.value(l, h, ri.slot));
+      }
+    }
+    // Row i (position p) sees the cached slots [first, prefix_end) and, in a
+    // tree, its ancestors: all of them, or those within the window
+    // (p - position < window). One task per (row, head); threads only when
+    // the work pays for a parallel region.
+    const std::size_t window = cfg.window_of_layer(l);
+    const std::size_t tasks = n * nq;
+    const std::size_t att_work = n * nq * max_keys * hd;
+    const int att_threads = att_work >= (std::size_t{1} << 18) || detail::split_forced() ? threads : 1;
+    // One chunk of consecutive tasks per thread, each with its own scores row.
+    const auto chunks = static_cast<std::size_t>(att_threads);
+    detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
+      float* sc = scores + c * score_stride;
+      for (std::size_t t = tasks * c / chunks; t < tasks * (c + 1) / chunks; ++t) {
+        const std::size_t i = t / nq, h = t % nq;
+        const RowInfo& ri = ws.rows[i];
+        const KvStorage& kv = caches[ri.request]->kv();
+        const std::size_t g = h / group, p = ri.pos;
+        const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
+        const std::size_t count = ri.prefix_end > first ? ri.prefix_end - first : 0;
+        std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin, ri.anc_end - ri.anc_begin);
+        // The k-th ancestor (ascending) sits at position prefix_end + k and
+        // the row itself at p = prefix_end + anc.size() - 1: within the
+        // window are those with k >= anc.size() - window.
+        if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
+        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first, count, anc,
+                            hd, scale, sc,
+                            att + i * q_dim + h * hd);
+      }
+    });
+    matmul(L.o, att, n, xn);
+    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
+
+    norm(x, L.mlp_norm, xn, n);
+    matmul(L.mlp_in, xn, n, mlp);
+    // The activation, elementwise: split over the threads by blocks of rows
+    // and columns once there are enough of them to pay for it.
+    const std::size_t act_blocks =
+        n * I >= (std::size_t{1} << 14) || detail::split_forced() ? 4 * static_cast<std::size_t>(threads) : 1;
+    detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
+      const std::size_t e0 = n * I * b / act_blocks, e1 = n * I * (b + 1) / act_blocks;
+      for (std::size_t e = e0; e < e1;) {
+        const std::size_t i = e / I, j0 = e % I, j1 = std::min(I, j0 + (e1 - e));
+        float* a = act + i * I;
+        const float* first = mlp + i * mlp_in_dim;
+        if (cfg.gated_mlp) {  // act(gate) * up
+          const float* up = first + I;
+          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
+        } else {
+          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]);
+        }
+        e += j1 - j0;
+      }
+    });
+    matmul(L.mlp_out, act, n, xn);
+    for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
+  }
+  // Final norm and LM head for the output rows only (a prefill computes one
+  // LM-head row, not one per token).
+  for (std::size_t o = 0; o < n_out; ++o) std::copy_n(x + ws.outputs[o] * H, H, xn + o * H);
+  norm(xn, final_norm, head_in, n_out);
+  out.resize(n_out, cfg.vocab_size);
+  if (n_out > 0) matmul(lm_head, head_in, n_out, out.data());
+  // Weights are finite (checked at load), but activations can still
+  // overflow; non-finite logits are an error here, naming the model and the
+  // position, before the caches take the new rows (they are left unchanged).
+  const float* lg = out.data();
+  for (std::size_t e = 0; e < n_out * cfg.vocab_size; ++e) {
+    if (!std::isfinite(lg[e])) {
+      const RowInfo& ri = ws.rows[ws.outputs[e / cfg.vocab_size]];
+      throw FormatError("cpu::Transformer '" + name + "': the logits at position " + std::to_string(ri.pos) +
+                        (requests.size() > 1 ? " of request " + std::to_string(ri.request) : std::string()) +
+                        " are not finite (token id " + std::to_string(e % cfg.vocab_size) + " is " +
+                        (std::isnan(lg[e]) ? "NaN" : "infinite") + "): the weights overflow float arithmetic");
+    }
+  }
+  for (std::size_t r = 0; r < requests.size(); ++r) caches[r]->kv().commit(requests[r].tokens.size());
+}
+
+Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {
+  Logits out;
+  forward(tokens, cache, out);
+  return out;
+}
+
+void Transformer::forward(std::span<const Token> tokens, Cache& cache, Logits& out) const {
+  const ForwardRequest request{tokens};
+  Cache* const cache_ptr = &cache;
+  if (tokens.empty()) throw InvalidArgument("cpu::Transformer::forward: no tokens to append");
+  impl_->forward({&request, 1}, {&cache_ptr, 1}, out, {});
+}
+
+void Transformer::forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+                          Logits& out, const LayerPlan& plan) const {
+  impl_->forward(requests, caches, out, plan);
+}
+
+}  // namespace assistgen::cpu

@@ -1,0 +1,158 @@
+// cpu::Transformer's internals shared by its two translation units:
+// transformer.cpp (loading, packing, random models) and
+// transformer_forward.cpp (the forward pass). Private to src/cpu.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "assistgen/architecture.hpp"
+#include "assistgen/cpu/transformer.hpp"
+#include "assistgen/error.hpp"
+#include "kernels.hpp"
+
+namespace assistgen::cpu {
+
+namespace detail {
+
+/// A norm's parameters; `bias` is empty for RMSNorm.
+struct NormWeights {
+  std::vector<float> weight, bias;
+};
+
+struct Layer {
+  NormWeights attn_norm, mlp_norm;
+  PackedLinear qkv;      // [q_dim + 2 kv_dim, hidden]
+  PackedLinear o;        // [hidden, q_dim]
+  PackedLinear mlp_in;   // gated: [2 * intermediate, hidden] (gate rows, then up); else
+                         // [intermediate, hidden]
+  PackedLinear mlp_out;  // [hidden, intermediate]
+};
+
+inline WeightType weight_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return WeightType::f32;
+    case DType::bf16:
+      return WeightType::bf16;
+    case DType::i8:
+      return WeightType::i8;
+    default:
+      throw UnsupportedError("cpu::Transformer: LoadOptions::dtype '" + std::string(dtype_name(t)) +
+                             "' is not a compute dtype (f32, bf16, i8)");
+  }
+}
+
+}  // namespace detail
+
+using detail::Layer;
+using detail::NormWeights;
+using detail::PackedLinear;
+using detail::weight_type;
+using detail::WeightType;
+
+
+struct Transformer::Impl {
+  std::string name;  // the checkpoint directory, for messages
+  ModelConfig cfg;
+  LoadOptions opts;
+  std::size_t q_dim = 0, kv_dim = 0, mlp_in_dim = 0;
+  std::vector<float> embed;      // [vocab, hidden]
+  std::vector<float> pos_embed;  // [max_position_embeddings, hidden]; learned positions only
+  std::vector<Layer> layers;
+  NormWeights final_norm;
+  PackedLinear lm_head;  // [vocab, hidden]; packed from embed when tied
+  std::vector<double> inv_freq;
+
+  void init_dims() {
+    q_dim = cfg.num_attention_heads * cfg.head_dim;
+    kv_dim = cfg.num_key_value_heads * cfg.head_dim;
+    mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
+    if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
+  }
+
+  static std::size_t norm_bytes(const NormWeights& w) {
+    return (w.weight.size() + w.bias.size()) * sizeof(float);
+  }
+
+  std::size_t weight_bytes() const {
+    std::size_t n = (embed.size() + pos_embed.size()) * sizeof(float) + norm_bytes(final_norm) +
+                    lm_head.bytes();
+    for (const auto& l : layers)
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
+           l.mlp_in.bytes() + l.mlp_out.bytes();
+    return n;
+  }
+
+  std::size_t bytes_per_token() const {
+    std::size_t n = (pos_embed.empty() ? 1 : 2) * cfg.hidden_size * sizeof(float) +
+                    norm_bytes(final_norm) + lm_head.bytes();
+    for (const auto& l : layers)
+      n += norm_bytes(l.attn_norm) + norm_bytes(l.mlp_norm) + l.qkv.bytes() + l.o.bytes() +
+           l.mlp_in.bytes() + l.mlp_out.bytes();
+    return n;
+  }
+
+  DType dtype = DType::f32;  // opts.dtype, or what the checkpoint suggested
+
+  void check_supported() {
+    dtype = opts.dtype.value_or(DType::f32);
+    weight_type(dtype);    // throws for a dtype the kernels do not compute in
+    architecture_of(cfg);  // throws for an unregistered architecture
+  }
+
+  PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {
+    return detail::pack_linear(weight_type(dtype), w, n, k, bias);
+  }
+
+  void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {
+    const std::size_t h = cfg.hidden_size;
+    const auto eps = static_cast<float>(cfg.norm_eps);
+    const float* w = nw.weight.data();
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * h;
+      float* yr = y + r * h;
+      if (cfg.norm == NormKind::rms_norm) {
+        const float ms = detail::sum_squares(xr, h) / static_cast<float>(h);
+        const float inv = 1.0f / std::sqrt(ms + eps);
+        for (std::size_t i = 0; i < h; ++i) yr[i] = (xr[i] * inv) * w[i];
+      } else {  // LayerNorm: biased variance, as torch.nn.LayerNorm
+        const float mean = detail::sum(xr, h) / static_cast<float>(h);
+        for (std::size_t i = 0; i < h; ++i) yr[i] = xr[i] - mean;
+        const float var = detail::sum_squares(yr, h) / static_cast<float>(h);
+        const float inv = 1.0f / std::sqrt(var + eps);
+        const float* b = nw.bias.data();
+        for (std::size_t i = 0; i < h; ++i) yr[i] = (yr[i] * inv) * w[i] + b[i];
+      }
+    }
+  }
+
+  // Rotates one head vector in place (HF rotate_half: pairs (i, i + d/2)).
+  void rope(float* v, const float* cos_t, const float* sin_t) const {
+    const std::size_t half = cfg.head_dim / 2;
+    for (std::size_t i = 0; i < half; ++i) {
+      const float a = v[i], b = v[i + half];
+      v[i] = a * cos_t[i] - b * sin_t[i];
+      v[i + half] = b * cos_t[i] + a * sin_t[i];
+    }
+  }
+
+  // act(x), for the configured activation; scalar libm calls, so the value
+  // of an element never depends on its neighbours or its address.
+  float activate(float x) const {
+    if (cfg.activation == Activation::silu) return x / (1.0f + std::exp(-x));
+    // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * (x * x * x))));
+  }
+
+  int max_threads() const { return opts.threads > 0 ? opts.threads : omp_get_max_threads(); }
+
+  void forward(std::span<const ForwardRequest> requests, std::span<TransformerCache* const> caches,
+               Logits& out, const LayerPlan& plan) const;
+};
+
+}  // namespace assistgen::cpu
