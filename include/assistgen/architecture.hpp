@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 
 namespace assistgen {
 

@@ -327,23 +327,30 @@ void forward_batch(const M& model, std::span<const ForwardRequest> requests,
       rows += output_rows(requests[r]);
     }
     const auto vocab = static_cast<std::size_t>(model.vocab_size());
+    auto check_shape = [&](const Logits& got, std::size_t expect) {
+      if (got.rows() != expect || got.cols() != vocab)
+        throw Error("forward_batch: the backend returned logits of shape [" + std::to_string(got.rows()) +
+                    ", " + std::to_string(got.cols()) + "] for " + std::to_string(expect) + " tokens");
+    };
+    if (requests.size() == 1) {
+      // One request: straight into `out`, then only its last rows kept (moved
+      // up in place, so a decoding loop that keeps `out` allocates nothing).
+      const std::size_t all = requests[0].tokens.size();
+      forward_into(model, requests[0].tokens, *caches[0], out);
+      check_shape(out, all);
+      if (rows < all) {
+        std::copy_n(out.row(all - rows).data(), rows * vocab, out.data());
+        out.resize(rows, vocab);
+      }
+      return;
+    }
     out.resize(rows, vocab);
     Logits one;
     std::size_t row = 0;
     for (std::size_t r = 0; r < requests.size(); ++r) {
       const std::size_t keep = output_rows(requests[r]);
-      if (requests.size() == 1 && keep == requests[r].tokens.size()) {
-        forward_into(model, requests[r].tokens, *caches[r], out);
-        if (out.rows() != keep || out.cols() != vocab)
-          throw Error("forward_batch: the backend returned logits of shape [" + std::to_string(out.rows()) +
-                      ", " + std::to_string(out.cols()) + "] for " + std::to_string(keep) + " tokens");
-        return;
-      }
       forward_into(model, requests[r].tokens, *caches[r], one);
-      if (one.rows() != requests[r].tokens.size() || one.cols() != vocab)
-        throw Error("forward_batch: the backend returned logits of shape [" + std::to_string(one.rows()) +
-                    ", " + std::to_string(one.cols()) + "] for " +
-                    std::to_string(requests[r].tokens.size()) + " tokens");
+      check_shape(one, requests[r].tokens.size());
       std::copy_n(one.row(one.rows() - keep).data(), keep * vocab, out.row(row).data());
       row += keep;
     }

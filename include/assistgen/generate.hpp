@@ -93,17 +93,17 @@ struct GenerateOptions {
   std::optional<Token> bos_token_id = std::nullopt;
 
   /// K: tokens the assistant drafts per round (the start value of the
-  /// heuristic schedules, the maximum for Schedule::confidence). At least 1
+  /// heuristic schedules, the maximum for DraftLengthSchedule::confidence). At least 1
   /// (else InvalidArgument when assisted). Default 5.
   std::optional<std::size_t> num_assistant_tokens = std::nullopt;
   /// How K changes between rounds (HF's num_assistant_tokens_schedule).
-  /// Default Schedule::constant.
-  std::optional<Schedule> schedule = std::nullopt;
-  /// Schedule::confidence: the draft stops proposing once its probability
+  /// Default DraftLengthSchedule::constant.
+  std::optional<DraftLengthSchedule> schedule = std::nullopt;
+  /// DraftLengthSchedule::confidence: the draft stops proposing once its probability
   /// for its latest proposal is below this. In [0, 1] (else ConfigError from
   /// the file, InvalidArgument when assisted). Default 0.4.
   std::optional<float> assistant_confidence_threshold = std::nullopt;
-  /// Schedule::confidence: re-fit the threshold after every round (see
+  /// DraftLengthSchedule::confidence: re-fit the threshold after every round (see
   /// GenerationConfig). Default false; not read from generation_config.json.
   std::optional<bool> dynamic_confidence_threshold = std::nullopt;
   /// Any schedule: the draft stops before a token it gives a probability

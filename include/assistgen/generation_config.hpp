@@ -18,7 +18,7 @@ namespace assistgen {
 
 /// How the number of drafted tokens K changes between rounds (HF's
 /// `num_assistant_tokens_schedule`, plus the confidence stop).
-enum class Schedule {
+enum class DraftLengthSchedule {
   /// K stays at `num_assistant_tokens`.
   constant,
   /// After a round where all K drafts were accepted K += 2, else
@@ -31,6 +31,10 @@ enum class Schedule {
   /// `assistant_confidence_threshold` (that token is still proposed).
   confidence,
 };
+
+/// The old name of DraftLengthSchedule, kept for one release.
+using Schedule [[deprecated("use assistgen::DraftLengthSchedule")]] = DraftLengthSchedule;
+
 
 /// Special-token ids a model declares (from its config / tokenizer). Used only
 /// to check that a draft and a target agree.
@@ -50,11 +54,11 @@ struct GenerationConfig {
   /// K: drafted tokens per round (initial value for the heuristic schedules,
   /// the maximum for `confidence`). At least 1.
   std::size_t num_assistant_tokens = 5;
-  /// How K changes between rounds (see Schedule).
-  Schedule schedule = Schedule::constant;
-  /// Probability below which the draft stops proposing (Schedule::confidence).
+  /// How K changes between rounds (see DraftLengthSchedule).
+  DraftLengthSchedule schedule = DraftLengthSchedule::constant;
+  /// Probability below which the draft stops proposing (DraftLengthSchedule::confidence).
   float assistant_confidence_threshold = 0.4f;
-  /// Schedule::confidence only: re-fit the threshold after every round from
+  /// DraftLengthSchedule::confidence only: re-fit the threshold after every round from
   /// the observed (draft probability, accepted) pairs of this generation, at
   /// the point where the miss rate equals the false-accept rate (HF's ROC fit,
   /// see lookahead.hpp). The fitted threshold is kept across calls.
@@ -62,7 +66,7 @@ struct GenerationConfig {
   /// With any schedule: the draft stops before a token it gives a
   /// probability below this (that token is not proposed; llama.cpp's
   /// --draft-p-min). In [0, 1]; 0: off. Greedy drafting computes the
-  /// probability only when this (or Schedule::confidence) needs it.
+  /// probability only when this (or DraftLengthSchedule::confidence) needs it.
   float draft_p_min = 0.0f;
   /// A round whose draft proposes fewer tokens than this verifies none of
   /// them: the target runs alone for that round (llama.cpp's --draft-min).

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "assistgen/error.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
@@ -97,11 +97,11 @@ class FieldReader {
   std::string_view source_;
 };
 
-Schedule parse_schedule(const std::string& s, std::string_view source) {
-  if (s == "constant") return Schedule::constant;
-  if (s == "heuristic") return Schedule::heuristic;
-  if (s == "heuristic_transient") return Schedule::heuristic_transient;
-  if (s == "confidence") return Schedule::confidence;
+DraftLengthSchedule parse_schedule(const std::string& s, std::string_view source) {
+  if (s == "constant") return DraftLengthSchedule::constant;
+  if (s == "heuristic") return DraftLengthSchedule::heuristic;
+  if (s == "heuristic_transient") return DraftLengthSchedule::heuristic_transient;
+  if (s == "confidence") return DraftLengthSchedule::confidence;
   throw UnsupportedError(
       std::string(source) + ": num_assistant_tokens_schedule '" + s +
       "' is not supported (constant, heuristic, heuristic_transient, confidence)");

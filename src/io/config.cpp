@@ -3,7 +3,7 @@
 // the family's own fields with HF's defaults; the fields every family shares
 // (torch_dtype, bos/eos ids) and the validation are here. A present field of
 // the wrong JSON type is an error, never coerced.
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 
 #include <cmath>
 #include <fstream>

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/error.hpp"
 #include "strict_json.hpp"
 

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string_view>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/error.hpp"
 #include "fuzz_common.hpp"
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
 #include "assistgen/io/safetensors.hpp"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::testing_models {

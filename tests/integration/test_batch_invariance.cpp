@@ -26,7 +26,7 @@
 #include "../../src/cpu/kernels.hpp"   // private: set_isa, detected_isa
 #include "../../src/cpu/parallel.hpp"  // private: force_split, parallel_stats
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "integration/random_models.hpp"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "assistgen/generate.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "integration/text_fixtures.hpp"
 #include "test_skip.hpp"
 

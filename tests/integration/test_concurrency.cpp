@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/kv_cache.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tokenizer.hpp"
@@ -51,7 +51,7 @@ Outputs generate_all(const cpu::Transformer& draft, const cpu::Transformer& targ
   SpeculativeDecoder sampled(draft, target,
                              GenerationConfig{.max_new_tokens = 20,
                                               .num_assistant_tokens = 4,
-                                              .schedule = Schedule::heuristic,
+                                              .schedule = DraftLengthSchedule::heuristic,
                                               .do_sample = true,
                                               .temperature = 0.8f,
                                               .top_k = 40,

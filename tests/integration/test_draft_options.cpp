@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 
 using namespace assistgen;
@@ -34,7 +34,7 @@ TEST_CASE("draft options: greedy output is the target's for every draft_p_min an
   std::size_t drafted_without_p_min = 0;
   for (float p_min : {0.0f, 0.02f, 0.1f, 1.0f})
     for (std::size_t draft_min : {0u, 2u, 4u})
-      for (Schedule schedule : {Schedule::constant, Schedule::heuristic, Schedule::confidence}) {
+      for (DraftLengthSchedule schedule : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic, DraftLengthSchedule::confidence}) {
         INFO("p_min " << p_min << " draft_min " << draft_min << " schedule " << int(schedule));
         GenerationConfig cfg{.max_new_tokens = 40, .num_assistant_tokens = 5, .schedule = schedule};
         cfg.draft_p_min = p_min;
@@ -55,9 +55,9 @@ TEST_CASE("draft options: greedy output is the target's for every draft_p_min an
           if (i) CHECK(s.drafted_at[i] <= s.drafted_at[i - 1]);
         }
         if (p_min == 1.0f) CHECK(s.drafted == 0);  // no random-weight draft is certain
-        if (p_min == 0.0f && draft_min == 0 && schedule == Schedule::constant)
+        if (p_min == 0.0f && draft_min == 0 && schedule == DraftLengthSchedule::constant)
           drafted_without_p_min = s.drafted;
-        if (p_min == 0.1f && draft_min == 0 && schedule == Schedule::constant)
+        if (p_min == 0.1f && draft_min == 0 && schedule == DraftLengthSchedule::constant)
           CHECK(s.drafted < drafted_without_p_min);
       }
 }
@@ -69,29 +69,29 @@ TEST_CASE("draft options: draft_p_min drops exactly the tokens below it", "[draf
   // through the confidence schedule at threshold 0 (it never stops early).
   GenerationConfig probe{.max_new_tokens = 2,
                          .num_assistant_tokens = 6,
-                         .schedule = Schedule::confidence,
+                         .schedule = DraftLengthSchedule::confidence,
                          .assistant_confidence_threshold = 0.0f};
   DraftModelCandidates<Transformer> candidates(draft, target.vocab_size());
   candidates.start(64);
   LogitsProcessorChain chain;
   Rng rng;
   std::vector<Token> work = kPrompt;
-  const Lookahead all(probe);
+  const DraftLengthPolicy all(probe);
   REQUIRE(candidates.propose(work, kPrompt.size(), 6, chain, false, all, {}, rng) == 6);
   const std::vector<float> probs(candidates.probs().begin(), candidates.probs().end());
   // A p_min just above the j-th probability keeps the proposals before it.
   for (std::size_t j = 0; j < probs.size(); ++j) {
     GenerationConfig cfg = probe;
-    cfg.schedule = Schedule::constant;
+    cfg.schedule = DraftLengthSchedule::constant;
     cfg.draft_p_min = std::min(1.0f, probs[j] * 1.0001f + 1e-7f);
     std::size_t expected = 0;
     while (expected < probs.size() && probs[expected] >= cfg.draft_p_min) ++expected;
     candidates.start(64);
     work = kPrompt;
-    CHECK(candidates.propose(work, kPrompt.size(), 6, chain, false, Lookahead(cfg), {}, rng) ==
+    CHECK(candidates.propose(work, kPrompt.size(), 6, chain, false, DraftLengthPolicy(cfg), {}, rng) ==
           expected);
   }
-  CHECK_THROWS_AS(Lookahead(GenerationConfig{.draft_p_min = 1.5f}), InvalidArgument);
+  CHECK_THROWS_AS(DraftLengthPolicy(GenerationConfig{.draft_p_min = 1.5f}), InvalidArgument);
 }
 
 TEST_CASE("draft options: prompt lookup honours draft_min_tokens", "[draft]") {

@@ -16,7 +16,7 @@
 
 #include "assistgen/architecture.hpp"
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "integration/golden_data.hpp"
 #include "assistgen/speculative_decoder.hpp"
@@ -64,7 +64,7 @@ struct Golden {
 };
 
 GenerationResult assisted(const cpu::Transformer& draft, const cpu::Transformer& target,
-                          std::span<const Token> prompt, std::size_t n, std::size_t k, Schedule schedule) {
+                          std::span<const Token> prompt, std::size_t n, std::size_t k, DraftLengthSchedule schedule) {
   SpeculativeDecoder decoder(draft, target,
                              GenerationConfig{.max_new_tokens = n, .num_assistant_tokens = k, .schedule = schedule});
   return decoder.generate(prompt);
@@ -184,8 +184,8 @@ TEST_CASE("windowed targets: assisted greedy equals the target's greedy", "[fami
   const auto expected = g.ids("greedy_ids");  // positions 6..21: past two windows
   for (std::size_t k : {1, 3, 6}) {
     INFO("K = " << k);
-    CHECK(assisted(draft, target, prompt, expected.size(), k, Schedule::constant).tokens == expected);
-    CHECK(assisted(target, target, prompt, expected.size(), k, Schedule::heuristic).tokens == expected);
+    CHECK(assisted(draft, target, prompt, expected.size(), k, DraftLengthSchedule::constant).tokens == expected);
+    CHECK(assisted(target, target, prompt, expected.size(), k, DraftLengthSchedule::heuristic).tokens == expected);
   }
 }
 
@@ -283,7 +283,7 @@ TEST_CASE("gpt2: assisted greedy with the smaller gpt2 draft equals the target's
   const auto prompt = g.ids("greedy_prompt");
   const auto expected = g.ids("greedy_ids");
   for (std::size_t k : {1, 2, 4, 7}) {
-    for (Schedule s : {Schedule::constant, Schedule::heuristic}) {
+    for (DraftLengthSchedule s : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic}) {
       INFO("K = " << k << ", schedule " << static_cast<int>(s));
       const auto res = assisted(draft, target, prompt, expected.size(), k, s);
       CHECK(res.tokens == expected);
@@ -294,7 +294,7 @@ TEST_CASE("gpt2: assisted greedy with the smaller gpt2 draft equals the target's
       CHECK(st.accepted <= st.drafted);
       CHECK(st.target_calls == st.rounds);
       CHECK(st.new_tokens == st.accepted + st.rounds);
-      if (s == Schedule::constant) CHECK(st.k_sum <= k * st.rounds);
+      if (s == DraftLengthSchedule::constant) CHECK(st.k_sum <= k * st.rounds);
       // Every round but a last one with a single token left drafts something.
       CHECK(st.drafted + 1 >= st.rounds);
     }
@@ -305,9 +305,9 @@ TEST_CASE("gpt2: assisted greedy with the smaller gpt2 draft equals the target's
   AutoregressiveDecoder plain(target, GenerationConfig{.max_new_tokens = n});
   const auto want = plain.generate(prompt).tokens;
   REQUIRE(want.size() == n);
-  CHECK(assisted(draft, target, prompt, n, 5, Schedule::heuristic).tokens == want);
+  CHECK(assisted(draft, target, prompt, n, 5, DraftLengthSchedule::heuristic).tokens == want);
   // A draft that always agrees: every round takes the bonus token.
-  const auto self = assisted(target, target, prompt, n, 4, Schedule::constant);
+  const auto self = assisted(target, target, prompt, n, 4, DraftLengthSchedule::constant);
   CHECK(self.tokens == want);
   CHECK(self.stats.accepted == self.stats.drafted);
 }

@@ -12,7 +12,7 @@
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "integration/text_fixtures.hpp"

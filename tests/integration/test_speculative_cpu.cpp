@@ -18,7 +18,7 @@
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "unit/toy_models.hpp"
 
@@ -44,15 +44,15 @@ const Models& models() {
 const std::vector<Token> kPrompt{1, 17, 200, 45, 3, 99};
 constexpr std::size_t kNew = 40;
 
-const char* schedule_name(Schedule s) {
+const char* schedule_name(DraftLengthSchedule s) {
   switch (s) {
-    case Schedule::constant:
+    case DraftLengthSchedule::constant:
       return "constant";
-    case Schedule::heuristic:
+    case DraftLengthSchedule::heuristic:
       return "heuristic";
-    case Schedule::heuristic_transient:
+    case DraftLengthSchedule::heuristic_transient:
       return "heuristic_transient";
-    case Schedule::confidence:
+    case DraftLengthSchedule::confidence:
       return "confidence";
   }
   return "?";
@@ -118,8 +118,8 @@ TEST_CASE("assisted greedy equals plain greedy: every draft, schedule and K", "[
   };
   for (const Named& d :
        {Named{"unrelated", &m.unrelated}, Named{"noisy", &m.noisy}, Named{"self", &m.self}}) {
-    for (Schedule s : {Schedule::constant, Schedule::heuristic, Schedule::heuristic_transient,
-                       Schedule::confidence}) {
+    for (DraftLengthSchedule s : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic, DraftLengthSchedule::heuristic_transient,
+                       DraftLengthSchedule::confidence}) {
       for (std::size_t k = 1; k <= 8; ++k) {
         GenerationConfig cfg = base;
         cfg.num_assistant_tokens = k;
@@ -133,7 +133,7 @@ TEST_CASE("assisted greedy equals plain greedy: every draft, schedule and K", "[
         REQUIRE(r.stats.accepted <= r.stats.drafted);
         if (d.model == &m.self) {
           REQUIRE(r.stats.acceptance_rate() == 1.0);
-          if (s == Schedule::constant) {
+          if (s == DraftLengthSchedule::constant) {
             // K + 1 tokens per target call; only the last round is shorter.
             REQUIRE(r.stats.rounds == (kNew + k) / (k + 1));
           }
@@ -162,7 +162,7 @@ TEST_CASE("after every round both caches hold the accepted sequence and continue
     for (const Transformer* draft : {&m.noisy, &m.unrelated}) {
       GenerationConfig cfg{.max_new_tokens = 30,
                            .num_assistant_tokens = 3,
-                           .schedule = Schedule::heuristic,
+                           .schedule = DraftLengthSchedule::heuristic,
                            .do_sample = sample,
                            .temperature = 1.5f,
                            .seed = 11};
@@ -208,7 +208,7 @@ TEST_CASE("other checkpoints as drafts and targets keep greedy equality", "[spec
   const Transformer tied = Transformer::load(kModels / "llama-tied-bf16");
   const Transformer mistral = Transformer::load(kModels / "mistral-f16");
   const GenerationConfig cfg{
-      .max_new_tokens = 24, .num_assistant_tokens = 3, .schedule = Schedule::heuristic};
+      .max_new_tokens = 24, .num_assistant_tokens = 3, .schedule = DraftLengthSchedule::heuristic};
   for (const Transformer* draft : {&qwen, &tied, &mistral}) {
     SpeculativeDecoder dec(*draft, m.target, cfg);
     REQUIRE(dec.generate(kPrompt).tokens == generate_autoregressive(m.target, kPrompt, cfg).tokens);

@@ -178,7 +178,7 @@ TEST_CASE("text api: generation_config.json supplies the defaults, options overr
   CHECK(c.repetition_penalty == 1.1f);
   CHECK(c.eos_token_ids == std::vector<Token>{2, 5});
   CHECK(c.num_assistant_tokens == 3);
-  CHECK(c.schedule == Schedule::heuristic);
+  CHECK(c.schedule == DraftLengthSchedule::heuristic);
   CHECK(c.assistant_confidence_threshold == 0.25f);
   CHECK(c.max_matching_ngram_size == 4);
   CHECK(c.suppress_tokens == std::vector<Token>{7, 8});
@@ -187,13 +187,13 @@ TEST_CASE("text api: generation_config.json supplies the defaults, options overr
                                                   .do_sample = false,
                                                   .top_k = 0,
                                                   .eos_token_id = std::vector<Token>{9},
-                                                  .schedule = Schedule::constant});
+                                                  .schedule = DraftLengthSchedule::constant});
   CHECK(o.max_new_tokens == 3);
   CHECK(!o.do_sample);
   CHECK(o.top_k == 0);
   CHECK(o.temperature == 0.5f);  // not overridden: still the file's
   CHECK(o.eos_token_ids == std::vector<Token>{9});
-  CHECK(o.schedule == Schedule::constant);
+  CHECK(o.schedule == DraftLengthSchedule::constant);
 
   // generate() uses the file's values: at most 7 tokens, stop at 2 or 5.
   const TextResult r = m.generate("And God said", {.do_sample = false});

@@ -104,7 +104,7 @@ TEST_CASE("universal: a draft with another tokenizer gives the target's plain gr
     for (const auto& prompt : kPrompts) {
       const TextResult plain = target.generate(prompt, {.max_new_tokens = 24});
       for (std::size_t k : {1u, 3u, 6u})
-        for (Schedule s : {Schedule::constant, Schedule::heuristic, Schedule::confidence}) {
+        for (DraftLengthSchedule s : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic, DraftLengthSchedule::confidence}) {
           INFO(p.target_model << "+" << p.target_tok << " <- " << p.draft_model << "+"
                               << p.draft_tok << " '" << prompt << "' k=" << k
                               << " schedule=" << int(s));

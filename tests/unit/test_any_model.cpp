@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "assistgen/any_model.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "unit/toy_models.hpp"
 
@@ -108,7 +108,7 @@ TEST_CASE("decoders over AnyModel match the concrete types, backends picked at r
   for (bool sample : {false, true}) {
     GenerationConfig cfg{.max_new_tokens = 30,
                          .num_assistant_tokens = 4,
-                         .schedule = Schedule::heuristic_transient,
+                         .schedule = DraftLengthSchedule::heuristic_transient,
                          .do_sample = sample,
                          .temperature = 1.3f,
                          .seed = 5};

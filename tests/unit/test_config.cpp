@@ -12,7 +12,7 @@
 #include <string>
 
 #include "assistgen/architecture.hpp"
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/error.hpp"
 
 namespace fs = std::filesystem;

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"

@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/kv_cache.hpp"
 #include "assistgen/speculative_decoder.hpp"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "unit/toy_models.hpp"
 
@@ -94,8 +94,8 @@ TEST_CASE("greedy assisted output equals plain greedy for any draft, K and sched
   REQUIRE(expected.size() == 40);
 
   for (const FnModel* draft : {&unrelated, &partial, &same}) {
-    for (Schedule schedule : {Schedule::constant, Schedule::heuristic,
-                              Schedule::heuristic_transient, Schedule::confidence}) {
+    for (DraftLengthSchedule schedule : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic,
+                              DraftLengthSchedule::heuristic_transient, DraftLengthSchedule::confidence}) {
       for (std::size_t k = 1; k <= 8; ++k) {
         GenerationConfig cfg = base;
         cfg.num_assistant_tokens = k;
@@ -115,17 +115,17 @@ TEST_CASE("greedy assisted output equals plain greedy for any draft, K and sched
         REQUIRE(rounds == r.stats.rounds);
         REQUIRE(target.calls() == r.stats.rounds);  // exactly one target forward per round
         REQUIRE(draft->calls() == r.stats.draft_calls);
-        check_stats(r, schedule == Schedule::heuristic || schedule == Schedule::heuristic_transient
+        check_stats(r, schedule == DraftLengthSchedule::heuristic || schedule == DraftLengthSchedule::heuristic_transient
                            ? 200
                            : k);
         if (draft == &same) {
           REQUIRE(r.stats.accepted == r.stats.drafted);
-          if (schedule == Schedule::constant) {
+          if (schedule == DraftLengthSchedule::constant) {
             // K + 1 tokens per target call, the last round takes what is left.
             REQUIRE(r.stats.rounds == (40 + k) / (k + 1));
           }
         }
-        if (draft == &unrelated && schedule == Schedule::constant)
+        if (draft == &unrelated && schedule == DraftLengthSchedule::constant)
           REQUIRE(r.stats.acceptance_rate() < 0.5);
       }
     }
@@ -234,7 +234,7 @@ TEST_CASE("sampling is deterministic for a seed and changes with it", "[speculat
   const FnModel draft = toy::partial_model(kVocab, 1, 2, 60);
   GenerationConfig cfg{.max_new_tokens = 40,
                        .num_assistant_tokens = 4,
-                       .schedule = Schedule::heuristic,
+                       .schedule = DraftLengthSchedule::heuristic,
                        .do_sample = true,
                        .temperature = 1.2f,
                        .top_k = 10,
@@ -253,7 +253,7 @@ TEST_CASE("sampling is deterministic for a seed and changes with it", "[speculat
   b.set_seed(77);
   // heuristic K persists across calls, so the block sizes (and possibly the
   // draws) differ from a fresh decoder: use the transient schedule to repeat.
-  cfg.schedule = Schedule::heuristic_transient;
+  cfg.schedule = DraftLengthSchedule::heuristic_transient;
   SpeculativeDecoder c(draft, target, cfg);
   const auto first = c.generate(kPrompt);
   REQUIRE(c.generate(kPrompt).tokens == first.tokens);
@@ -437,7 +437,7 @@ TEST_CASE("heuristic schedule: K += 2 when all accepted, else max(1, K - 1)", "[
   for (const FnModel* draft : {&self, &partial}) {
     SpeculativeDecoder dec(
         *draft, target,
-        {.max_new_tokens = 60, .num_assistant_tokens = 2, .schedule = Schedule::heuristic});
+        {.max_new_tokens = 60, .num_assistant_tokens = 2, .schedule = DraftLengthSchedule::heuristic});
     std::vector<std::pair<std::size_t, std::size_t>> rounds;  // (drafted, accepted)
     dec.set_round_observer([&](const auto& r) { rounds.emplace_back(r.drafted, r.accepted); });
     const auto r = dec.generate(kPrompt);
@@ -464,7 +464,7 @@ TEST_CASE("heuristic_transient restarts K at every call", "[schedule]") {
   const FnModel target = toy::hash_model(kVocab, 1);
   SpeculativeDecoder dec(
       target, target,
-      {.max_new_tokens = 30, .num_assistant_tokens = 3, .schedule = Schedule::heuristic_transient});
+      {.max_new_tokens = 30, .num_assistant_tokens = 3, .schedule = DraftLengthSchedule::heuristic_transient});
   std::vector<std::size_t> drafted;
   dec.set_round_observer([&](const auto& r) { drafted.push_back(r.drafted); });
   dec.generate(kPrompt);
@@ -488,7 +488,7 @@ TEST_CASE("confidence schedule: the draft stops below the threshold", "[schedule
     row[static_cast<std::size_t>(h.back() * 5 + 1) % kVocab] = 10.0f;
   });
   GenerationConfig cfg{
-      .max_new_tokens = 30, .num_assistant_tokens = 5, .schedule = Schedule::confidence};
+      .max_new_tokens = 30, .num_assistant_tokens = 5, .schedule = DraftLengthSchedule::confidence};
   const auto expected = generate_autoregressive(target, kPrompt, cfg).tokens;
   SpeculativeDecoder a(unsure, target, cfg);
   std::vector<std::size_t> drafted;
@@ -518,7 +518,7 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
   using S = std::vector<std::pair<float, bool>>;
   // Separable: any threshold in (0.5, 0.6] has no error; the highest sample
   // probability at which FNR == FPR is 0.6.
-  REQUIRE(Lookahead::fit_threshold(S{{0.9f, true},
+  REQUIRE(DraftLengthPolicy::fit_threshold(S{{0.9f, true},
                                      {0.8f, true},
                                      {0.7f, true},
                                      {0.6f, true},
@@ -528,18 +528,18 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
                                    0.4f) == 0.6f);
   // Overlapping: at 0.5 FNR = FPR = 1/3.
   REQUIRE(
-      Lookahead::fit_threshold(
+      DraftLengthPolicy::fit_threshold(
           S{{0.9f, true}, {0.5f, true}, {0.4f, true}, {0.6f, false}, {0.3f, false}, {0.2f, false}},
           0.4f) == 0.5f);
   // Too few samples or a single outcome: unchanged.
-  REQUIRE(Lookahead::fit_threshold(S{{0.9f, true}, {0.1f, false}}, 0.4f) == 0.4f);
-  REQUIRE(Lookahead::fit_threshold(S(10, {0.5f, true}), 0.4f) == 0.4f);
+  REQUIRE(DraftLengthPolicy::fit_threshold(S{{0.9f, true}, {0.1f, false}}, 0.4f) == 0.4f);
+  REQUIRE(DraftLengthPolicy::fit_threshold(S(10, {0.5f, true}), 0.4f) == 0.4f);
 
   const FnModel target = toy::hash_model(kVocab, 1);
   const FnModel draft = toy::partial_model(kVocab, 1, 2, 50);
   GenerationConfig cfg{.max_new_tokens = 60,
                        .num_assistant_tokens = 5,
-                       .schedule = Schedule::confidence,
+                       .schedule = DraftLengthSchedule::confidence,
                        .assistant_confidence_threshold = 0.05f,
                        .dynamic_confidence_threshold = true};
   SpeculativeDecoder dec(draft, target, cfg);
@@ -547,7 +547,7 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
   REQUIRE(r.tokens == generate_autoregressive(target, kPrompt, cfg).tokens);
   const auto& samples = dec.lookahead().samples();
   REQUIRE(samples.size() > 5);
-  REQUIRE(dec.confidence_threshold() == Lookahead::fit_threshold(samples, 0.05f));
+  REQUIRE(dec.confidence_threshold() == DraftLengthPolicy::fit_threshold(samples, 0.05f));
   REQUIRE(dec.confidence_threshold() != 0.05f);
 }
 
@@ -751,7 +751,7 @@ TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K"
   const FnModel draft = toy::table_model(kSmallVocab, random_table(2, kSmallVocab, 1.5f));
   GenerationConfig cfg{.max_new_tokens = 3,
                        .num_assistant_tokens = 3,
-                       .schedule = Schedule::heuristic_transient,
+                       .schedule = DraftLengthSchedule::heuristic_transient,
                        .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
   check_pair(dec, target, cfg, kShortPrompt, 0);
@@ -845,7 +845,7 @@ TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, close q, heuri
   const FnModel draft = toy::table_model(kSmallVocab, table);
   GenerationConfig cfg{.max_new_tokens = 6,
                        .num_assistant_tokens = 1,
-                       .schedule = Schedule::heuristic,
+                       .schedule = DraftLengthSchedule::heuristic,
                        .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
   const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);

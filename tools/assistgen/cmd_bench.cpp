@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "commands.hpp"

@@ -17,7 +17,7 @@
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "commands.hpp"
 #ifdef ASSISTGEN_CLI_HAS_HPU
@@ -63,11 +63,11 @@ struct Args {
       *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend;
 };
 
-Schedule parse_schedule(const std::string& s) {
-  if (s == "constant") return Schedule::constant;
-  if (s == "heuristic") return Schedule::heuristic;
-  if (s == "heuristic_transient") return Schedule::heuristic_transient;
-  return Schedule::confidence;  // the validator allows nothing else
+DraftLengthSchedule parse_schedule(const std::string& s) {
+  if (s == "constant") return DraftLengthSchedule::constant;
+  if (s == "heuristic") return DraftLengthSchedule::heuristic;
+  if (s == "heuristic_transient") return DraftLengthSchedule::heuristic_transient;
+  return DraftLengthSchedule::confidence;  // the validator allows nothing else
 }
 
 void register_options(CLI::App& sub, Args& a) {

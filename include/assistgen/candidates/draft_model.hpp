@@ -1,7 +1,9 @@
 // Draft-model candidates: a small CausalLM proposes the next tokens one at a
 // time from its own KV cache, keeping the processed distribution q of every
 // token it proposes (sampling) so that rejection sampling can compare it with
-// the target's p. Used by SpeculativeDecoder; usable on its own.
+// the target's p. A CandidateSource (candidate_source.hpp): SpeculativeDecoder
+// is AssistedDecoder over it. UniversalDecoder's source drives it through
+// the lower-level propose() with its own processors; usable on its own.
 //
 // Cache protocol (n = length of the sequence S = prompt + output so far):
 // - before propose(): the draft cache holds a prefix S[0..m) with m <= n - 1;
@@ -24,8 +26,10 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/candidate_source.hpp"
+#include "assistgen/detail/generation_setup.hpp"
 #include "assistgen/error.hpp"
-#include "assistgen/lookahead.hpp"
+#include "assistgen/draft_length.hpp"
 #include "assistgen/sampling/distribution.hpp"
 #include "assistgen/sampling/logits_processor.hpp"
 #include "assistgen/sampling/rng.hpp"
@@ -46,21 +50,12 @@ class DraftModelCandidates {
   /// the target's vocabulary size. Throws CompatibilityError when the draft's
   /// vocabulary is smaller. No cache exists until start().
   DraftModelCandidates(const Draft& model, std::size_t vocab) : model_(&model), vocab_(vocab) {
-    if (static_cast<std::size_t>(model.vocab_size()) < vocab)
-      throw CompatibilityError("draft vocabulary size " + std::to_string(model.vocab_size()) +
-                               " is smaller than the target's " + std::to_string(vocab));
+    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab);
   }
 
   /// Starts a sequence: an empty cache of at least `capacity` positions (the
   /// previous cache is reused when it is large enough).
-  void start(std::size_t capacity) {
-    if (!cache_ || cache_->capacity() < capacity) {
-      cache_.reset();
-      cache_.emplace(model_->make_cache(capacity));
-    } else {
-      cache_->truncate(0);
-    }
-  }
+  void start(std::size_t capacity) { detail::reuse_or_make_cache(*model_, cache_, capacity); }
 
   /// Proposes up to `limit` tokens after `work[0..n)`, appending them to
   /// `work` (processors see `work` as the history of each position). Returns
@@ -69,7 +64,7 @@ class DraftModelCandidates {
   /// `lookahead.stop_before(prob)` does (the cache then also holds d_k). When `sample` is true the tokens
   /// are drawn from q with `rng` and q is kept (row j: q_row(j)).
   std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit,
-                      LogitsProcessorChain& chain, bool sample, const Lookahead& lookahead,
+                      LogitsProcessorChain& chain, bool sample, const DraftLengthPolicy& lookahead,
                       std::span<const Token> eos, Rng& rng) {
     work.resize(n);
     probs_.clear();
@@ -82,11 +77,12 @@ class DraftModelCandidates {
       std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
                                             : std::span<const Token>(work).subspan(n + i - 1, 1);
       const auto t0 = std::chrono::steady_clock::now();
-      forward_into(*model_, input, cache, logits_);
-      Logits& logits = logits_;
+      // Only the last row is used: the first call of a round may feed
+      // several tokens (the whole prompt in the first round).
+      detail::forward_rows(*model_, input, cache, 1, logits_, "draft");
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++calls_;
-      std::span<float> row = logits.row(logits.rows() - 1).first(vocab_);
+      std::span<float> row = logits_.row(0).first(vocab_);
       chain.apply(row, std::span<const Token>(work));
       Token d;
       float prob = 1.0f;
@@ -144,6 +140,42 @@ class DraftModelCandidates {
   void reset_counters() {
     calls_ = 0;
     seconds_ = 0.0;
+  }
+
+  // ---- CandidateSource (AssistedDecoder calls these; see candidate_source.hpp)
+
+  /// A generation starts: the cache emptied (made for `capacity` positions
+  /// when the old one is too small), the counters reset.
+  void start(std::size_t capacity, CandidateContext&) {
+    start(capacity);
+    reset_counters();
+  }
+  /// K from the draft-length policy.
+  std::size_t limit(const CandidateContext& ctx) const { return ctx.draft_length.k(); }
+  /// propose() above with the decoder's processors, sampling mode, policy,
+  /// EOS ids and generator.
+  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx) {
+    return propose(seq, n, limit, ctx.chain, ctx.config.do_sample, ctx.draft_length, ctx.eos, ctx.rng);
+  }
+  /// `accepted` of the proposal after S[0..n) were accepted: the cache keeps
+  /// S + d_1..d_accepted (see the file comment) and the policy adapts K.
+  void learn(std::size_t n, std::size_t accepted, CandidateContext& ctx) {
+    rollback(n + accepted);
+    ctx.draft_length.update(probs(), accepted);
+  }
+  /// Generation stopped inside the block: the cache keeps at most `n` positions.
+  void cut(std::size_t n) { rollback(n); }
+  /// Draft calls and seconds of this generation into `stats`.
+  void finish(GenerationStats& stats) const {
+    stats.draft_calls = calls();
+    stats.draft_seconds = seconds();
+  }
+  /// The draft's cache for round observers (null before start()).
+  const Cache* draft_cache() const { return cache_ ? &*cache_ : nullptr; }
+  /// The target's limits lowered by the draft's: its cache holds one
+  /// position fewer than the target's, so its hard limit D allows D + 1.
+  PositionLimits limits(PositionLimits target) const {
+    return detail::combined_limits(target, position_limits(*model_));
   }
 
  private:

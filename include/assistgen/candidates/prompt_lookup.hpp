@@ -8,14 +8,18 @@
 // following token wins; at most prompt_lookup_num_tokens candidates; the
 // candidates are cut before the first EOS token, so EOS is never proposed.
 // Candidates have no distribution: the decoder treats q as one-hot.
+// PromptLookupCandidates is the CandidateSource (candidate_source.hpp) over it.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <span>
 #include <vector>
 
+#include "assistgen/candidate_source.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/generation_config.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen {
@@ -68,6 +72,58 @@ class PromptLookup {
  private:
   std::size_t num_tokens_;
   std::size_t max_ngram_;
+};
+
+/// Prompt lookup as a candidate source: SpeculativeDecoder<NoDraft, T> is
+/// AssistedDecoder over it. Proposes only what the n-gram match gives (no
+/// draft-length policy, no distribution), and counts the seconds the search
+/// takes as draft time.
+class PromptLookupCandidates {
+ public:
+  /// Stands in for a draft cache in RoundInfo (there is none).
+  using Cache = NoDraft::Cache;
+
+  /// From GenerationConfig::prompt_lookup_num_tokens and
+  /// max_matching_ngram_size; throws InvalidArgument naming the option when
+  /// prompt lookup is off (0) or the n-gram size is 0.
+  explicit PromptLookupCandidates(const GenerationConfig& cfg)
+      : lookup_(checked(cfg).prompt_lookup_num_tokens, cfg.max_matching_ngram_size) {}
+
+  /// The n-gram search.
+  const PromptLookup& lookup() const { return lookup_; }
+
+  /// A generation starts (nothing is kept between generations).
+  void start(std::size_t, CandidateContext&) { seconds_ = 0.0; }
+  /// prompt_lookup_num_tokens.
+  std::size_t limit(const CandidateContext&) const { return lookup_.num_tokens(); }
+  /// Appends the tokens that followed the latest n-gram's earlier occurrence.
+  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx) {
+    const auto t0 = std::chrono::steady_clock::now();
+    lookup_.propose(std::span<const Token>(seq.data(), n), limit, ctx.eos, found_);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seq.insert(seq.end(), found_.begin(), found_.end());
+    return found_.size();
+  }
+  /// No distribution: the candidates are one-hot.
+  std::span<const float> q_row(std::size_t) const { return {}; }
+  void discard(std::size_t) {}                                 ///< nothing to undo
+  void learn(std::size_t, std::size_t, CandidateContext&) {}  ///< nothing to learn
+  void cut(std::size_t) {}                                     ///< nothing to cut
+  /// The search's seconds as draft time (no draft calls).
+  void finish(GenerationStats& stats) const { stats.draft_seconds = seconds_; }
+
+ private:
+  static const GenerationConfig& checked(const GenerationConfig& cfg) {
+    if (cfg.prompt_lookup_num_tokens == 0)
+      throw InvalidArgument(
+          "GenerationConfig: prompt_lookup_num_tokens is 0 and there is no draft model: "
+          "nothing can propose candidates");
+    return cfg;
+  }
+
+  PromptLookup lookup_;
+  std::vector<Token> found_;
+  double seconds_ = 0.0;
 };
 
 }  // namespace assistgen

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/types.hpp"
 

@@ -113,6 +113,24 @@ inline Emitted emit_tokens(std::span<const Token> seq, std::size_t from,
   return {seq.size(), false};
 }
 
+/// Appends `tokens` to `cache` and puts the logits of the last `outputs` of
+/// them in `out` (one chain request through forward_batch(): a backend with
+/// a batched forward computes only those LM-head rows). `who` names the model
+/// in the error thrown when the backend returns another shape.
+template <CausalLM M>
+void forward_rows(const M& model, std::span<const Token> tokens, typename M::Cache& cache,
+                  std::size_t outputs, Logits& out, std::string_view who) {
+  const ForwardRequest request{tokens, {}, outputs};
+  typename M::Cache* const caches[1] = {&cache};
+  forward_batch(model, std::span<const ForwardRequest>(&request, 1),
+                std::span<typename M::Cache* const>(caches), out);
+  const std::size_t rows = output_rows(request);
+  if (out.rows() != rows || out.cols() < static_cast<std::size_t>(model.vocab_size()))
+    throw Error(std::string(who) + " forward returned logits of shape [" + std::to_string(out.rows()) + ", " +
+                std::to_string(out.cols()) + "] for the last " + std::to_string(rows) + " of " +
+                std::to_string(tokens.size()) + " tokens");
+}
+
 /// The cache in `slot`, emptied, when it can hold `capacity` positions; else
 /// a new one made by `model`. A cache that cannot be made is a CapacityError
 /// that names the options its size came from.

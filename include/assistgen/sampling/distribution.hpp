@@ -41,10 +41,11 @@ inline Token argmax(std::span<const float> x) {
 }
 
 /// probs = softmax(logits); `probs` may alias `logits`. -inf logits give
-/// probability exactly 0. Returns the index of the largest logit.
-inline Token softmax(std::span<const float> logits, std::span<float> probs) {
-  const Token top = argmax(logits);
-  const float m = logits[static_cast<std::size_t>(top)];
+/// probability exactly 0. Throws as argmax() on logits it cannot normalise
+/// (NaN, +inf, all -inf). (Before this release it also returned the argmax;
+/// call argmax() for that.)
+inline void softmax(std::span<const float> logits, std::span<float> probs) {
+  const float m = logits[static_cast<std::size_t>(argmax(logits))];
   float sum = 0.0f;
   for (std::size_t i = 0; i < logits.size(); ++i) {
     const float e = std::exp(logits[i] - m);
@@ -53,11 +54,10 @@ inline Token softmax(std::span<const float> logits, std::span<float> probs) {
   }
   const float inv = 1.0f / sum;
   for (std::size_t i = 0; i < logits.size(); ++i) probs[i] *= inv;
-  return top;
 }
 
-/// In-place softmax of one row; returns the index of the largest logit.
-inline Token softmax_inplace(std::span<float> x) { return softmax(x, x); }
+/// In-place softmax of one row.
+inline void softmax_inplace(std::span<float> x) { softmax(x, x); }
 
 /// Probability that softmax(logits) gives to token t, without storing probs.
 inline float softmax_prob(std::span<const float> logits, Token t) {

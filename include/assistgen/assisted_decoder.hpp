@@ -1,0 +1,288 @@
+// AssistedDecoder<Source, Target>: the one round loop of assisted generation.
+// Each round a candidate source (candidate_source.hpp: a draft model, prompt
+// lookup, a draft with another tokenizer, or your own) proposes up to K
+// tokens, the target verifies them all in ONE forward call, acceptance keeps a
+// prefix plus one target token, and the target's cache is rolled back to what
+// was accepted (the source rolls back its own state). Greedy output is token
+// for token the target's own greedy output; sampled output follows the
+// target's processed distribution exactly (when the source gives its q rows,
+// or is one-hot). SpeculativeDecoder and UniversalDecoder are this loop with
+// their sources.
+//
+// What the target's cache holds. Let S be the sequence (prompt + emitted
+// tokens) at the start of a round, n = |S|, d_1..d_k the candidates, a the
+// accepted count and t the target's token after them (correction or bonus):
+//
+//   start of round   S[0..n-1)  (everything but the last token; the first
+//                               round: nothing)
+//   target forward   S[size()..n) + d_1..d_k, logits for the last k+1 rows
+//                    only: p_1..p_{k+1} (the prompt prefill rides on the
+//                    first round, computing one LM-head row per candidate)
+//   end of round     S' = S + d_1..d_a + t; the cache holds S + d_1..d_a =
+//                    S'[0..|S'|-1)
+//   on a stop inside the block (EOS, callback) S' ends at the stopping token
+//   and the cache is cut to at most |S'| - 1.
+//
+// Capacity. With K clipped to (tokens left - 1), the target cache never holds
+// more than prompt + max_new_tokens - 1 positions, so the default capacity
+// prompt + max_new_tokens always suffices. A smaller `cache_capacity` limits
+// the output to capacity + 1 - prompt tokens and stops with
+// StopReason::capacity; a prompt longer than the capacity is a CapacityError
+// before anything runs. A model with a hard position limit (learned
+// positions, PositionLimits; a draft model's too, see CandidateSource) caps
+// the capacity the same way, so K is clipped to fit and generation stops
+// there with its output kept.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "assistgen/acceptance.hpp"
+#include "assistgen/backend.hpp"
+#include "assistgen/candidate_source.hpp"
+#include "assistgen/detail/generation_setup.hpp"
+#include "assistgen/draft_length.hpp"
+#include "assistgen/error.hpp"
+#include "assistgen/generation_config.hpp"
+#include "assistgen/sampling/distribution.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
+#include "assistgen/sampling/rng.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// What a round observer sees after each round (a test and tracing hook).
+template <class DraftCache, class TargetCache>
+struct RoundInfo {
+  std::size_t round = 0;            ///< 0-based
+  std::span<const Token> sequence;  ///< prompt + every token emitted so far
+  std::span<const Token> emitted;   ///< the tokens this round emitted
+  std::size_t drafted = 0;          ///< candidates proposed
+  std::size_t accepted = 0;         ///< candidates the target accepted
+  /// The target's cache after the round's rollback; valid only during the
+  /// observer call.
+  const TargetCache* target_cache = nullptr;
+  /// The draft's cache after the round's rollback (valid only during the
+  /// observer call); null when the source has none (prompt lookup).
+  const DraftCache* draft_cache = nullptr;
+};
+
+/// Assisted generation of `Target` with candidates from `Source`. Holds a
+/// reference to the target (it must outlive the decoder), the source, and the
+/// target's cache, reused across generate() calls. Not thread-safe; use one
+/// decoder per thread (the models are only read, so decoders on many threads
+/// may share them; a KvStorage held by one thread rejects use from another,
+/// see kv_cache.hpp).
+template <CandidateSource Source, CausalLM Target>
+class AssistedDecoder {
+ public:
+  using TargetCache = typename Target::Cache;                      ///< the target's cache
+  using DraftCache = typename detail::SourceCache<Source>::type;   ///< the source's cache (if any)
+  using Round = RoundInfo<DraftCache, TargetCache>;                ///< what the round observer receives
+  /// Callback run after every round (set_round_observer()).
+  using RoundObserver = std::function<void(const Round&)>;
+
+  /// A decoder over `source`. `name` prefixes the errors generate() throws
+  /// (e.g. "SpeculativeDecoder::generate"). Throws InvalidArgument naming the
+  /// GenerationConfig option that is out of range.
+  AssistedDecoder(const Target& target, Source source, GenerationConfig cfg,
+                  std::string name = "AssistedDecoder::generate")
+      : AssistedDecoder(target, std::move(cfg), std::move(name),
+                        [&](const GenerationConfig&) { return std::move(source); }) {}
+
+  /// As above, with the source made by `make_source(config())` once the
+  /// configuration's schedule options have been checked (the decoders that
+  /// check the pairing of draft and target first do so there).
+  template <class MakeSource>
+    requires std::is_invocable_r_v<Source, MakeSource, const GenerationConfig&>
+  AssistedDecoder(const Target& target, GenerationConfig cfg, std::string name, MakeSource&& make_source)
+      : target_(&target),
+        cfg_(std::move(cfg)),
+        name_(std::move(name)),
+        draft_length_(cfg_),
+        source_(std::forward<MakeSource>(make_source)(cfg_)) {
+    eos_ = detail::stop_tokens(cfg_, vocab());
+    chain_ = make_processor_chain(cfg_);
+  }
+
+  AssistedDecoder(const AssistedDecoder&) = delete;
+  AssistedDecoder& operator=(const AssistedDecoder&) = delete;
+  /// Takes over the other decoder's caches and state (same model references).
+  AssistedDecoder(AssistedDecoder&&) noexcept = default;
+  /// Takes over the other decoder's caches and state (same model references).
+  AssistedDecoder& operator=(AssistedDecoder&&) noexcept = default;
+
+  /// Generates up to cfg.max_new_tokens tokens after `prompt` (not empty).
+  /// `on_token` receives each token as soon as it is accepted; returning
+  /// false stops generation after that token.
+  GenerationResult generate(std::span<const Token> prompt, const TokenCallback& on_token = {}) {
+    const auto t_start = std::chrono::steady_clock::now();
+    GenerationResult res;
+    GenerationStats& st = res.stats;
+    const std::size_t P = prompt.size();
+    const auto [cap, budget] = detail::plan_generation(name_, prompt, vocab(), cfg_, limits());
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
+    CandidateContext ctx{cfg_, draft_length_, chain_, eos_, rng_};
+    source_.start(cap, ctx);
+    rng_.reseed(cfg_.seed);
+    draft_length_.begin_generation();
+    chain_.reset();
+    seq_.assign(prompt.begin(), prompt.end());
+    seq_.reserve(P + budget + 1);
+    res.tokens.reserve(budget);
+    st.prompt_tokens = P;
+
+    StopReason reason =
+        budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
+    bool stopped = false;
+    std::size_t round = 0;
+    while (!stopped && res.tokens.size() < budget) {
+      const std::size_t n = seq_.size();
+
+      // 1. Candidates: at most (tokens left - 1), so that with the target's
+      //    own token a round never emits more than what is left. `limit` is
+      //    in the source's own units (a draft with another tokenizer counts
+      //    draft tokens); ctx.room bounds the candidates.
+      ctx.room = budget - res.tokens.size() - 1;
+      const std::size_t limit = std::min<std::size_t>(source_.limit(ctx), ctx.room);
+      std::size_t k = source_.propose(seq_, n, limit, ctx);
+      if (seq_.size() != n + k || k > ctx.room)
+        throw Error(name_ + ": the candidate source appended " + std::to_string(seq_.size() - n) +
+                    " tokens, reported " + std::to_string(k) + ", and the round has room for " +
+                    std::to_string(ctx.room));
+      if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
+        seq_.resize(n);
+        source_.discard(n);
+        k = 0;
+      }
+
+      // 2. One target call over everything it has not seen: [last, d_1..d_k]
+      //    (plus the rest of the prompt in the first round), logits for the
+      //    k + 1 rows that verify.
+      const auto t0 = std::chrono::steady_clock::now();
+      detail::forward_rows(*target_, std::span<const Token>(seq_).subspan(tc.size()), tc, k + 1,
+                           target_logits_, "target");
+      st.target_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++st.target_calls;
+
+      // 3. Accept. Target row j predicts the token after S + d_1..d_j and is
+      //    processed with exactly that history, as a draft's row j was.
+      const std::span<const Token> drafts(seq_.data() + n, k);
+      auto process = [&](std::size_t j) {
+        std::span<float> row = target_logits_.row(j).first(vocab());
+        chain_.apply(row, std::span<const Token>(seq_.data(), n + j));
+        return row;
+      };
+      Verdict v;
+      if (cfg_.do_sample) {
+        v = verify_sampling(
+            drafts,
+            [&](std::size_t j) {
+              std::span<float> row = process(j);
+              softmax_inplace(row);
+              return std::span<const float>(row);
+            },
+            [&](std::size_t j) { return source_.q_row(j); }, rng_);
+      } else {
+        v = verify_greedy(drafts, [&](std::size_t j) { return argmax(process(j)); });
+      }
+
+      // 4. Roll back to the accepted prefix; the source learns the outcome.
+      tc.truncate(n + v.accepted);
+      source_.learn(n, v.accepted, ctx);
+      ++st.rounds;
+      st.record_round(k, v.accepted);
+      st.k_sum += limit;
+
+      // 5. Emit d_1..d_a, t, stopping after an EOS or when the callback asks.
+      seq_.resize(n + v.accepted);
+      seq_.push_back(v.next);
+      const auto [end, stop] = detail::emit_tokens(seq_, n, eos_, on_token, res, reason);
+      stopped = stop;
+      if (end < seq_.size()) {
+        seq_.resize(end);
+        if (tc.size() > end - 1) tc.truncate(end - 1);
+        source_.cut(end - 1);
+      }
+
+      if (observer_) {
+        Round info;
+        info.round = round;
+        info.sequence = seq_;
+        info.emitted = std::span<const Token>(seq_).subspan(n);
+        info.drafted = k;
+        info.accepted = v.accepted;
+        info.target_cache = &tc;
+        if constexpr (requires { source_.draft_cache(); }) info.draft_cache = source_.draft_cache();
+        observer_(info);
+      }
+      ++round;
+    }
+
+    res.stop_reason = reason;
+    st.new_tokens = res.tokens.size();
+    source_.finish(st);
+    st.total_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    return res;
+  }
+
+  /// Replaces the seed used by the next generate() calls.
+  void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
+  /// Called after every round with the sequence, counts and caches.
+  void set_round_observer(RoundObserver observer) { observer_ = std::move(observer); }
+
+  /// The configuration in effect (with any set_seed() applied).
+  const GenerationConfig& config() const { return cfg_; }
+  /// The EOS ids in effect (from the config or the target's special tokens).
+  std::span<const Token> eos_token_ids() const { return eos_; }
+  /// K the next round will use (heuristic schedules change it).
+  std::size_t num_assistant_tokens() const { return draft_length_.k(); }
+  /// The confidence threshold in effect (the dynamic schedule re-fits it).
+  float confidence_threshold() const { return draft_length_.confidence_threshold(); }
+  /// The draft-length policy's state (K, threshold, dynamic-threshold samples).
+  const DraftLengthPolicy& draft_length() const { return draft_length_; }
+  /// The old name of draft_length(), kept for one release.
+  [[deprecated("use draft_length()")]] const DraftLengthPolicy& lookahead() const { return draft_length_; }
+
+  /// The position limits generate() plans with: the target's, lowered by the
+  /// source's when it has its own (a draft model's learned positions).
+  PositionLimits limits() const {
+    if constexpr (requires { source_.limits(PositionLimits{}); })
+      return source_.limits(position_limits(*target_));
+    else
+      return position_limits(*target_);
+  }
+
+  /// The candidate source.
+  const Source& source() const { return source_; }
+  /// The target model (not owned).
+  const Target& target() const { return *target_; }
+  /// The target's vocabulary size; draft logits beyond it are ignored.
+  std::size_t vocab() const { return static_cast<std::size_t>(target_->vocab_size()); }
+
+ private:
+  const Target* target_;
+  GenerationConfig cfg_;
+  std::string name_;
+  DraftLengthPolicy draft_length_;
+  Source source_;
+  std::vector<Token> eos_;
+  LogitsProcessorChain chain_;
+  Rng rng_;
+  std::optional<TargetCache> target_cache_;
+  Logits target_logits_;   // reused every round
+  std::vector<Token> seq_;  // S, plus the candidates during a round
+  RoundObserver observer_;
+};
+
+}  // namespace assistgen
