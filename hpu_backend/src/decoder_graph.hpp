@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/hpu/graph.hpp"
 
 namespace assistgen::hpu::detail {

@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "assistgen/architecture.hpp"
+#include "assistgen/detail/token_checks.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "decoder_graph.hpp"
@@ -32,18 +34,19 @@ std::size_t TransformerCache::bytes() const {
 
 struct Transformer::Impl {
   ModelConfig cfg;
-  Options opts;
+  LoadOptions opts;
   std::string name;  // the checkpoint directory, for messages
   std::shared_ptr<Device> device;
   Bucketing buckets;
   detail::DecoderSpec spec;
   KvLayout layout;
   std::vector<double> inv_freq;
+  std::vector<std::string> kv_names;  // "l<i>.k_cache", "l<i>.v_cache" per layer, bound every launch
   std::vector<std::pair<std::string, DeviceBuffer>> weights;
   std::vector<Binding> weight_bindings;
   std::unique_ptr<GraphCache> graphs;
 
-  explicit Impl(const Options& o) : opts(o), buckets(o.buckets) {}
+  explicit Impl(const LoadOptions& o) : opts(o), buckets(o.buckets) {}
 
   GraphKey key(const Bucket& b) const {
     return {spec.kind(), DType::f32, b.batch, b.tokens, b.kv_len};
@@ -79,6 +82,10 @@ struct Transformer::Impl {
               buckets.max_kv_len(), cfg.head_dim};
     spec = detail::DecoderSpec::from(cfg, layout.slots());
     inv_freq = rope_inverse_frequencies(cfg);
+    for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
+      kv_names.push_back(detail::layer_name(l, "k_cache"));
+      kv_names.push_back(detail::layer_name(l, "v_cache"));
+    }
     const std::size_t n_buckets = buckets.all().size();
     const std::size_t capacity = opts.graph_cache_capacity ? opts.graph_cache_capacity : n_buckets;
     GraphCache::CompileFn compile = opts.compile;
@@ -86,7 +93,7 @@ struct Transformer::Impl {
     graphs = std::make_unique<GraphCache>(capacity, std::move(compile));
   }
 
-  Logits forward(std::span<const Token> tokens, TransformerCache& cache) const;
+  void forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const;
 };
 
 Transformer::Transformer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -94,20 +101,20 @@ Transformer::Transformer(Transformer&&) noexcept = default;
 Transformer& Transformer::operator=(Transformer&&) noexcept = default;
 Transformer::~Transformer() = default;
 
-Transformer Transformer::load(const std::filesystem::path& dir, const Options& options) {
+Transformer Transformer::load(const std::filesystem::path& dir, const LoadOptions& options) {
   const ModelConfig cfg = ModelConfig::load(dir / "config.json");
   const io::Checkpoint ck(dir);
   return from_checkpoint(cfg, ck, options);
 }
 
 Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ck,
-                                         const Options& options) {
+                                         const LoadOptions& options) {
   config.validate((ck.dir() / "config.json").string());
   // With bound_by_model (options_for sets it), the model bounds the sizes,
   // not the caller: no kv_len bucket (so no warm-up graph, no cache slot)
   // beyond max_position_embeddings rounded up to the bucket step, however
   // many positions were asked for.
-  Options bounded = options;
+  LoadOptions bounded = options;
   auto& kv = bounded.buckets.kv_len;
   if (options.bound_by_model && kv.step >= 1 && kv.max > config.max_position_embeddings) {
     const std::size_t cap =
@@ -143,44 +150,56 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     return v;
   };
 
-  impl->upload("embed", read("model.embed_tokens.weight", {V, H}));
+  // Tensor names from the architecture registry, as the CPU backend reads
+  // them; the graph wants q, k, v and gate, up as separate weights, so each
+  // part of a fused weight is uploaded on its own.
+  const CheckpointLayout w =
+      architecture_of(c).layout(c, [&](const std::string& name) { return ck.contains(name); });
+  auto part = [&](const WeightSource& src, std::size_t i, const char* what) -> const std::string& {
+    if (src.parts.size() <= i)
+      throw UnsupportedError("hpu::Transformer: " + c.architecture + " stores " + what +
+                             " in a layout the HPU graph does not take (separate q/k/v and gate/up tensors)");
+    return src.parts[i].name;
+  };
+  impl->upload("embed", read(part(w.embed, 0, "the embedding"), {V, H}));
   for (std::size_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const LayerWeightSources& L = w.layers.at(l);
     auto nm = [&](const char* what) { return detail::layer_name(l, what); };
-    impl->upload(nm("attn_norm"), read(p + "input_layernorm.weight", {H}));
-    impl->upload(nm("mlp_norm"), read(p + "post_attention_layernorm.weight", {H}));
-    impl->upload(nm("q.w"), scaled(read(p + "self_attn.q_proj.weight", {qd, H})));
-    impl->upload(nm("k.w"), read(p + "self_attn.k_proj.weight", {kvd, H}));
-    impl->upload(nm("v.w"), read(p + "self_attn.v_proj.weight", {kvd, H}));
-    if (c.attention_bias) {
-      impl->upload(nm("q.b"), scaled(read(p + "self_attn.q_proj.bias", {qd})));
-      impl->upload(nm("k.b"), read(p + "self_attn.k_proj.bias", {kvd}));
-      impl->upload(nm("v.b"), read(p + "self_attn.v_proj.bias", {kvd}));
+    impl->upload(nm("attn_norm"), read(part(L.attn_norm, 0, "attn_norm"), {H}));
+    impl->upload(nm("mlp_norm"), read(part(L.mlp_norm, 0, "mlp_norm"), {H}));
+    impl->upload(nm("q.w"), scaled(read(part(L.qkv, 0, "q"), {qd, H})));
+    impl->upload(nm("k.w"), read(part(L.qkv, 1, "k"), {kvd, H}));
+    impl->upload(nm("v.w"), read(part(L.qkv, 2, "v"), {kvd, H}));
+    if (L.qkv_bias.present()) {
+      impl->upload(nm("q.b"), scaled(read(part(L.qkv_bias, 0, "q bias"), {qd})));
+      impl->upload(nm("k.b"), read(part(L.qkv_bias, 1, "k bias"), {kvd}));
+      impl->upload(nm("v.b"), read(part(L.qkv_bias, 2, "v bias"), {kvd}));
     }
-    impl->upload(nm("o.w"), read(p + "self_attn.o_proj.weight", {H, qd}));
-    if (c.o_proj_bias) impl->upload(nm("o.b"), read(p + "self_attn.o_proj.bias", {H}));
-    impl->upload(nm("gate.w"), read(p + "mlp.gate_proj.weight", {F, H}));
-    impl->upload(nm("up.w"), read(p + "mlp.up_proj.weight", {F, H}));
-    impl->upload(nm("down.w"), read(p + "mlp.down_proj.weight", {H, F}));
-    if (c.mlp_bias) {
-      impl->upload(nm("gate.b"), read(p + "mlp.gate_proj.bias", {F}));
-      impl->upload(nm("up.b"), read(p + "mlp.up_proj.bias", {F}));
-      impl->upload(nm("down.b"), read(p + "mlp.down_proj.bias", {H}));
+    impl->upload(nm("o.w"), read(part(L.o, 0, "o"), {H, qd}));
+    if (L.o_bias.present()) impl->upload(nm("o.b"), read(part(L.o_bias, 0, "o bias"), {H}));
+    impl->upload(nm("gate.w"), read(part(L.mlp_in, 0, "gate"), {F, H}));
+    impl->upload(nm("up.w"), read(part(L.mlp_in, 1, "up"), {F, H}));
+    impl->upload(nm("down.w"), read(part(L.mlp_out, 0, "down"), {H, F}));
+    if (L.mlp_in_bias.present()) {
+      impl->upload(nm("gate.b"), read(part(L.mlp_in_bias, 0, "gate bias"), {F}));
+      impl->upload(nm("up.b"), read(part(L.mlp_in_bias, 1, "up bias"), {F}));
+      impl->upload(nm("down.b"), read(part(L.mlp_out_bias, 0, "down bias"), {H}));
     }
   }
-  impl->upload("final_norm", read("model.norm.weight", {H}));
-  if (c.tie_word_embeddings) {
-    // The graph's lm_head gemm reads "embed" directly; a stored copy is ignored, as in HF.
-    if (ck.contains("lm_head.weight")) expected.push_back("lm_head.weight");
-  } else {
-    impl->upload("lm_head", read("lm_head.weight", {V, H}));
-  }
+  impl->upload("final_norm", read(part(w.final_norm, 0, "the final norm"), {H}));
+  // Tied: the graph's lm_head gemm reads "embed" directly (a stored copy is
+  // in w.ignored, as HF ignores it).
+  if (w.lm_head.present()) impl->upload("lm_head", read(part(w.lm_head, 0, "lm_head"), {V, H}));
   std::sort(expected.begin(), expected.end());
   for (const auto& name : ck.names()) {
-    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
-    if (!std::binary_search(expected.begin(), expected.end(), name))
-      throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " +
-                        c.architecture + " with this config");
+    if (std::binary_search(expected.begin(), expected.end(), name)) continue;
+    if (std::find(w.ignored.begin(), w.ignored.end(), name) != w.ignored.end()) continue;
+    if (std::any_of(w.ignored_suffixes.begin(), w.ignored_suffixes.end(), [&](const std::string& suffix) {
+          return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        }))
+      continue;
+    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
+                      " with this config");
   }
   Transformer t(std::move(impl));
   if (options.warmup) t.warmup();
@@ -203,7 +222,7 @@ std::size_t Transformer::warmup() const {
     throw ConfigError("hpu::Transformer::warmup: " + std::to_string(all.size()) +
                       " buckets do not fit a graph cache of " +
                       std::to_string(impl_->graphs->capacity()) +
-                      " (raise Options::graph_cache_capacity or narrow the bucket ranges)");
+                      " (raise LoadOptions::graph_cache_capacity or narrow the bucket ranges)");
   std::size_t compiled = 0;
   for (const auto& b : all) {
     if (impl_->graphs->contains(impl_->key(b))) continue;
@@ -220,7 +239,7 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
     throw CapacityError("hpu::Transformer::make_cache: " + std::to_string(capacity) +
                         " positions exceed the model's max_position_embeddings (" +
                         std::to_string(impl_->cfg.max_position_embeddings) +
-                        ", config.json), which bounds the kv_len buckets (Options::bound_by_model)");
+                        ", config.json), which bounds the kv_len buckets (LoadOptions::bound_by_model)");
   Cache c;
   c.kv_ = StaticKvCache(impl_->device, L, capacity);
   const std::size_t B = bk.max_batch(), T = bk.max_tokens(), half = impl_->cfg.head_dim / 2;
@@ -236,17 +255,37 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
 }
 
 Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {
-  return impl_->forward(tokens, cache);
+  Logits out;
+  impl_->forward(tokens, cache, out);
+  return out;
 }
 
-Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache) const {
+void Transformer::forward(std::span<const Token> tokens, Cache& cache, Logits& out) const {
+  impl_->forward(tokens, cache, out);
+}
+
+namespace {
+
+// Host-side staging of one forward call, per thread and reused (as the CPU
+// backend's workspace), so a decoding loop that keeps its Logits allocates
+// no host memory per step once warm.
+struct HostStaging {
+  std::vector<Binding> bind;
+  std::vector<std::int32_t> ids, index;
+  std::vector<float> cs, sn, mask, window_mask;
+};
+
+HostStaging& host_staging() {
+  thread_local HostStaging staging;
+  return staging;
+}
+
+}  // namespace
+
+void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const {
   const std::size_t n = tokens.size();
   if (n == 0) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
-  for (std::size_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
-      throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " +
-                            std::to_string(i) + " is out of range for vocabulary size " +
-                            std::to_string(cfg.vocab_size));
+  assistgen::detail::check_token_ids(tokens, cfg.vocab_size);
   StaticKvCache& kv = cache.kv_;
   const KvLayout& cl = kv.layout();
   if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads ||
@@ -259,11 +298,11 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
   const std::size_t pos0 = kv.size();
 
   const std::size_t V = cfg.vocab_size, half = cfg.head_dim / 2;
-  Logits out(n, V);
-  std::vector<Binding> bind = weight_bindings;
+  out.resize(n, V);
+  HostStaging& hs = host_staging();
+  std::vector<Binding>& bind = hs.bind;
+  bind.assign(weight_bindings.begin(), weight_bindings.end());
   const std::size_t fixed = bind.size();
-  std::vector<std::int32_t> ids;
-  std::vector<float> cs, sn;
   // Rule for requests beyond the largest token bucket: chunks of that bucket,
   // each a causal continuation of the previous one, so no new shape compiles.
   for (std::size_t done = 0; done < n;) {
@@ -273,30 +312,24 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     const Bucket& b = choice.bucket;
     const auto rec = recipe(b);
 
-    ids.assign(b.batch * b.tokens, 0);
-    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(done), c, ids.begin());
-    cs.assign(b.tokens * half, 1.0f);
-    sn.assign(b.tokens * half, 0.0f);
-    for (std::size_t i = 0; i < c; ++i)
-      for (std::size_t j = 0; j < half; ++j) {
-        const double a = static_cast<double>(pos + i) * inv_freq[j];
-        cs[i * half + j] = static_cast<float>(std::cos(a));
-        sn[i * half + j] = static_cast<float>(std::sin(a));
-      }
-    const auto index = StaticKvCache::write_index(pos, c, b.tokens, layout.max_len);
+    hs.ids.assign(b.batch * b.tokens, 0);
+    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(done), c, hs.ids.begin());
+    hs.cs.assign(b.tokens * half, 1.0f);  // padded rows: the identity rotation
+    hs.sn.assign(b.tokens * half, 0.0f);
+    for (std::size_t i = 0; i < c; ++i) rope_cos_sin(inv_freq, pos + i, &hs.cs[i * half], &hs.sn[i * half]);
+    StaticKvCache::write_index(pos, c, b.tokens, layout.max_len, hs.index);
     if (spec.has_full_mask()) {
-      const auto mask = StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len);
-      cache.mask_.upload(mask.data(), mask.size() * sizeof(float));
+      StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, 0, hs.mask);
+      cache.mask_.upload(hs.mask.data(), hs.mask.size() * sizeof(float));
     }
     if (spec.has_window_mask()) {
-      const auto wm =
-          StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, spec.window);
-      cache.window_mask_.upload(wm.data(), wm.size() * sizeof(float));
+      StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, spec.window, hs.window_mask);
+      cache.window_mask_.upload(hs.window_mask.data(), hs.window_mask.size() * sizeof(float));
     }
-    cache.ids_.upload(ids.data(), ids.size() * sizeof(std::int32_t));
-    cache.index_.upload(index.data(), index.size() * sizeof(std::int32_t));
-    cache.cos_.upload(cs.data(), cs.size() * sizeof(float));
-    cache.sin_.upload(sn.data(), sn.size() * sizeof(float));
+    cache.ids_.upload(hs.ids.data(), hs.ids.size() * sizeof(std::int32_t));
+    cache.index_.upload(hs.index.data(), hs.index.size() * sizeof(std::int32_t));
+    cache.cos_.upload(hs.cs.data(), hs.cs.size() * sizeof(float));
+    cache.sin_.upload(hs.sn.data(), hs.sn.size() * sizeof(float));
     if (rec->workspace_bytes() > cache.workspace_.bytes())
       cache.workspace_ = DeviceBuffer(device, rec->workspace_bytes());
 
@@ -309,8 +342,8 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
     bind.push_back({"logits", cache.logits_.address()});
     if (spec.has_window_mask()) bind.push_back({"window_mask", cache.window_mask_.address()});
     for (std::size_t l = 0; l < layout.layers; ++l) {
-      bind.push_back({detail::layer_name(l, "k_cache"), kv.key_address(l)});
-      bind.push_back({detail::layer_name(l, "v_cache"), kv.value_address(l)});
+      bind.push_back({kv_names[2 * l], kv.key_address(l)});
+      bind.push_back({kv_names[2 * l + 1], kv.value_address(l)});
     }
     device->launch(*rec, bind, cache.workspace_.address());
     device->synchronize();
@@ -331,7 +364,6 @@ Logits Transformer::Impl::forward(std::span<const Token> tokens, TransformerCach
                         std::to_string(e % V) + " is " + (std::isnan(lg[e]) ? "NaN" : "infinite") +
                         "): the weights overflow float arithmetic");
   kv.commit(n);
-  return out;
 }
 
 }  // namespace assistgen::hpu

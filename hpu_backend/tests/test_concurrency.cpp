@@ -13,7 +13,7 @@
 
 #include "assistgen/hpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 
 using namespace assistgen;
 namespace fs = std::filesystem;
@@ -23,8 +23,8 @@ namespace {
 const fs::path kModels = fs::path(ASSISTGEN_TEST_DATA_DIR) / "models";
 constexpr int kThreads = 4;
 
-hpu::Options small_buckets() {
-  hpu::Options o;
+hpu::LoadOptions small_buckets() {
+  hpu::LoadOptions o;
   o.buckets.tokens = {1, 4, 16};  // 1, 2, 4, 8, 12, 16
   o.buckets.kv_len = {16, 16, 64};
   return o;  // no warm-up: the threads compile concurrently

@@ -20,7 +20,7 @@ TEST_CASE("options_for with 2^24 positions warms up only the model's positions",
   const auto t0 = std::chrono::steady_clock::now();
   std::size_t compiled = 0;
   auto dev = hpu::make_cpu_reference_device();
-  hpu::Options o = hpu::options_for(std::size_t{1} << 24, dev);
+  hpu::LoadOptions o = hpu::options_for(std::size_t{1} << 24, dev);
   o.compile = [&](const hpu::Graph& g) {
     ++compiled;
     return dev->compile(g);
@@ -42,7 +42,7 @@ TEST_CASE("options_for with 2^24 positions warms up only the model's positions",
 
 TEST_CASE("explicit buckets are used as given (RoPE runs past max_position_embeddings)",
           "[hpu][hostile]") {
-  hpu::Options o;
+  hpu::LoadOptions o;
   o.buckets.kv_len = {32, 32, 256};
   const auto m = hpu::Transformer::load(kModels / "llama-draft", o);
   CHECK(m.bucketing().max_kv_len() == 256);

@@ -213,7 +213,7 @@ TEST_CASE("hpu::Transformer on the fake Synapse device: lowering, KV aliasing an
           "[hpu][synapse]") {
   FakeLog log;
   auto dev = make_synapse_device(fake());
-  Options o;
+  LoadOptions o;
   o.device = dev;
   o.buckets.tokens = {1, 4, 4};  // 1, 2, 4
   o.buckets.kv_len = {16, 16, 32};

@@ -11,7 +11,7 @@
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/greedy.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/hpu/transformer.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
@@ -52,8 +52,8 @@ void check_close(const Logits& a, const Logits& b, const std::string& what) {
           std::max_element(b.row(r).begin(), b.row(r).end()) - b.row(r).begin());
 }
 
-hpu::Options small_buckets() {
-  hpu::Options o;
+hpu::LoadOptions small_buckets() {
+  hpu::LoadOptions o;
   o.buckets.tokens = {1, 4, 16};  // 1, 2, 4, 8, 12, 16
   o.buckets.kv_len = {16, 16, 64};
   return o;
@@ -106,7 +106,7 @@ TEST_CASE("logits match cpu::Transformer and the golden reference on every test 
 
 TEST_CASE("a request longer than the largest token bucket runs in chunks of it", "[hpu]") {
   const auto dir = kModels / "llama-gqa";
-  hpu::Options o;
+  hpu::LoadOptions o;
   o.buckets.tokens = {1, 4, 4};  // 1, 2, 4
   o.buckets.kv_len = {16, 16, 32};
   const auto hpu = hpu::Transformer::load(dir, o);
@@ -124,7 +124,7 @@ TEST_CASE("a request longer than the largest token bucket runs in chunks of it",
 
 TEST_CASE("padded token slots are masked and never touch cached rows", "[hpu]") {
   const auto dir = kModels / "llama-gqa";
-  hpu::Options o;
+  hpu::LoadOptions o;
   o.buckets.tokens = {4, 4, 8};  // 4, 8: three tokens pad to four
   o.buckets.kv_len = {16, 16, 32};
   const auto hpu = hpu::Transformer::load(dir, o);
@@ -183,7 +183,7 @@ TEST_CASE("bad input throws and leaves the cache unchanged", "[hpu]") {
   CHECK_THROWS_AS(hpu.make_cache(65), CapacityError);  // beyond the largest kv_len bucket
   hpu::Transformer::Cache empty;
   CHECK_THROWS_AS(hpu.forward(std::vector<Token>{1}, empty), InvalidArgument);
-  hpu::Options bf16 = small_buckets();
+  hpu::LoadOptions bf16 = small_buckets();
   bf16.dtype = DType::bf16;
   CHECK_THROWS_AS(hpu::Transformer::load(kModels / "llama-draft", bf16), UnsupportedError);
 }
@@ -221,7 +221,7 @@ TEST_CASE("a 200-token assisted generation compiles nothing beyond the warm-up b
   std::size_t compiled = 0;
   std::set<std::string> kinds;
   auto dev = hpu::make_cpu_reference_device();
-  hpu::Options o;
+  hpu::LoadOptions o;
   o.device = dev;
   o.buckets.tokens = {1, 8, 16};     // 1, 2, 4, 8, 16
   o.buckets.kv_len = {32, 32, 256};  // 32, 64, ..., 256
@@ -244,7 +244,7 @@ TEST_CASE("a 200-token assisted generation compiles nothing beyond the warm-up b
   // max_position_embeddings is 128, but RoPE runs past it (as in HF and
   // cpu::Transformer); the cache is sized by the kv_len buckets.
   const GenerationConfig cfg{
-      .max_new_tokens = 210, .num_assistant_tokens = 4, .schedule = Schedule::heuristic};
+      .max_new_tokens = 210, .num_assistant_tokens = 4, .schedule = DraftLengthSchedule::heuristic};
   const auto plain =
       generate_autoregressive(cpu::Transformer::load(kModels / "llama-gqa"), kPrompt, cfg);
   REQUIRE(plain.tokens.size() == 210);
@@ -263,4 +263,40 @@ TEST_CASE("a 200-token assisted generation compiles nothing beyond the warm-up b
   CHECK(target.graph_cache().stats().evictions == 0);
   CHECK(target.graph_cache().stats().hits > 0);
   CHECK(target.warmup() == 0);  // everything is still cached
+}
+
+TEST_CASE("forward into a kept Logits gives the same logits and reuses its buffer", "[hpu]") {
+  const auto hpu = hpu::Transformer::load(kModels / "llama-gqa", small_buckets());
+  auto a = hpu.make_cache(64);
+  auto b = hpu.make_cache(64);
+  const Logits want = hpu.forward(std::span(kTokens).first(6), a);
+  Logits out;
+  hpu.forward(std::span(kTokens).first(6), b, out);
+  REQUIRE(out.rows() == 6);
+  REQUIRE(std::memcmp(out.data(), want.data(), want.rows() * want.cols() * sizeof(float)) == 0);
+  // A decode loop: one row per step into the same Logits, whose buffer
+  // (large enough after the prefill) is never reallocated.
+  const float* buffer = out.data();
+  for (std::size_t i = 6; i < kTokens.size(); ++i) {
+    const Logits row = hpu.forward(std::span(kTokens).subspan(i, 1), a);
+    hpu.forward(std::span(kTokens).subspan(i, 1), b, out);
+    REQUIRE(out.rows() == 1);
+    REQUIRE(out.data() == buffer);
+    REQUIRE(std::memcmp(out.data(), row.data(), row.cols() * sizeof(float)) == 0);
+  }
+  REQUIRE(b.size() == kTokens.size());
+  // Errors leave the cache and the shared length wording as before.
+  const Token bad[] = {static_cast<Token>(hpu.vocab_size())};
+  REQUIRE_THROWS_WITH(hpu.forward(bad, b, out),
+                      Catch::Contains("token id " + std::to_string(hpu.vocab_size()) + " at position 0") &&
+                          Catch::Contains("out of range for vocabulary size"));
+  REQUIRE_THROWS_WITH(b.truncate(100), Catch::Contains("hpu KV cache: truncate(100) beyond size 12"));
+  REQUIRE(b.size() == kTokens.size());
+}
+
+TEST_CASE("the deprecated hpu::Options name is hpu::LoadOptions", "[hpu]") {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  STATIC_REQUIRE(std::is_same_v<hpu::Options, hpu::LoadOptions>);
+#pragma GCC diagnostic pop
 }

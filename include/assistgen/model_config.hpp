@@ -7,9 +7,11 @@
 // and the field.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +56,18 @@ struct ModelConfig;
 /// HF's `rope_scaling` rules applied (linear: divided by the factor; llama3:
 /// HF's `_compute_llama3_parameters` band interpolation). Shared by backends.
 std::vector<double> rope_inverse_frequencies(const ModelConfig& config);
+
+/// The RoPE rotation of position `pos`: cos_out[j] = cos(pos * inv_freq[j]) and
+/// sin_out[j] = sin(pos * inv_freq[j]), computed in double and rounded to
+/// float, for j < inv_freq.size(). Every backend builds its tables with it,
+/// so their rotations agree bit for bit.
+inline void rope_cos_sin(std::span<const double> inv_freq, std::size_t pos, float* cos_out, float* sin_out) {
+  for (std::size_t j = 0; j < inv_freq.size(); ++j) {
+    const double a = static_cast<double>(pos) * inv_freq[j];
+    cos_out[j] = static_cast<float>(std::cos(a));
+    sin_out[j] = static_cast<float>(std::sin(a));
+  }
+}
 
 /// The shape of TinyLlama-1.1B (LlamaForCausalLM: hidden 2048, 22 layers,
 /// 32 heads, 4 kv heads, ffn 5632, vocab 32000, 2048 positions): the reference

@@ -33,6 +33,7 @@
 #include <string>
 
 #include "assistgen/error.hpp"
+#include "assistgen/detail/token_checks.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
 #include "transformer_impl.hpp"
@@ -106,11 +107,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   std::size_t n = 0;
   for (std::size_t r = 0; r < requests.size(); ++r) {
     const std::span<const Token> tokens = requests[r].tokens;
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= cfg.vocab_size)
-        throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                              (requests.size() > 1 ? " of request " + std::to_string(r) : std::string()) +
-                              " is out of range for vocabulary size " + std::to_string(cfg.vocab_size));
+    assistgen::detail::check_token_ids(tokens, cfg.vocab_size,
+                            requests.size() > 1 ? std::optional<std::size_t>(r) : std::nullopt);
     const KvStorage& kv = caches[r]->kv();
     if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != cfg.num_key_value_heads ||
         kv.head_dim() != cfg.head_dim)
@@ -223,11 +221,7 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
           for (std::size_t j = 0; j < H; ++j) xi[j] = e[j] + pe[j];
         } else {
           std::copy_n(e, H, xi);
-          for (std::size_t j = 0; j < half; ++j) {
-            const double a = static_cast<double>(pos) * inv_freq[j];
-            rope_cs[row * hd + j] = static_cast<float>(std::cos(a));
-            rope_cs[row * hd + half + j] = static_cast<float>(std::sin(a));
-          }
+          rope_cos_sin(inv_freq, pos, rope_cs + row * hd, rope_cs + row * hd + half);
         }
       }
   }

@@ -63,7 +63,7 @@ TEST_CASE("hpu::Transformer (CPU reference device) conforms on every Llama-famil
   const auto name = GENERATE(as<std::string>{}, "llama-draft", "llama-gqa", "llama-gqa-noisy", "llama-tied-bf16",
                              "mistral-f16", "mistral-window", "qwen2-bias", "qwen2-real");
   INFO("model " << name);
-  assistgen::hpu::Options options;
+  assistgen::hpu::LoadOptions options;
   options.buckets.tokens = {1, 4, 16};
   options.buckets.kv_len = {16, 16, 64};
   const auto model = assistgen::hpu::Transformer::load(kModels + name, options);

@@ -23,6 +23,7 @@
 #include "assistgen/error.hpp"
 #include "assistgen/exclusive_use.hpp"
 #include "assistgen/kv_budget.hpp"
+#include "assistgen/kv_length.hpp"
 
 namespace assistgen {
 
@@ -37,7 +38,7 @@ class KvStorage {
   /// does not fit in what is left of kv_memory_limit() (checked before
   /// allocating, so a huge capacity never reaches the allocator).
   KvStorage(std::size_t layers, std::size_t kv_heads, std::size_t head_dim, std::size_t capacity)
-      : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
+      : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), length_(capacity, "KV cache") {
     if (capacity == 0) throw InvalidArgument("KV cache capacity must be at least 1");
     std::size_t per_layer = 0, floats = 0, bytes = 0;
     if (__builtin_mul_overflow(kv_heads, capacity, &per_layer) ||
@@ -64,8 +65,7 @@ class KvStorage {
       : layers_(std::exchange(o.layers_, 0)),
         kv_heads_(std::exchange(o.kv_heads_, 0)),
         head_dim_(std::exchange(o.head_dim_, 0)),
-        capacity_(std::exchange(o.capacity_, 0)),
-        size_(std::exchange(o.size_, 0)),
+        length_(std::move(o.length_)),
         reservation_(std::move(o.reservation_)),
         keys_(std::move(o.keys_)),
         values_(std::move(o.values_)) {}
@@ -75,8 +75,7 @@ class KvStorage {
       layers_ = std::exchange(o.layers_, 0);
       kv_heads_ = std::exchange(o.kv_heads_, 0);
       head_dim_ = std::exchange(o.head_dim_, 0);
-      capacity_ = std::exchange(o.capacity_, 0);
-      size_ = std::exchange(o.size_, 0);
+      length_ = std::move(o.length_);
       reservation_ = std::move(o.reservation_);
       keys_ = std::move(o.keys_);
       values_ = std::move(o.values_);
@@ -90,12 +89,11 @@ class KvStorage {
   /// counts against kv_memory_limit() like any cache).
   KvStorage clone() const {
     KvStorage c;
-    c.reservation_ = KvReservation(reservation_.bytes(), capacity_);
+    c.reservation_ = KvReservation(reservation_.bytes(), capacity());
     c.layers_ = layers_;
     c.kv_heads_ = kv_heads_;
     c.head_dim_ = head_dim_;
-    c.capacity_ = capacity_;
-    c.size_ = size_;
+    c.length_ = length_;
     try {
       c.keys_ = keys_;
       c.values_ = values_;
@@ -106,8 +104,8 @@ class KvStorage {
     return c;
   }
 
-  std::size_t size() const { return size_; }          ///< Positions written.
-  std::size_t capacity() const { return capacity_; }  ///< Positions it can hold.
+  std::size_t size() const { return length_.size(); }          ///< Positions written.
+  std::size_t capacity() const { return length_.capacity(); }  ///< Positions it can hold.
   std::size_t layers() const { return layers_; }      ///< Transformer layers.
   std::size_t kv_heads() const { return kv_heads_; }  ///< Key/value heads per layer.
   std::size_t head_dim() const { return head_dim_; }  ///< Floats per head and position.
@@ -118,10 +116,7 @@ class KvStorage {
   /// or while another thread holds exclusive_use() (a forward call).
   void truncate(std::size_t n) {
     in_use_.check_free("KvCache::truncate");
-    if (n > size_)
-      throw InvalidArgument("KvCache::truncate(" + std::to_string(n) + ") beyond size " +
-                            std::to_string(size_));
-    size_ = n;
+    length_.truncate(n);
   }
 
   /// Keeps the first `base` positions and then the rows `rows` (strictly
@@ -133,15 +128,7 @@ class KvStorage {
   /// while another thread holds exclusive_use().
   void keep(std::size_t base, std::span<const std::uint32_t> rows) {
     in_use_.check_free("KvCache::keep");
-    if (base > size_)
-      throw InvalidArgument("KvCache::keep: base " + std::to_string(base) + " beyond size " +
-                            std::to_string(size_));
-    for (std::size_t j = 0; j < rows.size(); ++j) {
-      if (rows[j] < base || rows[j] >= size_ || (j > 0 && rows[j] <= rows[j - 1]))
-        throw InvalidArgument("KvCache::keep: row " + std::to_string(rows[j]) + " (entry " + std::to_string(j) +
-                              ") is not after the previous one within [base " + std::to_string(base) +
-                              ", size " + std::to_string(size_) + ")");
-    }
+    length_.check_keep(base, rows);
     // rows[j] >= base + j, so moving in increasing j never overwrites a row
     // that is still to be moved.
     for (std::size_t j = 0; j < rows.size(); ++j) {
@@ -152,24 +139,21 @@ class KvStorage {
           std::copy_n(value(l, h, rows[j]), head_dim_, value(l, h, base + j));
         }
     }
-    size_ = base + rows.size();
+    length_.kept(base, rows.size());
   }
 
   /// Throws CapacityError (cache unchanged) unless n more positions fit;
   /// InvalidArgument while another thread holds exclusive_use().
   void check_append(std::size_t n) const {
     in_use_.check_free("KvCache append (forward)");
-    if (n > capacity_ - size_)
-      throw CapacityError("KV cache full: appending " + std::to_string(n) + " positions to " +
-                          std::to_string(size_) + " exceeds capacity " +
-                          std::to_string(capacity_));
+    length_.check_append(n);
   }
 
   /// Marks n more positions as written (after the backend wrote their rows).
   /// Same errors as check_append().
   void commit(std::size_t n) {
-    check_append(n);
-    size_ += n;
+    in_use_.check_free("KvCache append (forward)");
+    length_.commit(n);
   }
 
   /// Held by a backend for the whole of a forward call on this cache, so that
@@ -196,10 +180,11 @@ class KvStorage {
 
  private:
   std::size_t offset(std::size_t l, std::size_t h, std::size_t pos) const {
-    return ((l * kv_heads_ + h) * capacity_ + pos) * head_dim_;
+    return ((l * kv_heads_ + h) * capacity() + pos) * head_dim_;
   }
 
-  std::size_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0, capacity_ = 0, size_ = 0;
+  std::size_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0;
+  KvLength length_;
   KvReservation reservation_;  // bytes taken from the process-wide KV budget
   ExclusiveUseFlag in_use_;
   std::vector<float> keys_, values_;

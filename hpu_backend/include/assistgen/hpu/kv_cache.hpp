@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "assistgen/error.hpp"
+#include "assistgen/kv_length.hpp"
 #include "assistgen/hpu/device.hpp"
 
 namespace assistgen::hpu {
@@ -45,7 +46,7 @@ class StaticKvCache {
   /// is the number of positions the owner may append. Throws CapacityError /
   /// InvalidArgument otherwise.
   StaticKvCache(std::shared_ptr<Device> device, const KvLayout& layout, std::size_t capacity)
-      : layout_(layout), capacity_(capacity) {
+      : layout_(layout), length_(capacity, "hpu KV cache") {
     if (capacity == 0) throw InvalidArgument("hpu KV cache capacity must be at least 1");
     if (capacity > layout.max_len)
       throw CapacityError("hpu KV cache: capacity " + std::to_string(capacity) +
@@ -56,32 +57,20 @@ class StaticKvCache {
   }
 
   /// Positions held.
-  std::size_t size() const { return size_; }
+  std::size_t size() const { return length_.size(); }
   /// Positions the owner may append in all.
-  std::size_t capacity() const { return capacity_; }
+  std::size_t capacity() const { return length_.capacity(); }
   /// The geometry.
   const KvLayout& layout() const { return layout_; }
   /// Device bytes of K and V.
   std::size_t bytes() const { return keys_.bytes() + values_.bytes(); }
 
   /// Rollback to the first n positions: O(1). Throws InvalidArgument if n > size().
-  void truncate(std::size_t n) {
-    if (n > size_)
-      throw InvalidArgument("hpu KV cache: truncate(" + std::to_string(n) + ") beyond size " +
-                            std::to_string(size_));
-    size_ = n;
-  }
+  void truncate(std::size_t n) { length_.truncate(n); }
   /// Throws CapacityError (cache unchanged) unless n more positions fit.
-  void check_append(std::size_t n) const {
-    if (n > capacity_ - size_)
-      throw CapacityError("hpu KV cache full: appending " + std::to_string(n) + " positions to " +
-                          std::to_string(size_) + " exceeds capacity " + std::to_string(capacity_));
-  }
+  void check_append(std::size_t n) const { length_.check_append(n); }
   /// Marks n more positions as written (after a launch wrote their rows).
-  void commit(std::size_t n) {
-    check_append(n);
-    size_ += n;
-  }
+  void commit(std::size_t n) { length_.commit(n); }
 
   /// Device address of layer l's keys / values ([batch][kv_heads][slots][head_dim]).
   DeviceAddress key_address(std::size_t l) const {
@@ -101,11 +90,17 @@ class StaticKvCache {
 
   /// The kv_write index of a step appending n tokens after pos0 in a bucket
   /// of `tokens` slots: pos0 + i for real tokens, the padding slot max_len
-  /// for the rest.
+  /// for the rest. Written into `idx` (its allocation reused).
+  static void write_index(std::size_t pos0, std::size_t n, std::size_t tokens, std::size_t max_len,
+                          std::vector<std::int32_t>& idx) {
+    idx.assign(tokens, static_cast<std::int32_t>(max_len));
+    for (std::size_t i = 0; i < n && i < tokens; ++i) idx[i] = static_cast<std::int32_t>(pos0 + i);
+  }
+  /// As above, returned.
   static std::vector<std::int32_t> write_index(std::size_t pos0, std::size_t n, std::size_t tokens,
                                                std::size_t max_len) {
-    std::vector<std::int32_t> idx(tokens, static_cast<std::int32_t>(max_len));
-    for (std::size_t i = 0; i < n && i < tokens; ++i) idx[i] = static_cast<std::int32_t>(pos0 + i);
+    std::vector<std::int32_t> idx;
+    write_index(pos0, n, tokens, max_len, idx);
     return idx;
   }
 
@@ -113,12 +108,13 @@ class StaticKvCache {
   /// i < n (at position p = pos0 + i) sees positions [0, p], or with a
   /// sliding `window` > 0 only those j with p - j < window; padded queries
   /// see position 0 only (so their softmax stays finite; their outputs are
-  /// discarded); batch rows >= `rows` are padding too.
-  static std::vector<float> attention_mask(std::size_t pos0, std::size_t n, std::size_t batch,
-                                           std::size_t rows, std::size_t tokens, std::size_t kv_len,
-                                           std::size_t window = 0) {
+  /// discarded); batch rows >= `rows` are padding too. Written into `m` (its
+  /// allocation reused).
+  static void attention_mask(std::size_t pos0, std::size_t n, std::size_t batch, std::size_t rows,
+                             std::size_t tokens, std::size_t kv_len, std::size_t window,
+                             std::vector<float>& m) {
     constexpr float kMasked = -std::numeric_limits<float>::infinity();
-    std::vector<float> m(batch * tokens * kv_len, kMasked);
+    m.assign(batch * tokens * kv_len, kMasked);
     for (std::size_t b = 0; b < batch; ++b)
       for (std::size_t i = 0; i < tokens; ++i) {
         float* row = m.data() + (b * tokens + i) * kv_len;
@@ -127,13 +123,19 @@ class StaticKvCache {
         const std::size_t first = real && window != 0 && visible > window ? visible - window : 0;
         for (std::size_t j = first; j < visible && j < kv_len; ++j) row[j] = 0.0f;
       }
+  }
+  /// As above, returned.
+  static std::vector<float> attention_mask(std::size_t pos0, std::size_t n, std::size_t batch,
+                                           std::size_t rows, std::size_t tokens, std::size_t kv_len,
+                                           std::size_t window = 0) {
+    std::vector<float> m;
+    attention_mask(pos0, n, batch, rows, tokens, kv_len, window, m);
     return m;
   }
 
  private:
   KvLayout layout_;
-  std::size_t capacity_ = 0;
-  std::size_t size_ = 0;
+  KvLength length_;
   DeviceBuffer keys_, values_;
 };
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/hpu/bucketing.hpp"
 #include "assistgen/hpu/device.hpp"
 #include "assistgen/hpu/graph_cache.hpp"
@@ -34,8 +34,8 @@ class Checkpoint;
 
 namespace assistgen::hpu {
 
-/// How to load and run a model.
-struct Options {
+/// How to load and run a model (named like cpu::LoadOptions).
+struct LoadOptions {
   /// The device; null means a new CPU reference device.
   std::shared_ptr<Device> device;
   /// Bucket ranges; kv_len.max is the preallocated cache length, so it bounds
@@ -57,15 +57,18 @@ struct Options {
   DType dtype = DType::f32;
 };
 
+/// The old name of LoadOptions, kept for one release.
+using Options [[deprecated("use hpu::LoadOptions")]] = LoadOptions;
+
 /// Options for runs that need up to `positions` cache positions (prompt +
 /// new tokens): kv_len buckets (128, 128, positions rounded up to 128),
 /// default token buckets, warm-up at load, on `device` (null: the CPU
-/// reference device), bounded by the model (Options::bound_by_model: a huge
+/// reference device), bounded by the model (LoadOptions::bound_by_model: a huge
 /// `positions` compiles no more buckets than the model's positions need).
 /// What `assistgen generate --backend hpu-ref` uses.
-inline Options options_for(std::size_t positions, std::shared_ptr<Device> device = nullptr) {
+inline LoadOptions options_for(std::size_t positions, std::shared_ptr<Device> device = nullptr) {
   constexpr std::size_t kStep = 128;
-  Options o;
+  LoadOptions o;
   o.device = std::move(device);
   o.buckets.kv_len = {kStep, kStep, std::max(kStep, (positions + kStep - 1) / kStep * kStep)};
   o.warmup = true;
@@ -119,10 +122,10 @@ class Transformer {
   using Cache = TransformerCache;
 
   /// Loads an HF model directory (config.json + safetensors).
-  static Transformer load(const std::filesystem::path& dir, const Options& options = {});
+  static Transformer load(const std::filesystem::path& dir, const LoadOptions& options = {});
   /// Builds a model from a parsed config and an open checkpoint.
   static Transformer from_checkpoint(const ModelConfig& config, const io::Checkpoint& weights,
-                                     const Options& options = {});
+                                     const LoadOptions& options = {});
 
   /// Moves the model (its device memory moves with it).
   Transformer(Transformer&&) noexcept;
@@ -159,6 +162,11 @@ class Transformer {
   /// InvalidArgument for an empty input or a token id out of range,
   /// CapacityError when the cache cannot hold them; the cache is unchanged then.
   Logits forward(std::span<const Token> tokens, Cache& cache) const;
+  /// The same, with the logits in `out` (resized to [n, vocab], its
+  /// allocation reused): with the per-thread host staging buffers, a
+  /// decoding loop that keeps `out` allocates no host memory per step once
+  /// warm (ForwardsInto).
+  void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const;
 
  private:
   struct Impl;
@@ -167,5 +175,6 @@ class Transformer {
 };
 
 static_assert(CausalLM<Transformer>);
+static_assert(ForwardsInto<Transformer>);
 
 }  // namespace assistgen::hpu
