@@ -7,6 +7,7 @@
 #include "assistgen/acceptance.hpp"
 #include "assistgen/any_model.hpp"
 #include "assistgen/backend.hpp"
+#include "assistgen/chat.hpp"
 #include "assistgen/chat_template.hpp"
 #include "assistgen/config.hpp"
 #include "assistgen/cpu/transformer.hpp"

@@ -196,9 +196,16 @@ requires CausalLM<Target> &&
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
     const auto [cap, budget] = detail::plan_generation("SpeculativeDecoder::generate", prompt, vocab(), cfg_, limits());
-    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
+    // Prefix reuse: both caches hold a prefix of seq_ (the last sequence);
+    // keep what the new prompt shares with it, less its last token (fed
+    // for logits). Cleared during a call, so a call that threw reuses nothing.
+    const std::size_t keep =
+        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(seq_, prompt), P - 1) : 0;
+    seq_valid_ = false;
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap, keep);
+    st.reused_tokens = tc.size();
     if constexpr (kHasDraft) {
-      draft_->start(cap);
+      draft_->start(cap, keep);
       draft_->reset_counters();
     }
     rng_.reseed(cfg_.seed);
@@ -328,9 +335,19 @@ requires CausalLM<Target> &&
     }
     st.total_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    seq_valid_ = true;
     return res;
   }
 
+  /// Prefix reuse (a chat session's next turn): when on, generate() keeps
+  /// the positions of both caches that the new prompt shares with the last
+  /// call's sequence (prompt + output), rolls the rest back and feeds only
+  /// the new tokens; stats.reused_tokens counts what was kept. The output is
+  /// the same as with fresh caches (bit-identical logits). Off by default.
+  void set_prefix_reuse(bool on) { reuse_prefix_ = on; }
+  /// Replaces max_new_tokens for the next generate() calls (the other
+  /// options stay those the decoder was made with).
+  void set_max_new_tokens(std::size_t n) { cfg_.max_new_tokens = n; }
   /// Replaces the seed used by the next generate() calls.
   void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
   /// Called after every round with the sequence, counts and both caches.
@@ -380,6 +397,8 @@ requires CausalLM<Target> &&
   std::vector<Token> seq_;     // S, plus the candidates during a round
   std::vector<Token> drafts_;  // prompt-lookup candidates
   RoundObserver observer_;
+  bool reuse_prefix_ = false;  // set_prefix_reuse()
+  bool seq_valid_ = false;     // seq_ is the last finished call's sequence
 };
 
 template <class D, class T>

@@ -155,7 +155,13 @@ class UniversalDecoder {
     const std::size_t P = prompt.size();
     const auto [cap, budget] = detail::plan_generation("UniversalDecoder::generate", prompt, vocab(), cfg_,
                                                    position_limits(*target_));
-    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
+    // Prefix reuse of the target's cache as in SpeculativeDecoder; the
+    // draft side (another tokenization) starts afresh every call.
+    const std::size_t keep =
+        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(seq_, prompt), P - 1) : 0;
+    seq_valid_ = false;
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap, keep);
+    st.reused_tokens = tc.size();
     lookahead_.begin_generation();
     chain_.reset();
     draft_chain_.reset();
@@ -254,8 +260,15 @@ class UniversalDecoder {
     // Re-tokenization is the draft side's cost, so it is counted there.
     st.draft_seconds = draft_.seconds() + convert_seconds;
     st.total_seconds = seconds_since(t_start);
+    seq_valid_ = true;
     return res;
   }
+
+  /// Prefix reuse of the target's cache, as SpeculativeDecoder's (the
+  /// draft's cache, of another tokenization, is refilled). Off by default.
+  void set_prefix_reuse(bool on) { reuse_prefix_ = on; }
+  /// Replaces max_new_tokens for the next generate() calls.
+  void set_max_new_tokens(std::size_t n) { cfg_.max_new_tokens = n; }
 
   /// The configuration as given to the constructor (eos_token_ids stays
   /// empty when the stop ids come from target_special_tokens).
@@ -410,6 +423,8 @@ class UniversalDecoder {
   std::size_t sync_d_ = 0;         // proposal started (the two texts agreed there)
   std::vector<Token> seq_;         // target sequence, plus the candidates during a round
   std::vector<Token> dseq_;        // draft sequence, with its latest proposal
+  bool reuse_prefix_ = false;      // set_prefix_reuse()
+  bool seq_valid_ = false;         // seq_ is the last finished call's sequence
 };
 
 }  // namespace assistgen

@@ -51,14 +51,16 @@ class DraftModelCandidates {
                                " is smaller than the target's " + std::to_string(vocab));
   }
 
-  /// Starts a sequence: an empty cache of at least `capacity` positions (the
-  /// previous cache is reused when it is large enough).
-  void start(std::size_t capacity) {
+  /// Starts a sequence: a cache of at least `capacity` positions, empty, or
+  /// cut to its first `keep` positions when the caller knows they hold the
+  /// new sequence's prefix (SpeculativeDecoder's prefix reuse). The previous
+  /// cache is reused when it is large enough; a new one is empty.
+  void start(std::size_t capacity, std::size_t keep = 0) {
     if (!cache_ || cache_->capacity() < capacity) {
       cache_.reset();
       cache_.emplace(model_->make_cache(capacity));
     } else {
-      cache_->truncate(0);
+      cache_->truncate(std::min(cache_->size(), keep));
     }
   }
 
