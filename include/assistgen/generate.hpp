@@ -161,8 +161,9 @@ struct GenerateOptions {
   /// Other fields are ignored; those that would change Hugging Face's output
   /// (num_beams, no_repeat_ngram_size, typical_p, min_new_tokens, ... set to
   /// anything but HF's neutral default) are named in one warning (log.hpp),
-  /// since the output then differs from HF's with the same file. A field of the wrong type or out of range is a ConfigError
-  /// naming `source` and the field; an unknown schedule an UnsupportedError.
+  /// since the output then differs from HF's with the same file. A field of the wrong type or out
+  /// of range is a ConfigError naming `source` and the field; an unknown schedule an
+  /// UnsupportedError.
   static GenerateOptions parse_generation_config(
       std::string_view json_text, std::string_view source = "generation_config.json");
   /// Reads and parses a generation_config.json file (IoError when unreadable).
@@ -245,7 +246,8 @@ class Model {
 
   /// The prompt as generate() encodes it: the tokenizer's encode with its
   /// special tokens (add_bos per tokenizer_config.json); special-token text
-  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is known.
+  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is
+  /// known.
   std::vector<Token> encode_prompt(std::string_view prompt, bool parse_special = false) const;
 
   /// The full configuration a generation with `options` and a prompt of

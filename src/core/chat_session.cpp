@@ -1,10 +1,9 @@
 // ChatSession (chat.hpp): the conversation, and the decoders that keep the
 // caches between turns (session_decoders.hpp); Model::run_ids does the rest.
-#include "assistgen/chat.hpp"
-
 #include <algorithm>
 #include <utility>
 
+#include "assistgen/chat.hpp"
 #include "assistgen/error.hpp"
 #include "session_decoders.hpp"
 
@@ -31,8 +30,7 @@ struct ChatSession::State {
   detail::SessionDecoders decoders;
   std::optional<TextResult> last;
 
-  State(const Model& t, const Model* a, ChatSessionOptions o)
-      : target(t), options(std::move(o)) {
+  State(const Model& t, const Model* a, ChatSessionOptions o) : target(t), options(std::move(o)) {
     if (a) assistant.emplace(*a);
     (void)target.chat_template();  // ConfigError now rather than at the first turn
     options.render.add_generation_prompt = true;
@@ -84,8 +82,8 @@ TextResult ChatSession::reply(const TextCallback& on_text) {
     throw CapacityError("ChatSession: the conversation encodes to " + std::to_string(ids.size()) +
                         " tokens, more than the context of " + std::to_string(s.context) +
                         " positions (ChatSessionOptions::context); start over with reset()");
-  TextResult r = s.target.run_ids(std::move(ids), s.assistant ? &*s.assistant : nullptr,
-                                  s.generate, on_text, &s.decoders);
+  TextResult r = s.target.run_ids(std::move(ids), s.assistant ? &*s.assistant : nullptr, s.generate,
+                                  on_text, &s.decoders);
   s.messages.push_back({"assistant", r.text});
   s.last = r;
   return r;

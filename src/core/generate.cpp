@@ -12,13 +12,13 @@
 #include <sstream>
 #include <string>
 
+#include "../io/json_file.hpp"
+#include "../io/strict_json.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/greedy.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
-#include "../io/json_file.hpp"
-#include "../io/strict_json.hpp"
 #include "session_decoders.hpp"
 
 namespace assistgen {
@@ -69,7 +69,8 @@ class FieldReader {
   }
   void boolean(const char* key, std::optional<bool>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
+      if (!v->is_boolean())
+        fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
       out = v->get<bool>();
     }
   }
@@ -320,7 +321,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
   if (const json* v = r.find("num_assistant_tokens_schedule")) {
     if (!v->is_string())
-      r.fail("num_assistant_tokens_schedule", "expected a string, got " + io::detail::json_excerpt(*v));
+      r.fail("num_assistant_tokens_schedule",
+             "expected a string, got " + io::detail::json_excerpt(*v));
     o.schedule = parse_schedule(v->get<std::string>(), source);
   }
   r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
@@ -333,8 +335,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
     std::vector<std::string> stops;
     auto add = [&](const json& e) {
       if (!e.is_string())
-        r.fail("stop_strings", "expected a string or a list of strings, got " +
-                                   io::detail::json_excerpt(e));
+        r.fail("stop_strings",
+               "expected a string or a list of strings, got " + io::detail::json_excerpt(e));
       stops.push_back(e.get<std::string>());
     };
     if (v->is_array())
@@ -459,8 +461,8 @@ TextResult Model::generate(std::string_view prompt, const Model& assistant,
 TextResult Model::run(std::string_view prompt_text, const Model* assistant,
                       const GenerateOptions& options, const TextCallback& on_text) const {
   std::vector<Token> prompt = tokenizer_.encode(
-      prompt_text, {.parse_special = options.parse_special.value_or(
-                        defaults_.parse_special.value_or(false))});
+      prompt_text,
+      {.parse_special = options.parse_special.value_or(defaults_.parse_special.value_or(false))});
   return run_ids(std::move(prompt), assistant, options, on_text, nullptr);
 }
 
@@ -526,8 +528,8 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
   const bool skip_special =
       options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
-  const std::vector<std::string> stops = options.stop.value_or(defaults_.stop.value_or(
-      std::vector<std::string>{}));
+  const std::vector<std::string> stops =
+      options.stop.value_or(defaults_.stop.value_or(std::vector<std::string>{}));
   check_stop_strings(stops);
 
   // Text streaming and stop strings ride on the token callback: each
@@ -618,9 +620,9 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   out.tokens = std::move(r.tokens);
   out.stats = r.stats;
   out.stop_reason = r.stop_reason;
-  if (matcher.hit() && (out.stop_reason == StopReason::callback ||
-                        out.stop_reason == StopReason::max_new_tokens ||
-                        out.stop_reason == StopReason::capacity))
+  if (matcher.hit() &&
+      (out.stop_reason == StopReason::callback || out.stop_reason == StopReason::max_new_tokens ||
+       out.stop_reason == StopReason::capacity))
     out.stop_reason = StopReason::stop_string;
   out.text = matcher.active() ? matcher.text() : tokenizer_.decode(out.tokens, skip_special);
   return out;

@@ -52,8 +52,10 @@ std::size_t fed(const std::vector<std::size_t>& calls) {
 
 struct Demo {
   Model target, draft;  // the demo models, counting their forward calls
-  std::shared_ptr<std::vector<std::size_t>> target_calls = std::make_shared<std::vector<std::size_t>>();
-  std::shared_ptr<std::vector<std::size_t>> draft_calls = std::make_shared<std::vector<std::size_t>>();
+  std::shared_ptr<std::vector<std::size_t>> target_calls =
+      std::make_shared<std::vector<std::size_t>>();
+  std::shared_ptr<std::vector<std::size_t>> draft_calls =
+      std::make_shared<std::vector<std::size_t>>();
   void clear() {
     target_calls->clear();
     draft_calls->clear();
@@ -69,8 +71,8 @@ Demo& demo() {
   static Demo* d = [] {
     const Model t = load_model(kModels / "kjv-target");
     const Model a = load_model(kModels / "kjv-draft");
-    const ChatTemplate tmpl =
-        ChatTemplate::from_string_for(read_text(kTemplate), kModels / "kjv-target", "demo_chat.jinja");
+    const ChatTemplate tmpl = ChatTemplate::from_string_for(
+        read_text(kTemplate), kModels / "kjv-target", "demo_chat.jinja");
     auto* demo = new Demo{t, a};
     demo->target = counting(t, demo->target_calls).with_chat_template(tmpl);
     demo->draft = counting(a, demo->draft_calls);
@@ -106,8 +108,9 @@ struct Streamed {
 
 }  // namespace
 
-TEST_CASE("chat: Model::chat renders, encodes and generates, and without a template is a clear error",
-          "[chat]") {
+TEST_CASE(
+    "chat: Model::chat renders, encodes and generates, and without a template is a clear error",
+    "[chat]") {
   Demo& d = demo();
   const std::vector<ChatMessage> msgs{{"system", "The book of Genesis"}, {"user", "And God said"}};
   const GenerateOptions o{.max_new_tokens = 16};
@@ -116,7 +119,8 @@ TEST_CASE("chat: Model::chat renders, encodes and generates, and without a templ
   CHECK(p.text == "<|endoftext|>The book of Genesis\n\nAnd God said\n");
   CHECK(r.prompt_tokens == ChatTemplate::encode(d.target.tokenizer(), p));
   CHECK(r.prompt_tokens.front() == 4095);  // the template's bos_token text is the special token
-  const TextResult direct = d.target.generate(p.text, {.max_new_tokens = 16, .parse_special = true});
+  const TextResult direct =
+      d.target.generate(p.text, {.max_new_tokens = 16, .parse_special = true});
   CHECK(direct.prompt_tokens == r.prompt_tokens);
   CHECK(direct.tokens == r.tokens);
   CHECK(d.target.chat(msgs, d.draft, o).tokens == r.tokens);
@@ -141,7 +145,8 @@ TEST_CASE("chat: a session's next turn prefills only the new tokens and replies 
   if (mode == Mode::lookup) o.prompt_lookup_num_tokens = 3;
   if (with_stop) o.stop = std::vector<std::string>{"LORD", ", and"};
   const ChatSessionOptions so{.generate = o, .system = "The book of Genesis"};
-  ChatSession s = mode == Mode::draft ? ChatSession(d.target, d.draft, so) : ChatSession(d.target, so);
+  ChatSession s =
+      mode == Mode::draft ? ChatSession(d.target, d.draft, so) : ChatSession(d.target, so);
   CHECK(s.context() == 512);  // the demo's max_position_embeddings
 
   auto fresh = [&](const std::vector<ChatMessage>& msgs) {
@@ -208,8 +213,8 @@ TEST_CASE("chat: a session's next turn prefills only the new tokens and replies 
   REQUIRE(s.messages().size() == 1);
   d.clear();
   const TextResult r = s.send(turns[0]);
-  const std::size_t keep = std::min({common_prefix(previous, r.prompt_tokens), previous.size() - 1,
-                                     r.prompt_tokens.size() - 1});
+  const std::size_t keep = std::min(
+      {common_prefix(previous, r.prompt_tokens), previous.size() - 1, r.prompt_tokens.size() - 1});
   CHECK(keep > 4);
   CHECK(r.stats.reused_tokens == keep);
   CHECK(r.tokens == fresh({{"system", "The book of Genesis"}, {"user", turns[0]}}).tokens);
@@ -232,7 +237,8 @@ TEST_CASE("chat: a conversation longer than the context is a CapacityError and c
   CHECK(r.prompt_tokens.size() + r.tokens.size() <= 41);
 }
 
-TEST_CASE("chat: a stop string inside an accepted drafted block cuts the output there", "[chat][stop]") {
+TEST_CASE("chat: a stop string inside an accepted drafted block cuts the output there",
+          "[chat][stop]") {
   Demo& d = demo();
   const std::string prompt = "And God said";
   const GenerateOptions o{.max_new_tokens = 48};
@@ -250,7 +256,8 @@ TEST_CASE("chat: a stop string inside an accepted drafted block cuts the output 
   std::vector<Block> blocks;
   SpeculativeDecoder<AnyModel, AnyModel> decoder(d.draft.backend(), d.target.backend(), cfg);
   decoder.set_round_observer([&](const auto& info) {
-    blocks.push_back({info.sequence.size() - info.emitted.size() - P, info.emitted.size(), info.accepted});
+    blocks.push_back(
+        {info.sequence.size() - info.emitted.size() - P, info.emitted.size(), info.accepted});
   });
   REQUIRE(decoder.generate(plain.prompt_tokens).tokens == plain.tokens);
 
@@ -310,7 +317,8 @@ TEST_CASE("chat: a stop string inside an accepted drafted block cuts the output 
     }
   });
   std::size_t seen = 0;
-  const GenerationResult g = decoder.generate(plain.prompt_tokens, [&](Token) { return ++seen <= *j; });
+  const GenerationResult g =
+      decoder.generate(plain.prompt_tokens, [&](Token) { return ++seen <= *j; });
   CHECK(cut);
   CHECK(g.tokens == expected);
 }
@@ -362,13 +370,15 @@ TEST_CASE("chat: stop strings are checked, and read from generation_config.json"
                     Catch::Contains("stop string 1 is empty"));
   CHECK_THROWS_AS(d.target.generate("x", {.stop = std::vector<std::string>(65, "a")}),
                   InvalidArgument);
-  CHECK_THROWS_AS(d.target.generate("x", {.stop = std::vector<std::string>{std::string(1025, 'a')}}),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      d.target.generate("x", {.stop = std::vector<std::string>{std::string(1025, 'a')}}),
+      InvalidArgument);
   CHECK(GenerateOptions::parse_generation_config(R"({"stop_strings": "\n\n"})").stop ==
         std::vector<std::string>{"\n\n"});
   CHECK(GenerateOptions::parse_generation_config(R"({"stop_strings": ["a", "bc"]})").stop ==
         std::vector<std::string>{"a", "bc"});
-  CHECK_THROWS_AS(GenerateOptions::parse_generation_config(R"({"stop_strings": [1]})"), ConfigError);
+  CHECK_THROWS_AS(GenerateOptions::parse_generation_config(R"({"stop_strings": [1]})"),
+                  ConfigError);
   CHECK_THROWS_WITH(GenerateOptions::parse_generation_config(R"({"stop_strings": [""]})"),
                     Catch::Contains("stop_strings"));
   // Model defaults apply, and a call's own stop replaces them.
@@ -377,7 +387,8 @@ TEST_CASE("chat: stop strings are checked, and read from generation_config.json"
   GenerateOptions defaults = d.target.generation_defaults();
   defaults.stop = std::vector<std::string>{stop};
   const Model m(d.target.backend(), d.target.tokenizer(), defaults);
-  CHECK(m.generate("And God said", {.max_new_tokens = 30}).text == plain.text.substr(0, plain.text.find(stop)));
-  CHECK(m.generate("And God said", {.max_new_tokens = 30, .stop = std::vector<std::string>{"\x01"}}).text ==
-        plain.text);
+  CHECK(m.generate("And God said", {.max_new_tokens = 30}).text ==
+        plain.text.substr(0, plain.text.find(stop)));
+  CHECK(m.generate("And God said", {.max_new_tokens = 30, .stop = std::vector<std::string>{"\x01"}})
+            .text == plain.text);
 }

@@ -61,7 +61,8 @@ std::string read_text(const fs::path& p) {
 }
 
 fs::path scratch_file(const std::string& name, const std::string& content) {
-  const fs::path dir = fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const fs::path p = dir / name;
   std::ofstream(p, std::ios::binary) << content;
@@ -71,7 +72,8 @@ fs::path scratch_file(const std::string& name, const std::string& content) {
 struct Scratch {
   ~Scratch() {
     std::error_code ec;
-    fs::remove_all(fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid())), ec);
+    fs::remove_all(fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid())),
+                   ec);
   }
 } scratch_cleanup;
 
@@ -89,16 +91,17 @@ struct Reference {
     const Model t = load_model(dir).with_chat_template(ChatTemplate::from_string_for(
         read_text(kTemplates / "demo_chat.jinja"), dir, "demo_chat.jinja"));
     const Model d = load_model(kModels / "kjv-draft");
-    ChatSession s(t, d, {.generate = {.max_new_tokens = 16, .do_sample = false},
-                         .system = "The book of Genesis"});
+    ChatSession s(
+        t, d,
+        {.generate = {.max_new_tokens = 16, .do_sample = false}, .system = "The book of Genesis"});
     return {t, d, std::move(s)};
   }
 };
 
 std::string turn_stats(const TextResult& r) {
-  return "prompt " + std::to_string(r.prompt_tokens.size()) + " tokens: " +
-         std::to_string(r.prompt_tokens.size() - r.stats.reused_tokens) + " prefilled, " +
-         std::to_string(r.stats.reused_tokens) + " reused, acceptance ";
+  return "prompt " + std::to_string(r.prompt_tokens.size()) +
+         " tokens: " + std::to_string(r.prompt_tokens.size() - r.stats.reused_tokens) +
+         " prefilled, " + std::to_string(r.stats.reused_tokens) + " reused, acceptance ";
 }
 
 // `needle` found in `hay` at or after `pos`; moves pos past it.
@@ -112,9 +115,9 @@ bool next(const std::string& hay, const std::string& needle, std::size_t& pos) {
 }  // namespace
 
 TEST_CASE("cli chat: a conversation through a pipe equals the library's session", "[cli][chat]") {
-  const fs::path input = scratch_file(
-      "pipe.txt",
-      "And God said\n/stats\nAnd the LORD spake unto Moses, saying\n\n/bogus\n/reset\nIn the beginning\n");
+  const fs::path input = scratch_file("pipe.txt",
+                                      "And God said\n/stats\nAnd the LORD spake unto Moses, "
+                                      "saying\n\n/bogus\n/reset\nIn the beginning\n");
   const Run r = shell(kCli + kChatArgs + " < " + input.string() + " 2>&1");
   INFO(r.out);
   REQUIRE(r.code == 0);
@@ -165,7 +168,8 @@ TEST_CASE("cli chat: a model without a chat template, and bad command lines", "[
   CHECK(r.out.find("bad.jinja") != std::string::npos);
   r = shell(kCli + " chat -m " + (kModels / "kjv-target").string() + " --stop '' < /dev/null 2>&1");
   CHECK(r.code == 2);
-  r = shell(kCli + " generate -m " + (kModels / "kjv-target").string() + " --tokens 1,2 --stop x 2>&1");
+  r = shell(kCli + " generate -m " + (kModels / "kjv-target").string() +
+            " --tokens 1,2 --stop x 2>&1");
   CHECK(r.code == 2);
   CHECK(r.out.find("--stop") != std::string::npos);
 }
@@ -225,14 +229,16 @@ TEST_CASE("cli template: prints the rendered prompt exactly", "[cli][chat]") {
   const ChatTemplate t = ChatTemplate::from_string_for(read_text(qwen), model, qwen.string());
   const jinja::Value msgs = jinja::Value::parse_json(messages_json);
   for (const bool gen : {false, true}) {
-    const Run r = shell(kCli + " template -m " + model.string() + " --template " + qwen.string() +
-                        " --messages " + messages.string() + (gen ? " --add-generation-prompt" : ""));
+    const Run r =
+        shell(kCli + " template -m " + model.string() + " --template " + qwen.string() +
+              " --messages " + messages.string() + (gen ? " --add-generation-prompt" : ""));
     REQUIRE(r.code == 0);
     CHECK(r.out == t.render(msgs, {.add_generation_prompt = gen}).text);
   }
   // An object with tools; a model directory whose tokenizer_config.json has
   // the template.
-  const fs::path dir = fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid())) / "model";
+  const fs::path dir =
+      fs::temp_directory_path() / ("assistgen_cli_chat_" + std::to_string(::getpid())) / "model";
   fs::create_directories(dir);
   {
     std::string cfg = read_text(model / "tokenizer_config.json");
@@ -249,15 +255,17 @@ TEST_CASE("cli template: prints the rendered prompt exactly", "[cli][chat]") {
     cfg.insert(cfg.find('{') + 1, "\n  \"chat_template\": \"" + escaped + "\",");
     std::ofstream(dir / "tokenizer_config.json", std::ios::binary) << cfg;
   }
-  const std::string tools = R"([{"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {"type": "object", "properties": {}}}}])";
-  const fs::path with_tools = scratch_file(
-      "tools.json", "{\"messages\": " + messages_json + ", \"tools\": " + tools + "}");
+  const std::string tools =
+      R"([{"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {"type": "object", "properties": {}}}}])";
+  const fs::path with_tools =
+      scratch_file("tools.json", "{\"messages\": " + messages_json + ", \"tools\": " + tools + "}");
   const Run r = shell(kCli + " template -m " + dir.string() + " --messages " + with_tools.string() +
                       " --add-generation-prompt");
   REQUIRE(r.code == 0);
-  CHECK(r.out == ChatTemplate::load(dir)
-                     .render(msgs, {.add_generation_prompt = true, .tools = jinja::Value::parse_json(tools)})
-                     .text);
+  CHECK(r.out ==
+        ChatTemplate::load(dir)
+            .render(msgs, {.add_generation_prompt = true, .tools = jinja::Value::parse_json(tools)})
+            .text);
   CHECK(r.out.find("get_time") != std::string::npos);
 
   const fs::path bad = scratch_file("bad.json", R"({"conversation": []})");
@@ -275,7 +283,8 @@ TEST_CASE("cli generate: --stop cuts the text as the library does", "[cli][stop]
   const GenerateOptions o{.max_new_tokens = 40, .stop = std::vector<std::string>{"LORD", ", and"}};
   const TextResult lib = target.generate("And God said", o);
   REQUIRE(lib.stop_reason == StopReason::stop_string);
-  for (const std::string& extra : std::vector<std::string>{"", " -a " + (kModels / "kjv-draft").string()}) {
+  for (const std::string& extra :
+       std::vector<std::string>{"", " -a " + (kModels / "kjv-draft").string()}) {
     const Run r = shell(kCli + " generate -m " + (kModels / "kjv-target").string() +
                         " -p 'And God said' -n 40 --stop LORD --stop ', and'" + extra + " 2>&1");
     INFO(r.out);

@@ -148,11 +148,12 @@ int run_chat(const ChatArgs& a) {
       continue;
     }
     if (line == "/stats") {
-      std::printf("[session: %zu turns, %zu new tokens in %.3f s (%.1f tokens/s), %zu tokens "
-                  "prefilled, %zu reused from the cache",
-                  totals.turns, totals.new_tokens, totals.seconds,
-                  totals.seconds > 0 ? double(totals.new_tokens) / totals.seconds : 0.0,
-                  totals.prefilled, totals.reused);
+      std::printf(
+          "[session: %zu turns, %zu new tokens in %.3f s (%.1f tokens/s), %zu tokens "
+          "prefilled, %zu reused from the cache",
+          totals.turns, totals.new_tokens, totals.seconds,
+          totals.seconds > 0 ? double(totals.new_tokens) / totals.seconds : 0.0, totals.prefilled,
+          totals.reused);
       if (totals.drafted)
         std::printf(", acceptance %.3f (%zu/%zu)", double(totals.accepted) / double(totals.drafted),
                     totals.accepted, totals.drafted);
@@ -210,7 +211,8 @@ int run_template(const TemplateArgs& a) {
   if (doc.is_object()) {
     const jinja::Value* m = doc.find("messages");
     if (!m)
-      throw FormatError(a.messages + ": expected a list of messages, or an object with \"messages\"");
+      throw FormatError(a.messages +
+                        ": expected a list of messages, or an object with \"messages\"");
     messages = *m;
     jinja::Value extra = jinja::Value::object();
     for (const auto& [key, value] : doc.as_object().entries()) {
@@ -223,7 +225,8 @@ int run_template(const TemplateArgs& a) {
     ro.extra = extra;
   }
   if (!messages.is_array())
-    throw FormatError(a.messages + ": \"messages\" must be a list of {\"role\", \"content\"} objects");
+    throw FormatError(a.messages +
+                      ": \"messages\" must be a list of {\"role\", \"content\"} objects");
   const ChatPrompt p = t.render(messages, ro);
   std::fwrite(p.text.data(), 1, p.text.size(), stdout);
   return 0;
@@ -234,17 +237,21 @@ int run_template(const TemplateArgs& a) {
 Command add_chat(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* sub = app.add_subcommand(
-      "chat", "an interactive conversation with a chat model, optionally assisted by a draft model");
+      "chat",
+      "an interactive conversation with a chat model, optionally assisted by a draft model");
   sub->footer(kChatDescription);
   a->o_model = sub->add_option("-m,--model", a->model, "target model directory (required)");
-  a->o_assistant = sub->add_option("-a,--assistant", a->assistant, "draft (assistant) model directory");
+  a->o_assistant =
+      sub->add_option("-a,--assistant", a->assistant, "draft (assistant) model directory");
   sub->add_option("--system", a->system, "system message the conversation starts with");
   sub->add_option("--template", a->template_file,
                   "chat template file (Jinja), for a model without one or to replace its own");
-  a->o_max_new = sub->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens per reply at most")
-                     ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
-  a->o_draft_max = sub->add_option("--draft-max", a->draft_max, "drafted tokens per round (-a only)")
-                       ->check(CLI::Range(std::size_t{1}, std::size_t{128}));
+  a->o_max_new =
+      sub->add_option("-n,--max-new-tokens", a->max_new_tokens, "tokens per reply at most")
+          ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  a->o_draft_max =
+      sub->add_option("--draft-max", a->draft_max, "drafted tokens per round (-a only)")
+          ->check(CLI::Range(std::size_t{1}, std::size_t{128}));
   a->o_lookup = sub->add_option("--prompt-lookup", a->prompt_lookup,
                                 "propose N tokens per round by n-gram lookup, no draft (0: off)")
                     ->check(CLI::Range(std::size_t{0}, std::size_t{128}));
@@ -256,7 +263,8 @@ Command add_chat(CLI::App& app) {
   a->o_stop = add_stop_option(*sub, a->stop);
   a->o_temp = sub->add_option("--temp", a->temp, "sampling temperature; > 0 samples, 0 is greedy")
                   ->check(CLI::Range(0.0, 1e6));
-  a->o_greedy = sub->add_flag("--greedy", a->greedy, "greedy decoding whatever generation_config.json says");
+  a->o_greedy =
+      sub->add_flag("--greedy", a->greedy, "greedy decoding whatever generation_config.json says");
   a->o_seed = sub->add_option("--seed", a->seed, "RNG seed of every turn")
                   ->check(CLI::Range(std::int64_t{0}, INT64_MAX));
   sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
@@ -275,8 +283,10 @@ Command add_template(CLI::App& app) {
       "tokenizer_config.json (or chat_template.jinja) is read, no weights. The rendered text is "
       "written as is, with no newline added.");
   a->o_model = sub->add_option("-m,--model", a->model, "model directory (required)");
-  a->o_messages = sub->add_option("--messages", a->messages, "JSON file of the conversation (required)");
-  sub->add_option("--template", a->template_file, "chat template file (Jinja) instead of the model's");
+  a->o_messages =
+      sub->add_option("--messages", a->messages, "JSON file of the conversation (required)");
+  sub->add_option("--template", a->template_file,
+                  "chat template file (Jinja) instead of the model's");
   sub->add_flag("--add-generation-prompt", a->add_generation_prompt,
                 "end with the header of an assistant turn (as for generating a reply)");
   return {sub, [a] { return run_template(*a); }};
