@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "assistgen/assistgen.hpp"
+#include "integration/text_fixtures.hpp"
 
 using namespace assistgen;
 namespace fs = std::filesystem;
@@ -391,4 +392,42 @@ TEST_CASE("chat: stop strings are checked, and read from generation_config.json"
         plain.text.substr(0, plain.text.find(stop)));
   CHECK(m.generate("And God said", {.max_new_tokens = 30, .stop = std::vector<std::string>{"\x01"}})
             .text == plain.text);
+}
+
+TEST_CASE("chat: a session with a draft of another tokenizer reuses the target's cache", "[chat]") {
+  // Universal assisted generation: the target's cache keeps its prefix, the
+  // draft's (another tokenization) is refilled every turn.
+  auto calls = std::make_shared<std::vector<std::size_t>>();
+  const fs::path tdir = text_fixtures::make_model_dir("chat-t", "llama-gqa", "char");
+  const Model target = counting(load_model(tdir), calls)
+                           .with_chat_template(ChatTemplate::from_string_for(
+                               read_text(kTemplate), tdir, "demo_chat.jinja"));
+  const Model draft =
+      load_model(text_fixtures::make_model_dir("chat-d", "llama-gqa-noisy", "merged"));
+  REQUIRE_FALSE(target.same_vocabulary(draft));
+  const GenerateOptions o{.max_new_tokens = 12};
+  ChatSession s(target, draft, {.generate = o, .system = "Be brief."});
+  std::vector<Token> previous;
+  for (const std::string user : {"Hello there", "And the rest of it", "Once more"}) {
+    INFO(user);
+    std::vector<ChatMessage> msgs = s.messages();
+    msgs.push_back({"user", user});
+    calls->clear();
+    const TextResult ref = target.chat(msgs, draft, o);
+    const std::size_t ref_fed = fed(*calls);
+    calls->clear();
+    const TextResult r = s.send(user);
+    CHECK(r.assistance == Assistance::universal);
+    CHECK(r.tokens == ref.tokens);
+    CHECK(r.text == ref.text);
+    const std::size_t keep = previous.empty()
+                                 ? 0
+                                 : std::min({common_prefix(previous, r.prompt_tokens),
+                                             previous.size() - 1, r.prompt_tokens.size() - 1});
+    if (!previous.empty()) CHECK(keep > 10);
+    CHECK(r.stats.reused_tokens == keep);
+    CHECK(fed(*calls) == ref_fed - keep);
+    CHECK(r.tokens == target.chat(msgs, o).tokens);  // the target's own greedy reply
+    previous = concat(r.prompt_tokens, r.tokens);
+  }
 }
