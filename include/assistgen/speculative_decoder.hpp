@@ -27,6 +27,11 @@
 //   draft cache as it was; on a stop inside the block (EOS, callback) S' ends
 //   at the stopping token and both caches are cut to at most |S'| - 1.
 //
+// Prefix reuse (set_prefix_reuse, for chat sessions): both caches always hold
+// a prefix of the last sequence, so the next generate() keeps the part its
+// prompt shares with that sequence (less the prompt's last token) and the
+// first round feeds only the rest.
+//
 // Capacity. With K clipped to (tokens left - 1), the target cache never holds
 // more than prompt + max_new_tokens - 1 positions and the draft one less, so
 // the default capacity prompt + max_new_tokens always suffices. A smaller
