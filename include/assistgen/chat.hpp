@@ -60,7 +60,9 @@ class ChatSession {
   /// A session assisted by `assistant` (as Model::generate with an assistant).
   ChatSession(const Model& target, const Model& assistant, ChatSessionOptions options = {});
   ~ChatSession();
+  /// Takes over the other session's conversation and caches.
   ChatSession(ChatSession&&) noexcept;
+  /// Takes over the other session's conversation and caches.
   ChatSession& operator=(ChatSession&&) noexcept;
   ChatSession(const ChatSession&) = delete;
   ChatSession& operator=(const ChatSession&) = delete;
