@@ -15,6 +15,11 @@
 // vocabulary, and through UniversalDecoder (re-tokenizing the draft's text,
 // greedy only) when they differ; the output is the target's either way.
 //
+// Chat models: Model::chat generates a reply to a conversation rendered by the
+// chat template attached with Model::with_chat_template (chat_template.hpp);
+// ChatSession (chat.hpp) keeps a conversation and its KV caches between
+// turns. GenerateOptions::stop ends generation at stop strings.
+//
 // Vocabulary padding: a model may have more logit rows than its tokenizer
 // has tokens (embeddings padded to a multiple of 64 or 128). Trained models
 // never pick those rows, a random or badly trained one can, and its id could
