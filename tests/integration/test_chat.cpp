@@ -431,3 +431,19 @@ TEST_CASE("chat: a session with a draft of another tokenizer reuses the target's
     previous = concat(r.prompt_tokens, r.tokens);
   }
 }
+
+TEST_CASE("chat: sampled replies of a session equal fresh sampled chats with the same seed",
+          "[chat]") {
+  Demo& d = demo();
+  const GenerateOptions o{.max_new_tokens = 20, .do_sample = true, .temperature = 0.9f, .seed = 7};
+  ChatSession s(d.target, d.draft, {.generate = o});
+  for (const std::string user : {"And God said", "And Moses said unto the LORD"}) {
+    std::vector<ChatMessage> msgs = s.messages();
+    msgs.push_back({"user", user});
+    const TextResult ref = d.target.chat(msgs, d.draft, o);
+    const TextResult r = s.send(user);
+    CHECK(r.tokens == ref.tokens);
+    CHECK(r.text == ref.text);
+  }
+  CHECK(s.last()->stats.reused_tokens > 10);
+}
