@@ -32,10 +32,16 @@ or with --template FILE. Each turn re-renders the whole conversation and
 feeds the target only the tokens its cache does not hold yet.
 Options not given take the target's generation_config.json values.)";
 
+// Templates and conversations are small; a bigger file is a mistake.
+constexpr std::uintmax_t kMaxInputFileBytes = std::uintmax_t{64} << 20;
+
 std::string read_file(const std::string& path, const char* option) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     throw UsageError(std::string(option) + ": '" + path + "' is not a readable file");
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxInputFileBytes)
+    throw UsageError(std::string(option) + ": '" + path + "' is larger than 64 MiB");
   std::ifstream in(path, std::ios::binary);
   std::ostringstream ss;
   ss << in.rdbuf();
