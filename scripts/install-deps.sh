@@ -19,8 +19,9 @@ case "${1:-}" in
   "") ;;
   --test)
     # catch2 (v2) and libbenchmark-dev: the tests and benchmarks; doxygen: the
-    # docs:doxygen test; debootstrap: the fresh-root stage.
-    pkgs+=(catch2 libbenchmark-dev doxygen debootstrap) ;;
+    # docs:doxygen test; debootstrap: the fresh-root stage; tmux: the test
+    # of `assistgen chat` on a terminal (skipped without it).
+    pkgs+=(catch2 libbenchmark-dev doxygen debootstrap tmux) ;;
   *) echo "usage: $0 [--test]" >&2; exit 2 ;;
 esac
 missing=()

@@ -23,6 +23,11 @@
 //   on a stop inside the block (EOS, callback) S' ends at the stopping token
 //   and the cache is cut to at most |S'| - 1.
 //
+// Prefix reuse (set_prefix_reuse, for chat sessions): the target's cache (and
+// the source's state) always hold a prefix of the last sequence, so the next
+// generate() keeps the part its prompt shares with that sequence (less the
+// prompt's last token, fed for logits) and the first round feeds only the rest.
+//
 // Capacity. With K clipped to (tokens left - 1), the target cache never holds
 // more than prompt + max_new_tokens - 1 positions, so the default capacity
 // prompt + max_new_tokens always suffices. A smaller `cache_capacity` limits
@@ -129,9 +134,16 @@ class AssistedDecoder {
     GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
     const auto [cap, budget] = detail::plan_generation(name_, prompt, vocab(), cfg_, limits());
-    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap);
+    // Prefix reuse: keep what the new prompt shares with the last sequence,
+    // less its last token. Cleared during a call, so a call that threw
+    // reuses nothing.
+    const std::size_t keep =
+        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(seq_, prompt), P - 1) : 0;
+    seq_valid_ = false;
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap, keep);
+    st.reused_tokens = tc.size();
     CandidateContext ctx{cfg_, draft_length_, chain_, eos_, rng_};
-    source_.start(cap, ctx);
+    source_.start(cap, keep, ctx);
     rng_.reseed(cfg_.seed);
     draft_length_.begin_generation();
     chain_.reset();
@@ -233,9 +245,20 @@ class AssistedDecoder {
     source_.finish(st);
     st.total_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    seq_valid_ = true;
     return res;
   }
 
+  /// Prefix reuse (a chat session's next turn): when on, generate() keeps
+  /// the cached positions that the new prompt shares with the last call's
+  /// sequence (prompt + output), rolls the rest back and feeds only the new
+  /// tokens; stats.reused_tokens counts what the target's cache kept. The
+  /// output is the same as with fresh caches (bit-identical logits). Off by
+  /// default.
+  void set_prefix_reuse(bool on) { reuse_prefix_ = on; }
+  /// Replaces max_new_tokens for the next generate() calls (the other
+  /// options stay those the decoder was made with).
+  void set_max_new_tokens(std::size_t n) { cfg_.max_new_tokens = n; }
   /// Replaces the seed used by the next generate() calls.
   void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
   /// Called after every round with the sequence, counts and caches.
@@ -283,6 +306,8 @@ class AssistedDecoder {
   Logits target_logits_;   // reused every round
   std::vector<Token> seq_;  // S, plus the candidates during a round
   RoundObserver observer_;
+  bool reuse_prefix_ = false;  // set_prefix_reuse()
+  bool seq_valid_ = false;     // seq_ is the last finished call's sequence
 };
 
 }  // namespace assistgen

@@ -13,6 +13,7 @@
 #include "assistgen/candidates/different_tokenizer.hpp"
 #include "assistgen/candidates/draft_model.hpp"
 #include "assistgen/candidates/prompt_lookup.hpp"
+#include "assistgen/chat.hpp"
 #include "assistgen/chat_template.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/draft_length.hpp"

@@ -49,7 +49,11 @@ class AutoregressiveDecoder {
     const std::size_t P = prompt.size();
     const auto [cap, budget] = detail::plan_generation("AutoregressiveDecoder::generate", prompt, vocab(), cfg_,
                                                    position_limits(*model_));
-    detail::reuse_or_make_cache(*model_, cache_, cap);
+    // Prefix reuse as in AssistedDecoder: the cache holds a prefix of seq_.
+    const std::size_t keep =
+        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(seq_, prompt), P - 1) : 0;
+    seq_valid_ = false;
+    st.reused_tokens = detail::reuse_or_make_cache(*model_, cache_, cap, keep).size();
     rng_.reseed(cfg_.seed);
     chain_.reset();
     seq_.assign(prompt.begin(), prompt.end());
@@ -92,9 +96,14 @@ class AutoregressiveDecoder {
     st.new_tokens = res.tokens.size();
     st.total_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    seq_valid_ = true;
     return res;
   }
 
+  /// Prefix reuse, as AssistedDecoder::set_prefix_reuse(). Off by default.
+  void set_prefix_reuse(bool on) { reuse_prefix_ = on; }
+  /// Replaces max_new_tokens for the next generate() calls.
+  void set_max_new_tokens(std::size_t n) { cfg_.max_new_tokens = n; }
   /// Replaces the seed used by the next generate() calls.
   void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
   /// The configuration in effect (with any set_seed() applied).
@@ -111,6 +120,8 @@ class AutoregressiveDecoder {
   std::optional<typename Model::Cache> cache_;
   Logits logits_;  // reused every step
   std::vector<Token> seq_;
+  bool reuse_prefix_ = false;  // set_prefix_reuse()
+  bool seq_valid_ = false;     // seq_ is the last finished call's sequence
 };
 
 /// One-shot plain decoding: AutoregressiveDecoder(model, cfg).generate(prompt).

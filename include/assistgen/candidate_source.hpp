@@ -12,7 +12,9 @@
 //   rows with source.q_row(j) (an empty span: q is one-hot on d_j)
 //   source.learn(n, accepted, ctx)                 a of the k were accepted
 //   a stop inside the block (EOS, callback):       source.cut(len)
-// and once per generate(): source.start(capacity, ctx) before the first round,
+// and once per generate(): source.start(capacity, keep, ctx) before the first
+// round (the first `keep` tokens of the prompt are those of the previous
+// generation's sequence, with prefix reuse on; state about them may be kept),
 // source.finish(stats) after the last.
 #pragma once
 
@@ -58,7 +60,7 @@ template <class S>
 concept CandidateSource = std::movable<S> && requires(S& s, const S& cs, std::vector<Token>& seq,
                                                       std::size_t n, CandidateContext& ctx,
                                                       GenerationStats& stats) {
-  s.start(n, ctx);  // a generation starts; caches for `n` positions
+  s.start(n, n, ctx);  // a generation starts: caches for `capacity` positions, `keep` reusable
   { cs.limit(ctx) } -> std::convertible_to<std::size_t>;          // candidates it wants this round
   { s.propose(seq, n, n, ctx) } -> std::convertible_to<std::size_t>;  // appends at most `limit`
   { cs.q_row(n) } -> std::convertible_to<std::span<const float>>;   // empty: one-hot

@@ -8,8 +8,8 @@
 // (a user typing "<|im_end|>" gets those characters, not a turn boundary),
 // unless asked.
 //
-// ChatSession (the conversation and the KV caches kept between turns), stop
-// strings and `assistgen chat` are not built yet; see docs/chat_templates.md.
+// Model::chat (generate.hpp) and ChatSession (chat.hpp: the conversation and
+// the KV caches kept between turns) build on it; see docs/chat_templates.md.
 #pragma once
 
 #include <assistgen/jinja.hpp>

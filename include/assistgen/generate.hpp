@@ -15,6 +15,11 @@
 // vocabulary, and through UniversalDecoder (re-tokenizing the draft's text,
 // greedy only) when they differ; the output is the target's either way.
 //
+// Chat models: Model::chat generates a reply to a conversation rendered by the
+// chat template attached with Model::with_chat_template (chat_template.hpp);
+// ChatSession (chat.hpp) keeps a conversation and its KV caches between
+// turns. GenerateOptions::stop ends generation at stop strings.
+//
 // Vocabulary padding: a model may have more logit rows than its tokenizer
 // has tokens (embeddings padded to a multiple of 64 or 128). Trained models
 // never pick those rows, a random or badly trained one can, and its id could
@@ -28,6 +33,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +41,7 @@
 #include <vector>
 
 #include "assistgen/any_model.hpp"
+#include "assistgen/chat_template.hpp"
 #include "assistgen/generation_config.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "assistgen/types.hpp"
@@ -134,6 +141,18 @@ struct GenerateOptions {
   /// generation_config.json.
   std::optional<bool> parse_special = std::nullopt;
 
+  /// Stop strings: generation stops as soon as the decoded text (as
+  /// TextResult::text decodes it) ends with any of them, across token
+  /// boundaries. The stop string and anything after it are not part of the
+  /// text, nor streamed: the streamed text holds back a tail that could still
+  /// become a stop string. The token that completed it ends TextResult::tokens
+  /// (as an EOS does) and stop_reason is StopReason::stop_string. With an
+  /// assistant, a drafted block that contains a stop string is cut at the
+  /// token completing it. Each must be non-empty and at most 1024 bytes, at
+  /// most 64 of them (else InvalidArgument). Read from generation_config.json's
+  /// stop_strings (a string or a list). Default: none.
+  std::optional<std::vector<std::string>> stop = std::nullopt;
+
   /// This set of options with every field `over` sets replaced by its value.
   GenerateOptions merged(const GenerateOptions& over) const;
 
@@ -142,12 +161,14 @@ struct GenerateOptions {
   /// top_p, min_p, repetition_penalty, suppress_tokens, eos_token_id (a number
   /// or a list), bos_token_id, num_assistant_tokens,
   /// num_assistant_tokens_schedule, assistant_confidence_threshold,
-  /// prompt_lookup_num_tokens, max_matching_ngram_size); null means unset.
+  /// prompt_lookup_num_tokens, max_matching_ngram_size, stop_strings as
+  /// `stop`); null means unset.
   /// Other fields are ignored; those that would change Hugging Face's output
   /// (num_beams, no_repeat_ngram_size, typical_p, min_new_tokens, ... set to
   /// anything but HF's neutral default) are named in one warning (log.hpp),
-  /// since the output then differs from HF's with the same file. A field of the wrong type or out of range is a ConfigError
-  /// naming `source` and the field; an unknown schedule an UnsupportedError.
+  /// since the output then differs from HF's with the same file. A field of the wrong type or out
+  /// of range is a ConfigError naming `source` and the field; an unknown schedule an
+  /// UnsupportedError.
   static GenerateOptions parse_generation_config(
       std::string_view json_text, std::string_view source = "generation_config.json");
   /// Reads and parses a generation_config.json file (IoError when unreadable).
@@ -193,17 +214,25 @@ constexpr std::string_view assistance_name(Assistance a) {
 
 /// What a text generation returns.
 struct TextResult {
-  std::string text = {};                 ///< the new tokens decoded (the prompt is not repeated)
-  std::vector<Token> tokens = {};         ///< the new token ids, EOS included when it stopped generation
+  /// The new tokens decoded (the prompt is not repeated), cut before a stop string.
+  std::string text = {};
+  /// The new token ids, EOS (or the token completing a stop string) included
+  /// when it stopped generation.
+  std::vector<Token> tokens = {};
   std::vector<Token> prompt_tokens = {};  ///< the prompt as the target's tokenizer encoded it
   GenerationStats stats = {};             ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
   Assistance assistance = Assistance::none;             ///< how it was assisted
 };
 
-/// A model ready for text: backend, tokenizer and generation defaults.
-/// Immutable; generate() may be called concurrently (each call has its own
-/// caches). Copies share the loaded model and tokenizer.
+namespace detail {
+struct SessionDecoders;  // the decoders a ChatSession keeps between turns
+}
+
+/// A model ready for text: backend, tokenizer and generation defaults, and
+/// optionally a chat template. Immutable; generate() and chat() may be
+/// called concurrently (each call has its own caches). Copies share the
+/// loaded model, tokenizer and template.
 class Model {
  public:
   /// Bundles `backend` with `tokenizer`; `defaults` play the role of
@@ -222,7 +251,8 @@ class Model {
 
   /// The prompt as generate() encodes it: the tokenizer's encode with its
   /// special tokens (add_bos per tokenizer_config.json); special-token text
-  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is known.
+  /// typed in the prompt stays text unless `parse_special`. Empty text gives [bos] when a BOS is
+  /// known.
   std::vector<Token> encode_prompt(std::string_view prompt, bool parse_special = false) const;
 
   /// The full configuration a generation with `options` and a prompt of
@@ -249,14 +279,48 @@ class Model {
   TextResult generate(std::string_view prompt, const Model& assistant,
                       const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;
 
+  /// This model with `chat_template` as its chat template (a copy sharing
+  /// the loaded model). load_model does not read the template; attach it with
+  /// `model.with_chat_template(ChatTemplate::load(dir))`, or from a file with
+  /// ChatTemplate::from_string_for.
+  Model with_chat_template(ChatTemplate chat_template) const;
+  /// Whether a chat template is attached.
+  bool has_chat_template() const { return chat_template_ != nullptr; }
+  /// The attached chat template; ConfigError when there is none.
+  const ChatTemplate& chat_template() const;
+
+  /// The assistant's reply to `messages`: the conversation rendered by the
+  /// chat template with add_generation_prompt, encoded as ChatTemplate::encode
+  /// does (the template's special tokens parsed, the messages' text literal),
+  /// then generated as generate() does from those ids. TextResult::prompt_tokens
+  /// holds the encoded conversation. ConfigError without a chat template;
+  /// the template's own errors as ChatTemplate::render throws them.
+  TextResult chat(const std::vector<ChatMessage>& messages, const GenerateOptions& options = {},
+                  const TextCallback& on_text = {}) const;
+  /// As chat() above, assisted by `assistant` as generate() is.
+  TextResult chat(const std::vector<ChatMessage>& messages, const Model& assistant,
+                  const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;
+
+  /// The conversation as chat() encodes it (rendered with
+  /// add_generation_prompt = true unless `render` says otherwise).
+  std::vector<Token> encode_chat(const std::vector<ChatMessage>& messages,
+                                 const ChatRenderOptions& render = {}) const;
+
  private:
+  friend class ChatSession;
   TextResult run(std::string_view prompt, const Model* assistant, const GenerateOptions& options,
                  const TextCallback& on_text) const;
+  // The generation itself, from prompt ids; `session` (may be null) keeps the
+  // decoders, and so the caches, between calls.
+  TextResult run_ids(std::vector<Token> prompt, const Model* assistant,
+                     const GenerateOptions& options, const TextCallback& on_text,
+                     detail::SessionDecoders* session) const;
 
   AnyModel backend_;
   Tokenizer tokenizer_;
   GenerateOptions defaults_;
   std::vector<Token> masked_;
+  std::shared_ptr<const ChatTemplate> chat_template_;
 };
 
 /// How load_model loads the backend.

@@ -125,6 +125,9 @@ enum class StopReason {
   eos,             ///< emitted an EOS token (the last token of the output)
   callback,        ///< the streaming callback returned false
   capacity,        ///< the cache_capacity, or the model's last position (PositionLimits::hard), is full
+  /// the text API: the text reached one of GenerateOptions::stop (the
+  /// decoders see a callback that refused the token completing it)
+  stop_string,
 };
 
 /// Lower-case name of a stop reason ("eos", ...).
@@ -138,6 +141,8 @@ constexpr std::string_view stop_reason_name(StopReason r) {
       return "callback";
     case StopReason::capacity:
       return "capacity";
+    case StopReason::stop_string:
+      return "stop_string";
   }
   return "?";
 }
@@ -145,6 +150,10 @@ constexpr std::string_view stop_reason_name(StopReason r) {
 /// Counters and timings of one generation.
 struct GenerationStats {
   std::size_t prompt_tokens = 0;  ///< length of the prompt
+  /// Prompt positions the target's cache still held from the decoder's
+  /// previous generate() (prefix reuse, set_prefix_reuse()): not fed again.
+  /// 0 without prefix reuse.
+  std::size_t reused_tokens = 0;
   std::size_t new_tokens = 0;     ///< tokens generated (the size of GenerationResult::tokens)
   /// Speculative rounds (one target call each; the prompt prefill is merged
   /// into the first round).

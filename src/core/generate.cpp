@@ -12,13 +12,14 @@
 #include <sstream>
 #include <string>
 
+#include "../io/json_file.hpp"
+#include "../io/strict_json.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
-#include "../io/json_file.hpp"
-#include "../io/strict_json.hpp"
+#include "session_decoders.hpp"
 
 namespace assistgen {
 
@@ -68,7 +69,8 @@ class FieldReader {
   }
   void boolean(const char* key, std::optional<bool>& out) const {
     if (const json* v = find(key)) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
+      if (!v->is_boolean())
+        fail(key, "expected true or false, got " + io::detail::json_excerpt(*v));
       out = v->get<bool>();
     }
   }
@@ -142,7 +144,6 @@ const std::vector<UnsupportedField>& unsupported_fields() {
       {"renormalize_logits", false},
       {"guidance_scale", nullptr},
       {"constraints", nullptr},
-      {"stop_strings", nullptr},
       {"dola_layers", nullptr},
       {"max_time", nullptr},
       {"watermarking_config", nullptr},
@@ -179,6 +180,95 @@ void take(std::optional<T>& dst, const std::optional<T>& src) {
   if (src) dst = src;
 }
 
+constexpr std::size_t kMaxStopStrings = 64;
+constexpr std::size_t kMaxStopStringBytes = 1024;
+
+void check_stop_strings(const std::vector<std::string>& stops) {
+  if (stops.size() > kMaxStopStrings)
+    throw InvalidArgument("GenerateOptions: stop: " + std::to_string(stops.size()) +
+                          " stop strings, more than " + std::to_string(kMaxStopStrings));
+  for (std::size_t i = 0; i < stops.size(); ++i) {
+    if (stops[i].empty())
+      throw InvalidArgument("GenerateOptions: stop: stop string " + std::to_string(i) +
+                            " is empty (it would stop before any text)");
+    if (stops[i].size() > kMaxStopStringBytes)
+      throw InvalidArgument("GenerateOptions: stop: stop string " + std::to_string(i) + " has " +
+                            std::to_string(stops[i].size()) + " bytes, more than " +
+                            std::to_string(kMaxStopStringBytes));
+  }
+}
+
+// Finds stop strings in streamed text. Every stop string has a KMP automaton
+// fed byte by byte, so the first byte at which the text ends with a stop
+// string is found in time linear in the text, whatever the token boundaries;
+// each automaton's state is the longest tail of the text that could still
+// become its stop string, which is held back from streaming.
+class StopMatcher {
+ public:
+  explicit StopMatcher(const std::vector<std::string>& stops) {
+    for (const std::string& s : stops) {
+      Automaton a{s, std::vector<std::size_t>(s.size(), 0), 0};
+      for (std::size_t i = 1, k = 0; i < s.size(); ++i) {  // KMP prefix function
+        while (k > 0 && s[i] != s[k]) k = a.fail[k - 1];
+        if (s[i] == s[k]) ++k;
+        a.fail[i] = k;
+      }
+      stops_.push_back(std::move(a));
+    }
+  }
+  bool active() const { return !stops_.empty(); }
+  bool hit() const { return hit_; }
+  const std::string& text() const { return text_; }
+
+  // Appends `piece` and returns the text that can now be streamed: all of
+  // it but a tail that may begin a stop string, or, once a stop string is
+  // complete, everything before it (and then nothing ever again).
+  std::string_view push(std::string_view piece) {
+    if (hit_) return {};
+    for (const char c : piece) {
+      text_ += c;
+      std::size_t cut = std::string::npos;  // the longest stop string ending here wins
+      for (Automaton& a : stops_) {
+        std::size_t k = a.state;
+        while (k > 0 && a.s[k] != c) k = a.fail[k - 1];
+        if (a.s[k] == c) ++k;
+        if (k == a.s.size()) {
+          cut = std::min(cut, text_.size() - k);
+          k = a.fail[k - 1];
+        }
+        a.state = k;
+      }
+      if (cut != std::string::npos) {
+        hit_ = true;
+        text_.resize(cut);
+        return take(cut);
+      }
+    }
+    std::size_t held = 0;
+    for (const Automaton& a : stops_) held = std::max(held, a.state);
+    return take(text_.size() - held);
+  }
+  // The held-back tail, at the end of a generation that met no stop string.
+  std::string_view flush() { return hit_ ? std::string_view() : take(text_.size()); }
+
+ private:
+  struct Automaton {
+    std::string s;
+    std::vector<std::size_t> fail;
+    std::size_t state;
+  };
+  std::string_view take(std::size_t upto) {
+    upto = std::max(upto, sent_);
+    const std::string_view out(text_.data() + sent_, upto - sent_);
+    sent_ = upto;
+    return out;
+  }
+  std::vector<Automaton> stops_;
+  std::string text_;
+  std::size_t sent_ = 0;
+  bool hit_ = false;
+};
+
 }  // namespace
 
 GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
@@ -206,6 +296,7 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.cache_capacity, o.cache_capacity);
   take(r.skip_special_tokens, o.skip_special_tokens);
   take(r.parse_special, o.parse_special);
+  take(r.stop, o.stop);
   return r;
 }
 
@@ -230,7 +321,8 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   r.size("num_assistant_tokens", o.num_assistant_tokens, 1);
   if (const json* v = r.find("num_assistant_tokens_schedule")) {
     if (!v->is_string())
-      r.fail("num_assistant_tokens_schedule", "expected a string, got " + io::detail::json_excerpt(*v));
+      r.fail("num_assistant_tokens_schedule",
+             "expected a string, got " + io::detail::json_excerpt(*v));
     o.schedule = parse_schedule(v->get<std::string>(), source);
   }
   r.number("assistant_confidence_threshold", o.assistant_confidence_threshold);
@@ -239,6 +331,25 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
     r.fail("assistant_confidence_threshold", "must be in [0, 1]");
   r.size("prompt_lookup_num_tokens", o.prompt_lookup_num_tokens);
   r.size("max_matching_ngram_size", o.max_matching_ngram_size, 1);
+  if (const json* v = r.find("stop_strings")) {
+    std::vector<std::string> stops;
+    auto add = [&](const json& e) {
+      if (!e.is_string())
+        r.fail("stop_strings",
+               "expected a string or a list of strings, got " + io::detail::json_excerpt(e));
+      stops.push_back(e.get<std::string>());
+    };
+    if (v->is_array())
+      for (const json& e : *v) add(e);
+    else
+      add(*v);
+    try {
+      check_stop_strings(stops);
+    } catch (const InvalidArgument& e) {
+      r.fail("stop_strings", e.what());
+    }
+    o.stop = std::move(stops);
+  }
   return o;
 }
 
@@ -349,10 +460,48 @@ TextResult Model::generate(std::string_view prompt, const Model& assistant,
 
 TextResult Model::run(std::string_view prompt_text, const Model* assistant,
                       const GenerateOptions& options, const TextCallback& on_text) const {
+  std::vector<Token> prompt = tokenizer_.encode(
+      prompt_text,
+      {.parse_special = options.parse_special.value_or(defaults_.parse_special.value_or(false))});
+  return run_ids(std::move(prompt), assistant, options, on_text, nullptr);
+}
+
+Model Model::with_chat_template(ChatTemplate chat_template) const {
+  Model m = *this;
+  m.chat_template_ = std::make_shared<const ChatTemplate>(std::move(chat_template));
+  return m;
+}
+
+const ChatTemplate& Model::chat_template() const {
+  if (!chat_template_)
+    throw ConfigError(
+        "the model has no chat template attached: load it with ChatTemplate::load(dir) (from "
+        "tokenizer_config.json or chat_template.jinja) and Model::with_chat_template, or give "
+        "one (assistgen: --template FILE)");
+  return *chat_template_;
+}
+
+std::vector<Token> Model::encode_chat(const std::vector<ChatMessage>& messages,
+                                      const ChatRenderOptions& render) const {
+  const ChatTemplate& t = chat_template();
+  return ChatTemplate::encode(tokenizer_, t.render(messages, render));
+}
+
+TextResult Model::chat(const std::vector<ChatMessage>& messages, const GenerateOptions& options,
+                       const TextCallback& on_text) const {
+  return run_ids(encode_chat(messages), nullptr, options, on_text, nullptr);
+}
+
+TextResult Model::chat(const std::vector<ChatMessage>& messages, const Model& assistant,
+                       const GenerateOptions& options, const TextCallback& on_text) const {
+  return run_ids(encode_chat(messages), &assistant, options, on_text, nullptr);
+}
+
+TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
+                          const GenerateOptions& options, const TextCallback& on_text,
+                          detail::SessionDecoders* session) const {
   TextResult out;
-  out.prompt_tokens = tokenizer_.encode(
-      prompt_text, {.parse_special = options.parse_special.value_or(
-                        defaults_.parse_special.value_or(false))});
+  out.prompt_tokens = std::move(prompt);
   if (out.prompt_tokens.empty()) {
     const std::optional<Token> bos =
         options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
@@ -379,17 +528,26 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant,
   cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
   const bool skip_special =
       options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
+  const std::vector<std::string> stops =
+      options.stop.value_or(defaults_.stop.value_or(std::vector<std::string>{}));
+  check_stop_strings(stops);
 
-  // Text streaming rides on the token callback: each accepted token goes
-  // through the detokenizer, and a callback returning false stops decoding.
+  // Text streaming and stop strings ride on the token callback: each
+  // accepted token goes through the detokenizer, and a callback returning
+  // false (the caller's, or a completed stop string) stops decoding after
+  // that token, cutting the caches as an EOS does.
   StreamingDetokenizer detok = tokenizer_.streaming(skip_special);
-  bool streaming = static_cast<bool>(on_text);
+  StopMatcher matcher(stops);
+  bool refused = false;  // on_text returned false
+  auto deliver = [&](std::string_view text) {
+    if (on_text && !refused && !text.empty()) refused = !on_text(text);
+  };
   TokenCallback on_token;
-  if (on_text)
+  if (on_text || matcher.active())
     on_token = [&](Token t) {
       const std::string piece = detok.push(t);
-      if (streaming && !piece.empty()) streaming = on_text(piece);
-      return streaming;
+      if (!piece.empty()) deliver(matcher.active() ? matcher.push(piece) : std::string_view(piece));
+      return !refused && !matcher.hit();
     };
 
   GenerationResult r;
@@ -398,32 +556,75 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant,
         same_vocabulary(*assistant) && assistant->backend_.vocab_size() >= backend_.vocab_size();
     if (shared_ids) {
       out.assistance = Assistance::draft;
-      SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
-      r = decoder.generate(out.prompt_tokens, on_token);
+      if (!session) {
+        SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
+        r = decoder.generate(out.prompt_tokens, on_token);
+      } else {
+        if (!session->draft) {
+          session->draft.emplace(assistant->backend_, backend_, cfg);
+          session->draft->set_prefix_reuse(true);
+        }
+        session->draft->set_max_new_tokens(cfg.max_new_tokens);
+        r = session->draft->generate(out.prompt_tokens, on_token);
+      }
     } else {
       out.assistance = Assistance::universal;
-      UniversalOptions uo;
-      uo.draft_suppress_tokens = assistant->masked_;
-      UniversalDecoder<AnyModel, AnyModel> decoder(assistant->backend_, assistant->tokenizer_,
-                                                   backend_, tokenizer_, cfg, std::move(uo));
-      r = decoder.generate(out.prompt_tokens, on_token);
+      detail::SessionDecoders local;
+      detail::SessionDecoders& slots = session ? *session : local;
+      if (!slots.universal) {
+        UniversalOptions uo;
+        uo.draft_suppress_tokens = assistant->masked_;
+        slots.universal.emplace(assistant->backend_, assistant->tokenizer_, backend_, tokenizer_,
+                                cfg, std::move(uo));
+        slots.universal->set_prefix_reuse(session != nullptr);
+      }
+      slots.universal->set_max_new_tokens(cfg.max_new_tokens);
+      r = slots.universal->generate(out.prompt_tokens, on_token);
     }
   } else if (cfg.prompt_lookup_num_tokens > 0) {
     out.assistance = Assistance::prompt_lookup;
-    SpeculativeDecoder<NoDraft, AnyModel> decoder(backend_, cfg);
-    r = decoder.generate(out.prompt_tokens, on_token);
+    if (!session) {
+      SpeculativeDecoder<NoDraft, AnyModel> decoder(backend_, cfg);
+      r = decoder.generate(out.prompt_tokens, on_token);
+    } else {
+      if (!session->lookup) {
+        session->lookup.emplace(backend_, cfg);
+        session->lookup->set_prefix_reuse(true);
+      }
+      session->lookup->set_max_new_tokens(cfg.max_new_tokens);
+      r = session->lookup->generate(out.prompt_tokens, on_token);
+    }
   } else {
     out.assistance = Assistance::none;
-    r = generate_autoregressive(backend_, out.prompt_tokens, cfg, on_token);
+    if (!session) {
+      r = generate_autoregressive(backend_, out.prompt_tokens, cfg, on_token);
+    } else {
+      if (!session->plain) {
+        session->plain.emplace(backend_, cfg);
+        session->plain->set_prefix_reuse(true);
+      }
+      session->plain->set_max_new_tokens(cfg.max_new_tokens);
+      r = session->plain->generate(out.prompt_tokens, on_token);
+    }
   }
-  if (streaming) {
+  if (!matcher.hit()) {
+    // The detokenizer's held-back end may still complete a stop string.
     const std::string rest = detok.finish();
-    if (!rest.empty()) on_text(rest);
+    if (matcher.active()) {
+      deliver(matcher.push(rest));
+      deliver(matcher.flush());
+    } else {
+      deliver(rest);
+    }
   }
   out.tokens = std::move(r.tokens);
   out.stats = r.stats;
   out.stop_reason = r.stop_reason;
-  out.text = tokenizer_.decode(out.tokens, skip_special);
+  if (matcher.hit() &&
+      (out.stop_reason == StopReason::callback || out.stop_reason == StopReason::max_new_tokens ||
+       out.stop_reason == StopReason::capacity))
+    out.stop_reason = StopReason::stop_string;
+  out.text = matcher.active() ? matcher.text() : tokenizer_.decode(out.tokens, skip_special);
   return out;
 }
 

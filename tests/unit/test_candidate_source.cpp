@@ -31,7 +31,7 @@ struct ScriptedSource {
   std::size_t extra = 0;  // tokens appended beyond what propose() may (a broken source)
   std::vector<std::string> log;
 
-  void start(std::size_t capacity, CandidateContext&) { log.push_back("start " + std::to_string(capacity)); }
+  void start(std::size_t capacity, std::size_t, CandidateContext&) { log.push_back("start " + std::to_string(capacity)); }
   std::size_t limit(const CandidateContext&) const { return want; }
   std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext&) {
     REQUIRE(seq.size() == n);
@@ -53,7 +53,7 @@ static_assert(CandidateSource<ScriptedSource>);
 // Proposes the target's own greedy continuation, read from a plain run.
 struct OracleSource {
   std::vector<Token> truth;  // prompt + the target's greedy output
-  void start(std::size_t, CandidateContext&) {}
+  void start(std::size_t, std::size_t, CandidateContext&) {}
   std::size_t limit(const CandidateContext&) const { return 4; }
   std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext&) {
     std::size_t k = 0;
@@ -71,7 +71,7 @@ struct OracleSource {
 // reports q: exact sampling needs both.
 struct UniformSource {
   std::vector<float> q = std::vector<float>(kVocab, 1.0f / kVocab);
-  void start(std::size_t, CandidateContext&) {}
+  void start(std::size_t, std::size_t, CandidateContext&) {}
   std::size_t limit(const CandidateContext&) const { return 2; }
   std::size_t propose(std::vector<Token>& seq, std::size_t, std::size_t limit, CandidateContext& ctx) {
     for (std::size_t i = 0; i < limit; ++i) seq.push_back(sample_categorical(q, ctx.rng));

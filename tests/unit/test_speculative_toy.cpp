@@ -545,7 +545,7 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
   SpeculativeDecoder dec(draft, target, cfg);
   const auto r = dec.generate(kPrompt);
   REQUIRE(r.tokens == generate_autoregressive(target, kPrompt, cfg).tokens);
-  const auto& samples = dec.lookahead().samples();
+  const auto& samples = dec.draft_length().samples();
   REQUIRE(samples.size() > 5);
   REQUIRE(dec.confidence_threshold() == DraftLengthPolicy::fit_threshold(samples, 0.05f));
   REQUIRE(dec.confidence_threshold() != 0.05f);

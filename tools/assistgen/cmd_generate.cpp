@@ -48,6 +48,7 @@ modes), else the library defaults shown below.)";
 
 struct Args {
   std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
+  std::vector<std::string> stop;
   std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2,
               top_k = 50, repeat = 5;
   std::int64_t seed = 0;
@@ -60,7 +61,7 @@ struct Args {
   CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
       *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
       *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
-      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend;
+      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s) {
@@ -133,6 +134,7 @@ void register_options(CLI::App& sub, Args& a) {
                  ->check(CLI::Range(std::int64_t{-1}, INT64_MAX))
                  ->capture_default_str();
   a.o_ignore_eos = sub.add_flag("--ignore-eos", a.ignore_eos, "do not stop at the model's EOS ids");
+  a.o_stop = add_stop_option(sub, a.stop);
   a.o_show_special = sub.add_flag("--show-special", a.show_special,
                                   "-p only: print special tokens (EOS, ...) in the text");
   a.o_parse_special = sub.add_flag(
@@ -188,6 +190,7 @@ void check_combinations(const Args& a) {
                "applies only with -a and --schedule confidence");
   require_with(a.o_show_special, text, "needs --prompt (with --tokens the output is ids)");
   require_with(a.o_parse_special, text, "needs --prompt (with --tokens there is no text)");
+  require_with(a.o_stop, text, "needs --prompt (stop strings are matched in the text)");
   require_with(a.o_compare, text, "needs --prompt (-p)");
   require_with(a.o_compare, draft || lookup, "needs an assistant (-a) or --prompt-lookup");
   require_with(a.o_repeat, a.compare, "applies only with --compare");
@@ -229,6 +232,7 @@ GenerateOptions overrides(const Args& a, std::uint64_t seed) {
   if (a.ignore_eos) o.eos_token_id = std::vector<Token>{};
   if (a.show_special) o.skip_special_tokens = false;
   if (a.parse_special) o.parse_special = true;
+  if (given(a.o_stop)) o.stop = a.stop;
   return o;
 }
 

@@ -32,6 +32,12 @@ Command add_generate(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_chat(CLI::App& app);
+Command add_template(CLI::App& app);
+
+/// Registers --stop S (repeatable) on `sub`, filling `stops`; each S must be
+/// non-empty (GenerateOptions::stop).
+CLI::Option* add_stop_option(CLI::App& sub, std::vector<std::string>& stops);
 
 /// Parses "1,2,3" into token ids; errors (UsageError) name `option` and the item.
 std::vector<Token> parse_token_list(const std::string& s, const std::string& option = "--tokens");

@@ -32,6 +32,17 @@ std::vector<Token> parse_token_list(const std::string& s, const std::string& opt
   return out;
 }
 
+CLI::Option* add_stop_option(CLI::App& sub, std::vector<std::string>& stops) {
+  return sub
+      .add_option("--stop", stops,
+                  "stop when the text reaches S (repeatable; S itself is not printed; a newline "
+                  "in bash: --stop $'\\n')")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator(
+          [](const std::string& v) { return v.empty() ? std::string("empty stop string") : ""; },
+          "TEXT", "non-empty"));
+}
+
 DType parse_dtype(const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;

@@ -21,9 +21,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer("Run 'assistgen COMMAND --help' for the options of a command.");
   app.get_formatter()->column_width(32);
-  const std::vector<cli::Command> commands{cli::add_logits(app), cli::add_generate(app),
+  const std::vector<cli::Command> commands{cli::add_logits(app),   cli::add_generate(app),
                                            cli::add_tokenize(app), cli::add_detokenize(app),
-                                           cli::add_bench(app)};
+                                           cli::add_bench(app),    cli::add_chat(app),
+                                           cli::add_template(app)};
 
   std::set<std::string> seen;
   set_warning_handler([&seen](std::string_view message) {

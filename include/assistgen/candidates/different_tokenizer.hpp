@@ -99,8 +99,10 @@ class DifferentTokenizerCandidates {
   // ---- CandidateSource (see candidate_source.hpp)
 
   /// A generation starts: the draft sequence is rebuilt from the prompt in
-  /// the first round; the draft's cache is made when first needed.
-  void start(std::size_t, CandidateContext& ctx) {
+  /// the first round and the draft's cache refilled (another tokenization:
+  /// nothing of the previous sequence is kept); the cache is made when first
+  /// needed.
+  void start(std::size_t, std::size_t, CandidateContext& ctx) {
     draft_chain_.reset();
     draft_.reset_counters();
     dseq_.clear();

@@ -53,9 +53,13 @@ class DraftModelCandidates {
     detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab);
   }
 
-  /// Starts a sequence: an empty cache of at least `capacity` positions (the
-  /// previous cache is reused when it is large enough).
-  void start(std::size_t capacity) { detail::reuse_or_make_cache(*model_, cache_, capacity); }
+  /// Starts a sequence: a cache of at least `capacity` positions, empty, or
+  /// cut to its first `keep` positions when the caller knows they hold the
+  /// new sequence's prefix (prefix reuse, AssistedDecoder::set_prefix_reuse).
+  /// The previous cache is reused when it is large enough; a new one is empty.
+  void start(std::size_t capacity, std::size_t keep = 0) {
+    detail::reuse_or_make_cache(*model_, cache_, capacity, keep);
+  }
 
   /// Proposes up to `limit` tokens after `work[0..n)`, appending them to
   /// `work` (processors see `work` as the history of each position). Returns
@@ -144,10 +148,11 @@ class DraftModelCandidates {
 
   // ---- CandidateSource (AssistedDecoder calls these; see candidate_source.hpp)
 
-  /// A generation starts: the cache emptied (made for `capacity` positions
-  /// when the old one is too small), the counters reset.
-  void start(std::size_t capacity, CandidateContext&) {
-    start(capacity);
+  /// A generation starts: the cache cut to its first `keep` positions (made
+  /// for `capacity` positions, empty, when the old one is too small), the
+  /// counters reset.
+  void start(std::size_t capacity, std::size_t keep, CandidateContext&) {
+    start(capacity, keep);
     reset_counters();
   }
   /// K from the draft-length policy.

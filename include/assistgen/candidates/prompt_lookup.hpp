@@ -93,7 +93,7 @@ class PromptLookupCandidates {
   const PromptLookup& lookup() const { return lookup_; }
 
   /// A generation starts (nothing is kept between generations).
-  void start(std::size_t, CandidateContext&) { seconds_ = 0.0; }
+  void start(std::size_t, std::size_t, CandidateContext&) { seconds_ = 0.0; }
   /// prompt_lookup_num_tokens.
   std::size_t limit(const CandidateContext&) const { return lookup_.num_tokens(); }
   /// Appends the tokens that followed the latest n-gram's earlier occurrence.

@@ -131,12 +131,21 @@ void forward_rows(const M& model, std::span<const Token> tokens, typename M::Cac
                 std::to_string(tokens.size()) + " tokens");
 }
 
-/// The cache in `slot`, emptied, when it can hold `capacity` positions; else
-/// a new one made by `model`. A cache that cannot be made is a CapacityError
-/// that names the options its size came from.
+/// Length of the longest common prefix of `a` and `b`.
+inline std::size_t common_prefix(std::span<const Token> a, std::span<const Token> b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  std::size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+/// The cache in `slot` cut to at most `keep` positions (0: emptied; a
+/// decoder's prefix reuse keeps more) when it can hold `capacity` positions;
+/// else a new one made by `model`. A cache that cannot be made is a
+/// CapacityError that names the options its size came from.
 template <CausalLM M>
 typename M::Cache& reuse_or_make_cache(const M& model, std::optional<typename M::Cache>& slot,
-                                       std::size_t capacity) {
+                                       std::size_t capacity, std::size_t keep = 0) {
   if (!slot || slot->capacity() < capacity) {
     slot.reset();
     try {
@@ -148,7 +157,7 @@ typename M::Cache& reuse_or_make_cache(const M& model, std::optional<typename M:
                           e.what());
     }
   } else {
-    slot->truncate(0);
+    slot->truncate(std::min(slot->size(), keep));
   }
   return *slot;
 }
