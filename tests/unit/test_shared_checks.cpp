@@ -95,7 +95,7 @@ TEST_CASE("KvLength checks keep(base, rows) and names the entry at fault", "[kv]
   REQUIRE(len.size() == 6);
 }
 
-TEST_CASE("KvLength moves leave the source empty; copies are deep", "[kv][shared]") {
+TEST_CASE("KvLength moves leave the source empty and copies are deep", "[kv][shared]") {
   KvLength a(8, "test cache");
   a.commit(3);
   KvLength b = a;  // copy
