@@ -301,8 +301,7 @@ TEST_CASE("the deprecated hpu::Options name is hpu::LoadOptions", "[hpu]") {
 #pragma GCC diagnostic pop
 }
 
-TEST_CASE("hpu and cpu reject a bad token id with the same text, and the HPU cache keeps the shared wording",
-          "[hpu]") {
+TEST_CASE("hpu and cpu word a bad token id alike; the cache keeps its wording", "[hpu]") {
   const auto dir = kModels / "llama-draft";
   const auto hpu = hpu::Transformer::load(dir, small_buckets());
   const auto cpu = cpu::Transformer::load(dir);
@@ -311,8 +310,9 @@ TEST_CASE("hpu and cpu reject a bad token id with the same text, and the HPU cac
   auto cc = cpu.make_cache(8);
   const std::string vocab = std::to_string(hpu.vocab_size());
   const std::vector<std::vector<Token>> bad = {{1, static_cast<Token>(hpu.vocab_size())}, {-3}};
-  const std::vector<std::string> want = {"token id " + vocab + " at position 1 is out of range for vocabulary size " + vocab,
-                                         "token id -3 at position 0 is out of range for vocabulary size " + vocab};
+  const std::vector<std::string> want = {
+      "token id " + vocab + " at position 1 is out of range for vocabulary size " + vocab,
+      "token id -3 at position 0 is out of range for vocabulary size " + vocab};
   for (std::size_t i = 0; i < bad.size(); ++i) {
     std::string from_hpu, from_cpu;
     try {

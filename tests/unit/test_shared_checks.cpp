@@ -3,7 +3,6 @@
 // token-id check and its text), rope_cos_sin (the RoPE tables), each held
 // against literal texts and an independent long-double computation.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -55,7 +54,8 @@ TEST_CASE("KvLength keeps size and capacity and words its errors once", "[kv][sh
   len.commit(5);
   REQUIRE(len.size() == 5);
 
-  CHECK(message_of<InvalidArgument>([&] { len.truncate(6); }) == "test cache: truncate(6) beyond size 5");
+  CHECK(message_of<InvalidArgument>([&] { len.truncate(6); }) ==
+        "test cache: truncate(6) beyond size 5");
   REQUIRE(len.size() == 5);
   CHECK(message_of<CapacityError>([&] { len.check_append(4); }) ==
         "test cache full: appending 4 positions to 5 exceeds capacity 8");
@@ -88,8 +88,9 @@ TEST_CASE("KvLength checks keep(base, rows) and names the entry at fault", "[kv]
   CHECK(message_of<InvalidArgument>([&] { len.check_keep(3, below); }) ==
         "test cache: keep: row 2 (entry 0) is not after the previous one within [base 3, size 10)");
   const std::vector<std::uint32_t> past = {5, 10};
-  CHECK(message_of<InvalidArgument>([&] { len.check_keep(3, past); }) ==
-        "test cache: keep: row 10 (entry 1) is not after the previous one within [base 3, size 10)");
+  CHECK(
+      message_of<InvalidArgument>([&] { len.check_keep(3, past); }) ==
+      "test cache: keep: row 10 (entry 1) is not after the previous one within [base 3, size 10)");
   REQUIRE(len.size() == 10);
   len.kept(3, ok.size());
   REQUIRE(len.size() == 6);
@@ -109,7 +110,8 @@ TEST_CASE("KvLength moves leave the source empty and copies are deep", "[kv][sha
   REQUIRE(a.capacity() == 0);  // NOLINT(bugprone-use-after-move)
   CHECK_THROWS_AS(a.commit(1), CapacityError);
   // The name travels with the length.
-  CHECK(message_of<InvalidArgument>([&] { c.truncate(4); }) == "test cache: truncate(4) beyond size 3");
+  CHECK(message_of<InvalidArgument>([&] { c.truncate(4); }) ==
+        "test cache: truncate(4) beyond size 3");
   KvLength d;
   d = std::move(c);
   REQUIRE(d.size() == 3);
@@ -154,14 +156,15 @@ TEST_CASE("rope_cos_sin matches a long-double computation of HF's RoPE tables", 
   const std::vector<double> inv = rope_inverse_frequencies(c);
   REQUIRE(inv.size() == 32);
   std::vector<float> cs(inv.size()), sn(inv.size());
-  for (const std::size_t pos : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{1000},
-                                std::size_t{4095}}) {
+  for (const std::size_t pos :
+       {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{1000}, std::size_t{4095}}) {
     rope_cos_sin(inv, pos, cs.data(), sn.data());
     for (std::size_t j = 0; j < inv.size(); ++j) {
       // HF: inv_freq[j] = 1 / theta^(2j / d); angle = pos * inv_freq[j].
       const long double f = 1.0L / std::pow(500000.0L, static_cast<long double>(2 * j) / 64.0L);
       const long double a = static_cast<long double>(pos) * f;
-      const float want_c = static_cast<float>(std::cos(a)), want_s = static_cast<float>(std::sin(a));
+      const float want_c = static_cast<float>(std::cos(a)),
+                  want_s = static_cast<float>(std::sin(a));
       INFO("pos " << pos << " j " << j);
       // Double then float may differ from long double then float by one
       // rounding step of float (a double-rounding tie), nothing more.
