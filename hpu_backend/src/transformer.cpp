@@ -45,6 +45,7 @@ struct Transformer::Impl {
   std::vector<std::pair<std::string, DeviceBuffer>> weights;
   std::vector<Binding> weight_bindings;
   std::unique_ptr<GraphCache> graphs;
+  std::vector<GraphKey> keys;  // key(b) of every bucket of `buckets`, made at load
 
   explicit Impl(const LoadOptions& o) : opts(o), buckets(o.buckets) {}
 
@@ -52,9 +53,15 @@ struct Transformer::Impl {
     return {spec.kind(), DType::f32, b.batch, b.tokens, b.kv_len};
   }
   std::shared_ptr<const Recipe> recipe(const Bucket& b) const {
-    return graphs->get(key(b), [&](const GraphKey& k) {
+    auto build = [&](const GraphKey& k) {
       return detail::build_decoder_graph(spec, k.batch, k.tokens, k.kv_len);
-    });
+    };
+    // The keys of the configured buckets are made once (a key holds the
+    // kind string), so a warm forward call builds no string.
+    for (const GraphKey& k : keys)
+      if (k.batch == b.batch && k.tokens == b.tokens && k.kv_len == b.kv_len)
+        return graphs->get(k, build);
+    return graphs->get(key(b), build);
   }
 
   void upload(const std::string& name, const std::vector<float>& data) {
@@ -86,7 +93,8 @@ struct Transformer::Impl {
       kv_names.push_back(detail::layer_name(l, "k_cache"));
       kv_names.push_back(detail::layer_name(l, "v_cache"));
     }
-    const std::size_t n_buckets = buckets.all().size();
+    for (const Bucket& b : buckets.all()) keys.push_back(key(b));
+    const std::size_t n_buckets = keys.size();
     const std::size_t capacity = opts.graph_cache_capacity ? opts.graph_cache_capacity : n_buckets;
     GraphCache::CompileFn compile = opts.compile;
     if (!compile) compile = [dev = device](const Graph& g) { return dev->compile(g); };

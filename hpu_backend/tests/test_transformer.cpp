@@ -300,3 +300,38 @@ TEST_CASE("the deprecated hpu::Options name is hpu::LoadOptions", "[hpu]") {
   STATIC_REQUIRE(std::is_same_v<hpu::Options, hpu::LoadOptions>);
 #pragma GCC diagnostic pop
 }
+
+TEST_CASE("hpu and cpu word a bad token id alike; the cache keeps its wording", "[hpu]") {
+  const auto dir = kModels / "llama-draft";
+  const auto hpu = hpu::Transformer::load(dir, small_buckets());
+  const auto cpu = cpu::Transformer::load(dir);
+  REQUIRE(hpu.vocab_size() == cpu.vocab_size());
+  auto hc = hpu.make_cache(8);
+  auto cc = cpu.make_cache(8);
+  const std::string vocab = std::to_string(hpu.vocab_size());
+  const std::vector<std::vector<Token>> bad = {{1, static_cast<Token>(hpu.vocab_size())}, {-3}};
+  const std::vector<std::string> want = {
+      "token id " + vocab + " at position 1 is out of range for vocabulary size " + vocab,
+      "token id -3 at position 0 is out of range for vocabulary size " + vocab};
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    std::string from_hpu, from_cpu;
+    try {
+      (void)hpu.forward(bad[i], hc);
+    } catch (const InvalidArgument& e) {
+      from_hpu = e.what();
+    }
+    try {
+      (void)cpu.forward(bad[i], cc);
+    } catch (const InvalidArgument& e) {
+      from_cpu = e.what();
+    }
+    CHECK(from_hpu == want[i]);
+    CHECK(from_cpu == want[i]);
+  }
+  CHECK(hc.size() == 0);
+  hpu.forward(std::span(kTokens).first(6), hc);
+  REQUIRE_THROWS_WITH(hpu.forward(std::span(kTokens).first(3), hc),
+                      "hpu KV cache full: appending 3 positions to 6 exceeds capacity 8");
+  REQUIRE_THROWS_WITH(hc.truncate(7), "hpu KV cache: truncate(7) beyond size 6");
+  CHECK(hc.size() == 6);
+}
