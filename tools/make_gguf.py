@@ -97,6 +97,12 @@ def main():
             kv(f"{arch}.rope.freq_base", 6, cfg.get("rope_theta", 10000.0)),
             kv(f"{arch}.attention.layer_norm_rms_epsilon", 6, cfg["rms_norm_eps"]),
             kv(f"{arch}.vocab_size", 4, cfg["vocab_size"])]
+    rs = cfg.get("rope_scaling") or {}
+    rtype = rs.get("rope_type", rs.get("type"))
+    if rtype == "linear":
+        meta += [kv(f"{arch}.rope.scaling.type", 8, "linear"), kv(f"{arch}.rope.scaling.factor", 6, rs["factor"])]
+    elif rtype not in (None, "default"):
+        raise SystemExit(f"rope_scaling {rtype}: not written (llama.cpp stores llama3 factors as rope_freqs.weight)")
     if mt == "mistral" and cfg.get("sliding_window", 4096):
         meta.append(kv(f"{arch}.attention.sliding_window", 4, cfg.get("sliding_window", 4096)))
     for k in ("bos_token_id", "eos_token_id"):

@@ -8,8 +8,14 @@
 // and the key or tensor at fault; a tensor type this reader does not know is
 // an UnsupportedError naming the tensor and the type.
 //
-// Model loading from GGUF (config from metadata, tensors mapped onto the
-// architecture registry) is not written yet: see docs/gguf.md.
+// load_gguf_model() turns a GGUF file of the Llama family (general.architecture
+// llama, with mistral's sliding window when llama.attention.sliding_window is
+// set, or qwen2) into a ModelConfig and an io::Checkpoint holding the tensors
+// under their Hugging Face names, so the CPU backend loads it as it loads a
+// model directory: F32, F16 and BF16 tensors as stored, Q8_0 dequantized to
+// exact floats, and the Q/K rows llama.cpp's converter permutes for its
+// rotary layout put back in Hugging Face's order. gpt2 and the tokenizer from
+// GGUF metadata are not done yet (docs/gguf.md).
 #pragma once
 
 #include <cstddef>
@@ -21,6 +27,8 @@
 #include <string_view>
 #include <vector>
 
+#include "assistgen/config.hpp"
+#include "assistgen/io/safetensors.hpp"
 
 namespace assistgen::io {
 
@@ -122,5 +130,22 @@ class GgufFile {
 /// but a directory whose name ends in ".gguf" (any case), or a regular file
 /// that starts with the magic "GGUF".
 bool is_gguf_path(const std::filesystem::path& path);
+
+/// A GGUF model ready for a backend: its configuration and its weights.
+struct GgufModel {
+  ModelConfig config;  ///< from general.architecture and its `<arch>.*` keys
+  /// Every tensor of the file under its Hugging Face name (unknown names kept
+  /// as they are); F32/F16/BF16 as stored, Q8_0 decoded to exact floats
+  /// (dtype f32), permuted Q/K rows decoded in Hugging Face's order.
+  Checkpoint weights;
+};
+
+/// Opens a GGUF model file of the Llama family. Tensor types other than F32,
+/// F16, BF16 and Q8_0 (Q4_0, Q4_K, Q6_K, ...) are an UnsupportedError naming
+/// the tensor and the type; so is another architecture (naming the supported
+/// ones), partial rotary dimensions, RoPE scaling other than linear, or
+/// llama3's rope_freqs tensor. A missing or mistyped key is a FormatError
+/// naming the file and the key; inconsistent values a ConfigError.
+GgufModel load_gguf_model(const std::filesystem::path& path);
 
 }  // namespace assistgen::io
