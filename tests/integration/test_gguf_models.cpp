@@ -5,6 +5,7 @@
 // same values, loaded through the same kernels), and within Q8_0's bound for
 // the Q8_0 file.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +17,7 @@
 
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/generate.hpp"
 #include "assistgen/io/gguf.hpp"
 
 namespace fs = std::filesystem;
@@ -131,5 +133,30 @@ TEST_CASE("gguf models: unsupported types and architectures name the tensor or k
   // A llama file missing its hyper-parameters names the key.
   CHECK_THROWS_WITH(assistgen::io::load_gguf_model(file("llama", 2)),
                     Catch::Contains("llama.embedding_length") && Catch::Contains("missing"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("gguf models: load_model on a .gguf reads the tokenizer next to it and generates as the HF directory") {
+  const fs::path dir = fs::temp_directory_path() / ("assistgen_test_gguf_load_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "hf");
+  fs::create_directories(dir / "gguf");
+  for (const auto& e : fs::directory_iterator(kData / "models/llama-draft"))
+    if (e.path().filename() != "golden.safetensors") fs::copy_file(e.path(), dir / "hf" / e.path().filename());
+  fs::copy_file(kData / "gguf/llama-draft-f32.gguf", dir / "gguf/model.gguf");
+  for (const auto& e : fs::directory_iterator(kData / "text/char")) {
+    fs::copy_file(e.path(), dir / "hf" / e.path().filename());
+    fs::copy_file(e.path(), dir / "gguf" / e.path().filename());
+  }
+  const assistgen::Model hf = assistgen::load_model(dir / "hf");
+  const assistgen::Model gg = assistgen::load_model(dir / "gguf/model.gguf");
+  const assistgen::GenerateOptions opts{.max_new_tokens = 12};
+  const auto a = hf.generate("And God said", opts);
+  const auto b = gg.generate("And God said", opts);
+  CHECK(a.text == b.text);
+  CHECK(a.tokens == b.tokens);
+  // Without a tokenizer.json next to it, the error names the file looked for.
+  fs::remove(dir / "gguf/tokenizer.json");
+  CHECK_THROWS_WITH(assistgen::load_model(dir / "gguf/model.gguf"), Catch::Contains("tokenizer.json"));
   fs::remove_all(dir);
 }
