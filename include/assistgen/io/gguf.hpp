@@ -133,10 +133,10 @@ bool is_gguf_path(const std::filesystem::path& path);
 
 /// A GGUF model ready for a backend: its configuration and its weights.
 struct GgufModel {
-  ModelConfig config;  ///< from general.architecture and its `<arch>.*` keys
+  ModelConfig config;  ///< from general.architecture and the keys under its name
   /// Every tensor of the file under its Hugging Face name (unknown names kept
   /// as they are); F32/F16/BF16 as stored, Q8_0 decoded to exact floats
-  /// (dtype f32), permuted Q/K rows decoded in Hugging Face's order.
+  /// (dtype f32), permuted Q/K rows decoded in the Hugging Face order.
   Checkpoint weights;
 };
 
