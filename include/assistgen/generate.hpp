@@ -337,7 +337,10 @@ struct LoadModelOptions {
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and
 /// safetensors (cpu::Transformer), tokenizer.json (+ tokenizer_config.json),
-/// and generation_config.json when present. eos / bos missing from
+/// and generation_config.json when present. `dir` may also be a GGUF model
+/// file of the Llama family (io::load_gguf_model): its tokenizer.json,
+/// tokenizer_config.json and generation_config.json are then read from the
+/// file's directory. eos / bos missing from
 /// generation_config.json come from config.json, else from the tokenizer.
 /// Errors name the file at fault. Defined in the assistgen::cpu library
 /// (link assistgen::cpu to use it).

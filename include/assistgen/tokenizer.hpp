@@ -64,8 +64,9 @@ class StreamingDetokenizer;
 /// cheap (they share the loaded tables).
 class Tokenizer {
  public:
-  /// Loads `dir_or_file`: either a `tokenizer.json` file or a directory that
-  /// holds one. `tokenizer_config.json` and `generation_config.json` next to
+  /// Loads `dir_or_file`: either a `tokenizer.json` file, a directory that
+  /// holds one, or a GGUF model file (io::is_gguf_path) with a tokenizer.json
+  /// in its directory. `tokenizer_config.json` and `generation_config.json` next to
   /// it, when present, supply bos/eos tokens and add_bos_token/add_eos_token.
   /// Throws IoError (missing/unreadable file), FormatError (malformed JSON or
   /// inconsistent tables; the message names the field), UnsupportedError (a

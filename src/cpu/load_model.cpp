@@ -10,6 +10,7 @@
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
+#include "assistgen/io/gguf.hpp"
 
 namespace assistgen {
 
@@ -21,18 +22,22 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   // The small files first: a missing tokenizer.json should not wait for the weights.
   Tokenizer tokenizer = Tokenizer::load(dir);
   GenerateOptions defaults;
-  const std::filesystem::path gen = dir / "generation_config.json";
+  // A GGUF file: tokenizer.json and generation_config.json come from its directory.
+  const bool gguf = io::is_gguf_path(dir);
+  const std::filesystem::path files =
+      !gguf ? dir : dir.has_parent_path() ? dir.parent_path() : std::filesystem::path(".");
+  const std::filesystem::path gen = files / "generation_config.json";
   std::error_code ec;
   if (std::filesystem::exists(gen, ec)) defaults = GenerateOptions::load_generation_config(gen);
   auto transformer = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, lo));
   // HF derives the generation config from config.json when the file lacks a
   // field; the tokenizer's declarations come last.
   const ModelConfig& mc = transformer->config();
-  const std::string config_file = (dir / "config.json").string();
+  const std::string config_file = gguf ? dir.string() : (dir / "config.json").string();
   // A tokenizer with ids the model has no rows for would hand the decoders a
   // prompt they reject with no word of which file is wrong.
   if (tokenizer.vocab_size() > mc.vocab_size)
-    throw ConfigError((dir / "tokenizer.json").string() + ": the tokenizer has ids up to " +
+    throw ConfigError((files / "tokenizer.json").string() + ": the tokenizer has ids up to " +
                       std::to_string(tokenizer.vocab_size() - 1) + " but " + config_file +
                       " gives vocab_size " + std::to_string(mc.vocab_size));
   // generation_config.json's ids are checked here, where its name is known,

@@ -15,6 +15,7 @@
 
 #include "assistgen/architecture.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/io/gguf.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
@@ -111,6 +112,10 @@ Transformer& Transformer::operator=(Transformer&&) noexcept = default;
 Transformer::~Transformer() = default;
 
 Transformer Transformer::load(const std::filesystem::path& dir, const LoadOptions& options) {
+  if (io::is_gguf_path(dir)) {  // a GGUF file: config and weights from it (io/gguf.hpp)
+    const io::GgufModel m = io::load_gguf_model(dir);
+    return from_checkpoint(m.config, m.weights, options);
+  }
   const ModelConfig cfg = ModelConfig::load(dir / "config.json");
   const io::Checkpoint ck(dir);
   return from_checkpoint(cfg, ck, options);

@@ -8,11 +8,6 @@
 // exactly, with no gap, no overlap and nothing after the last tensor.
 #include "assistgen/io/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <bit>
@@ -26,6 +21,7 @@
 #include <utility>
 
 #include "assistgen/error.hpp"
+#include "file_mapping.hpp"
 #include "json_file.hpp"
 #include "strict_json.hpp"
 
@@ -67,61 +63,6 @@ std::string_view safetensors_dtype_name(DType t) {
 }
 
 std::string shape_string(const json& shape) { return detail::json_excerpt(shape); }
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-// Owns one read-only mapping of a whole file.
-class Mapping {
- public:
-  Mapping() = default;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (base_ != nullptr) ::munmap(base_, size_);
-  }
-
-  void map(const std::filesystem::path& path) {
-    const std::string name = path.string();
-    // O_NONBLOCK: a FIFO is refused below instead of waited on.
-    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-      const int err = errno;
-      throw IoError(name + ": cannot open: " + errno_text(err));
-    }
-    // The mapping outlives the descriptor, so close it on every path out.
-    struct FdCloser {
-      int fd;
-      ~FdCloser() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
-      throw IoError(name + ": cannot stat: " + errno_text(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      throw IoError(name + ": is " + (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
-                    ", expected a safetensors file");
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ < 8) {
-      throw FormatError(name + ": file is " + std::to_string(size_) +
-                        " bytes, shorter than the 8-byte header length field");
-    }
-    void* base = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (base == MAP_FAILED) {
-      const int err = errno;
-      throw IoError(name + ": mmap failed: " + errno_text(err));
-    }
-    base_ = base;
-  }
-
-  const std::byte* data() const { return static_cast<const std::byte*>(base_); }
-  std::size_t size() const { return size_; }
-
- private:
-  void* base_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 // Reads a non-negative JSON integer that fits in uint64.
 bool json_to_u64(const json& j, std::uint64_t& out) {
@@ -229,6 +170,10 @@ void TensorView::to_float(std::span<float> out) const {
                           std::to_string(out.size()) + " elements, tensor has " +
                           std::to_string(n));
   }
+  if (decode) {
+    decode(out);
+    return;
+  }
   if (data.size() != n * dtype_size(dtype)) {
     throw FormatError(file + ": tensor '" + name + "': holds " + std::to_string(data.size()) +
                       " bytes, shape and dtype need " + std::to_string(n * dtype_size(dtype)));
@@ -290,7 +235,7 @@ std::vector<float> TensorView::to_finite_float() const {
 
 struct SafetensorsFile::Impl {
   std::filesystem::path path;
-  Mapping mapping;
+  detail::FileMapping mapping;
   std::map<std::string, TensorView> tensors;
   std::map<std::string, std::string> metadata;
 
@@ -304,9 +249,13 @@ struct SafetensorsFile::Impl {
 };
 
 void SafetensorsFile::Impl::load() {
-  mapping.map(path);
+  mapping.map(path, "a safetensors file");
   const std::byte* base = mapping.data();
   const std::uint64_t file_size = mapping.size();
+  if (file_size < 8) {
+    fail("file is " + std::to_string(file_size) +
+         " bytes, shorter than the 8-byte header length field");
+  }
 
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) {
@@ -492,6 +441,9 @@ struct Checkpoint::Impl {
   std::filesystem::path dir;
   std::vector<SafetensorsFile> files;
   std::map<std::string, const TensorView*> tensors;
+  // A checkpoint over another reader's views: the views and what keeps their bytes alive.
+  std::map<std::string, TensorView> own_views;
+  std::shared_ptr<const void> owner;
 
   void load_single(const std::filesystem::path& file);
   void load_sharded(const std::filesystem::path& index_path);
@@ -602,6 +554,21 @@ Checkpoint::Checkpoint(const std::filesystem::path& dir) {
   } else {
     throw IoError(dir.string() +
                   ": no model.safetensors or model.safetensors.index.json in this directory");
+  }
+  impl_ = std::move(impl);
+}
+
+Checkpoint::Checkpoint(std::filesystem::path source, std::vector<TensorView> views,
+                       std::shared_ptr<const void> owner) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = std::move(source);
+  impl->owner = std::move(owner);
+  for (TensorView& v : views) {
+    std::string name = v.name;
+    const auto [it, inserted] = impl->own_views.emplace(name, std::move(v));
+    if (!inserted)
+      throw InvalidArgument(impl->dir.string() + ": tensor '" + name + "' given twice");
+    impl->tensors.emplace(name, &it->second);
   }
   impl_ = std::move(impl);
 }

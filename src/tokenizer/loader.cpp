@@ -10,6 +10,7 @@
 
 #include "../io/json_file.hpp"
 #include "../io/strict_json.hpp"
+#include "assistgen/io/gguf.hpp"
 #include "tokenizer_internal.hpp"
 
 namespace assistgen {
@@ -531,6 +532,11 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir_or_file) {
   std::error_code ec;
   std::filesystem::path file = dir_or_file;
   if (std::filesystem::is_directory(dir_or_file, ec)) file = dir_or_file / "tokenizer.json";
+  // A GGUF model file: the tokenizer.json next to it (the tokenizer in GGUF
+  // metadata is not read yet; docs/gguf.md).
+  else if (io::is_gguf_path(dir_or_file))
+    file = (dir_or_file.has_parent_path() ? dir_or_file.parent_path() : std::filesystem::path(".")) /
+           "tokenizer.json";
   // Bounded reads: a FIFO, a device or a directory in place of a file is an
   // IoError, an oversized file a FormatError (io/json_file.hpp).
   const std::string text = read_bounded_file(file, io::detail::kMaxTokenizerJsonBytes);

@@ -183,9 +183,74 @@ def write_codec_seeds():
         out("tokenizer_codec", f"ids_folded_{t}", bytes([0x30 | t | 0x40]) + struct.pack("<6I", 7, 70, 700, 7000, 70000, 0xFFFFFFFF))
     out("tokenizer_codec", "ids_out_of_range", bytes([0x21]) + struct.pack("<3i", 5, -1, 1 << 30))
 
+# --- gguf --------------------------------------------------------------------
+
+def gguf_str(s):
+    b = s.encode("utf-8") if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_value(vtype, v):
+    """vtype: GGUF value type id; arrays as (9, (elem_type, [values]))."""
+    fmt = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 10: "<Q", 11: "<q", 12: "<d"}
+    if vtype == 8:
+        return gguf_str(v)
+    if vtype == 9:
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(gguf_value(et, x) for x in items)
+    return struct.pack(fmt[vtype], v)
+
+
+def gguf(kvs, tensors, version=3, alignment=32):
+    """kvs: list of (key, type, value); tensors: list of (name, ne, ggml_type, bytes)."""
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        head += gguf_str(k) + struct.pack("<I", t) + gguf_value(t, v)
+    data = b""
+    for name, ne, gt, raw in tensors:
+        head += gguf_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        head += struct.pack("<IQ", gt, len(data))
+        data += raw + b"\0" * ((-len(raw)) % alignment)
+    head += b"\0" * ((-len(head)) % alignment)
+    return head + data
+
+
+def write_gguf_seeds():
+    q8 = struct.pack("<H", 0x3C00) + bytes(range(32))
+    f32 = struct.pack("<4f", 1, -2, 0.5, 3)
+    out("gguf", "valid_types", gguf([
+        ("general.architecture", 8, "llama"),
+        ("llama.block_count", 4, 1),
+        ("llama.rope.freq_base", 6, 10000.0),
+        ("tokenizer.ggml.tokens", 9, (8, ["a", "b", "<s>"])),
+        ("tokenizer.ggml.scores", 9, (6, [0.0, -1.0, 2.5])),
+        ("tokenizer.ggml.token_type", 9, (5, [1, 1, 3])),
+        ("flag", 7, 1),
+        ("big", 10, 1 << 40),
+        ("neg", 11, -5),
+        ("nested", 9, (9, [(4, [1, 2]), (8, ["x"])])),
+    ], [
+        ("a.f32", [2, 2], 0, f32),
+        ("b.f16", [4], 1, struct.pack("<4H", 0x3C00, 0x8001, 0x7C00, 0x7E00)),
+        ("c.bf16", [2], 30, struct.pack("<2H", 0x3F80, 0xBF80)),
+        ("d.q8_0", [32, 1], 8, q8),
+        ("e.q4_0", [32], 2, bytes(18)),
+    ]))
+    out("gguf", "valid_v2_align64", gguf([("general.alignment", 4, 64)], [("t", [3], 0, struct.pack("<3f", 1, 2, 3)),
+                                                                         ("u", [1, 2], 0, struct.pack("<2f", 4, 5))],
+                                         version=2, alignment=64))
+    out("gguf", "valid_empty", gguf([], []))
+    out("gguf", "bad_alignment", gguf([("general.alignment", 4, 48)], []))
+    out("gguf", "bad_string_length", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", (1 << 64) - 1) + b"k")
+    out("gguf", "bad_array_length", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gguf_str("k") +
+        struct.pack("<IIQ", 9, 10, 1 << 61))
+    out("gguf", "bad_tensor_overflow", gguf([], [("t", [1 << 42, 1 << 22], 0, b"")]))
+    out("gguf", "bad_offset", gguf([], [("t", [1], 0, struct.pack("<f", 1))])[:-4])
+    out("gguf", "bad_type", gguf([], [("t", [1], 99, b"1234")]))
+
 
 if __name__ == "__main__":
-    for target in ("safetensors", "config", "tokenizer_json", "tokenizer_codec"):
+    for target in ("safetensors", "config", "tokenizer_json", "tokenizer_codec", "gguf"):
         d = os.path.join(CORPUS, target)
         if os.path.isdir(d):
             for f in os.listdir(d):
@@ -195,3 +260,4 @@ if __name__ == "__main__":
     write_config_seeds()
     write_tokenizer_json_seeds()
     write_codec_seeds()
+    write_gguf_seeds()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang + ASan + UBSan in build-fuzz and runs
 # them. Usage: tests/fuzz/run.sh [seconds per target] [target...]
-# Targets: safetensors config tokenizer_json tokenizer_codec (default: all, one
+# Targets: safetensors config tokenizer_json tokenizer_codec gguf (default: all, one
 # after the other). New inputs go to build-fuzz/fuzz-work/<target> (the
 # committed seeds in tests/fuzz/corpus/<target> are only read); crashes go to
 # build-fuzz/fuzz-artifacts/. To keep a finding as a regression test, fix it,
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors config tokenizer_json tokenizer_codec)
+((${#targets[@]})) || targets=(safetensors config tokenizer_json tokenizer_codec gguf)
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DASSISTGEN_SANITIZE=address -DASSISTGEN_BUILD_FUZZERS=ON \
   -DASSISTGEN_BUILD_BENCHMARKS=OFF -DASSISTGEN_BUILD_EXAMPLES=OFF

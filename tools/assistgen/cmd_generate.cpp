@@ -72,9 +72,9 @@ DraftLengthSchedule parse_schedule(const std::string& s) {
 }
 
 void register_options(CLI::App& sub, Args& a) {
-  a.o_model = sub.add_option("-m,--model", a.model, "target model directory (HF format; required)");
+  a.o_model = sub.add_option("-m,--model", a.model, "target model: HF directory or .gguf file (required)");
   a.o_assistant =
-      sub.add_option("-a,--assistant", a.assistant, "draft (assistant) model directory");
+      sub.add_option("-a,--assistant", a.assistant, "draft (assistant) model: HF directory or .gguf file");
   a.o_prompt = sub.add_option("-p,--prompt", a.prompt, "prompt text (text mode)");
   a.o_tokens =
       sub.add_option("--tokens", a.tokens, "prompt token ids, comma-separated (token mode)");

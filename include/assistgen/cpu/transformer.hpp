@@ -105,8 +105,9 @@ class Transformer {
   /// The batched forward accepts layer plans (backend.hpp: RunsLayerPlans).
   static constexpr bool kLayerPlans = true;
 
-  /// Loads an HF model directory (config.json + safetensors). The tensor
-  /// names come from the registry entry of the config's architecture.
+  /// Loads an HF model directory (config.json + safetensors), or a GGUF file
+  /// of the Llama family (io::load_gguf_model). The tensor names come from
+  /// the registry entry of the config's architecture.
   static Transformer load(const std::filesystem::path& dir, const LoadOptions& options = {});
   /// Builds a model from a parsed config and an open checkpoint.
   static Transformer from_checkpoint(const ModelConfig& config, const io::Checkpoint& weights,

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -21,14 +22,25 @@ namespace assistgen::io {
 /// A view of one stored tensor. Valid while its file is open.
 struct TensorView {
   std::string name;                  ///< tensor name, e.g. "model.norm.weight"
-  DType dtype = DType::f32;          ///< stored element type
+  /// Stored element type; for a decoded tensor (below), a type that holds its
+  /// values exactly (f32 for GGUF's Q8_0, bf16 for a reordered BF16 tensor).
+  DType dtype = DType::f32;
   std::vector<std::int64_t> shape;   ///< dimensions, outermost first
-  std::span<const std::byte> data;  ///< exactly numel * dtype_size bytes
+  /// Exactly numel * dtype_size bytes, row-major; for a decoded tensor, the
+  /// bytes as stored (a block-quantized encoding, or rows in another order).
+  std::span<const std::byte> data;
   std::string file;                 ///< path of the file holding it (for errors)
+  /// Set for a tensor whose stored bytes are not plain row-major `dtype`
+  /// elements (GGUF's block-quantized types; rows that llama.cpp's converter
+  /// permuted): writes its numel() values, row-major, into a buffer of
+  /// exactly numel() floats. Only to_float() and to_finite_float() read such
+  /// a tensor's values. Empty for safetensors.
+  std::function<void(std::span<float>)> decode;
 
   /// Elements: the product of `shape` (1 for a scalar).
   std::size_t numel() const;
-  /// Converts F32/F16/BF16 elements to float (throws FormatError for others).
+  /// Converts F32/F16/BF16 elements (or a decoded tensor) to float (throws
+  /// FormatError for other dtypes).
   std::vector<float> to_float() const;
   /// Same, into a caller buffer of exactly numel() floats.
   void to_float(std::span<float> out) const;
@@ -78,11 +90,17 @@ class Checkpoint {
  public:
   /// Opens and validates the weights of model directory `dir`. Throws IoError / FormatError.
   explicit Checkpoint(const std::filesystem::path& dir);
+  /// A checkpoint over tensors another reader holds (a GGUF file,
+  /// io/gguf.hpp): the views stay valid while `owner` lives, and the
+  /// checkpoint keeps `owner`. `source` names it in errors (dir() returns
+  /// it). Throws InvalidArgument for a name given twice.
+  Checkpoint(std::filesystem::path source, std::vector<TensorView> views,
+             std::shared_ptr<const void> owner);
   ~Checkpoint();
   Checkpoint(Checkpoint&&) noexcept;             ///< Moves the mappings; views stay valid.
   Checkpoint& operator=(Checkpoint&&) noexcept;  ///< Moves the mappings; views stay valid.
 
-  /// The model directory.
+  /// The model directory (or the `source` of a checkpoint over views).
   const std::filesystem::path& dir() const;
   /// Whether any file of the checkpoint holds a tensor called `name`.
   bool contains(const std::string& name) const;
