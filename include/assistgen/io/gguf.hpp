@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include "assistgen/config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/io/safetensors.hpp"
 
 namespace assistgen::io {
