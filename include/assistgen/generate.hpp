@@ -229,6 +229,10 @@ namespace detail {
 struct SessionDecoders;  // the decoders a ChatSession keeps between turns
 }
 
+struct LoadModelOptions;
+class Model;
+Model load_model(const std::filesystem::path& dir, const LoadModelOptions& options);
+
 /// A model ready for text: backend, tokenizer and generation defaults, and
 /// optionally a chat template. Immutable; generate() and chat() may be
 /// called concurrently (each call has its own caches). Copies share the
@@ -280,13 +284,17 @@ class Model {
                       const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;
 
   /// This model with `chat_template` as its chat template (a copy sharing
-  /// the loaded model). load_model does not read the template; attach it with
-  /// `model.with_chat_template(ChatTemplate::load(dir))`, or from a file with
-  /// ChatTemplate::from_string_for.
+  /// the loaded model), replacing the one load_model attached, if any. For
+  /// a template from a file, see ChatTemplate::from_string_for.
   Model with_chat_template(ChatTemplate chat_template) const;
-  /// Whether a chat template is attached.
+  /// Whether a chat template is attached. load_model attaches the model
+  /// directory's own (chat_template.jinja or tokenizer_config.json's
+  /// chat_template) when it has one.
   bool has_chat_template() const { return chat_template_ != nullptr; }
-  /// The attached chat template; ConfigError when there is none.
+  /// The attached chat template. ConfigError when there is none; when the
+  /// model directory's template failed to load (a template that does not
+  /// parse does not stop the model from loading for plain generation), a
+  /// ConfigError with that failure, naming the file.
   const ChatTemplate& chat_template() const;
 
   /// The assistant's reply to `messages`: the conversation rendered by the
@@ -308,6 +316,7 @@ class Model {
 
  private:
   friend class ChatSession;
+  friend Model load_model(const std::filesystem::path& dir, const LoadModelOptions& options);
   TextResult run(std::string_view prompt, const Model* assistant, const GenerateOptions& options,
                  const TextCallback& on_text) const;
   // The generation itself, from prompt ids; `session` (may be null) keeps the
@@ -321,6 +330,7 @@ class Model {
   GenerateOptions defaults_;
   std::vector<Token> masked_;
   std::shared_ptr<const ChatTemplate> chat_template_;
+  std::string chat_template_error_;  // why the directory's template did not load
 };
 
 /// How load_model loads the backend.

@@ -469,10 +469,14 @@ TextResult Model::run(std::string_view prompt_text, const Model* assistant,
 Model Model::with_chat_template(ChatTemplate chat_template) const {
   Model m = *this;
   m.chat_template_ = std::make_shared<const ChatTemplate>(std::move(chat_template));
+  m.chat_template_error_.clear();
   return m;
 }
 
 const ChatTemplate& Model::chat_template() const {
+  if (!chat_template_ && !chat_template_error_.empty())
+    throw ConfigError("the model's chat template did not load: " + chat_template_error_ +
+                      " (give one with Model::with_chat_template; assistgen: --template FILE)");
   if (!chat_template_)
     throw ConfigError(
         "the model has no chat template attached: load it with ChatTemplate::load(dir) (from "

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "assistgen/cpu/transformer.hpp"
+#include "assistgen/chat_template.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
 #include "assistgen/io/gguf.hpp"
@@ -64,7 +65,16 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
     else
       defaults.bos_token_id = tokenizer.bos_id();
   }
-  return Model(AnyModel(std::move(transformer)), std::move(tokenizer), std::move(defaults));
+  Model model(AnyModel(std::move(transformer)), std::move(tokenizer), std::move(defaults));
+  // The directory's chat template, as HF's tokenizer carries it. One that
+  // fails to load leaves the model usable for plain text; chat() reports why.
+  try {
+    if (ChatTemplate::available(files))
+      model.chat_template_ = std::make_shared<const ChatTemplate>(ChatTemplate::load(files));
+  } catch (const Error& e) {
+    model.chat_template_error_ = e.what();
+  }
+  return model;
 }
 
 }  // namespace assistgen

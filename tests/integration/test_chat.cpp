@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "assistgen/assistgen.hpp"
 #include "integration/text_fixtures.hpp"
 
@@ -134,6 +136,43 @@ TEST_CASE(
   CHECK_THROWS_AS(bare.chat(msgs, o), ConfigError);
   CHECK_THROWS_WITH(bare.chat(msgs, o), Catch::Contains("--template FILE"));
   CHECK_THROWS_AS(ChatSession(bare), ConfigError);
+}
+
+TEST_CASE("chat: load_model attaches the directory's template; a broken one fails only chat",
+          "[chat]") {
+  // The draft's files, linked into a directory that adds a chat_template.jinja.
+  const fs::path dir = fs::temp_directory_path() /
+                       ("assistgen-chat-template-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kModels / "kjv-draft"))
+    fs::create_symlink(fs::absolute(e.path()), dir / e.path().filename());
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "chat_template.jinja", std::ios::binary) << text;
+  };
+  const std::vector<ChatMessage> msgs{{"user", "And God said"}};
+  const GenerateOptions o{.max_new_tokens = 8};
+
+  write(read_text(kTemplate));
+  const Model with = load_model(dir);
+  REQUIRE(with.has_chat_template());
+  const Model attached = load_model(kModels / "kjv-draft")
+                             .with_chat_template(ChatTemplate::from_string_for(
+                                 read_text(kTemplate), kModels / "kjv-draft", "demo_chat.jinja"));
+  CHECK(with.encode_chat(msgs) == attached.encode_chat(msgs));
+  CHECK(with.chat(msgs, o).tokens == attached.chat(msgs, o).tokens);
+
+  write("{% for m in messages %}{{ m.content }");  // unterminated expression
+  const Model broken = load_model(dir);
+  CHECK_FALSE(broken.has_chat_template());
+  CHECK(broken.generate("And God said", o).tokens == with.generate("And God said", o).tokens);
+  CHECK_THROWS_AS(broken.chat(msgs, o), ConfigError);
+  CHECK_THROWS_WITH(broken.chat(msgs, o), Catch::Contains("chat_template.jinja") &&
+                                              Catch::Contains("did not load"));
+  // A template given explicitly replaces the broken one.
+  CHECK(broken.with_chat_template(attached.chat_template()).chat(msgs, o).tokens ==
+        attached.chat(msgs, o).tokens);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("chat: a session's next turn prefills only the new tokens and replies as a fresh chat",
