@@ -66,13 +66,14 @@ class AutoregressiveDecoder {
     while (res.tokens.size() < budget) {
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(cache_->size());
       const auto t0 = std::chrono::steady_clock::now();
-      forward_into(*model_, input, *cache_, logits_);
+      // Logits of the last row only: a prompt's prefill computes no LM-head rows it drops.
+      detail::forward_rows(*model_, input, *cache_, 1, logits_, "target");
       Logits& logits = logits_;
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
       ++st.rounds;
-      std::span<float> row = logits.row(logits.rows() - 1).first(vocab());
+      std::span<float> row = logits.row(0).first(vocab());
       chain_.apply(row, seq_);
       Token t;
       if (cfg_.do_sample) {

@@ -1,12 +1,9 @@
 // One read-only memory mapping of a whole file, shared by the weight readers
 // (safetensors.cpp, gguf.cpp). Refuses what is not a regular file (a FIFO is
-// refused, not waited on) and names the file in every error.
+// refused, not waited on: regular_file.hpp) and names the file in every error.
 #pragma once
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -16,6 +13,7 @@
 #include <string_view>
 
 #include "assistgen/error.hpp"
+#include "regular_file.hpp"
 
 namespace assistgen::io::detail {
 
@@ -31,30 +29,12 @@ class FileMapping {
   /// Maps `path`; `expected` names the format in errors ("a safetensors file").
   /// An empty file maps to no bytes (size() == 0, data() == nullptr).
   void map(const std::filesystem::path& path, std::string_view expected) {
-    const std::string name = path.string();
-    // O_NONBLOCK: a FIFO is refused below instead of waited on.
-    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-      const int err = errno;
-      throw IoError(name + ": cannot open: " + std::strerror(err));
-    }
-    // The mapping outlives the descriptor, so close it on every path out.
-    struct FdCloser {
-      int fd;
-      ~FdCloser() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
-      throw IoError(name + ": cannot stat: " + std::strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      throw IoError(name + ": is " + (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
-                    ", expected " + std::string(expected));
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
+    // The mapping outlives the descriptor, which the RegularFile closes.
+    const RegularFile file(path, expected);
+    const std::string& name = file.name();
+    size_ = static_cast<std::size_t>(file.size());
     if (size_ == 0) return;  // mmap of 0 bytes fails; callers reject short files themselves
-    void* base = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* base = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd(), 0);
     if (base == MAP_FAILED) {
       const int err = errno;
       size_ = 0;

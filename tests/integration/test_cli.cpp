@@ -2,10 +2,8 @@
 // giving identical greedy ids, text in / text out (-p) with the same text as
 // the library's Model::generate, tokenize, and one-line errors with non-zero
 // exit codes.
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <array>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -18,27 +16,16 @@
 #include "assistgen/generate.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "integration/text_fixtures.hpp"
+#include "integration/shell_run.hpp"
 #include "test_skip.hpp"
 
 namespace fs = std::filesystem;
+using namespace shell_test;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-  const std::string cmd = std::string(ASSISTGEN_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+// The CLI with `args`, stdout and stderr together.
+Run run(const std::string& args) { return shell(std::string(ASSISTGEN_CLI) + " " + args + " 2>&1"); }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -100,6 +87,20 @@ TEST_CASE("cli: errors are one line naming the fault, with a non-zero exit", "[c
       run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-tied-bf16 " + kPrompt);
   CHECK(mismatch.code == 1);
   CHECK(mismatch.out.find("EOS token ids differ") != std::string::npos);
+}
+
+TEST_CASE("cli: input files must be regular files: a directory or a device is named, not read",
+          "[cli]") {
+  for (const std::string& args :
+       {"bench -m " + kModels + "llama-gqa --quality /dev/zero",
+        "bench -m " + kModels + "llama-gqa --quality " + kModels,
+        "template -m " + kModels + "llama-gqa --messages /dev/zero"}) {
+    const Run r = run(args);
+    INFO(args << "\n" << r.out);
+    CHECK(r.code == 2);
+    CHECK(r.out.find("is not a readable file") != std::string::npos);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
 }
 
 TEST_CASE("cli: generate -p streams the text Model::generate returns, then the stats", "[cli]") {
@@ -367,14 +368,9 @@ TEST_CASE("cli: the quickstart example reports a missing model instead of aborti
   // Run outside the repository root, where models/ does not exist.
   const std::string cmd =
       "cd " + fs::temp_directory_path().string() + " && " + exe + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 1);
+  const Run r = shell(cmd);
+  CHECK(r.code == 1);
+  const std::string& out = r.out;
   CHECK(out.rfind("error: ", 0) == 0);
   CHECK(out.find("models/kjv-target") != std::string::npos);
 }

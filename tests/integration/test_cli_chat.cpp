@@ -3,10 +3,8 @@
 // /reset) equal to the library's ChatSession; the same on a terminal, under
 // tmux (send-keys, capture-pane); a model without a chat template; the
 // rendered prompt printed byte for byte as ChatTemplate renders it.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
@@ -19,34 +17,14 @@
 #include <vector>
 
 #include "assistgen/assistgen.hpp"
+#include "integration/shell_run.hpp"
 #include "test_skip.hpp"
 
 namespace fs = std::filesystem;
 using namespace assistgen;
+using namespace shell_test;
 
 namespace {
-
-struct Run {
-  int code;
-  std::string out;
-};
-
-// Runs a shell command line, returning its exit status and stdout.
-Run shell(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 const std::string kCli = ASSISTGEN_CLI;
 const fs::path kModels = ASSISTGEN_MODELS_DIR;

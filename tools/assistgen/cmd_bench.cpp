@@ -384,17 +384,14 @@ std::vector<Token> prompt_for(const std::optional<Tokenizer>& tok, std::size_t v
 int run_quality(const Options& opt) {
   if (!given(opt.o_model)) throw UsageError("--quality needs --model (-m)");
   const std::string& dir = opt.model;
-  std::ifstream in(opt.quality, std::ios::binary);
-  if (!in) throw UsageError("--quality: cannot read '" + opt.quality + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text_in = read_input_file(opt.quality, "--quality");
   // Text through the model's tokenizer; without a tokenizer.json, FILE holds
   // token ids separated by commas or white space.
   std::vector<Token> ids;
   if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
-    ids = Tokenizer::load(dir).encode(ss.str());
+    ids = Tokenizer::load(dir).encode(text_in);
   } else {
-    std::string text = ss.str();
+    std::string text = text_in;
     std::replace_if(
         text.begin(), text.end(),
         [](char c) { return std::isspace(static_cast<unsigned char>(c)); }, ',');

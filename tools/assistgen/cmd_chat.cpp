@@ -32,28 +32,11 @@ or with --template FILE. Each turn re-renders the whole conversation and
 feeds the target only the tokens its cache does not hold yet.
 Options not given take the target's generation_config.json values.)";
 
-// Templates and conversations are small; a bigger file is a mistake.
-constexpr std::uintmax_t kMaxInputFileBytes = std::uintmax_t{64} << 20;
-
-std::string read_file(const std::string& path, const char* option) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw UsageError(std::string(option) + ": '" + path + "' is not a readable file");
-  const std::uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec || size > kMaxInputFileBytes)
-    throw UsageError(std::string(option) + ": '" + path + "' is larger than 64 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in.good() && !in.eof()) throw IoError(path + ": cannot be read");
-  return ss.str();
-}
-
 // The model's template, or --template FILE's with the model's special-token
 // strings; ConfigError (naming --template) when there is none.
 ChatTemplate load_template(const std::string& model, const std::string& template_file) {
   if (!template_file.empty())
-    return ChatTemplate::from_string_for(read_file(template_file, "--template"), model,
+    return ChatTemplate::from_string_for(read_input_file(template_file, "--template"), model,
                                          template_file);
   if (!ChatTemplate::available(model))
     throw ConfigError(model +
@@ -206,7 +189,7 @@ struct TemplateArgs {
 int run_template(const TemplateArgs& a) {
   require_option(a.o_model);
   require_option(a.o_messages);
-  const std::string text = read_file(a.messages, "--messages");
+  const std::string text = read_input_file(a.messages, "--messages");
   const ChatTemplate t = load_template(a.model, a.template_file);
   // A list of messages, or {"messages": [...], "tools": [...], ...} whose
   // other fields become template variables.

@@ -39,6 +39,10 @@ Command add_template(CLI::App& app);
 /// non-empty (GenerateOptions::stop).
 CLI::Option* add_stop_option(CLI::App& sub, std::vector<std::string>& stops);
 
+/// The whole content of the input file `path` given with `option`: a
+/// regular file (not a directory, FIFO or device) of at most 64 MiB, else a
+/// UsageError naming the option and the file.
+std::string read_input_file(const std::string& path, const std::string& option);
 /// Parses "1,2,3" into token ids; errors (UsageError) name `option` and the item.
 std::vector<Token> parse_token_list(const std::string& s, const std::string& option = "--tokens");
 /// The value of --dtype: f32, bf16 or int8 (i8); a UsageError otherwise.

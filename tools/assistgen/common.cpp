@@ -7,12 +7,31 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "commands.hpp"
 
 namespace assistgen::cli {
+
+std::string read_input_file(const std::string& path, const std::string& option) {
+  // Prompts, templates and conversations are small; a bigger file is a mistake.
+  constexpr std::uintmax_t kMaxBytes = std::uintmax_t{64} << 20;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw UsageError(option + ": '" + path + "' is not a readable file");
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxBytes) throw UsageError(option + ": '" + path + "' is larger than 64 MiB");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(option + ": cannot read '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) throw IoError(path + ": cannot be read");
+  return ss.str();
+}
 
 std::vector<Token> parse_token_list(const std::string& s, const std::string& option) {
   std::vector<Token> out;
