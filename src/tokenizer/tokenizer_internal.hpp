@@ -1,6 +1,7 @@
 // Private pieces of the tokenizer: UTF-8 helpers, the PCRE2 wrapper, the
 // pipeline components (normalizers, pre-tokenizers, BPE model, decoders) and
-// Tokenizer::Impl. Only src/tokenizer/*.cpp include this.
+// Tokenizer::Impl. Only src/tokenizer/*.cpp include this (and the tokenizer
+// complexity fuzz target, for growth_limit).
 #pragma once
 
 #include <assistgen/tokenizer.hpp>

@@ -15,6 +15,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/tokenizer.hpp"
+#include "../../src/tokenizer/tokenizer_internal.hpp"  // private: growth_limit
 #include "fuzz_common.hpp"
 
 namespace {
@@ -82,7 +83,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const auto tok = assistgen::Tokenizer::from_json(j.dump(), "", "", "fuzz/tokenizer.json");
     const auto ids = tok.encode(prompt, {.add_special_tokens = false, .parse_special = true});
-    FUZZ_CHECK(ids.size() <= 4 * prompt.size() + 4096 * chain, "more ids than the normalized text allows");
+    // At most one id per byte of the normalized text, which the normalizer
+    // chain may make growth_limit(prompt) bytes long, not more.
+    FUZZ_CHECK(ids.size() <= assistgen::tok::growth_limit(prompt.size()),
+               "more ids than the normalized text allows");
     for (const auto t : ids) FUZZ_CHECK(t >= 0 && static_cast<std::size_t>(t) < tok.vocab_size(), "id out of range");
     const std::string text = tok.decode(ids, false);
     FUZZ_CHECK(fuzz::valid_utf8(text), "decode returned invalid UTF-8");
