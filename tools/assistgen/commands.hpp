@@ -34,6 +34,7 @@ Command add_detokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_chat(CLI::App& app);
 Command add_template(CLI::App& app);
+Command add_batch(CLI::App& app);
 
 /// Registers --stop S (repeatable) on `sub`, filling `stops`; each S must be
 /// non-empty (GenerateOptions::stop).
