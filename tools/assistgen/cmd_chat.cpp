@@ -32,36 +32,6 @@ or with --template FILE. Each turn re-renders the whole conversation and
 feeds the target only the tokens its cache does not hold yet.
 Options not given take the target's generation_config.json values.)";
 
-// Templates and conversations are small; a bigger file is a mistake.
-constexpr std::uintmax_t kMaxInputFileBytes = std::uintmax_t{64} << 20;
-
-std::string read_file(const std::string& path, const char* option) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw UsageError(std::string(option) + ": '" + path + "' is not a readable file");
-  const std::uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec || size > kMaxInputFileBytes)
-    throw UsageError(std::string(option) + ": '" + path + "' is larger than 64 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in.good() && !in.eof()) throw IoError(path + ": cannot be read");
-  return ss.str();
-}
-
-// The model's template, or --template FILE's with the model's special-token
-// strings; ConfigError (naming --template) when there is none.
-ChatTemplate load_template(const std::string& model, const std::string& template_file) {
-  if (!template_file.empty())
-    return ChatTemplate::from_string_for(read_file(template_file, "--template"), model,
-                                         template_file);
-  if (!ChatTemplate::available(model))
-    throw ConfigError(model +
-                      " has no chat template (no chat_template in tokenizer_config.json, no "
-                      "chat_template.jinja): give one with --template FILE");
-  return ChatTemplate::load(model);
-}
-
 struct ChatArgs {
   std::string model, assistant, system, template_file, dtype;
   std::vector<std::string> stop;

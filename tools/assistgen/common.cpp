@@ -7,12 +7,45 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
+#include "assistgen/chat_template.hpp"
 #include "commands.hpp"
 
 namespace assistgen::cli {
+
+namespace {
+// Templates and conversations are small; a bigger file is a mistake.
+constexpr std::uintmax_t kMaxInputFileBytes = std::uintmax_t{64} << 20;
+}  // namespace
+
+std::string read_file(const std::string& path, const char* option) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw UsageError(std::string(option) + ": '" + path + "' is not a readable file");
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxInputFileBytes)
+    throw UsageError(std::string(option) + ": '" + path + "' is larger than 64 MiB");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) throw IoError(path + ": cannot be read");
+  return ss.str();
+}
+
+ChatTemplate load_template(const std::string& model, const std::string& template_file) {
+  if (!template_file.empty())
+    return ChatTemplate::from_string_for(read_file(template_file, "--template"), model, template_file);
+  if (!ChatTemplate::available(model))
+    throw ConfigError(model +
+                      " has no chat template (no chat_template in tokenizer_config.json, no "
+                      "chat_template.jinja): give one with --template FILE");
+  return ChatTemplate::load(model);
+}
 
 std::vector<Token> parse_token_list(const std::string& s, const std::string& option) {
   std::vector<Token> out;
