@@ -28,6 +28,7 @@
 #include "assistgen/log.hpp"
 #include "assistgen/model_config.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "assistgen/text_engine.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "assistgen/types.hpp"
 #include "assistgen/universal_decoder.hpp"
