@@ -26,6 +26,9 @@
 // Threads: submit(), cancel(), take_finished() and the counters may be
 // called from any thread while one thread drives step() (a server's request
 // threads and its decoding thread); callbacks run on the stepping thread.
+// Errors are per sequence (Finished::error): a bad submission throws from
+// submit() and queues nothing; a callback that throws, a model call that
+// fails or caches that can never fit end the sequences concerned only.
 #pragma once
 
 #include <algorithm>
@@ -212,15 +215,29 @@ class BatchEngine {
   /// Runs one round: retires cancelled sequences, admits waiting ones, then
   /// proposes, verifies (one target call), accepts and emits for every
   /// running sequence, and retires those that are done. Returns whether any
-  /// sequence is still running or waiting. An error of a model call is
-  /// rethrown (every cache keeps its size, so step() may be called again);
-  /// an error of one sequence alone (its callback) ends only that sequence.
+  /// sequence is still running or waiting. Errors do not escape: a callback
+  /// that throws ends its sequence alone, a model call that throws ends the
+  /// sequences of that round; each gets the exception in Finished::error.
   bool step() {
     const auto t_step = Clock::now();
     retire_cancelled();
     admit();
     if (!active_.empty()) {
-      round();
+      try {
+        round();
+      } catch (...) {
+        // A model call failed (the backend left every cache at its size, but
+        // the sequences are mid-round): every running sequence ends with the
+        // error, the waiting ones go on.
+        const std::exception_ptr error = std::current_exception();
+        while (!active_.empty()) {
+          std::unique_ptr<Seq> s = std::move(active_.back());
+          active_.pop_back();
+          s->error = error;
+          s->state.stop(StopReason::callback);
+          finish(std::move(s), false);
+        }
+      }
       ++run_stats_.rounds;
       run_stats_.sequence_rounds += active_.size();
       run_stats_.max_batch_seen = std::max(run_stats_.max_batch_seen, active_.size());
@@ -362,6 +379,10 @@ class BatchEngine {
         running_ids_.pop_back();
         waiting_.push_front(std::move(s));
         return;
+      }
+      if (s->state.done()) {  // nothing to generate (max_new_tokens 0)
+        finish(std::move(s), false);
+        continue;
       }
       active_.push_back(std::move(s));
     }

@@ -21,6 +21,7 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "unit/toy_models.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
@@ -291,4 +292,34 @@ TEST_CASE("BatchEngine: cancel, callbacks that stop or throw, bad submissions") 
   CHECK(std::equal(fin.at(e).result.tokens.begin(), fin.at(e).result.tokens.end(), alone.tokens.begin()));
 
   CHECK_THROWS_AS(BatchEngine<Transformer>(m.target, {.max_batch = 0}), InvalidArgument);
+}
+
+TEST_CASE("BatchEngine: a failing model call ends that round's sequences only; max_new_tokens 0") {
+  // Logits favour token (last + 1) % 16; the model throws once a cache holds
+  // 6 tokens after a prompt that starts with 15.
+  const FnModel model(16, [](std::span<const Token> h, std::span<float> row) {
+    if (h.front() == 15 && h.size() > 6) throw FormatError("toy model: overflow at position 6");
+    std::fill(row.begin(), row.end(), 0.0f);
+    row[static_cast<std::size_t>((h.back() + 1) % 16)] = 1.0f;
+  });
+  GenerationConfig cfg;
+  cfg.max_new_tokens = 10;
+  BatchEngine<FnModel> engine(model, {.max_batch = 2});
+  const auto bad = engine.submit(std::vector<Token>{15, 1}, cfg);
+  const auto mate = engine.submit(std::vector<Token>{3}, cfg);
+  const auto later = engine.submit(std::vector<Token>{4}, cfg);
+  GenerationConfig none = cfg;
+  none.max_new_tokens = 0;
+  const auto empty = engine.submit(std::vector<Token>{5}, none);
+  engine.run();
+  std::map<std::uint64_t, BatchEngine<FnModel>::Finished> fin;
+  for (auto& f : engine.take_finished()) fin.emplace(f.id, std::move(f));
+  REQUIRE(fin.size() == 4);
+  REQUIRE(fin.at(bad).error);
+  CHECK_THROWS_WITH(std::rethrow_exception(fin.at(bad).error), Catch::Contains("overflow at position 6"));
+  REQUIRE(fin.at(mate).error);  // it shared the failing round
+  CHECK_FALSE(fin.at(later).error);
+  CHECK(fin.at(later).result.tokens == generate_autoregressive(model, std::vector<Token>{4}, cfg).tokens);
+  CHECK_FALSE(fin.at(empty).error);
+  CHECK(fin.at(empty).result.tokens.empty());
 }
