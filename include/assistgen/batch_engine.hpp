@@ -138,11 +138,12 @@ class BatchEngine {
 
   /// A sequence that left the engine.
   struct Finished {
-    SequenceId id = 0;          ///< as submit() returned it
-    GenerationResult result;    ///< tokens, stats and stop reason (partial when `error` is set)
-    /// Set when this sequence failed on its own (its callback threw, or its
-    /// caches can never fit the manager's bound); the others go on.
-    std::exception_ptr error;
+    SequenceId id = 0;            ///< as submit() returned it
+    GenerationResult result = {};  ///< tokens, stats and stop reason (partial when `error` is set)
+    /// Set when this sequence failed (its callback threw, a model call of its
+    /// round failed, or its caches can never fit the manager's bound); the
+    /// others go on.
+    std::exception_ptr error = {};
     bool cancelled = false;     ///< cancel() ended it (stop_reason: callback)
   };
 
