@@ -294,7 +294,7 @@ TEST_CASE("BatchEngine: cancel, callbacks that stop or throw, bad submissions") 
   CHECK_THROWS_AS(BatchEngine<Transformer>(m.target, {.max_batch = 0}), InvalidArgument);
 }
 
-TEST_CASE("BatchEngine: a failing model call ends that round's sequences only; max_new_tokens 0") {
+TEST_CASE("BatchEngine: a failing model call ends that round's sequences only, and max_new_tokens 0") {
   // Logits favour token (last + 1) % 16; the model throws once a cache holds
   // 6 tokens after a prompt that starts with 15.
   const FnModel model(16, [](std::span<const Token> h, std::span<float> row) {
