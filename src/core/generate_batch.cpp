@@ -32,7 +32,8 @@ class LookupOrPlain {
     if (lookup_) lookup_->start(capacity, keep, ctx);
   }
   std::size_t limit(const CandidateContext& ctx) const { return lookup_ ? lookup_->limit(ctx) : 0; }
-  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx) {
+  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit,
+                      CandidateContext& ctx) {
     return lookup_ ? lookup_->propose(seq, n, limit, ctx) : 0;
   }
   std::span<const float> q_row(std::size_t j) const {
@@ -64,17 +65,19 @@ struct Item {
 // Runs the items that have no error yet through one BatchEngine whose
 // sources `make_source(cfg)` makes; fills results, errors and stats.
 template <class Source, class MakeSource>
-void run_engine(const AnyModel& target, const std::vector<Item>& items, const std::vector<TokenCallback>& callbacks,
-                const BatchGenerateOptions& batch, MakeSource&& make_source,
-                std::vector<GenerationResult>& results, std::vector<std::exception_ptr>& errors,
-                BatchStats& stats) {
+void run_engine(const AnyModel& target, const std::vector<Item>& items,
+                const std::vector<TokenCallback>& callbacks, const BatchGenerateOptions& batch,
+                MakeSource&& make_source, std::vector<GenerationResult>& results,
+                std::vector<std::exception_ptr>& errors, BatchStats& stats) {
   KvCacheManager caches(batch.max_cache_bytes);
-  BatchEngine<AnyModel, Source> engine(target, {.max_batch = batch.max_batch, .name = "generate_batch"}, &caches);
+  BatchEngine<AnyModel, Source> engine(
+      target, {.max_batch = batch.max_batch, .name = "generate_batch"}, &caches);
   std::vector<std::size_t> index_of;  // engine id -> request
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (errors[i]) continue;
     try {
-      const auto id = engine.submit(items[i].prompt, items[i].cfg, make_source(items[i].cfg), callbacks[i]);
+      const auto id =
+          engine.submit(items[i].prompt, items[i].cfg, make_source(items[i].cfg), callbacks[i]);
       index_of.resize(id + 1);
       index_of[id] = i;
     } catch (...) {
@@ -106,7 +109,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
-                                  std::span<const BatchIdsRequest> requests, const BatchGenerateOptions& batch,
+                                  std::span<const BatchIdsRequest> requests,
+                                  const BatchGenerateOptions& batch,
                                   const std::function<bool(std::size_t, Token)>& on_token) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = requests.size();
@@ -119,23 +123,25 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
   for (std::size_t i = 0; i < n; ++i) {
     items[i] = {requests[i].prompt, requests[i].config};
     if (on_token) callbacks[i] = [&on_token, i](Token t) { return on_token(i, t); };
-    out.assistance[i] = draft                                          ? Assistance::draft
+    out.assistance[i] = draft                                         ? Assistance::draft
                         : requests[i].config.prompt_lookup_num_tokens ? Assistance::prompt_lookup
-                                                                       : Assistance::none;
+                                                                      : Assistance::none;
   }
   if (draft)
-    run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch, draft_sources(*draft, target),
-                                               out.results, out.errors, out.stats);
+    run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch,
+                                               draft_sources(*draft, target), out.results,
+                                               out.errors, out.stats);
   else
-    run_engine<LookupOrPlain>(target, items, callbacks, batch,
-                              [](const GenerationConfig& c) { return LookupOrPlain(c); }, out.results,
-                              out.errors, out.stats);
+    run_engine<LookupOrPlain>(
+        target, items, callbacks, batch, [](const GenerationConfig& c) { return LookupOrPlain(c); },
+        out.results, out.errors, out.stats);
   out.seconds = seconds_since(t0);
   return out;
 }
 
-BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, const Model* assistant,
-                                      const BatchGenerateOptions& batch, const BatchTextCallback& on_text) const {
+BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests,
+                                      const Model* assistant, const BatchGenerateOptions& batch,
+                                      const BatchTextCallback& on_text) const {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = requests.size();
   BatchTextResult out;
@@ -147,8 +153,10 @@ BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, co
   for (std::size_t i = 0; i < n; ++i) {
     try {
       const BatchRequest& q = requests[i];
-      const bool parse_special = q.options.parse_special.value_or(defaults_.parse_special.value_or(false));
-      std::vector<Token> ids = q.tokens ? *q.tokens : tokenizer_.encode(q.prompt, {.parse_special = parse_special});
+      const bool parse_special =
+          q.options.parse_special.value_or(defaults_.parse_special.value_or(false));
+      std::vector<Token> ids =
+          q.tokens ? *q.tokens : tokenizer_.encode(q.prompt, {.parse_special = parse_special});
       detail::PreparedRun prep = detail::prepare_run(*this, std::move(ids), assistant, q.options);
       out.results[i].prompt_tokens = prep.prompt;
       items[i] = {std::move(prep.prompt), std::move(prep.cfg)};
@@ -167,8 +175,8 @@ BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, co
   if (assistant && detail::shares_ids(*this, *assistant)) {
     mode = Assistance::draft;
     run_engine<DraftModelCandidates<AnyModel>>(backend_, items, callbacks, batch,
-                                               draft_sources(assistant->backend_, backend_), results, out.errors,
-                                               out.stats);
+                                               draft_sources(assistant->backend_, backend_),
+                                               results, out.errors, out.stats);
   } else if (assistant) {
     mode = Assistance::universal;
     run_engine<DifferentTokenizerCandidates<AnyModel>>(
@@ -182,22 +190,23 @@ BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, co
           detail::reject_prompt_lookup_with_draft(c);
           UniversalOptions uo;
           uo.draft_suppress_tokens = assistant->masked_;
-          return DifferentTokenizerCandidates<AnyModel>(assistant->backend_, assistant->tokenizer_, tokenizer_,
-                                                        backend_.vocab_size(), std::move(uo));
+          return DifferentTokenizerCandidates<AnyModel>(assistant->backend_, assistant->tokenizer_,
+                                                        tokenizer_, backend_.vocab_size(),
+                                                        std::move(uo));
         },
         results, out.errors, out.stats);
   } else {
-    run_engine<LookupOrPlain>(backend_, items, callbacks, batch,
-                              [](const GenerationConfig& c) { return LookupOrPlain(c); }, results, out.errors,
-                              out.stats);
+    run_engine<LookupOrPlain>(
+        backend_, items, callbacks, batch,
+        [](const GenerationConfig& c) { return LookupOrPlain(c); }, results, out.errors, out.stats);
   }
   for (std::size_t i = 0; i < n; ++i) {
     if (!streams[i]) continue;  // failed before it could run
     streams[i]->finish(std::move(results[i]), out.results[i]);
-    out.results[i].assistance =
-        mode != Assistance::none ? mode
-        : items[i].cfg.prompt_lookup_num_tokens > 0 ? Assistance::prompt_lookup
-                                                    : Assistance::none;
+    out.results[i].assistance = mode != Assistance::none ? mode
+                                : items[i].cfg.prompt_lookup_num_tokens > 0
+                                    ? Assistance::prompt_lookup
+                                    : Assistance::none;
   }
   out.seconds = seconds_since(t0);
   return out;
@@ -211,7 +220,8 @@ std::vector<TextResult> texts_only(BatchTextResult r) {
   return std::move(r.results);
 }
 
-std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts, const GenerateOptions& options) {
+std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts,
+                                      const GenerateOptions& options) {
   std::vector<BatchRequest> q(prompts.size());
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     q[i].prompt = prompts[i];
@@ -223,14 +233,17 @@ std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts, c
 }  // namespace
 
 std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts,
-                                              const GenerateOptions& options, const BatchTextCallback& on_text,
+                                              const GenerateOptions& options,
+                                              const BatchTextCallback& on_text,
                                               const BatchGenerateOptions& batch) const {
   const std::vector<BatchRequest> q = requests_of(prompts, options);
   return texts_only(generate_batch(std::span<const BatchRequest>(q), nullptr, batch, on_text));
 }
 
-std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts, const Model& assistant,
-                                              const GenerateOptions& options, const BatchTextCallback& on_text,
+std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts,
+                                              const Model& assistant,
+                                              const GenerateOptions& options,
+                                              const BatchTextCallback& on_text,
                                               const BatchGenerateOptions& batch) const {
   const std::vector<BatchRequest> q = requests_of(prompts, options);
   return texts_only(generate_batch(std::span<const BatchRequest>(q), &assistant, batch, on_text));

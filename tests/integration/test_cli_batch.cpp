@@ -39,7 +39,8 @@ Run run(const std::string& args) {
 }
 
 fs::path write_file(const std::string& name, const std::string& text) {
-  const fs::path p = fs::temp_directory_path() / ("assistgen_cli_batch_" + std::to_string(::getpid()) + "_" + name);
+  const fs::path p = fs::temp_directory_path() /
+                     ("assistgen_cli_batch_" + std::to_string(::getpid()) + "_" + name);
   std::ofstream(p, std::ios::binary) << text;
   return p;
 }
@@ -57,18 +58,20 @@ const std::string kModels = std::string(ASSISTGEN_TEST_DATA_DIR) + "/models/";
 }  // namespace
 
 TEST_CASE("cli batch: text lines give generate's text, bad lines name their line number", "[cli]") {
-  const fs::path in = write_file("in.jsonl",
-                                 "{\"prompt\": \"And God said\", \"max_new_tokens\": 12}\n"
-                                 "\n"
-                                 "{\"prompt\": \"In the beginning\", \"max_new_tokens\": 9, \"seed\": 3, \"temp\": 0.8}\n"
-                                 "{\"prompt\": \"Thou shalt\", \"top_p\": 2}\n"
-                                 "not json\n"
-                                 "{\"prompt\": \"Blessed are\", \"colour\": 1}\n"
-                                 "{\"prompt\": \"And it came to pass\", \"max_new_tokens\": 20, \"stop\": \" the\", "
-                                 "\"draft_max\": 3}\n");
-  const fs::path out = fs::temp_directory_path() / ("assistgen_cli_batch_out_" + std::to_string(::getpid()));
-  const Run r = run("batch -m " + kDemo + "kjv-target -a " + kDemo + "kjv-draft --prompts " + in.string() +
-                    " --max-batch 2 -t 1 --out " + out.string());
+  const fs::path in = write_file(
+      "in.jsonl",
+      "{\"prompt\": \"And God said\", \"max_new_tokens\": 12}\n"
+      "\n"
+      "{\"prompt\": \"In the beginning\", \"max_new_tokens\": 9, \"seed\": 3, \"temp\": 0.8}\n"
+      "{\"prompt\": \"Thou shalt\", \"top_p\": 2}\n"
+      "not json\n"
+      "{\"prompt\": \"Blessed are\", \"colour\": 1}\n"
+      "{\"prompt\": \"And it came to pass\", \"max_new_tokens\": 20, \"stop\": \" the\", "
+      "\"draft_max\": 3}\n");
+  const fs::path out =
+      fs::temp_directory_path() / ("assistgen_cli_batch_out_" + std::to_string(::getpid()));
+  const Run r = run("batch -m " + kDemo + "kjv-target -a " + kDemo + "kjv-draft --prompts " +
+                    in.string() + " --max-batch 2 -t 1 --out " + out.string());
   CHECK(r.code == 1);  // some lines failed
   // Each bad line on stderr, with its line number.
   CHECK(r.out.find(in.string() + ":4: ") != std::string::npos);
@@ -92,8 +95,14 @@ TEST_CASE("cli batch: text lines give generate's text, bad lines name their line
   };
   const std::vector<Expect> good = {
       {1, "And God said", {.max_new_tokens = 12}},
-      {3, "In the beginning", {.max_new_tokens = 9, .do_sample = true, .temperature = 0.8f, .seed = 3}},
-      {7, "And it came to pass", {.max_new_tokens = 20, .num_assistant_tokens = 3, .stop = std::vector<std::string>{" the"}}}};
+      {3,
+       "In the beginning",
+       {.max_new_tokens = 9, .do_sample = true, .temperature = 0.8f, .seed = 3}},
+      {7,
+       "And it came to pass",
+       {.max_new_tokens = 20,
+        .num_assistant_tokens = 3,
+        .stop = std::vector<std::string>{" the"}}}};
   const std::vector<std::size_t> index_of_good = {0, 1, 5};
   for (std::size_t g = 0; g < good.size(); ++g) {
     const json& j = lines[index_of_good[g]];
@@ -116,25 +125,29 @@ TEST_CASE("cli batch: text lines give generate's text, bad lines name their line
 }
 
 TEST_CASE("cli batch: token lines without a tokenizer give generate --tokens' ids", "[cli]") {
-  const fs::path in = write_file("tok.jsonl",
-                                 "{\"tokens\": [1, 17, 200, 45, 3, 99], \"max_new_tokens\": 16}\n"
-                                 "{\"tokens\": [5, 6, 7], \"max_new_tokens\": 10, \"draft_max\": 2}\n"
-                                 "{\"tokens\": [1, 2, 3, 4], \"max_new_tokens\": 8, \"do_sample\": true, \"seed\": 9}\n");
-  const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy --prompts " + in.string() +
-                    " --max-batch 3 -t 1");
+  const fs::path in = write_file(
+      "tok.jsonl",
+      "{\"tokens\": [1, 17, 200, 45, 3, 99], \"max_new_tokens\": 16}\n"
+      "{\"tokens\": [5, 6, 7], \"max_new_tokens\": 10, \"draft_max\": 2}\n"
+      "{\"tokens\": [1, 2, 3, 4], \"max_new_tokens\": 8, \"do_sample\": true, \"seed\": 9}\n");
+  const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels +
+                    "llama-gqa-noisy --prompts " + in.string() + " --max-batch 3 -t 1");
   REQUIRE(r.code == 0);
   std::vector<json> lines;
   std::istringstream ss(r.out);
   for (std::string line; std::getline(ss, line);)
     if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));
   REQUIRE(lines.size() == 3);
-  const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16", "--tokens 5,6,7 -n 10 --draft-max 2",
+  const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16",
+                                         "--tokens 5,6,7 -n 10 --draft-max 2",
                                          "--tokens 1,2,3,4 -n 8 --do-sample --seed 9"};
   for (std::size_t i = 0; i < 3; ++i) {
-    const Run g = run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy -t 1 " + args[i]);
+    const Run g = run("generate -m " + kModels + "llama-gqa -a " + kModels +
+                      "llama-gqa-noisy -t 1 " + args[i]);
     REQUIRE(g.code == 0);
     std::string ids;
-    for (const auto& t : lines[i]["ids"]) ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
+    for (const auto& t : lines[i]["ids"])
+      ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
     CHECK(g.out.substr(0, g.out.find('\n')) == ids);
     CHECK_FALSE(lines[i].contains("text"));
   }
@@ -151,8 +164,8 @@ TEST_CASE("cli batch: token lines without a tokenizer give generate --tokens' id
 }
 
 TEST_CASE("cli batch: usage errors", "[cli]") {
-  CHECK(run("batch -m " + kModels + "llama-gqa").code == 2);                            // no --prompts
-  CHECK(run("batch --prompts x.jsonl").code == 2);                                       // no -m
+  CHECK(run("batch -m " + kModels + "llama-gqa").code == 2);  // no --prompts
+  CHECK(run("batch --prompts x.jsonl").code == 2);            // no -m
   CHECK(run("batch -m " + kModels + "llama-gqa --prompts x.jsonl --max-batch 0").code == 2);
   const Run missing = run("batch -m " + kModels + "llama-gqa --prompts /nonexistent/p.jsonl");
   CHECK(missing.code == 1);
