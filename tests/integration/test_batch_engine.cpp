@@ -25,6 +25,7 @@
 
 using namespace assistgen;
 using cpu::Transformer;
+using toy::FnModel;
 
 namespace {
 
