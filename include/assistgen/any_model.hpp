@@ -37,8 +37,9 @@ class AnyModel {
     virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
     virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
     virtual void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const = 0;
-    virtual void forward(std::span<const ForwardRequest> requests, std::span<CacheConcept* const> caches,
-                         Logits& out, const LayerPlan& plan) const = 0;
+    virtual void forward(std::span<const ForwardRequest> requests,
+                         std::span<CacheConcept* const> caches, Logits& out,
+                         const LayerPlan& plan) const = 0;
     virtual const std::type_info& type() const = 0;
     virtual const void* address() const = 0;
   };
@@ -83,8 +84,8 @@ class AnyModel {
         throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
       forward_into(*model, tokens, c->cache, out);
     }
-    void forward(std::span<const ForwardRequest> requests, std::span<CacheConcept* const> caches, Logits& out,
-                 const LayerPlan& plan) const override {
+    void forward(std::span<const ForwardRequest> requests, std::span<CacheConcept* const> caches,
+                 Logits& out, const LayerPlan& plan) const override {
       using C = typename M::Cache;
       thread_local std::vector<C*> typed;  // reused: a decoding loop allocates nothing here
       typed.clear();
@@ -202,8 +203,8 @@ class AnyModel {
   /// (chains only, all layers: trees and layer plans are then an
   /// UnsupportedError). Throws InvalidArgument when a cache was not made by
   /// this model.
-  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches, Logits& out,
-               const LayerPlan& plan = {}) const {
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const LayerPlan& plan = {}) const {
     detail::check_requests<Cache>("AnyModel::forward", requests, caches);
     thread_local std::vector<CacheConcept*> impls;
     impls.clear();

@@ -108,8 +108,8 @@ class AssistedDecoder {
   /// configuration's schedule options have been checked (the decoders that
   /// check the pairing of draft and target first do so there).
   template <class MakeSource>
-    requires std::is_invocable_r_v<Source, MakeSource, const GenerationConfig&>
-  AssistedDecoder(const Target& target, GenerationConfig cfg, std::string name, MakeSource&& make_source)
+  requires std::is_invocable_r_v<Source, MakeSource, const GenerationConfig&> AssistedDecoder(
+      const Target& target, GenerationConfig cfg, std::string name, MakeSource&& make_source)
       : target_(&target),
         state_(std::move(cfg), static_cast<std::size_t>(target.vocab_size()), std::move(name),
                std::forward<MakeSource>(make_source)) {}
@@ -132,8 +132,9 @@ class AssistedDecoder {
     // Prefix reuse: keep what the new prompt shares with the last sequence,
     // less its last token. Cleared during a call, so a call that threw
     // reuses nothing.
-    const std::size_t keep =
-        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(state_.sequence(), prompt), P - 1) : 0;
+    const std::size_t keep = reuse_prefix_ && seq_valid_
+                                 ? std::min(detail::common_prefix(state_.sequence(), prompt), P - 1)
+                                 : 0;
     seq_valid_ = false;
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, plan.capacity, keep);
     const std::size_t reused = tc.size();
@@ -150,8 +151,10 @@ class AssistedDecoder {
       //    (plus the rest of the prompt in the first round), logits for the
       //    k + 1 rows that verify.
       const auto t0 = std::chrono::steady_clock::now();
-      detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_, "target");
-      st.target_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_,
+                           "target");
+      st.target_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
 
       // 3-5. Accept, roll back, emit.
@@ -166,14 +169,16 @@ class AssistedDecoder {
         info.drafted = k;
         info.accepted = state_.accepted();
         info.target_cache = &tc;
-        if constexpr (requires { state_.source().draft_cache(); }) info.draft_cache = state_.source().draft_cache();
+        if constexpr (requires { state_.source().draft_cache(); })
+          info.draft_cache = state_.source().draft_cache();
         observer_(info);
       }
       ++round;
     }
 
     GenerationResult res = state_.finish();
-    res.stats.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    res.stats.total_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     seq_valid_ = true;
     return res;
   }
@@ -204,7 +209,9 @@ class AssistedDecoder {
   /// The draft-length policy's state (K, threshold, dynamic-threshold samples).
   const DraftLengthPolicy& draft_length() const { return state_.draft_length(); }
   /// The old name of draft_length(), kept for one release.
-  [[deprecated("use draft_length()")]] const DraftLengthPolicy& lookahead() const { return state_.draft_length(); }
+  [[deprecated("use draft_length()")]] const DraftLengthPolicy& lookahead() const {
+    return state_.draft_length();
+  }
 
   /// The position limits generate() plans with: the target's, lowered by the
   /// source's when it has its own (a draft model's learned positions).

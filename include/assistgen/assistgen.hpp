@@ -7,6 +7,7 @@
 #include "assistgen/acceptance.hpp"
 #include "assistgen/any_model.hpp"
 #include "assistgen/assisted_decoder.hpp"
+#include "assistgen/batch_engine.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/backend.hpp"
 #include "assistgen/candidate_source.hpp"

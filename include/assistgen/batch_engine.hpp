@@ -26,6 +26,9 @@
 // Threads: submit(), cancel(), take_finished() and the counters may be
 // called from any thread while one thread drives step() (a server's request
 // threads and its decoding thread); callbacks run on the stepping thread.
+// Errors are per sequence (Finished::error): a bad submission throws from
+// submit() and queues nothing; a callback that throws, a model call that
+// fails or caches that can never fit end the sequences concerned only.
 #pragma once
 
 #include <algorithm>
@@ -58,7 +61,9 @@ namespace assistgen {
 struct NoCandidates {
   void start(std::size_t, std::size_t, CandidateContext&) {}
   std::size_t limit(const CandidateContext&) const { return 0; }
-  std::size_t propose(std::vector<Token>&, std::size_t, std::size_t, CandidateContext&) { return 0; }
+  std::size_t propose(std::vector<Token>&, std::size_t, std::size_t, CandidateContext&) {
+    return 0;
+  }
   std::span<const float> q_row(std::size_t) const { return {}; }
   void discard(std::size_t) {}
   void learn(std::size_t, std::size_t, CandidateContext&) {}
@@ -71,18 +76,18 @@ struct NoCandidates {
 /// (begin_steps / step_input / take_step / count_call), the draft model and
 /// a cache the engine may supply from its KvCacheManager (use_cache).
 template <class S>
-concept SteppedDraftSource =
-    CandidateSource<S> && requires(S& s, const S& cs, std::vector<Token>& work, std::size_t n, bool b,
-                                   std::span<float> row, LogitsProcessorChain& chain,
-                                   const DraftLengthPolicy& policy, std::span<const Token> eos, Rng& rng) {
-      typename S::Cache;
-      requires CausalLM<std::remove_cvref_t<decltype(cs.model())>>;
-      { s.begin_steps(work, n, n, b) } -> std::convertible_to<bool>;
-      { cs.step_input(work) } -> std::convertible_to<std::span<const Token>>;
-      { s.take_step(row, work, chain, b, policy, eos, rng) } -> std::convertible_to<bool>;
-      s.count_call(0.0);
-      s.cache();
-    };
+concept SteppedDraftSource = CandidateSource<S> &&
+    requires(S& s, const S& cs, std::vector<Token>& work, std::size_t n, bool b,
+             std::span<float> row, LogitsProcessorChain& chain, const DraftLengthPolicy& policy,
+             std::span<const Token> eos, Rng& rng) {
+  typename S::Cache;
+  requires CausalLM<std::remove_cvref_t<decltype(cs.model())>>;
+  { s.begin_steps(work, n, n, b) } -> std::convertible_to<bool>;
+  { cs.step_input(work) } -> std::convertible_to<std::span<const Token>>;
+  { s.take_step(row, work, chain, b, policy, eos, rng) } -> std::convertible_to<bool>;
+  s.count_call(0.0);
+  s.cache();
+};
 
 /// How a BatchEngine batches.
 struct BatchOptions {
@@ -94,18 +99,18 @@ struct BatchOptions {
 
 /// Counters of a BatchEngine since it was made.
 struct BatchStats {
-  std::size_t rounds = 0;            ///< step() calls that ran a round
-  std::size_t sequence_rounds = 0;   ///< sum over rounds of the sequences in them
-  std::size_t target_calls = 0;      ///< target forward calls (one per round)
-  std::size_t draft_calls = 0;       ///< batched draft forward calls
-  std::size_t new_tokens = 0;        ///< tokens emitted
-  std::size_t drafted = 0;           ///< candidates verified
-  std::size_t accepted = 0;          ///< candidates accepted
-  std::size_t finished = 0;          ///< sequences that left (done, cancelled or failed)
-  std::size_t max_batch_seen = 0;    ///< the largest round
-  double target_seconds = 0.0;       ///< inside target forward calls
-  double draft_seconds = 0.0;        ///< inside batched draft forward calls
-  double step_seconds = 0.0;         ///< inside step() in all
+  std::size_t rounds = 0;           ///< step() calls that ran a round
+  std::size_t sequence_rounds = 0;  ///< sum over rounds of the sequences in them
+  std::size_t target_calls = 0;     ///< target forward calls (one per round)
+  std::size_t draft_calls = 0;      ///< batched draft forward calls
+  std::size_t new_tokens = 0;       ///< tokens emitted
+  std::size_t drafted = 0;          ///< candidates verified
+  std::size_t accepted = 0;         ///< candidates accepted
+  std::size_t finished = 0;         ///< sequences that left (done, cancelled or failed)
+  std::size_t max_batch_seen = 0;   ///< the largest round
+  double target_seconds = 0.0;      ///< inside target forward calls
+  double draft_seconds = 0.0;       ///< inside batched draft forward calls
+  double step_seconds = 0.0;        ///< inside step() in all
 
   /// Mean sequences per round; 0 before any round.
   double mean_batch() const { return rounds ? double(sequence_rounds) / double(rounds) : 0.0; }
@@ -135,21 +140,24 @@ class BatchEngine {
 
   /// A sequence that left the engine.
   struct Finished {
-    SequenceId id = 0;          ///< as submit() returned it
-    GenerationResult result;    ///< tokens, stats and stop reason (partial when `error` is set)
-    /// Set when this sequence failed on its own (its callback threw, or its
-    /// caches can never fit the manager's bound); the others go on.
-    std::exception_ptr error;
-    bool cancelled = false;     ///< cancel() ended it (stop_reason: callback)
+    SequenceId id = 0;             ///< as submit() returned it
+    GenerationResult result = {};  ///< tokens, stats and stop reason (partial when `error` is set)
+    /// Set when this sequence failed (its callback threw, a model call of its
+    /// round failed, or its caches can never fit the manager's bound); the
+    /// others go on.
+    std::exception_ptr error = {};
+    bool cancelled = false;  ///< cancel() ended it (stop_reason: callback)
   };
 
   /// An engine over `target` batching up to options.max_batch sequences per
   /// round, with caches from `caches` (not owned, must outlive the engine;
   /// null: an unbounded manager of its own). Throws InvalidArgument when
   /// max_batch is 0.
-  explicit BatchEngine(const Target& target, BatchOptions options = {}, KvCacheManager* caches = nullptr)
+  explicit BatchEngine(const Target& target, BatchOptions options = {},
+                       KvCacheManager* caches = nullptr)
       : target_(&target), options_(std::move(options)), caches_(caches) {
-    if (options_.max_batch == 0) throw InvalidArgument(options_.name + ": BatchOptions::max_batch must be at least 1");
+    if (options_.max_batch == 0)
+      throw InvalidArgument(options_.name + ": BatchOptions::max_batch must be at least 1");
     if (!caches_) {
       own_caches_ = std::make_unique<KvCacheManager>();
       caches_ = own_caches_.get();
@@ -180,9 +188,8 @@ class BatchEngine {
   }
 
   /// As above for sources made from nothing (NoCandidates).
-  SequenceId submit(std::span<const Token> prompt, GenerationConfig cfg, TokenCallback on_token = {})
-    requires std::default_initializable<Source>
-  {
+  SequenceId submit(std::span<const Token> prompt, GenerationConfig cfg,
+                    TokenCallback on_token = {}) requires std::default_initializable<Source> {
     return submit(prompt, std::move(cfg), Source{}, std::move(on_token));
   }
 
@@ -212,15 +219,29 @@ class BatchEngine {
   /// Runs one round: retires cancelled sequences, admits waiting ones, then
   /// proposes, verifies (one target call), accepts and emits for every
   /// running sequence, and retires those that are done. Returns whether any
-  /// sequence is still running or waiting. An error of a model call is
-  /// rethrown (every cache keeps its size, so step() may be called again);
-  /// an error of one sequence alone (its callback) ends only that sequence.
+  /// sequence is still running or waiting. Errors do not escape: a callback
+  /// that throws ends its sequence alone, a model call that throws ends the
+  /// sequences of that round; each gets the exception in Finished::error.
   bool step() {
     const auto t_step = Clock::now();
     retire_cancelled();
     admit();
     if (!active_.empty()) {
-      round();
+      try {
+        round();
+      } catch (...) {
+        // A model call failed (the backend left every cache at its size, but
+        // the sequences are mid-round): every running sequence ends with the
+        // error, the waiting ones go on.
+        const std::exception_ptr error = std::current_exception();
+        while (!active_.empty()) {
+          std::unique_ptr<Seq> s = std::move(active_.back());
+          active_.pop_back();
+          s->error = error;
+          s->state.stop(StopReason::callback);
+          finish(std::move(s), false);
+        }
+      }
       ++run_stats_.rounds;
       run_stats_.sequence_rounds += active_.size();
       run_stats_.max_batch_seen = std::max(run_stats_.max_batch_seen, active_.size());
@@ -289,8 +310,8 @@ class BatchEngine {
     bool draft_cache = false;      // a draft cache was acquired from the manager
     Clock::time_point started;
     std::exception_ptr error;
-    bool going = false;            // a stepped draft proposal is still running
-    std::size_t first_row = 0;     // the sequence's first row in the round's logits
+    bool going = false;         // a stepped draft proposal is still running
+    std::size_t first_row = 0;  // the sequence's first row in the round's logits
   };
 
   std::size_t target_vocab() const { return static_cast<std::size_t>(target_->vocab_size()); }
@@ -363,6 +384,10 @@ class BatchEngine {
         waiting_.push_front(std::move(s));
         return;
       }
+      if (s->state.done()) {  // nothing to generate (max_new_tokens 0)
+        finish(std::move(s), false);
+        continue;
+      }
       active_.push_back(std::move(s));
     }
   }
@@ -386,8 +411,8 @@ class BatchEngine {
     const double dt = seconds_since(t0);
     if (logits_.rows() != rows || logits_.cols() < target_vocab())
       throw Error(options_.name + ": the target's batched forward returned logits of shape [" +
-                  std::to_string(logits_.rows()) + ", " + std::to_string(logits_.cols()) + "] for " +
-                  std::to_string(rows) + " output rows");
+                  std::to_string(logits_.rows()) + ", " + std::to_string(logits_.cols()) +
+                  "] for " + std::to_string(rows) + " output rows");
     run_stats_.target_seconds += dt;
     ++run_stats_.target_calls;
     for (auto& s : active_) {
@@ -396,8 +421,8 @@ class BatchEngine {
       ++st.target_calls;
       const std::size_t before = s->state.result().tokens.size();
       try {
-        s->state.finish_round([&](std::size_t j) { return logits_.row(s->first_row + j); }, *s->cache,
-                              s->on_token);
+        s->state.finish_round([&](std::size_t j) { return logits_.row(s->first_row + j); },
+                              *s->cache, s->on_token);
       } catch (...) {  // the sequence's callback threw: it alone ends
         s->error = std::current_exception();
         s->state.stop(StopReason::callback);
@@ -442,8 +467,8 @@ class BatchEngine {
         const double dt = seconds_since(t0);
         if (draft_logits_.rows() != batch_.size())
           throw Error(options_.name + ": the draft's batched forward returned " +
-                      std::to_string(draft_logits_.rows()) + " rows for " + std::to_string(batch_.size()) +
-                      " requests");
+                      std::to_string(draft_logits_.rows()) + " rows for " +
+                      std::to_string(batch_.size()) + " requests");
         run_stats_.draft_seconds += dt;
         ++run_stats_.draft_calls;
         for (std::size_t r = 0; r < batch_.size(); ++r) {
@@ -455,7 +480,8 @@ class BatchEngine {
                                   s.state.rng());
         }
       }
-      for (auto& s : active_) s->state.end_proposal(s->state.work().size() - s->state.round_start());
+      for (auto& s : active_)
+        s->state.end_proposal(s->state.work().size() - s->state.round_start());
     } else {
       for (auto& s : active_) s->state.propose();
     }
@@ -494,7 +520,8 @@ class BatchEngine {
       ids.swap(cancel_);
     }
     for (const SequenceId id : ids) {
-      auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& s) { return s->id == id; });
+      auto it =
+          std::find_if(active_.begin(), active_.end(), [&](const auto& s) { return s->id == id; });
       if (it == active_.end()) continue;
       std::unique_ptr<Seq> s = std::move(*it);
       active_.erase(it);

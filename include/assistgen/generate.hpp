@@ -333,7 +333,8 @@ class Model {
   /// *assistant, ...) would (its draft steps batched too when it shares the
   /// target's ids). `on_text` receives the request's index with each piece.
   /// Bad requests do not throw: their error is in BatchTextResult::errors.
-  BatchTextResult generate_batch(std::span<const BatchRequest> requests, const Model* assistant = nullptr,
+  BatchTextResult generate_batch(std::span<const BatchRequest> requests,
+                                 const Model* assistant = nullptr,
                                  const BatchGenerateOptions& batch = {},
                                  const BatchTextCallback& on_text = {}) const;
   /// The texts `prompts` with the same `options`; throws the first
@@ -343,7 +344,8 @@ class Model {
                                          const BatchTextCallback& on_text = {},
                                          const BatchGenerateOptions& batch = {}) const;
   /// As above, assisted by `assistant`.
-  std::vector<TextResult> generate_batch(const std::vector<std::string>& prompts, const Model& assistant,
+  std::vector<TextResult> generate_batch(const std::vector<std::string>& prompts,
+                                         const Model& assistant,
                                          const GenerateOptions& options = {},
                                          const BatchTextCallback& on_text = {},
                                          const BatchGenerateOptions& batch = {}) const;
@@ -400,11 +402,11 @@ struct BatchIdsRequest {
 
 /// What generate_batch_ids returns.
 struct BatchIdsResult {
-  std::vector<GenerationResult> results = {};     ///< one per request, in order
-  std::vector<std::exception_ptr> errors = {};    ///< one per request, set when it failed
-  std::vector<Assistance> assistance = {};        ///< how each request was assisted
-  BatchStats stats = {};                          ///< the engine's counters
-  double seconds = 0.0;                           ///< wall-clock seconds of the batch
+  std::vector<GenerationResult> results = {};   ///< one per request, in order
+  std::vector<std::exception_ptr> errors = {};  ///< one per request, set when it failed
+  std::vector<Assistance> assistance = {};      ///< how each request was assisted
+  BatchStats stats = {};                        ///< the engine's counters
+  double seconds = 0.0;                         ///< wall-clock seconds of the batch
 };
 
 /// The token-level batch under Model::generate_batch, for models without a
@@ -413,10 +415,10 @@ struct BatchIdsResult {
 /// prompt_lookup_num_tokens > 0). `on_token(index, token)` streams; false
 /// stops that sequence. Each result equals what SpeculativeDecoder /
 /// AutoregressiveDecoder give for the request alone.
-BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
-                                  std::span<const BatchIdsRequest> requests,
-                                  const BatchGenerateOptions& batch = {},
-                                  const std::function<bool(std::size_t index, Token token)>& on_token = {});
+BatchIdsResult generate_batch_ids(
+    const AnyModel& target, const AnyModel* draft, std::span<const BatchIdsRequest> requests,
+    const BatchGenerateOptions& batch = {},
+    const std::function<bool(std::size_t index, Token token)>& on_token = {});
 
 /// How load_model loads the backend.
 struct LoadModelOptions {

@@ -14,8 +14,8 @@
 
 #include "../io/json_file.hpp"
 #include "../io/strict_json.hpp"
-#include "assistgen/error.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/error.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
@@ -417,7 +417,8 @@ PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Mo
   p.prompt = std::move(prompt);
   const GenerateOptions& defaults = target.generation_defaults();
   if (p.prompt.empty()) {
-    const std::optional<Token> bos = options.bos_token_id ? options.bos_token_id : defaults.bos_token_id;
+    const std::optional<Token> bos =
+        options.bos_token_id ? options.bos_token_id : defaults.bos_token_id;
     if (!bos)
       throw InvalidArgument(
           "generate: the prompt encodes to no token and the model declares no bos_token_id");
@@ -439,7 +440,8 @@ PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Mo
   p.cfg = target.generation_config(options, p.prompt.size());
   const std::span<const Token> masked = target.masked_tokens();
   p.cfg.suppress_tokens.insert(p.cfg.suppress_tokens.end(), masked.begin(), masked.end());
-  p.skip_special = options.skip_special_tokens.value_or(defaults.skip_special_tokens.value_or(true));
+  p.skip_special =
+      options.skip_special_tokens.value_or(defaults.skip_special_tokens.value_or(true));
   p.stops = options.stop.value_or(defaults.stop.value_or(std::vector<std::string>{}));
   check_stop_strings(p.stops);
   return p;

@@ -109,7 +109,6 @@ class StopMatcher {
   bool hit_ = false;
 };
 
-
 /// A prompt ready for the decoders, with everything generate() derives
 /// from the options.
 struct PreparedRun {

@@ -21,9 +21,11 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "unit/toy_models.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
+using toy::FnModel;
 
 namespace {
 
@@ -77,8 +79,8 @@ std::vector<Job> make_jobs(std::size_t count, bool sample, std::uint32_t seed) {
 // Runs `jobs` through `engine`, submitting them in a random order at random
 // rounds, and returns each job's result. `make_source(job)` makes its source.
 template <class Engine, class MakeSource>
-std::vector<GenerationResult> run_batched(Engine& engine, const std::vector<Job>& jobs, std::uint32_t seed,
-                                          MakeSource&& make_source) {
+std::vector<GenerationResult> run_batched(Engine& engine, const std::vector<Job>& jobs,
+                                          std::uint32_t seed, MakeSource&& make_source) {
   std::mt19937 rng(seed);
   std::vector<std::size_t> order(jobs.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -91,10 +93,11 @@ std::vector<GenerationResult> run_batched(Engine& engine, const std::vector<Job>
     // Arrivals: 0..3 new sequences before each round.
     for (std::size_t a = rng() % 4; a > 0 && next < order.size(); --a, ++next) {
       const std::size_t j = order[next];
-      const auto id = engine.submit(jobs[j].prompt, jobs[j].cfg, make_source(jobs[j]), [&, j](Token t) {
-        streamed[j].push_back(t);
-        return true;
-      });
+      const auto id =
+          engine.submit(jobs[j].prompt, jobs[j].cfg, make_source(jobs[j]), [&, j](Token t) {
+            streamed[j].push_back(t);
+            return true;
+          });
       job_of[id] = j;
     }
     engine.step();
@@ -133,7 +136,8 @@ TEST_CASE("BatchEngine: plain greedy and sampled sequences equal AutoregressiveD
   CHECK(engine.cache_manager().live_count() == 0);  // every cache went back
 }
 
-TEST_CASE("BatchEngine: draft-assisted sequences with ragged acceptance equal SpeculativeDecoder alone") {
+TEST_CASE(
+    "BatchEngine: draft-assisted sequences with ragged acceptance equal SpeculativeDecoder alone") {
   const Models& m = models();
   const bool sample = GENERATE(false, true);
   const int which = GENERATE(0, 1);  // the noisy draft (ragged acceptance), the unrelated one
@@ -210,7 +214,8 @@ TEST_CASE("BatchEngine: a bounded KvCacheManager makes sequences wait, not fail"
   std::size_t biggest = 0;
   for (const auto& j : jobs) biggest = std::max(biggest, j.prompt.size() + j.cfg.max_new_tokens);
   for (auto& j : jobs) j.cfg.cache_capacity = biggest;
-  const std::size_t per_seq = cache_bytes(m.target.make_cache(biggest)) + cache_bytes(m.noisy.make_cache(biggest));
+  const std::size_t per_seq =
+      cache_bytes(m.target.make_cache(biggest)) + cache_bytes(m.noisy.make_cache(biggest));
   KvCacheManager caches(2 * per_seq + per_seq / 2);
   BatchEngine<Transformer, Source> engine(m.target, {.max_batch = 8}, &caches);
   const auto vocab = static_cast<std::size_t>(m.target.vocab_size());
@@ -248,9 +253,11 @@ TEST_CASE("BatchEngine: cancel, callbacks that stop or throw, bad submissions") 
   const std::vector<Token> prompt{1, 17, 200, 45};
   BatchEngine<Transformer> engine(m.target, {.max_batch = 2});
 
-  const auto a = engine.submit(prompt, cfg);                                       // runs to the end
-  const auto b = engine.submit(prompt, cfg, [n = 0](Token) mutable { return ++n < 3; });  // stops itself
-  const auto c = engine.submit(prompt, cfg, [](Token) -> bool { throw std::runtime_error("client gone"); });
+  const auto a = engine.submit(prompt, cfg);  // runs to the end
+  const auto b =
+      engine.submit(prompt, cfg, [n = 0](Token) mutable { return ++n < 3; });  // stops itself
+  const auto c =
+      engine.submit(prompt, cfg, [](Token) -> bool { throw std::runtime_error("client gone"); });
   const auto d = engine.submit(prompt, cfg);  // cancelled while waiting
   const auto e = engine.submit(prompt, cfg);  // cancelled while running
   CHECK(engine.waiting() == 5);
@@ -278,7 +285,8 @@ TEST_CASE("BatchEngine: cancel, callbacks that stop or throw, bad submissions") 
   REQUIRE(fin.size() == 5);
   const GenerationResult alone = generate_autoregressive(m.target, prompt, cfg);
   CHECK(fin.at(a).result.tokens == alone.tokens);
-  CHECK(fin.at(b).result.tokens == std::vector<Token>(alone.tokens.begin(), alone.tokens.begin() + 3));
+  CHECK(fin.at(b).result.tokens ==
+        std::vector<Token>(alone.tokens.begin(), alone.tokens.begin() + 3));
   CHECK(fin.at(b).result.stop_reason == StopReason::callback);
   REQUIRE(fin.at(c).error);
   CHECK_THROWS_WITH(std::rethrow_exception(fin.at(c).error), "client gone");
@@ -288,7 +296,41 @@ TEST_CASE("BatchEngine: cancel, callbacks that stop or throw, bad submissions") 
   CHECK(fin.at(e).cancelled);
   CHECK(fin.at(e).result.tokens.size() < alone.tokens.size());
   // What e emitted before the cancel is the start of its output alone.
-  CHECK(std::equal(fin.at(e).result.tokens.begin(), fin.at(e).result.tokens.end(), alone.tokens.begin()));
+  CHECK(std::equal(fin.at(e).result.tokens.begin(), fin.at(e).result.tokens.end(),
+                   alone.tokens.begin()));
 
   CHECK_THROWS_AS(BatchEngine<Transformer>(m.target, {.max_batch = 0}), InvalidArgument);
+}
+
+TEST_CASE(
+    "BatchEngine: a failing model call ends that round's sequences only, and max_new_tokens 0") {
+  // Logits favour token (last + 1) % 16; the model throws once a cache holds
+  // 6 tokens after a prompt that starts with 15.
+  const FnModel model(16, [](std::span<const Token> h, std::span<float> row) {
+    if (h.front() == 15 && h.size() > 6) throw FormatError("toy model: overflow at position 6");
+    std::fill(row.begin(), row.end(), 0.0f);
+    row[static_cast<std::size_t>((h.back() + 1) % 16)] = 1.0f;
+  });
+  GenerationConfig cfg;
+  cfg.max_new_tokens = 10;
+  BatchEngine<FnModel> engine(model, {.max_batch = 2});
+  const auto bad = engine.submit(std::vector<Token>{15, 1}, cfg);
+  const auto mate = engine.submit(std::vector<Token>{3}, cfg);
+  const auto later = engine.submit(std::vector<Token>{4}, cfg);
+  GenerationConfig none = cfg;
+  none.max_new_tokens = 0;
+  const auto empty = engine.submit(std::vector<Token>{5}, none);
+  engine.run();
+  std::map<std::uint64_t, BatchEngine<FnModel>::Finished> fin;
+  for (auto& f : engine.take_finished()) fin.emplace(f.id, std::move(f));
+  REQUIRE(fin.size() == 4);
+  REQUIRE(fin.at(bad).error);
+  CHECK_THROWS_WITH(std::rethrow_exception(fin.at(bad).error),
+                    Catch::Contains("overflow at position 6"));
+  REQUIRE(fin.at(mate).error);  // it shared the failing round
+  CHECK_FALSE(fin.at(later).error);
+  CHECK(fin.at(later).result.tokens ==
+        generate_autoregressive(model, std::vector<Token>{4}, cfg).tokens);
+  CHECK_FALSE(fin.at(empty).error);
+  CHECK(fin.at(empty).result.tokens.empty());
 }

@@ -35,9 +35,9 @@ const Model& demo_draft() {
 // lookup (ignored by assisted batches: set only without an assistant),
 // various lengths, one request given as ids.
 std::vector<BatchRequest> mixed_requests(const Model& m, bool lookup) {
-  const std::vector<std::string> prompts = {"And God said", "In the beginning", "And it came to pass",
-                                            "The LORD is my shepherd", "Blessed are", "And the earth",
-                                            "Let there be light", "Thou shalt"};
+  const std::vector<std::string> prompts = {
+      "And God said", "In the beginning", "And it came to pass", "The LORD is my shepherd",
+      "Blessed are",  "And the earth",    "Let there be light",  "Thou shalt"};
   std::vector<BatchRequest> q;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     BatchRequest r;
@@ -58,19 +58,22 @@ std::vector<BatchRequest> mixed_requests(const Model& m, bool lookup) {
 }
 
 void check_against_alone(const Model& m, const Model* assistant, const std::vector<BatchRequest>& q,
-                         const BatchTextResult& got, const std::map<std::size_t, std::string>& streamed) {
+                         const BatchTextResult& got,
+                         const std::map<std::size_t, std::string>& streamed) {
   REQUIRE(got.results.size() == q.size());
   for (std::size_t i = 0; i < q.size(); ++i) {
     INFO("request " << i);
     REQUIRE_FALSE(got.errors[i]);
     const std::string prompt = q[i].tokens ? m.tokenizer().decode(*q[i].tokens, true) : q[i].prompt;
-    const TextResult alone = assistant ? m.generate(prompt, *assistant, q[i].options) : m.generate(prompt, q[i].options);
+    const TextResult alone =
+        assistant ? m.generate(prompt, *assistant, q[i].options) : m.generate(prompt, q[i].options);
     CHECK(got.results[i].tokens == alone.tokens);
     CHECK(got.results[i].text == alone.text);
     CHECK(got.results[i].stop_reason == alone.stop_reason);
     CHECK(got.results[i].assistance == alone.assistance);
     CHECK(got.results[i].prompt_tokens == alone.prompt_tokens);
-    CHECK(streamed.count(i) ? streamed.at(i) == alone.text : alone.text.empty());
+    const std::string piece_text = streamed.count(i) ? streamed.at(i) : std::string();
+    CHECK(piece_text == alone.text);
   }
 }
 
@@ -80,10 +83,11 @@ TEST_CASE("generate_batch: plain and prompt-lookup requests equal generate alone
   const Model& m = demo_target();
   const auto q = mixed_requests(m, true);
   std::map<std::size_t, std::string> streamed;
-  const BatchTextResult got = m.generate_batch(q, nullptr, {.max_batch = 3}, [&](std::size_t i, std::string_view p) {
-    streamed[i] += p;
-    return true;
-  });
+  const BatchTextResult got =
+      m.generate_batch(q, nullptr, {.max_batch = 3}, [&](std::size_t i, std::string_view p) {
+        streamed[i] += p;
+        return true;
+      });
   check_against_alone(m, nullptr, q, got, streamed);
   CHECK(got.stats.max_batch_seen == 3);
   CHECK(got.stats.target_calls == got.stats.rounds);
@@ -115,27 +119,29 @@ TEST_CASE("generate_batch: a draft with another tokenizer (universal) equals gen
     q.push_back(std::move(r));
   }
   std::map<std::size_t, std::string> streamed;
-  const BatchTextResult got = target.generate_batch(q, &other, {.max_batch = 4}, [&](std::size_t i, std::string_view p) {
-    streamed[i] += p;
-    return true;
-  });
+  const BatchTextResult got =
+      target.generate_batch(q, &other, {.max_batch = 4}, [&](std::size_t i, std::string_view p) {
+        streamed[i] += p;
+        return true;
+      });
   check_against_alone(target, &other, q, got, streamed);
   CHECK(got.results[0].assistance == Assistance::universal);
 }
 
-TEST_CASE("generate_batch: a bad request fails alone, a refusing callback stops its sequence only") {
+TEST_CASE(
+    "generate_batch: a bad request fails alone, a refusing callback stops its sequence only") {
   const Model& m = demo_target();
   std::vector<BatchRequest> q(4);
   q[0].prompt = "And God said";
   q[1].prompt = "In the beginning";
-  q[1].options.top_p = 2.0f;  // out of range
+  q[1].options.top_p = 2.0f;                   // out of range
   q[2].tokens = std::vector<Token>{1, 99999};  // outside the vocabulary
   q[3].prompt = "Blessed are";
   for (auto& r : q) r.options.max_new_tokens = 10;
   std::size_t pieces_of_3 = 0;
-  const BatchTextResult got = m.generate_batch(q, &demo_draft(), {.max_batch = 4}, [&](std::size_t i, std::string_view) {
-    return i != 3 || ++pieces_of_3 < 2;
-  });
+  const BatchTextResult got = m.generate_batch(
+      q, &demo_draft(), {.max_batch = 4},
+      [&](std::size_t i, std::string_view) { return i != 3 || ++pieces_of_3 < 2; });
   CHECK_FALSE(got.ok());
   CHECK_FALSE(got.errors[0]);
   REQUIRE(got.errors[1]);
@@ -147,8 +153,9 @@ TEST_CASE("generate_batch: a bad request fails alone, a refusing callback stops 
   CHECK(got.results[3].stop_reason == StopReason::callback);
   CHECK(pieces_of_3 == 2);
   // The convenience overload throws the first error.
-  CHECK_THROWS_AS(m.generate_batch(std::vector<std::string>{"a", "b"}, GenerateOptions{.top_p = 2.0f}),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      m.generate_batch(std::vector<std::string>{"a", "b"}, GenerateOptions{.top_p = 2.0f}),
+      InvalidArgument);
   const auto texts = m.generate_batch(std::vector<std::string>{"And God said", "Thou shalt"},
                                       GenerateOptions{.max_new_tokens = 6});
   REQUIRE(texts.size() == 2);
@@ -157,8 +164,10 @@ TEST_CASE("generate_batch: a bad request fails alone, a refusing callback stops 
 
 TEST_CASE("generate_batch_ids: token ids without a tokenizer equal the decoders alone") {
   const auto dir = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
-  const auto target = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir / "llama-gqa"));
-  const auto draft = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir / "llama-gqa-noisy"));
+  const auto target =
+      std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir / "llama-gqa"));
+  const auto draft =
+      std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir / "llama-gqa-noisy"));
   const AnyModel t(target), d(draft);
   std::vector<BatchIdsRequest> q;
   for (std::size_t i = 0; i < 7; ++i) {
@@ -171,10 +180,11 @@ TEST_CASE("generate_batch_ids: token ids without a tokenizer equal the decoders 
     q.push_back(r);
   }
   std::map<std::size_t, std::vector<Token>> streamed;
-  const BatchIdsResult got = generate_batch_ids(t, &d, q, {.max_batch = 4}, [&](std::size_t i, Token tok) {
-    streamed[i].push_back(tok);
-    return true;
-  });
+  const BatchIdsResult got =
+      generate_batch_ids(t, &d, q, {.max_batch = 4}, [&](std::size_t i, Token tok) {
+        streamed[i].push_back(tok);
+        return true;
+      });
   for (std::size_t i = 0; i < q.size(); ++i) {
     REQUIRE_FALSE(got.errors[i]);
     SpeculativeDecoder dec(*draft, *target, q[i].config);
@@ -185,5 +195,6 @@ TEST_CASE("generate_batch_ids: token ids without a tokenizer equal the decoders 
   // Plain: no draft.
   const BatchIdsResult plain = generate_batch_ids(t, nullptr, q, {.max_batch = 7});
   for (std::size_t i = 0; i < q.size(); ++i)
-    CHECK(plain.results[i].tokens == generate_autoregressive(*target, q[i].prompt, q[i].config).tokens);
+    CHECK(plain.results[i].tokens ==
+          generate_autoregressive(*target, q[i].prompt, q[i].config).tokens);
 }

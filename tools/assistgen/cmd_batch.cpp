@@ -71,12 +71,14 @@ struct Line {
 
 // The request of one JSON object; InvalidArgument naming the key at fault.
 BatchRequest parse_request(const json& j) {
-  if (!j.is_object()) throw InvalidArgument("expected a JSON object, got " + std::string(j.type_name()));
+  if (!j.is_object())
+    throw InvalidArgument("expected a JSON object, got " + std::string(j.type_name()));
   static const std::set<std::string> known = {
-      "prompt",  "tokens",      "max_new_tokens", "do_sample",          "greedy", "temp",
-      "top_k",   "top_p",       "min_p",          "repetition_penalty", "seed",   "ignore_eos",
-      "stop",    "draft_max",   "draft_min",      "draft_p_min",        "schedule", "confidence",
-      "prompt_lookup", "ngram", "show_special",   "parse_special"};
+      "prompt",       "tokens",       "max_new_tokens", "do_sample",     "greedy",
+      "temp",         "top_k",        "top_p",          "min_p",         "repetition_penalty",
+      "seed",         "ignore_eos",   "stop",           "draft_max",     "draft_min",
+      "draft_p_min",  "schedule",     "confidence",     "prompt_lookup", "ngram",
+      "show_special", "parse_special"};
   for (const auto& [key, value] : j.items())
     if (!known.count(key)) throw InvalidArgument("unknown key \"" + key + "\"");
   auto get = [&]<class T>(const char* key, std::optional<T>& out) {
@@ -96,13 +98,15 @@ BatchRequest parse_request(const json& j) {
   };
   BatchRequest r;
   const bool has_prompt = j.contains("prompt"), has_tokens = j.contains("tokens");
-  if (has_prompt == has_tokens) throw InvalidArgument("give exactly one of \"prompt\" and \"tokens\"");
+  if (has_prompt == has_tokens)
+    throw InvalidArgument("give exactly one of \"prompt\" and \"tokens\"");
   if (has_prompt) {
     if (!j["prompt"].is_string()) throw InvalidArgument("\"prompt\": expected a string");
     r.prompt = j["prompt"].get<std::string>();
   } else {
     const json& t = j["tokens"];
-    if (!t.is_array() || t.empty()) throw InvalidArgument("\"tokens\": expected a non-empty list of token ids");
+    if (!t.is_array() || t.empty())
+      throw InvalidArgument("\"tokens\": expected a non-empty list of token ids");
     std::vector<Token> ids;
     for (const json& e : t) {
       if (!e.is_number_integer() || e.get<std::int64_t>() < 0 || e.get<std::int64_t>() > INT32_MAX)
@@ -213,8 +217,10 @@ std::string what(const std::exception_ptr& e) {
 }
 
 json stats_of(const GenerationStats& s, bool assisted) {
-  json j = {{"prompt_tokens", s.prompt_tokens}, {"new_tokens", s.new_tokens},
-            {"target_calls", s.target_calls},   {"seconds", s.total_seconds}};
+  json j = {{"prompt_tokens", s.prompt_tokens},
+            {"new_tokens", s.new_tokens},
+            {"target_calls", s.target_calls},
+            {"seconds", s.total_seconds}};
   if (assisted) {
     j["drafted"] = s.drafted;
     j["accepted"] = s.accepted;
@@ -249,8 +255,10 @@ int run(const Args& a) {
   lo.threads = a.threads;
   if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
   const std::filesystem::path dir(a.model);
-  const bool text_mode = dir.extension() == ".gguf" || std::filesystem::exists(dir / "tokenizer.json");
-  const BatchGenerateOptions batch{.max_batch = a.max_batch, .max_cache_bytes = a.max_cache_mb << 20};
+  const bool text_mode =
+      dir.extension() == ".gguf" || std::filesystem::exists(dir / "tokenizer.json");
+  const BatchGenerateOptions batch{.max_batch = a.max_batch,
+                                   .max_cache_bytes = a.max_cache_mb << 20};
 
   // Per line: text (text mode), ids, stop reason, stats, assisted, error.
   std::vector<std::optional<std::string>> texts(n);
@@ -297,7 +305,9 @@ int run(const Args& a) {
     cpu::LoadOptions co;
     co.threads = a.threads;
     if (lo.dtype) co.dtype = *lo.dtype;
-    auto load = [&](const std::string& d) { return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, co)); };
+    auto load = [&](const std::string& d) {
+      return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, co));
+    };
     const auto t = load(a.model);
     std::shared_ptr<const cpu::Transformer> d;
     if (given(a.o_assistant)) d = load(a.assistant);
@@ -309,15 +319,18 @@ int run(const Args& a) {
         if (!q.tokens)
           throw InvalidArgument("\"prompt\" needs a tokenizer.json beside the model (" + a.model +
                                 "); give \"tokens\"");
-        if (q.options.stop) throw InvalidArgument("\"stop\" needs a tokenizer (stop strings are matched in text)");
+        if (q.options.stop)
+          throw InvalidArgument("\"stop\" needs a tokenizer (stop strings are matched in text)");
         if (q.options.skip_special_tokens || q.options.parse_special)
           throw InvalidArgument("\"show_special\" and \"parse_special\" need a tokenizer (text)");
         BatchIdsRequest r;
         r.prompt = *q.tokens;
         r.config = resolve_generation_config(defaults, q.options, r.prompt.size());
         r.config.target_special_tokens = special_tokens(t->config());
-        if (q.options.eos_token_id) r.config.target_special_tokens->eos_token_ids.clear();
-        else if (d) r.config.draft_special_tokens = special_tokens(d->config());
+        if (q.options.eos_token_id)
+          r.config.target_special_tokens->eos_token_ids.clear();
+        else if (d)
+          r.config.draft_special_tokens = special_tokens(d->config());
         requests.push_back(std::move(r));
         run_index.push_back(i);
       } catch (const Error& e) {
@@ -359,15 +372,17 @@ int run(const Args& a) {
     std::fprintf(out, "%s\n", j.dump().c_str());
   }
   std::fflush(out);
-  std::fprintf(stderr,
-               "batch: %zu sequences (%zu failed), %zu new tokens in %.3f s: %.1f tokens/s; %zu rounds, "
-               "mean batch %.2f (max %zu)",
-               n, failed, agg.new_tokens, seconds, seconds > 0 ? double(agg.new_tokens) / seconds : 0.0,
-               agg.rounds, agg.mean_batch(), agg.max_batch_seen);
+  std::fprintf(
+      stderr,
+      "batch: %zu sequences (%zu failed), %zu new tokens in %.3f s: %.1f tokens/s; %zu rounds, "
+      "mean batch %.2f (max %zu)",
+      n, failed, agg.new_tokens, seconds, seconds > 0 ? double(agg.new_tokens) / seconds : 0.0,
+      agg.rounds, agg.mean_batch(), agg.max_batch_seen);
   if (agg.drafted > 0)
     std::fprintf(stderr, "; drafted %zu, accepted %zu, acceptance %.3f", agg.drafted, agg.accepted,
                  agg.acceptance_rate());
-  std::fprintf(stderr, "\nbatch time: target %.3f s, draft %.3f s, outside the models %.3f s (%.1f%%)\n",
+  std::fprintf(stderr,
+               "\nbatch time: target %.3f s, draft %.3f s, outside the models %.3f s (%.1f%%)\n",
                agg.target_seconds, agg.draft_seconds, agg.overhead_seconds(),
                agg.step_seconds > 0 ? 100.0 * agg.overhead_seconds() / agg.step_seconds : 0.0);
   return failed ? 1 : 0;
@@ -377,11 +392,15 @@ int run(const Args& a) {
 
 Command add_batch(CLI::App& app) {
   auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("batch", "generate for every line of a JSONL file, sequences batched together");
+  CLI::App* sub = app.add_subcommand(
+      "batch", "generate for every line of a JSONL file, sequences batched together");
   sub->description(kDescription);
-  a->o_model = sub->add_option("-m,--model", a->model, "target model: HF directory or .gguf file (required)");
-  a->o_assistant = sub->add_option("-a,--assistant", a->assistant, "draft (assistant) model for every sequence");
-  a->o_prompts = sub->add_option("--prompts", a->prompts, "input: one JSON object per line (required)");
+  a->o_model = sub->add_option("-m,--model", a->model,
+                               "target model: HF directory or .gguf file (required)");
+  a->o_assistant =
+      sub->add_option("-a,--assistant", a->assistant, "draft (assistant) model for every sequence");
+  a->o_prompts =
+      sub->add_option("--prompts", a->prompts, "input: one JSON object per line (required)");
   a->o_out = sub->add_option("--out", a->out, "output JSONL file (default: stdout)");
   sub->add_option("--max-batch", a->max_batch, "sequences verified together per round")
       ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))

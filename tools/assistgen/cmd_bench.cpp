@@ -29,9 +29,9 @@
 #include <thread>
 #include <vector>
 
-#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/batch_engine.hpp"
+#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "commands.hpp"
@@ -197,7 +197,8 @@ struct Options {
   std::vector<std::size_t> prefill{128, 512};
   int threads = 0;
   std::vector<std::size_t> batches{1, 2, 4, 8, 16};
-  std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list, batch_list;
+  std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
+                                         batch_list;
   bool tinyllama = false, no_tinyllama = false;
   CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
       *o_prefill, *o_dtype, *o_batch;
@@ -354,12 +355,14 @@ struct BatchRun {
 // BatchEngine with max_batch B. Figures after the first round (the prompts'
 // prefill): aggregate tokens/s and the share of step time outside the models.
 template <class Source, class MakeSource>
-BatchRun run_engine(const cpu::Transformer& m, std::size_t batch, const Options& opt, MakeSource&& make_source) {
+BatchRun run_engine(const cpu::Transformer& m, std::size_t batch, const Options& opt,
+                    MakeSource&& make_source) {
   GenerationConfig cfg;
   cfg.max_new_tokens = opt.new_tokens;
   cfg.num_assistant_tokens = opt.draft_max;
   BatchEngine<cpu::Transformer, Source> engine(m, {.max_batch = batch});
-  for (std::size_t b = 0; b < batch; ++b) engine.submit(filler(12, m.vocab_size(), 20 + b), cfg, make_source());
+  for (std::size_t b = 0; b < batch; ++b)
+    engine.submit(filler(12, m.vocab_size(), 20 + b), cfg, make_source());
   engine.step();
   const BatchStats s0 = engine.stats();
   const double t0 = now();
@@ -383,15 +386,18 @@ void bench_batches(const cpu::Transformer& m, const Options& opt) {
   const std::size_t K = opt.draft_max;
   const int reps = std::max(1, opt.reps / 2);
   using Draft = DraftModelCandidates<cpu::Transformer>;
-  std::printf("\n| batch | plain tokens/s | x plain batch 1 | assisted (draft == target, K=%zu) tokens/s | x plain "
-              "batch 1 | c(K) K=1,2,4,8 | assisted: outside the models |\n|---|---|---|---|---|---|---|\n",
-              K);
+  std::printf(
+      "\n| batch | plain tokens/s | x plain batch 1 | assisted (draft == target, K=%zu) tokens/s | "
+      "x plain "
+      "batch 1 | c(K) K=1,2,4,8 | assisted: outside the models |\n|---|---|---|---|---|---|---|\n",
+      K);
   double plain1 = 0;
   for (std::size_t b : opt.batches) {
     if (b == 0) continue;
     std::vector<double> plain, assisted, overhead;
     for (int r = 0; r < reps; ++r) {
-      plain.push_back(run_engine<NoCandidates>(m, b, opt, [] { return NoCandidates{}; }).tokens_per_s);
+      plain.push_back(
+          run_engine<NoCandidates>(m, b, opt, [] { return NoCandidates{}; }).tokens_per_s);
       const BatchRun a = run_engine<Draft>(m, b, opt, [&] { return Draft(m, m.vocab_size()); });
       assisted.push_back(a.tokens_per_s);
       overhead.push_back(a.overhead_share);
@@ -410,8 +416,8 @@ void bench_batches(const cpu::Transformer& m, const Options& opt) {
       std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, median(ratios));
       ck += buf;
     }
-    std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %s | %.2f%% |\n", b, p, p / plain1, a, a / plain1, ck.c_str(),
-                100.0 * median(overhead));
+    std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %s | %.2f%% |\n", b, p, p / plain1, a,
+                a / plain1, ck.c_str(), 100.0 * median(overhead));
     std::fflush(stdout);
   }
 }
@@ -564,8 +570,8 @@ int run_quality(const Options& opt) {
 int run_bench(Options& opt) {
   require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
   if (given(opt.o_quality))
-    for (const CLI::Option* o :
-         {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill, opt.o_dtype, opt.o_batch})
+    for (const CLI::Option* o : {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama,
+                                 opt.o_prefill, opt.o_dtype, opt.o_batch})
       require_with(o, false, "does not apply to --quality (it compares bf16 and int8 with f32)");
   if (opt.tinyllama && opt.no_tinyllama)
     throw UsageError("--tinyllama and --no-tinyllama are alternatives");

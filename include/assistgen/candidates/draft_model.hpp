@@ -61,8 +61,8 @@ class DraftModelCandidates {
     if (external_) {
       if (external_->capacity() < capacity)
         throw CapacityError("DraftModelCandidates::start: the cache given with use_cache() holds " +
-                            std::to_string(external_->capacity()) + " positions, the sequence needs " +
-                            std::to_string(capacity));
+                            std::to_string(external_->capacity()) +
+                            " positions, the sequence needs " + std::to_string(capacity));
       external_->truncate(std::min(external_->size(), keep));
     } else {
       detail::reuse_or_make_cache(*model_, own_, capacity, keep);
@@ -117,8 +117,9 @@ class DraftModelCandidates {
   /// with `rng` when `sample`, kept as q_row(j)) and appends it to `work`
   /// unless `lookahead.stop_before(prob)`. Returns whether another step
   /// follows: not after the limit, an EOS, or when `lookahead.stop_after(prob)`.
-  bool take_step(std::span<float> row_in, std::vector<Token>& work, LogitsProcessorChain& chain, bool sample,
-                 const DraftLengthPolicy& lookahead, std::span<const Token> eos, Rng& rng) {
+  bool take_step(std::span<float> row_in, std::vector<Token>& work, LogitsProcessorChain& chain,
+                 bool sample, const DraftLengthPolicy& lookahead, std::span<const Token> eos,
+                 Rng& rng) {
     const std::size_t i = work.size() - n_;
     std::span<float> row = row_in.first(vocab_);
     chain.apply(row, std::span<const Token>(work));
@@ -227,10 +228,10 @@ class DraftModelCandidates {
  private:
   const Draft* model_;
   std::size_t vocab_;
-  std::optional<Cache> own_;     // the cache made by start() (without use_cache())
-  Cache* external_ = nullptr;    // use_cache()
-  std::size_t n_ = 0;            // begin_steps(): the sequence length the proposal follows
-  std::size_t limit_ = 0;        // begin_steps(): the most tokens it may propose
+  std::optional<Cache> own_;   // the cache made by start() (without use_cache())
+  Cache* external_ = nullptr;  // use_cache()
+  std::size_t n_ = 0;          // begin_steps(): the sequence length the proposal follows
+  std::size_t limit_ = 0;      // begin_steps(): the most tokens it may propose
   Logits logits_;  // reused every draft step
   std::vector<float> q_;
   std::vector<float> probs_;

@@ -44,7 +44,8 @@ class AssistedSequence {
   /// schedule options have been checked (DraftLengthPolicy's constructor).
   /// `vocab` is the target's vocabulary size; `name` prefixes errors.
   template <class MakeSource>
-  AssistedSequence(GenerationConfig cfg, std::size_t vocab, std::string name, MakeSource&& make_source)
+  AssistedSequence(GenerationConfig cfg, std::size_t vocab, std::string name,
+                   MakeSource&& make_source)
       : cfg_(std::move(cfg)),
         name_(std::move(name)),
         vocab_(vocab),
