@@ -8,7 +8,8 @@
 // server's overhead (engine-thread time outside the engine) as a share of
 // the rounds' time. Not a Google Benchmark: the figures are per phase.
 //
-//   bench_server [--model tinyllama|kjv] [--clients 8] [--requests 3] [--tokens 32] [--dtype bf16|f32]
+//   bench_server [--model tinyllama|kjv] [--clients 8] [--requests 3] [--tokens 32] [--dtype
+//   bf16|f32]
 #include <httplib.h>
 
 #include <algorithm>
@@ -50,9 +51,9 @@ Phase run_phase(Server& server, std::size_t clients, std::size_t requests, std::
   ph.clients = clients;
   ph.before = server.stats();
   std::mutex m;
-  const std::vector<std::string> prompts = {"And God said", "In the beginning", "The LORD is my shepherd",
-                                            "Blessed are the", "And it came to pass", "Thou shalt not",
-                                            "For God so loved", "Jesus wept"};
+  const std::vector<std::string> prompts = {
+      "And God said",        "In the beginning", "The LORD is my shepherd", "Blessed are the",
+      "And it came to pass", "Thou shalt not",   "For God so loved",        "Jesus wept"};
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (std::size_t c = 0; c < clients; ++c)
@@ -75,7 +76,8 @@ Phase run_phase(Server& server, std::size_t clients, std::size_t requests, std::
         req.body = body.dump();
         req.set_header("Content-Type", "application/json");
         req.content_receiver = [&](const char* data, std::size_t n, uint64_t, uint64_t) {
-          if (first < 0 && std::string_view(data, n).find("\"text\":\"") != std::string_view::npos &&
+          if (first < 0 &&
+              std::string_view(data, n).find("\"text\":\"") != std::string_view::npos &&
               std::string_view(data, n).find("\"text\":\"\"") == std::string_view::npos)
             first = std::chrono::duration<double>(Clock::now() - start).count();
           sse.append(data, n);
@@ -105,11 +107,16 @@ int main(int argc, char** argv) {
   std::size_t clients = 8, requests = 3, tokens = 32;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") model = v;
-    else if (k == "--clients") clients = std::stoul(v);
-    else if (k == "--requests") requests = std::stoul(v);
-    else if (k == "--tokens") tokens = std::stoul(v);
-    else if (k == "--dtype") dtype = v;
+    if (k == "--model")
+      model = v;
+    else if (k == "--clients")
+      clients = std::stoul(v);
+    else if (k == "--requests")
+      requests = std::stoul(v);
+    else if (k == "--tokens")
+      tokens = std::stoul(v);
+    else if (k == "--dtype")
+      dtype = v;
     else {
       std::fprintf(stderr, "bench_server: unknown option %s\n", k.c_str());
       return 2;
@@ -121,18 +128,23 @@ int main(int argc, char** argv) {
   if (model == "tinyllama") {
     cpu::LoadOptions lo;
     lo.dtype = dtype == "f32" ? DType::f32 : DType::bf16;
-    auto t = std::make_shared<const cpu::Transformer>(cpu::Transformer::random(tinyllama_shape(), 1, lo));
+    auto t = std::make_shared<const cpu::Transformer>(
+        cpu::Transformer::random(tinyllama_shape(), 1, lo));
     target.emplace(AnyModel(t), load_model(kjv).tokenizer());
   } else {
     target.emplace(load_model(kjv));
   }
-  std::printf("bench_server: %s target (%s) ready in %.1f s; %zu requests of %zu tokens per client, streamed\n",
-              model.c_str(), dtype.c_str(), std::chrono::duration<double>(Clock::now() - t_load).count(), requests,
-              tokens);
+  std::printf(
+      "bench_server: %s target (%s) ready in %.1f s; %zu requests of %zu tokens per client, "
+      "streamed\n",
+      model.c_str(), dtype.c_str(), std::chrono::duration<double>(Clock::now() - t_load).count(),
+      requests, tokens);
   Server server(*target, nullptr, {.port = 0, .max_batch = std::max<std::size_t>(clients, 1)});
   server.start();
   run_phase(server, 1, 1, 4);  // warm-up
-  std::printf("| clients | tokens | seconds | tokens/s | vs 1 client | TTFT p50 | TTFT p90 | mean batch | server overhead |\n");
+  std::printf(
+      "| clients | tokens | seconds | tokens/s | vs 1 client | TTFT p50 | TTFT p90 | mean batch | "
+      "server overhead |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   double single = 0;
   int failed = 0;
@@ -143,11 +155,15 @@ int main(int argc, char** argv) {
     const double step = ph.after.step_seconds - ph.before.step_seconds;
     const double over = ph.after.overhead_seconds - ph.before.overhead_seconds;
     const double rounds = double(ph.after.engine.rounds - ph.before.engine.rounds);
-    const double seq_rounds = double(ph.after.engine.sequence_rounds - ph.before.engine.sequence_rounds);
-    std::printf("| %zu | %zu | %.2f | %.2f | %.2fx | %.3f s | %.3f s | %.2f | %.2f%% of round time (%.3f ms per round) |\n",
-                c, ph.tokens, ph.seconds, tps, single > 0 ? tps / single : 0.0, percentile(ph.ttft, 0.5),
-                percentile(ph.ttft, 0.9), rounds > 0 ? seq_rounds / rounds : 0.0,
-                step + over > 0 ? 100.0 * over / (step + over) : 0.0, rounds > 0 ? 1e3 * over / rounds : 0.0);
+    const double seq_rounds =
+        double(ph.after.engine.sequence_rounds - ph.before.engine.sequence_rounds);
+    std::printf(
+        "| %zu | %zu | %.2f | %.2f | %.2fx | %.3f s | %.3f s | %.2f | %.2f%% of round time (%.3f "
+        "ms per round) |\n",
+        c, ph.tokens, ph.seconds, tps, single > 0 ? tps / single : 0.0, percentile(ph.ttft, 0.5),
+        percentile(ph.ttft, 0.9), rounds > 0 ? seq_rounds / rounds : 0.0,
+        step + over > 0 ? 100.0 * over / (step + over) : 0.0,
+        rounds > 0 ? 1e3 * over / rounds : 0.0);
     failed += static_cast<int>(ph.failed);
   }
   server.stop();

@@ -73,10 +73,10 @@ struct ServerStats {
   /// Engine-thread seconds outside BatchEngine::step() plus inside the
   /// server's text callbacks: the server's own share of a round's time.
   double overhead_seconds = 0.0;
-  double step_seconds = 0.0;          ///< engine-thread seconds inside step()
-  BatchStats engine = {};             ///< the engine's counters
-  std::size_t running = 0;            ///< sequences in the batch now
-  std::size_t waiting = 0;            ///< sequences queued now
+  double step_seconds = 0.0;  ///< engine-thread seconds inside step()
+  BatchStats engine = {};     ///< the engine's counters
+  std::size_t running = 0;    ///< sequences in the batch now
+  std::size_t waiting = 0;    ///< sequences queued now
 };
 
 /// An OpenAI-compatible HTTP server over `target`, assisted by `assistant`

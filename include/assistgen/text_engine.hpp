@@ -43,10 +43,11 @@ class TextBatchEngine {
 
   /// A sequence that left the engine.
   struct Finished {
-    SequenceId id = 0;        ///< as submit() returned it
-    TextResult result;        ///< text, tokens, stats (partial when `error` is set or cancelled)
-    std::exception_ptr error; ///< set when this sequence failed on its own (e.g. its callback threw)
-    bool cancelled = false;   ///< cancel() ended it
+    SequenceId id = 0;  ///< as submit() returned it
+    TextResult result;  ///< text, tokens, stats (partial when `error` is set or cancelled)
+    std::exception_ptr
+        error;               ///< set when this sequence failed on its own (e.g. its callback threw)
+    bool cancelled = false;  ///< cancel() ended it
   };
 
   /// An engine over `target` (and `assistant`, may be null) batching
@@ -66,7 +67,8 @@ class TextBatchEngine {
   SequenceId submit(std::vector<Token> prompt, const GenerateOptions& options = {},
                     TextCallback on_text = {});
   /// As above for a text prompt, encoded as generate() encodes it.
-  SequenceId submit(std::string_view prompt, const GenerateOptions& options = {}, TextCallback on_text = {});
+  SequenceId submit(std::string_view prompt, const GenerateOptions& options = {},
+                    TextCallback on_text = {});
 
   /// Ends sequence `id` (BatchEngine::cancel): a waiting one at once, a
   /// running one at the start of the next step(); its caches are released

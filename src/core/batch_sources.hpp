@@ -27,7 +27,8 @@ class LookupOrPlain {
     if (lookup_) lookup_->start(capacity, keep, ctx);
   }
   std::size_t limit(const CandidateContext& ctx) const { return lookup_ ? lookup_->limit(ctx) : 0; }
-  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx) {
+  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit,
+                      CandidateContext& ctx) {
     return lookup_ ? lookup_->propose(seq, n, limit, ctx) : 0;
   }
   std::span<const float> q_row(std::size_t j) const {

@@ -36,17 +36,19 @@ struct Item {
 // Runs the items that have no error yet through one BatchEngine whose
 // sources `make_source(cfg)` makes; fills results, errors and stats.
 template <class Source, class MakeSource>
-void run_engine(const AnyModel& target, const std::vector<Item>& items, const std::vector<TokenCallback>& callbacks,
-                const BatchGenerateOptions& batch, MakeSource&& make_source,
-                std::vector<GenerationResult>& results, std::vector<std::exception_ptr>& errors,
-                BatchStats& stats) {
+void run_engine(const AnyModel& target, const std::vector<Item>& items,
+                const std::vector<TokenCallback>& callbacks, const BatchGenerateOptions& batch,
+                MakeSource&& make_source, std::vector<GenerationResult>& results,
+                std::vector<std::exception_ptr>& errors, BatchStats& stats) {
   KvCacheManager caches(batch.max_cache_bytes);
-  BatchEngine<AnyModel, Source> engine(target, {.max_batch = batch.max_batch, .name = "generate_batch"}, &caches);
+  BatchEngine<AnyModel, Source> engine(
+      target, {.max_batch = batch.max_batch, .name = "generate_batch"}, &caches);
   std::vector<std::size_t> index_of;  // engine id -> request
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (errors[i]) continue;
     try {
-      const auto id = engine.submit(items[i].prompt, items[i].cfg, make_source(items[i].cfg), callbacks[i]);
+      const auto id =
+          engine.submit(items[i].prompt, items[i].cfg, make_source(items[i].cfg), callbacks[i]);
       index_of.resize(id + 1);
       index_of[id] = i;
     } catch (...) {
@@ -69,7 +71,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
-                                  std::span<const BatchIdsRequest> requests, const BatchGenerateOptions& batch,
+                                  std::span<const BatchIdsRequest> requests,
+                                  const BatchGenerateOptions& batch,
                                   const std::function<bool(std::size_t, Token)>& on_token) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = requests.size();
@@ -82,23 +85,25 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
   for (std::size_t i = 0; i < n; ++i) {
     items[i] = {requests[i].prompt, requests[i].config};
     if (on_token) callbacks[i] = [&on_token, i](Token t) { return on_token(i, t); };
-    out.assistance[i] = draft                                          ? Assistance::draft
+    out.assistance[i] = draft                                         ? Assistance::draft
                         : requests[i].config.prompt_lookup_num_tokens ? Assistance::prompt_lookup
-                                                                       : Assistance::none;
+                                                                      : Assistance::none;
   }
   if (draft)
-    run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch, draft_sources(*draft, target),
-                                               out.results, out.errors, out.stats);
+    run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch,
+                                               draft_sources(*draft, target), out.results,
+                                               out.errors, out.stats);
   else
-    run_engine<LookupOrPlain>(target, items, callbacks, batch,
-                              [](const GenerationConfig& c) { return LookupOrPlain(c); }, out.results,
-                              out.errors, out.stats);
+    run_engine<LookupOrPlain>(
+        target, items, callbacks, batch, [](const GenerationConfig& c) { return LookupOrPlain(c); },
+        out.results, out.errors, out.stats);
   out.seconds = seconds_since(t0);
   return out;
 }
 
-BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, const Model* assistant,
-                                      const BatchGenerateOptions& batch, const BatchTextCallback& on_text) const {
+BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests,
+                                      const Model* assistant, const BatchGenerateOptions& batch,
+                                      const BatchTextCallback& on_text) const {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = requests.size();
   BatchTextResult out;
@@ -111,8 +116,9 @@ BatchTextResult Model::generate_batch(std::span<const BatchRequest> requests, co
       const BatchRequest& q = requests[i];
       TextCallback piece_to;
       if (on_text) piece_to = [&on_text, i](std::string_view piece) { return on_text(i, piece); };
-      const auto id = q.tokens ? engine.submit(*q.tokens, q.options, std::move(piece_to))
-                               : engine.submit(std::string_view(q.prompt), q.options, std::move(piece_to));
+      const auto id =
+          q.tokens ? engine.submit(*q.tokens, q.options, std::move(piece_to))
+                   : engine.submit(std::string_view(q.prompt), q.options, std::move(piece_to));
       index_of.resize(id + 1);
       index_of[id] = i;
     } catch (...) {
@@ -138,7 +144,8 @@ std::vector<TextResult> texts_only(BatchTextResult r) {
   return std::move(r.results);
 }
 
-std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts, const GenerateOptions& options) {
+std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts,
+                                      const GenerateOptions& options) {
   std::vector<BatchRequest> q(prompts.size());
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     q[i].prompt = prompts[i];
@@ -150,14 +157,17 @@ std::vector<BatchRequest> requests_of(const std::vector<std::string>& prompts, c
 }  // namespace
 
 std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts,
-                                              const GenerateOptions& options, const BatchTextCallback& on_text,
+                                              const GenerateOptions& options,
+                                              const BatchTextCallback& on_text,
                                               const BatchGenerateOptions& batch) const {
   const std::vector<BatchRequest> q = requests_of(prompts, options);
   return texts_only(generate_batch(std::span<const BatchRequest>(q), nullptr, batch, on_text));
 }
 
-std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts, const Model& assistant,
-                                              const GenerateOptions& options, const BatchTextCallback& on_text,
+std::vector<TextResult> Model::generate_batch(const std::vector<std::string>& prompts,
+                                              const Model& assistant,
+                                              const GenerateOptions& options,
+                                              const BatchTextCallback& on_text,
                                               const BatchGenerateOptions& batch) const {
   const std::vector<BatchRequest> q = requests_of(prompts, options);
   return texts_only(generate_batch(std::span<const BatchRequest>(q), &assistant, batch, on_text));

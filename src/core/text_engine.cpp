@@ -24,7 +24,8 @@ namespace {
 class AnyBatch {
  public:
   virtual ~AnyBatch() = default;
-  virtual std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg, TokenCallback on_token) = 0;
+  virtual std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg,
+                               TokenCallback on_token) = 0;
   virtual bool cancel(std::uint64_t id) = 0;
   virtual bool step() = 0;
   virtual std::vector<BatchEngine<AnyModel>::Finished> take_finished() = 0;
@@ -41,7 +42,8 @@ class TypedBatch final : public AnyBatch {
       : caches_(batch.max_cache_bytes),
         engine_(target, {.max_batch = batch.max_batch, .name = "TextBatchEngine"}, &caches_),
         make_(std::move(make)) {}
-  std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg, TokenCallback on_token) override {
+  std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg,
+                       TokenCallback on_token) override {
     Source source = make_(cfg);
     return engine_.submit(prompt, std::move(cfg), std::move(source), std::move(on_token));
   }
@@ -81,7 +83,8 @@ struct TextBatchEngine::Impl {
   std::map<SequenceId, Live> live;
 };
 
-TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant, const BatchGenerateOptions& batch)
+TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
+                                 const BatchGenerateOptions& batch)
     : impl_(std::make_unique<Impl>()) {
   impl_->target = &target;
   impl_->assistant = assistant;
@@ -103,9 +106,9 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant, co
           UniversalOptions uo;
           const auto masked = assistant->masked_tokens();
           uo.draft_suppress_tokens.assign(masked.begin(), masked.end());
-          return DifferentTokenizerCandidates<AnyModel>(assistant->backend(), assistant->tokenizer(),
-                                                        target.tokenizer(), target.backend().vocab_size(),
-                                                        std::move(uo));
+          return DifferentTokenizerCandidates<AnyModel>(
+              assistant->backend(), assistant->tokenizer(), target.tokenizer(),
+              target.backend().vocab_size(), std::move(uo));
         });
   } else {
     impl_->batch = std::make_unique<TypedBatch<detail::LookupOrPlain>>(
@@ -115,27 +118,32 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant, co
 
 TextBatchEngine::~TextBatchEngine() = default;
 
-TextBatchEngine::SequenceId TextBatchEngine::submit(std::vector<Token> prompt, const GenerateOptions& options,
+TextBatchEngine::SequenceId TextBatchEngine::submit(std::vector<Token> prompt,
+                                                    const GenerateOptions& options,
                                                     TextCallback on_text) {
   const Model& target = *impl_->target;
-  detail::PreparedRun prep = detail::prepare_run(target, std::move(prompt), impl_->assistant, options);
+  detail::PreparedRun prep =
+      detail::prepare_run(target, std::move(prompt), impl_->assistant, options);
   Impl::Live live;
   live.lookup = prep.cfg.prompt_lookup_num_tokens > 0;
-  live.stream = std::make_unique<detail::TextStream>(target.tokenizer(), prep.skip_special, prep.stops,
-                                                     std::move(on_text));
+  live.stream = std::make_unique<detail::TextStream>(target.tokenizer(), prep.skip_special,
+                                                     prep.stops, std::move(on_text));
   std::lock_guard lock(impl_->mutex);
-  const SequenceId id = impl_->batch->submit(prep.prompt, std::move(prep.cfg), live.stream->token_callback());
+  const SequenceId id =
+      impl_->batch->submit(prep.prompt, std::move(prep.cfg), live.stream->token_callback());
   live.prompt = std::move(prep.prompt);
   impl_->live.emplace(id, std::move(live));
   return id;
 }
 
-TextBatchEngine::SequenceId TextBatchEngine::submit(std::string_view prompt, const GenerateOptions& options,
+TextBatchEngine::SequenceId TextBatchEngine::submit(std::string_view prompt,
+                                                    const GenerateOptions& options,
                                                     TextCallback on_text) {
   const Model& target = *impl_->target;
   const bool parse_special =
       options.parse_special.value_or(target.generation_defaults().parse_special.value_or(false));
-  return submit(target.tokenizer().encode(prompt, {.parse_special = parse_special}), options, std::move(on_text));
+  return submit(target.tokenizer().encode(prompt, {.parse_special = parse_special}), options,
+                std::move(on_text));
 }
 
 bool TextBatchEngine::cancel(SequenceId id) { return impl_->batch->cancel(id); }
@@ -162,8 +170,8 @@ std::vector<TextBatchEngine::Finished> TextBatchEngine::take_finished() {
       it->second.stream->finish(std::move(f.result), r.result);
       r.result.prompt_tokens = std::move(it->second.prompt);
       r.result.assistance = impl_->mode != Assistance::none ? impl_->mode
-                            : it->second.lookup           ? Assistance::prompt_lookup
-                                                          : Assistance::none;
+                            : it->second.lookup             ? Assistance::prompt_lookup
+                                                            : Assistance::none;
       impl_->live.erase(it);
     }
     out.push_back(std::move(r));

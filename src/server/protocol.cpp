@@ -19,7 +19,8 @@ namespace {
 using nlohmann::json;
 
 ApiError bad(std::string message, std::string param, std::string code = "") {
-  return ApiError(400, "invalid_request_error", std::move(message), std::move(param), std::move(code));
+  return ApiError(400, "invalid_request_error", std::move(message), std::move(param),
+                  std::move(code));
 }
 
 json parse_body(std::string_view body) {
@@ -53,23 +54,25 @@ double number_in(const json& v, const char* key, double lo, double hi, bool open
     throw bad(std::string("'") + key + "' must be a number, not " + type_of(v), key);
   const double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi || (open_lo && x == lo))
-    throw bad(std::string("'") + key + "' must be in " + (open_lo ? "(" : "[") + json(lo).dump() + ", " +
-                  json(hi).dump() + "], not " + v.dump(),
+    throw bad(std::string("'") + key + "' must be in " + (open_lo ? "(" : "[") + json(lo).dump() +
+                  ", " + json(hi).dump() + "], not " + v.dump(),
               key);
   return x;
 }
 
 // The fields both endpoints share; `known` collects the names handled.
-void common_fields(const json& j, Job& job, const std::string& model_name, std::set<std::string>& known) {
-  known.insert({"model", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "stream", "stream_options",
-                "user", "top_k", "min_p", "repetition_penalty", "ignore_eos"});
+void common_fields(const json& j, Job& job, const std::string& model_name,
+                   std::set<std::string>& known) {
+  known.insert({"model", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "stream",
+                "stream_options", "user", "top_k", "min_p", "repetition_penalty", "ignore_eos"});
   GenerateOptions& o = job.options;
   if (const json* v = field(j, "model")) {
     if (!v->is_string()) throw bad("'model' must be a string, not " + type_of(*v), "model");
     if (v->get<std::string>() != model_name)
       throw ApiError(404, "invalid_request_error",
-                     "the model '" + v->get<std::string>() + "' does not exist; this server serves '" +
-                         model_name + "' (GET /v1/models)",
+                     "the model '" + v->get<std::string>() +
+                         "' does not exist; this server serves '" + model_name +
+                         "' (GET /v1/models)",
                      "model", "model_not_found");
   }
   if (const json* v = field(j, "max_tokens")) o.max_new_tokens = positive_int(*v, "max_tokens");
@@ -78,10 +81,13 @@ void common_fields(const json& j, Job& job, const std::string& model_name, std::
     o.do_sample = t > 0.0;
     if (t > 0.0) o.temperature = static_cast<float>(t);
   }
-  if (const json* v = field(j, "top_p")) o.top_p = static_cast<float>(number_in(*v, "top_p", 0.0, 1.0, true));
-  if (const json* v = field(j, "min_p")) o.min_p = static_cast<float>(number_in(*v, "min_p", 0.0, 1.0, false));
+  if (const json* v = field(j, "top_p"))
+    o.top_p = static_cast<float>(number_in(*v, "top_p", 0.0, 1.0, true));
+  if (const json* v = field(j, "min_p"))
+    o.min_p = static_cast<float>(number_in(*v, "min_p", 0.0, 1.0, false));
   if (const json* v = field(j, "repetition_penalty"))
-    o.repetition_penalty = static_cast<float>(number_in(*v, "repetition_penalty", 0.0, 100.0, true));
+    o.repetition_penalty =
+        static_cast<float>(number_in(*v, "repetition_penalty", 0.0, 100.0, true));
   if (const json* v = field(j, "top_k")) {
     if (!v->is_number_integer() || v->get<std::int64_t>() < 0)
       throw bad("'top_k' must be an integer of at least 0, not " + v->dump(), "top_k");
@@ -98,13 +104,15 @@ void common_fields(const json& j, Job& job, const std::string& model_name, std::
       stops.push_back(v->get<std::string>());
     } else if (v->is_array()) {
       for (const json& s : *v) {
-        if (!s.is_string()) throw bad("'stop' must be a string or a list of strings; it holds " + s.dump(), "stop");
+        if (!s.is_string())
+          throw bad("'stop' must be a string or a list of strings; it holds " + s.dump(), "stop");
         stops.push_back(s.get<std::string>());
       }
     } else {
       throw bad("'stop' must be a string or a list of strings, not " + type_of(*v), "stop");
     }
-    if (stops.size() > 64) throw bad("'stop' holds " + std::to_string(stops.size()) + " strings, more than 64", "stop");
+    if (stops.size() > 64)
+      throw bad("'stop' holds " + std::to_string(stops.size()) + " strings, more than 64", "stop");
     for (const std::string& s : stops) {
       if (s.empty()) throw bad("'stop' holds an empty string", "stop");
       if (s.size() > 1024) throw bad("'stop' holds a string of more than 1024 bytes", "stop");
@@ -120,18 +128,23 @@ void common_fields(const json& j, Job& job, const std::string& model_name, std::
     job.stream = v->get<bool>();
   }
   if (const json* v = field(j, "stream_options")) {
-    if (!job.stream) throw bad("'stream_options' is only allowed with \"stream\": true", "stream_options");
-    if (!v->is_object()) throw bad("'stream_options' must be an object, not " + type_of(*v), "stream_options");
+    if (!job.stream)
+      throw bad("'stream_options' is only allowed with \"stream\": true", "stream_options");
+    if (!v->is_object())
+      throw bad("'stream_options' must be an object, not " + type_of(*v), "stream_options");
     for (const auto& [k, x] : v->items()) {
       if (k != "include_usage")
-        throw bad("'stream_options." + k + "' is not supported (only include_usage is)", "stream_options." + k);
+        throw bad("'stream_options." + k + "' is not supported (only include_usage is)",
+                  "stream_options." + k);
       if (!x.is_boolean())
-        throw bad("'stream_options.include_usage' must be a boolean", "stream_options.include_usage");
+        throw bad("'stream_options.include_usage' must be a boolean",
+                  "stream_options.include_usage");
       job.include_usage = x.get<bool>();
     }
   }
   if (const json* v = field(j, "ignore_eos")) {
-    if (!v->is_boolean()) throw bad("'ignore_eos' must be a boolean, not " + type_of(*v), "ignore_eos");
+    if (!v->is_boolean())
+      throw bad("'ignore_eos' must be a boolean, not " + type_of(*v), "ignore_eos");
     if (v->get<bool>()) o.eos_token_id = std::vector<Token>{};
   }
   if (const json* v = field(j, "user"))
@@ -152,8 +165,10 @@ void refuse_unsupported(const json& j, const std::set<std::string>& known, const
   std::string list;
   for (const auto& n : names) list += (list.empty() ? "'" : ", '") + n + "'";
   throw bad("unsupported option" + std::string(names.size() > 1 ? "s " : " ") + list +
-                " (supported: model, prompt or messages, max_tokens, temperature, top_p, seed, stop, n = 1, "
-                "stream, stream_options, user, and the extensions top_k, min_p, repetition_penalty, ignore_eos)",
+                " (supported: model, prompt or messages, max_tokens, temperature, top_p, seed, "
+                "stop, n = 1, "
+                "stream, stream_options, user, and the extensions top_k, min_p, "
+                "repetition_penalty, ignore_eos)",
             names.front(), "unsupported_parameter");
 }
 
@@ -164,8 +179,8 @@ void check_context(const Job& job, const Model& model) {
   if (limit == 0) return;
   const std::size_t prompt = std::max<std::size_t>(job.prompt.size(), 1);
   if (prompt > limit)
-    throw bad("the " + job.prompt_param + " is " + std::to_string(prompt) + " tokens long, more than the model's " +
-                  std::to_string(limit) + "-token context",
+    throw bad("the " + job.prompt_param + " is " + std::to_string(prompt) +
+                  " tokens long, more than the model's " + std::to_string(limit) + "-token context",
               job.prompt_param, "context_length_exceeded");
   if (job.options.max_new_tokens && prompt + *job.options.max_new_tokens > limit)
     throw bad("'max_tokens' " + std::to_string(*job.options.max_new_tokens) + " plus the " +
@@ -179,8 +194,8 @@ std::vector<Token> token_list(const json& a, const Model& model) {
   const auto vocab = static_cast<std::int64_t>(model.backend().vocab_size());
   for (const json& t : a) {
     if (!t.is_number_integer() || t.get<std::int64_t>() < 0 || t.get<std::int64_t>() >= vocab)
-      throw bad("'prompt' holds " + t.dump() + ", not a token id of the model (0 to " + std::to_string(vocab - 1) +
-                    ")",
+      throw bad("'prompt' holds " + t.dump() + ", not a token id of the model (0 to " +
+                    std::to_string(vocab - 1) + ")",
                 "prompt");
     ids.push_back(static_cast<Token>(t.get<std::int64_t>()));
   }
@@ -218,7 +233,9 @@ Job parse_completion(std::string_view body, const Model& model, const std::strin
   if (!p) throw bad("'prompt' is required", "prompt");
   const json* one = p;
   if (p->is_array() && !p->empty() && (p->front().is_string() || p->front().is_array())) {
-    if (p->size() != 1) throw bad("'prompt' holds " + std::to_string(p->size()) + " prompts; send one per request", "prompt");
+    if (p->size() != 1)
+      throw bad("'prompt' holds " + std::to_string(p->size()) + " prompts; send one per request",
+                "prompt");
     one = &p->front();
   }
   if (one->is_string()) {
@@ -226,7 +243,8 @@ Job parse_completion(std::string_view body, const Model& model, const std::strin
   } else if (one->is_array() && !one->empty()) {
     job.prompt = token_list(*one, model);
   } else {
-    throw bad("'prompt' must be a string, a list of one string, or a non-empty list of token ids", "prompt");
+    throw bad("'prompt' must be a string, a list of one string, or a non-empty list of token ids",
+              "prompt");
   }
   check_context(job, model);
   return job;
@@ -256,7 +274,8 @@ Job parse_chat(std::string_view body, const Model& model, const std::string& mod
   }
   const json* m = field(j, "messages");
   if (!m) throw bad("'messages' is required", "messages");
-  if (!m->is_array() || m->empty()) throw bad("'messages' must be a non-empty list of messages", "messages");
+  if (!m->is_array() || m->empty())
+    throw bad("'messages' must be a non-empty list of messages", "messages");
   std::vector<ChatMessage> messages;
   for (std::size_t i = 0; i < m->size(); ++i) {
     const json& msg = (*m)[i];
@@ -264,7 +283,8 @@ Job parse_chat(std::string_view body, const Model& model, const std::string& mod
     if (!msg.is_object()) throw bad("'" + at + "' must be an object, not " + type_of(msg), at);
     for (const auto& [k, v] : msg.items())
       if (k != "role" && k != "content" && k != "name")
-        throw bad("'" + at + "." + k + "' is not supported (role, content, name are)", at + "." + k);
+        throw bad("'" + at + "." + k + "' is not supported (role, content, name are)",
+                  at + "." + k);
     const json* role = field(msg, "role");
     if (!role || !role->is_string())
       throw bad("'" + at + ".role' must be a string (system, user, assistant, ...)", at + ".role");
@@ -282,16 +302,18 @@ Job parse_chat(std::string_view body, const Model& model, const std::string& mod
           cm.content += part["text"].get<std::string>();
         }
       } else {
-        throw bad("'" + at + ".content' must be a string or a list of text parts, not " + type_of(*c),
-                  at + ".content");
+        throw bad(
+            "'" + at + ".content' must be a string or a list of text parts, not " + type_of(*c),
+            at + ".content");
       }
     }
     messages.push_back(std::move(cm));
   }
   if (!model.has_chat_template())
-    throw bad("the model has no chat template, so /v1/chat/completions cannot render 'messages' "
-              "(use /v1/completions, or start the server with a template)",
-              "messages");
+    throw bad(
+        "the model has no chat template, so /v1/chat/completions cannot render 'messages' "
+        "(use /v1/completions, or start the server with a template)",
+        "messages");
   try {
     job.prompt = model.encode_chat(messages);
   } catch (const Error& e) {

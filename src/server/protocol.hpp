@@ -15,8 +15,8 @@ namespace assistgen::server {
 
 /// An HTTP error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 struct ApiError {
-  ApiError(int status_, std::string type_, std::string message_, std::string param_, std::string code_,
-           int retry_after_ = 0)
+  ApiError(int status_, std::string type_, std::string message_, std::string param_,
+           std::string code_, int retry_after_ = 0)
       : status(status_),
         type(std::move(type_)),
         message(std::move(message_)),

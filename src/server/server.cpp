@@ -43,7 +43,7 @@ struct Pending {
   std::string unsent;  // text not yet taken by the HTTP thread
   bool done = false;
   TextBatchEngine::Finished finished;
-  std::string failure;  // the engine failed (a model error): the message
+  std::string failure;            // the engine failed (a model error): the message
   std::atomic<bool> gone{false};  // the client left: stop generating
   TextBatchEngine::SequenceId id = 0;
   Clock::time_point submitted;
@@ -57,7 +57,8 @@ struct Server::Impl {
   Impl(const Model& t, const Model* a, ServerOptions o)
       : target(t),
         options(std::move(o)),
-        engine(t, a, {.max_batch = options.max_batch, .max_cache_bytes = options.max_cache_bytes}) {}
+        engine(t, a, {.max_batch = options.max_batch, .max_cache_bytes = options.max_cache_bytes}) {
+  }
 
   const Model& target;
   ServerOptions options;
@@ -135,14 +136,16 @@ struct Server::Impl {
         }
       }
       raw->cv.notify_one();
-      callback_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+      callback_ns +=
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
       return !raw->gone.load();
     };
     {
       std::lock_guard lock(submit_mutex);
       if (!accepting) {
         count(&ServerStats::rejected);
-        throw ApiError(503, "server_error", "the server is shutting down", "", "", options.retry_after_seconds);
+        throw ApiError(503, "server_error", "the server is shutting down", "", "",
+                       options.retry_after_seconds);
       }
       if (engine.waiting() >= options.max_queue) {
         count(&ServerStats::rejected);
@@ -154,7 +157,8 @@ struct Server::Impl {
       try {
         p->id = engine.submit(std::move(job.prompt), job.options, std::move(on_text));
       } catch (const CapacityError& e) {
-        throw ApiError(400, "invalid_request_error", e.what(), job.prompt_param, "context_length_exceeded");
+        throw ApiError(400, "invalid_request_error", e.what(), job.prompt_param,
+                       "context_length_exceeded");
       } catch (const Error& e) {
         throw ApiError(400, "invalid_request_error", e.what(), "", "");
       }
@@ -258,7 +262,8 @@ struct Server::Impl {
             {"acceptance_rate", s.acceptance_rate()},
             {"target_calls", s.target_calls},
             {"tokens_per_target_call", s.tokens_per_target_call()},
-            {"time_to_first_token_seconds", p.has_first ? seconds_between(p.submitted, p.first_text) : total},
+            {"time_to_first_token_seconds",
+             p.has_first ? seconds_between(p.submitted, p.first_text) : total},
             {"queue_seconds", std::max(0.0, total - s.total_seconds)},
             {"total_seconds", total}};
   }
@@ -268,12 +273,14 @@ struct Server::Impl {
   }
 
   std::string response_id(const server::Job& job, TextBatchEngine::SequenceId id) const {
-    return std::string(job.chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_at) + "-" + std::to_string(id);
+    return std::string(job.chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_at) + "-" +
+           std::to_string(id);
   }
 
   json base_object(const server::Job& job, const std::string& id, bool chunk) const {
     return {{"id", id},
-            {"object", job.chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+            {"object",
+             job.chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
             {"created", static_cast<std::int64_t>(std::time(nullptr))},
             {"model", options.model_name}};
   }
@@ -297,8 +304,8 @@ struct Server::Impl {
       }
     }
     if (p.finished.cancelled)
-      return ApiError(503, "server_error", "the request was cancelled: the server is shutting down", "", "",
-                      options.retry_after_seconds);
+      return ApiError(503, "server_error", "the request was cancelled: the server is shutting down",
+                      "", "", options.retry_after_seconds);
     return std::nullopt;
   }
 
@@ -315,7 +322,8 @@ struct Server::Impl {
     }
     const TextResult& r = p->finished.result;
     json out = base_object(job, response_id(job, p->id), false);
-    json choice = {{"index", 0}, {"finish_reason", finish_reason(r.stop_reason)}, {"logprobs", nullptr}};
+    json choice = {
+        {"index", 0}, {"finish_reason", finish_reason(r.stop_reason)}, {"logprobs", nullptr}};
     if (job.chat)
       choice["message"] = {{"role", "assistant"}, {"content", r.text}};
     else
@@ -326,8 +334,8 @@ struct Server::Impl {
     res.set_content(server::dump(out), "application/json");
   }
 
-  json chunk_json(const server::Job& job, const std::string& id, const std::string& text, const json& finish,
-                  bool role = false) const {
+  json chunk_json(const server::Job& job, const std::string& id, const std::string& text,
+                  const json& finish, bool role = false) const {
     json c = base_object(job, id, true);
     json choice = {{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
     if (job.chat) {
@@ -355,7 +363,8 @@ struct Server::Impl {
           bool done = false;
           {
             std::unique_lock lock(p->m);
-            p->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return p->done || !p->unsent.empty(); });
+            p->cv.wait_for(lock, std::chrono::milliseconds(50),
+                           [&] { return p->done || !p->unsent.empty(); });
             text.swap(p->unsent);
             done = p->done;
           }
@@ -403,8 +412,9 @@ struct Server::Impl {
 
   void generation(const httplib::Request& req, httplib::Response& res, bool chat) {
     try {
-      server::Job job = chat ? server::parse_chat(req.body, target, options.model_name, options.defaults)
-                             : server::parse_completion(req.body, target, options.model_name, options.defaults);
+      server::Job job =
+          chat ? server::parse_chat(req.body, target, options.model_name, options.defaults)
+               : server::parse_completion(req.body, target, options.model_name, options.defaults);
       if (job.stream)
         stream(job, res);
       else
@@ -418,12 +428,14 @@ struct Server::Impl {
     http.new_task_queue = [n = options.http_threads] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+      if (options.api_key.empty() || req.path == "/health")
+        return httplib::Server::HandlerResponse::Unhandled;
       const std::string auth = req.get_header_value("Authorization");
       if (auth == "Bearer " + options.api_key) return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, ApiError(401, "invalid_request_error",
-                               auth.empty() ? "missing API key: send the header 'Authorization: Bearer KEY'"
-                                            : "incorrect API key provided",
+                               auth.empty()
+                                   ? "missing API key: send the header 'Authorization: Bearer KEY'"
+                                   : "incorrect API key provided",
                                "", "invalid_api_key"));
       return httplib::Server::HandlerResponse::Handled;
     });
@@ -436,34 +448,39 @@ struct Server::Impl {
                                      std::to_string(options.max_body_bytes) + " bytes",
                                  "", "request_too_large"));
       else if (res.status == 404)
-        send_error(res, ApiError(404, "invalid_request_error",
-                                 "no such endpoint: " + req.method + " " + req.path, "", "unknown_url"));
+        send_error(res,
+                   ApiError(404, "invalid_request_error",
+                            "no such endpoint: " + req.method + " " + req.path, "", "unknown_url"));
       else
         send_error(res, ApiError(res.status, "invalid_request_error",
                                  "bad request (HTTP " + std::to_string(res.status) + ")", "", ""));
       return httplib::Server::HandlerResponse::Handled;
     }));
-    http.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "unknown error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      count(&ServerStats::failed);
-      send_error(res, ApiError(500, "server_error", what, "", ""));
+    http.set_exception_handler(
+        [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown error";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          count(&ServerStats::failed);
+          send_error(res, ApiError(500, "server_error", what, "", ""));
+        });
+    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      generation(req, res, false);
     });
-    http.Post("/v1/completions",
-              [this](const httplib::Request& req, httplib::Response& res) { generation(req, res, false); });
-    http.Post("/v1/chat/completions",
-              [this](const httplib::Request& req, httplib::Response& res) { generation(req, res, true); });
+    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      generation(req, res, true);
+    });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       const json m = {{"id", options.model_name},
                       {"object", "model"},
                       {"created", static_cast<std::int64_t>(started_at)},
                       {"owned_by", "assistgen"}};
-      res.set_content(server::dump({{"object", "list"}, {"data", json::array({m})}}), "application/json");
+      res.set_content(server::dump({{"object", "list"}, {"data", json::array({m})}}),
+                      "application/json");
     });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       bool up;
@@ -496,23 +513,30 @@ struct Server::Impl {
     std::ostringstream o;
     o.precision(9);
     auto metric = [&](const char* name, const char* type, const char* help, auto value) {
-      o << "# HELP assistgen_" << name << ' ' << help << "\n# TYPE assistgen_" << name << ' ' << type
-        << "\nassistgen_" << name << ' ' << value << '\n';
+      o << "# HELP assistgen_" << name << ' ' << help << "\n# TYPE assistgen_" << name << ' '
+        << type << "\nassistgen_" << name << ' ' << value << '\n';
     };
     const BatchStats& e = s.engine;
     metric("requests_total", "counter", "Generation requests accepted.", s.requests);
-    metric("requests_rejected_total", "counter", "Requests refused with 503 (queue full or shutting down).",
-           s.rejected);
-    metric("requests_client_errors_total", "counter", "Requests answered with a 4xx error.", s.client_errors);
-    metric("requests_failed_total", "counter", "Accepted requests that failed (5xx or an error event).",
-           s.failed);
-    metric("requests_cancelled_total", "counter", "Requests cancelled (client gone, or shutdown).", s.cancelled);
-    metric("prompt_tokens_total", "counter", "Prompt tokens of finished requests.", s.prompt_tokens);
-    metric("generated_tokens_total", "counter", "Tokens generated for finished requests.", s.completion_tokens);
-    metric("drafted_tokens_total", "counter", "Candidate tokens verified by the target.", e.drafted);
+    metric("requests_rejected_total", "counter",
+           "Requests refused with 503 (queue full or shutting down).", s.rejected);
+    metric("requests_client_errors_total", "counter", "Requests answered with a 4xx error.",
+           s.client_errors);
+    metric("requests_failed_total", "counter",
+           "Accepted requests that failed (5xx or an error event).", s.failed);
+    metric("requests_cancelled_total", "counter", "Requests cancelled (client gone, or shutdown).",
+           s.cancelled);
+    metric("prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
+           s.prompt_tokens);
+    metric("generated_tokens_total", "counter", "Tokens generated for finished requests.",
+           s.completion_tokens);
+    metric("drafted_tokens_total", "counter", "Candidate tokens verified by the target.",
+           e.drafted);
     metric("accepted_tokens_total", "counter", "Candidate tokens the target accepted.", e.accepted);
-    metric("acceptance_rate", "gauge", "Accepted / drafted candidates since start.", e.acceptance_rate());
-    metric("target_passes_total", "counter", "Target forward passes (one per round).", e.target_calls);
+    metric("acceptance_rate", "gauge", "Accepted / drafted candidates since start.",
+           e.acceptance_rate());
+    metric("target_passes_total", "counter", "Target forward passes (one per round).",
+           e.target_calls);
     metric("tokens_per_target_pass", "gauge", "Tokens emitted per target pass since start.",
            e.target_calls ? double(e.new_tokens) / double(e.target_calls) : 0.0);
     metric("queue_length", "gauge", "Requests waiting for a place in the batch.", s.waiting);
@@ -520,13 +544,16 @@ struct Server::Impl {
     metric("batch_size_mean", "gauge", "Mean sequences per round since start.", e.mean_batch());
     metric("batch_size_max", "gauge", "Largest round since start.", e.max_batch_seen);
     metric("rounds_total", "counter", "Engine rounds.", e.rounds);
-    metric("engine_seconds_total", "counter", "Engine-thread seconds inside rounds (server callbacks excluded).",
-           s.step_seconds);
-    metric("target_seconds_total", "counter", "Seconds inside target forward passes.", e.target_seconds);
-    metric("draft_seconds_total", "counter", "Seconds inside batched draft forward passes.", e.draft_seconds);
-    metric("server_overhead_seconds_total", "counter",
-           "Engine-thread seconds spent by the server outside the engine (text callbacks, hand-over).",
-           s.overhead_seconds);
+    metric("engine_seconds_total", "counter",
+           "Engine-thread seconds inside rounds (server callbacks excluded).", s.step_seconds);
+    metric("target_seconds_total", "counter", "Seconds inside target forward passes.",
+           e.target_seconds);
+    metric("draft_seconds_total", "counter", "Seconds inside batched draft forward passes.",
+           e.draft_seconds);
+    metric(
+        "server_overhead_seconds_total", "counter",
+        "Engine-thread seconds spent by the server outside the engine (text callbacks, hand-over).",
+        s.overhead_seconds);
     return o.str();
   }
 };
@@ -534,10 +561,13 @@ struct Server::Impl {
 Server::Server(const Model& target, const Model* assistant, ServerOptions options) {
   if (options.max_batch == 0) throw InvalidArgument("ServerOptions: max_batch must be at least 1");
   if (options.max_queue == 0) throw InvalidArgument("ServerOptions: max_queue must be at least 1");
-  if (options.max_body_bytes == 0) throw InvalidArgument("ServerOptions: max_body_bytes must be at least 1");
-  if (options.http_threads == 0) throw InvalidArgument("ServerOptions: http_threads must be at least 1");
+  if (options.max_body_bytes == 0)
+    throw InvalidArgument("ServerOptions: max_body_bytes must be at least 1");
+  if (options.http_threads == 0)
+    throw InvalidArgument("ServerOptions: http_threads must be at least 1");
   if (options.port < 0 || options.port > 65535)
-    throw InvalidArgument("ServerOptions: port " + std::to_string(options.port) + " is not in [0, 65535]");
+    throw InvalidArgument("ServerOptions: port " + std::to_string(options.port) +
+                          " is not in [0, 65535]");
   if (options.model_name.empty()) options.model_name = "assistgen";
   impl_ = std::make_unique<Impl>(target, assistant, std::move(options));
   impl_->routes();

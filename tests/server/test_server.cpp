@@ -40,10 +40,12 @@ struct Models {
 const Models& models() {
   static const Models m = [] {
     const auto dir = kModels / "kjv-target";
-    std::ifstream in(std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "templates" / "demo_chat.jinja");
+    std::ifstream in(std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "templates" /
+                     "demo_chat.jinja");
     std::stringstream ss;
     ss << in.rdbuf();
-    Model t = load_model(dir, {.threads = 1}).with_chat_template(ChatTemplate::from_string_for(ss.str(), dir));
+    Model t = load_model(dir, {.threads = 1})
+                  .with_chat_template(ChatTemplate::from_string_for(ss.str(), dir));
     return Models{std::move(t), load_model(kModels / "kjv-draft", {.threads = 1})};
   }();
   return m;
@@ -73,7 +75,8 @@ struct Reply {
   std::string retry_after;
 };
 
-Reply post(int port, const std::string& path, const std::string& body, const std::string& key = "") {
+Reply post(int port, const std::string& path, const std::string& body,
+           const std::string& key = "") {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(60, 0);
   httplib::Headers h;
@@ -119,13 +122,16 @@ std::vector<json> events(const std::string& sse, bool* done = nullptr) {
   return out;
 }
 
-std::vector<Token> ids_of(const json& j) { return j.at("assistgen").at("completion_token_ids").get<std::vector<Token>>(); }
+std::vector<Token> ids_of(const json& j) {
+  return j.at("assistgen").at("completion_token_ids").get<std::vector<Token>>();
+}
 
 double metric(const std::string& text, const std::string& name) {
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("assistgen_" + name + " ", 0) == 0) return std::stod(line.substr(name.size() + 11));
+    if (line.rfind("assistgen_" + name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 11));
   return -1;
 }
 
@@ -134,14 +140,16 @@ double metric(const std::string& text, const std::string& name) {
 TEST_CASE("TextBatchEngine: sequences submitted over time give generate()'s text and ids") {
   const Models& m = models();
   TextBatchEngine engine(m.target, &m.draft, {.max_batch = 3});
-  const std::vector<std::string> prompts = {"And God said", "In the beginning", "The LORD is my shepherd",
-                                            "Blessed are the", "And it came to pass"};
+  const std::vector<std::string> prompts = {"And God said", "In the beginning",
+                                            "The LORD is my shepherd", "Blessed are the",
+                                            "And it came to pass"};
   std::vector<std::string> streamed(prompts.size());
   std::vector<TextBatchEngine::SequenceId> ids;
   std::vector<TextBatchEngine::Finished> done;
   // Submit between rounds, so sequences join a running batch.
   for (std::size_t i = 0; i < prompts.size(); ++i) {
-    ids.push_back(engine.submit(std::string_view(prompts[i]), {.max_new_tokens = 12 + 4 * i, .do_sample = false},
+    ids.push_back(engine.submit(std::string_view(prompts[i]),
+                                {.max_new_tokens = 12 + 4 * i, .do_sample = false},
                                 [&streamed, i](std::string_view p) {
                                   streamed[i] += p;
                                   return true;
@@ -154,7 +162,8 @@ TEST_CASE("TextBatchEngine: sequences submitted over time give generate()'s text
   REQUIRE(done.size() == prompts.size());
   for (const auto& f : done) {
     const std::size_t i = static_cast<std::size_t>(f.id);
-    const TextResult ref = m.target.generate(prompts[i], m.draft, {.max_new_tokens = 12 + 4 * i, .do_sample = false});
+    const TextResult ref =
+        m.target.generate(prompts[i], m.draft, {.max_new_tokens = 12 + 4 * i, .do_sample = false});
     CHECK_FALSE(f.error);
     CHECK(f.result.tokens == ref.tokens);
     CHECK(f.result.text == ref.text);
@@ -167,7 +176,8 @@ TEST_CASE("TextBatchEngine: sequences submitted over time give generate()'s text
 TEST_CASE("TextBatchEngine: cancel ends a running sequence and frees its caches") {
   const Models& m = models();
   TextBatchEngine engine(m.target, &m.draft, {.max_batch = 2});
-  const auto id = engine.submit(std::string_view("And God said"), {.max_new_tokens = 200, .do_sample = false});
+  const auto id =
+      engine.submit(std::string_view("And God said"), {.max_new_tokens = 200, .do_sample = false});
   engine.step();
   REQUIRE(engine.running() == 1);
   REQUIRE(engine.cancel(id));
@@ -190,21 +200,24 @@ TEST_CASE("Server: concurrent greedy completions and chats equal Model::generate
   const Models& m = models();
   Server server(m.target, &m.draft, local({.max_batch = 4}));
   server.start();
-  const std::vector<std::string> prompts = {"And God said",   "In the beginning", "The LORD is my shepherd",
-                                            "Blessed are the", "And it came to pass", "Jesus wept",
-                                            "Thou shalt not",  "For God so loved"};
+  const std::vector<std::string> prompts = {
+      "And God said",        "In the beginning", "The LORD is my shepherd", "Blessed are the",
+      "And it came to pass", "Jesus wept",       "Thou shalt not",          "For God so loved"};
   std::vector<std::future<Reply>> replies;
   for (std::size_t i = 0; i < prompts.size(); ++i)
     replies.push_back(std::async(std::launch::async, [&, i] {
-      const json body = {{"model", "kjv"}, {"prompt", prompts[i]}, {"max_tokens", 10 + 3 * i}, {"temperature", 0}};
+      const json body = {
+          {"model", "kjv"}, {"prompt", prompts[i]}, {"max_tokens", 10 + 3 * i}, {"temperature", 0}};
       return post(server.port(), "/v1/completions", body.dump());
     }));
-  const std::vector<ChatMessage> conv = {{"system", "Answer as the Bible would."}, {"user", "What did God say?"}};
+  const std::vector<ChatMessage> conv = {{"system", "Answer as the Bible would."},
+                                         {"user", "What did God say?"}};
   auto chat = std::async(std::launch::async, [&] {
     json msgs = json::array();
     for (const auto& c : conv) msgs.push_back({{"role", c.role}, {"content", c.content}});
-    return post(server.port(), "/v1/chat/completions",
-                json{{"model", "kjv"}, {"messages", msgs}, {"max_tokens", 16}, {"temperature", 0}}.dump());
+    return post(
+        server.port(), "/v1/chat/completions",
+        json{{"model", "kjv"}, {"messages", msgs}, {"max_tokens", 16}, {"temperature", 0}}.dump());
   });
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const Reply r = replies[i].get();
@@ -218,7 +231,8 @@ TEST_CASE("Server: concurrent greedy completions and chats equal Model::generate
     CHECK(r.body["usage"]["prompt_tokens"] == ref.prompt_tokens.size());
     CHECK(r.body["usage"]["completion_tokens"] == ref.tokens.size());
     CHECK(r.body["usage"]["total_tokens"] == ref.prompt_tokens.size() + ref.tokens.size());
-    CHECK(r.body["choices"][0]["finish_reason"] == (ref.stop_reason == StopReason::eos ? "stop" : "length"));
+    CHECK(r.body["choices"][0]["finish_reason"] ==
+          (ref.stop_reason == StopReason::eos ? "stop" : "length"));
     CHECK(r.body["assistgen"]["drafted"] == ref.stats.drafted);
     CHECK(r.body["assistgen"]["accepted"] == ref.stats.accepted);
     CHECK(r.body["assistgen"]["assistance"] == "draft");
@@ -241,9 +255,11 @@ TEST_CASE("Server: a streamed completion and chat carry the same text in OpenAI 
   const Models& m = models();
   Server server(m.target, &m.draft, local());
   server.start();
-  const TextResult ref = m.target.generate("And God said", m.draft, {.max_new_tokens = 24, .do_sample = false});
-  const Reply r = post(server.port(), "/v1/completions",
-                       R"({"prompt": "And God said", "max_tokens": 24, "temperature": 0, "stream": true,
+  const TextResult ref =
+      m.target.generate("And God said", m.draft, {.max_new_tokens = 24, .do_sample = false});
+  const Reply r =
+      post(server.port(), "/v1/completions",
+           R"({"prompt": "And God said", "max_tokens": 24, "temperature": 0, "stream": true,
                            "stream_options": {"include_usage": true}})");
   REQUIRE(r.status == 200);
   bool done = false;
@@ -262,9 +278,11 @@ TEST_CASE("Server: a streamed completion and chat carry the same text in OpenAI 
   CHECK(ev.back()["choices"].empty());
   CHECK(ev.back()["usage"]["completion_tokens"] == ref.tokens.size());
 
-  const TextResult cref = m.target.chat({{"user", "Who begat Enos?"}}, m.draft, {.max_new_tokens = 12, .do_sample = false});
-  const Reply c = post(server.port(), "/v1/chat/completions",
-                       R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "Who begat Enos?"}]}],
+  const TextResult cref = m.target.chat({{"user", "Who begat Enos?"}}, m.draft,
+                                        {.max_new_tokens = 12, .do_sample = false});
+  const Reply c = post(
+      server.port(), "/v1/chat/completions",
+      R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "Who begat Enos?"}]}],
                            "max_tokens": 12, "temperature": 0, "stream": true})");
   REQUIRE(c.status == 200);
   const std::vector<json> cev = events(c.raw, &done);
@@ -274,7 +292,8 @@ TEST_CASE("Server: a streamed completion and chat carry the same text in OpenAI 
   CHECK(cev.front()["choices"][0]["delta"]["role"] == "assistant");
   std::string reply;
   for (const json& e : cev)
-    if (e["choices"][0]["delta"].contains("content")) reply += e["choices"][0]["delta"]["content"].get<std::string>();
+    if (e["choices"][0]["delta"].contains("content"))
+      reply += e["choices"][0]["delta"]["content"].get<std::string>();
   CHECK(reply == cref.text);
   CHECK(ids_of(cev.back()) == cref.tokens);
 }
@@ -303,40 +322,50 @@ TEST_CASE("Server: malformed requests get a 4xx OpenAI error naming the field") 
       {"/v1/completions", R"({"prompt": 5})", 400, "prompt", nullptr, "prompt"},
       {"/v1/completions", R"({"prompt": ["a", "b"]})", 400, "prompt", nullptr, "one per request"},
       {"/v1/completions", R"({"prompt": [1, 99999999]})", 400, "prompt", nullptr, "token id"},
-      {"/v1/completions", R"({"prompt": "x", "max_tokens": "ten"})", 400, "max_tokens", nullptr, "integer"},
-      {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "max_tokens", nullptr, "at least 1"},
-      {"/v1/completions", R"({"prompt": "x", "temperature": "hot"})", 400, "temperature", nullptr, "number"},
-      {"/v1/completions", R"({"prompt": "x", "temperature": 3})", 400, "temperature", nullptr, "[0, 2]"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": "ten"})", 400, "max_tokens", nullptr,
+       "integer"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "max_tokens", nullptr,
+       "at least 1"},
+      {"/v1/completions", R"({"prompt": "x", "temperature": "hot"})", 400, "temperature", nullptr,
+       "number"},
+      {"/v1/completions", R"({"prompt": "x", "temperature": 3})", 400, "temperature", nullptr,
+       "[0, 2]"},
       {"/v1/completions", R"({"prompt": "x", "top_p": 0})", 400, "top_p", nullptr, "(0, 1]"},
       {"/v1/completions", R"({"prompt": "x", "seed": 1.5})", 400, "seed", nullptr, "integer"},
       {"/v1/completions", R"({"prompt": "x", "stop": [1]})", 400, "stop", nullptr, "strings"},
       {"/v1/completions", R"({"prompt": "x", "stop": ""})", 400, "stop", nullptr, "empty"},
       {"/v1/completions", R"({"prompt": "x", "n": 2})", 400, "n", nullptr, "must be 1"},
       {"/v1/completions", R"({"prompt": "x", "stream": "yes"})", 400, "stream", nullptr, "boolean"},
-      {"/v1/completions", R"({"prompt": "x", "stream_options": {"include_usage": true}})", 400, "stream_options",
-       nullptr, "stream"},
-      {"/v1/completions", R"({"prompt": "x", "logprobs": 5, "echo": true})", 400, "echo", "unsupported_parameter",
-       "'echo', 'logprobs'"},
+      {"/v1/completions", R"({"prompt": "x", "stream_options": {"include_usage": true}})", 400,
+       "stream_options", nullptr, "stream"},
+      {"/v1/completions", R"({"prompt": "x", "logprobs": 5, "echo": true})", 400, "echo",
+       "unsupported_parameter", "'echo', 'logprobs'"},
       {"/v1/completions", R"({"prompt": "x", "frequency_penalty": 0.5})", 400, "frequency_penalty",
        "unsupported_parameter", "frequency_penalty"},
-      {"/v1/completions", R"({"prompt": "x", "model": "gpt-4"})", 404, "model", "model_not_found", "gpt-4"},
+      {"/v1/completions", R"({"prompt": "x", "model": "gpt-4"})", 404, "model", "model_not_found",
+       "gpt-4"},
       {"/v1/completions", R"({"prompt": "x", "model": 7})", 400, "model", nullptr, "string"},
       {"/v1/completions", "{\"prompt\": \"bad \xff\xfe utf-8\"}", 400, nullptr, nullptr, "UTF-8"},
-      {"/v1/completions", R"({"prompt": "\ud800 lone surrogate"})", 400, nullptr, nullptr, "not valid JSON"},
+      {"/v1/completions", R"({"prompt": "\ud800 lone surrogate"})", 400, nullptr, nullptr,
+       "not valid JSON"},
       {"/v1/completions", json{{"prompt", long_prompt.substr(0, 3000)}}.dump(), 400, "prompt",
        "context_length_exceeded", "context"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 1000000000})", 400, "max_tokens",
        "context_length_exceeded", "context"},
-      {"/v1/completions", json{{"prompt", long_prompt}}.dump(), 413, nullptr, "request_too_large", "4096 bytes"},
+      {"/v1/completions", json{{"prompt", long_prompt}}.dump(), 413, nullptr, "request_too_large",
+       "4096 bytes"},
       {"/v1/chat/completions", R"({"messages": []})", 400, "messages", nullptr, "non-empty"},
       {"/v1/chat/completions", R"({"messages": "hi"})", 400, "messages", nullptr, "non-empty"},
-      {"/v1/chat/completions", R"({"messages": [{"content": "hi"}]})", 400, "messages[0].role", nullptr, "role"},
-      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 3}]})", 400, "messages[0].content",
-       nullptr, "string"},
-      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x", "tool_calls": []}]})", 400,
+      {"/v1/chat/completions", R"({"messages": [{"content": "hi"}]})", 400, "messages[0].role",
+       nullptr, "role"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 3}]})", 400,
+       "messages[0].content", nullptr, "string"},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x", "tool_calls": []}]})", 400,
        "messages[0].tool_calls", nullptr, "not supported"},
-      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})",
-       400, "tools", "unsupported_parameter", "tools"},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", 400,
+       "tools", "unsupported_parameter", "tools"},
       {"/v1/nothing", "{}", 404, nullptr, "unknown_url", "/v1/nothing"},
   };
   for (const Case& c : cases) {
@@ -352,14 +381,16 @@ TEST_CASE("Server: malformed requests get a 4xx OpenAI error naming the field") 
     CHECK(e["code"] == (c.code ? json(c.code) : json(nullptr)));
   }
   // Neutral values of unsupported options, and nulls, are accepted.
-  const Reply ok = post(server.port(), "/v1/completions",
-                        R"({"prompt": "x", "max_tokens": 2, "echo": false, "frequency_penalty": 0, "logprobs": null,
+  const Reply ok = post(
+      server.port(), "/v1/completions",
+      R"({"prompt": "x", "max_tokens": 2, "echo": false, "frequency_penalty": 0, "logprobs": null,
                             "user": "u", "n": 1, "seed": -3})");
   CHECK(ok.status == 200);
   // A model without a chat template: chat is a 400 naming messages.
   Server plain(models().draft, nullptr, local());
   plain.start();
-  const Reply nt = post(plain.port(), "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}]})");
+  const Reply nt = post(plain.port(), "/v1/chat/completions",
+                        R"({"messages": [{"role": "user", "content": "x"}]})");
   CHECK(nt.status == 400);
   CHECK(nt.body["error"]["param"] == "messages");
   CHECK(nt.body["error"]["message"].get<std::string>().find("chat template") != std::string::npos);
@@ -375,11 +406,13 @@ TEST_CASE("Server: the API key is required on /v1 and /metrics, not on /health")
   const Reply none = post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 1})");
   CHECK(none.status == 401);
   CHECK(none.body["error"]["code"] == "invalid_api_key");
-  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "wrong").status == 401);
+  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "wrong")
+            .status == 401);
   CHECK(get(server.port(), "/v1/models").status == 401);
   CHECK(get(server.port(), "/metrics").status == 401);
   CHECK(get(server.port(), "/health").status == 200);
-  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "sekret").status == 200);
+  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 1})", "sekret")
+            .status == 200);
   const Reply models_list = get(server.port(), "/v1/models", "sekret");
   CHECK(models_list.status == 200);
   CHECK(models_list.body["data"][0]["id"] == "kjv");
@@ -389,17 +422,21 @@ TEST_CASE("Server: /metrics counts requests, tokens, acceptance and batch sizes"
   const Models& m = models();
   Server server(m.target, &m.draft, local());
   server.start();
-  const Reply r = post(server.port(), "/v1/completions", R"({"prompt": "And God said", "max_tokens": 16, "temperature": 0})");
+  const Reply r = post(server.port(), "/v1/completions",
+                       R"({"prompt": "And God said", "max_tokens": 16, "temperature": 0})");
   REQUIRE(r.status == 200);
   const std::string text = get(server.port(), "/metrics").raw;
   CHECK(text.find("# TYPE assistgen_requests_total counter") != std::string::npos);
   CHECK(metric(text, "requests_total") == 1);
-  CHECK(metric(text, "generated_tokens_total") == r.body["usage"]["completion_tokens"].get<double>());
+  CHECK(metric(text, "generated_tokens_total") ==
+        r.body["usage"]["completion_tokens"].get<double>());
   CHECK(metric(text, "prompt_tokens_total") == r.body["usage"]["prompt_tokens"].get<double>());
   CHECK(metric(text, "drafted_tokens_total") == r.body["assistgen"]["drafted"].get<double>());
   CHECK(metric(text, "accepted_tokens_total") == r.body["assistgen"]["accepted"].get<double>());
-  CHECK(metric(text, "acceptance_rate") == Approx(r.body["assistgen"]["acceptance_rate"].get<double>()));
-  CHECK(metric(text, "tokens_per_target_pass") == Approx(r.body["assistgen"]["tokens_per_target_call"].get<double>()));
+  CHECK(metric(text, "acceptance_rate") ==
+        Approx(r.body["assistgen"]["acceptance_rate"].get<double>()));
+  CHECK(metric(text, "tokens_per_target_pass") ==
+        Approx(r.body["assistgen"]["tokens_per_target_call"].get<double>()));
   CHECK(metric(text, "queue_length") == 0);
   CHECK(metric(text, "batch_size") == 0);
   CHECK(metric(text, "batch_size_max") == 1);
@@ -413,12 +450,14 @@ TEST_CASE("Server: beyond the queue bound a request gets 503 with Retry-After") 
   const Models& m = models();
   // One sequence runs, one may wait: of many requests sent at once, those
   // that arrive while both places are taken are refused at once.
-  Server server(m.target, nullptr, local({.max_batch = 1, .max_queue = 1, .retry_after_seconds = 7}));
+  Server server(m.target, nullptr,
+                local({.max_batch = 1, .max_queue = 1, .retry_after_seconds = 7}));
   server.start();
   std::vector<std::future<Reply>> replies;
   for (int i = 0; i < 6; ++i)
     replies.push_back(std::async(std::launch::async, [&] {
-      return post(server.port(), "/v1/completions", R"({"prompt": "And God said", "max_tokens": 480, "ignore_eos": true})");
+      return post(server.port(), "/v1/completions",
+                  R"({"prompt": "And God said", "max_tokens": 480, "ignore_eos": true})");
     }));
   std::size_t ok = 0, refused = 0;
   for (auto& f : replies) {
@@ -449,19 +488,23 @@ TEST_CASE("Server: a client that leaves mid-stream frees its sequence at once") 
   httplib::Request req;
   req.method = "POST";
   req.path = "/v1/completions";
-  req.body = R"({"prompt": "And God said", "max_tokens": 400, "temperature": 0, "stream": true, "ignore_eos": true})";
+  req.body =
+      R"({"prompt": "And God said", "max_tokens": 400, "temperature": 0, "stream": true, "ignore_eos": true})";
   req.set_header("Content-Type", "application/json");
   req.content_receiver = [&](const char*, std::size_t, uint64_t, uint64_t) { return ++chunks < 3; };
   auto res = c.send(req);
   CHECK(chunks == 3);  // the client stopped reading and closed the connection
   const auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(eventually([&] { return server.stats().cancelled == 1 && server.stats().running == 0; }, 5000ms));
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE(eventually([&] { return server.stats().cancelled == 1 && server.stats().running == 0; },
+                     5000ms));
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   INFO("freed after " << ms << " ms");
   CHECK(ms < 2000);
   CHECK(server.stats().completion_tokens < 400);
   // The server goes on serving.
-  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status == 200);
+  CHECK(post(server.port(), "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status ==
+        200);
 }
 
 TEST_CASE("Server: stop() lets in-flight requests finish and refuses new ones") {
@@ -470,8 +513,9 @@ TEST_CASE("Server: stop() lets in-flight requests finish and refuses new ones") 
   server.start();
   const int port = server.port();
   auto inflight = std::async(std::launch::async, [&] {
-    return post(port, "/v1/completions",
-                R"({"prompt": "And God said", "max_tokens": 200, "temperature": 0, "ignore_eos": true})");
+    return post(
+        port, "/v1/completions",
+        R"({"prompt": "And God said", "max_tokens": 200, "temperature": 0, "ignore_eos": true})");
   });
   REQUIRE(eventually([&] { return server.stats().running == 1; }));
   auto stopper = std::async(std::launch::async, [&] { server.stop(); });
@@ -479,11 +523,13 @@ TEST_CASE("Server: stop() lets in-flight requests finish and refuses new ones") 
   REQUIRE(eventually([&] { return get(port, "/health").status == 503; }));
   const Reply late = post(port, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})");
   CHECK(late.status == 503);
-  CHECK(late.body["error"]["message"].get<std::string>().find("shutting down") != std::string::npos);
+  CHECK(late.body["error"]["message"].get<std::string>().find("shutting down") !=
+        std::string::npos);
   const Reply r = inflight.get();
   CHECK(r.status == 200);
   const TextResult ref = m.target.generate(
-      "And God said", m.draft, {.max_new_tokens = 200, .do_sample = false, .eos_token_id = std::vector<Token>{}});
+      "And God said", m.draft,
+      {.max_new_tokens = 200, .do_sample = false, .eos_token_id = std::vector<Token>{}});
   CHECK(r.body["choices"][0]["text"] == ref.text);
   CHECK(ids_of(r.body) == ref.tokens);
   CHECK(ref.tokens.size() == 200);
@@ -499,11 +545,14 @@ TEST_CASE("Server: stop() cancels what outlives the grace period") {
   const int port = server.port();
   auto stream = std::async(std::launch::async, [&] {
     httplib::Client c("127.0.0.1", port);
-    return c.Post("/v1/completions", R"({"prompt": "And God said", "max_tokens": 480, "stream": true, "ignore_eos": true})",
-                  "application/json");
+    return c.Post(
+        "/v1/completions",
+        R"({"prompt": "And God said", "max_tokens": 480, "stream": true, "ignore_eos": true})",
+        "application/json");
   });
   auto plain = std::async(std::launch::async, [&] {
-    return post(port, "/v1/completions", R"({"prompt": "In the beginning", "max_tokens": 480, "ignore_eos": true})");
+    return post(port, "/v1/completions",
+                R"({"prompt": "In the beginning", "max_tokens": 480, "ignore_eos": true})");
   });
   REQUIRE(eventually([&] { return server.stats().running == 2; }));
   const auto t0 = std::chrono::steady_clock::now();
@@ -515,7 +564,8 @@ TEST_CASE("Server: stop() cancels what outlives the grace period") {
   const std::vector<json> ev = events(s->body, &done);
   REQUIRE_FALSE(ev.empty());
   CHECK(ev.back().contains("error"));
-  CHECK(ev.back()["error"]["message"].get<std::string>().find("shutting down") != std::string::npos);
+  CHECK(ev.back()["error"]["message"].get<std::string>().find("shutting down") !=
+        std::string::npos);
   CHECK(done);
   const Reply p = plain.get();
   CHECK(p.status == 503);
