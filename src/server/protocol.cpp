@@ -6,6 +6,7 @@
 #include "protocol.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <set>
 
@@ -49,13 +50,19 @@ std::size_t positive_int(const json& v, const char* key) {
   return static_cast<std::size_t>(v.get<std::int64_t>());
 }
 
+std::string short_number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
 double number_in(const json& v, const char* key, double lo, double hi, bool open_lo) {
   if (!v.is_number())
     throw bad(std::string("'") + key + "' must be a number, not " + type_of(v), key);
   const double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi || (open_lo && x == lo))
-    throw bad(std::string("'") + key + "' must be in " + (open_lo ? "(" : "[") + json(lo).dump() +
-                  ", " + json(hi).dump() + "], not " + v.dump(),
+    throw bad(std::string("'") + key + "' must be in " + (open_lo ? "(" : "[") + short_number(lo) +
+                  ", " + short_number(hi) + "], not " + v.dump(),
               key);
   return x;
 }

@@ -187,7 +187,9 @@ struct Server::Impl {
         std::lock_guard lock(stats_mutex);
         counters.prompt_tokens += f.result.prompt_tokens.size();
         counters.completion_tokens += f.result.tokens.size();
-        if (f.cancelled) ++counters.cancelled;
+        // A client that left stops its sequence through its callback (at
+        // its next token) or through cancel(), whichever comes first.
+        if (f.cancelled || p->gone) ++counters.cancelled;
       }
       {
         std::lock_guard lock(p->m);
@@ -427,6 +429,12 @@ struct Server::Impl {
   void routes() {
     http.new_task_queue = [n = options.http_threads] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(options.max_body_bytes);
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+    // second server on the same port would bind and share its connections.
+    http.set_socket_options([](httplib::socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+    });
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (options.api_key.empty() || req.path == "/health")
         return httplib::Server::HandlerResponse::Unhandled;
@@ -599,6 +607,9 @@ void Server::start() {
   }
   s.stepper = std::thread([&s] { s.run_engine(); });
   s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  // httplib's stop() does nothing before its loop runs: wait for it, so a
+  // stop() right after start() cannot miss it.
+  while (!s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 int Server::port() const { return impl_->bound_port; }

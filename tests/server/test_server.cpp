@@ -453,8 +453,14 @@ TEST_CASE("Server: beyond the queue bound a request gets 503 with Retry-After") 
   Server server(m.target, nullptr,
                 local({.max_batch = 1, .max_queue = 1, .retry_after_seconds = 7}));
   server.start();
+  auto first = std::async(std::launch::async, [&] {
+    return post(server.port(), "/v1/completions",
+                R"({"prompt": "And God said", "max_tokens": 480, "ignore_eos": true})");
+  });
+  REQUIRE(eventually([&] { return server.stats().running == 1; }));
   std::vector<std::future<Reply>> replies;
-  for (int i = 0; i < 6; ++i)
+  replies.push_back(std::move(first));
+  for (int i = 0; i < 5; ++i)
     replies.push_back(std::async(std::launch::async, [&] {
       return post(server.port(), "/v1/completions",
                   R"({"prompt": "And God said", "max_tokens": 480, "ignore_eos": true})");
