@@ -6,6 +6,7 @@
 #include "assistgen/server.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -431,7 +432,7 @@ struct Server::Impl {
     http.set_payload_max_length(options.max_body_bytes);
     // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
     // second server on the same port would bind and share its connections.
-    http.set_socket_options([](httplib::socket_t sock) {
+    http.set_socket_options([](int sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
     });

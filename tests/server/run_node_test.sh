@@ -35,6 +35,7 @@ cli=$4 models=$5 template=$6
 cp "$nodedir"/*.mjs "$work/"
 key="test-key-$$"
 log="$work/serve-$mode.log"
+: > "$log"
 "$cli" serve -m "$models/kjv-target" -a "$models/kjv-draft" --template "$template" --port 0 \
   --api-key "$key" --max-batch 8 --shutdown-grace 5 > "$log" 2>&1 &
 pid=$!
