@@ -59,15 +59,23 @@ namespace assistgen {
 /// The candidate source of plain decoding: proposes nothing, so each round
 /// is one target row and one token (AutoregressiveDecoder's output).
 struct NoCandidates {
+  /// CandidateSource::start: nothing to set up.
   void start(std::size_t, std::size_t, CandidateContext&) {}
+  /// CandidateSource::limit: 0, no candidates ever.
   std::size_t limit(const CandidateContext&) const { return 0; }
+  /// CandidateSource::propose: proposes nothing.
   std::size_t propose(std::vector<Token>&, std::size_t, std::size_t, CandidateContext&) {
     return 0;
   }
+  /// CandidateSource::q_row: no draft distribution.
   std::span<const float> q_row(std::size_t) const { return {}; }
+  /// CandidateSource::discard: nothing to discard.
   void discard(std::size_t) {}
+  /// CandidateSource::learn: nothing to learn.
   void learn(std::size_t, std::size_t, CandidateContext&) {}
+  /// CandidateSource::cut: nothing to cut.
   void cut(std::size_t) {}
+  /// CandidateSource::finish: no stats of its own.
   void finish(GenerationStats&) const {}
 };
 
