@@ -123,10 +123,11 @@ fi
 
 # The test command's own packages on top (tests, benchmarks, docs): its
 # install step, then a configure of the whole project with everything on,
-# which fails on any package that is missing.
+# which fails on any package that is missing; node and npm must be there
+# (Debian's, for the server's tests with real clients).
 echo "== fresh root: the test command's packages (install-deps.sh --test) and a configure of everything"
 t2=$SECONDS
-if ! in_root "bash scripts/install-deps.sh --test > /dev/null && cmake -S . -B build-all -G Ninja \
+if ! in_root "bash scripts/install-deps.sh --test > /dev/null && node --version && npm --version && cmake -S . -B build-all -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DASSISTGEN_BUILD_TESTS=ON -DASSISTGEN_BUILD_BENCHMARKS=ON \
       -DASSISTGEN_BUILD_EXAMPLES=ON -DASSISTGEN_BUILD_CLI=ON -DASSISTGEN_BUILD_HPU=ON" > "$work/configure.log" 2>&1; then
   cat "$work/configure.log" >&2

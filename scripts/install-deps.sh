@@ -12,16 +12,24 @@ set -euo pipefail
 # ocl-icd-opencl-dev: only a Recommends of libdnnl-dev, but Debian's
 # dnnl-config.cmake (oneDNN built with the OpenCL GPU runtime) runs
 # find_package(OpenCL REQUIRED), so CMake's configure fails without it.
-# libcli11-dev: the command-line tool's option parser.
+# libcli11-dev: the command-line tool's option parser. libcpp-httplib-dev:
+# the HTTP server (assistgen::server, `assistgen serve`).
 pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev ocl-icd-opencl-dev
-      nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev)
+      nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev)
 case "${1:-}" in
   "") ;;
   --test)
     # catch2 (v2) and libbenchmark-dev: the tests and benchmarks; doxygen: the
     # docs:doxygen test; debootstrap: the fresh-root stage; tmux: the test
     # of `assistgen chat` on a terminal (skipped without it).
-    pkgs+=(catch2 libbenchmark-dev doxygen debootstrap tmux) ;;
+    pkgs+=(catch2 libbenchmark-dev doxygen debootstrap tmux)
+    # nodejs and npm: the server's tests with real clients (tests/server/node:
+    # the `openai` client and `autocannon`, pinned, installed by `npm ci`).
+    # A machine with node and npm already (e.g. NodeSource's nodejs, which
+    # bundles npm and conflicts with Debian's npm package) keeps its own.
+    if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+      pkgs+=(nodejs npm)
+    fi ;;
   *) echo "usage: $0 [--test]" >&2; exit 2 ;;
 esac
 missing=()

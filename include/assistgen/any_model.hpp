@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 #include "assistgen/backend.hpp"
 #include "assistgen/error.hpp"
@@ -36,6 +37,9 @@ class AnyModel {
     virtual std::unique_ptr<CacheConcept> make_cache(std::size_t capacity) const = 0;
     virtual Logits forward(std::span<const Token> tokens, CacheConcept& cache) const = 0;
     virtual void forward(std::span<const Token> tokens, CacheConcept& cache, Logits& out) const = 0;
+    virtual void forward(std::span<const ForwardRequest> requests,
+                         std::span<CacheConcept* const> caches, Logits& out,
+                         const LayerPlan& plan) const = 0;
     virtual const std::type_info& type() const = 0;
     virtual const void* address() const = 0;
   };
@@ -79,6 +83,21 @@ class AnyModel {
       if (!c)
         throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
       forward_into(*model, tokens, c->cache, out);
+    }
+    void forward(std::span<const ForwardRequest> requests, std::span<CacheConcept* const> caches,
+                 Logits& out, const LayerPlan& plan) const override {
+      using C = typename M::Cache;
+      thread_local std::vector<C*> typed;  // reused: a decoding loop allocates nothing here
+      typed.clear();
+      for (std::size_t r = 0; r < caches.size(); ++r) {
+        auto* c = dynamic_cast<CacheImpl<C>*>(caches[r]);
+        if (!c)
+          throw InvalidArgument("AnyModel::forward: the cache of request " + std::to_string(r) +
+                                " was made by a model of another type");
+        typed.push_back(&c->cache);
+      }
+      // The wrapped model's batched forward, or the generic fallback.
+      assistgen::forward_batch(*model, requests, std::span<C* const>(typed), out, plan);
     }
     const std::type_info& type() const override { return typeid(M); }
     const void* address() const override { return model.get(); }
@@ -179,6 +198,25 @@ class AnyModel {
     impl_->forward(tokens, *cache.impl_, out);
   }
 
+  /// The batched forward of backend.hpp (ForwardsBatches): the wrapped
+  /// model's own when it has one, else forward_batch()'s generic fallback
+  /// (chains only, all layers: trees and layer plans are then an
+  /// UnsupportedError). Throws InvalidArgument when a cache was not made by
+  /// this model.
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const LayerPlan& plan = {}) const {
+    detail::check_requests<Cache>("AnyModel::forward", requests, caches);
+    thread_local std::vector<CacheConcept*> impls;
+    impls.clear();
+    for (std::size_t r = 0; r < caches.size(); ++r) {
+      if (!caches[r]->impl_ || caches[r]->owner_ != impl_->address())
+        throw InvalidArgument("AnyModel::forward: the cache of request " + std::to_string(r) +
+                              " was not made by this model");
+      impls.push_back(caches[r]->impl_.get());
+    }
+    impl_->forward(requests, std::span<CacheConcept* const>(impls), out, plan);
+  }
+
   /// The wrapped model when it is an M, else nullptr.
   template <class M>
   const M* get_if() const {
@@ -192,5 +230,6 @@ class AnyModel {
 };
 
 static_assert(CausalLM<AnyModel>);
+static_assert(ForwardsBatches<AnyModel>);
 
 }  // namespace assistgen

@@ -53,6 +53,7 @@
 #include "assistgen/acceptance.hpp"
 #include "assistgen/backend.hpp"
 #include "assistgen/candidate_source.hpp"
+#include "assistgen/detail/assisted_sequence.hpp"
 #include "assistgen/detail/generation_setup.hpp"
 #include "assistgen/draft_length.hpp"
 #include "assistgen/error.hpp"
@@ -107,16 +108,11 @@ class AssistedDecoder {
   /// configuration's schedule options have been checked (the decoders that
   /// check the pairing of draft and target first do so there).
   template <class MakeSource>
-    requires std::is_invocable_r_v<Source, MakeSource, const GenerationConfig&>
-  AssistedDecoder(const Target& target, GenerationConfig cfg, std::string name, MakeSource&& make_source)
+  requires std::is_invocable_r_v<Source, MakeSource, const GenerationConfig&> AssistedDecoder(
+      const Target& target, GenerationConfig cfg, std::string name, MakeSource&& make_source)
       : target_(&target),
-        cfg_(std::move(cfg)),
-        name_(std::move(name)),
-        draft_length_(cfg_),
-        source_(std::forward<MakeSource>(make_source)(cfg_)) {
-    eos_ = detail::stop_tokens(cfg_, vocab());
-    chain_ = make_processor_chain(cfg_);
-  }
+        state_(std::move(cfg), static_cast<std::size_t>(target.vocab_size()), std::move(name),
+               std::forward<MakeSource>(make_source)) {}
 
   AssistedDecoder(const AssistedDecoder&) = delete;
   AssistedDecoder& operator=(const AssistedDecoder&) = delete;
@@ -130,120 +126,58 @@ class AssistedDecoder {
   /// false stops generation after that token.
   GenerationResult generate(std::span<const Token> prompt, const TokenCallback& on_token = {}) {
     const auto t_start = std::chrono::steady_clock::now();
-    GenerationResult res;
-    GenerationStats& st = res.stats;
     const std::size_t P = prompt.size();
-    const auto [cap, budget] = detail::plan_generation(name_, prompt, vocab(), cfg_, limits());
+    const detail::GenerationPlan plan =
+        detail::plan_generation(state_.name(), prompt, vocab(), state_.config(), limits());
     // Prefix reuse: keep what the new prompt shares with the last sequence,
     // less its last token. Cleared during a call, so a call that threw
     // reuses nothing.
-    const std::size_t keep =
-        reuse_prefix_ && seq_valid_ ? std::min(detail::common_prefix(seq_, prompt), P - 1) : 0;
+    const std::size_t keep = reuse_prefix_ && seq_valid_
+                                 ? std::min(detail::common_prefix(state_.sequence(), prompt), P - 1)
+                                 : 0;
     seq_valid_ = false;
-    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap, keep);
-    st.reused_tokens = tc.size();
-    CandidateContext ctx{cfg_, draft_length_, chain_, eos_, rng_};
-    source_.start(cap, keep, ctx);
-    rng_.reseed(cfg_.seed);
-    draft_length_.begin_generation();
-    chain_.reset();
-    seq_.assign(prompt.begin(), prompt.end());
-    seq_.reserve(P + budget + 1);
-    res.tokens.reserve(budget);
-    st.prompt_tokens = P;
+    TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, plan.capacity, keep);
+    const std::size_t reused = tc.size();
+    state_.begin(prompt, plan, keep);
+    GenerationStats& st = state_.stats();
+    st.reused_tokens = reused;
 
-    StopReason reason =
-        budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
-    bool stopped = false;
     std::size_t round = 0;
-    while (!stopped && res.tokens.size() < budget) {
-      const std::size_t n = seq_.size();
-
-      // 1. Candidates: at most (tokens left - 1), so that with the target's
-      //    own token a round never emits more than what is left. `limit` is
-      //    in the source's own units (a draft with another tokenizer counts
-      //    draft tokens); ctx.room bounds the candidates.
-      ctx.room = budget - res.tokens.size() - 1;
-      const std::size_t limit = std::min<std::size_t>(source_.limit(ctx), ctx.room);
-      std::size_t k = source_.propose(seq_, n, limit, ctx);
-      if (seq_.size() != n + k || k > ctx.room)
-        throw Error(name_ + ": the candidate source appended " + std::to_string(seq_.size() - n) +
-                    " tokens, reported " + std::to_string(k) + ", and the round has room for " +
-                    std::to_string(ctx.room));
-      if (k > 0 && k < cfg_.draft_min_tokens) {  // too few to be worth a verification
-        seq_.resize(n);
-        source_.discard(n);
-        k = 0;
-      }
+    while (!state_.done()) {
+      // 1. Candidates (detail::AssistedSequence::plan_proposal says how many).
+      const std::size_t k = state_.propose();
 
       // 2. One target call over everything it has not seen: [last, d_1..d_k]
       //    (plus the rest of the prompt in the first round), logits for the
       //    k + 1 rows that verify.
       const auto t0 = std::chrono::steady_clock::now();
-      detail::forward_rows(*target_, std::span<const Token>(seq_).subspan(tc.size()), tc, k + 1,
-                           target_logits_, "target");
+      detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_,
+                           "target");
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;
 
-      // 3. Accept. Target row j predicts the token after S + d_1..d_j and is
-      //    processed with exactly that history, as a draft's row j was.
-      const std::span<const Token> drafts(seq_.data() + n, k);
-      auto process = [&](std::size_t j) {
-        std::span<float> row = target_logits_.row(j).first(vocab());
-        chain_.apply(row, std::span<const Token>(seq_.data(), n + j));
-        return row;
-      };
-      Verdict v;
-      if (cfg_.do_sample) {
-        v = verify_sampling(
-            drafts,
-            [&](std::size_t j) {
-              std::span<float> row = process(j);
-              softmax_inplace(row);
-              return std::span<const float>(row);
-            },
-            [&](std::size_t j) { return source_.q_row(j); }, rng_);
-      } else {
-        v = verify_greedy(drafts, [&](std::size_t j) { return argmax(process(j)); });
-      }
-
-      // 4. Roll back to the accepted prefix; the source learns the outcome.
-      tc.truncate(n + v.accepted);
-      source_.learn(n, v.accepted, ctx);
-      ++st.rounds;
-      st.record_round(k, v.accepted);
-      st.k_sum += limit;
-
-      // 5. Emit d_1..d_a, t, stopping after an EOS or when the callback asks.
-      seq_.resize(n + v.accepted);
-      seq_.push_back(v.next);
-      const auto [end, stop] = detail::emit_tokens(seq_, n, eos_, on_token, res, reason);
-      stopped = stop;
-      if (end < seq_.size()) {
-        seq_.resize(end);
-        if (tc.size() > end - 1) tc.truncate(end - 1);
-        source_.cut(end - 1);
-      }
+      // 3-5. Accept, roll back, emit.
+      state_.finish_round([&](std::size_t j) { return target_logits_.row(j); }, tc, on_token);
 
       if (observer_) {
+        const std::size_t n = state_.round_start();
         Round info;
         info.round = round;
-        info.sequence = seq_;
-        info.emitted = std::span<const Token>(seq_).subspan(n);
+        info.sequence = state_.sequence();
+        info.emitted = state_.sequence().subspan(n);
         info.drafted = k;
-        info.accepted = v.accepted;
+        info.accepted = state_.accepted();
         info.target_cache = &tc;
-        if constexpr (requires { source_.draft_cache(); }) info.draft_cache = source_.draft_cache();
+        if constexpr (requires { state_.source().draft_cache(); })
+          info.draft_cache = state_.source().draft_cache();
         observer_(info);
       }
       ++round;
     }
 
-    res.stop_reason = reason;
-    st.new_tokens = res.tokens.size();
-    source_.finish(st);
-    st.total_seconds =
+    GenerationResult res = state_.finish();
+    res.stats.total_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     seq_valid_ = true;
     return res;
@@ -258,36 +192,38 @@ class AssistedDecoder {
   void set_prefix_reuse(bool on) { reuse_prefix_ = on; }
   /// Replaces max_new_tokens for the next generate() calls (the other
   /// options stay those the decoder was made with).
-  void set_max_new_tokens(std::size_t n) { cfg_.max_new_tokens = n; }
+  void set_max_new_tokens(std::size_t n) { state_.config().max_new_tokens = n; }
   /// Replaces the seed used by the next generate() calls.
-  void set_seed(std::uint64_t seed) { cfg_.seed = seed; }
+  void set_seed(std::uint64_t seed) { state_.config().seed = seed; }
   /// Called after every round with the sequence, counts and caches.
   void set_round_observer(RoundObserver observer) { observer_ = std::move(observer); }
 
   /// The configuration in effect (with any set_seed() applied).
-  const GenerationConfig& config() const { return cfg_; }
+  const GenerationConfig& config() const { return state_.config(); }
   /// The EOS ids in effect (from the config or the target's special tokens).
-  std::span<const Token> eos_token_ids() const { return eos_; }
+  std::span<const Token> eos_token_ids() const { return state_.eos(); }
   /// K the next round will use (heuristic schedules change it).
-  std::size_t num_assistant_tokens() const { return draft_length_.k(); }
+  std::size_t num_assistant_tokens() const { return state_.draft_length().k(); }
   /// The confidence threshold in effect (the dynamic schedule re-fits it).
-  float confidence_threshold() const { return draft_length_.confidence_threshold(); }
+  float confidence_threshold() const { return state_.draft_length().confidence_threshold(); }
   /// The draft-length policy's state (K, threshold, dynamic-threshold samples).
-  const DraftLengthPolicy& draft_length() const { return draft_length_; }
+  const DraftLengthPolicy& draft_length() const { return state_.draft_length(); }
   /// The old name of draft_length(), kept for one release.
-  [[deprecated("use draft_length()")]] const DraftLengthPolicy& lookahead() const { return draft_length_; }
+  [[deprecated("use draft_length()")]] const DraftLengthPolicy& lookahead() const {
+    return state_.draft_length();
+  }
 
   /// The position limits generate() plans with: the target's, lowered by the
   /// source's when it has its own (a draft model's learned positions).
   PositionLimits limits() const {
-    if constexpr (requires { source_.limits(PositionLimits{}); })
-      return source_.limits(position_limits(*target_));
+    if constexpr (requires { state_.source().limits(PositionLimits{}); })
+      return state_.source().limits(position_limits(*target_));
     else
       return position_limits(*target_);
   }
 
   /// The candidate source.
-  const Source& source() const { return source_; }
+  const Source& source() const { return state_.source(); }
   /// The target model (not owned).
   const Target& target() const { return *target_; }
   /// The target's vocabulary size; draft logits beyond it are ignored.
@@ -295,19 +231,12 @@ class AssistedDecoder {
 
  private:
   const Target* target_;
-  GenerationConfig cfg_;
-  std::string name_;
-  DraftLengthPolicy draft_length_;
-  Source source_;
-  std::vector<Token> eos_;
-  LogitsProcessorChain chain_;
-  Rng rng_;
+  detail::AssistedSequence<Source> state_;  // configuration, source, processors, RNG, sequence
   std::optional<TargetCache> target_cache_;
-  Logits target_logits_;   // reused every round
-  std::vector<Token> seq_;  // S, plus the candidates during a round
+  Logits target_logits_;  // reused every round
   RoundObserver observer_;
   bool reuse_prefix_ = false;  // set_prefix_reuse()
-  bool seq_valid_ = false;     // seq_ is the last finished call's sequence
+  bool seq_valid_ = false;     // the state's sequence is the last finished call's
 };
 
 }  // namespace assistgen

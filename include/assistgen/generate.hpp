@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include "assistgen/any_model.hpp"
+#include "assistgen/batch_engine.hpp"
 #include "assistgen/chat_template.hpp"
 #include "assistgen/generation_config.hpp"
 #include "assistgen/tokenizer.hpp"
@@ -225,6 +227,49 @@ struct TextResult {
   Assistance assistance = Assistance::none;             ///< how it was assisted
 };
 
+/// One sequence of a batch (Model::generate_batch, generate_batch_ids).
+struct BatchRequest {
+  /// The prompt's text, encoded as generate() encodes it.
+  std::string prompt = {};
+  /// Token ids instead of the text (used when set; `prompt` is then ignored).
+  std::optional<std::vector<Token>> tokens = std::nullopt;
+  /// This sequence's options (overrides of the model's defaults, as in generate()).
+  GenerateOptions options = {};
+};
+
+/// Streaming callback of a batch: the index of the request a piece of text
+/// belongs to, and the piece. Return false to stop that sequence only.
+using BatchTextCallback = std::function<bool(std::size_t index, std::string_view piece)>;
+
+/// How a batch is run.
+struct BatchGenerateOptions {
+  /// Sequences verified together in one round (BatchOptions::max_batch).
+  std::size_t max_batch = 8;
+  /// Bound on the KV caches' bytes (KvCacheManager); 0: none. A sequence
+  /// whose caches do not fit waits until running ones finish.
+  std::size_t max_cache_bytes = 0;
+};
+
+/// What a batch returns.
+struct BatchTextResult {
+  /// One per request, in the requests' order.
+  std::vector<TextResult> results = {};
+  /// One per request: set when that request failed (bad options, a prompt
+  /// too long, its callback threw), its result then empty or partial; the
+  /// other requests are not affected.
+  std::vector<std::exception_ptr> errors = {};
+  /// The engine's counters: rounds, mean batch size, time in the models.
+  BatchStats stats = {};
+  /// Wall-clock seconds of the whole batch.
+  double seconds = 0.0;
+  /// Whether every request succeeded.
+  bool ok() const {
+    for (const auto& e : errors)
+      if (e) return false;
+    return true;
+  }
+};
+
 namespace detail {
 struct SessionDecoders;  // the decoders a ChatSession keeps between turns
 }
@@ -283,6 +328,32 @@ class Model {
   TextResult generate(std::string_view prompt, const Model& assistant,
                       const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;
 
+  /// Generates for many prompts at once with continuous batching
+  /// (BatchEngine): every round verifies all running sequences in one
+  /// target call. Each request has its own options (seed, sampling,
+  /// lengths, stop strings, prompt lookup); each result is exactly what
+  /// generate() gives for that request alone (same tokens, same text).
+  /// With `assistant`, it drafts for every sequence as generate(prompt,
+  /// *assistant, ...) would (its draft steps batched too when it shares the
+  /// target's ids). `on_text` receives the request's index with each piece.
+  /// Bad requests do not throw: their error is in BatchTextResult::errors.
+  BatchTextResult generate_batch(std::span<const BatchRequest> requests,
+                                 const Model* assistant = nullptr,
+                                 const BatchGenerateOptions& batch = {},
+                                 const BatchTextCallback& on_text = {}) const;
+  /// The texts `prompts` with the same `options`; throws the first
+  /// request's error, if any.
+  std::vector<TextResult> generate_batch(const std::vector<std::string>& prompts,
+                                         const GenerateOptions& options = {},
+                                         const BatchTextCallback& on_text = {},
+                                         const BatchGenerateOptions& batch = {}) const;
+  /// As above, assisted by `assistant`.
+  std::vector<TextResult> generate_batch(const std::vector<std::string>& prompts,
+                                         const Model& assistant,
+                                         const GenerateOptions& options = {},
+                                         const BatchTextCallback& on_text = {},
+                                         const BatchGenerateOptions& batch = {}) const;
+
   /// This model with `chat_template` as its chat template (a copy sharing
   /// the loaded model), replacing the one load_model attached, if any. For
   /// a template from a file, see ChatTemplate::from_string_for.
@@ -332,6 +403,32 @@ class Model {
   std::shared_ptr<const ChatTemplate> chat_template_;
   std::string chat_template_error_;  // why the directory's template did not load
 };
+
+/// One sequence of generate_batch_ids: prompt ids and the full configuration.
+struct BatchIdsRequest {
+  std::vector<Token> prompt = {};  ///< not empty, ids below the target's vocabulary
+  GenerationConfig config = {};    ///< e.g. from resolve_generation_config()
+};
+
+/// What generate_batch_ids returns.
+struct BatchIdsResult {
+  std::vector<GenerationResult> results = {};   ///< one per request, in order
+  std::vector<std::exception_ptr> errors = {};  ///< one per request, set when it failed
+  std::vector<Assistance> assistance = {};      ///< how each request was assisted
+  BatchStats stats = {};                        ///< the engine's counters
+  double seconds = 0.0;                         ///< wall-clock seconds of the batch
+};
+
+/// The token-level batch under Model::generate_batch, for models without a
+/// tokenizer: continuous batching of `target` over `requests`, each assisted
+/// by `draft` (same ids; null: none, or prompt lookup when the request's
+/// prompt_lookup_num_tokens > 0). `on_token(index, token)` streams; false
+/// stops that sequence. Each result equals what SpeculativeDecoder /
+/// AutoregressiveDecoder give for the request alone.
+BatchIdsResult generate_batch_ids(
+    const AnyModel& target, const AnyModel* draft, std::span<const BatchIdsRequest> requests,
+    const BatchGenerateOptions& batch = {},
+    const std::function<bool(std::size_t index, Token token)>& on_token = {});
 
 /// How load_model loads the backend.
 struct LoadModelOptions {

@@ -14,12 +14,13 @@
 
 #include "../io/json_file.hpp"
 #include "../io/strict_json.hpp"
-#include "assistgen/error.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/error.hpp"
 #include "assistgen/log.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 #include "session_decoders.hpp"
+#include "text_run.hpp"
 
 namespace assistgen {
 
@@ -180,95 +181,6 @@ void take(std::optional<T>& dst, const std::optional<T>& src) {
   if (src) dst = src;
 }
 
-constexpr std::size_t kMaxStopStrings = 64;
-constexpr std::size_t kMaxStopStringBytes = 1024;
-
-void check_stop_strings(const std::vector<std::string>& stops) {
-  if (stops.size() > kMaxStopStrings)
-    throw InvalidArgument("GenerateOptions: stop: " + std::to_string(stops.size()) +
-                          " stop strings, more than " + std::to_string(kMaxStopStrings));
-  for (std::size_t i = 0; i < stops.size(); ++i) {
-    if (stops[i].empty())
-      throw InvalidArgument("GenerateOptions: stop: stop string " + std::to_string(i) +
-                            " is empty (it would stop before any text)");
-    if (stops[i].size() > kMaxStopStringBytes)
-      throw InvalidArgument("GenerateOptions: stop: stop string " + std::to_string(i) + " has " +
-                            std::to_string(stops[i].size()) + " bytes, more than " +
-                            std::to_string(kMaxStopStringBytes));
-  }
-}
-
-// Finds stop strings in streamed text. Every stop string has a KMP automaton
-// fed byte by byte, so the first byte at which the text ends with a stop
-// string is found in time linear in the text, whatever the token boundaries;
-// each automaton's state is the longest tail of the text that could still
-// become its stop string, which is held back from streaming.
-class StopMatcher {
- public:
-  explicit StopMatcher(const std::vector<std::string>& stops) {
-    for (const std::string& s : stops) {
-      Automaton a{s, std::vector<std::size_t>(s.size(), 0), 0};
-      for (std::size_t i = 1, k = 0; i < s.size(); ++i) {  // KMP prefix function
-        while (k > 0 && s[i] != s[k]) k = a.fail[k - 1];
-        if (s[i] == s[k]) ++k;
-        a.fail[i] = k;
-      }
-      stops_.push_back(std::move(a));
-    }
-  }
-  bool active() const { return !stops_.empty(); }
-  bool hit() const { return hit_; }
-  const std::string& text() const { return text_; }
-
-  // Appends `piece` and returns the text that can now be streamed: all of
-  // it but a tail that may begin a stop string, or, once a stop string is
-  // complete, everything before it (and then nothing ever again).
-  std::string_view push(std::string_view piece) {
-    if (hit_) return {};
-    for (const char c : piece) {
-      text_ += c;
-      std::size_t cut = std::string::npos;  // the longest stop string ending here wins
-      for (Automaton& a : stops_) {
-        std::size_t k = a.state;
-        while (k > 0 && a.s[k] != c) k = a.fail[k - 1];
-        if (a.s[k] == c) ++k;
-        if (k == a.s.size()) {
-          cut = std::min(cut, text_.size() - k);
-          k = a.fail[k - 1];
-        }
-        a.state = k;
-      }
-      if (cut != std::string::npos) {
-        hit_ = true;
-        text_.resize(cut);
-        return take(cut);
-      }
-    }
-    std::size_t held = 0;
-    for (const Automaton& a : stops_) held = std::max(held, a.state);
-    return take(text_.size() - held);
-  }
-  // The held-back tail, at the end of a generation that met no stop string.
-  std::string_view flush() { return hit_ ? std::string_view() : take(text_.size()); }
-
- private:
-  struct Automaton {
-    std::string s;
-    std::vector<std::size_t> fail;
-    std::size_t state;
-  };
-  std::string_view take(std::size_t upto) {
-    upto = std::max(upto, sent_);
-    const std::string_view out(text_.data() + sent_, upto - sent_);
-    sent_ = upto;
-    return out;
-  }
-  std::vector<Automaton> stops_;
-  std::string text_;
-  std::size_t sent_ = 0;
-  bool hit_ = false;
-};
-
 }  // namespace
 
 GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
@@ -344,7 +256,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
     else
       add(*v);
     try {
-      check_stop_strings(stops);
+      detail::check_stop_strings(stops);
     } catch (const InvalidArgument& e) {
       r.fail("stop_strings", e.what());
     }
@@ -501,18 +413,20 @@ TextResult Model::chat(const std::vector<ChatMessage>& messages, const Model& as
   return run_ids(encode_chat(messages), &assistant, options, on_text, nullptr);
 }
 
-TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
-                          const GenerateOptions& options, const TextCallback& on_text,
-                          detail::SessionDecoders* session) const {
-  TextResult out;
-  out.prompt_tokens = std::move(prompt);
-  if (out.prompt_tokens.empty()) {
+namespace detail {
+
+PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Model* assistant,
+                        const GenerateOptions& options) {
+  PreparedRun p;
+  p.prompt = std::move(prompt);
+  const GenerateOptions& defaults = target.generation_defaults();
+  if (p.prompt.empty()) {
     const std::optional<Token> bos =
-        options.bos_token_id ? options.bos_token_id : defaults_.bos_token_id;
+        options.bos_token_id ? options.bos_token_id : defaults.bos_token_id;
     if (!bos)
       throw InvalidArgument(
           "generate: the prompt encodes to no token and the model declares no bos_token_id");
-    out.prompt_tokens.push_back(*bos);
+    p.prompt.push_back(*bos);
   }
   // The model bounds the work, not the prompt: a prompt past the positions
   // it was trained for would cost a quadratic prefill (and a logits row per
@@ -520,45 +434,44 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   auto check_length = [&](const AnyModel& m, const char* who) {
     const PositionLimits limits = m.position_limits();
     const std::size_t limit = limits.trained != 0 ? limits.trained : limits.hard;
-    if (limit != 0 && out.prompt_tokens.size() > limit)
-      throw CapacityError("generate: the prompt encodes to " +
-                          std::to_string(out.prompt_tokens.size()) + " tokens, more than the " +
-                          who + "'s max_position_embeddings (" + std::to_string(limit) +
-                          ", config.json)");
+    if (limit != 0 && p.prompt.size() > limit)
+      throw CapacityError("generate: the prompt encodes to " + std::to_string(p.prompt.size()) +
+                          " tokens, more than the " + who + "'s max_position_embeddings (" +
+                          std::to_string(limit) + ", config.json)");
   };
-  check_length(backend_, "model");
-  if (assistant) check_length(assistant->backend_, "assistant model");
-  GenerationConfig cfg = generation_config(options, out.prompt_tokens.size());
-  cfg.suppress_tokens.insert(cfg.suppress_tokens.end(), masked_.begin(), masked_.end());
-  const bool skip_special =
-      options.skip_special_tokens.value_or(defaults_.skip_special_tokens.value_or(true));
-  const std::vector<std::string> stops =
-      options.stop.value_or(defaults_.stop.value_or(std::vector<std::string>{}));
-  check_stop_strings(stops);
+  check_length(target.backend(), "model");
+  if (assistant) check_length(assistant->backend(), "assistant model");
+  p.cfg = target.generation_config(options, p.prompt.size());
+  const std::span<const Token> masked = target.masked_tokens();
+  p.cfg.suppress_tokens.insert(p.cfg.suppress_tokens.end(), masked.begin(), masked.end());
+  p.skip_special =
+      options.skip_special_tokens.value_or(defaults.skip_special_tokens.value_or(true));
+  p.stops = options.stop.value_or(defaults.stop.value_or(std::vector<std::string>{}));
+  check_stop_strings(p.stops);
+  return p;
+}
 
-  // Text streaming and stop strings ride on the token callback: each
-  // accepted token goes through the detokenizer, and a callback returning
-  // false (the caller's, or a completed stop string) stops decoding after
-  // that token, cutting the caches as an EOS does.
-  StreamingDetokenizer detok = tokenizer_.streaming(skip_special);
-  StopMatcher matcher(stops);
-  bool refused = false;  // on_text returned false
-  auto deliver = [&](std::string_view text) {
-    if (on_text && !refused && !text.empty()) refused = !on_text(text);
-  };
-  TokenCallback on_token;
-  if (on_text || matcher.active())
-    on_token = [&](Token t) {
-      const std::string piece = detok.push(t);
-      if (!piece.empty()) deliver(matcher.active() ? matcher.push(piece) : std::string_view(piece));
-      return !refused && !matcher.hit();
-    };
+bool shares_ids(const Model& target, const Model& assistant) {
+  return target.same_vocabulary(assistant) &&
+         assistant.backend().vocab_size() >= target.backend().vocab_size();
+}
+
+}  // namespace detail
+
+TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
+                          const GenerateOptions& options, const TextCallback& on_text,
+                          detail::SessionDecoders* session) const {
+  TextResult out;
+  detail::PreparedRun prep = detail::prepare_run(*this, std::move(prompt), assistant, options);
+  out.prompt_tokens = std::move(prep.prompt);
+  const GenerationConfig& cfg = prep.cfg;
+  // Text streaming and stop strings ride on the token callback (TextStream).
+  detail::TextStream stream(tokenizer_, prep.skip_special, prep.stops, on_text);
+  const TokenCallback on_token = stream.token_callback();
 
   GenerationResult r;
   if (assistant) {
-    const bool shared_ids =
-        same_vocabulary(*assistant) && assistant->backend_.vocab_size() >= backend_.vocab_size();
-    if (shared_ids) {
+    if (detail::shares_ids(*this, *assistant)) {
       out.assistance = Assistance::draft;
       if (!session) {
         SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
@@ -611,24 +524,7 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
       r = session->plain->generate(out.prompt_tokens, on_token);
     }
   }
-  if (!matcher.hit()) {
-    // The detokenizer's held-back end may still complete a stop string.
-    const std::string rest = detok.finish();
-    if (matcher.active()) {
-      deliver(matcher.push(rest));
-      deliver(matcher.flush());
-    } else {
-      deliver(rest);
-    }
-  }
-  out.tokens = std::move(r.tokens);
-  out.stats = r.stats;
-  out.stop_reason = r.stop_reason;
-  if (matcher.hit() &&
-      (out.stop_reason == StopReason::callback || out.stop_reason == StopReason::max_new_tokens ||
-       out.stop_reason == StopReason::capacity))
-    out.stop_reason = StopReason::stop_string;
-  out.text = matcher.active() ? matcher.text() : tokenizer_.decode(out.tokens, skip_special);
+  stream.finish(std::move(r), out);
   return out;
 }
 

@@ -29,8 +29,9 @@
 #include <thread>
 #include <vector>
 
-#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/batch_engine.hpp"
+#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "commands.hpp"
@@ -195,10 +196,12 @@ struct Options {
   std::size_t context = 64, new_tokens = 32, draft_max = 4, window = 256;
   std::vector<std::size_t> prefill{128, 512};
   int threads = 0;
-  std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list;
+  std::vector<std::size_t> batches{1, 2, 4, 8, 16};
+  std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
+                                         batch_list;
   bool tinyllama = false, no_tinyllama = false;
   CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
-      *o_prefill, *o_dtype;
+      *o_prefill, *o_dtype, *o_batch;
 };
 
 std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
@@ -300,6 +303,125 @@ Assisted time_assisted(const cpu::Transformer& draft, const cpu::Transformer& ta
   return {median(tp), median(ta), median(loop), median(acc), median(sp), median(sa)};
 }
 
+// Rounds of B sequences: a target forward_batch of B requests of n tokens,
+// each after `context` cached tokens, one timed call at a time (as StepTimer).
+class BatchStepTimer {
+ public:
+  BatchStepTimer(const cpu::Transformer& m, std::size_t context, std::size_t batch)
+      : m_(m), context_(context), batch_(batch) {}
+
+  double once(std::size_t n) {
+    auto it = steps_.find(n);
+    if (it == steps_.end()) {
+      Step s;
+      for (std::size_t b = 0; b < batch_; ++b) {
+        s.caches.push_back(m_.make_cache(context_ + n));
+        s.blocks.push_back(filler(n, m_.vocab_size(), 10 + b));
+        if (context_) m_.forward(filler(context_, m_.vocab_size(), 100 + b), s.caches.back(), out_);
+      }
+      for (std::size_t b = 0; b < batch_; ++b) s.requests.push_back({s.blocks[b], {}, kAllRows});
+      it = steps_.emplace(n, std::move(s)).first;
+      for (auto& c : it->second.caches) it->second.pointers.push_back(&c);
+      run(it->second);  // warm-up
+    }
+    return run(it->second);
+  }
+
+ private:
+  struct Step {
+    std::vector<cpu::Transformer::Cache> caches;
+    std::vector<cpu::Transformer::Cache*> pointers;
+    std::vector<std::vector<Token>> blocks;
+    std::vector<ForwardRequest> requests;
+  };
+  double run(Step& s) {
+    for (auto& c : s.caches) c.truncate(context_);
+    const double t0 = now();
+    m_.forward(std::span<const ForwardRequest>(s.requests),
+               std::span<cpu::Transformer::Cache* const>(s.pointers), out_, {});
+    return now() - t0;
+  }
+  const cpu::Transformer& m_;
+  std::size_t context_, batch_;
+  std::map<std::size_t, Step> steps_;
+  Logits out_;
+};
+
+struct BatchRun {
+  double tokens_per_s = 0, overhead_share = 0, mean_batch = 0;
+};
+
+// B sequences (distinct prompts, greedy, opt.new_tokens each) through a
+// BatchEngine with max_batch B. Figures after the first round (the prompts'
+// prefill): aggregate tokens/s and the share of step time outside the models.
+template <class Source, class MakeSource>
+BatchRun run_engine(const cpu::Transformer& m, std::size_t batch, const Options& opt,
+                    MakeSource&& make_source) {
+  GenerationConfig cfg;
+  cfg.max_new_tokens = opt.new_tokens;
+  cfg.num_assistant_tokens = opt.draft_max;
+  BatchEngine<cpu::Transformer, Source> engine(m, {.max_batch = batch});
+  for (std::size_t b = 0; b < batch; ++b)
+    engine.submit(filler(12, m.vocab_size(), 20 + b), cfg, make_source());
+  engine.step();
+  const BatchStats s0 = engine.stats();
+  const double t0 = now();
+  while (engine.step()) {
+  }
+  const double t = now() - t0;
+  const BatchStats s1 = engine.stats();
+  BatchRun r;
+  r.tokens_per_s = static_cast<double>(s1.new_tokens - s0.new_tokens) / t;
+  const double step = s1.step_seconds - s0.step_seconds;
+  r.overhead_share = step > 0 ? (s1.overhead_seconds() - s0.overhead_seconds()) / step : 0.0;
+  r.mean_batch = s1.mean_batch();
+  return r;
+}
+
+// The batch table: aggregate decode tokens/s at each batch size, plain and
+// assisted (draft == target, constant K: every draft is accepted), c(K) of
+// the batched verification, and the share of the assisted rounds spent
+// outside the models. Medians of max(1, reps / 2) engine runs.
+void bench_batches(const cpu::Transformer& m, const Options& opt) {
+  const std::size_t K = opt.draft_max;
+  const int reps = std::max(1, opt.reps / 2);
+  using Draft = DraftModelCandidates<cpu::Transformer>;
+  std::printf(
+      "\n| batch | plain tokens/s | x plain batch 1 | assisted (draft == target, K=%zu) tokens/s | "
+      "x plain "
+      "batch 1 | c(K) K=1,2,4,8 | assisted: outside the models |\n|---|---|---|---|---|---|---|\n",
+      K);
+  double plain1 = 0;
+  for (std::size_t b : opt.batches) {
+    if (b == 0) continue;
+    std::vector<double> plain, assisted, overhead;
+    for (int r = 0; r < reps; ++r) {
+      plain.push_back(
+          run_engine<NoCandidates>(m, b, opt, [] { return NoCandidates{}; }).tokens_per_s);
+      const BatchRun a = run_engine<Draft>(m, b, opt, [&] { return Draft(m, m.vocab_size()); });
+      assisted.push_back(a.tokens_per_s);
+      overhead.push_back(a.overhead_share);
+    }
+    const double p = median(plain), a = median(assisted);
+    if (plain1 == 0) plain1 = p;
+    BatchStepTimer steps(m, opt.context, b);
+    std::string ck;
+    for (std::size_t k : {1, 2, 4, 8}) {
+      std::vector<double> ratios;
+      for (int r = 0; r < opt.reps; ++r) {
+        const double one = steps.once(1);
+        ratios.push_back(steps.once(k + 1) / one);
+      }
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, median(ratios));
+      ck += buf;
+    }
+    std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %s | %.2f%% |\n", b, p, p / plain1, a,
+                a / plain1, ck.c_str(), 100.0 * median(overhead));
+    std::fflush(stdout);
+  }
+}
+
 void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::Transformer* draft,
                  const std::vector<Token>& prompt, ReadBandwidth& bw, const Options& opt) {
   const double bytes = static_cast<double>(m.bytes_per_token());
@@ -370,6 +492,7 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
         100.0 * pair.loop_share);
   }
   std::fflush(stdout);
+  if (!opt.batches.empty()) bench_batches(m, opt);
 }
 
 std::vector<Token> prompt_for(const std::optional<Tokenizer>& tok, std::size_t vocab) {
@@ -444,8 +567,8 @@ int run_quality(const Options& opt) {
 int run_bench(Options& opt) {
   require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
   if (given(opt.o_quality))
-    for (const CLI::Option* o :
-         {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill, opt.o_dtype})
+    for (const CLI::Option* o : {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama,
+                                 opt.o_prefill, opt.o_dtype, opt.o_batch})
       require_with(o, false, "does not apply to --quality (it compares bf16 and int8 with f32)");
   if (opt.tinyllama && opt.no_tinyllama)
     throw UsageError("--tinyllama and --no-tinyllama are alternatives");
@@ -457,6 +580,16 @@ int run_bench(Options& opt) {
       if (ec != std::errc() || p != s.data() + s.size() || v > (1u << 20))
         throw UsageError("--prefill: '" + s + "' is not a length (expected e.g. 128,512)");
       opt.prefill.push_back(v);
+    }
+  }
+  if (given(opt.o_batch)) {
+    opt.batches.clear();
+    for (const auto& s : split(opt.batch_list)) {
+      std::size_t v = 0;
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || p != s.data() + s.size() || v > 4096)
+        throw UsageError("--batch: '" + s + "' is not a batch size (expected e.g. 1,2,4,8,16)");
+      if (v > 0) opt.batches.push_back(v);
     }
   }
   g_cpu_clock = opt.clock == "cpu";
@@ -528,7 +661,10 @@ Command add_bench(CLI::App& app) {
       "with --tinyllama or when no -m is given, a TinyLlama-1.1B-shaped model with random\n"
       "weights made in memory (about 4 GB, minutes), at each weight precision: decode tokens/s,\n"
       "% of the roofline, c(K) for K = 1..16, prefill tokens/s, and assisted greedy decoding\n"
-      "with draft == target (and with the draft of -a) including the loop overhead.\n"
+      "with draft == target (and with the draft of -a) including the loop overhead; then the\n"
+      "batch table (BatchEngine): aggregate decode tokens/s at batch 1, 2, 4, 8, 16, plain and\n"
+      "assisted (draft == target), c(K) of the batched verification, and the share of the\n"
+      "rounds spent outside the models.\n"
       "With --quality FILE: the error of bf16 and int8 weights against f32 on the text in FILE\n"
       "(token ids, comma/space-separated, if DIR has no tokenizer.json).");
   o->o_model = sub->add_option("-m,--model", o->model, "a model directory (HF format) to measure");
@@ -555,6 +691,9 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--draft-max", o->draft_max, "drafted tokens per round in the assisted runs")
       ->check(CLI::Range(std::size_t{1}, std::size_t{16}))
       ->capture_default_str();
+  o->o_batch = sub->add_option("--batch", o->batch_list,
+                               "batch sizes of the continuous-batching table, comma-separated "
+                               "(default 1,2,4,8,16; 0: none)");
   o->o_quality = sub->add_option("--quality", o->quality,
                                  "instead: bf16 and int8 against f32 on the text in FILE");
   o->o_window = sub->add_option("--window", o->window, "--quality: tokens per forward pass")

@@ -32,19 +32,6 @@ or with --template FILE. Each turn re-renders the whole conversation and
 feeds the target only the tokens its cache does not hold yet.
 Options not given take the target's generation_config.json values.)";
 
-// The model's template, or --template FILE's with the model's special-token
-// strings; ConfigError (naming --template) when there is none.
-ChatTemplate load_template(const std::string& model, const std::string& template_file) {
-  if (!template_file.empty())
-    return ChatTemplate::from_string_for(read_input_file(template_file, "--template"), model,
-                                         template_file);
-  if (!ChatTemplate::available(model))
-    throw ConfigError(model +
-                      " has no chat template (no chat_template in tokenizer_config.json, no "
-                      "chat_template.jinja): give one with --template FILE");
-  return ChatTemplate::load(model);
-}
-
 struct ChatArgs {
   std::string model, assistant, system, template_file, dtype;
   std::vector<std::string> stop;

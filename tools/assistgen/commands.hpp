@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "assistgen/chat_template.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/types.hpp"
 
@@ -34,6 +35,8 @@ Command add_detokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_chat(CLI::App& app);
 Command add_template(CLI::App& app);
+Command add_batch(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 /// Registers --stop S (repeatable) on `sub`, filling `stops`; each S must be
 /// non-empty (GenerateOptions::stop).
@@ -57,6 +60,11 @@ inline bool given(const CLI::Option* opt) { return opt->count() > 0; }
 void require_option(const CLI::Option* opt);
 /// Throws UsageError "`a` needs `b`" when `a` is given and `ok` is false.
 void require_with(const CLI::Option* a, bool ok, const std::string& what);
+
+/// The chat template of the model directory `model`, or --template FILE's
+/// (`template_file`, with the model's special-token strings); ConfigError
+/// naming --template when there is none.
+ChatTemplate load_template(const std::string& model, const std::string& template_file);
 
 /// Receives a load's progress (cpu::LoadOptions::on_progress).
 using ProgressSink = std::function<void(const LoadProgress&)>;

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "assistgen/chat_template.hpp"
 #include "commands.hpp"
 
 namespace assistgen::cli {
@@ -31,6 +32,16 @@ std::string read_input_file(const std::string& path, const std::string& option) 
   ss << in.rdbuf();
   if (!in.good() && !in.eof()) throw IoError(path + ": cannot be read");
   return ss.str();
+}
+
+ChatTemplate load_template(const std::string& model, const std::string& template_file) {
+  if (!template_file.empty())
+    return ChatTemplate::from_string_for(read_input_file(template_file, "--template"), model, template_file);
+  if (!ChatTemplate::available(model))
+    throw ConfigError(model +
+                      " has no chat template (no chat_template in tokenizer_config.json, no "
+                      "chat_template.jinja): give one with --template FILE");
+  return ChatTemplate::load(model);
 }
 
 std::vector<Token> parse_token_list(const std::string& s, const std::string& option) {

@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   const std::vector<cli::Command> commands{cli::add_logits(app),   cli::add_generate(app),
                                            cli::add_tokenize(app), cli::add_detokenize(app),
                                            cli::add_bench(app),    cli::add_chat(app),
-                                           cli::add_template(app)};
+                                           cli::add_template(app),  cli::add_batch(app),
+                                           cli::add_serve(app)};
 
   std::set<std::string> seen;
   set_warning_handler([&seen](std::string_view message) {

@@ -58,7 +58,15 @@ class DraftModelCandidates {
   /// new sequence's prefix (prefix reuse, AssistedDecoder::set_prefix_reuse).
   /// The previous cache is reused when it is large enough; a new one is empty.
   void start(std::size_t capacity, std::size_t keep = 0) {
-    detail::reuse_or_make_cache(*model_, cache_, capacity, keep);
+    if (external_) {
+      if (external_->capacity() < capacity)
+        throw CapacityError("DraftModelCandidates::start: the cache given with use_cache() holds " +
+                            std::to_string(external_->capacity()) +
+                            " positions, the sequence needs " + std::to_string(capacity));
+      external_->truncate(std::min(external_->size(), keep));
+    } else {
+      detail::reuse_or_make_cache(*model_, own_, capacity, keep);
+    }
   }
 
   /// Proposes up to `limit` tokens after `work[0..n)`, appending them to
@@ -70,43 +78,77 @@ class DraftModelCandidates {
   std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t limit,
                       LogitsProcessorChain& chain, bool sample, const DraftLengthPolicy& lookahead,
                       std::span<const Token> eos, Rng& rng) {
-    work.resize(n);
-    probs_.clear();
-    if (limit == 0) return 0;
-    Cache& cache = *cache_;
-    if (cache.size() >= n) cache.truncate(n - 1);  // the last token must be fed to get logits
-    if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
-    const bool need_prob = lookahead.needs_probability();
-    for (std::size_t i = 0; i < limit; ++i) {
-      std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
-                                            : std::span<const Token>(work).subspan(n + i - 1, 1);
+    if (!begin_steps(work, n, limit, sample)) return 0;
+    do {
       const auto t0 = std::chrono::steady_clock::now();
       // Only the last row is used: the first call of a round may feed
       // several tokens (the whole prompt in the first round).
-      detail::forward_rows(*model_, input, cache, 1, logits_, "draft");
-      seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      ++calls_;
-      std::span<float> row = logits_.row(0).first(vocab_);
-      chain.apply(row, std::span<const Token>(work));
-      Token d;
-      float prob = 1.0f;
-      if (sample) {
-        std::span<float> q(q_.data() + i * vocab_, vocab_);
-        softmax(row, q);
-        d = sample_categorical(q, rng);
-        prob = q[static_cast<std::size_t>(d)];
-      } else {
-        d = argmax(row);
-        if (need_prob) prob = softmax_prob(row, d);
-      }
-      if (lookahead.stop_before(prob)) break;
-      work.push_back(d);
-      probs_.push_back(prob);
-      if (std::find(eos.begin(), eos.end(), d) != eos.end()) break;
-      if (lookahead.stop_after(prob)) break;
-    }
+      detail::forward_rows(*model_, step_input(work), cache(), 1, logits_, "draft");
+      count_call(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    } while (take_step(logits_.row(0), work, chain, sample, lookahead, eos, rng));
     return work.size() - n;
   }
+
+  // ---- The same proposal in steps, for a loop that runs the draft steps of
+  // several sequences in one batched forward (BatchEngine): begin_steps(),
+  // then until take_step() returns false: feed step_input() to the draft's
+  // cache() with one output row and pass that row to take_step().
+
+  /// Starts a proposal of up to `limit` tokens after `work[0..n)`. Returns
+  /// false when there is nothing to propose (limit 0).
+  bool begin_steps(std::vector<Token>& work, std::size_t n, std::size_t limit, bool sample) {
+    work.resize(n);
+    probs_.clear();
+    n_ = n;
+    limit_ = limit;
+    if (limit == 0) return false;
+    Cache& c = cache();
+    if (c.size() >= n) c.truncate(n - 1);  // the last token must be fed to get logits
+    if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
+    return true;
+  }
+  /// The tokens the next draft forward appends to cache(): what it has not
+  /// seen of `work` (several in a round's first step, then one).
+  std::span<const Token> step_input(const std::vector<Token>& work) const {
+    return std::span<const Token>(work).subspan(cache().size());
+  }
+  /// Takes the draft's logits `row` of the last step (at least the target's
+  /// vocabulary wide; processed in place): picks the next token (drawn from q
+  /// with `rng` when `sample`, kept as q_row(j)) and appends it to `work`
+  /// unless `lookahead.stop_before(prob)`. Returns whether another step
+  /// follows: not after the limit, an EOS, or when `lookahead.stop_after(prob)`.
+  bool take_step(std::span<float> row_in, std::vector<Token>& work, LogitsProcessorChain& chain,
+                 bool sample, const DraftLengthPolicy& lookahead, std::span<const Token> eos,
+                 Rng& rng) {
+    const std::size_t i = work.size() - n_;
+    std::span<float> row = row_in.first(vocab_);
+    chain.apply(row, std::span<const Token>(work));
+    Token d;
+    float prob = 1.0f;
+    if (sample) {
+      std::span<float> q(q_.data() + i * vocab_, vocab_);
+      softmax(row, q);
+      d = sample_categorical(q, rng);
+      prob = q[static_cast<std::size_t>(d)];
+    } else {
+      d = argmax(row);
+      if (lookahead.needs_probability()) prob = softmax_prob(row, d);
+    }
+    if (lookahead.stop_before(prob)) return false;
+    work.push_back(d);
+    probs_.push_back(prob);
+    if (std::find(eos.begin(), eos.end(), d) != eos.end()) return false;
+    if (lookahead.stop_after(prob)) return false;
+    return i + 1 < limit_;
+  }
+  /// Counts one draft forward of `seconds` (calls(), seconds()).
+  void count_call(double seconds) {
+    seconds_ += seconds;
+    ++calls_;
+  }
+  /// Makes start() use `cache` (owned by the caller, e.g. a KvCacheManager,
+  /// and outliving this object's use of it) instead of a cache of its own.
+  void use_cache(Cache& cache) { external_ = &cache; }
 
   /// Drops the last proposal (GenerationConfig::draft_min_tokens): rolls
   /// the cache back to `n` positions and forgets the proposal's
@@ -118,7 +160,7 @@ class DraftModelCandidates {
 
   /// Rolls the cache back to at most `n` positions (see the file comment).
   void rollback(std::size_t n) {
-    if (cache_ && cache_->size() > n) cache_->truncate(n);
+    if (has_cache() && cache().size() > n) cache().truncate(n);
   }
 
   /// Processed draft distribution of proposed token j (sampling only).
@@ -128,11 +170,11 @@ class DraftModelCandidates {
   std::span<const float> probs() const { return probs_; }
 
   /// The draft's KV cache; only valid once start() has run (has_cache()).
-  const Cache& cache() const { return *cache_; }
+  const Cache& cache() const { return external_ ? *external_ : *own_; }
   /// The draft's KV cache; only valid once start() has run (has_cache()).
-  Cache& cache() { return *cache_; }
+  Cache& cache() { return external_ ? *external_ : *own_; }
   /// Whether start() has made a cache yet.
-  bool has_cache() const { return cache_.has_value(); }
+  bool has_cache() const { return external_ || own_.has_value(); }
   /// The draft model (not owned).
   const Draft& model() const { return *model_; }
 
@@ -176,7 +218,7 @@ class DraftModelCandidates {
     stats.draft_seconds = seconds();
   }
   /// The draft's cache for round observers (null before start()).
-  const Cache* draft_cache() const { return cache_ ? &*cache_ : nullptr; }
+  const Cache* draft_cache() const { return has_cache() ? &cache() : nullptr; }
   /// The target's limits lowered by the draft's: its cache holds one
   /// position fewer than the target's, so its hard limit D allows D + 1.
   PositionLimits limits(PositionLimits target) const {
@@ -186,7 +228,10 @@ class DraftModelCandidates {
  private:
   const Draft* model_;
   std::size_t vocab_;
-  std::optional<Cache> cache_;
+  std::optional<Cache> own_;   // the cache made by start() (without use_cache())
+  Cache* external_ = nullptr;  // use_cache()
+  std::size_t n_ = 0;          // begin_steps(): the sequence length the proposal follows
+  std::size_t limit_ = 0;      // begin_steps(): the most tokens it may propose
   Logits logits_;  // reused every draft step
   std::vector<float> q_;
   std::vector<float> probs_;

@@ -1,0 +1,185 @@
+// assistgen serve: an OpenAI-compatible HTTP server (assistgen::Server,
+// server.hpp) over the target, assisted by a draft or by prompt lookup.
+// Listens on loopback unless --host says otherwise; SIGINT / SIGTERM stop it
+// gracefully (in-flight requests finish, or are cancelled after
+// --shutdown-grace seconds).
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "assistgen/generate.hpp"
+#include "commands.hpp"
+#if ASSISTGEN_CLI_HAS_SERVER
+#include <pthread.h>
+
+#include "assistgen/server.hpp"
+#endif
+
+namespace assistgen::cli {
+
+namespace {
+
+constexpr const char* kDescription =
+    R"(Serves the target over the OpenAI HTTP API: POST /v1/completions and
+/v1/chat/completions (with "stream": true as server-sent events), GET
+/v1/models, /health and /metrics (Prometheus). Requests share target passes
+through continuous batching; each output is exactly what `assistgen
+generate` gives it alone. Chat uses the model's chat template, or --template
+FILE. Prints "listening on http://HOST:PORT" once requests are accepted;
+SIGINT or SIGTERM stops it gracefully. See docs/server.md.)";
+
+struct Args {
+  std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file, dtype;
+  int port = 8080, threads = 0;
+  std::size_t max_batch = 8, max_queue = 64, max_cache_mb = 0, max_body_kb = 1024,
+              http_threads = 64;
+  std::size_t prompt_lookup = 0, draft_max = 0;
+  double shutdown_grace = 10.0;
+  CLI::Option *o_model, *o_assistant, *o_lookup, *o_draft_max, *o_dtype, *o_template;
+};
+
+#if ASSISTGEN_CLI_HAS_SERVER
+int run(const Args& a) {
+  require_option(a.o_model);
+  if (given(a.o_assistant) && given(a.o_lookup))
+    throw UsageError("-a/--assistant and --prompt-lookup are alternatives");
+  require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup),
+               "-a/--assistant or --prompt-lookup");
+  LoadModelOptions lo;
+  lo.threads = a.threads;
+  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
+  auto load = [&](const std::string& dir) {
+    std::optional<Model> m;
+    with_load_progress(dir, [&](const ProgressSink& sink) {
+      LoadModelOptions l = lo;
+      l.on_progress = sink;
+      m.emplace(load_model(dir, l));
+    });
+    return std::move(*m);
+  };
+  // A template is needed only by /v1/chat/completions: without one that
+  // endpoint answers 400, the rest serves.
+  std::optional<ChatTemplate> chat_template;
+  if (given(a.o_template) || ChatTemplate::available(a.model))
+    chat_template = load_template(a.model, a.template_file);
+  const Model target =
+      chat_template ? load(a.model).with_chat_template(std::move(*chat_template)) : load(a.model);
+  std::optional<Model> draft;
+  if (given(a.o_assistant)) draft.emplace(load(a.assistant));
+
+  ServerOptions so;
+  so.host = a.host;
+  so.port = a.port;
+  std::filesystem::path model_path(a.model);
+  if (model_path.filename().empty()) model_path = model_path.parent_path();  // "dir/"
+  so.model_name = a.model_name.empty() ? model_path.filename().string() : a.model_name;
+  so.max_batch = a.max_batch;
+  so.max_queue = a.max_queue;
+  so.max_cache_bytes = a.max_cache_mb << 20;
+  so.api_key = a.api_key;
+  so.max_body_bytes = a.max_body_kb << 10;
+  so.http_threads = a.http_threads;
+  so.shutdown_grace_seconds = a.shutdown_grace;
+  if (given(a.o_lookup)) so.defaults.prompt_lookup_num_tokens = a.prompt_lookup;
+  if (given(a.o_draft_max)) so.defaults.num_assistant_tokens = a.draft_max;
+
+  // SIGINT / SIGTERM are taken by sigwait on this thread: blocked before
+  // the server's threads start, so they inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Server server(target, draft ? &*draft : nullptr, so);
+  server.start();
+  std::printf("assistgen serve: %s%s%s listening on http://%s:%d (model \"%s\", max batch %zu%s)\n",
+              a.model.c_str(), draft ? " assisted by " : "", draft ? a.assistant.c_str() : "",
+              a.host.c_str(), server.port(), so.model_name.c_str(), so.max_batch,
+              so.api_key.empty() ? "" : ", API key required");
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "assistgen serve: %s: stopping (in-flight requests have %.0f s to finish)\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM", so.shutdown_grace_seconds);
+  server.stop();
+  const ServerStats s = server.stats();
+  std::fprintf(
+      stderr,
+      "assistgen serve: stopped: %zu requests (%zu rejected, %zu client errors, %zu failed, %zu "
+      "cancelled), %zu tokens generated in %zu rounds (mean batch %.2f); server overhead %.2f%% of "
+      "the engine thread's busy time\n",
+      s.requests, s.rejected, s.client_errors, s.failed, s.cancelled, s.completion_tokens,
+      s.engine.rounds, s.engine.mean_batch(),
+      s.step_seconds + s.overhead_seconds > 0
+          ? 100.0 * s.overhead_seconds / (s.step_seconds + s.overhead_seconds)
+          : 0.0);
+  return 0;
+}
+#else
+int run(const Args&) {
+  throw UsageError(
+      "this assistgen was built without the server (configure with -DASSISTGEN_BUILD_SERVER=ON)");
+}
+#endif
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("serve", "serve the model over an OpenAI-compatible HTTP API");
+  sub->description(kDescription);
+  a->o_model = sub->add_option("-m,--model", a->model,
+                               "target model: HF directory or .gguf file (required)");
+  a->o_assistant =
+      sub->add_option("-a,--assistant", a->assistant, "draft (assistant) model for every request");
+  a->o_lookup =
+      sub->add_option("--prompt-lookup", a->prompt_lookup,
+                      "no draft model: propose N tokens by n-gram lookup in every request")
+          ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
+  a->o_draft_max =
+      sub->add_option("--draft-max", a->draft_max, "K: tokens drafted per round (default 5)")
+          ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
+  sub->add_option("--host", a->host, "address to listen on (loopback by default)")
+      ->capture_default_str();
+  sub->add_option("--port", a->port, "TCP port (0: any free port, printed at start)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  sub->add_option("--model-name", a->model_name,
+                  "model id in /v1/models and responses (default: the model directory's name)");
+  sub->add_option("--api-key", a->api_key,
+                  "require 'Authorization: Bearer KEY' on /v1/ and /metrics");
+  a->o_template = sub->add_option("--template", a->template_file,
+                                  "chat template file (Jinja) for chat requests");
+  sub->add_option("--max-batch", a->max_batch, "sequences verified together per round")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
+  sub->add_option("--max-queue", a->max_queue,
+                  "requests waiting for the batch; more get 503 + Retry-After")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--max-cache-mb", a->max_cache_mb, "bound on the KV caches in MiB (0: none)")
+      ->capture_default_str();
+  sub->add_option("--max-body-kb", a->max_body_kb, "largest request body in KiB (else 413)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--http-threads", a->http_threads,
+                  "HTTP worker threads (one per open connection)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
+  sub->add_option(
+         "--shutdown-grace", a->shutdown_grace,
+         "seconds in-flight requests may run after SIGINT/SIGTERM before they are cancelled")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
+                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  return {sub, [a] { return run(*a); }};
+}
+
+}  // namespace assistgen::cli
