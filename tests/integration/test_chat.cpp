@@ -138,7 +138,7 @@ TEST_CASE(
   CHECK_THROWS_AS(ChatSession(bare), ConfigError);
 }
 
-TEST_CASE("chat: load_model attaches the directory's template; a broken one fails only chat",
+TEST_CASE("chat: load_model attaches the directory's template, a broken one fails only chat",
           "[chat]") {
   // The draft's files, linked into a directory that adds a chat_template.jinja.
   const fs::path dir = fs::temp_directory_path() /
