@@ -86,8 +86,9 @@ int main(int argc, char** argv) {
     const Json manifest = Json::parse(read_text(manifest_path));
     const Value convs = Value::parse_json(read_text(argv[2]), argv[2]);
     if (!manifest.is_object() || !convs.is_object())
-      throw assistgen::FormatError("render_templates: the manifest and the conversations must be "
-                                   "JSON objects");
+      throw assistgen::FormatError(
+          "render_templates: the manifest and the conversations must be "
+          "JSON objects");
     Json out = Json::object();
     for (const auto& [name, spec] : manifest.items()) {
       const std::string bos = spec.value("bos_token", ""), eos = spec.value("eos_token", "");
