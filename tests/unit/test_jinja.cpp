@@ -79,9 +79,9 @@ TEST_CASE("jinja: every golden template renders as @huggingface/jinja does", "[j
     if (c.contains("text")) {
       CHECK(t.render(ctx, fixed_clock()) == c["text"].get<std::string>());
       ++texts;
-    } else if (c["error"].get<std::string>().rfind("Cannot ", 0) == 0) {
-      // The template fails on this conversation (an undefined field): an error
-      // either way, worded by each engine.
+    } else if (!c.value("raised", false)) {
+      // The template fails on this conversation (an undefined field, a list
+      // where it expects a string): an error either way, worded by each engine.
       CHECK_THROWS_AS(t.render(ctx, fixed_clock()), TemplateError);
       ++raised;
     } else {
@@ -94,7 +94,7 @@ TEST_CASE("jinja: every golden template renders as @huggingface/jinja does", "[j
       ++raised;
     }
   }
-  CHECK(texts >= 130);
+  CHECK(texts >= 150);
   CHECK(raised >= 10);
 }
 

@@ -18,14 +18,14 @@
 //
 // How results are compared:
 // - a text must be identical byte for byte (the first difference is shown);
-// - both engines failing counts as agreement, except that when assistgen's
-//   failure is the template's own raise_exception, the oracle must have
-//   failed with the same message (the template's); other failures (an
-//   undefined field, a type error) are worded by each engine its own way, so
-//   their messages are not compared;
+// - a template's own raise_exception must be raised by both, with the same
+//   message (the oracle tells it from other errors: oracle.mjs);
+// - any other failure (an undefined field, a type error, an unknown filter)
+//   must be a failure in both; each engine words it its own way, so those
+//   messages are not compared;
 // - a template that neither engine parses agrees on all its renderings; one
 //   that only one engine parses is a difference on all of them;
-// - a text on one side and a failure on the other is a difference.
+// - anything else (a text on one side, a raise on one side only) differs.
 // Prints one line per template and a summary; exits 1 when anything differs.
 import { Template, make_context, render } from "./oracle.mjs";
 import { execFileSync } from "node:child_process";
@@ -96,10 +96,12 @@ function compare(oracle, ours) {
   if (oracle.text !== undefined)
     return { diff: `assistgen fails (${ours.raised ?? ours.error}), the oracle renders` };
   if (ours.text !== undefined) return { diff: `the oracle fails (${oracle.error}), assistgen renders` };
-  if (ours.raised !== undefined)
+  if (ours.raised !== undefined && oracle.raised)
     return ours.raised === oracle.error
       ? { kind: "raised" }
       : { diff: `raise_exception: assistgen says ${JSON.stringify(ours.raised)}, the oracle ${JSON.stringify(oracle.error)}` };
+  if (ours.raised !== undefined) return { diff: `assistgen raises ${JSON.stringify(ours.raised)}, the oracle fails (${oracle.error})` };
+  if (oracle.raised) return { diff: `the oracle raises ${JSON.stringify(oracle.error)}, assistgen fails (${ours.error})` };
   return { kind: "error" };
 }
 

@@ -2,7 +2,8 @@
 // of tests/data/templates/conversations.json, with add_generation_prompt off
 // and on, using Hugging Face's own JavaScript implementation
 // (@huggingface/jinja) as the independent oracle, and writes the results to
-// tests/data/templates/goldens.json (the text, or the error a template raised).
+// tests/data/templates/goldens.json: the text, or the error with "raised":
+// true when it is the template's own raise_exception (oracle.mjs).
 //
 //   cd tools/chat_template_goldens && npm install && node make_goldens.mjs [DIR]
 //
@@ -48,5 +49,8 @@ for (const [name, spec] of Object.entries(manifest)) {
 }
 const out = path.join(dir, "goldens.json");
 fs.writeFileSync(out, JSON.stringify({ oracle: "@huggingface/jinja 0.5.13", cases }, null, 1) + "\n");
-const errors = cases.filter((c) => c.error !== undefined).length;
-console.log(`${out}: ${cases.length} cases (${errors} raise), ${Object.keys(manifest).length} templates`);
+const raised = cases.filter((c) => c.raised).length;
+const errors = cases.filter((c) => c.error !== undefined).length - raised;
+console.log(
+  `${out}: ${cases.length} cases (${raised} raise_exception, ${errors} other failures), ${Object.keys(manifest).length} templates`,
+);

@@ -3,7 +3,7 @@
 // 2025-01-15 10:30 local time, TZ=UTC (so that strftime_now() is
 // reproducible; the C++ side passes the same time), and the context a
 // template is rendered with.
-import { Template } from "@huggingface/jinja";
+import { Environment, Template } from "@huggingface/jinja";
 
 process.env.TZ = "UTC";
 const FIXED = new Date(2025, 0, 15, 10, 30, 0).getTime();
@@ -20,6 +20,20 @@ globalThis.Date = class extends RealDate {
 
 export { Template };
 
+// A template's own raise_exception(message), told from the engine's errors:
+// the global that @huggingface/jinja sets up (a function that throws an Error
+// with the message) is replaced by one that throws this subclass, set the
+// same way, so templates see no difference.
+class TemplateRaised extends Error {}
+const set_variable = Environment.prototype.set;
+Environment.prototype.set = function (name, value) {
+  if (name === "raise_exception")
+    value = (message) => {
+      throw new TemplateRaised(message);
+    };
+  return set_variable.call(this, name, value);
+};
+
 // What apply_chat_template passes: every key of the conversation
 // ("messages", "tools", ...), add_generation_prompt, bos_token, eos_token.
 export function make_context(conversation, add_generation_prompt, spec) {
@@ -31,11 +45,12 @@ export function make_context(conversation, add_generation_prompt, spec) {
   };
 }
 
-// The rendering as {text} or {error: message}.
+// The rendering as {text}, {error: message, raised: true} (the template's
+// raise_exception) or {error: message} (any other failure).
 export function render(template, context) {
   try {
     return { text: template.render(context) };
   } catch (e) {
-    return { error: String(e.message) };
+    return e instanceof TemplateRaised ? { error: String(e.message), raised: true } : { error: String(e.message) };
   }
 }
