@@ -1302,8 +1302,12 @@ class Interpreter {
     if (operand.is_array()) {
       const Array& a = operand.as_array();
       if (name == "list") return operand;
-      if (name == "first") return a.empty() ? Value() : a.front();
-      if (name == "last") return a.empty() ? Value() : a.back();
+      // Of an empty list @huggingface/jinja fails (a JavaScript TypeError on
+      // the undefined it returns) where Python's Jinja gives undefined.
+      if ((name == "first" || name == "last") && a.empty())
+        fail("Cannot take the " + name + " element of an empty list");
+      if (name == "first") return a.front();
+      if (name == "last") return a.back();
       if (name == "length") return Value(static_cast<long long>(a.size()));
       if (name == "reverse") return Value(Array(a.rbegin(), a.rend()));
       if (name == "sort") {

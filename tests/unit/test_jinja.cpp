@@ -172,6 +172,16 @@ TEST_CASE("jinja: concatenation stringifies operands as @huggingface/jinja does"
   CHECK(out.user[0].end == 13);
 }
 
+// Found by check_templates.mjs on an empty conversation: @huggingface/jinja
+// fails on `first` and `last` of an empty list (an internal TypeError), so
+// they are errors here too; of a non-empty list they are its ends.
+TEST_CASE("jinja: first and last of an empty list fail as in @huggingface/jinja", "[jinja]") {
+  CHECK(render("{{ [1, 2] | first }}{{ [1, 2] | last }}{{ (['a'] | first).upper() }}") == "12A");
+  CHECK(error_of("{{ [] | first }}") == "1:7: Cannot take the first element of an empty list");
+  CHECK(error_of("{{ (messages | last) is defined }}", R"({"messages": []})") ==
+        "1:14: Cannot take the last element of an empty list");
+}
+
 TEST_CASE("jinja: statements", "[jinja]") {
   // Scoping: set inside a loop does not leak; a namespace carries state out.
   CHECK(render("{% set x = 1 %}{% for i in [1, 2] %}{% set x = i %}{% endfor %}{{ x }}") == "1");
