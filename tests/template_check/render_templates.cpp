@@ -91,9 +91,19 @@ int main(int argc, char** argv) {
           "JSON objects");
     Json out = Json::object();
     for (const auto& [name, spec] : manifest.items()) {
-      const std::string bos = spec.value("bos_token", ""), eos = spec.value("eos_token", "");
+      auto token = [&](const char* key) {
+        if (!spec.contains(key)) return std::string();
+        if (!spec[key].is_string())
+          throw assistgen::FormatError(manifest_path.string() + ": \"" + name + "\": " + key +
+                                       " must be a string");
+        return spec[key].get<std::string>();
+      };
+      if (!spec.is_object() || !spec.contains("file") || !spec["file"].is_string())
+        throw assistgen::FormatError(manifest_path.string() + ": \"" + name +
+                                     "\" needs a \"file\" (a string)");
+      const std::string bos = token("bos_token"), eos = token("eos_token");
       const std::filesystem::path file =
-          manifest_path.parent_path() / spec.at("file").get<std::string>();
+          manifest_path.parent_path() / spec["file"].get<std::string>();
       std::optional<assistgen::ChatTemplate> t;
       try {
         t.emplace(assistgen::ChatTemplate::from_string(read_text(file), bos, eos, name));

@@ -112,6 +112,17 @@ const failing = [];
 for (const dir of dirs) {
   const manifest_file = path.join(dir, "templates.json");
   const manifest = read_json(manifest_file);
+  if (typeof manifest !== "object" || manifest === null || Array.isArray(manifest))
+    usage(`${manifest_file}: expected an object {name: {file, bos_token, eos_token}}`);
+  for (const [name, spec] of Object.entries(manifest)) {
+    if (typeof spec !== "object" || spec === null || typeof spec.file !== "string")
+      usage(`${manifest_file}: "${name}" needs a "file" (a string)`);
+    for (const key of ["bos_token", "eos_token"])
+      if (spec[key] !== undefined && typeof spec[key] !== "string")
+        usage(`${manifest_file}: "${name}": ${key} must be a string`);
+    if (!fs.existsSync(path.join(dir, spec.file)))
+      usage(`${manifest_file}: "${name}": ${path.join(dir, spec.file)} does not exist`);
+  }
   let engine_out;
   try {
     engine_out = JSON.parse(
