@@ -1279,16 +1279,10 @@ class Interpreter {
       for (const auto& x : operand.as_array()) {
         if (!first) t.append(std::string_view(sep));
         first = false;
-        // Array.join: null and undefined are empty; others their toString.
+        // Array.join of the values underneath: null and undefined are
+        // empty, the others as `~` makes them (1.0 is "1").
         if (x.is_none() || x.is_undefined()) continue;
-        if (x.is_string())
-          t.append_str(x);
-        else if (x.is_array())
-          append_value(t, join(x, ","));
-        else if (x.is_object() || x.kind() == Kind::ns)
-          t.append(std::string_view("[object Map]"));
-        else
-          append_value(t, x);
+        append_operand(t, x);
         check_size(t.s.size());
       }
     }

@@ -156,6 +156,12 @@ TEST_CASE("jinja: concatenation stringifies operands as @huggingface/jinja does"
         "x1 1.0 x2.5 32.5 x0.3333333333333333");
   CHECK(render("{{ 'x' + big }} {{ 'x' ~ b }} {{ 'x' ~ [1.5, 2.0] }}", ctx) ==
         "x1e+21 xtrue x1.5,2.0");
+  // join takes the same values (a nested list's elements as printed), with
+  // none and undefined empty at the top.
+  CHECK(render("{{ [{'a': 1}, 1.0, none, true, [1]] | join(',') }}") == "[object Map],1,,true,1");
+  CHECK(render("{{ [[{'a': 1}, 1.0, none, u], f, 2.5] | join }}", ctx) ==
+        "{\"a\": 1},1.0,undefined,undefined2.52.5");
+  CHECK(render("{{ [1.0, 2.5, -0.5] | join(' ') }}") == "1 2.5 -0.5");
   // @huggingface/jinja writes a function's JavaScript source: an error here.
   CHECK(error_of("{{ 'x' ~ range }}") == "1:8: Cannot convert a function to a string");
   CHECK(error_of("{{ 'x' ~ [range] }}") == "1:8: Cannot convert a function to a string");
