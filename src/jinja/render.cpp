@@ -471,7 +471,44 @@ class Interpreter {
       out.append(to_display(v).as_string(), &to_display(v).string_data()->user);
   }
 
-  // toString of a value (printing, `~`, string concatenation).
+  // What `~` and `+` with a string make of an operand: @huggingface/jinja
+  // takes JavaScript's toString of the value underneath, which is not how it
+  // prints one. Numbers are JavaScript's (1.0 is "1"), a mapping (object,
+  // namespace, loop) is "[object Map]", a list is its elements as printed
+  // joined by "," (none and undefined as "undefined", an empty list ""). A
+  // function would be its JavaScript source: an error here.
+  void append_operand(Text& out, const Value& v) {
+    switch (v.kind()) {
+      case Kind::floating:
+        out.append(detail::js_number(v.as_double()));
+        return;
+      case Kind::object:
+      case Kind::ns:
+        out.append("[object Map]");
+        return;
+      case Kind::array: {
+        const Array& a = v.as_array();
+        charge(a.size() / 64);
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          if (i) out.append(",");
+          if (a[i].is_none() || a[i].is_undefined())
+            out.append("undefined");
+          else if (a[i].kind() == Kind::function)
+            fail("Cannot convert a function to a string");
+          else
+            append_value(out, a[i]);
+          check_size(out.s.size());
+        }
+        return;
+      }
+      case Kind::function:
+        fail("Cannot convert a function to a string");
+      default:
+        append_value(out, v);
+    }
+  }
+
+  // toString of a value (printing).
   Value to_display(const Value& v) {
     switch (v.kind()) {
       case Kind::string:
@@ -776,8 +813,8 @@ class Interpreter {
       if (right.is_undefined() && (op == "in" || op == "not in")) return Value(op == "not in");
       if (op == "~" && !left.is_none() && !right.is_none()) {
         Text t;
-        if (!left.is_undefined()) append_value(t, left);
-        if (!right.is_undefined()) append_value(t, right);
+        if (!left.is_undefined()) append_operand(t, left);
+        if (!right.is_undefined()) append_operand(t, right);
         check_size(t.s.size());
         return std::move(t).value();
       }
@@ -786,8 +823,8 @@ class Interpreter {
       fail("Cannot perform operation on null values");
     } else if (op == "~") {
       Text t;
-      append_value(t, left);
-      append_value(t, right);
+      append_operand(t, left);
+      append_operand(t, right);
       check_size(t.s.size());
       return std::move(t).value();
     } else if (op == "**" && is_numeric_like(left) && is_numeric_like(right)) {
@@ -817,8 +854,8 @@ class Interpreter {
     }
     if ((left.is_string() || right.is_string()) && op == "+") {
       Text t;
-      append_value(t, left);
-      append_value(t, right);
+      append_operand(t, left);
+      append_operand(t, right);
       check_size(t.s.size());
       return std::move(t).value();
     }
@@ -1242,16 +1279,10 @@ class Interpreter {
       for (const auto& x : operand.as_array()) {
         if (!first) t.append(std::string_view(sep));
         first = false;
-        // Array.join: null and undefined are empty; others their toString.
+        // Array.join of the values underneath: null and undefined are
+        // empty, the others as `~` makes them (1.0 is "1").
         if (x.is_none() || x.is_undefined()) continue;
-        if (x.is_string())
-          t.append_str(x);
-        else if (x.is_array())
-          append_value(t, join(x, ","));
-        else if (x.is_object() || x.kind() == Kind::ns)
-          t.append(std::string_view("[object Map]"));
-        else
-          append_value(t, x);
+        append_operand(t, x);
         check_size(t.s.size());
       }
     }
@@ -1265,8 +1296,12 @@ class Interpreter {
     if (operand.is_array()) {
       const Array& a = operand.as_array();
       if (name == "list") return operand;
-      if (name == "first") return a.empty() ? Value() : a.front();
-      if (name == "last") return a.empty() ? Value() : a.back();
+      // Of an empty list @huggingface/jinja fails (a JavaScript TypeError on
+      // the undefined it returns) where Python's Jinja gives undefined.
+      if ((name == "first" || name == "last") && a.empty())
+        fail("Cannot take the " + name + " element of an empty list");
+      if (name == "first") return a.front();
+      if (name == "last") return a.back();
       if (name == "length") return Value(static_cast<long long>(a.size()));
       if (name == "reverse") return Value(Array(a.rbegin(), a.rend()));
       if (name == "sort") {

@@ -200,5 +200,5 @@ TEST_CASE("chat template: golden templates render through ChatTemplate as @huggi
     }
     ++checked;
   }
-  CHECK(checked == 54);
+  CHECK(checked == 66);  // 3 templates x 11 conversations x 2
 }

@@ -2,7 +2,8 @@
 // of tests/data/templates/conversations.json, with add_generation_prompt off
 // and on, using Hugging Face's own JavaScript implementation
 // (@huggingface/jinja) as the independent oracle, and writes the results to
-// tests/data/templates/goldens.json (the text, or the error a template raised).
+// tests/data/templates/goldens.json: the text, or the error with "raised":
+// true when it is the template's own raise_exception (oracle.mjs).
 //
 //   cd tools/chat_template_goldens && npm install && node make_goldens.mjs [DIR]
 //
@@ -10,23 +11,10 @@
 // bos_token, eos_token}}. The clock is fixed (2025-01-15 10:30 local time,
 // TZ=UTC) so that strftime_now() is reproducible; the C++ test passes the
 // same time. `--check-only FILE.jinja CONTEXT.json` prints one render instead.
-import { Template } from "@huggingface/jinja";
+import { Template, make_context, render } from "./oracle.mjs";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-
-process.env.TZ = "UTC";
-const FIXED = new Date(2025, 0, 15, 10, 30, 0).getTime();
-const RealDate = Date;
-globalThis.Date = class extends RealDate {
-  constructor(...args) {
-    if (args.length === 0) super(FIXED);
-    else super(...args);
-  }
-  static now() {
-    return FIXED;
-  }
-};
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -34,11 +22,13 @@ const args = process.argv.slice(2);
 if (args[0] === "--check-only") {
   const source = fs.readFileSync(args[1], "utf8");
   const context = JSON.parse(fs.readFileSync(args[2], "utf8"));
+  let result;
   try {
-    process.stdout.write(JSON.stringify({ text: new Template(source).render(context) }));
+    result = render(new Template(source), context);
   } catch (e) {
-    process.stdout.write(JSON.stringify({ error: String(e.message) }));
+    result = { error: String(e.message) };
   }
+  process.stdout.write(JSON.stringify(result));
   process.exit(0);
 }
 
@@ -52,23 +42,15 @@ for (const [name, spec] of Object.entries(manifest)) {
   const template = new Template(source);
   for (const [conv_name, conv] of Object.entries(conversations)) {
     for (const add_generation_prompt of [false, true]) {
-      const context = {
-        ...conv,
-        add_generation_prompt,
-        bos_token: spec.bos_token,
-        eos_token: spec.eos_token,
-      };
       const c = { template: name, conversation: conv_name, add_generation_prompt };
-      try {
-        c.text = template.render(context);
-      } catch (e) {
-        c.error = String(e.message);
-      }
-      cases.push(c);
+      cases.push({ ...c, ...render(template, make_context(conv, add_generation_prompt, spec)) });
     }
   }
 }
 const out = path.join(dir, "goldens.json");
 fs.writeFileSync(out, JSON.stringify({ oracle: "@huggingface/jinja 0.5.13", cases }, null, 1) + "\n");
-const errors = cases.filter((c) => c.error !== undefined).length;
-console.log(`${out}: ${cases.length} cases (${errors} raise), ${Object.keys(manifest).length} templates`);
+const raised = cases.filter((c) => c.raised).length;
+const errors = cases.filter((c) => c.error !== undefined).length - raised;
+console.log(
+  `${out}: ${cases.length} cases (${raised} raise_exception, ${errors} other failures), ${Object.keys(manifest).length} templates`,
+);
