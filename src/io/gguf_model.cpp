@@ -14,6 +14,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/io/gguf.hpp"
+#include "gguf_quant.hpp"
 
 namespace assistgen::io {
 
@@ -167,9 +168,21 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
           }
         };
         break;
+      case GgmlType::q4_0:
+      case GgmlType::q4_k:
+      case GgmlType::q6_k: {
+        // Floats as ggml dequantizes them; the codes for the grouped kernels.
+        v.dtype = DType::f32;
+        const GgmlType type = t.type;
+        v.decode = [raw, type](std::span<float> out) { detail::dequantize(type, raw, out); };
+        const std::size_t rows = t.shape.size() == 2 ? static_cast<std::size_t>(t.shape[0]) : 1;
+        const std::string what = src + ": tensor '" + t.name + "'";
+        v.quantized = [raw, type, rows, n, what] { return detail::to_groups(type, raw, rows, n / rows, what); };
+        break;
+      }
       default:
         throw UnsupportedError(src + ": tensor '" + t.name + "': type " + ggml_type_name(t.type) +
-                               " is not supported (F32, F16, BF16, Q8_0)");
+                               " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
     }
     const bool permuted = arch == "llama" && (t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_q.bias") ||
                                               t.name.ends_with(".attn_k.weight") || t.name.ends_with(".attn_k.bias"));
@@ -182,6 +195,21 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
       const std::size_t cols = rows == 0 ? 0 : n / rows;
       TensorView plain = v;  // decodes the stored order
       plain.decode = v.decode;
+      if (v.quantized)
+        v.quantized = [stored = v.quantized, rows, d] {
+          GroupQuantized g = stored();
+          GroupQuantized out = g;
+          const std::size_t gpr = g.groups_per_row();
+          for (std::size_t h = 0; h < rows / d; ++h)
+            for (std::size_t i = 0; i < d / 2; ++i)
+              for (std::size_t j = 0; j < 2; ++j) {
+                const std::size_t to = h * d + j * (d / 2) + i, from = h * d + 2 * i + j;
+                std::memcpy(&out.q[to * g.cols], &g.q[from * g.cols], g.cols);
+                std::memcpy(&out.scale[to * gpr], &g.scale[from * gpr], gpr * sizeof(float));
+                std::memcpy(&out.min[to * gpr], &g.min[from * gpr], gpr * sizeof(float));
+              }
+          return out;
+        };
       v.dtype = v.dtype == DType::f16 ? DType::f32 : v.dtype;  // f16 values are exact in f32 too
       v.decode = [plain, rows, cols, d](std::span<float> out) {
         std::vector<float> stored(out.size());

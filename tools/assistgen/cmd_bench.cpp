@@ -106,7 +106,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 const char* dtype_label(DType t) {
-  return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32";
+  return t == DType::i4 ? "int4" : t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32";
 }
 
 // Sum of words [b, e) with 64-byte loads (AVX-512 when the CPU has it): the
