@@ -12,9 +12,23 @@ family, so that assistgen's GGUF loader is tested against the same layout:
   - for arch llama, the rows of q_proj / k_proj (weights and biases) permuted
     per head as LlamaModel.permute does (HF's half-split rotary layout to
     llama.cpp's interleaved one);
-  - matrices in the requested type (f32, f16, bf16, q8_0), vectors in F32;
+  - matrices in the requested type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k,
+    or q4_k_m: llama.cpp's Q4_K_M mix), vectors in F32;
     Q8_0 as ggml's quantize_row_q8_0_ref: per block of 32, d = amax / 127,
-    q = round-half-away(x / d), d stored as binary16.
+    q = round-half-away(x / d), d stored as binary16;
+    Q4_0 as ggml's quantize_row_q4_0_ref: per block of 32, the value of
+    largest magnitude m, d = m / -8, q = min(15, trunc(x / d + 8.5));
+    Q4_K (blocks of 256, 8 sub-blocks of 32; our own simple quantizer of
+    GGUF's layout): per sub-block scale (max - min(min, 0)) / 15 and min
+    -min(min, 0), both quantized to 6 bits against the block's binary16 d
+    = max scale / 63 and dmin = max min / 63; q = round((x + dmin m) / (d sc));
+    Q6_K (blocks of 256, 16 sub-blocks of 16): per sub-block s = (value of
+    largest magnitude) / -32, int8 scales against d = (largest s) / -128,
+    q = clamp(round(x / (d sc)), -32, 31) + 32.
+    A matrix whose rows are not whole blocks of its type falls back as
+    llama.cpp's quantizer does, to Q4_0 (for Q4_K) or Q8_0 (for Q6_K).
+    q4_k_m: Q4_K, with attn_v and ffn_down of llama.cpp's use_more_bits
+    layers and output.weight in Q6_K.
 Usage: /usr/bin/python3 tools/make_gguf.py HF_DIR OUT.gguf --type q8_0
 """
 import argparse
@@ -28,7 +42,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import read_safetensors, f32_to_bf16_bits  # noqa: E402
 
-GGML = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30}
+GGML = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "q4_k": 12, "q6_k": 14, "bf16": 30}
+TYPES = sorted(GGML) + ["q4_k_m"]
 ALIGN = 32
 
 
@@ -61,6 +76,83 @@ def q8_0(w):
     return blocks.tobytes()
 
 
+def f16_bytes(v):
+    return np.asarray(v, dtype=np.float32).astype("<f2").view(np.uint8).reshape(*np.shape(v), 2)
+
+
+def q4_0(w):
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
+    idx = np.argmax(np.abs(x), axis=1)
+    m = x[np.arange(x.shape[0]), idx]
+    d = (m / -8.0).astype(np.float32)
+    inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    q = np.minimum(15, np.trunc(x * inv[:, None] + np.float32(8.5))).astype(np.uint8)
+    blocks = np.zeros((x.shape[0], 18), dtype=np.uint8)
+    blocks[:, :2] = f16_bytes(d)
+    blocks[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
+    return blocks.tobytes()
+
+
+def q4_k(w):
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 8, 32)
+    lo = np.minimum(x.min(axis=2), 0)
+    scale = (x.max(axis=2) - lo) / 15.0
+    mins = -lo
+    d = (scale.max(axis=1) / 63.0).astype(np.float16).astype(np.float32)
+    dmin = (mins.max(axis=1) / 63.0).astype(np.float16).astype(np.float32)
+    sc = np.clip(np.rint(scale / np.where(d > 0, d, 1)[:, None]), 0, 63).astype(np.uint8)
+    mq = np.clip(np.rint(mins / np.where(dmin > 0, dmin, 1)[:, None]), 0, 63).astype(np.uint8)
+    d1 = d[:, None] * sc.astype(np.float32)
+    m1 = dmin[:, None] * mq.astype(np.float32)
+    q = np.where(d1[:, :, None] > 0, np.rint((x + m1[:, :, None]) / np.where(d1 > 0, d1, 1)[:, :, None]), 0)
+    q = np.clip(q, 0, 15).astype(np.uint8)
+    nb = x.shape[0]
+    blocks = np.zeros((nb, 144), dtype=np.uint8)
+    blocks[:, 0:2] = f16_bytes(d)
+    blocks[:, 2:4] = f16_bytes(dmin)
+    s = np.zeros((nb, 12), dtype=np.uint8)
+    s[:, 0:4] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
+    s[:, 4:8] = (mq[:, 0:4] & 63) | ((mq[:, 4:8] >> 4) << 6)
+    s[:, 8:12] = (sc[:, 4:8] & 15) | ((mq[:, 4:8] & 15) << 4)
+    blocks[:, 4:16] = s
+    qs = q.reshape(nb, 4, 2, 32)  # pairs of sub-blocks share bytes: low nibble, high nibble
+    blocks[:, 16:] = (qs[:, :, 0, :] | (qs[:, :, 1, :] << 4)).reshape(nb, 128)
+    return blocks.tobytes()
+
+
+def q6_k(w):
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 16, 16)
+    nb = x.shape[0]
+    idx = np.argmax(np.abs(x), axis=2)
+    m = np.take_along_axis(x, idx[:, :, None], axis=2)[:, :, 0]
+    s = m / -32.0
+    j = np.argmax(np.abs(s), axis=1)
+    d = (s[np.arange(nb), j] / -128.0).astype(np.float16).astype(np.float32)
+    sc = np.clip(np.rint(s / np.where(d != 0, d, 1)[:, None]), -128, 127).astype(np.int8)
+    eff = d[:, None] * sc.astype(np.float32)
+    q = np.where(eff[:, :, None] != 0, np.rint(x / np.where(eff != 0, eff, 1)[:, :, None]), 0)
+    q = (np.clip(q, -32, 31) + 32).astype(np.uint8).reshape(nb, 256)
+    blocks = np.zeros((nb, 210), dtype=np.uint8)
+    e = np.arange(256)
+    h, t, l = e // 128, (e % 128) // 32, e % 32
+    ql = np.zeros((nb, 128), dtype=np.uint8)
+    qh = np.zeros((nb, 64), dtype=np.uint8)
+    for i in range(256):
+        pos = 64 * h[i] + l[i] + 32 * (t[i] % 2)
+        ql[:, pos] |= (q[:, i] & 15) << (0 if t[i] < 2 else 4)
+        qh[:, 32 * h[i] + l[i]] |= (q[:, i] >> 4) << (2 * t[i])
+    blocks[:, :128] = ql
+    blocks[:, 128:192] = qh
+    blocks[:, 192:208] = sc.view(np.uint8)
+    blocks[:, 208:210] = f16_bytes(d)
+    return blocks.tobytes()
+
+
+BLOCK = {"q4_0": 32, "q8_0": 32, "q4_k": 256, "q6_k": 256}
+FALLBACK = {"q4_k": "q4_0", "q6_k": "q8_0"}
+QUANT = {"q4_0": q4_0, "q8_0": q8_0, "q4_k": q4_k, "q6_k": q6_k}
+
+
 def encode(w, typ):
     if w.ndim == 1 or typ == "f32":
         return 0, np.ascontiguousarray(w, dtype="<f4").tobytes()
@@ -68,14 +160,31 @@ def encode(w, typ):
         return 1, np.ascontiguousarray(w, dtype="<f2").tobytes()
     if typ == "bf16":
         return 30, f32_to_bf16_bits(w).astype("<u2").tobytes()
-    return 8, q8_0(w)
+    if w.shape[-1] % BLOCK[typ] != 0:
+        typ = FALLBACK[typ]
+    return GGML[typ], QUANT[typ](w)
+
+
+def use_more_bits(i, n):
+    # llama.cpp's llama-quant.cpp: the first and last eighth, and every third layer between
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def tensor_type(gname, typ, n_layer):
+    if typ != "q4_k_m":
+        return typ
+    if gname == "output.weight":
+        return "q6_k"
+    if ".attn_v." in gname or ".ffn_down." in gname:
+        return "q6_k" if use_more_bits(int(gname.split(".")[1]), n_layer) else "q4_k"
+    return "q4_k"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("hf_dir")
     ap.add_argument("out")
-    ap.add_argument("--type", choices=sorted(GGML), default="f32")
+    ap.add_argument("--type", choices=TYPES, default="f32")
     a = ap.parse_args()
     cfg = json.load(open(os.path.join(a.hf_dir, "config.json")))
     weights = {k: v.to_float64().astype(np.float32) for k, v in read_safetensors(os.path.join(a.hf_dir, "model.safetensors"))[0].items()}
@@ -131,7 +240,7 @@ def main():
     head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta)
     data = b""
     for gname, w in tensors:
-        gt, raw = encode(w, a.type)
+        gt, raw = encode(w, tensor_type(gname, a.type, cfg["num_hidden_layers"]))
         head += gstr(gname) + struct.pack("<I", w.ndim) + b"".join(struct.pack("<Q", d) for d in reversed(w.shape))
         head += struct.pack("<IQ", gt, len(data))
         data += raw + b"\0" * ((-len(raw)) % ALIGN)
