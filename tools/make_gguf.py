@@ -58,6 +58,105 @@ def kv(key, vtype, value):
     return gstr(key) + struct.pack("<I", vtype) + body
 
 
+def kv_array(key, etype, values):
+    if etype == 8:
+        body = b"".join(gstr(v) for v in values)
+    else:
+        body = np.asarray(values, dtype={5: "<i4", 6: "<f4"}[etype]).tobytes()
+    return gstr(key) + struct.pack("<IIQ", 9, etype, len(values)) + body
+
+
+LLAMA3_PATTERN = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+                  "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+QWEN2_PATTERN = LLAMA3_PATTERN.replace("\\p{N}{1,3}", "\\p{N}")
+
+
+def tokenizer_meta(tok_dir, merges=True):
+    """tokenizer.ggml.* from a tokenizer.json, as llama.cpp's converter writes
+    them: model "llama" (SentencePiece-style BPE with byte fallback: tokens,
+    scores, token types, and merges unless merges=False) or "gpt2" (byte-level
+    BPE: tokens, token types, merges, and the pre-tokenizer's name)."""
+    tj = json.load(open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8"))
+    cfg_path = os.path.join(tok_dir, "tokenizer_config.json")
+    tc = json.load(open(cfg_path, encoding="utf-8")) if os.path.exists(cfg_path) else {}
+    m = tj["model"]
+    if m.get("type") != "BPE":
+        raise SystemExit(f"{tok_dir}: model type {m.get('type')}: only BPE tokenizers are written")
+    vocab = dict(m["vocab"])
+    added = {a["content"]: a for a in tj.get("added_tokens", [])}
+    for a in added.values():
+        vocab[a["content"]] = a["id"]
+    n = max(vocab.values()) + 1
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    for t, i in vocab.items():
+        tokens[i] = t
+    merge_list = [mm if isinstance(mm, str) else " ".join(mm) for mm in m.get("merges", [])]
+    spm = bool(m.get("byte_fallback"))
+    types = []
+    for i, t in enumerate(tokens):
+        a = added.get(t)
+        if a is not None and a["id"] == i:
+            types.append(2 if spm and t == m.get("unk_token") else 3 if a.get("special") else 4)
+        elif spm and len(t) == 6 and t.startswith("<0x") and t.endswith(">"):
+            types.append(6)
+        elif t not in m["vocab"]:
+            types.append(5)  # unused id
+        else:
+            types.append(1)
+    meta = [kv("tokenizer.ggml.model", 8, "llama" if spm else "gpt2"),
+            kv_array("tokenizer.ggml.tokens", 8, tokens), kv_array("tokenizer.ggml.token_type", 5, types)]
+    if spm:
+        rank = {}
+        for r, mm in enumerate(merge_list):
+            rank.setdefault(mm.replace(" ", "", 1), r)
+        meta.append(kv_array("tokenizer.ggml.scores", 6, [-float(rank[t]) if t in rank else 0.0 for t in tokens]))
+        norm, pre = tj.get("normalizer") or {}, tj.get("pre_tokenizer") or {}
+        prefix = any(x.get("type") == "Prepend" for x in norm.get("normalizers", [norm])) or (
+            pre.get("type") == "Metaspace" and pre.get("prepend_scheme", "always") != "never")
+        meta.append(kv("tokenizer.ggml.add_space_prefix", 7, int(prefix)))
+        if m.get("unk_token") in vocab:
+            meta.append(kv("tokenizer.ggml.unknown_token_id", 4, vocab[m["unk_token"]]))
+    else:
+        pre = tj.get("pre_tokenizer") or {}
+        splits = [x for x in pre.get("pretokenizers", [pre]) if x.get("type") == "Split"]
+        pattern = splits[0]["pattern"].get("Regex") if splits else None
+        if pattern is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+            name = "gpt-2"
+        elif pattern == LLAMA3_PATTERN:
+            name = "llama-bpe"
+        elif pattern == QWEN2_PATTERN:
+            name = "qwen2"
+        else:
+            raise SystemExit(f"{tok_dir}: pre-tokenizer not recognised: {json.dumps(pre)[:200]}")
+        meta.append(kv("tokenizer.ggml.pre", 8, name))
+    if merges and merge_list:
+        meta.append(kv_array("tokenizer.ggml.merges", 8, merge_list))
+
+    def name_of(key):
+        v = tc.get(key)
+        return v.get("content") if isinstance(v, dict) else v
+
+    for key in ("bos", "eos"):
+        if name_of(f"{key}_token") in vocab:
+            meta.append(kv(f"tokenizer.ggml.{key}_token_id", 4, vocab[name_of(f"{key}_token")]))
+    post = tj.get("post_processor") or {}
+    tmpl = [x for x in post.get("processors", [post]) if x.get("type") == "TemplateProcessing"]
+    single = tmpl[0]["single"] if tmpl else []
+    add_bos = tc.get("add_bos_token", bool(single) and "SpecialToken" in single[0])
+    add_eos = tc.get("add_eos_token", bool(single) and "SpecialToken" in single[-1])
+    meta += [kv("tokenizer.ggml.add_bos_token", 7, int(bool(add_bos))),
+             kv("tokenizer.ggml.add_eos_token", 7, int(bool(add_eos)))]
+    return meta
+
+
+def write_vocab_only(tok_dir, out, merges):
+    # A vocabulary-only file, as llama.cpp's converter writes with --vocab-only.
+    meta = [kv("general.architecture", 8, "llama"), kv("general.alignment", 4, ALIGN)] + tokenizer_meta(tok_dir, merges)
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, len(meta)) + b"".join(meta)
+    with open(out, "wb") as f:
+        f.write(head + b"\0" * ((-len(head)) % ALIGN))
+
+
 def permute(w, n_head):
     # convert_hf_to_gguf.py LlamaModel.permute
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
@@ -185,7 +284,14 @@ def main():
     ap.add_argument("hf_dir")
     ap.add_argument("out")
     ap.add_argument("--type", choices=TYPES, default="f32")
+    ap.add_argument("--vocab-only", action="store_true",
+                    help="HF_DIR is a tokenizer directory: write only its tokenizer.ggml.* metadata")
+    ap.add_argument("--no-merges", action="store_true",
+                    help="SentencePiece-style vocabularies: leave out tokenizer.ggml.merges (scores only, "
+                         "as files converted from tokenizer.model)")
     a = ap.parse_args()
+    if a.vocab_only:
+        return write_vocab_only(a.hf_dir, a.out, not a.no_merges)
     cfg = json.load(open(os.path.join(a.hf_dir, "config.json")))
     weights = {k: v.to_float64().astype(np.float32) for k, v in read_safetensors(os.path.join(a.hf_dir, "model.safetensors"))[0].items()}
     mt = cfg["model_type"]
@@ -217,6 +323,8 @@ def main():
     for k in ("bos_token_id", "eos_token_id"):
         if isinstance(cfg.get(k), int):
             meta.append(kv(f"tokenizer.ggml.{k}", 4, cfg[k]))
+    if os.path.exists(os.path.join(a.hf_dir, "tokenizer.json")):
+        meta = [x for x in meta if not x.startswith(gstr("tokenizer.ggml."))] + tokenizer_meta(a.hf_dir, not a.no_merges)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     layer = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
