@@ -295,8 +295,10 @@ def main():
     cfg = json.load(open(os.path.join(a.hf_dir, "config.json")))
     weights = {k: v.to_float64().astype(np.float32) for k, v in read_safetensors(os.path.join(a.hf_dir, "model.safetensors"))[0].items()}
     mt = cfg["model_type"]
+    if mt == "gpt2":
+        return write_gpt2(a, cfg, weights)
     if mt not in ("llama", "mistral", "qwen2"):
-        raise SystemExit(f"{mt}: only the Llama family is written")
+        raise SystemExit(f"{mt}: only the Llama family and gpt2 are written")
     arch = "qwen2" if mt == "qwen2" else "llama"
     nh, nkv = cfg["num_attention_heads"], cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // nh
@@ -345,16 +347,62 @@ def main():
         if arch == "llama" and ".attn_k." in gname:
             w = permute(w, nkv)
         tensors.append((gname, w))
+    write_file(a.out, meta, tensors, a.type, cfg["num_hidden_layers"])
+
+
+def write_file(out, meta, tensors, typ, n_layer):
     head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta)
     data = b""
     for gname, w in tensors:
-        gt, raw = encode(w, tensor_type(gname, a.type, cfg["num_hidden_layers"]))
+        gt, raw = encode(w, tensor_type(gname, typ, n_layer))
         head += gstr(gname) + struct.pack("<I", w.ndim) + b"".join(struct.pack("<Q", d) for d in reversed(w.shape))
         head += struct.pack("<IQ", gt, len(data))
         data += raw + b"\0" * ((-len(raw)) % ALIGN)
     head += b"\0" * ((-len(head)) % ALIGN)
-    with open(a.out, "wb") as f:
+    with open(out, "wb") as f:
         f.write(head + data)
+
+
+def write_gpt2(a, cfg, weights):
+    # convert_hf_to_gguf.py's GPT2Model: Conv1D weights ([in, out]) transposed
+    # to [out, in], the causal-mask buffers dropped, and the tied head written
+    # as output.weight, a copy of token_embd.
+    nl = cfg.get("n_layer", 12)
+    n_embd = cfg.get("n_embd", 768)
+    meta = [kv("general.architecture", 8, "gpt2"), kv("general.name", 8, os.path.basename(a.hf_dir.rstrip("/"))),
+            kv("general.alignment", 4, ALIGN),
+            kv("gpt2.context_length", 4, cfg.get("n_positions", 1024)),
+            kv("gpt2.embedding_length", 4, n_embd),
+            kv("gpt2.feed_forward_length", 4, cfg.get("n_inner") or 4 * n_embd),
+            kv("gpt2.block_count", 4, nl),
+            kv("gpt2.attention.head_count", 4, cfg.get("n_head", 12)),
+            kv("gpt2.attention.layer_norm_epsilon", 6, cfg.get("layer_norm_epsilon", 1e-5))]
+    if cfg.get("activation_function", "gelu_new") != "gelu_new":
+        raise SystemExit("gpt2: only activation_function gelu_new is written")
+    for k in ("bos_token_id", "eos_token_id"):
+        if isinstance(cfg.get(k), int):
+            meta.append(kv(f"tokenizer.ggml.{k}", 4, cfg[k]))
+    if os.path.exists(os.path.join(a.hf_dir, "tokenizer.json")):
+        meta = [x for x in meta if not x.startswith(gstr("tokenizer.ggml."))] + tokenizer_meta(a.hf_dir, not a.no_merges)
+    layer = {"ln_1": "attn_norm", "ln_2": "ffn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output",
+             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    tensors = []
+    for name, w in weights.items():
+        name = name[len("transformer."):] if name.startswith("transformer.") else name
+        if name.endswith((".attn.bias", ".attn.masked_bias")) or name == "lm_head.weight":
+            continue
+        if name in ("wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"):
+            gname = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
+                     "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias"}[name]
+        else:
+            parts = name.split(".")  # h.N.<module>.weight|bias
+            gname = f"blk.{parts[1]}.{layer['.'.join(parts[2:-1])]}.{parts[-1]}"
+        if w.ndim == 2 and gname.startswith("blk."):
+            w = np.ascontiguousarray(w.T)
+        tensors.append((gname, w))
+        if gname == "token_embd.weight":
+            tensors.append(("output.weight", w))
+    write_file(a.out, meta, tensors, a.type, nl)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,6 @@ std::string hf_name(const std::string& g) {
   return g;
 }
 
-float f16_at(const std::byte* p) {
-  std::uint16_t h;
-  std::memcpy(&h, p, 2);
-  return f16_to_float(h);
-}
 
 }  // namespace
 
@@ -60,6 +55,7 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
   const GgufFile& g = *file;
   const std::string src = path.string();
   const std::string arch = g.get_string("general.architecture");
+  if (arch == "gpt2") return detail::load_gguf_gpt2(file);
   ModelConfig c;
   if (arch == "llama") {
     c.architecture = "LlamaForCausalLM";
@@ -69,7 +65,7 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
     c.model_type = "qwen2";
   } else {
     throw UnsupportedError(src + ": key 'general.architecture': '" + arch +
-                           "' is not supported from GGUF files (supported: llama, qwen2)");
+                           "' is not supported from GGUF files (supported: llama, qwen2, gpt2)");
   }
   const std::string a = arch + ".";
   auto size = [&](const std::string& key) { return static_cast<std::size_t>(g.get_uint(a + key)); };
@@ -145,45 +141,8 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
   std::vector<TensorView> views;
   views.reserve(g.tensors().size());
   for (const GgufTensorInfo& t : g.tensors()) {
-    TensorView v;
-    v.name = hf_name(t.name);
-    v.file = src;
-    v.shape = t.shape;
-    v.data = t.data;
-    const std::span<const std::byte> raw = t.data;
+    TensorView v = detail::stored_view(t, src, hf_name(t.name));
     const std::size_t n = static_cast<std::size_t>(t.numel());
-    switch (t.type) {
-      case GgmlType::f32: v.dtype = DType::f32; break;
-      case GgmlType::f16: v.dtype = DType::f16; break;
-      case GgmlType::bf16: v.dtype = DType::bf16; break;
-      case GgmlType::q8_0:
-        // Exact: a binary16 scale (11 significant bits) times an int8 fits in a float.
-        v.dtype = DType::f32;
-        v.decode = [raw](std::span<float> out) {
-          for (std::size_t b = 0; b < out.size() / 32; ++b) {
-            const std::byte* blk = raw.data() + 34 * b;
-            const float d = f16_at(blk);
-            for (std::size_t i = 0; i < 32; ++i)
-              out[32 * b + i] = d * static_cast<float>(static_cast<std::int8_t>(blk[2 + i]));
-          }
-        };
-        break;
-      case GgmlType::q4_0:
-      case GgmlType::q4_k:
-      case GgmlType::q6_k: {
-        // Floats as ggml dequantizes them; the codes for the grouped kernels.
-        v.dtype = DType::f32;
-        const GgmlType type = t.type;
-        v.decode = [raw, type](std::span<float> out) { detail::dequantize(type, raw, out); };
-        const std::size_t rows = t.shape.size() == 2 ? static_cast<std::size_t>(t.shape[0]) : 1;
-        const std::string what = src + ": tensor '" + t.name + "'";
-        v.quantized = [raw, type, rows, n, what] { return detail::to_groups(type, raw, rows, n / rows, what); };
-        break;
-      }
-      default:
-        throw UnsupportedError(src + ": tensor '" + t.name + "': type " + ggml_type_name(t.type) +
-                               " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
-    }
     const bool permuted = arch == "llama" && (t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_q.bias") ||
                                               t.name.ends_with(".attn_k.weight") || t.name.ends_with(".attn_k.bias"));
     if (permuted) {

@@ -1,4 +1,4 @@
-// GGUF's Q4_0, Q4_K and Q6_K blocks (gguf_quant.hpp).
+// GGUF's Q4_0, Q4_K and Q6_K blocks, and views of GGUF tensors (gguf_quant.hpp).
 #pragma GCC optimize("fp-contract=off")  // a * b - c as ggml's reference: two roundings
 
 #include "gguf_quant.hpp"
@@ -143,6 +143,49 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
     }
   });
   return g;
+}
+
+TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::string hf) {
+  TensorView v;
+  v.name = std::move(hf);
+  v.file = src;
+  v.shape = t.shape;
+  v.data = t.data;
+  const std::span<const std::byte> raw = t.data;
+  const std::size_t n = static_cast<std::size_t>(t.numel());
+  switch (t.type) {
+    case GgmlType::f32: v.dtype = DType::f32; break;
+    case GgmlType::f16: v.dtype = DType::f16; break;
+    case GgmlType::bf16: v.dtype = DType::bf16; break;
+    case GgmlType::q8_0:
+      // Exact: a binary16 scale (11 significant bits) times an int8 fits in a float.
+      v.dtype = DType::f32;
+      v.decode = [raw](std::span<float> out) {
+        for (std::size_t b = 0; b < out.size() / 32; ++b) {
+          const std::byte* blk = raw.data() + 34 * b;
+          const float d = f16_at(blk);
+          for (std::size_t i = 0; i < 32; ++i)
+            out[32 * b + i] = d * static_cast<float>(static_cast<std::int8_t>(blk[2 + i]));
+        }
+      };
+      break;
+    case GgmlType::q4_0:
+    case GgmlType::q4_k:
+    case GgmlType::q6_k: {
+      // Floats as ggml dequantizes them; the codes for the grouped kernels.
+      v.dtype = DType::f32;
+      const GgmlType type = t.type;
+      v.decode = [raw, type](std::span<float> out) { dequantize(type, raw, out); };
+      const std::size_t rows = t.shape.size() == 2 ? static_cast<std::size_t>(t.shape[0]) : 1;
+      const std::string what = src + ": tensor '" + t.name + "'";
+      v.quantized = [raw, type, rows, n, what] { return to_groups(type, raw, rows, n / rows, what); };
+      break;
+    }
+    default:
+      throw UnsupportedError(src + ": tensor '" + t.name + "': type " + ggml_type_name(t.type) +
+                             " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+  }
+  return v;
 }
 
 }  // namespace assistgen::io::detail

@@ -20,11 +20,13 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "assistgen/io/gguf.hpp"
 #include "assistgen/io/quantized.hpp"
+#include "assistgen/io/safetensors.hpp"
 
 namespace assistgen::io::detail {
 
@@ -40,5 +42,14 @@ void dequantize(GgmlType t, std::span<const std::byte> raw, std::span<float> out
 /// scale is a FormatError naming `what` (the file and tensor).
 GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t rows,
                          std::size_t cols, const std::string& what);
+
+/// A view of GGUF tensor `t` of file `src` under the name `hf`: F32, F16 and
+/// BF16 as stored; Q8_0, Q4_0, Q4_K and Q6_K decoded to floats as ggml does
+/// (the last three also with their group form, TensorView::quantized).
+/// Another type is an UnsupportedError naming the tensor and the type.
+TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::string hf);
+
+/// load_gguf_model for general.architecture gpt2 (gguf_gpt2.cpp).
+GgufModel load_gguf_gpt2(std::shared_ptr<GgufFile> file);
 
 }  // namespace assistgen::io::detail
