@@ -27,7 +27,8 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::u8: return 1;
     case DType::i32: return 4;
     case DType::i64: return 8;
-    case DType::i4: return 1;  // two codes per byte; no tensor is stored as i4
+    case DType::i4:
+      return 1;  // two codes per byte; no tensor is stored as i4
   }
   return 0;
 }
@@ -42,7 +43,8 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::u8: return "u8";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
-    case DType::i4: return "i4";
+    case DType::i4:
+      return "i4";
   }
   return "?";
 }

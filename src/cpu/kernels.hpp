@@ -89,10 +89,10 @@ struct PackedLinear {
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]
   std::vector<std::int32_t> offset;  ///< int8: 128 * sum_k q[j, k], [units * 32]
-  unsigned bits = 0;          ///< grouped: 4 or 8
-  std::size_t group = 0;      ///< grouped: k per scale (16 or 32)
-  bool f16_scales = false;    ///< grouped: scales and mins stored as binary16 (exactly)
-  AlignedBytes gscales;       ///< grouped: per unit and group, 32 scales then 32 mins
+  unsigned bits = 0;                 ///< grouped: 4 or 8
+  std::size_t group = 0;             ///< grouped: k per scale (16 or 32)
+  bool f16_scales = false;           ///< grouped: scales and mins stored as binary16 (exactly)
+  AlignedBytes gscales;              ///< grouped: per unit and group, 32 scales then 32 mins
 
   std::size_t units() const { return (n + kUnit - 1) / kUnit; }
   /// Bytes a forward pass streams for this layer (weights, bias, scales).

@@ -116,8 +116,8 @@ ASSISTGEN_AVX512 inline __m512 load_scales(const std::byte* p) {
 
 template <unsigned B, std::size_t G, bool kF16, std::size_t R>
 ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
-  constexpr std::size_t sb = B == 4 ? 64 : 128;   // bytes per step
-  constexpr std::size_t es = kF16 ? 2 : 4;         // bytes per scale
+  constexpr std::size_t sb = B == 4 ? 64 : 128;  // bytes per step
+  constexpr std::size_t es = kF16 ? 2 : 4;       // bytes per scale
   constexpr std::size_t gsteps = G / 4;
   const __m512i lo4 = _mm512_set1_epi8(0x0f);
   __m512 out[R][2];
@@ -172,8 +172,9 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) {
       const __m512 sx = _mm512_set1_ps(a.sx[r]);
-      const __m512 y = a.bias ? _mm512_fmadd_ps(out[r][c], sx, _mm512_maskz_loadu_ps(mk, a.bias + c * kBlock))
-                              : _mm512_mul_ps(out[r][c], sx);
+      const __m512 y =
+          a.bias ? _mm512_fmadd_ps(out[r][c], sx, _mm512_maskz_loadu_ps(mk, a.bias + c * kBlock))
+                 : _mm512_mul_ps(out[r][c], sx);
       _mm512_mask_storeu_ps(a.y + r * a.ldy + c * kBlock, mk, y);
     }
   }
@@ -194,19 +195,22 @@ constexpr std::array<TileFn, kMaxRows> rows_table() {
 // int4), 8-bit groups of 32 (Q8_0) and of 16 (Q6_K, and any mix with it).
 TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
   static const std::array<std::array<TileFn, kMaxRows>, 6> kTiles{
-      rows_table<4, 32, false>(), rows_table<4, 32, true>(), rows_table<8, 32, false>(),
+      rows_table<4, 32, false>(), rows_table<4, 32, true>(),  rows_table<8, 32, false>(),
       rows_table<8, 32, true>(),  rows_table<8, 16, false>(), rows_table<8, 16, true>()};
   std::size_t f = 0;
-  if (p.bits == 4 && p.group == 32) f = 0;
-  else if (p.bits == 8 && p.group == 32) f = 2;
-  else if (p.bits == 8 && p.group == 16) f = 4;
-  else return nullptr;
+  if (p.bits == 4 && p.group == 32)
+    f = 0;
+  else if (p.bits == 8 && p.group == 32)
+    f = 2;
+  else if (p.bits == 8 && p.group == 16)
+    f = 4;
+  else
+    return nullptr;
   return kTiles[f + (p.f16_scales ? 1 : 0)][rows - 1];
 }
 
 void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u1,
-               const std::uint32_t* xp, const float* sx, const float* xs, std::size_t m,
-               float* y) {
+               const std::uint32_t* xp, const float* sx, const float* xs, std::size_t m, float* y) {
   const std::size_t passes = (m + kMaxRows - 1) / kMaxRows;
   const std::size_t rows_per_pass = (m + passes - 1) / passes;
   const std::size_t ub = unit_bytes(p), usb = unit_scale_bytes(p), groups = groups_of(p);

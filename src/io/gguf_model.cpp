@@ -47,7 +47,6 @@ std::string hf_name(const std::string& g) {
   return g;
 }
 
-
 }  // namespace
 
 GgufModel load_gguf_model(const std::filesystem::path& path) {

@@ -81,15 +81,18 @@ void for_each_block(GgmlType t, std::span<const std::byte> raw, F&& f) {
   switch (t) {
     case GgmlType::q4_0:
       for (std::size_t i = 0; i < raw.size() / kQ4_0; ++i)
-        q4_0_block(raw.data() + i * kQ4_0, [&](std::size_t e, unsigned q, float s, float m) { f(32 * i + e, q, s, m); });
+        q4_0_block(raw.data() + i * kQ4_0,
+                   [&](std::size_t e, unsigned q, float s, float m) { f(32 * i + e, q, s, m); });
       break;
     case GgmlType::q4_k:
       for (std::size_t i = 0; i < raw.size() / kQ4_K; ++i)
-        q4_k_block(raw.data() + i * kQ4_K, [&](std::size_t e, unsigned q, float s, float m) { f(256 * i + e, q, s, m); });
+        q4_k_block(raw.data() + i * kQ4_K,
+                   [&](std::size_t e, unsigned q, float s, float m) { f(256 * i + e, q, s, m); });
       break;
     case GgmlType::q6_k:
       for (std::size_t i = 0; i < raw.size() / kQ6_K; ++i)
-        q6_k_block(raw.data() + i * kQ6_K, [&](std::size_t e, unsigned q, float s, float m) { f(256 * i + e, q, s, m); });
+        q6_k_block(raw.data() + i * kQ6_K,
+                   [&](std::size_t e, unsigned q, float s, float m) { f(256 * i + e, q, s, m); });
       break;
     default:
       throw InvalidArgument("gguf: type " + ggml_type_name(t) + " has no group-quantized form");
@@ -137,7 +140,8 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
     g.q[i] = static_cast<std::uint8_t>(q);
     if (i % g.group == 0) {  // rows are whole blocks, so element i / group is group i / group
       if (!std::isfinite(s) || !std::isfinite(m))
-        throw FormatError(what + ": block scale at element " + std::to_string(i) + " is not finite");
+        throw FormatError(what + ": block scale at element " + std::to_string(i) +
+                          " is not finite");
       g.scale[i / g.group] = s;
       g.min[i / g.group] = m;
     }
@@ -154,9 +158,15 @@ TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::str
   const std::span<const std::byte> raw = t.data;
   const std::size_t n = static_cast<std::size_t>(t.numel());
   switch (t.type) {
-    case GgmlType::f32: v.dtype = DType::f32; break;
-    case GgmlType::f16: v.dtype = DType::f16; break;
-    case GgmlType::bf16: v.dtype = DType::bf16; break;
+    case GgmlType::f32:
+      v.dtype = DType::f32;
+      break;
+    case GgmlType::f16:
+      v.dtype = DType::f16;
+      break;
+    case GgmlType::bf16:
+      v.dtype = DType::bf16;
+      break;
     case GgmlType::q8_0:
       // Exact: a binary16 scale (11 significant bits) times an int8 fits in a float.
       v.dtype = DType::f32;
@@ -178,7 +188,9 @@ TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::str
       v.decode = [raw, type](std::span<float> out) { dequantize(type, raw, out); };
       const std::size_t rows = t.shape.size() == 2 ? static_cast<std::size_t>(t.shape[0]) : 1;
       const std::string what = src + ": tensor '" + t.name + "'";
-      v.quantized = [raw, type, rows, n, what] { return to_groups(type, raw, rows, n / rows, what); };
+      v.quantized = [raw, type, rows, n, what] {
+        return to_groups(type, raw, rows, n / rows, what);
+      };
       break;
     }
     default:

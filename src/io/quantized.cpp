@@ -18,18 +18,23 @@ float GroupQuantized::value(std::size_t r, std::size_t c) const {
 }
 
 void GroupQuantized::check(const std::string& what) const {
-  if (bits != 4 && bits != 8) throw InvalidArgument(what + ": bits must be 4 or 8, got " + std::to_string(bits));
+  if (bits != 4 && bits != 8)
+    throw InvalidArgument(what + ": bits must be 4 or 8, got " + std::to_string(bits));
   if (group != 16 && group != 32)
     throw InvalidArgument(what + ": group must be 16 or 32, got " + std::to_string(group));
-  if (q.size() != rows * cols || scale.size() != rows * groups_per_row() || min.size() != scale.size())
-    throw InvalidArgument(what + ": sizes of codes, scales and mins do not match [" + std::to_string(rows) +
-                          ", " + std::to_string(cols) + "]");
+  if (q.size() != rows * cols || scale.size() != rows * groups_per_row() ||
+      min.size() != scale.size())
+    throw InvalidArgument(what + ": sizes of codes, scales and mins do not match [" +
+                          std::to_string(rows) + ", " + std::to_string(cols) + "]");
   if (bits == 4)
     for (std::size_t i = 0; i < q.size(); ++i)
-      if (q[i] > 15) throw InvalidArgument(what + ": code " + std::to_string(q[i]) + " at " + std::to_string(i) + " does not fit 4 bits");
+      if (q[i] > 15)
+        throw InvalidArgument(what + ": code " + std::to_string(q[i]) + " at " + std::to_string(i) +
+                              " does not fit 4 bits");
   for (std::size_t i = 0; i < scale.size(); ++i)
     if (!std::isfinite(scale[i]) || !std::isfinite(min[i]))
-      throw InvalidArgument(what + ": group " + std::to_string(i) + " has a non-finite scale or min");
+      throw InvalidArgument(what + ": group " + std::to_string(i) +
+                            " has a non-finite scale or min");
 }
 
 GroupQuantized stack_groups(std::span<const GroupQuantized> parts) {
@@ -48,8 +53,8 @@ GroupQuantized stack_groups(std::span<const GroupQuantized> parts) {
   }
   for (const auto& p : parts)
     if (p.group % out.group != 0)
-      throw InvalidArgument("stack_groups: group " + std::to_string(out.group) + " does not divide " +
-                            std::to_string(p.group));
+      throw InvalidArgument("stack_groups: group " + std::to_string(out.group) +
+                            " does not divide " + std::to_string(p.group));
   const std::size_t gpr = out.groups_per_row();
   out.q.reserve(out.rows * out.cols);
   out.scale.reserve(out.rows * gpr);
@@ -96,8 +101,8 @@ GroupQuantized quantize_int4(std::span<const float> w, std::size_t rows, std::si
       float lo = std::numeric_limits<float>::infinity(), hi = -lo;
       for (std::size_t c = c0; c < c1; ++c) {
         if (!std::isfinite(x[c]))
-          throw InvalidArgument("quantize_int4: weight [" + std::to_string(r) + ", " + std::to_string(c) +
-                                "] is not finite");
+          throw InvalidArgument("quantize_int4: weight [" + std::to_string(r) + ", " +
+                                std::to_string(c) + "] is not finite");
         lo = std::min(lo, x[c]);
         hi = std::max(hi, x[c]);
       }

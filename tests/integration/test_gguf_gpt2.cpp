@@ -4,7 +4,6 @@
 // Face directory it came from: the same config and the same logits bit for
 // bit (F32: the same values through the same kernels), at f32 and at bf16.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <optional>
 #include <vector>
@@ -18,7 +17,8 @@ using assistgen::cpu::Transformer;
 
 TEST_CASE("gguf gpt2: logits equal the HF directory's bit for bit") {
   const fs::path data(ASSISTGEN_TEST_DATA_DIR);
-  const assistgen::io::GgufModel m = assistgen::io::load_gguf_model(data / "gguf" / "gpt2-target-f32.gguf");
+  const assistgen::io::GgufModel m =
+      assistgen::io::load_gguf_model(data / "gguf" / "gpt2-target-f32.gguf");
   CHECK(m.config.architecture == "GPT2LMHeadModel");
   CHECK(m.config.tie_word_embeddings);
   CHECK(m.config.max_position_embeddings == 64);
@@ -26,7 +26,8 @@ TEST_CASE("gguf gpt2: logits equal the HF directory's bit for bit") {
   for (const auto dtype : {std::optional<DType>{}, std::optional<DType>{DType::bf16}}) {
     INFO((dtype ? "bf16" : "unset"));
     const Transformer hf = Transformer::load(data / "models" / "gpt2-target", {.dtype = dtype});
-    const Transformer gg = Transformer::load(data / "gguf" / "gpt2-target-f32.gguf", {.dtype = dtype});
+    const Transformer gg =
+        Transformer::load(data / "gguf" / "gpt2-target-f32.gguf", {.dtype = dtype});
     CHECK(gg.dtype() == hf.dtype());
     std::vector<assistgen::Token> ids;
     for (int i = 0; i < 40; ++i) ids.push_back((i * 53 + 7) % 256);

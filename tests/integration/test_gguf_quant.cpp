@@ -9,10 +9,10 @@
 //   - a token's logits are the same bits in a prefill, a verification pass
 //     and a one-token decode;
 //   - a non-finite block scale is a FormatError naming the tensor.
-#include <catch2/catch.hpp>
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -35,7 +35,8 @@ const fs::path kData(ASSISTGEN_TEST_DATA_DIR);
 
 std::vector<assistgen::Token> prompt(std::size_t vocab, std::size_t n = 24) {
   std::vector<assistgen::Token> ids;
-  for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<assistgen::Token>((i * 37 + 5) % vocab));
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(static_cast<assistgen::Token>((i * 37 + 5) % vocab));
   return ids;
 }
 
@@ -60,9 +61,10 @@ struct File {
   const char* dir;
   const char* gguf;
 };
-const File kFiles[] = {{"llama-draft", "llama-draft-q4_0.gguf"},   // Q4_0, permuted Q/K, GQA
-                       {"llama-256", "llama-256-q4_0.gguf"},       // Q4_0, tied
-                       {"llama-256", "llama-256-q4_k_m.gguf"}};    // Q4_K + Q6_K (attn_v) + Q8_0 fallback
+const File kFiles[] = {
+    {"llama-draft", "llama-draft-q4_0.gguf"},  // Q4_0, permuted Q/K, GQA
+    {"llama-256", "llama-256-q4_0.gguf"},      // Q4_0, tied
+    {"llama-256", "llama-256-q4_k_m.gguf"}};   // Q4_K + Q6_K (attn_v) + Q8_0 fallback
 
 }  // namespace
 
@@ -90,7 +92,8 @@ TEST_CASE("gguf Q4_0 / Q4_K / Q6_K blocks decode to within a step of the HF weig
             const std::size_t gi = r * g.groups_per_row() + c / g.group;
             // ggml rounds scale * q (exact here) and the difference: one rounding of the value.
             CHECK(std::abs(double(dec[i]) - g.value(r, c)) <=
-                  std::ldexp(std::abs(double(g.scale[gi]) * g.q[i]) + std::abs(double(g.min[gi])), -24));
+                  std::ldexp(std::abs(double(g.scale[gi]) * g.q[i]) + std::abs(double(g.min[gi])),
+                             -24));
             // within the group's range / 10 (a 4-bit step is range / 15, 6-bit finer)
             CHECK(std::abs(double(dec[i]) - ref[i]) <= (double(hi) - lo) / 10 + 1e-7);
           }
@@ -101,18 +104,21 @@ TEST_CASE("gguf Q4_0 / Q4_K / Q6_K blocks decode to within a step of the HF weig
   }
 }
 
-TEST_CASE("gguf Q4 files compute with their stored codes, near the f32 logits and the HF directory's") {
+TEST_CASE(
+    "gguf Q4 files compute with their stored codes, near the f32 logits and the HF directory's") {
   for (const File& f : kFiles) {
     INFO(f.gguf);
     const fs::path path = kData / "gguf" / f.gguf;
     const Transformer q = Transformer::load(path);
     CHECK(q.dtype() == DType::i4);
     CHECK(Transformer::load(path, {.dtype = DType::i4}).dtype() == DType::i4);
-    const Transformer deq = Transformer::load(path, {.dtype = DType::f32});  // ggml's dequantized floats
+    const Transformer deq =
+        Transformer::load(path, {.dtype = DType::f32});  // ggml's dequantized floats
     const Transformer hf = Transformer::load(kData / "models" / f.dir, {.dtype = DType::f32});
     CHECK(q.bytes_per_token() < deq.bytes_per_token() / 2);
     const auto ids = prompt(q.vocab_size());
-    const std::vector<float> lq = logits_of(q, ids), ld = logits_of(deq, ids), lh = logits_of(hf, ids);
+    const std::vector<float> lq = logits_of(q, ids), ld = logits_of(deq, ids),
+                             lh = logits_of(hf, ids);
     // The Q4_0 files have every matmul in Q4_0, so dtype i4 keeps all their
     // codes and gives the unset dtype's bits (in the Q4_K_M file, ffn_down
     // fell back to Q8_0: f32 at an unset dtype, int4 at i4).
@@ -143,7 +149,8 @@ TEST_CASE("gguf Q4_K_M logits are the same bits however the tokens are batched")
   for (std::size_t n : {1, 3, 1, 7, 2, 6}) {  // decode steps and verification passes
     const std::vector<assistgen::Token> chunk(ids.begin() + pos, ids.begin() + pos + n);
     const auto out = t.forward(chunk, cache);
-    CHECK(std::memcmp(out.data(), all.data() + pos * t.vocab_size(), n * t.vocab_size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(out.data(), all.data() + pos * t.vocab_size(),
+                      n * t.vocab_size() * sizeof(float)) == 0);
     pos += n;
   }
   CHECK(pos == ids.size());
@@ -172,8 +179,10 @@ TEST_CASE("gguf: a non-finite Q4_K block scale is a FormatError naming the tenso
   const std::size_t at = g.data_offset() + t.offset + 144 * 3;  // block 3's d
   bytes[at] = 0x00;
   bytes[at + 1] = 0x7c;  // +inf in binary16
-  const fs::path bad = fs::temp_directory_path() / ("assistgen-q4k-" + std::to_string(::getpid()) + ".gguf");
-  std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const fs::path bad =
+      fs::temp_directory_path() / ("assistgen-q4k-" + std::to_string(::getpid()) + ".gguf");
+  std::ofstream(bad, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   for (const auto dtype : {std::optional<DType>{}, std::optional<DType>{DType::f32}}) {
     CHECK_THROWS_AS(Transformer::load(bad, {.dtype = dtype}), assistgen::FormatError);
     // the stored codes (unset dtype) name the file's tensor, the floats (f32) its HF name

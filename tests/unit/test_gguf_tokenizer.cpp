@@ -70,8 +70,9 @@ struct Meta {
   }
   fs::path write() const {
     static int counter = 0;
-    const fs::path p = fs::temp_directory_path() / ("assistgen_test_gguf_tok_" + std::to_string(::getpid()) +
-                                                    "_" + std::to_string(counter++) + ".gguf");
+    const fs::path p =
+        fs::temp_directory_path() / ("assistgen_test_gguf_tok_" + std::to_string(::getpid()) + "_" +
+                                     std::to_string(counter++) + ".gguf");
     std::string f = "GGUF";
     Meta h;
     h.put<std::uint32_t>(3), h.put<std::uint64_t>(0), h.put<std::uint64_t>(n);
@@ -84,15 +85,17 @@ struct Meta {
 
 }  // namespace
 
-TEST_CASE("the tokenizer in GGUF metadata gives the tokenizer.json's golden ids", "[tokenizer][gguf]") {
+TEST_CASE("the tokenizer in GGUF metadata gives the tokenizer.json's golden ids",
+          "[tokenizer][gguf]") {
   struct Case {
     const char* gguf;
     const char* dir;
   };
-  const Case c = GENERATE(Case{"vocab-gpt2-8k.gguf", "gpt2-8k"},          // byte-level BPE, pre gpt-2
-                          Case{"vocab-llama3-8k.gguf", "llama3-8k"},      // pre llama-bpe, ignore_merges
-                          Case{"vocab-spm-bf.gguf", "spm-bf"},            // model llama, merges
-                          Case{"vocab-spm-bf-scores.gguf", "spm-bf"});    // merges from scores
+  const Case c =
+      GENERATE(Case{"vocab-gpt2-8k.gguf", "gpt2-8k"},        // byte-level BPE, pre gpt-2
+               Case{"vocab-llama3-8k.gguf", "llama3-8k"},    // pre llama-bpe, ignore_merges
+               Case{"vocab-spm-bf.gguf", "spm-bf"},          // model llama, merges
+               Case{"vocab-spm-bf-scores.gguf", "spm-bf"});  // merges from scores
   INFO(c.gguf << " vs " << c.dir);
   const Tokenizer tok = Tokenizer::load(kData / "gguf" / c.gguf);
   const Tokenizer ref = Tokenizer::load(kData / "tokenizers" / c.dir);
@@ -103,7 +106,8 @@ TEST_CASE("the tokenizer in GGUF metadata gives the tokenizer.json's golden ids"
   const json goldens = read_json(kData / "tokenizers" / c.dir / "goldens.json");
   std::size_t n = 0;
   for (const auto& g : goldens.at("cases")) {
-    const std::string text = g.contains("bytes_hex") ? from_hex(g["bytes_hex"]) : g["text"].get<std::string>();
+    const std::string text =
+        g.contains("bytes_hex") ? from_hex(g["bytes_hex"]) : g["text"].get<std::string>();
     INFO("text: " << g["text"].dump());
     const auto ids = g["ids"].get<std::vector<Token>>();
     CHECK(tok.encode(text) == ids);
@@ -115,7 +119,8 @@ TEST_CASE("the tokenizer in GGUF metadata gives the tokenizer.json's golden ids"
   CHECK(n >= 200);
 }
 
-TEST_CASE("GGUF tokenizers: unknown models and pre-tokenizers and bad arrays name the key", "[tokenizer][gguf]") {
+TEST_CASE("GGUF tokenizers: unknown models and pre-tokenizers and bad arrays name the key",
+          "[tokenizer][gguf]") {
   auto error_of = [](const Meta& m) {
     const fs::path p = m.write();
     std::string what;

@@ -196,7 +196,7 @@ struct Options {
   std::vector<std::size_t> prefill{128, 512};
   int threads = 0;
   std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
-      quantized;
+                                         quantized;
   bool tinyllama = false, no_tinyllama = false;
   CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
       *o_prefill, *o_dtype, *o_quantized;
@@ -415,7 +415,8 @@ int run_quality(const Options& opt) {
   auto compare = [&](const cpu::Transformer& m, const std::string& label) {
     if (m.vocab_size() != ref.vocab_size())
       throw UsageError("--quantized: '" + label + "' has a vocabulary of " +
-                       std::to_string(m.vocab_size()) + ", -m of " + std::to_string(ref.vocab_size()));
+                       std::to_string(m.vocab_size()) + ", -m of " +
+                       std::to_string(ref.vocab_size()));
     double kl_sum = 0;
     std::size_t agree = 0, count = 0;
     for (std::size_t b = 0; b + 1 < ids.size(); b += window) {
@@ -462,7 +463,8 @@ int run_bench(Options& opt) {
   if (given(opt.o_quality))
     for (const CLI::Option* o :
          {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama, opt.o_prefill, opt.o_dtype})
-      require_with(o, false, "does not apply to --quality (it compares bf16, int8 and int4 with f32)");
+      require_with(o, false,
+                   "does not apply to --quality (it compares bf16, int8 and int4 with f32)");
   if (opt.tinyllama && opt.no_tinyllama)
     throw UsageError("--tinyllama and --no-tinyllama are alternatives");
   if (given(opt.o_prefill)) {
