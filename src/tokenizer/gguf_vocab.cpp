@@ -207,7 +207,11 @@ GgufTokenizerJson gguf_tokenizer_json(const io::GgufFile& g) {
     throw FormatError(
         src +
         ": key 'tokenizer.ggml.add_bos_token' is true but 'tokenizer.ggml.bos_token_id' is absent");
-  return {tj.dump(), cfg.dump()};
+  try {
+    return {tj.dump(), cfg.dump()};
+  } catch (const json::exception&) {  // a token (or merge) that is not UTF-8
+    throw FormatError(src + ": keys 'tokenizer.ggml.tokens' / 'merges': a string is not valid UTF-8");
+  }
 }
 
 }  // namespace assistgen::tok

@@ -151,6 +151,10 @@ TEST_CASE("GGUF tokenizers: unknown models and pre-tokenizers and bad arrays nam
   merges.kv_strs("tokenizer.ggml.tokens", {"a", "b", "ab"});
   merges.kv_strs("tokenizer.ggml.merges", {"ab"});
   CHECK_THAT(error_of(merges), Catch::Contains("tokenizer.ggml.merges"));
+  Meta utf8;
+  utf8.kv_str("tokenizer.ggml.model", "gpt2");
+  utf8.kv_strs("tokenizer.ggml.tokens", {"a", "\xff\xfe"});
+  CHECK_THAT(error_of(utf8), Catch::Contains("tokenizer.ggml.tokens") && Catch::Contains("UTF-8"));
   Meta scores;  // a SentencePiece vocabulary needs merges or scores
   scores.kv_str("tokenizer.ggml.model", "llama");
   scores.kv_strs("tokenizer.ggml.tokens", {"a", "b"});
