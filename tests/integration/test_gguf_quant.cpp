@@ -156,7 +156,7 @@ TEST_CASE("gguf Q4_K_M logits are the same bits however the tokens are batched")
   CHECK(pos == ids.size());
 }
 
-TEST_CASE("--dtype int4 quantizes an HF checkpoint in groups of 32 at load") {
+TEST_CASE("dtype int4 quantizes an HF checkpoint in groups of 32 at load") {
   for (const char* dir : {"llama-256", "llama-draft", "qwen2-real", "gpt2-target"}) {
     INFO(dir);
     const Transformer q = Transformer::load(kData / "models" / dir, {.dtype = DType::i4});
