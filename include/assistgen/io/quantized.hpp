@@ -20,13 +20,13 @@ namespace assistgen::io {
 /// (real-valued; GGUF's dequantizers round that expression to float). The
 /// last group of a row is shorter when cols % group != 0.
 struct GroupQuantized {
-  std::size_t rows = 0;           ///< rows (outputs)
-  std::size_t cols = 0;           ///< columns (inputs)
-  std::size_t group = 32;         ///< columns per group (16 or 32)
-  unsigned bits = 4;              ///< 4 (codes < 16) or 8 (codes < 256)
-  std::vector<std::uint8_t> q;    ///< [rows, cols] codes
-  std::vector<float> scale;       ///< [rows, groups_per_row()]
-  std::vector<float> min;         ///< [rows, groups_per_row()]
+  std::size_t rows = 0;         ///< rows (outputs)
+  std::size_t cols = 0;         ///< columns (inputs)
+  std::size_t group = 32;       ///< columns per group (16 or 32)
+  unsigned bits = 4;            ///< 4 (codes < 16) or 8 (codes < 256)
+  std::vector<std::uint8_t> q;  ///< [rows, cols] codes
+  std::vector<float> scale;     ///< [rows, groups_per_row()]
+  std::vector<float> min;       ///< [rows, groups_per_row()]
 
   /// Groups in a row: cols / group, rounded up.
   std::size_t groups_per_row() const { return group ? (cols + group - 1) / group : 0; }
