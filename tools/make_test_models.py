@@ -201,6 +201,16 @@ SPECS = {
         dtype="F32",
         config=llama_config(256, 32, 1, 4, 2, 64),
     ),
+    # Rows of 256: GGUF's K-quants (Q4_K, Q6_K) quantize blocks of 256 along
+    # the input dimension (tests/data/gguf, tools/make_gguf.py).
+    "llama-256": dict(
+        seed=5100,
+        dtype="BF16",
+        out_gain=2.0,
+        embed_scale=0.1,
+        config=llama_config(256, 256, 1, 4, 1, 64, tie_word_embeddings=True,
+                            torch_dtype="bfloat16"),
+    ),
 }
 SPECS.update({
     "mistral-window": dict(

@@ -13,8 +13,9 @@ namespace assistgen {
 /// A token id. Signed 32-bit, as in Hugging Face and llama.cpp.
 using Token = std::int32_t;
 
-/// Element types of stored weights.
-enum class DType { f32, f16, bf16, i8, u8, i32, i64 };
+/// Element types of stored weights. i4 is only a load option (4-bit
+/// group-quantized weights, cpu::LoadOptions::dtype), never a stored tensor's type.
+enum class DType { f32, f16, bf16, i8, u8, i32, i64, i4 };
 
 /// Size in bytes of one element of `t`.
 constexpr std::size_t dtype_size(DType t) {
@@ -26,6 +27,8 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::u8: return 1;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::i4:
+      return 1;  // two codes per byte; no tensor is stored as i4
   }
   return 0;
 }
@@ -40,6 +43,8 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::u8: return "u8";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
+    case DType::i4:
+      return "i4";
   }
   return "?";
 }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <utility>
 
+#include "kernels_q4.hpp"
 #include "parallel.hpp"
 
 // GCC 12 warns about _mm512_undefined_ps() inside its own intrinsic headers
@@ -142,6 +143,9 @@ void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
           out = a.bias ? std::fma(v, sxw, a.bias[c]) : v * sxw;
           break;
         }
+        case WeightType::grouped:  // kernels_q4.cpp
+          out = 0.0f;
+          break;
       }
       a.y[r * a.ldy + c] = out;
     }
@@ -391,6 +395,8 @@ void set_isa(Isa isa) {
 
 PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k,
                          const float* bias) {
+  if (type == WeightType::grouped)
+    return pack_grouped(io::quantize_int4(std::span<const float>(w, n * k), n, k), bias);
   PackedLinear p;
   p.type = type;
   p.n = n;
@@ -422,6 +428,8 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
         for (std::size_t kk = 0; kk < k; ++kk) d[packed_index(p, j, kk)] = to_bf16(row[kk]);
         break;
       }
+      case WeightType::grouped:
+        break;
       case WeightType::i8: {
         auto* d = reinterpret_cast<std::int8_t*>(p.data.data());
         float amax = 0.0f;
@@ -443,6 +451,7 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
 }
 
 float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  if (p.type == WeightType::grouped) return grouped_weight(p, j, kk);
   const std::size_t i = packed_index(p, j, kk);
   switch (p.type) {
     case WeightType::f32:
@@ -453,6 +462,8 @@ float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
     case WeightType::i8:
       return static_cast<float>(reinterpret_cast<const std::int8_t*>(p.data.data())[i]) *
              p.scale[j];
+    case WeightType::grouped:
+      break;
   }
   return 0.0f;
 }
@@ -481,6 +492,7 @@ void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* o
 
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads) {
+  if (p.type == WeightType::grouped) return linear_grouped(p, x, m, y, scratch, max_threads);
   // The activation panel (see TileArgs), after a row buffer for conversion.
   const std::size_t steps = p.k_pad / step_k(p.type);
   const std::size_t row_bytes = steps * 4;
@@ -501,6 +513,8 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
         break;
       case WeightType::i8:
         scratch.q_scale[r] = quantize_row(xr, p.k, p.k_pad, row);
+        break;
+      case WeightType::grouped:
         break;
     }
     for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);

@@ -14,7 +14,10 @@
 //   int8:       activations quantized per row (symmetric, scale max|x| / 127,
 //               shifted to u8 by +128), an exact int32 dot with the s8 weights,
 //               the +128 removed with a per-column correction, then
-//               y = fma(float(acc), sx * sw[j], b[j]).
+//               y = fma(float(acc), sx * sw[j], b[j]);
+//   grouped:    4- or 8-bit codes with a scale and a min per group of 16 or
+//               32 k (GGUF's Q4_0 / Q4_K / Q6_K / Q8_0 as stored, or int4):
+//               see kernels_q4.hpp.
 // The AVX-512 kernels and the portable scalar fallback perform exactly these
 // operations, so they agree bit for bit with each other too.
 //
@@ -40,7 +43,7 @@
 namespace assistgen::cpu::detail {
 
 /// Storage type of packed weights (and, for bf16, of the activations).
-enum class WeightType { f32, bf16, bf16_f32, i8 };
+enum class WeightType { f32, bf16, bf16_f32, i8, grouped };
 
 /// Instruction sets the kernels can run on.
 enum class Isa { scalar, avx512 };
@@ -86,17 +89,22 @@ struct PackedLinear {
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]
   std::vector<std::int32_t> offset;  ///< int8: 128 * sum_k q[j, k], [units * 32]
+  unsigned bits = 0;                 ///< grouped: 4 or 8
+  std::size_t group = 0;             ///< grouped: k per scale (16 or 32)
+  bool f16_scales = false;           ///< grouped: scales and mins stored as binary16 (exactly)
+  AlignedBytes gscales;              ///< grouped: per unit and group, 32 scales then 32 mins
 
   std::size_t units() const { return (n + kUnit - 1) / kUnit; }
   /// Bytes a forward pass streams for this layer (weights, bias, scales).
   std::size_t bytes() const {
-    return data.size() + (bias.size() + scale.size()) * sizeof(float) +
+    return data.size() + gscales.size() + (bias.size() + scale.size()) * sizeof(float) +
            offset.size() * sizeof(std::int32_t);
   }
 };
 
 /// Packs W ([n, k] row-major f32) and an optional bias ([n] or null). bf16
-/// rounds to nearest even; int8 quantizes each row symmetrically.
+/// rounds to nearest even; int8 quantizes each row symmetrically; grouped
+/// quantizes to int4 in groups of 32 (io::quantize_int4).
 PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::size_t k,
                          const float* bias);
 

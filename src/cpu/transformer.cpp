@@ -18,6 +18,7 @@
 #include "assistgen/io/gguf.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "kernels.hpp"
+#include "kernels_q4.hpp"
 #include "parallel.hpp"
 #include "transformer_impl.hpp"
 
@@ -155,15 +156,25 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   // Every tensor must be one we use or one the family ignores: a stray name
   // usually means a config that does not describe this checkpoint.
   std::vector<std::string> used;
+  // Stored group-quantized weights (GGUF's 4- and 6-bit types) keep their
+  // codes, scales and mins at an unset dtype and at i4 (load_grouped.cpp).
+  const bool keep_groups = !options.dtype || *options.dtype == DType::i4;
+  bool kept_groups = false;
   auto linear = [&](const WeightSource& w, const WeightSource& b, std::size_t k) {
     const std::size_t n = w.rows();
-    const std::vector<float> weight = read(ck, w, k, used);
+    const std::optional<io::GroupQuantized> groups =
+        keep_groups ? detail::read_grouped(ck, w, k, used) : std::nullopt;
+    const std::vector<float> weight = groups ? std::vector<float>{} : read(ck, w, k, used);
     std::vector<float> bias;
     if (b.present()) {
       if (b.rows() != n)
         throw ConfigError(c.architecture + ": bias '" + b.parts.front().name +
                           "' does not match its weight");
       bias = read(ck, b, 0, used);
+    }
+    if (groups) {
+      kept_groups = true;
+      return detail::pack_grouped(*groups, bias.empty() ? nullptr : bias.data());
     }
     return impl->pack(weight.data(), n, k, bias.empty() ? nullptr : bias.data());
   };
@@ -213,8 +224,14 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   if (layout.lm_head.present()) {
     impl->lm_head = linear(layout.lm_head, {}, c.hidden_size);
   } else {  // tied
-    impl->lm_head = impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
+    std::vector<std::string> again;  // the embedding is already counted as used
+    const std::optional<io::GroupQuantized> groups =
+        keep_groups ? detail::read_grouped(ck, layout.embed, c.hidden_size, again) : std::nullopt;
+    if (groups) kept_groups = true;
+    impl->lm_head = groups ? detail::pack_grouped(*groups, nullptr)
+                           : impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
   }
+  if (kept_groups) impl->dtype = DType::i4;
 
   report();
   if (options.on_progress) {

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "assistgen/architecture.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/io/quantized.hpp"
 #include "kernels.hpp"
 
 namespace assistgen::cpu {
@@ -22,6 +24,13 @@ namespace detail {
 struct NormWeights {
   std::vector<float> weight, bias;
 };
+
+/// The stored group-quantized form of `src` ([rows, cols], its parts
+/// stacked: io::stack_groups) when every part has one (GGUF's Q4_0 / Q4_K /
+/// Q6_K tensors), else nullopt. Shapes are checked as the float reader
+/// checks them; the names read are appended to `used`.
+std::optional<io::GroupQuantized> read_grouped(const io::Checkpoint& ck, const WeightSource& src,
+                                               std::size_t cols, std::vector<std::string>& used);
 
 struct Layer {
   NormWeights attn_norm, mlp_norm;
@@ -40,9 +49,11 @@ inline WeightType weight_type(DType t) {
       return WeightType::bf16;
     case DType::i8:
       return WeightType::i8;
+    case DType::i4:
+      return WeightType::grouped;
     default:
       throw UnsupportedError("cpu::Transformer: LoadOptions::dtype '" + std::string(dtype_name(t)) +
-                             "' is not a compute dtype (f32, bf16, i8)");
+                             "' is not a compute dtype (f32, bf16, i8, i4)");
   }
 }
 

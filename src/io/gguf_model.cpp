@@ -14,6 +14,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/io/gguf.hpp"
+#include "gguf_quant.hpp"
 
 namespace assistgen::io {
 
@@ -46,12 +47,6 @@ std::string hf_name(const std::string& g) {
   return g;
 }
 
-float f16_at(const std::byte* p) {
-  std::uint16_t h;
-  std::memcpy(&h, p, 2);
-  return f16_to_float(h);
-}
-
 }  // namespace
 
 GgufModel load_gguf_model(const std::filesystem::path& path) {
@@ -59,6 +54,7 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
   const GgufFile& g = *file;
   const std::string src = path.string();
   const std::string arch = g.get_string("general.architecture");
+  if (arch == "gpt2") return detail::load_gguf_gpt2(file);
   ModelConfig c;
   if (arch == "llama") {
     c.architecture = "LlamaForCausalLM";
@@ -68,7 +64,7 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
     c.model_type = "qwen2";
   } else {
     throw UnsupportedError(src + ": key 'general.architecture': '" + arch +
-                           "' is not supported from GGUF files (supported: llama, qwen2)");
+                           "' is not supported from GGUF files (supported: llama, qwen2, gpt2)");
   }
   const std::string a = arch + ".";
   auto size = [&](const std::string& key) { return static_cast<std::size_t>(g.get_uint(a + key)); };
@@ -144,33 +140,8 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
   std::vector<TensorView> views;
   views.reserve(g.tensors().size());
   for (const GgufTensorInfo& t : g.tensors()) {
-    TensorView v;
-    v.name = hf_name(t.name);
-    v.file = src;
-    v.shape = t.shape;
-    v.data = t.data;
-    const std::span<const std::byte> raw = t.data;
+    TensorView v = detail::stored_view(t, src, hf_name(t.name));
     const std::size_t n = static_cast<std::size_t>(t.numel());
-    switch (t.type) {
-      case GgmlType::f32: v.dtype = DType::f32; break;
-      case GgmlType::f16: v.dtype = DType::f16; break;
-      case GgmlType::bf16: v.dtype = DType::bf16; break;
-      case GgmlType::q8_0:
-        // Exact: a binary16 scale (11 significant bits) times an int8 fits in a float.
-        v.dtype = DType::f32;
-        v.decode = [raw](std::span<float> out) {
-          for (std::size_t b = 0; b < out.size() / 32; ++b) {
-            const std::byte* blk = raw.data() + 34 * b;
-            const float d = f16_at(blk);
-            for (std::size_t i = 0; i < 32; ++i)
-              out[32 * b + i] = d * static_cast<float>(static_cast<std::int8_t>(blk[2 + i]));
-          }
-        };
-        break;
-      default:
-        throw UnsupportedError(src + ": tensor '" + t.name + "': type " + ggml_type_name(t.type) +
-                               " is not supported (F32, F16, BF16, Q8_0)");
-    }
     const bool permuted = arch == "llama" && (t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_q.bias") ||
                                               t.name.ends_with(".attn_k.weight") || t.name.ends_with(".attn_k.bias"));
     if (permuted) {
@@ -182,6 +153,21 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
       const std::size_t cols = rows == 0 ? 0 : n / rows;
       TensorView plain = v;  // decodes the stored order
       plain.decode = v.decode;
+      if (v.quantized)
+        v.quantized = [stored = v.quantized, rows, d] {
+          GroupQuantized g = stored();
+          GroupQuantized out = g;
+          const std::size_t gpr = g.groups_per_row();
+          for (std::size_t h = 0; h < rows / d; ++h)
+            for (std::size_t i = 0; i < d / 2; ++i)
+              for (std::size_t j = 0; j < 2; ++j) {
+                const std::size_t to = h * d + j * (d / 2) + i, from = h * d + 2 * i + j;
+                std::memcpy(&out.q[to * g.cols], &g.q[from * g.cols], g.cols);
+                std::memcpy(&out.scale[to * gpr], &g.scale[from * gpr], gpr * sizeof(float));
+                std::memcpy(&out.min[to * gpr], &g.min[from * gpr], gpr * sizeof(float));
+              }
+          return out;
+        };
       v.dtype = v.dtype == DType::f16 ? DType::f32 : v.dtype;  // f16 values are exact in f32 too
       v.decode = [plain, rows, cols, d](std::span<float> out) {
         std::vector<float> stored(out.size());

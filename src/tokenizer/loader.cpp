@@ -11,6 +11,7 @@
 #include "../io/json_file.hpp"
 #include "../io/strict_json.hpp"
 #include "assistgen/io/gguf.hpp"
+#include "gguf_vocab.hpp"
 #include "tokenizer_internal.hpp"
 
 namespace assistgen {
@@ -532,11 +533,17 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir_or_file) {
   std::error_code ec;
   std::filesystem::path file = dir_or_file;
   if (std::filesystem::is_directory(dir_or_file, ec)) file = dir_or_file / "tokenizer.json";
-  // A GGUF model file: the tokenizer.json next to it (the tokenizer in GGUF
-  // metadata is not read yet; docs/gguf.md).
-  else if (io::is_gguf_path(dir_or_file))
+  // A GGUF model file: the tokenizer in its metadata (gguf_vocab.hpp), else
+  // the tokenizer.json next to it.
+  else if (io::is_gguf_path(dir_or_file)) {
+    const io::GgufFile g(dir_or_file);
+    if (tok::gguf_has_tokenizer(g)) {
+      const tok::GgufTokenizerJson j = tok::gguf_tokenizer_json(g);
+      return from_json(j.tokenizer_json, j.tokenizer_config_json, {}, dir_or_file.string());
+    }
     file = (dir_or_file.has_parent_path() ? dir_or_file.parent_path() : std::filesystem::path(".")) /
            "tokenizer.json";
+  }
   // Bounded reads: a FIFO, a device or a directory in place of a file is an
   // IoError, an oversized file a FormatError (io/json_file.hpp).
   const std::string text = read_bounded_file(file, io::detail::kMaxTokenizerJsonBytes);

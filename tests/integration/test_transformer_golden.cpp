@@ -53,9 +53,10 @@ TEST_CASE("golden checkpoints are present", "[golden]") {
   // checkpoint tools/make_test_models.py writes is named here.
   std::vector<std::string> names;
   for (const auto& dir : golden_models()) names.push_back(dir.filename().string());
-  REQUIRE(names == std::vector<std::string>{"gpt2-draft", "gpt2-target", "llama-draft", "llama-gqa",
-                                            "llama-gqa-noisy", "llama-tied-bf16", "mistral-f16",
-                                            "mistral-window", "qwen2-bias", "qwen2-real"});
+  REQUIRE(names == std::vector<std::string>{"gpt2-draft", "gpt2-target", "llama-256", "llama-draft",
+                                            "llama-gqa", "llama-gqa-noisy", "llama-tied-bf16",
+                                            "mistral-f16", "mistral-window", "qwen2-bias",
+                                            "qwen2-real"});
 }
 
 TEST_CASE("logits match the float64 HF reference", "[golden]") {

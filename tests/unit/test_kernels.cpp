@@ -50,6 +50,8 @@ const char* type_name(WeightType t) {
       return "bf16_f32";
     case WeightType::i8:
       return "i8";
+    case WeightType::grouped:  // test_kernels_q4.cpp
+      return "grouped";
   }
   return "?";
 }

@@ -5,7 +5,7 @@
 // K = 1..16, prefill tokens/s, and assisted decoding with draft == target
 // (and with a given draft) against (K+1) / (K c_draft + c(K)), with the loop
 // overhead (the share of a step spent outside the two models). With
-// --quality FILE it reports, instead, the error of bf16 and int8 weights
+// --quality FILE it reports, instead, the error of bf16, int8 and int4 weights (and of GGUF files)
 // against f32 over a text: mean KL(p_f32 || p) and top-1 agreement.
 // Times are medians of --reps runs; every ratio comes from one run.
 #include <immintrin.h>
@@ -107,7 +107,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 const char* dtype_label(DType t) {
-  return t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32";
+  return t == DType::i4 ? "int4" : t == DType::i8 ? "int8" : t == DType::bf16 ? "bf16" : "f32";
 }
 
 // Sum of words [b, e) with 64-byte loads (AVX-512 when the CPU has it): the
@@ -198,10 +198,10 @@ struct Options {
   int threads = 0;
   std::vector<std::size_t> batches{1, 2, 4, 8, 16};
   std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
-                                         batch_list;
+                                         batch_list, quantized;
   bool tinyllama = false, no_tinyllama = false;
   CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
-      *o_prefill, *o_dtype, *o_batch;
+      *o_prefill, *o_dtype, *o_batch, *o_quantized;
 };
 
 std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
@@ -526,13 +526,16 @@ int run_quality(const Options& opt) {
   const std::size_t window = opt.window;
   cpu::LoadOptions lo;
   lo.threads = opt.threads;
+  lo.dtype = DType::f32;  // the reference (unset would be bf16 for a bf16 checkpoint)
   const cpu::Transformer ref = cpu::Transformer::load(dir, lo);
   std::printf(
       "| weights | tokens | mean KL(p_f32 || p) (nats) | top-1 agreement with f32 "
       "|\n|---|---|---|---|\n");
-  for (DType dt : {DType::bf16, DType::i8}) {
-    lo.dtype = dt;
-    const cpu::Transformer m = cpu::Transformer::load(dir, lo);
+  auto compare = [&](const cpu::Transformer& m, const std::string& label) {
+    if (m.vocab_size() != ref.vocab_size())
+      throw UsageError("--quantized: '" + label + "' has a vocabulary of " +
+                       std::to_string(m.vocab_size()) + ", -m of " +
+                       std::to_string(ref.vocab_size()));
     double kl_sum = 0;
     std::size_t agree = 0, count = 0;
     for (std::size_t b = 0; b + 1 < ids.size(); b += window) {
@@ -558,18 +561,29 @@ int run_quality(const Options& opt) {
         ++count;
       }
     }
-    std::printf("| %s | %zu | %.3g | %.4f |\n", dtype_label(dt), count,
+    std::printf("| %s | %zu | %.3g | %.4f |\n", label.c_str(), count,
                 count ? kl_sum / double(count) : 0.0, count ? double(agree) / double(count) : 0.0);
+  };
+  for (DType dt : {DType::bf16, DType::i8, DType::i4}) {
+    lo.dtype = dt;
+    compare(cpu::Transformer::load(dir, lo), dtype_label(dt));
+  }
+  for (const auto& path : split(opt.quantized)) {  // GGUF files of the same weights, as stored
+    cpu::LoadOptions own;
+    own.threads = opt.threads;
+    compare(cpu::Transformer::load(path, own), std::filesystem::path(path).filename().string());
   }
   return 0;
 }
 
 int run_bench(Options& opt) {
   require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
+  require_with(opt.o_quantized, given(opt.o_quality), "applies only with --quality");
   if (given(opt.o_quality))
     for (const CLI::Option* o : {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama,
                                  opt.o_prefill, opt.o_dtype, opt.o_batch})
-      require_with(o, false, "does not apply to --quality (it compares bf16 and int8 with f32)");
+      require_with(o, false,
+                   "does not apply to --quality (it compares bf16, int8 and int4 with f32)");
   if (opt.tinyllama && opt.no_tinyllama)
     throw UsageError("--tinyllama and --no-tinyllama are alternatives");
   if (given(opt.o_prefill)) {
@@ -665,8 +679,9 @@ Command add_bench(CLI::App& app) {
       "batch table (BatchEngine): aggregate decode tokens/s at batch 1, 2, 4, 8, 16, plain and\n"
       "assisted (draft == target), c(K) of the batched verification, and the share of the\n"
       "rounds spent outside the models.\n"
-      "With --quality FILE: the error of bf16 and int8 weights against f32 on the text in FILE\n"
-      "(token ids, comma/space-separated, if DIR has no tokenizer.json).");
+      "With --quality FILE: the error of bf16, int8 and int4 weights against f32 on the text in\n"
+      "FILE (token ids, comma/space-separated, if DIR has no tokenizer.json), and of the model\n"
+      "files of --quantized (GGUF files of the same weights, at their stored precision).");
   o->o_model = sub->add_option("-m,--model", o->model, "a model directory (HF format) to measure");
   o->o_assistant = sub->add_option("-a,--assistant", o->assistant,
                                    "a draft for -m: assisted speedup of the pair");
@@ -695,7 +710,10 @@ Command add_bench(CLI::App& app) {
                                "batch sizes of the continuous-batching table, comma-separated "
                                "(default 1,2,4,8,16; 0: none)");
   o->o_quality = sub->add_option("--quality", o->quality,
-                                 "instead: bf16 and int8 against f32 on the text in FILE");
+                                 "instead: bf16, int8 and int4 against f32 on the text in FILE");
+  o->o_quantized = sub->add_option("--quantized", o->quantized,
+                                   "--quality: also these model files (comma-separated; GGUF "
+                                   "files of -m's weights), each at its stored precision");
   o->o_window = sub->add_option("--window", o->window, "--quality: tokens per forward pass")
                     ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 20))
                     ->capture_default_str();

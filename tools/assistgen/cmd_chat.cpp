@@ -244,8 +244,8 @@ Command add_chat(CLI::App& app) {
   a->o_seed = sub->add_option("--seed", a->seed, "RNG seed of every turn")
                   ->check(CLI::Range(std::int64_t{0}, INT64_MAX));
   sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16, int8 or int4")
+                   ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
   return {sub, [a] { return run_chat(*a); }};
 }
 

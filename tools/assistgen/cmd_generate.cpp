@@ -144,10 +144,11 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_threads = sub.add_option("-t,--threads", a.threads, "threads (0: all cores)")
                     ->check(CLI::Range(0, 1024))
                     ->capture_default_str();
-  a.o_dtype = sub.add_option("--dtype", a.dtype,
-                             "matmul weights: f32, bf16 or int8 (default: bf16 for a checkpoint "
-                             "stored in bf16, else f32)")
-                  ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a.o_dtype =
+      sub.add_option("--dtype", a.dtype,
+                     "matmul weights: f32, bf16, int8 or int4 (default: bf16 for a checkpoint "
+                     "stored in bf16, else f32)")
+          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
   a.o_compare = sub.add_flag("--compare", a.compare,
                              "-p with -a or --prompt-lookup: also run the target alone, print "
                              "the speedup and whether the outputs are identical");

@@ -68,10 +68,11 @@ Command add_logits(CLI::App& app) {
   a->o_out = sub->add_option("-o,--out", a->out,
                              "also write all logits as float32 .npy, shape [n, vocab]");
   sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
-  a->o_dtype = sub->add_option("--dtype", a->dtype,
-                               "matmul weights: f32, bf16 or int8 (default: bf16 for a checkpoint "
-                               "stored in bf16, else f32)")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->o_dtype =
+      sub->add_option("--dtype", a->dtype,
+                      "matmul weights: f32, bf16, int8 or int4 (default: bf16 for a checkpoint "
+                      "stored in bf16, else f32)")
+          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
   return {sub, [a] { return run(*a); }};
 }
 

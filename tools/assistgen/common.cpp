@@ -77,7 +77,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;
   if (s == "i8" || s == "int8") return DType::i8;
-  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8)");
+  if (s == "i4" || s == "int4") return DType::i4;
+  throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8, int4)");
 }
 
 CLI::Validator one_of(std::initializer_list<const char*> values) {

@@ -1,6 +1,6 @@
 // cpu::Transformer: the CPU backend for the decoder-only families of the
 // architecture registry (architecture.hpp: Llama, Mistral with its sliding
-// window, Qwen2, GPT-2), with f32, bf16 or int8 weights. Its matmul kernels
+// window, Qwen2, GPT-2), with f32, bf16, int8 or 4-bit group-quantized weights. Its matmul kernels
 // (src/cpu/kernels.hpp) are batch-invariant: the logits of a position are
 // bit-identical whether it is computed in a one-token decode step, inside a
 // (K+1)-token verification pass or in a prefill, so assisted greedy decoding
@@ -36,8 +36,12 @@ struct LoadOptions {
   /// as a bf16 model computes in HF transformers); or i8: per-output-channel
   /// symmetric int8 with activations quantized per token at run time.
   /// Embeddings, norms and biases stay f32 and all accumulation is f32
-  /// (int8: exact int32). f16 is rejected.
-  /// Unset: bf16 when the checkpoint stores every matmul weight as bf16,
+  /// (int8: exact int32). i4: 4-bit codes in groups of 32 along the input
+  /// with a scale and a min per group (io::quantize_int4), activations
+  /// quantized per token as for i8; GGUF files' Q4_0 / Q4_K / Q6_K weights
+  /// keep their own codes (docs/gguf.md). f16 is rejected.
+  /// Unset: bf16 when the checkpoint stores every matmul weight as bf16;
+  /// the stored codes (dtype() i4) for the GGUF weights in Q4_0 / Q4_K / Q6_K;
   /// else f32 (also for random models). Set f32 to compare against f32
   /// references.
   std::optional<DType> dtype = std::nullopt;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "assistgen/io/quantized.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::io {
@@ -36,6 +37,10 @@ struct TensorView {
   /// exactly numel() floats. Only to_float() and to_finite_float() read such
   /// a tensor's values. Empty for safetensors.
   std::function<void(std::span<float>)> decode;
+  /// Set for the GGUF block-quantized types the CPU backend computes in
+  /// their own form (Q4_0, Q4_K, Q6_K): the stored codes, scales and mins,
+  /// rows in the order decode() writes them (io/quantized.hpp). Empty otherwise.
+  std::function<GroupQuantized()> quantized;
 
   /// Elements: the product of `shape` (1 for a scalar).
   std::size_t numel() const;

@@ -1,0 +1,342 @@
+// The group-quantized kernels of kernels_q4.hpp: packing, the AVX-512 tiles,
+// the scalar fallback (same operations, same order) and the dispatcher.
+#include "kernels_q4.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "assistgen/error.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "parallel.hpp"
+
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace assistgen::cpu::detail {
+
+namespace {
+
+constexpr std::size_t kMaxRows = 6;  // 6 rows x (2 int + 2 float accumulators) = 24 zmm
+constexpr std::size_t kPrefetchBytes = 4096;
+constexpr std::size_t kPrefetchMinRows = 3;
+
+std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : 128; }
+std::size_t groups_of(const PackedLinear& p) { return p.k_pad / p.group; }
+std::size_t unit_bytes(const PackedLinear& p) { return p.k_pad / 4 * step_bytes(p.bits); }
+std::size_t scale_bytes(const PackedLinear& p) { return p.f16_scales ? 2 : 4; }
+std::size_t unit_scale_bytes(const PackedLinear& p) { return groups_of(p) * 64 * scale_bytes(p); }
+
+// Byte of column c (0..31) at k within a unit, and whether it is the high nibble.
+std::size_t code_byte(unsigned bits, std::size_t c, std::size_t kk) {
+  const std::size_t s = kk / 4, t = kk % 4;
+  if (bits == 4) return s * 64 + (c % 16) * 4 + t;
+  return s * 128 + (c / 16) * 64 + (c % 16) * 4 + t;
+}
+
+unsigned code_at(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  const auto b = static_cast<unsigned>(
+      p.data.data()[(j / kUnit) * unit_bytes(p) + code_byte(p.bits, j % kUnit, kk)]);
+  if (p.bits == 8) return b;
+  return (j % kUnit) < 16 ? (b & 15u) : (b >> 4);
+}
+
+// Scale (which = 0) or min (which = 1) of column c (0..31) of a unit at group g.
+float gscale_at(const std::byte* unit_scales, bool f16, std::size_t g, std::size_t which,
+                std::size_t c) {
+  const std::size_t i = g * 64 + which * 32 + c;
+  if (f16) {
+    std::uint16_t h;
+    std::memcpy(&h, unit_scales + 2 * i, 2);
+    return io::f16_to_float(h);
+  }
+  float f;
+  std::memcpy(&f, unit_scales + 4 * i, 4);
+  return f;
+}
+
+struct Tile {
+  const std::byte* w;       // the unit's codes
+  const std::byte* sc;      // the unit's scales and mins
+  std::size_t groups;       // groups along k
+  const std::uint32_t* xp;  // activation panel at the tile's first row (s8 quads, step major)
+  std::size_t ldp;
+  const float* sx;  // per-row scales at the tile's first row
+  const float* xs;  // group sums at the tile's first row: xs[r * groups + g]
+  float* y;
+  std::size_t ldy;
+  const float* bias;  // at the tile's first column, or null
+  std::size_t ncols;  // valid columns from the tile's first
+};
+
+void scalar_tile(const PackedLinear& p, const Tile& a, std::size_t rows) {
+  const std::size_t cols = std::min(a.ncols, kUnit), gsteps = p.group / 4;
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      float out = 0.0f;
+      for (std::size_t g = 0; g < a.groups; ++g) {
+        std::int32_t acc = 0;
+        for (std::size_t s = g * gsteps; s < (g + 1) * gsteps; ++s) {
+          std::int8_t x[4];
+          std::memcpy(x, a.xp + s * a.ldp + r, 4);
+          for (std::size_t t = 0; t < 4; ++t) {
+            auto b = static_cast<unsigned>(a.w[code_byte(p.bits, c, 4 * s + t)]);
+            if (p.bits == 4) b = c < 16 ? (b & 15u) : (b >> 4);
+            acc += static_cast<std::int32_t>(b) * x[t];
+          }
+        }
+        const float s = gscale_at(a.sc, p.f16_scales, g, 0, c);
+        const float mn = gscale_at(a.sc, p.f16_scales, g, 1, c);
+        out = std::fma(static_cast<float>(acc), s, out);
+        out = std::fma(-mn, a.xs[r * a.groups + g], out);
+      }
+      a.y[r * a.ldy + c] = a.bias ? std::fma(out, a.sx[r], a.bias[c]) : out * a.sx[r];
+    }
+}
+
+#define ASSISTGEN_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
+
+ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+template <bool kF16>
+ASSISTGEN_AVX512 inline __m512 load_scales(const std::byte* p) {
+  if constexpr (kF16)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  else
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
+}
+
+template <unsigned B, std::size_t G, bool kF16, std::size_t R>
+ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
+  constexpr std::size_t sb = B == 4 ? 64 : 128;  // bytes per step
+  constexpr std::size_t es = kF16 ? 2 : 4;       // bytes per scale
+  constexpr std::size_t gsteps = G / 4;
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  __m512 out[R][2];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r) out[r][0] = out[r][1] = _mm512_setzero_ps();
+  const std::uintptr_t pf = reinterpret_cast<std::uintptr_t>(a.w) + kPrefetchBytes;
+  for (std::size_t g = 0; g < a.groups; ++g) {
+    __m512i acc[R][2];
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < gsteps; ++i) {
+      const std::size_t s = g * gsteps + i;
+      if constexpr (R >= kPrefetchMinRows) {
+#pragma GCC unroll 2
+        for (std::size_t l = 0; l < sb; l += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + s * sb + l), _MM_HINT_T0);
+      }
+      __m512i w0, w1;
+      if constexpr (B == 4) {
+        const __m512i raw = _mm512_load_si512(a.w + s * sb);
+        w0 = _mm512_and_si512(raw, lo4);
+        w1 = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4);
+      } else {
+        w0 = _mm512_load_si512(a.w + s * sb);
+        w1 = _mm512_load_si512(a.w + s * sb + 64);
+      }
+      const std::uint32_t* xs = a.xp + s * a.ldp;
+#pragma GCC unroll 16
+      for (std::size_t r = 0; r < R; ++r) {
+        const __m512i b = _mm512_set1_epi32(static_cast<int>(xs[r]));
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], w0, b);
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], w1, b);
+      }
+    }
+    const std::byte* sp = a.sc + g * 64 * es;
+    const __m512 s0 = load_scales<kF16>(sp), s1 = load_scales<kF16>(sp + 16 * es),
+                 m0 = load_scales<kF16>(sp + 32 * es), m1 = load_scales<kF16>(sp + 48 * es);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512 xsum = _mm512_set1_ps(a.xs[r * a.groups + g]);
+      out[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][0]), s0, out[r][0]);
+      out[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][1]), s1, out[r][1]);
+      out[r][0] = _mm512_fnmadd_ps(m0, xsum, out[r][0]);
+      out[r][1] = _mm512_fnmadd_ps(m1, xsum, out[r][1]);
+    }
+  }
+#pragma GCC unroll 2
+  for (std::size_t c = 0; c < 2; ++c) {
+    if (c * kBlock >= a.ncols) break;
+    const __mmask16 mk = tail_mask(a.ncols - c * kBlock);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512 sx = _mm512_set1_ps(a.sx[r]);
+      const __m512 y =
+          a.bias ? _mm512_fmadd_ps(out[r][c], sx, _mm512_maskz_loadu_ps(mk, a.bias + c * kBlock))
+                 : _mm512_mul_ps(out[r][c], sx);
+      _mm512_mask_storeu_ps(a.y + r * a.ldy + c * kBlock, mk, y);
+    }
+  }
+}
+
+using TileFn = void (*)(const Tile&);
+
+template <unsigned B, std::size_t G, bool kF16, std::size_t... I>
+constexpr std::array<TileFn, kMaxRows> rows_table(std::index_sequence<I...>) {
+  return {&avx512_tile<B, G, kF16, I + 1>...};
+}
+template <unsigned B, std::size_t G, bool kF16>
+constexpr std::array<TileFn, kMaxRows> rows_table() {
+  return rows_table<B, G, kF16>(std::make_index_sequence<kMaxRows>{});
+}
+
+// The formats GGUF's types and int4 produce: 4-bit groups of 32 (Q4_0, Q4_K,
+// int4), 8-bit groups of 32 (Q8_0) and of 16 (Q6_K, and any mix with it).
+TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
+  static const std::array<std::array<TileFn, kMaxRows>, 6> kTiles{
+      rows_table<4, 32, false>(), rows_table<4, 32, true>(),  rows_table<8, 32, false>(),
+      rows_table<8, 32, true>(),  rows_table<8, 16, false>(), rows_table<8, 16, true>()};
+  std::size_t f = 0;
+  if (p.bits == 4 && p.group == 32)
+    f = 0;
+  else if (p.bits == 8 && p.group == 32)
+    f = 2;
+  else if (p.bits == 8 && p.group == 16)
+    f = 4;
+  else
+    return nullptr;
+  return kTiles[f + (p.f16_scales ? 1 : 0)][rows - 1];
+}
+
+void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u1,
+               const std::uint32_t* xp, const float* sx, const float* xs, std::size_t m, float* y) {
+  const std::size_t passes = (m + kMaxRows - 1) / kMaxRows;
+  const std::size_t rows_per_pass = (m + passes - 1) / passes;
+  const std::size_t ub = unit_bytes(p), usb = unit_scale_bytes(p), groups = groups_of(p);
+  for (std::size_t u = u0; u < u1; ++u)
+    for (std::size_t r0 = 0; r0 < m; r0 += rows_per_pass) {
+      const std::size_t rows = std::min(rows_per_pass, m - r0);
+      Tile a;
+      a.w = p.data.data() + u * ub;
+      a.sc = p.gscales.data() + u * usb;
+      a.groups = groups;
+      a.xp = xp + r0;
+      a.ldp = m;
+      a.sx = sx + r0;
+      a.xs = xs + r0 * groups;
+      a.y = y + r0 * p.n + u * kUnit;
+      a.ldy = p.n;
+      a.bias = p.bias.empty() ? nullptr : p.bias.data() + u * kUnit;
+      a.ncols = p.n - u * kUnit;
+      const TileFn fn = avx512 ? tile_fn(p, rows) : nullptr;
+      if (fn)
+        fn(a);
+      else
+        scalar_tile(p, a, rows);
+    }
+}
+
+bool f16_exact(float v) { return io::f16_to_float(io::float_to_f16(v)) == v; }
+
+}  // namespace
+
+PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
+  q.check("pack_grouped");
+  PackedLinear p;
+  p.type = WeightType::grouped;
+  p.n = q.rows;
+  p.k = q.cols;
+  p.bits = q.bits;
+  p.group = q.group;
+  p.k_pad = (q.cols + q.group - 1) / q.group * q.group;
+  p.f16_scales = std::all_of(q.scale.begin(), q.scale.end(), f16_exact) &&
+                 std::all_of(q.min.begin(), q.min.end(), f16_exact);
+  const std::size_t cols = p.units() * kUnit;
+  if (bias) p.bias.assign(bias, bias + p.n), p.bias.resize(cols, 0.0f);
+  p.data = AlignedBytes(p.units() * unit_bytes(p));
+  std::memset(p.data.data(), 0, p.data.size());
+  p.gscales = AlignedBytes(p.units() * unit_scale_bytes(p));
+  std::memset(p.gscales.data(), 0, p.gscales.size());
+  const std::size_t gpr = q.groups_per_row(), ub = unit_bytes(p), usb = unit_scale_bytes(p);
+  // One unit per iteration: columns c and c + 16 of a unit share bytes.
+  const auto units = static_cast<std::ptrdiff_t>(p.units());
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t uu = 0; uu < units; ++uu) {
+    const auto u = static_cast<std::size_t>(uu);
+    std::byte* unit = p.data.data() + u * ub;
+    std::byte* us = p.gscales.data() + u * usb;
+    for (std::size_t c = 0; c < kUnit && u * kUnit + c < p.n; ++c) {
+      const std::size_t j = u * kUnit + c;
+      for (std::size_t kk = 0; kk < q.cols; ++kk) {
+        const auto v = static_cast<unsigned>(q.q[j * q.cols + kk]);
+        std::byte& b = unit[code_byte(p.bits, c, kk)];
+        if (p.bits == 8)
+          b = static_cast<std::byte>(v);
+        else
+          b |= static_cast<std::byte>(c < 16 ? v : v << 4);
+      }
+      for (std::size_t g = 0; g < gpr; ++g)
+        for (std::size_t which = 0; which < 2; ++which) {
+          const float v = (which ? q.min : q.scale)[j * gpr + g];
+          const std::size_t i = g * 64 + which * 32 + c;
+          if (p.f16_scales) {
+            const std::uint16_t h = io::float_to_f16(v);
+            std::memcpy(us + 2 * i, &h, 2);
+          } else {
+            std::memcpy(us + 4 * i, &v, 4);
+          }
+        }
+    }
+  }
+  return p;
+}
+
+float grouped_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
+  const std::byte* us = p.gscales.data() + (j / kUnit) * unit_scale_bytes(p);
+  const std::size_t g = kk / p.group;
+  const double s = gscale_at(us, p.f16_scales, g, 0, j % kUnit);
+  const double mn = gscale_at(us, p.f16_scales, g, 1, j % kUnit);
+  return static_cast<float>(s * code_at(p, j, kk) - mn);
+}
+
+void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float* y,
+                    LinearScratch& scratch, int max_threads) {
+  const std::size_t steps = p.k_pad / 4, row_bytes = p.k_pad, groups = groups_of(p);
+  const std::size_t panel = (row_bytes + 63) / 64 * 64;
+  if (scratch.q.size() < panel + m * steps * 4 + 64) scratch.q.resize(panel + m * steps * 4 + 64);
+  if (scratch.q_scale.size() < m * (1 + groups)) scratch.q_scale.resize(m * (1 + groups));
+  std::uint8_t* row = scratch.q.data();
+  auto* xp = reinterpret_cast<std::uint32_t*>(scratch.q.data() + panel);
+  float* sx = scratch.q_scale.data();
+  float* xs = sx + m;
+  for (std::size_t r = 0; r < m; ++r) {
+    sx[r] = quantize_row(x + r * p.k, p.k, p.k_pad, row);
+    // q + 128 as u8 -> q as s8 (the padding's 128 becomes 0).
+    for (std::size_t i = 0; i < row_bytes; ++i) row[i] ^= 0x80u;
+    for (std::size_t g = 0; g < groups; ++g) {
+      std::int32_t sum = 0;
+      for (std::size_t i = g * p.group; i < (g + 1) * p.group; ++i)
+        sum += static_cast<std::int8_t>(row[i]);
+      xs[r * groups + g] = static_cast<float>(sum);
+    }
+    for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
+  }
+  const bool avx512 = active_isa() == Isa::avx512;
+  const std::size_t units = p.units();
+  const std::size_t work = (p.data.size() + p.gscales.size()) * (1 + m / 4);
+  const std::size_t by_work =
+      split_forced() ? units : std::max<std::size_t>(1, work / (std::size_t{1} << 20));
+  const int threads = static_cast<int>(
+      std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
+  if (threads <= 1) {
+    run_units(p, avx512, 0, units, xp, sx, xs, m, y);
+    return;
+  }
+  const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
+  parallel_for(threads, chunks, [&](std::size_t c) {
+    run_units(p, avx512, units * c / chunks, units * (c + 1) / chunks, xp, sx, xs, m, y);
+  });
+}
+
+}  // namespace assistgen::cpu::detail

@@ -1,0 +1,46 @@
+// Private to the CPU backend: the group-quantized matmul kernels behind
+// WeightType::grouped (4- or 8-bit codes, a scale and a min per group of 16
+// or 32 k; io/quantized.hpp), batch-invariant as the others (kernels.hpp).
+//
+// Per output element y[i, j], whatever the number of rows, the row's place
+// in the call or the thread count:
+//   activations quantized per row as for int8 (quantize_row: symmetric,
+//   sx = max|x| / 127, codes xq in [-127, 127]), and per group g the exact
+//   integer sum xs[g] = sum_{k in g} xq[k];
+//   out = 0; for each group g in order:
+//     acc = sum_{k in g} q[j, k] * xq[k]            (exact int32, VPDPBUSD)
+//     out = fma(float(acc), scale[j, g], out)
+//     out = fma(-min[j, g], float(xs[g]), out)
+//   y = b[j] ? fma(out, sx, b[j]) : out * sx.
+// Since w = scale * q - min, out * sx is sum_k w[j, k] * (sx * xq[k]) up to
+// the float roundings above: the weights enter exactly as stored.
+//
+// Packed layout (units of 32 output columns, as the other types): per unit,
+// per step of 4 k, 64 bytes for 4-bit codes (byte 4c + t: column c of the
+// first 16 in the low nibble, column 16 + c in the high nibble, k = 4s + t)
+// or 128 bytes for 8-bit codes (two halves of 16 columns x 4 k). Scales and
+// mins live in `gscales`: per unit and group, 32 scales then 32 mins, as
+// binary16 when every one of them is exactly a binary16, else as float.
+// Tiles are up to 6 rows x 32 columns (4 accumulators per row).
+#pragma once
+
+#include <cstddef>
+
+#include "assistgen/io/quantized.hpp"
+#include "kernels.hpp"
+
+namespace assistgen::cpu::detail {
+
+/// Packs group-quantized W ([n, k]; q.rows = n, q.cols = k) and an optional
+/// bias, keeping every code, scale and min. Throws InvalidArgument for an
+/// inconsistent `q` (GroupQuantized::check).
+PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias);
+
+/// W[j, kk] of a grouped PackedLinear, scale * q - min rounded once.
+float grouped_weight(const PackedLinear& p, std::size_t j, std::size_t kk);
+
+/// linear() for WeightType::grouped.
+void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float* y,
+                    LinearScratch& scratch, int max_threads);
+
+}  // namespace assistgen::cpu::detail
