@@ -144,23 +144,25 @@ __attribute__((target("avx512f"))) std::uint64_t sum_avx512(const std::uint64_t*
                                                             std::size_t e) {
   __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
   std::size_t i = b;
-  auto load = [&](std::size_t at) {
-    if constexpr (kProbe == Probe::nontemporal)
-      return _mm512_stream_load_si512(const_cast<std::uint64_t*>(p + at));
-    else
-      return _mm512_loadu_si512(p + at);
-  };
   for (; i + 32 <= e; i += 32) {
     if constexpr (kProbe == Probe::prefetch || kProbe == Probe::chunks) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + i) + 4096, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p + i) + 4096 + 64, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p + i) + 4096 + 128, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p + i) + 4096 + 192, _MM_HINT_T0);
+      const char* ahead = reinterpret_cast<const char*>(p + i) + 4096;
+      _mm_prefetch(ahead, _MM_HINT_T0);
+      _mm_prefetch(ahead + 64, _MM_HINT_T0);
+      _mm_prefetch(ahead + 128, _MM_HINT_T0);
+      _mm_prefetch(ahead + 192, _MM_HINT_T0);
     }
-    s0 = _mm512_add_epi64(s0, load(i));
-    s1 = _mm512_add_epi64(s1, load(i + 8));
-    s2 = _mm512_add_epi64(s2, load(i + 16));
-    s3 = _mm512_add_epi64(s3, load(i + 24));
+    __m512i v[4];
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (kProbe == Probe::nontemporal)
+        v[j] = _mm512_stream_load_si512(const_cast<std::uint64_t*>(p + i + 8 * j));
+      else
+        v[j] = _mm512_loadu_si512(p + i + 8 * j);
+    }
+    s0 = _mm512_add_epi64(s0, v[0]);
+    s1 = _mm512_add_epi64(s1, v[1]);
+    s2 = _mm512_add_epi64(s2, v[2]);
+    s3 = _mm512_add_epi64(s3, v[3]);
   }
   alignas(64) std::uint64_t lanes[8];
   _mm512_store_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
