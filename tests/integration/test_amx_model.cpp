@@ -20,24 +20,24 @@
 using namespace assistgen;
 using cpu::Transformer;
 using namespace assistgen::testing_models;
-namespace detail = assistgen::cpu::detail;
+namespace kd = assistgen::cpu::detail;
 
 namespace {
 
 struct IsaGuard {
-  detail::Isa saved = detail::active_isa();
-  ~IsaGuard() { detail::set_isa(saved); }
+  kd::Isa saved = kd::active_isa();
+  ~IsaGuard() { kd::set_isa(saved); }
 };
 
 struct ForceSplit {
-  ForceSplit() { detail::force_split(true); }
-  ~ForceSplit() { detail::force_split(false); }
+  ForceSplit() { kd::force_split(true); }
+  ~ForceSplit() { kd::force_split(false); }
   ForceSplit(const ForceSplit&) = delete;
   ForceSplit& operator=(const ForceSplit&) = delete;
 };
 
 #define SKIP_WITHOUT_AMX()                                                              \
-  if (!detail::isa_available(detail::Isa::amx))                                         \
+  if (!kd::isa_available(kd::Isa::amx))                                         \
   ASSISTGEN_SKIP("no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile " \
                  "state: the AMX path was not run")
 
@@ -89,11 +89,11 @@ TEST_CASE("whole-model logits: the AMX kernels give the bits of their scalar ref
       INFO(family << " " << name_of(dtype));
       const Transformer m = Transformer::random(config(family), 7, {.dtype = dtype, .threads = 1});
       const auto tokens = some_tokens(23, m.vocab_size());
-      detail::set_isa(detail::Isa::scalar_amx);
-      REQUIRE(detail::active_isa() == detail::Isa::scalar_amx);
+      kd::set_isa(kd::Isa::scalar_amx);
+      REQUIRE(kd::active_isa() == kd::Isa::scalar_amx);
       const Logits ref = three_calls(m, tokens);
-      detail::set_isa(detail::Isa::amx);
-      REQUIRE(detail::active_isa() == detail::Isa::amx);
+      kd::set_isa(kd::Isa::amx);
+      REQUIRE(kd::active_isa() == kd::Isa::amx);
       const Logits got = three_calls(m, tokens);
       for (std::size_t r = 0; r < tokens.size(); ++r) {
         INFO("row " << r);
@@ -107,7 +107,7 @@ TEST_CASE("on the AMX path, decode, verification of M = 1..40 and prefill give t
           "[invariance][amx]") {
   SKIP_WITHOUT_AMX();
   const IsaGuard guard;
-  detail::set_isa(detail::Isa::amx);
+  kd::set_isa(kd::Isa::amx);
   const DType dtype = GENERATE(DType::bf16, DType::i8);
   const std::string family = GENERATE("llama", "gpt2");
   INFO(family << " " << name_of(dtype));
@@ -121,8 +121,8 @@ TEST_CASE("the AVX-512 path forced on an AMX CPU keeps its batch invariance",
           "[invariance][amx]") {
   SKIP_WITHOUT_AMX();
   const IsaGuard guard;
-  detail::set_isa(detail::Isa::avx512);
-  REQUIRE(detail::active_isa() == detail::Isa::avx512);
+  kd::set_isa(kd::Isa::avx512);
+  REQUIRE(kd::active_isa() == kd::Isa::avx512);
   const DType dtype = GENERATE(DType::bf16, DType::i8);
   INFO(name_of(dtype));
   const Transformer m = Transformer::random(config("llama"), 5, {.dtype = dtype, .threads = 2});

@@ -2,7 +2,7 @@
 // Prints one table per model and weight precision: decode tokens/s, the
 // roofline share (weight bytes per token / read bandwidth, over the measured
 // step time), c(K) = time(forward of K+1 tokens) / time(forward of 1) for
-// K = 1..16, prefill tokens/s, and assisted decoding with draft == target
+// K = 1..16, 24, 32, prefill tokens/s, and assisted decoding with draft == target
 // (and with a given draft) against (K+1) / (K c_draft + c(K)), with the loop
 // overhead (the share of a step spent outside the two models). With
 // --quality FILE it reports, instead, the error of bf16 and int8 weights
@@ -413,9 +413,9 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   // c(K): the median ratio of a forward of K + 1 tokens to the one-token
   // forward just before it, so that a change in the machine's load spoils
   // one pair rather than the whole figure.
-  std::vector<double> c(17, 1.0);
+  std::vector<double> c(33, 1.0);
   std::string ck;
-  for (std::size_t k = 1; k <= 16; ++k) {
+  for (std::size_t k : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 24, 32}) {
     std::vector<double> ratios;
     for (int r = 0; r < opt.reps; ++r) {
       const double one = steps.once(1);
@@ -426,7 +426,7 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
     std::snprintf(buf, sizeof buf, "%s%zu:%.2f", k > 1 ? " " : "", k, c[k]);
     ck += buf;
   }
-  std::printf("| c(K), K=1..16 | %s |\n", ck.c_str());
+  std::printf("| c(K), K=1..16, 24, 32 | %s |\n", ck.c_str());
   for (std::size_t p : opt.prefill) {
     if (p == 0) continue;
     const double tp = StepTimer(m, 0).median_of(p, std::max(1, opt.reps / 3));
@@ -619,7 +619,7 @@ Command add_bench(CLI::App& app) {
       "Measures the CPU backend against the machine's read bandwidth: for the model of -m and,\n"
       "with --tinyllama or when no -m is given, a TinyLlama-1.1B-shaped model with random\n"
       "weights made in memory (about 4 GB, minutes), at each weight precision: decode tokens/s,\n"
-      "% of the roofline, c(K) for K = 1..16, prefill tokens/s, and assisted greedy decoding\n"
+      "% of the roofline, c(K) for K = 1..16, 24 and 32, prefill tokens/s, and assisted greedy decoding\n"
       "with draft == target (and with the draft of -a) including the loop overhead.\n"
       "With --quality FILE: the error of bf16 and int8 weights against f32 on the text in FILE\n"
       "(token ids, comma/space-separated, if DIR has no tokenizer.json).");
