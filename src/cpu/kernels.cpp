@@ -3,6 +3,7 @@
 #include "kernels.hpp"
 
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
@@ -417,6 +418,18 @@ void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1,
 }
 
 }  // namespace
+
+std::byte* allocate_bytes(std::size_t n) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  const std::size_t align = n >= kHuge ? kHuge : 64;
+  void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
+  if (!p) throw std::bad_alloc();
+  // Advice only: where transparent huge pages are off it changes nothing.
+  if (align == kHuge) madvise(p, (n + align - 1) / align * align, MADV_HUGEPAGE);
+  return static_cast<std::byte*>(p);
+}
+
+void free_bytes(std::byte* p) { std::free(p); }
 
 Isa detected_isa() {
   static const Isa isa = detect();

@@ -81,20 +81,25 @@ void set_isa(Isa isa);
 /// The name of an Isa ("scalar", "avx512", "amx", "scalar_amx").
 const char* isa_name(Isa isa);
 
-/// 64-byte aligned byte buffer.
+/// Allocation of AlignedBytes: 64-byte aligned; from 2 MiB on, aligned to
+/// 2 MiB and advised to use transparent huge pages (MADV_HUGEPAGE), which
+/// spares the weight stream a TLB miss every 4 KiB (docs/performance.md).
+/// Throws std::bad_alloc.
+std::byte* allocate_bytes(std::size_t n);
+void free_bytes(std::byte* p);
+
+/// 64-byte aligned byte buffer (see allocate_bytes).
 class AlignedBytes {
  public:
   AlignedBytes() = default;
-  explicit AlignedBytes(std::size_t n)
-      : p_(n ? static_cast<std::byte*>(::operator new (n, std::align_val_t{64})) : nullptr),
-        n_(n) {}
+  explicit AlignedBytes(std::size_t n) : p_(n ? allocate_bytes(n) : nullptr), n_(n) {}
   std::byte* data() { return p_.get(); }
   const std::byte* data() const { return p_.get(); }
   std::size_t size() const { return n_; }
 
  private:
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const { free_bytes(p); }
   };
   std::unique_ptr<std::byte, Free> p_;
   std::size_t n_ = 0;

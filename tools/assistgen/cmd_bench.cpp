@@ -9,6 +9,7 @@
 // against f32 over a text: mean KL(p_f32 || p) and top-1 agreement.
 // Times are medians of --reps runs; every ratio comes from one run.
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -203,9 +204,11 @@ class ReadBandwidth {
  public:
   explicit ReadBandwidth(int threads)
       : threads_(threads),
-        buf_(static_cast<std::uint64_t*>(std::aligned_alloc(64, kWords * sizeof(std::uint64_t)))),
+        buf_(static_cast<std::uint64_t*>(std::aligned_alloc(kHuge, kWords * sizeof(std::uint64_t)))),
         sums_(2 * threads) {
     if (!buf_) throw std::bad_alloc();
+    // Transparent huge pages, as the backend asks for its weights.
+    madvise(buf_.get(), kWords * sizeof(std::uint64_t), MADV_HUGEPAGE);
     std::vector<std::thread> ts;
     for (int t = 0; t < threads_; ++t)
       ts.emplace_back([&, t] {
@@ -272,6 +275,7 @@ class ReadBandwidth {
 
  private:
   static constexpr std::size_t kWords = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  static constexpr std::size_t kHuge = std::size_t{2} << 20;
   // Ranges start on a cache line (VMOVNTDQA needs 64-byte alignment).
   static std::size_t begin(int t, int n) {
     return kWords * static_cast<std::size_t>(t) / static_cast<std::size_t>(n) / 8 * 8;
