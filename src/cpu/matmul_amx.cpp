@@ -14,7 +14,8 @@
 // Tiles: tmm0-3 the accumulators of two blocks of 16 rows x two halves of a
 // unit's 32 columns, tmm4-5 the blocks' activations, tmm6-7 the weights.
 // Calls of up to 16 rows configure tiles of m rows (no padding), so a
-// decode step reads one weight tile per 16 k steps and multiplies one row.
+// decode step reads one weight tile per 16 k steps and multiplies one row;
+// more rows go into equal blocks of at most 16 (the last one zero-padded).
 #include "matmul_amx.hpp"
 
 #include <cpuid.h>
@@ -59,8 +60,10 @@ struct alignas(64) TileConfig {
 std::size_t row_bytes(const PackedLinear& p) {
   return p.type == WeightType::i8 ? p.k_pad : p.k_pad * 2;
 }
-std::size_t tile_rows(std::size_t m) { return std::min(m, kTileRows); }
+// m rows go into the fewest blocks of at most 16, all of the same height
+// (17 rows: two blocks of 9, one padding row): a TDP's time grows with its rows.
 std::size_t blocks(std::size_t m) { return (m + kTileRows - 1) / kTileRows; }
+std::size_t tile_rows(std::size_t m) { return (m + blocks(m) - 1) / blocks(m); }
 
 bool detect_amx() {
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -171,11 +174,11 @@ ASSISTGEN_AMX void units(const PackedLinear& p, std::size_t u0, std::size_t u1,
         _tile_stored(0, c, kUnit * 4);
         _tile_stored(1, c + kBlock, kUnit * 4);
         if (two) {
-          _tile_stored(2, c + kTileRows * kUnit, kUnit * 4);
-          _tile_stored(3, c + kTileRows * kUnit + kBlock, kUnit * 4);
+          _tile_stored(2, c + rows * kUnit, kUnit * 4);
+          _tile_stored(3, c + rows * kUnit + kBlock, kUnit * 4);
         }
-        const std::size_t r0 = b0 * kTileRows;
-        epilogue(p, u, c, r0, std::min(m, r0 + (two ? 2 : 1) * kTileRows), xs, y);
+        const std::size_t r0 = b0 * rows;
+        epilogue(p, u, c, r0, std::min(m, r0 + (two ? 2 : 1) * rows), xs, y);
       }
     }
   }
@@ -196,19 +199,19 @@ std::size_t amx_panel_bytes(const PackedLinear& p, std::size_t m) {
 void amx_panel_row(const PackedLinear& p, std::size_t m, std::size_t r, const void* row,
                    std::byte* panel) {
   const std::size_t rows = tile_rows(m), rb = row_bytes(p), tiles = rb / kTileBytes;
-  std::byte* block = panel + (r / kTileRows) * tiles * rows * kTileBytes;
+  std::byte* block = panel + (r / rows) * tiles * rows * kTileBytes;
   const auto* src = static_cast<const std::byte*>(row);
   for (std::size_t t = 0; t < tiles; ++t)
-    std::memcpy(block + (t * rows + r % kTileRows) * kTileBytes, src + t * kTileBytes, kTileBytes);
+    std::memcpy(block + (t * rows + r % rows) * kTileBytes, src + t * kTileBytes, kTileBytes);
 }
 
 void amx_panel_pad(const PackedLinear& p, std::size_t m, std::byte* panel) {
   const std::size_t rows = tile_rows(m), rb = row_bytes(p), tiles = rb / kTileBytes;
-  std::byte* block = panel + (m / kTileRows) * tiles * rows * kTileBytes;
-  if (m % kTileRows == 0 || m <= kTileRows) return;
+  const std::size_t last = (blocks(m) - 1) * rows, used = m - last;  // rows of the last block
+  if (used == rows) return;
+  std::byte* block = panel + (last / rows) * tiles * rows * kTileBytes;
   for (std::size_t t = 0; t < tiles; ++t)
-    std::memset(block + (t * rows + m % kTileRows) * kTileBytes, 0,
-                (kTileRows - m % kTileRows) * kTileBytes);
+    std::memset(block + (t * rows + used) * kTileBytes, 0, (rows - used) * kTileBytes);
 }
 
 void amx_units(const PackedLinear& p, std::size_t u0, std::size_t u1, const std::byte* panel,

@@ -26,7 +26,8 @@ std::size_t amx_panel_bytes(const PackedLinear& p, std::size_t m);
 /// Copies row r of m (converted: k_pad bf16 values or u8 bytes) into the panel.
 void amx_panel_row(const PackedLinear& p, std::size_t m, std::size_t r, const void* row,
                    std::byte* panel);
-/// Zeroes the panel's padding rows (m > 16 is padded to a multiple of 16).
+/// Zeroes the panel's padding rows (m > 16 rows go into equal blocks of at
+/// most 16, the last one padded).
 void amx_panel_pad(const PackedLinear& p, std::size_t m, std::byte* panel);
 
 /// y[r, j] for every row r < m and the columns of units [u0, u1), from the
