@@ -34,14 +34,15 @@ namespace assistgen::cpu::detail {
 
 namespace {
 
-#define ASSISTGEN_AMX                                                                           \
-  __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,"   \
-                        "avx512bf16,fma")))
+#define ASSISTGEN_AMX                                                           \
+  __attribute__((                                                               \
+      target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni," \
+             "avx512bf16,fma")))
 
-constexpr std::size_t kTileRows = 16;     // rows of an activation or accumulator tile
-constexpr std::size_t kTileBytes = 64;    // bytes per tile row
-constexpr std::size_t kStepBytes = 128;   // one k step of a unit (both halves)
-constexpr std::size_t kTileSteps = 16;    // k steps per weight tile
+constexpr std::size_t kTileRows = 16;    // rows of an activation or accumulator tile
+constexpr std::size_t kTileBytes = 64;   // bytes per tile row
+constexpr std::size_t kStepBytes = 128;  // one k step of a unit (both halves)
+constexpr std::size_t kTileSteps = 16;   // k steps per weight tile
 // Calls of more than 32 rows read the weights once per 32 rows: groups of
 // units whose weights stay in L2 meanwhile (the Xeons with AMX have 2 MB).
 constexpr std::size_t kL2Group = std::size_t{1} << 20;
@@ -98,7 +99,8 @@ ASSISTGEN_AMX void epilogue(const PackedLinear& p, std::size_t u, const void* c,
         const __m512i off = _mm512_loadu_si512(p.offset.data() + col0 + h * kBlock);
         const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, off));
         const __m512 f = _mm512_mul_ps(_mm512_set1_ps(xs[r]), sw);
-        out = bias ? _mm512_fmadd_ps(v, f, _mm512_loadu_ps(bias + h * kBlock)) : _mm512_mul_ps(v, f);
+        out =
+            bias ? _mm512_fmadd_ps(v, f, _mm512_loadu_ps(bias + h * kBlock)) : _mm512_mul_ps(v, f);
       } else {
         out = _mm512_load_ps(static_cast<const float*>(c) + rr * kUnit + h * kBlock);
         if (bias) out = _mm512_add_ps(out, _mm512_loadu_ps(bias + h * kBlock));

@@ -36,10 +36,11 @@ struct ForceSplit {
   ForceSplit& operator=(const ForceSplit&) = delete;
 };
 
-#define SKIP_WITHOUT_AMX()                                                              \
-  if (!kd::isa_available(kd::Isa::amx))                                         \
-  ASSISTGEN_SKIP("no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile " \
-                 "state: the AMX path was not run")
+#define SKIP_WITHOUT_AMX()                                                  \
+  if (!kd::isa_available(kd::Isa::amx))                                     \
+  ASSISTGEN_SKIP(                                                           \
+      "no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile " \
+      "state: the AMX path was not run")
 
 // Logits of prefill(15), a block of 7 and one decode step, as 23 rows.
 Logits three_calls(const Transformer& m, std::span<const Token> tokens) {
@@ -117,8 +118,7 @@ TEST_CASE("on the AMX path, decode, verification of M = 1..40 and prefill give t
   check_blocks(m, tokens, 5, 40);
 }
 
-TEST_CASE("the AVX-512 path forced on an AMX CPU keeps its batch invariance",
-          "[invariance][amx]") {
+TEST_CASE("the AVX-512 path forced on an AMX CPU keeps its batch invariance", "[invariance][amx]") {
   SKIP_WITHOUT_AMX();
   const IsaGuard guard;
   kd::set_isa(kd::Isa::avx512);

@@ -56,10 +56,11 @@ struct IsaGuard {
   ~IsaGuard() { set_isa(saved); }
 };
 
-#define SKIP_WITHOUT_AMX()                                                                     \
-  if (!isa_available(Isa::amx))                                                                \
-  ASSISTGEN_SKIP("no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile state: " \
-                 "the AMX kernels were not run")
+#define SKIP_WITHOUT_AMX()                                                         \
+  if (!isa_available(Isa::amx))                                                    \
+  ASSISTGEN_SKIP(                                                                  \
+      "no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile state: " \
+      "the AMX kernels were not run")
 
 // Values of every size, with some the kernels must flush or round: bf16
 // denormals, products that underflow, large and cancelling terms.
@@ -84,11 +85,8 @@ TEST_CASE("AMX matmul kernels give the bits of their scalar reference", "[kernel
   const WeightType type =
       GENERATE(WeightType::bf16, WeightType::i8, WeightType::f32, WeightType::bf16_f32);
   const bool hard = GENERATE(false, true);
-  for (auto [n, k] : {std::pair<std::size_t, std::size_t>{1, 1},
-                      {33, 7},
-                      {32, 64},
-                      {100, 257},
-                      {1000, 1100}}) {
+  for (auto [n, k] :
+       {std::pair<std::size_t, std::size_t>{1, 1}, {33, 7}, {32, 64}, {100, 257}, {1000, 1100}}) {
     const auto w = hard ? hard_values(n * k, n + k) : random_vec(n * k, n * 1000 + k, 0.05f);
     const auto b = random_vec(n, 7, 0.1f);
     const PackedLinear p = pack_linear(type, w.data(), n, k, b.data());
@@ -178,9 +176,9 @@ TEST_CASE("the AMX order's scalar reference: exact sums where the order cannot m
   // And one case where it does: per tile, acc + (even + odd) keeps what a
   // single chain over the pairs rounds away (1 + 2^-24 + 2^-24).
   std::vector<float> w1(32, 0.0f), x1(32, 0.0f);
-  w1[0] = 1.0f, x1[0] = 1.0f;                  // even chain: 1
-  w1[1] = 0x1p-12f, x1[1] = 0x1p-12f;          // odd chain: 2^-24
-  w1[3] = 0x1p-12f, x1[3] = 0x1p-12f;          // odd chain: 2^-23
+  w1[0] = 1.0f, x1[0] = 1.0f;          // even chain: 1
+  w1[1] = 0x1p-12f, x1[1] = 0x1p-12f;  // odd chain: 2^-24
+  w1[3] = 0x1p-12f, x1[3] = 0x1p-12f;  // odd chain: 2^-23
   const PackedLinear p1 = pack_linear(WeightType::bf16, w1.data(), 1, 32, nullptr);
   CHECK(run(p1, x1, 1)[0] == 1.0f + 0x1p-23f);
   set_isa(Isa::scalar);  // VDPBF16PS's order: (1 + 2^-24) rounds to 1, twice
