@@ -8,7 +8,9 @@
 // batch-invariant kernels (src/cpu/kernels.hpp) on one TinyLlama MLP-in layer
 // ([11264, 2048]) for M = 1..16 rows (dtype 0 f32, 1 bf16, 2 int8, 3 bf16
 // weights with f32 activations), and oneDNN's f32 matmul on the same
-// layer for comparison; read bandwidth is a streaming sum over 1 GiB.
+// layer for comparison (and its bf16 matmul, AMX where the CPU has it, for
+// prefill-sized M); the kernels run on the active Isa (ASSISTGEN_KERNELS=avx512
+// forces AVX-512 on an AMX CPU); read bandwidth is a streaming sum over 1 GiB.
 // On a shared machine compare the CPU-time columns of single-threaded runs:
 // wall time includes time the scheduler gave to other processes.
 #include <benchmark/benchmark.h>
@@ -112,10 +114,11 @@ void BM_Kernel(benchmark::State& state) {
   const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8",
                          "bf16_f32 (bf16 widened, f32 FMA)"};
   const WeightType type = types[state.range(0)];
-  // Copies of the layer cycled so that the weights come from DRAM (> 256 MB), not the 32 MB L3.
+  // Copies of the layer cycled so that the weights come from DRAM (1 GiB: more than the L3 of
+  // the Xeons measured, up to 480 MB), not from the cache.
   std::vector<PackedLinear> layers;
   layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
-  while (layers.size() * layers[0].data.size() < (std::size_t{256} << 20))
+  while (layers.size() * layers[0].data.size() < (std::size_t{1} << 30))
     layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
   std::vector<float> x(m * k, 0.5f), y(m * n);
   std::vector<std::uint8_t> q;
@@ -153,6 +156,37 @@ void BM_OneDnnF32(benchmark::State& state) {
       benchmark::Counter::kIsRate);
 }
 
+// oneDNN 2.6's bf16 matmul (bf16 activations and weights, f32 output; AMX
+// on CPUs that have it, else AVX-512 BF16) on the same layer, weights
+// reordered once into the layout it picks (format_tag::any), M = range(0):
+// the reference for prefill on our AMX kernels (BM_Kernel/1/M).
+void BM_OneDnnBf16(benchmark::State& state) {
+  using dnnl::memory;
+  const auto n = static_cast<memory::dim>(11264), k = static_cast<memory::dim>(2048),
+             m = static_cast<memory::dim>(state.range(0));
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(eng);
+  const memory::desc src({m, k}, memory::data_type::bf16, memory::format_tag::ab),
+      wei_any({k, n}, memory::data_type::bf16, memory::format_tag::any),
+      wei_ba({k, n}, memory::data_type::bf16, memory::format_tag::ba),
+      dst({m, n}, memory::data_type::f32, memory::format_tag::ab);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei_any, dst), eng);
+  std::vector<std::uint16_t> w(static_cast<std::size_t>(n * k), 0x3c23),  // bf16 0.01
+      x(static_cast<std::size_t>(m * k), 0x3f00);                           // bf16 0.5
+  memory w_ba(wei_ba, eng, w.data()), w_packed(pd.weights_desc(), eng);
+  dnnl::reorder(w_ba, w_packed).execute(stream, w_ba, w_packed);
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  memory xs(src, eng, x.data()), ys(dst, eng, y.data());
+  dnnl::matmul prim(pd);
+  for (auto _ : state) {
+    prim.execute(stream, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, w_packed}, {DNNL_ARG_DST, ys}});
+    stream.wait();
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(pd.impl_info_str());
+  state.counters["rows/s"] = benchmark::Counter(
+      static_cast<double>(m) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
 // Read bandwidth: a streaming sum over 1 GiB on range(0) threads.
 void BM_ReadBandwidth(benchmark::State& state) {
   const std::size_t words = (std::size_t{1} << 30) / 8;
@@ -199,10 +233,11 @@ void BM_CopyBandwidth(benchmark::State& state) {
 BENCHMARK(BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Kernel)
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 5, 6, 8, 9, 12, 16}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 5, 6, 8, 9, 12, 16, 17, 24, 32, 33, 128, 512}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_OneDnnF32)->Arg(1)->Arg(5)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_OneDnnBf16)->Arg(1)->Arg(16)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode_Small)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Verify_Small)
     ->ArgsProduct({{0, 1, 2}, {1, 4, 8, 16}})

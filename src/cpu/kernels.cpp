@@ -3,6 +3,7 @@
 #include "kernels.hpp"
 
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "kernels_q4.hpp"
+#include "matmul_amx.hpp"
 #include "parallel.hpp"
 
 // GCC 12 warns about _mm512_undefined_ps() inside its own intrinsic headers
@@ -53,6 +55,13 @@ float from_bf16(std::uint16_t h) {
 // k per step of a unit (each step: two halves of 16 columns, 64 bytes each;
 // bf16_f32 32 bytes each): f32 1, bf16 2 (pairs), bf16_f32 1, int8 4 (quads).
 std::size_t step_k(WeightType t) { return t == WeightType::bf16 ? 2 : t == WeightType::i8 ? 4 : 1; }
+// k_pad is a multiple of this: whole AMX tiles of 16 k steps for bf16 and
+// int8 (model dimensions are multiples of 64, so this costs them nothing).
+std::size_t tile_k(WeightType t) {
+  return t == WeightType::bf16 || t == WeightType::i8 ? 16 * step_k(t) : 1;
+}
+// Whether the AVX-512 reductions and conversions run (amx uses them too).
+bool vector_isa(Isa isa) { return isa == Isa::avx512 || isa == Isa::amx; }
 std::size_t elem_size(WeightType t) {
   return t == WeightType::f32 ? 4 : t == WeightType::i8 ? 1 : 2;
 }
@@ -93,7 +102,8 @@ struct TileArgs {
 // VDPBF16PS's arithmetic: denormal inputs and results are zero.
 float flush(float v) { return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v; }
 
-void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
+// amx_order: bf16 in the AMX path's order (kernels.hpp), else VDPBF16PS's.
+void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows, bool amx_order) {
   const std::size_t cols = std::min(a.ncols, kUnit);
   const std::byte* w = a.w;
   for (std::size_t r = 0; r < rows; ++r)
@@ -120,6 +130,29 @@ void scalar_tile(WeightType type, const TileArgs& a, std::size_t rows) {
         }
         case WeightType::bf16: {
           float acc = 0.0f;
+          if (amx_order) {
+            auto x_at = [&](std::size_t kk) {
+              std::uint16_t h;
+              std::memcpy(&h, reinterpret_cast<const std::byte*>(a.xp + (kk / 2) * a.ldp + r) + kk % 2 * 2, 2);
+              return flush(from_bf16(h));
+            };
+            auto w_at = [&](std::size_t kk) {
+              std::uint16_t h;
+              std::memcpy(&h, w + unit_index(type, c, kk) * 2, 2);
+              return flush(from_bf16(h));
+            };
+            for (std::size_t t = 0; t < a.k_pad; t += tile_k(type)) {
+              float even = 0.0f, odd = 0.0f;
+              for (std::size_t kk = t; kk < t + tile_k(type); kk += 2) {
+                // (TDPBF16PS's FMA: one rounding, also where a product underflows)
+                even = flush(std::fma(x_at(kk), w_at(kk), even));
+                odd = flush(std::fma(x_at(kk + 1), w_at(kk + 1), odd));
+              }
+              acc = flush(acc + flush(even + odd));
+            }
+            out = a.bias ? acc + a.bias[c] : acc;
+            break;
+          }
           for (std::size_t kk = 0; kk < a.k_pad; kk += 2) {
             std::uint16_t wp[2], x[2];
             std::memcpy(wp, w + unit_index(type, c, kk) * 2, 4);
@@ -333,6 +366,7 @@ const std::array<std::array<TileFn, kMaxRows>, 4> kTiles{
 
 Isa detect() {
   __builtin_cpu_init();
+  if (amx_usable()) return Isa::amx;  // (AMX CPUs have the AVX-512 below)
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
       __builtin_cpu_supports("avx512bf16"))
@@ -340,11 +374,19 @@ Isa detect() {
   return Isa::scalar;
 }
 
+// isa if this CPU runs it, else the next one down (amx -> avx512 -> scalar).
+Isa best_below(Isa isa) {
+  if (isa == Isa::amx && !isa_available(isa)) isa = Isa::avx512;
+  if (isa == Isa::avx512 && !isa_available(isa)) isa = Isa::scalar;
+  return isa;
+}
+
 std::atomic<int>& isa_slot() {
   static std::atomic<int> slot{[] {
     const char* env = std::getenv("ASSISTGEN_KERNELS");
-    if (env && std::string_view(env) == "scalar") return static_cast<int>(Isa::scalar);
-    return static_cast<int>(detect());
+    for (Isa isa : {Isa::scalar, Isa::avx512, Isa::amx, Isa::scalar_amx})
+      if (env && std::string_view(env) == isa_name(isa)) return static_cast<int>(best_below(isa));
+    return static_cast<int>(detected_isa());
   }()};
   return slot;
 }
@@ -371,25 +413,64 @@ void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1,
       a.scale = p.scale.empty() ? nullptr : p.scale.data() + u * kUnit;
       a.offset = p.offset.empty() ? nullptr : p.offset.data() + u * kUnit;
       a.ncols = p.n - u * kUnit;
-      if (isa == Isa::avx512)
+      if (vector_isa(isa))
         kTiles[static_cast<std::size_t>(p.type)][rows - 1](a);
       else
-        scalar_tile(p.type, a, rows);
+        scalar_tile(p.type, a, rows, isa == Isa::scalar_amx);
     }
   }
 }
 
 }  // namespace
 
+std::byte* allocate_bytes(std::size_t n) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  const std::size_t align = n >= kHuge ? kHuge : 64;
+  void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
+  if (!p) throw std::bad_alloc();
+  // Advice only: where transparent huge pages are off it changes nothing.
+  if (align == kHuge) madvise(p, (n + align - 1) / align * align, MADV_HUGEPAGE);
+  return static_cast<std::byte*>(p);
+}
+
+void free_bytes(std::byte* p) { std::free(p); }
+
 Isa detected_isa() {
   static const Isa isa = detect();
   return isa;
 }
 
+bool isa_available(Isa isa) {
+  switch (isa) {
+    case Isa::scalar:
+    case Isa::scalar_amx:
+      return true;
+    case Isa::avx512:
+      return detected_isa() != Isa::scalar;
+    case Isa::amx:
+      return detected_isa() == Isa::amx;
+  }
+  return false;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::amx:
+      return "amx";
+    case Isa::scalar_amx:
+      return "scalar_amx";
+  }
+  return "?";
+}
+
 Isa active_isa() { return static_cast<Isa>(isa_slot().load(std::memory_order_relaxed)); }
 
 void set_isa(Isa isa) {
-  if (isa == Isa::avx512 && detected_isa() != Isa::avx512) isa = Isa::scalar;
+  isa = best_below(isa);
   isa_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
@@ -401,8 +482,8 @@ PackedLinear pack_linear(WeightType type, const float* w, std::size_t n, std::si
   p.type = type;
   p.n = n;
   p.k = k;
-  const std::size_t sk = step_k(type);
-  p.k_pad = (k + sk - 1) / sk * sk;
+  const std::size_t tk = tile_k(type);
+  p.k_pad = (k + tk - 1) / tk * tk;
   const std::size_t cols = p.units() * kUnit;
   if (bias) p.bias.assign(bias, bias + n), p.bias.resize(cols, 0.0f);
   p.data = AlignedBytes(p.units() * unit_bytes(p));
@@ -469,7 +550,7 @@ float packed_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
 }
 
 float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_t* out) {
-  if (active_isa() == Isa::avx512) return avx512_quantize_row(x, k, k_pad, out);
+  if (vector_isa(active_isa())) return avx512_quantize_row(x, k, k_pad, out);
   float amax = 0.0f;
   for (std::size_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(x[i]));  // NaN: skipped
   const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
@@ -485,7 +566,7 @@ float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_
 }
 
 void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out) {
-  if (active_isa() == Isa::avx512) return avx512_bf16_row(x, k, k_pad, out);
+  if (vector_isa(active_isa())) return avx512_bf16_row(x, k, k_pad, out);
   for (std::size_t i = 0; i < k; ++i) out[i] = to_bf16(x[i]);
   std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
@@ -493,14 +574,18 @@ void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* o
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads) {
   if (p.type == WeightType::grouped) return linear_grouped(p, x, m, y, scratch, max_threads);
-  // The activation panel (see TileArgs), after a row buffer for conversion.
+  const Isa isa = active_isa();
+  const bool amx = isa == Isa::amx && (p.type == WeightType::bf16 || p.type == WeightType::i8);
+  // The activation panel (see TileArgs; AMX: amx_panel_row), after a row
+  // buffer for conversion, both 64-byte aligned.
   const std::size_t steps = p.k_pad / step_k(p.type);
-  const std::size_t row_bytes = steps * 4;
-  if (scratch.q.size() < row_bytes + m * row_bytes + 64)
-    scratch.q.resize(row_bytes + m * row_bytes + 64);
+  const std::size_t row_bytes = steps * 4, row_space = (row_bytes + 63) / 64 * 64;
+  const std::size_t panel_bytes = amx ? amx_panel_bytes(p, m) : m * row_bytes;
+  if (scratch.q.size() < row_space + panel_bytes + 64) scratch.q.resize(row_space + panel_bytes + 64);
   if (p.type == WeightType::i8 && scratch.q_scale.size() < m) scratch.q_scale.resize(m);
-  auto* row = scratch.q.data();
-  auto* xp = reinterpret_cast<std::uint32_t*>(scratch.q.data() + (row_bytes + 63) / 64 * 64);
+  auto* row = reinterpret_cast<std::uint8_t*>(
+      (reinterpret_cast<std::uintptr_t>(scratch.q.data()) + 63) / 64 * 64);
+  auto* xp = reinterpret_cast<std::uint32_t*>(row + row_space);
   for (std::size_t r = 0; r < m; ++r) {
     const float* xr = x + r * p.k;
     switch (p.type) {
@@ -517,10 +602,13 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
       case WeightType::grouped:
         break;
     }
-    for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
+    if (amx)
+      amx_panel_row(p, m, r, row, reinterpret_cast<std::byte*>(xp));
+    else
+      for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
   }
+  if (amx) amx_panel_pad(p, m, reinterpret_cast<std::byte*>(xp));
   const float* xs = p.type == WeightType::i8 ? scratch.q_scale.data() : nullptr;
-  const Isa isa = active_isa();
   const std::size_t units = p.units();
   // Work in weight-stream equivalents: a pass over the weights, plus the
   // arithmetic of the rows (about one pass per 8 rows).
@@ -530,8 +618,14 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
       split_forced() ? units : std::max<std::size_t>(1, work / (std::size_t{1} << 20));
   const int threads = static_cast<int>(
       std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
+  auto run = [&](std::size_t u0, std::size_t u1) {
+    if (amx)
+      amx_units(p, u0, u1, reinterpret_cast<const std::byte*>(xp), xs, m, y);
+    else
+      run_units(p, isa, u0, u1, xp, xs, m, y);
+  };
   if (threads <= 1) {
-    run_units(p, isa, 0, units, xp, xs, m, y);
+    run(0, units);
     return;
   }
   // Chunks of units handed out dynamically: on a shared machine a thread
@@ -539,7 +633,7 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   // everyone back. Which thread computes a unit never changes how.
   const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
   parallel_for(threads, chunks, [&](std::size_t c) {
-    run_units(p, isa, units * c / chunks, units * (c + 1) / chunks, xp, xs, m, y);
+    run(units * c / chunks, units * (c + 1) / chunks);
   });
 }
 
@@ -618,7 +712,7 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
 }  // namespace
 
 float dot(const float* a, const float* b, std::size_t n) {
-  if (active_isa() == Isa::avx512) return avx512_dot(a, b, n);
+  if (vector_isa(active_isa())) return avx512_dot(a, b, n);
   float acc[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -630,7 +724,7 @@ float dot(const float* a, const float* b, std::size_t n) {
 float sum_squares(const float* a, std::size_t n) { return dot(a, a, n); }
 
 float sum(const float* a, std::size_t n) {
-  if (active_isa() == Isa::avx512) return avx512_sum(a, n);
+  if (vector_isa(active_isa())) return avx512_sum(a, n);
   float acc[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -652,7 +746,7 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
   for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
-  if (active_isa() == Isa::avx512) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
+  if (vector_isa(active_isa())) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   std::fill_n(out, hd, 0.0f);
   for (std::size_t j = 0; j < len; ++j) {
     const float* v = values + slot(j) * hd;

@@ -21,6 +21,16 @@
 // The AVX-512 kernels and the portable scalar fallback perform exactly these
 // operations, so they agree bit for bit with each other too.
 //
+// On AMX CPUs (Isa::amx) bf16 and int8 run on tiles instead, for every m:
+//   bf16:       per tile of 32 k (16 pairs), from zero, an even and an odd
+//               chain e = e + x[2p] w[2p], o = o + x[2p+1] w[2p+1] over its
+//               pairs in order, then acc = acc + (e + o), tiles in k order;
+//               every sum rounded to nearest even, denormals flushed
+//               (TDPBF16PS, as measured on a Xeon: matmul_amx.cpp), y = acc + b[j];
+//   int8:       the same exact int32 dot (TDPBUSD) and epilogue as above, so
+//               the same bits as the AVX-512 and scalar paths.
+// Isa::scalar_amx performs those operations one element at a time.
+//
 // Weights are packed once at load into units of 32 output columns (two zmm
 // of f32 results), each unit's k steps contiguous (128 bytes per step: per
 // k for f32, per k pair for bf16, per k quad for int8). A register tile of up
@@ -46,31 +56,53 @@ namespace assistgen::cpu::detail {
 enum class WeightType { f32, bf16, bf16_f32, i8, grouped };
 
 /// Instruction sets the kernels can run on.
-enum class Isa { scalar, avx512 };
+///   scalar:     the portable fallback, the same operations as avx512;
+///   avx512:     AVX-512 F/BW/VL/VNNI/BF16 for every kernel;
+///   amx:        bf16 and int8 matmuls on AMX tiles (matmul_amx.cpp), for every
+///               row count; everything else as avx512. bf16 then has its own
+///               order of operations (below); int8 gives the same bits;
+///   scalar_amx: the portable fallback performing the amx path's operations,
+///               the reference the AMX kernels are tested against.
+enum class Isa { scalar, avx512, amx, scalar_amx };
 
-/// The best Isa this CPU supports (avx512 needs AVX512F/BW/VL/VNNI/BF16).
+/// The best Isa this CPU supports: amx needs AMX-TILE/BF16/INT8, AVX-512 and
+/// the kernel's permission for the tile state (arch_prctl(ARCH_REQ_XCOMP_PERM,
+/// XFEATURE_XTILEDATA), asked once; a refusal leaves avx512); avx512 needs
+/// AVX512F/BW/VL/VNNI/BF16.
 Isa detected_isa();
+/// Whether `isa` can run here: scalar and scalar_amx always, avx512 with
+/// AVX-512 (also on AMX CPUs), amx where detected.
+bool isa_available(Isa isa);
 /// The Isa in use: detected_isa() unless overridden, by set_isa() or by the
-/// environment variable ASSISTGEN_KERNELS=scalar.
+/// environment variable ASSISTGEN_KERNELS=scalar|avx512|amx|scalar_amx (a
+/// value this CPU cannot run selects the best it can; another value is ignored).
 Isa active_isa();
-/// Forces an Isa (tests compare the two); requesting avx512 on a CPU without
-/// it selects scalar. Not thread-safe against concurrent forward passes.
+/// Forces an Isa (tests compare them); one this CPU cannot run selects the
+/// best available below it (amx -> avx512 -> scalar). Not thread-safe against
+/// concurrent forward passes.
 void set_isa(Isa isa);
+/// The name of an Isa ("scalar", "avx512", "amx", "scalar_amx").
+const char* isa_name(Isa isa);
 
-/// 64-byte aligned byte buffer.
+/// Allocation of AlignedBytes: 64-byte aligned; from 2 MiB on, aligned to
+/// 2 MiB and advised to use transparent huge pages (MADV_HUGEPAGE), which
+/// spares the weight stream a TLB miss every 4 KiB (docs/performance.md).
+/// Throws std::bad_alloc.
+std::byte* allocate_bytes(std::size_t n);
+void free_bytes(std::byte* p);
+
+/// 64-byte aligned byte buffer (see allocate_bytes).
 class AlignedBytes {
  public:
   AlignedBytes() = default;
-  explicit AlignedBytes(std::size_t n)
-      : p_(n ? static_cast<std::byte*>(::operator new (n, std::align_val_t{64})) : nullptr),
-        n_(n) {}
+  explicit AlignedBytes(std::size_t n) : p_(n ? allocate_bytes(n) : nullptr), n_(n) {}
   std::byte* data() { return p_.get(); }
   const std::byte* data() const { return p_.get(); }
   std::size_t size() const { return n_; }
 
  private:
   struct Free {
-    void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const { free_bytes(p); }
   };
   std::unique_ptr<std::byte, Free> p_;
   std::size_t n_ = 0;
@@ -84,7 +116,7 @@ inline constexpr std::size_t kUnit = 32;
 struct PackedLinear {
   WeightType type = WeightType::f32;
   std::size_t n = 0, k = 0;  ///< logical shape of W ([n, k])
-  std::size_t k_pad = 0;     ///< k rounded up to the type's k group (4 int8, 2 bf16, else 1)
+  std::size_t k_pad = 0;  ///< k rounded up to the type's k tile (AMX: 64 int8, 32 bf16; else 1)
   AlignedBytes data;         ///< the units
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]

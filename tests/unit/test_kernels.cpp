@@ -79,7 +79,7 @@ struct IsaGuard {
 
 // AVX-512 cases skip visibly (ASSISTGEN_SKIP, ctest: "Skipped") on a CPU
 // without it, instead of running the scalar kernels a second time.
-bool has_avx512() { return detected_isa() == Isa::avx512; }
+bool has_avx512() { return isa_available(Isa::avx512); }  // (AMX CPUs too)
 #define SKIP_WITHOUT_AVX512() \
   if (!has_avx512()) ASSISTGEN_SKIP("no AVX-512 (F/BW/VL/VNNI/BF16) on this CPU")
 
@@ -102,8 +102,7 @@ void check_against_reference(Isa isa) {
     const auto x = random_vec(m * k, k + 3);
     const PackedLinear p = pack_linear(type, w.data(), n, k, bias ? b.data() : nullptr);
     const auto y = run(p, x, m);
-    INFO("m " << m << " " << type_name(type) << " isa "
-              << (isa == Isa::avx512 ? "avx512" : "scalar") << " n " << n << " k " << k << " bias "
+    INFO("m " << m << " " << type_name(type) << " isa " << isa_name(isa) << " n " << n << " k " << k << " bias "
               << bias);
     std::vector<std::uint8_t> q(p.k_pad);
     std::vector<std::uint16_t> xb(p.k_pad);
@@ -159,6 +158,17 @@ TEST_CASE("scalar kernels match a double reference within dtype-derived bounds",
 TEST_CASE("AVX-512 kernels match a double reference within dtype-derived bounds", "[kernels][avx512]") {
   SKIP_WITHOUT_AVX512();
   check_against_reference(Isa::avx512);
+}
+
+TEST_CASE("the AMX order's scalar reference matches a double reference within the same bounds",
+          "[kernels][amx]") {
+  check_against_reference(Isa::scalar_amx);
+}
+
+TEST_CASE("AMX kernels match a double reference within dtype-derived bounds", "[kernels][amx]") {
+  if (!isa_available(Isa::amx))
+    ASSISTGEN_SKIP("no AMX (AMX-TILE/BF16/INT8) on this CPU, or Linux refused the tile state");
+  check_against_reference(Isa::amx);
 }
 
 TEST_CASE("bf16 packing rounds to nearest even, int8 packing is symmetric per row", "[kernels]") {

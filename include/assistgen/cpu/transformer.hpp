@@ -183,6 +183,13 @@ class Transformer {
   std::unique_ptr<Impl> impl_;
 };
 
+/// The matmul kernels this process runs, chosen at run time: "amx" (bf16 and
+/// int8 on AMX tiles, Intel Xeon since Sapphire Rapids), "avx512" or "scalar";
+/// the environment variable ASSISTGEN_KERNELS=avx512|scalar forces a lower one
+/// (docs/performance.md). Logits are batch-invariant on each; bf16 logits
+/// differ between amx and the others.
+const char* kernel_isa();
+
 static_assert(CausalLM<Transformer> && ForwardsBatches<Transformer> && AttendsTrees<Transformer> &&
               RunsLayerPlans<Transformer> && CacheHasKeep<TransformerCache>);
 
