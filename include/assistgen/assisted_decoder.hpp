@@ -143,6 +143,9 @@ class AssistedDecoder {
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, cap, keep);
     st.reused_tokens = tc.size();
     CandidateContext ctx{cfg_, draft_length_, chain_, eos_, rng_};
+    // A source that drafts on the target's own cache (self-speculation) is
+    // lent it, and runs the verification itself (verify below).
+    if constexpr (requires { source_.bind_target_cache(tc); }) source_.bind_target_cache(tc);
     source_.start(cap, keep, ctx);
     rng_.reseed(cfg_.seed);
     draft_length_.begin_generation();
@@ -180,8 +183,11 @@ class AssistedDecoder {
       //    (plus the rest of the prompt in the first round), logits for the
       //    k + 1 rows that verify.
       const auto t0 = std::chrono::steady_clock::now();
-      detail::forward_rows(*target_, std::span<const Token>(seq_).subspan(tc.size()), tc, k + 1,
-                           target_logits_, "target");
+      if constexpr (requires { source_.verify(std::span<const Token>(seq_), k + 1, target_logits_); })
+        source_.verify(seq_, k + 1, target_logits_);
+      else
+        detail::forward_rows(*target_, std::span<const Token>(seq_).subspan(tc.size()), tc, k + 1,
+                             target_logits_, "target");
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;

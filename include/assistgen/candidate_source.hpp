@@ -56,6 +56,12 @@ struct CandidateContext {
 /// `const Cache* draft_cache() const` (shown to round observers), and
 /// `PositionLimits limits(PositionLimits target) const` (a draft model's own
 /// position limit lowers the capacity generate() plans with).
+/// A source that drafts on the target's own cache (self-speculation,
+/// candidates/early_exit.hpp) also has `void bind_target_cache(TargetCache&)`,
+/// called before start(), and `void verify(std::span<const Token> seq,
+/// std::size_t rows, Logits& out)`, which the loop calls instead of its own
+/// target forward: it brings the cache to seq.size() positions and writes
+/// the logits of the last `rows` positions.
 template <class S>
 concept CandidateSource = std::movable<S> && requires(S& s, const S& cs, std::vector<Token>& seq,
                                                       std::size_t n, CandidateContext& ctx,

@@ -37,6 +37,43 @@
 
 namespace assistgen {
 
+/// What a draft step's choice leaves of the proposal (choose_draft_token).
+enum class DraftStep {
+  more,      ///< the token was appended; the proposal may go on
+  last,      ///< the token was appended and ends the proposal (EOS, stop_after)
+  declined,  ///< nothing appended: the policy stops before the token (stop_before)
+};
+
+/// The choice of one draft step from its logits `row` (processed in place by
+/// `chain` with `work` as the history): sampled from q = softmax(row), which
+/// is kept in `q`, when `q` is not empty, else the argmax. Applies the
+/// draft-length rules; an appended token goes to `work` and its probability
+/// to `probs` (1 when greedy and the policy needs none). Every draft whose
+/// tokens are the target's (a draft model, the target's own first layers)
+/// proposes through it.
+inline DraftStep choose_draft_token(std::span<float> row, std::vector<Token>& work,
+                                    std::vector<float>& probs, std::span<float> q,
+                                    LogitsProcessorChain& chain, Rng& rng,
+                                    const DraftLengthPolicy& lookahead, std::span<const Token> eos) {
+  chain.apply(row, std::span<const Token>(work));
+  Token d;
+  float prob = 1.0f;
+  if (!q.empty()) {
+    softmax(row, q);
+    d = sample_categorical(q, rng);
+    prob = q[static_cast<std::size_t>(d)];
+  } else {
+    d = argmax(row);
+    if (lookahead.needs_probability()) prob = softmax_prob(row, d);
+  }
+  if (lookahead.stop_before(prob)) return DraftStep::declined;
+  work.push_back(d);
+  probs.push_back(prob);
+  if (std::find(eos.begin(), eos.end(), d) != eos.end()) return DraftStep::last;
+  if (lookahead.stop_after(prob)) return DraftStep::last;
+  return DraftStep::more;
+}
+
 /// Proposes tokens with a draft model. Holds the draft's cache and the q rows
 /// of the last proposal. `vocab` is the target's vocabulary size: draft logits
 /// beyond it are ignored, so a draft with a larger vocabulary never proposes
@@ -76,7 +113,6 @@ class DraftModelCandidates {
     Cache& cache = *cache_;
     if (cache.size() >= n) cache.truncate(n - 1);  // the last token must be fed to get logits
     if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
-    const bool need_prob = lookahead.needs_probability();
     for (std::size_t i = 0; i < limit; ++i) {
       std::span<const Token> input = i == 0 ? std::span<const Token>(work).subspan(cache.size())
                                             : std::span<const Token>(work).subspan(n + i - 1, 1);
@@ -86,24 +122,10 @@ class DraftModelCandidates {
       detail::forward_rows(*model_, input, cache, 1, logits_, "draft");
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++calls_;
-      std::span<float> row = logits_.row(0).first(vocab_);
-      chain.apply(row, std::span<const Token>(work));
-      Token d;
-      float prob = 1.0f;
-      if (sample) {
-        std::span<float> q(q_.data() + i * vocab_, vocab_);
-        softmax(row, q);
-        d = sample_categorical(q, rng);
-        prob = q[static_cast<std::size_t>(d)];
-      } else {
-        d = argmax(row);
-        if (need_prob) prob = softmax_prob(row, d);
-      }
-      if (lookahead.stop_before(prob)) break;
-      work.push_back(d);
-      probs_.push_back(prob);
-      if (std::find(eos.begin(), eos.end(), d) != eos.end()) break;
-      if (lookahead.stop_after(prob)) break;
+      std::span<float> q = sample ? std::span<float>(q_.data() + i * vocab_, vocab_) : std::span<float>();
+      const DraftStep step =
+          choose_draft_token(logits_.row(0).first(vocab_), work, probs_, q, chain, rng, lookahead, eos);
+      if (step != DraftStep::more) break;
     }
     return work.size() - n;
   }
