@@ -248,6 +248,7 @@ class AssistedDecoder {
 
     res.stop_reason = reason;
     st.new_tokens = res.tokens.size();
+    st.draft_tokens = st.drafted;  // a source that re-tokenizes its proposals counts its own
     source_.finish(st);
     st.total_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

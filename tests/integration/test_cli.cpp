@@ -17,6 +17,7 @@
 
 #include "assistgen/generate.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "integration/cli_run.hpp"
 #include "integration/text_fixtures.hpp"
 #include "test_skip.hpp"
 
@@ -24,21 +25,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using cli_run::Run;
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(ASSISTGEN_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+Run run(const std::string& args) { return cli_run::cli(args); }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 

@@ -168,6 +168,7 @@ TEST_CASE("self-speculation with draft_min_tokens, stops and prefix reuse stays 
   const Transformer& m = gpt2();
   GenerationConfig cfg{.max_new_tokens = 25, .num_assistant_tokens = 4, .draft_p_min = 0.02f,
                        .draft_min_tokens = 2};
+  cfg.cache_capacity = 100;  // room for the longer second prompt: the cache is kept
   const auto want = generate_autoregressive(m, kPrompt, cfg).tokens;
   SelfSpeculativeDecoder dec(m, 2, cfg);
   REQUIRE(dec.generate(kPrompt).tokens == want);

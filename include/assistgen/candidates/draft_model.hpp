@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -84,10 +85,14 @@ class DraftModelCandidates {
   using Cache = typename Draft::Cache;  ///< the draft model's KV cache type
 
   /// Keeps a reference to `model` (it must outlive this object); `vocab` is
-  /// the target's vocabulary size. Throws CompatibilityError when the draft's
-  /// vocabulary is smaller. No cache exists until start().
-  DraftModelCandidates(const Draft& model, std::size_t vocab) : model_(&model), vocab_(vocab) {
-    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab);
+  /// the target's vocabulary size. A draft with fewer rows is accepted when
+  /// the target rows it lacks are all in `never_generated` (the target's
+  /// suppressed padding rows): they get logit -inf, so probability 0, in
+  /// every draft row. Throws CompatibilityError otherwise. No cache exists
+  /// until start().
+  DraftModelCandidates(const Draft& model, std::size_t vocab, std::span<const Token> never_generated = {})
+      : model_(&model), vocab_(vocab), rows_(std::min<std::size_t>(model.vocab_size(), vocab)) {
+    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab, never_generated);
   }
 
   /// Starts a sequence: a cache of at least `capacity` positions, empty, or
@@ -124,7 +129,7 @@ class DraftModelCandidates {
       ++calls_;
       std::span<float> q = sample ? std::span<float>(q_.data() + i * vocab_, vocab_) : std::span<float>();
       const DraftStep step =
-          choose_draft_token(logits_.row(0).first(vocab_), work, probs_, q, chain, rng, lookahead, eos);
+          choose_draft_token(target_row(), work, probs_, q, chain, rng, lookahead, eos);
       if (step != DraftStep::more) break;
     }
     return work.size() - n;
@@ -206,8 +211,20 @@ class DraftModelCandidates {
   }
 
  private:
+  // The draft's last row over the target's vocabulary: its first vocab_
+  // logits, or (a draft with fewer rows: a padded target) its logits then
+  // -inf for the rows it lacks.
+  std::span<float> target_row() {
+    if (rows_ == vocab_) return logits_.row(0).first(vocab_);
+    padded_.assign(vocab_, -std::numeric_limits<float>::infinity());
+    std::copy_n(logits_.row(0).data(), rows_, padded_.data());
+    return padded_;
+  }
+
   const Draft* model_;
   std::size_t vocab_;
+  std::size_t rows_;             // draft rows used: min(draft vocab, vocab_)
+  std::vector<float> padded_;    // target_row() of a draft with fewer rows
   std::optional<Cache> cache_;
   Logits logits_;  // reused every draft step
   std::vector<float> q_;
