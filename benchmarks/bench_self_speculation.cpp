@@ -66,7 +66,8 @@ void BM_SelfSpeculation(benchmark::State& state) {
       last = r.stats;
     }
   }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
   state.counters["acceptance"] = last.acceptance_rate();
   state.counters["tok/call"] = last.tokens_per_target_call();
 }

@@ -42,14 +42,13 @@ namespace assistgen {
 /// the file comment). cpu::Transformer has it; AnyModel forwards it to the
 /// model it wraps (and throws UnsupportedError when that model lacks it).
 template <class M>
-concept SplitsLayers =
-    CausalLM<M> && requires(const M& m, std::span<const Token> tokens, typename M::Cache& cache,
-                            std::size_t n, std::vector<float>& hidden, std::span<const float> rows,
-                            Logits& out) {
-      { m.hidden_size() } -> std::convertible_to<std::size_t>;
-      { m.num_layers() } -> std::convertible_to<std::size_t>;
-      m.forward_lower(tokens, cache, n, hidden, out, n);
-      m.forward_upper(cache, n, rows, n, out, n);
-    };
+concept SplitsLayers = CausalLM<M> &&
+    requires(const M& m, std::span<const Token> tokens, typename M::Cache& cache, std::size_t n,
+             std::vector<float>& hidden, std::span<const float> rows, Logits& out) {
+  { m.hidden_size() } -> std::convertible_to<std::size_t>;
+  { m.num_layers() } -> std::convertible_to<std::size_t>;
+  m.forward_lower(tokens, cache, n, hidden, out, n);
+  m.forward_upper(cache, n, rows, n, out, n);
+};
 
 }  // namespace assistgen

@@ -24,7 +24,7 @@ namespace assistgen {
 /// reference to the target (it must outlive the decoder) and its one cache.
 /// Not thread-safe; use one decoder per thread.
 template <CausalLM Target>
-  requires SplitsLayers<Target> || RunsLayerPlans<Target>
+requires SplitsLayers<Target> || RunsLayerPlans<Target>
 class SelfSpeculativeDecoder : public AssistedDecoder<EarlyExitCandidates<Target>, Target> {
   using Base = AssistedDecoder<EarlyExitCandidates<Target>, Target>;
 
@@ -35,10 +35,11 @@ class SelfSpeculativeDecoder : public AssistedDecoder<EarlyExitCandidates<Target
   /// asks for what the backend cannot do.
   SelfSpeculativeDecoder(const Target& target, std::size_t exit_layer, GenerationConfig cfg,
                          EarlyExitVerify verify = EarlyExitVerify::automatic)
-      : Base(target, std::move(cfg), "SelfSpeculativeDecoder::generate", [&](const GenerationConfig& c) {
-          detail::reject_prompt_lookup_with_draft(c);
-          return EarlyExitCandidates<Target>(target, exit_layer, verify);
-        }) {}
+      : Base(target, std::move(cfg), "SelfSpeculativeDecoder::generate",
+             [&](const GenerationConfig& c) {
+               detail::reject_prompt_lookup_with_draft(c);
+               return EarlyExitCandidates<Target>(target, exit_layer, verify);
+             }) {}
 
   /// E: the layers the draft runs.
   std::size_t exit_layer() const { return this->source().exit_layer(); }

@@ -29,7 +29,8 @@ std::size_t Transformer::num_layers() const { return impl_->layers.size(); }
 std::size_t Transformer::hidden_size() const { return impl_->cfg.hidden_size; }
 
 void Transformer::forward_lower(std::span<const Token> tokens, Cache& cache, std::size_t split,
-                                std::vector<float>& hidden, Logits& out, std::size_t outputs) const {
+                                std::vector<float>& hidden, Logits& out,
+                                std::size_t outputs) const {
   constexpr const char* kWho = "cpu::Transformer::forward_lower";
   check_split(kWho, split, num_layers());
   if (tokens.empty()) throw InvalidArgument(std::string(kWho) + ": no tokens to append");
@@ -49,7 +50,8 @@ void Transformer::forward_upper(Cache& cache, std::size_t first, std::span<const
   const std::size_t H = hidden_size();
   if (hidden.empty() || hidden.size() % H != 0)
     throw InvalidArgument(std::string(kWho) + ": " + std::to_string(hidden.size()) +
-                          " hidden floats are not a positive number of rows of " + std::to_string(H));
+                          " hidden floats are not a positive number of rows of " +
+                          std::to_string(H));
   const std::size_t rows = hidden.size() / H;
   if (first > cache.size() || rows > cache.size() - first)
     throw InvalidArgument(std::string(kWho) + ": slots [" + std::to_string(first) + ", " +

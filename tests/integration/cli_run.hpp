@@ -27,6 +27,8 @@ inline Run shell(const std::string& cmd) {
 }
 
 /// Runs the assistgen CLI with `args`, stdout and stderr together.
-inline Run cli(const std::string& args) { return shell(std::string(ASSISTGEN_CLI) + " " + args + " 2>&1"); }
+inline Run cli(const std::string& args) {
+  return shell(std::string(ASSISTGEN_CLI) + " " + args + " 2>&1");
+}
 
 }  // namespace cli_run

@@ -38,7 +38,8 @@ inline std::size_t runs_for_power(const std::vector<double>& p, double delta) {
     if (pooled > 0) ++cells;
     const double df = static_cast<double>(cells - 1);
     const double lambda = 4.0 * static_cast<double>(n) * delta * delta;
-    const double z = (df + lambda - toy::chi2_critical_001(cells - 1)) / std::sqrt(2.0 * (df + 2.0 * lambda));
+    const double z =
+        (df + lambda - toy::chi2_critical_001(cells - 1)) / std::sqrt(2.0 * (df + 2.0 * lambda));
     if (z >= 2.3263478740408408) return n;  // Phi^-1(0.99)
   }
 }
@@ -55,14 +56,14 @@ inline double tv_bound_001(const std::vector<double>& p, std::size_t runs) {
   return mean + std::sqrt(std::log(1000.0) / (2 * n));
 }
 
-
 /// softmax(row / temperature) in double: the exact law of a sampled token,
 /// computed without the library's processors.
 inline std::vector<double> exact_softmax(std::span<const float> row, double temperature) {
   double mx = -std::numeric_limits<double>::infinity(), z = 0;
   for (float x : row) mx = std::max(mx, double(x) / temperature);
   std::vector<double> p(row.size());
-  for (std::size_t i = 0; i < row.size(); ++i) z += p[i] = std::exp(double(row[i]) / temperature - mx);
+  for (std::size_t i = 0; i < row.size(); ++i)
+    z += p[i] = std::exp(double(row[i]) / temperature - mx);
   for (double& x : p) x /= z;
   return p;
 }
@@ -74,7 +75,8 @@ inline void require_follows(const std::vector<std::size_t>& counts, const std::v
                             std::size_t runs) {
   const auto cs = toy::chi_square(counts, p);
   double tv = 0.0;
-  for (std::size_t i = 0; i < p.size(); ++i) tv += std::abs(double(counts[i]) / double(runs) - p[i]) / 2;
+  for (std::size_t i = 0; i < p.size(); ++i)
+    tv += std::abs(double(counts[i]) / double(runs) - p[i]) / 2;
   const double bound = tv_bound_001(p, runs);
   INFO("chi2 " << cs.statistic << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df)
                << ", total variation " << tv << " (bound " << bound << ")");

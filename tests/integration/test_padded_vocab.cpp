@@ -63,7 +63,8 @@ const std::string kText = "And God said";
 
 }  // namespace
 
-TEST_CASE("padded vocabulary: the same tokenizer shares ids, the padding rows masked", "[padded_vocab]") {
+TEST_CASE("padded vocabulary: the same tokenizer shares ids, the padding rows masked",
+          "[padded_vocab]") {
   const Model padded = load_model(padded_target());
   const Model original = load_model(kDemo / "kjv-target");
   const Model draft = load_model(kDemo / "kjv-draft");
@@ -95,11 +96,13 @@ TEST_CASE("padded vocabulary: the same tokenizer shares ids, the padding rows ma
   // Sampling: the padding rows have probability 0 on both sides, so a seed
   // gives the very tokens the unpadded pair gives.
   for (std::uint64_t seed = 0; seed < 8; ++seed) {
-    const GenerateOptions s{.max_new_tokens = 24, .do_sample = true, .temperature = 1.3f, .seed = seed};
+    const GenerateOptions s{
+        .max_new_tokens = 24, .do_sample = true, .temperature = 1.3f, .seed = seed};
     const TextResult a = padded.generate(kText, draft, s);
     REQUIRE(a.assistance == Assistance::draft);
     REQUIRE(a.tokens == original.generate(kText, draft, s).tokens);
-    for (const Token t : a.tokens) REQUIRE(static_cast<std::size_t>(t) < draft.backend().vocab_size());
+    for (const Token t : a.tokens)
+      REQUIRE(static_cast<std::size_t>(t) < draft.backend().vocab_size());
   }
 }
 
@@ -110,7 +113,8 @@ TEST_CASE("padded vocabulary: the C++ API pairs a smaller draft only with the pa
   GenerationConfig cfg{.max_new_tokens = 20};
   REQUIRE_THROWS_WITH(SpeculativeDecoder(draft, target, cfg),
                       Catch::Contains("target token 4096 is not suppressed"));
-  for (std::size_t id = 4096; id < 4096 + kPad; ++id) cfg.suppress_tokens.push_back(static_cast<Token>(id));
+  for (std::size_t id = 4096; id < 4096 + kPad; ++id)
+    cfg.suppress_tokens.push_back(static_cast<Token>(id));
   SpeculativeDecoder dec(draft, target, cfg);
   const std::vector<Token> prompt{12, 400, 77, 1000};
   REQUIRE(dec.generate(prompt).tokens == generate_autoregressive(target, prompt, cfg).tokens);
@@ -119,18 +123,23 @@ TEST_CASE("padded vocabulary: the C++ API pairs a smaller draft only with the pa
   REQUIRE_THROWS_AS(SpeculativeDecoder(draft, target, cfg), CompatibilityError);
 }
 
-TEST_CASE("padded vocabulary: the CLI takes the direct path in both modes and says why", "[padded_vocab][cli]") {
+TEST_CASE("padded vocabulary: the CLI takes the direct path in both modes and says why",
+          "[padded_vocab][cli]") {
   const std::string target = padded_target().string(), draft = (kDemo / "kjv-draft").string();
   const std::string alone = (kDemo / "kjv-target").string();
   const auto plain = cli_run::cli("generate -m " + alone + " --tokens 12,400,77,1000 -n 24");
   REQUIRE(plain.code == 0);
-  const auto ids = cli_run::cli("generate -m " + target + " -a " + draft + " --tokens 12,400,77,1000 -n 24");
+  const auto ids =
+      cli_run::cli("generate -m " + target + " -a " + draft + " --tokens 12,400,77,1000 -n 24");
   INFO(ids.out);
   REQUIRE(ids.code == 0);
   REQUIRE(ids.out.substr(0, ids.out.find('\n')) == plain.out.substr(0, plain.out.find('\n')));
-  REQUIRE(ids.out.find("assistance: draft (same tokenizer (4096 tokens); target 4160 logit rows, draft 4096") !=
-          std::string::npos);
-  const auto text = cli_run::cli("generate -m " + target + " -a " + draft + " -p '" + kText + "' -n 24");
+  REQUIRE(
+      ids.out.find(
+          "assistance: draft (same tokenizer (4096 tokens); target 4160 logit rows, draft 4096") !=
+      std::string::npos);
+  const auto text =
+      cli_run::cli("generate -m " + target + " -a " + draft + " -p '" + kText + "' -n 24");
   INFO(text.out);
   REQUIRE(text.code == 0);
   REQUIRE(text.out.find("64 extra rows are padding, masked") != std::string::npos);

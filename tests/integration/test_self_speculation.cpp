@@ -62,7 +62,8 @@ bool same_rows(const Transformer::Cache& a, const Transformer::Cache& b, std::si
 
 }  // namespace
 
-TEST_CASE("a forward pass split at any layer gives the bits of the whole pass", "[self_speculation]") {
+TEST_CASE("a forward pass split at any layer gives the bits of the whole pass",
+          "[self_speculation]") {
   for (const Transformer* m : {&llama(), &gpt2(), &qwen2_window()}) {
     const std::vector<Token> tokens = testing_models::some_tokens(11, m->vocab_size());
     auto whole_cache = m->make_cache(32);
@@ -77,7 +78,8 @@ TEST_CASE("a forward pass split at any layer gives the bits of the whole pass", 
       Logits lower, upper;
       m->forward_lower(std::span(tokens).first(4), c, split, hidden, lower, 1);
       REQUIRE(lower.rows() == 1);
-      for (std::size_t i = 4; i < 7; ++i) m->forward_lower(std::span(tokens).subspan(i, 1), c, split, hidden, lower, 1);
+      for (std::size_t i = 4; i < 7; ++i)
+        m->forward_lower(std::span(tokens).subspan(i, 1), c, split, hidden, lower, 1);
       m->forward_lower(std::span(tokens).subspan(7), c, split, hidden, lower, 0);
       REQUIRE(lower.rows() == 0);
       REQUIRE(c.size() == 11);
@@ -118,7 +120,8 @@ TEST_CASE("a split forward pass rejects bad layers and slots, leaving the cache 
   REQUIRE(c.size() == 0);
   REQUIRE(hidden.empty());
   m.forward_lower(t, c, 1, hidden, out, 1);
-  REQUIRE_THROWS_WITH(m.forward_upper(c, 1, hidden, 1, out, 1), Catch::Contains("are not all in the cache"));
+  REQUIRE_THROWS_WITH(m.forward_upper(c, 1, hidden, 1, out, 1),
+                      Catch::Contains("are not all in the cache"));
   REQUIRE_THROWS_WITH(m.forward_upper(c, 0, std::span(hidden).first(5), 1, out, 1),
                       Catch::Contains("not a positive number of rows"));
   REQUIRE_THROWS_AS(m.forward_upper(c, 0, hidden, 0, out, 1), InvalidArgument);
@@ -133,11 +136,13 @@ TEST_CASE("self-speculative greedy equals plain greedy: every exit layer, K, sch
     REQUIRE(want.size() == 30);
     for (std::size_t e = 1; e < m->num_layers(); ++e)
       for (const EarlyExitVerify mode : {EarlyExitVerify::reuse, EarlyExitVerify::recompute})
-        for (const DraftLengthSchedule s : {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic,
-                                            DraftLengthSchedule::confidence})
+        for (const DraftLengthSchedule s :
+             {DraftLengthSchedule::constant, DraftLengthSchedule::heuristic,
+              DraftLengthSchedule::confidence})
           for (std::size_t k : {1, 3, 7}) {
-            INFO("layers " << m->num_layers() << " E " << e << " mode " << early_exit_verify_name(mode)
-                           << " K " << k << " schedule " << static_cast<int>(s));
+            INFO("layers " << m->num_layers() << " E " << e << " mode "
+                           << early_exit_verify_name(mode) << " K " << k << " schedule "
+                           << static_cast<int>(s));
             GenerationConfig cfg = base;
             cfg.num_assistant_tokens = k;
             cfg.schedule = s;
@@ -164,10 +169,11 @@ TEST_CASE("self-speculative greedy equals plain greedy: every exit layer, K, sch
   }
 }
 
-TEST_CASE("self-speculation with draft_min_tokens, stops and prefix reuse stays exact", "[self_speculation]") {
+TEST_CASE("self-speculation with draft_min_tokens, stops and prefix reuse stays exact",
+          "[self_speculation]") {
   const Transformer& m = gpt2();
-  GenerationConfig cfg{.max_new_tokens = 25, .num_assistant_tokens = 4, .draft_p_min = 0.02f,
-                       .draft_min_tokens = 2};
+  GenerationConfig cfg{
+      .max_new_tokens = 25, .num_assistant_tokens = 4, .draft_p_min = 0.02f, .draft_min_tokens = 2};
   cfg.cache_capacity = 100;  // room for the longer second prompt: the cache is kept
   const auto want = generate_autoregressive(m, kPrompt, cfg).tokens;
   SelfSpeculativeDecoder dec(m, 2, cfg);
@@ -208,7 +214,8 @@ TEST_CASE("self-speculative sampling: the first two tokens follow the target's d
     const auto cond = processed(h);
     for (std::size_t b = 0; b < v; ++b) p2[b] += p1[a] * cond[b];
   }
-  const std::size_t runs = std::max(stats::runs_for_power(p1, 0.03), stats::runs_for_power(p2, 0.03));
+  const std::size_t runs =
+      std::max(stats::runs_for_power(p1, 0.03), stats::runs_for_power(p2, 0.03));
   INFO("runs " << runs);
   SelfSpeculativeDecoder dec(m, 1, cfg);
   REQUIRE(dec.reuses());
@@ -223,15 +230,17 @@ TEST_CASE("self-speculative sampling: the first two tokens follow the target's d
     accepted += r.stats.accepted;
   }
   INFO("acceptance " << double(accepted) / double(drafted));
-  REQUIRE(accepted > 0);          // the draft's tokens are really used ...
-  REQUIRE(accepted < drafted);    // ... and really checked
+  REQUIRE(accepted > 0);        // the draft's tokens are really used ...
+  REQUIRE(accepted < drafted);  // ... and really checked
   stats::require_follows(c1, p1, runs);
   stats::require_follows(c2, p2, runs);
 }
 
-TEST_CASE("self-speculation rejects bad exit layers and backends that cannot split", "[self_speculation]") {
+TEST_CASE("self-speculation rejects bad exit layers and backends that cannot split",
+          "[self_speculation]") {
   const Transformer& m = llama();
-  REQUIRE_THROWS_WITH(SelfSpeculativeDecoder(m, 0, GenerationConfig{}), Catch::Contains("early_exit"));
+  REQUIRE_THROWS_WITH(SelfSpeculativeDecoder(m, 0, GenerationConfig{}),
+                      Catch::Contains("early_exit"));
   REQUIRE_THROWS_WITH(SelfSpeculativeDecoder(m, 2, GenerationConfig{}),
                       Catch::Contains("early_exit 2 must be below the target's 2 layers"));
   GenerationConfig lookup;
@@ -247,8 +256,10 @@ TEST_CASE("self-speculation rejects bad exit layers and backends that cannot spl
   // ... and one without it is an UnsupportedError naming what is missing.
   const AnyModel toy_model{toy::script_model(16, [](std::span<const Token>) { return Token{3}; })};
   REQUIRE_FALSE(toy_model.splits_layers());
-  REQUIRE_THROWS_AS(SelfSpeculativeDecoder<AnyModel>(toy_model, 1, GenerationConfig{}), UnsupportedError);
-  REQUIRE_THROWS_WITH(toy_model.num_layers(), Catch::Contains("cannot split a forward pass"));
-  REQUIRE_THROWS_AS(SelfSpeculativeDecoder<AnyModel>(any, 1, GenerationConfig{}, EarlyExitVerify::recompute),
+  REQUIRE_THROWS_AS(SelfSpeculativeDecoder<AnyModel>(toy_model, 1, GenerationConfig{}),
                     UnsupportedError);
+  REQUIRE_THROWS_WITH(toy_model.num_layers(), Catch::Contains("cannot split a forward pass"));
+  REQUIRE_THROWS_AS(
+      SelfSpeculativeDecoder<AnyModel>(any, 1, GenerationConfig{}, EarlyExitVerify::recompute),
+      UnsupportedError);
 }

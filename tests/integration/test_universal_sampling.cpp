@@ -18,7 +18,8 @@
 using namespace assistgen;
 using text_fixtures::make_model_dir;
 
-TEST_CASE("universal sampling: the vocabulary map pairs equal token strings one to one", "[universal_sampling]") {
+TEST_CASE("universal sampling: the vocabulary map pairs equal token strings one to one",
+          "[universal_sampling]") {
   const Model target = load_model(make_model_dir("ut", "llama-gqa", "char"));
   const Model draft = load_model(make_model_dir("ud", "llama-gqa-noisy", "merged"));
   const VocabularyMap m = VocabularyMap::build(draft.tokenizer(), draft.tokenizer().vocab_size(),
@@ -30,7 +31,8 @@ TEST_CASE("universal sampling: the vocabulary map pairs equal token strings one 
     if (t < 0) continue;
     ++pairs;
     REQUIRE(m.target_to_draft[static_cast<std::size_t>(t)] == static_cast<Token>(d));
-    REQUIRE(draft.tokenizer().id_to_token(static_cast<Token>(d)) == target.tokenizer().id_to_token(t));
+    REQUIRE(draft.tokenizer().id_to_token(static_cast<Token>(d)) ==
+            target.tokenizer().id_to_token(t));
   }
   REQUIRE(pairs == m.shared);
   // A merged token ("the", ...) has no target counterpart in a char vocabulary.
@@ -93,7 +95,8 @@ TEST_CASE("universal sampling: the first two tokens follow the target's distribu
     uo.draft_suppress_tokens.assign(draft.masked_tokens().begin(), draft.masked_tokens().end());
     UniversalDecoder<AnyModel, AnyModel> dec(draft.backend(), draft.tokenizer(), target.backend(),
                                              target.tokenizer(), cfg, uo);
-    const std::size_t runs = std::max(stats::runs_for_power(p1, 0.03), stats::runs_for_power(p2, 0.03));
+    const std::size_t runs =
+        std::max(stats::runs_for_power(p1, 0.03), stats::runs_for_power(p2, 0.03));
     INFO("runs " << runs);
     std::vector<std::size_t> c1(v), c2(v);
     std::size_t drafted = 0, accepted = 0;
@@ -106,7 +109,8 @@ TEST_CASE("universal sampling: the first two tokens follow the target's distribu
       drafted += r.stats.drafted;
       accepted += r.stats.accepted;
     }
-    INFO("acceptance " << double(accepted) / double(drafted) << " (" << accepted << "/" << drafted << ")");
+    INFO("acceptance " << double(accepted) / double(drafted) << " (" << accepted << "/" << drafted
+                       << ")");
     REQUIRE(accepted > runs / 10);  // the draft's candidates are used ...
     REQUIRE(accepted < drafted);    // ... and checked
     stats::require_follows(c1, p1, runs);
@@ -114,7 +118,8 @@ TEST_CASE("universal sampling: the first two tokens follow the target's distribu
   }
 }
 
-TEST_CASE("universal sampling: greedy through the same decoder still equals plain greedy", "[universal_sampling]") {
+TEST_CASE("universal sampling: greedy through the same decoder still equals plain greedy",
+          "[universal_sampling]") {
   const Model target = load_model(make_model_dir("gt", "llama-gqa", "merged"));
   const Model draft = load_model(make_model_dir("gd", "llama-gqa-noisy", "char"));
   const TextResult plain = target.generate("In the beginning", {.max_new_tokens = 20});
@@ -140,10 +145,11 @@ TEST_CASE("stats have one shape for every candidate source", "[universal_samplin
       {"draft", target.generate(prompt, same, {.max_new_tokens = 40})},
       {"draft sampled", target.generate(prompt, same, {.max_new_tokens = 40, .do_sample = true})},
       {"universal", target.generate(prompt, other, {.max_new_tokens = 40})},
-      {"universal sampled", target.generate(prompt, other, {.max_new_tokens = 40, .do_sample = true, .top_k = 0})},
+      {"universal sampled",
+       target.generate(prompt, other, {.max_new_tokens = 40, .do_sample = true, .top_k = 0})},
       {"early exit", target.generate(prompt, {.max_new_tokens = 40, .assistant_early_exit = 1})},
-      {"prompt lookup", target.generate(prompt + " and God and God and God", {.max_new_tokens = 40,
-                                                                              .prompt_lookup_num_tokens = 3})},
+      {"prompt lookup", target.generate(prompt + " and God and God and God",
+                                        {.max_new_tokens = 40, .prompt_lookup_num_tokens = 3})},
   };
   for (const Case& c : cases) {
     INFO(c.name);

@@ -69,7 +69,7 @@ constexpr std::string_view early_exit_verify_name(EarlyExitVerify v) {
 /// and, during a generation, a pointer to the target's cache lent by the
 /// decoder.
 template <CausalLM Target>
-  requires SplitsLayers<Target> || RunsLayerPlans<Target>
+requires SplitsLayers<Target> || RunsLayerPlans<Target>
 class EarlyExitCandidates {
  public:
   using Cache = typename Target::Cache;  ///< the target's cache type (shared, not owned)
@@ -90,13 +90,15 @@ class EarlyExitCandidates {
         can_split = true;
     }
     if (exit_layer == 0)
-      throw InvalidArgument("early_exit: 0 is not a layer count; the draft runs layers [0, E) with E >= 1");
+      throw InvalidArgument(
+          "early_exit: 0 is not a layer count; the draft runs layers [0, E) with E >= 1");
     if (can_split) {
       const std::size_t layers = static_cast<std::size_t>(target.num_layers());
       if (exit_layer >= layers)
-        throw InvalidArgument("early_exit " + std::to_string(exit_layer) + " must be below the target's " +
-                              std::to_string(layers) +
-                              " layers (the draft runs layers [0, E), the verification all of them)");
+        throw InvalidArgument(
+            "early_exit " + std::to_string(exit_layer) + " must be below the target's " +
+            std::to_string(layers) +
+            " layers (the draft runs layers [0, E), the verification all of them)");
       hidden_size_ = static_cast<std::size_t>(target.hidden_size());
     }
     if (verify == EarlyExitVerify::reuse && !can_split)
@@ -107,7 +109,8 @@ class EarlyExitCandidates {
       throw UnsupportedError(
           "early_exit: self-speculation needs a backend that splits its forward pass at a layer "
           "(layer_split.hpp) or runs layer plans (kLayerPlans), and this one does neither");
-    reuse_ = verify == EarlyExitVerify::reuse || (verify == EarlyExitVerify::automatic && can_split);
+    reuse_ =
+        verify == EarlyExitVerify::reuse || (verify == EarlyExitVerify::automatic && can_split);
   }
 
   /// E: the layers the draft runs.
@@ -152,7 +155,8 @@ class EarlyExitCandidates {
   std::size_t limit(const CandidateContext& ctx) const { return ctx.draft_length.k(); }
   /// Up to `limit` tokens from the first E layers after seq[0..n), appended
   /// to `seq`, one early-exit call per token on the target's cache.
-  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx) {
+  std::size_t propose(std::vector<Token>& seq, std::size_t n, std::size_t limit,
+                      CandidateContext& ctx) {
     seq.resize(n);
     probs_.clear();
     Cache& c = cache();
@@ -162,15 +166,17 @@ class EarlyExitCandidates {
     const bool sample = ctx.config.do_sample;
     if (sample && q_.size() < limit * vocab_) q_.resize(limit * vocab_);
     for (std::size_t i = 0; i < limit; ++i) {
-      const std::span<const Token> input = i == 0 ? std::span<const Token>(seq).subspan(c.size())
-                                                  : std::span<const Token>(seq).subspan(n + i - 1, 1);
+      const std::span<const Token> input = i == 0
+                                               ? std::span<const Token>(seq).subspan(c.size())
+                                               : std::span<const Token>(seq).subspan(n + i - 1, 1);
       const auto t0 = std::chrono::steady_clock::now();
       draft_forward(input, c);
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++calls_;
-      std::span<float> q = sample ? std::span<float>(q_.data() + i * vocab_, vocab_) : std::span<float>();
-      const DraftStep step = choose_draft_token(logits_.row(0).first(vocab_), seq, probs_, q, ctx.chain,
-                                                ctx.rng, ctx.draft_length, ctx.eos);
+      std::span<float> q =
+          sample ? std::span<float>(q_.data() + i * vocab_, vocab_) : std::span<float>();
+      const DraftStep step = choose_draft_token(logits_.row(0).first(vocab_), seq, probs_, q,
+                                                ctx.chain, ctx.rng, ctx.draft_length, ctx.eos);
       if (step != DraftStep::more) break;
     }
     return seq.size() - n;
@@ -204,7 +210,8 @@ class EarlyExitCandidates {
   Cache& cache() {
     if (!cache_)
       throw Error(
-          "EarlyExitCandidates: no target cache bound (the decoder lends it with bind_target_cache before "
+          "EarlyExitCandidates: no target cache bound (the decoder lends it with bind_target_cache "
+          "before "
           "start)");
     return *cache_;
   }
@@ -212,14 +219,15 @@ class EarlyExitCandidates {
   // Layers < E of `input` on the shared cache; the last row's logits in logits_.
   void draft_forward(std::span<const Token> input, Cache& c) {
     if (reuse_) {
-      if constexpr (SplitsLayers<Target>) target_->forward_lower(input, c, exit_, hidden_, logits_, 1);
+      if constexpr (SplitsLayers<Target>)
+        target_->forward_lower(input, c, exit_, hidden_, logits_, 1);
     } else if constexpr (RunsLayerPlans<Target>) {
       const ForwardRequest request{input, {}, 1};
       Cache* const ptr = &c;
       LayerPlan plan;
       plan.early_exit = exit_;
-      forward_batch(*target_, std::span<const ForwardRequest>(&request, 1), std::span<Cache* const>(&ptr, 1),
-                    logits_, plan);
+      forward_batch(*target_, std::span<const ForwardRequest>(&request, 1),
+                    std::span<Cache* const>(&ptr, 1), logits_, plan);
     }
   }
 
