@@ -17,6 +17,7 @@
 
 #include "assistgen/backend.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/layer_split.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen {
@@ -42,6 +43,14 @@ class AnyModel {
                          const LayerPlan& plan) const = 0;
     virtual const std::type_info& type() const = 0;
     virtual const void* address() const = 0;
+    // SplitsLayers (layer_split.hpp); splits_layers() false: the rest throw.
+    virtual bool splits_layers() const = 0;
+    virtual std::size_t num_layers() const = 0;
+    virtual std::size_t hidden_size() const = 0;
+    virtual void forward_lower(std::span<const Token> tokens, CacheConcept& cache, std::size_t split,
+                               std::vector<float>& hidden, Logits& out, std::size_t outputs) const = 0;
+    virtual void forward_upper(CacheConcept& cache, std::size_t first, std::span<const float> hidden,
+                               std::size_t split, Logits& out, std::size_t outputs) const = 0;
   };
 
   template <class C>
@@ -101,6 +110,43 @@ class AnyModel {
     }
     const std::type_info& type() const override { return typeid(M); }
     const void* address() const override { return model.get(); }
+    bool splits_layers() const override { return SplitsLayers<M>; }
+    std::size_t num_layers() const override {
+      if constexpr (SplitsLayers<M>)
+        return model->num_layers();
+      else
+        throw no_split();
+    }
+    std::size_t hidden_size() const override {
+      if constexpr (SplitsLayers<M>)
+        return model->hidden_size();
+      else
+        throw no_split();
+    }
+    void forward_lower(std::span<const Token> tokens, CacheConcept& cache, std::size_t split,
+                       std::vector<float>& hidden, Logits& out, std::size_t outputs) const override {
+      if constexpr (SplitsLayers<M>)
+        model->forward_lower(tokens, own(cache), split, hidden, out, outputs);
+      else
+        throw no_split();
+    }
+    void forward_upper(CacheConcept& cache, std::size_t first, std::span<const float> hidden,
+                       std::size_t split, Logits& out, std::size_t outputs) const override {
+      if constexpr (SplitsLayers<M>)
+        model->forward_upper(own(cache), first, hidden, split, out, outputs);
+      else
+        throw no_split();
+    }
+    static typename M::Cache& own(CacheConcept& cache) {
+      auto* c = dynamic_cast<CacheImpl<typename M::Cache>*>(&cache);
+      if (!c) throw InvalidArgument("AnyModel::forward: the cache was made by a model of another type");
+      return c->cache;
+    }
+    static UnsupportedError no_split() {
+      return UnsupportedError(std::string("AnyModel: the model type ") + typeid(M).name() +
+                              " cannot split a forward pass at a layer (it has no forward_lower / "
+                              "forward_upper, layer_split.hpp), which self-speculation needs");
+    }
     std::shared_ptr<const M> model;
   };
 
@@ -216,6 +262,24 @@ class AnyModel {
     }
     impl_->forward(requests, std::span<CacheConcept* const>(impls), out, plan);
   }
+  /// Whether the wrapped model splits a forward pass at a layer
+  /// (layer_split.hpp: SplitsLayers); the four members below throw
+  /// UnsupportedError, naming the type, when it does not.
+  bool splits_layers() const { return impl_->splits_layers(); }
+  /// The wrapped model's transformer layers (SplitsLayers).
+  std::size_t num_layers() const { return impl_->num_layers(); }
+  /// The wrapped model's residual row width (SplitsLayers).
+  std::size_t hidden_size() const { return impl_->hidden_size(); }
+  /// The wrapped model's forward_lower (layer_split.hpp).
+  void forward_lower(std::span<const Token> tokens, Cache& cache, std::size_t split, std::vector<float>& hidden,
+                     Logits& out, std::size_t outputs) const {
+    impl_->forward_lower(tokens, checked(cache), split, hidden, out, outputs);
+  }
+  /// The wrapped model's forward_upper (layer_split.hpp).
+  void forward_upper(Cache& cache, std::size_t first, std::span<const float> hidden, std::size_t split,
+                     Logits& out, std::size_t outputs) const {
+    impl_->forward_upper(checked(cache), first, hidden, split, out, outputs);
+  }
 
   /// The wrapped model when it is an M, else nullptr.
   template <class M>
@@ -226,10 +290,15 @@ class AnyModel {
   const std::type_info& type() const { return impl_->type(); }
 
  private:
+  CacheConcept& checked(Cache& cache) const {
+    if (!cache.impl_ || cache.owner_ != impl_->address())
+      throw InvalidArgument("AnyModel::forward: the cache was not made by this model");
+    return *cache.impl_;
+  }
   std::shared_ptr<const ModelConcept> impl_;
 };
 
-static_assert(CausalLM<AnyModel>);
+static_assert(CausalLM<AnyModel> && SplitsLayers<AnyModel>);
 static_assert(ForwardsBatches<AnyModel>);
 
 }  // namespace assistgen

@@ -138,6 +138,10 @@ class AssistedDecoder {
     seq_valid_ = false;
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, plan.capacity, keep);
     const std::size_t reused = tc.size();
+    // A source that drafts on the target's own cache (self-speculation) is
+    // lent it, and runs the verification itself (verify below).
+    if constexpr (requires { state_.source().bind_target_cache(tc); })
+      state_.source().bind_target_cache(tc);
     state_.begin(prompt, plan, keep);
     GenerationStats& st = state_.stats();
     st.reused_tokens = reused;
@@ -151,8 +155,13 @@ class AssistedDecoder {
       //    (plus the rest of the prompt in the first round), logits for the
       //    k + 1 rows that verify.
       const auto t0 = std::chrono::steady_clock::now();
-      detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_,
-                           "target");
+      if constexpr (requires {
+                      state_.source().verify(state_.sequence(), k + 1, target_logits_);
+                    })
+        state_.source().verify(state_.sequence(), k + 1, target_logits_);
+      else
+        detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_,
+                             "target");
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;

@@ -56,6 +56,12 @@ struct CandidateContext {
 /// `const Cache* draft_cache() const` (shown to round observers), and
 /// `PositionLimits limits(PositionLimits target) const` (a draft model's own
 /// position limit lowers the capacity generate() plans with).
+/// A source that drafts on the target's own cache (self-speculation,
+/// candidates/early_exit.hpp) also has `void bind_target_cache(TargetCache&)`,
+/// called before start(), and `void verify(std::span<const Token> seq,
+/// std::size_t rows, Logits& out)`, which the loop calls instead of its own
+/// target forward: it brings the cache to seq.size() positions and writes
+/// the logits of the last `rows` positions.
 template <class S>
 concept CandidateSource = std::movable<S> && requires(S& s, const S& cs, std::vector<Token>& seq,
                                                       std::size_t n, CandidateContext& ctx,
@@ -87,12 +93,23 @@ inline std::string token_list(std::vector<Token> ids) {
 }
 
 /// Throws CompatibilityError unless a draft with `draft_vocab` logits covers
-/// every one of the target's `target_vocab` tokens.
-inline void check_draft_vocab(std::size_t draft_vocab, std::size_t target_vocab) {
-  if (draft_vocab < target_vocab)
+/// every one of the target's `target_vocab` tokens that can be generated:
+/// ids in `never_generated` (the target's suppressed rows, e.g. the padding
+/// rows of an embedding larger than its tokenizer) need no draft row.
+inline void check_draft_vocab(std::size_t draft_vocab, std::size_t target_vocab,
+                              std::span<const Token> never_generated = {}) {
+  if (draft_vocab >= target_vocab) return;
+  std::vector<bool> masked(target_vocab - draft_vocab, false);
+  for (const Token t : never_generated)
+    if (t >= 0 && static_cast<std::size_t>(t) >= draft_vocab && static_cast<std::size_t>(t) < target_vocab)
+      masked[static_cast<std::size_t>(t) - draft_vocab] = true;
+  const auto it = std::find(masked.begin(), masked.end(), false);
+  if (it != masked.end())
     throw CompatibilityError("draft vocabulary size " + std::to_string(draft_vocab) +
                              " is smaller than the target's " + std::to_string(target_vocab) +
-                             " (a draft must cover every target token)");
+                             " and target token " + std::to_string(draft_vocab + (it - masked.begin())) +
+                             " is not suppressed (a draft must cover every target token that can be "
+                             "generated; suppress the target's padding rows)");
 }
 
 /// Throws InvalidArgument when `cfg` asks for prompt lookup although a draft
@@ -120,11 +137,14 @@ struct SourceCache<S> {
 /// Throws CompatibilityError, naming what differs, unless a draft with
 /// `draft_vocab` logits can assist a target with `target_vocab`: the draft's
 /// vocabulary may be larger (its extra logits are ignored) but not smaller,
-/// and declared special tokens (when both sides declare them) must agree.
+/// except by target rows in `never_generated` (suppressed padding rows: the
+/// draft gives them probability 0, as the target does), and declared special
+/// tokens (when both sides declare them) must agree.
 inline void check_compatibility(std::size_t draft_vocab, std::size_t target_vocab,
                                 const std::optional<SpecialTokens>& draft,
-                                const std::optional<SpecialTokens>& target) {
-  detail::check_draft_vocab(draft_vocab, target_vocab);
+                                const std::optional<SpecialTokens>& target,
+                                std::span<const Token> never_generated = {}) {
+  detail::check_draft_vocab(draft_vocab, target_vocab, never_generated);
   if (!draft || !target) return;
   const std::string de = detail::token_list(draft->eos_token_ids);
   const std::string te = detail::token_list(target->eos_token_ids);

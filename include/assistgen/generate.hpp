@@ -12,8 +12,11 @@
 // Face's generate() are: every option left unset takes the model's
 // generation_config.json value, else the library default. The assistant is
 // used through SpeculativeDecoder when both tokenizers have the same
-// vocabulary, and through UniversalDecoder (re-tokenizing the draft's text,
-// greedy only) when they differ; the output is the target's either way.
+// vocabulary (a target padded past its tokenizer included: Model::pairing),
+// and through UniversalDecoder (re-tokenizing the draft's text when greedy,
+// sampling over the tokens both vocabularies share) when they differ; the
+// output is the target's either way. With assistant_early_exit the target
+// drafts for itself with its first layers (SelfSpeculativeDecoder).
 //
 // Chat models: Model::chat generates a reply to a conversation rendered by the
 // chat template attached with Model::with_chat_template (chat_template.hpp);
@@ -39,6 +42,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "assistgen/any_model.hpp"
@@ -69,8 +73,8 @@ struct GenerateOptions {
   std::optional<std::size_t> max_length = std::nullopt;
 
   /// true: sample; false (default): greedy, and temperature, top_k, top_p and
-  /// min_p are ignored. Sampling with an assistant of another tokenizer is an
-  /// UnsupportedError.
+  /// min_p are ignored. With an assistant of another tokenizer, sampling
+  /// drafts over the tokens both vocabularies share (UniversalDecoder).
   std::optional<bool> do_sample = std::nullopt;
   /// Logits are divided by it when sampling; must be > 0 and finite then
   /// (InvalidArgument). Default 1: off.
@@ -123,6 +127,15 @@ struct GenerateOptions {
   /// (GenerationConfig::draft_min_tokens). Default 0; not read from
   /// generation_config.json.
   std::optional<std::size_t> draft_min_tokens = std::nullopt;
+  /// Self-speculation (HF's assistant_early_exit): with no assistant, the
+  /// target's own first E layers (then its final norm and LM head) draft the
+  /// candidates on its own KV cache, and all layers verify them
+  /// (SelfSpeculativeDecoder). 0: off (the default); else in [1, layers - 1]
+  /// (else InvalidArgument); with an assistant or prompt lookup an
+  /// InvalidArgument; UnsupportedError for a backend that can neither split
+  /// its forward pass nor run layer plans.
+  /// Read from generation_config.json's assistant_early_exit.
+  std::optional<std::size_t> assistant_early_exit = std::nullopt;
   /// With no assistant: propose this many tokens by n-gram lookup (0: off).
   std::optional<std::size_t> prompt_lookup_num_tokens = std::nullopt;
   /// Prompt lookup: longest n-gram matched, tried down to 1. At least 1
@@ -163,7 +176,7 @@ struct GenerateOptions {
   /// top_p, min_p, repetition_penalty, suppress_tokens, eos_token_id (a number
   /// or a list), bos_token_id, num_assistant_tokens,
   /// num_assistant_tokens_schedule, assistant_confidence_threshold,
-  /// prompt_lookup_num_tokens, max_matching_ngram_size, stop_strings as
+  /// assistant_early_exit, prompt_lookup_num_tokens, max_matching_ngram_size, stop_strings as
   /// `stop`); null means unset.
   /// Other fields are ignored; those that would change Hugging Face's output
   /// (num_beams, no_repeat_ngram_size, typical_p, min_new_tokens, ... set to
@@ -197,6 +210,7 @@ enum class Assistance {
   draft,          ///< a draft model with the target's vocabulary (SpeculativeDecoder)
   universal,      ///< a draft model with another tokenizer (UniversalDecoder)
   prompt_lookup,  ///< n-gram candidates from the sequence itself
+  early_exit,     ///< the target's own first layers (self-speculation, SelfSpeculativeDecoder)
 };
 
 /// Lower-case name of an Assistance value ("universal", ...).
@@ -210,6 +224,8 @@ constexpr std::string_view assistance_name(Assistance a) {
       return "universal";
     case Assistance::prompt_lookup:
       return "prompt_lookup";
+    case Assistance::early_exit:
+      return "early_exit";
   }
   return "?";
 }
@@ -225,6 +241,10 @@ struct TextResult {
   GenerationStats stats = {};             ///< counters and timings
   StopReason stop_reason = StopReason::max_new_tokens;  ///< why generation ended
   Assistance assistance = Assistance::none;             ///< how it was assisted
+  /// Why that path: for an assistant, how its vocabulary compares with the
+  /// target's ("same tokenizer ...", "tokenizers differ ..."); for early
+  /// exit, the layers and the verification mode. Empty without assistance.
+  std::string assistance_reason = {};
 };
 
 /// One sequence of a batch (Model::generate_batch, generate_batch_ids).
@@ -314,16 +334,28 @@ class Model {
   /// same token string), so that ids can be shared without re-tokenizing.
   bool same_vocabulary(const Model& other) const;
 
+  /// How generate(prompt, assistant) pairs this target with `assistant`, and
+  /// why. Assistance::draft (token ids shared) when the two tokenizers have
+  /// the same vocabulary (compared token by token, not by logit rows) and the
+  /// draft's rows cover every target row that can be generated: a target
+  /// padded past its tokenizer (more logit rows than the draft) has those rows
+  /// masked (masked_tokens()) and takes this path. Assistance::universal
+  /// otherwise: the tokenizers differ, or the draft has fewer rows than the
+  /// tokenizer has tokens. The reason names the sizes (and the first id whose
+  /// token differs).
+  std::pair<Assistance, std::string> pairing(const Model& assistant) const;
+
   /// Continues `prompt` with this model alone (or with prompt lookup when
   /// prompt_lookup_num_tokens > 0). `on_text` streams the text.
   TextResult generate(std::string_view prompt, const GenerateOptions& options = {},
                       const TextCallback& on_text = {}) const;
 
   /// Continues `prompt` with this model as the target and `assistant` as the
-  /// draft. Same-vocabulary pairs use SpeculativeDecoder (greedy or
-  /// sampling); pairs whose vocabularies differ, or whose logit counts do not
-  /// fit (a draft with fewer rows than the target), use UniversalDecoder
-  /// (greedy only: do_sample is an UnsupportedError). The assistant's own
+  /// draft, paired as pairing() says: same-vocabulary pairs (a target padded
+  /// past its tokenizer included) use SpeculativeDecoder, the others
+  /// UniversalDecoder; both greedy or sampling, with the output the target's
+  /// own (greedy) or following its distribution. TextResult says which path
+  /// and why (assistance, assistance_reason). The assistant's own
   /// generation defaults are not used, except its tokenizer's.
   TextResult generate(std::string_view prompt, const Model& assistant,
                       const GenerateOptions& options = {}, const TextCallback& on_text = {}) const;

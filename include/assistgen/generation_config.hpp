@@ -164,8 +164,16 @@ struct GenerationStats {
   std::size_t drafted = 0;   ///< candidate tokens proposed, summed over rounds
   std::size_t accepted = 0;  ///< candidate tokens the target accepted, summed over rounds
   /// Sum over rounds of the K the candidate source was allowed (after
-  /// clipping to what remains).
+  /// clipping to what remains), in the source's own units: draft tokens
+  /// (draft_tokens counts the same units).
   std::size_t k_sum = 0;
+  /// Tokens the draft proposed in its own vocabulary, summed over rounds.
+  /// drafted, accepted, drafted_at and accepted_at count the target's
+  /// candidates for every source (draft model, early exit, prompt lookup,
+  /// another tokenizer); this equals drafted except for a greedy draft of
+  /// another tokenizer, whose proposals are re-tokenized into a different
+  /// number of target tokens.
+  std::size_t draft_tokens = 0;
   /// Per draft position i (0-based): rounds that proposed more than i
   /// candidates (drafted_at[i]) and rounds whose candidate i was accepted
   /// (accepted_at[i]); accepted_at[i] / drafted_at[i] is the acceptance rate

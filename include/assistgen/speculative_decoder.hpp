@@ -80,16 +80,18 @@ class SpeculativeDecoder
   using typename Base::Round;          ///< what the round observer receives
   using typename Base::RoundObserver;  ///< callback run after every round
 
-  /// A decoder with a draft model. Throws CompatibilityError when the models
-  /// cannot be paired, InvalidArgument for a bad option (naming it).
+  /// A decoder with a draft model. A draft with fewer logit rows than the
+  /// target is accepted when every target row past the draft's is in
+  /// cfg.suppress_tokens (a padded target vocabulary). Throws
+  /// CompatibilityError when the models cannot be paired, InvalidArgument for a bad option (naming it).
   SpeculativeDecoder(const Draft& draft, const Target& target, GenerationConfig cfg)
     requires kHasDraft
       : Base(target, std::move(cfg), "SpeculativeDecoder::generate", [&](const GenerationConfig& c) {
           const auto vocab = static_cast<std::size_t>(target.vocab_size());
           check_compatibility(static_cast<std::size_t>(draft.vocab_size()), vocab,
-                              c.draft_special_tokens, c.target_special_tokens);
+                              c.draft_special_tokens, c.target_special_tokens, c.suppress_tokens);
           detail::reject_prompt_lookup_with_draft(c);
-          return DraftModelCandidates<Draft>(draft, vocab);
+          return DraftModelCandidates<Draft>(draft, vocab, c.suppress_tokens);
         }) {}
 
   /// A decoder whose candidates come from prompt lookup

@@ -1,8 +1,9 @@
 // UniversalDecoder<Draft, Target>: assisted generation when the draft and the
 // target use DIFFERENT tokenizers (Hugging Face's "universal assisted
-// generation", AssistedCandidateGeneratorDifferentTokenizers), greedy only:
-// AssistedDecoder (assisted_decoder.hpp) over DifferentTokenizerCandidates
-// (candidates/different_tokenizer.hpp).
+// generation", AssistedCandidateGeneratorDifferentTokenizers) when greedy, and
+// universal speculative decoding (HF's UniversalSpeculativeDecodingGenerator,
+// Timor et al. 2025) when sampling: AssistedDecoder (assisted_decoder.hpp)
+// over DifferentTokenizerCandidates (candidates/different_tokenizer.hpp).
 //
 // The draft keeps its own token sequence. Each round:
 //   1. the target's newest tokens (a window of `target_lookbehind`) are
@@ -26,9 +27,12 @@
 // the target's plain greedy output, however well or badly the two
 // tokenizations line up; a poor alignment only costs acceptance.
 //
-// Sampling is not supported with different tokenizers (as in Hugging Face's
-// AssistedCandidateGeneratorDifferentTokenizers): do_sample is an
-// UnsupportedError. Prompt lookup is not combined with a draft either.
+// Sampling (do_sample): the draft proposes only the tokens whose strings both
+// vocabularies have (VocabularyMap), one target token per draft token, drawn
+// from the draft's distribution scattered onto the target's vocabulary and
+// processed by the target's processors; the target's rejection sampling
+// against that q keeps its distribution exactly (see
+// DifferentTokenizerCandidates). Prompt lookup is not combined with a draft.
 //
 // Differences from HF, all on the candidate side (they cannot change the
 // output): the known-boundary check before the diagonal search (the search
@@ -57,8 +61,8 @@
 
 namespace assistgen {
 
-/// Greedy assisted generation with a draft whose tokenizer differs from the
-/// target's. Holds references to both models (they must outlive the
+/// Assisted generation (greedy, or sampling with the shared tokens) with a
+/// draft whose tokenizer differs from the target's. Holds references to both models (they must outlive the
 /// decoder), cheap copies of both tokenizers (sharing their tables) and one
 /// cache for each model. Not thread-safe.
 template <CausalLM Draft, CausalLM Target>
@@ -69,22 +73,18 @@ class UniversalDecoder : public AssistedDecoder<DifferentTokenizerCandidates<Dra
   using DraftCache = typename Draft::Cache;    ///< the draft's cache type
   using TargetCache = typename Target::Cache;  ///< the target's cache type
 
-  /// Throws UnsupportedError when cfg.do_sample is set, InvalidArgument for a
-  /// bad option (naming it). The draft only ever proposes ids its tokenizer
-  /// has (rows of its logits beyond the tokenizer's vocabulary are ignored).
+  /// Throws InvalidArgument for a bad option (naming it), CompatibilityError
+  /// when sampling and the vocabularies share no token. The draft only ever
+  /// proposes ids its tokenizer has (rows of its logits beyond the
+  /// tokenizer's vocabulary are ignored).
   UniversalDecoder(const Draft& draft, const Tokenizer& draft_tokenizer, const Target& target,
                    const Tokenizer& target_tokenizer, GenerationConfig cfg,
                    UniversalOptions options = {})
       : Base(target, std::move(cfg), "UniversalDecoder::generate", [&](const GenerationConfig& c) {
-          if (c.do_sample)
-            throw UnsupportedError(
-                "GenerationConfig: do_sample is true, but a draft with a different tokenizer "
-                "supports greedy decoding only (as in Hugging Face); set do_sample to false or use "
-                "a draft with the target's tokenizer");
           detail::reject_prompt_lookup_with_draft(c);
           return DifferentTokenizerCandidates<Draft>(draft, draft_tokenizer, target_tokenizer,
                                                      static_cast<std::size_t>(target.vocab_size()),
-                                                     std::move(options));
+                                                     std::move(options), c.do_sample);
         }) {}
 
   /// The candidate-conversion options as given.

@@ -17,6 +17,7 @@
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/log.hpp"
+#include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 #include "session_decoders.hpp"
@@ -203,6 +204,7 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.dynamic_confidence_threshold, o.dynamic_confidence_threshold);
   take(r.draft_p_min, o.draft_p_min);
   take(r.draft_min_tokens, o.draft_min_tokens);
+  take(r.assistant_early_exit, o.assistant_early_exit);
   take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
   take(r.max_matching_ngram_size, o.max_matching_ngram_size);
   take(r.cache_capacity, o.cache_capacity);
@@ -241,6 +243,7 @@ GenerateOptions GenerateOptions::parse_generation_config(std::string_view json_t
   if (o.assistant_confidence_threshold &&
       !(*o.assistant_confidence_threshold >= 0.0f && *o.assistant_confidence_threshold <= 1.0f))
     r.fail("assistant_confidence_threshold", "must be in [0, 1]");
+  r.size("assistant_early_exit", o.assistant_early_exit);
   r.size("prompt_lookup_num_tokens", o.prompt_lookup_num_tokens);
   r.size("max_matching_ngram_size", o.max_matching_ngram_size, 1);
   if (const json* v = r.find("stop_strings")) {
@@ -360,6 +363,48 @@ bool Model::same_vocabulary(const Model& other) const {
   return true;
 }
 
+std::pair<Assistance, std::string> Model::pairing(const Model& assistant) const {
+  const Tokenizer& t = tokenizer_;
+  const Tokenizer& d = assistant.tokenizer_;
+  const std::size_t target_rows = backend_.vocab_size(), draft_rows = assistant.backend_.vocab_size();
+  const std::string rows = "target " + std::to_string(target_rows) + " logit rows, draft " +
+                           std::to_string(draft_rows);
+  if (!same_vocabulary(assistant)) {
+    std::string why = "the tokenizers differ (target " + std::to_string(t.vocab_size()) + " tokens, draft " +
+                      std::to_string(d.vocab_size());
+    auto token = [](const Tokenizer& k, std::size_t id) -> std::string {
+      try {
+        return "'" + k.id_to_token(static_cast<Token>(id)) + "'";
+      } catch (const InvalidArgument&) {
+        return "none";
+      }
+    };
+    for (std::size_t id = 0; id < std::min(t.vocab_size(), d.vocab_size()); ++id)
+      if (token(t, id) != token(d, id) ||
+          t.is_special(static_cast<Token>(id)) != d.is_special(static_cast<Token>(id))) {
+        why += "; id " + std::to_string(id) + " is " + token(t, id) + " for the target, " + token(d, id) +
+               " for the draft";
+        break;
+      }
+    return {Assistance::universal, why + "): the draft's text is re-tokenized"};
+  }
+  // Every target row the tokenizer has a token for must have a draft row;
+  // the rest (padding) are masked and never generated.
+  try {
+    detail::check_draft_vocab(draft_rows, target_rows, masked_);
+  } catch (const CompatibilityError&) {
+    return {Assistance::universal, "same tokenizer (" + std::to_string(t.vocab_size()) + " tokens), but " + rows +
+                                       ": the draft cannot score every token, so its text is re-tokenized"};
+  }
+  std::string why = "same tokenizer (" + std::to_string(t.vocab_size()) + " tokens); " + rows;
+  if (target_rows > draft_rows)
+    why += ": the target's " + std::to_string(target_rows - draft_rows) +
+           " extra rows are padding, masked, so the ids are shared";
+  else if (draft_rows > target_rows)
+    why += ": the draft's " + std::to_string(draft_rows - target_rows) + " extra rows are ignored";
+  return {Assistance::draft, why};
+}
+
 TextResult Model::generate(std::string_view prompt, const GenerateOptions& options,
                            const TextCallback& on_text) const {
   return run(prompt, nullptr, options, on_text);
@@ -470,8 +515,33 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   const TokenCallback on_token = stream.token_callback();
 
   GenerationResult r;
-  if (assistant) {
-    if (detail::shares_ids(*this, *assistant)) {
+  const std::size_t early_exit =
+      options.assistant_early_exit.value_or(defaults_.assistant_early_exit.value_or(0));
+  if (early_exit && assistant)
+    throw InvalidArgument(
+        "generate: assistant_early_exit (self-speculation: the target drafts with its own first layers) "
+        "and an assistant model are alternatives: give one");
+  if (early_exit && cfg.prompt_lookup_num_tokens > 0)
+    throw InvalidArgument(
+        "generate: assistant_early_exit and prompt_lookup_num_tokens are alternatives: give one");
+  if (early_exit) {
+    out.assistance = Assistance::early_exit;
+    detail::SessionDecoders local;
+    detail::SessionDecoders& slots = session ? *session : local;
+    if (!slots.early_exit) {
+      slots.early_exit.emplace(backend_, early_exit, cfg);
+      slots.early_exit->set_prefix_reuse(session != nullptr);
+    }
+    slots.early_exit->set_max_new_tokens(cfg.max_new_tokens);
+    out.assistance_reason = "the target's first " + std::to_string(early_exit) + " of " +
+                            std::to_string(backend_.num_layers()) + " layers draft; verification " +
+                            (slots.early_exit->reuses() ? "reuses their K/V and hidden states"
+                                                        : "recomputes every layer");
+    r = slots.early_exit->generate(out.prompt_tokens, on_token);
+  } else if (assistant) {
+    auto [path, why] = pairing(*assistant);
+    out.assistance_reason = std::move(why);
+    if (path == Assistance::draft) {
       out.assistance = Assistance::draft;
       if (!session) {
         SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);

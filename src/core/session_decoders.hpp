@@ -9,6 +9,7 @@
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 
@@ -19,6 +20,7 @@ struct SessionDecoders {
   std::optional<SpeculativeDecoder<NoDraft, AnyModel>> lookup;
   std::optional<UniversalDecoder<AnyModel, AnyModel>> universal;
   std::optional<AutoregressiveDecoder<AnyModel>> plain;
+  std::optional<SelfSpeculativeDecoder<AnyModel>> early_exit;
 
   /// Drops every decoder and so every cache (the next turn prefills all).
   void clear() {
@@ -26,6 +28,7 @@ struct SessionDecoders {
     lookup.reset();
     universal.reset();
     plain.reset();
+    early_exit.reset();
   }
 };
 

@@ -91,7 +91,7 @@ class Holds {
 
 void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
                                 std::span<TransformerCache* const> caches, Logits& out,
-                                const LayerPlan& plan) const {
+                                const LayerPlan& plan, const ForwardStage& stage) const {
   constexpr const char* kWho = "cpu::Transformer::forward";
   assistgen::detail::check_requests<TransformerCache>(kWho, requests, caches);
   if (requests.empty()) throw InvalidArgument(std::string(kWho) + ": no requests");
@@ -131,8 +131,9 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     for (std::size_t r = 0; r < requests.size(); ++r) {
       const ForwardRequest& q = requests[r];
       KvStorage& kv = caches[r]->kv();
-      const std::size_t m = q.tokens.size(), base = kv.size();
-      kv.check_append(m);
+      const std::size_t m = q.tokens.size();
+      const std::size_t base = stage.resume_slot ? *stage.resume_slot : kv.size();
+      if (!stage.resume_slot) kv.check_append(m);
       max_capacity = std::max(max_capacity, kv.capacity());
       const bool tree = !q.parent.empty();
       if (tree) ws.depth.resize(m);
@@ -216,7 +217,10 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         const std::size_t pos = ws.rows[row].pos;
         const float* e = embed.data() + static_cast<std::size_t>(q.tokens[i]) * H;
         float* xi = x + row * H;
-        if (learned_positions) {
+        if (!stage.hidden_in.empty()) {  // the residual stream of an earlier stage
+          std::copy_n(stage.hidden_in.data() + row * H, H, xi);
+          if (!learned_positions) rope_cos_sin(inv_freq, pos, rope_cs + row * hd, rope_cs + row * hd + half);
+        } else if (learned_positions) {
           const float* pe = pos_embed.data() + pos * H;
           for (std::size_t j = 0; j < H; ++j) xi[j] = e[j] + pe[j];
         } else {
@@ -227,7 +231,7 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  for (std::size_t l = 0; l < n_layers; ++l) {
+  for (std::size_t l = stage.begin_layer; l < n_layers; ++l) {
     if (!plan.runs(l)) continue;
     const Layer& L = layers[l];
     norm(x, L.attn_norm, xn, n);
@@ -321,7 +325,9 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
                         (std::isnan(lg[e]) ? "NaN" : "infinite") + "): the weights overflow float arithmetic");
     }
   }
-  for (std::size_t r = 0; r < requests.size(); ++r) caches[r]->kv().commit(requests[r].tokens.size());
+  if (stage.hidden_out) stage.hidden_out->insert(stage.hidden_out->end(), x, x + n * H);
+  if (!stage.resume_slot)
+    for (std::size_t r = 0; r < requests.size(); ++r) caches[r]->kv().commit(requests[r].tokens.size());
 }
 
 Logits Transformer::forward(std::span<const Token> tokens, Cache& cache) const {

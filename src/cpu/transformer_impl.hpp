@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "assistgen/architecture.hpp"
@@ -65,6 +66,16 @@ using detail::PackedLinear;
 using detail::weight_type;
 using detail::WeightType;
 
+// A forward pass split at a layer (self-speculation, layer_split.hpp): the
+// default runs from the embeddings and appends; forward_lower keeps the
+// residual rows after its last layer, forward_upper starts from such rows
+// at `begin_layer` over slots the cache already holds.
+struct ForwardStage {
+  std::size_t begin_layer = 0;              // layers before it are not run
+  std::span<const float> hidden_in = {};    // [rows, hidden] in place of the embeddings
+  std::optional<std::size_t> resume_slot;   // rows fill slots [resume_slot, ...) already held
+  std::vector<float>* hidden_out = nullptr; // residual rows after the last layer run, appended
+};
 
 struct Transformer::Impl {
   std::string name;  // the checkpoint directory, for messages
@@ -163,7 +174,7 @@ struct Transformer::Impl {
   int max_threads() const { return opts.threads > 0 ? opts.threads : omp_get_max_threads(); }
 
   void forward(std::span<const ForwardRequest> requests, std::span<TransformerCache* const> caches,
-               Logits& out, const LayerPlan& plan) const;
+               Logits& out, const LayerPlan& plan, const ForwardStage& stage = {}) const;
 };
 
 }  // namespace assistgen::cpu

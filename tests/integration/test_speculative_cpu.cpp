@@ -20,6 +20,7 @@
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "integration/sampling_stats.hpp"
 #include "unit/toy_models.hpp"
 
 using namespace assistgen;
@@ -246,48 +247,6 @@ TEST_CASE("AnyModel over the CPU backend gives the typed decoder's output", "[sp
   REQUIRE(erased.generate(kPrompt).tokens == typed.generate(kPrompt).tokens);
 }
 
-namespace {
-
-/// Runs needed so that Pearson's chi-square test at significance 0.001
-/// (critical value as toy::chi2_critical_001) rejects, with probability at
-/// least 0.99, any law whose total variation from `p` is at least `delta`.
-/// A law q at total variation delta from p has Cohen's
-/// w^2 = sum (q - p)^2 / p >= (sum |q - p|)^2 = 4 delta^2 (Cauchy-Schwarz,
-/// sum p = 1), so the statistic's noncentrality is lambda >= 4 N delta^2. Power
-/// by the normal approximation of the noncentral chi-square:
-/// chi2(df, lambda) ~ N(df + lambda, 2 (df + 2 lambda)); df counts the cells
-/// with an expected count of at least 5 at that N (as toy::chi_square pools).
-std::size_t runs_for_power(const std::vector<double>& p, double delta) {
-  for (std::size_t n = 1000;; n += 1000) {
-    std::size_t cells = 0;
-    double pooled = 0;
-    for (double x : p) {
-      if (x * static_cast<double>(n) >= 5.0)
-        ++cells;
-      else
-        pooled += x;
-    }
-    if (pooled > 0) ++cells;
-    const double df = static_cast<double>(cells - 1);
-    const double lambda = 4.0 * static_cast<double>(n) * delta * delta;
-    const double z = (df + lambda - toy::chi2_critical_001(cells - 1)) / std::sqrt(2.0 * (df + 2.0 * lambda));
-    if (z >= 2.3263478740408408) return n;  // Phi^-1(0.99)
-  }
-}
-
-/// A bound that the total variation between the empirical law of `runs`
-/// draws from `p` and `p` itself exceeds with probability at most 0.001: its
-/// mean is at most sum_i sqrt(p_i (1 - p_i) / runs) / 2 (Jensen), and it moves
-/// by at most 1 / runs when one draw changes, so by McDiarmid's inequality
-/// P(TV > mean + t) <= exp(-2 runs t^2) = 0.001 for t = sqrt(ln(1000) / (2 runs)).
-double tv_bound_001(const std::vector<double>& p, std::size_t runs) {
-  const double n = static_cast<double>(runs);
-  double mean = 0;
-  for (double x : p) mean += std::sqrt(x * (1 - x) / n) / 2;
-  return mean + std::sqrt(std::log(1000.0) / (2 * n));
-}
-
-}  // namespace
 
 TEST_CASE("assisted sampling: the first two tokens follow the target's distribution",
           "[speculative_cpu][statistical]") {
@@ -324,7 +283,7 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
     const auto cond = processed(h);
     for (std::size_t b = 0; b < v; ++b) p2[b] += p1[a] * cond[b];
   }
-  const std::size_t runs = std::max(runs_for_power(p1, 0.03), runs_for_power(p2, 0.03));
+  const std::size_t runs = std::max(stats::runs_for_power(p1, 0.03), stats::runs_for_power(p2, 0.03));
   INFO("runs per draft " << runs);
   REQUIRE(runs >= 20000);  // what the first version of this test used: the calculation asks for more
 
@@ -342,7 +301,7 @@ TEST_CASE("assisted sampling: the first two tokens follow the target's distribut
       const auto cs = toy::chi_square(*counts, *p);
       double tv = 0.0;
       for (std::size_t i = 0; i < v; ++i) tv += std::abs(double((*counts)[i]) / double(runs) - (*p)[i]) / 2;
-      const double bound = tv_bound_001(*p, runs);
+      const double bound = stats::tv_bound_001(*p, runs);
       INFO("draft " << (draft == &m.noisy ? "noisy" : "unrelated") << ": chi2 " << cs.statistic
                     << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df)
                     << ", total variation " << tv << " (bound " << bound << ")");

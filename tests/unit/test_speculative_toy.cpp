@@ -264,8 +264,16 @@ TEST_CASE("compatibility checks", "[speculative][compat]") {
   const FnModel small = toy::hash_model(kVocab - 1, 1);
   REQUIRE_THROWS_MATCHES(
       SpeculativeDecoder(small, target, GenerationConfig{}), CompatibilityError,
-      Catch::Matchers::Message("draft vocabulary size 15 is smaller than the target's 16 "
-                               "(a draft must cover every target token)"));
+      Catch::Matchers::Message("draft vocabulary size 15 is smaller than the target's 16 and target "
+                               "token 15 is not suppressed (a draft must cover every target token that "
+                               "can be generated; suppress the target's padding rows)"));
+  // With the row it lacks suppressed on the target (a padded vocabulary),
+  // the smaller draft assists, and greedy output is the target's own.
+  GenerationConfig padded{.max_new_tokens = 12};
+  padded.suppress_tokens = {15};
+  SpeculativeDecoder with_padding(small, target, padded);
+  REQUIRE(with_padding.generate(std::vector<Token>{1, 2, 3}).tokens ==
+          generate_autoregressive(target, std::vector<Token>{1, 2, 3}, padded).tokens);
 
   // A larger draft vocabulary is fine; its extra logits (made the largest
   // here) are ignored, so it never proposes a token the target lacks (the toy

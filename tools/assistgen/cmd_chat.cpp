@@ -35,13 +35,13 @@ Options not given take the target's generation_config.json values.)";
 struct ChatArgs {
   std::string model, assistant, system, template_file, dtype;
   std::vector<std::string> stop;
-  std::size_t max_new_tokens = 256, draft_max = 5, prompt_lookup = 0, context = 0;
+  std::size_t max_new_tokens = 256, draft_max = 5, prompt_lookup = 0, context = 0, early_exit = 0;
   int threads = 0;
   std::int64_t seed = 0;
   double temp = 1.0;
   bool greedy = false;
   CLI::Option *o_model, *o_assistant, *o_max_new, *o_draft_max, *o_lookup, *o_dtype, *o_stop,
-      *o_temp, *o_greedy, *o_seed;
+      *o_temp, *o_greedy, *o_seed, *o_early_exit;
 };
 
 struct Totals {
@@ -66,7 +66,12 @@ int run_chat(const ChatArgs& a) {
   require_option(a.o_model);
   if (given(a.o_assistant) && given(a.o_lookup) && a.prompt_lookup > 0)
     throw UsageError("--assistant and --prompt-lookup are alternatives: give one");
-  require_with(a.o_draft_max, given(a.o_assistant), "applies only with a draft model (-a)");
+  if (given(a.o_early_exit) && (given(a.o_assistant) || (given(a.o_lookup) && a.prompt_lookup > 0)))
+    throw UsageError("--early-exit (the target drafts for itself) and " +
+                     std::string(given(a.o_assistant) ? "--assistant" : "--prompt-lookup") +
+                     " are alternatives: give one");
+  require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_early_exit),
+               "applies only with a draft model (-a or --early-exit)");
   if (a.greedy && given(a.o_temp) && a.temp != 0.0)
     throw UsageError("--greedy and --temp are alternatives");
   ChatSessionOptions so;
@@ -76,6 +81,7 @@ int run_chat(const ChatArgs& a) {
   if (given(a.o_max_new)) o.max_new_tokens = a.max_new_tokens;
   if (given(a.o_draft_max)) o.num_assistant_tokens = a.draft_max;
   if (given(a.o_lookup)) o.prompt_lookup_num_tokens = a.prompt_lookup;
+  if (given(a.o_early_exit)) o.assistant_early_exit = a.early_exit;
   if (given(a.o_stop)) o.stop = a.stop;
   if (a.greedy || (given(a.o_temp) && a.temp == 0.0)) {
     o.do_sample = false;
@@ -228,6 +234,10 @@ Command add_chat(CLI::App& app) {
   a->o_draft_max =
       sub->add_option("--draft-max", a->draft_max, "drafted tokens per round (-a only)")
           ->check(CLI::Range(std::size_t{1}, std::size_t{128}));
+  a->o_early_exit = sub->add_option("--early-exit", a->early_exit,
+                                    "self-speculation: the target's first E layers draft on its own "
+                                    "KV cache (not with -a or --prompt-lookup)")
+                        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   a->o_lookup = sub->add_option("--prompt-lookup", a->prompt_lookup,
                                 "propose N tokens per round by n-gram lookup, no draft (0: off)")
                     ->check(CLI::Range(std::size_t{0}, std::size_t{128}));

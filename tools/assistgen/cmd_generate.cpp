@@ -13,12 +13,15 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "assistgen/universal_decoder.hpp"
 #include "commands.hpp"
 #ifdef ASSISTGEN_CLI_HAS_HPU
 #include "assistgen/hpu/transformer.hpp"
@@ -33,14 +36,17 @@ using nlohmann::json;
 constexpr const char* kDescription =
     R"(Continues the prompt with the target model, greedily unless sampling is on
 (--do-sample, --temp T > 0, or do_sample in generation_config.json; --greedy
-or --temp 0 forces greedy). With -a (a draft model) or --prompt-lookup,
+or --temp 0 forces greedy). With -a (a draft model), --early-exit E (the
+target's own first E layers draft: self-speculation) or --prompt-lookup,
 decoding is assisted: the output is exactly the target's own (greedy), or
 follows its distribution (sampling).
 
 -p TEXT: the model directories need a tokenizer.json; the continuation is
-printed as it is generated, then a blank line and the stats. A draft whose
-tokenizer differs from the target's is used through re-tokenization
-(universal assisted generation, greedy only).
+printed as it is generated, then a blank line and the stats. A draft with the
+target's tokenizer shares its token ids (also when the target's embedding has
+more rows, padding, than the draft's: those rows are masked); a draft whose
+tokenizer differs is used through re-tokenization (universal assisted
+generation). The stats say which path was taken and why.
 --tokens IDS: prints the new ids comma-separated on the first line, then the
 stats; no tokenizer is needed.
 Options not given take the target's generation_config.json values (both
@@ -50,7 +56,7 @@ struct Args {
   std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
   std::vector<std::string> stop;
   std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2,
-              top_k = 50, repeat = 5;
+              top_k = 50, repeat = 5, early_exit = 0;
   std::int64_t seed = 0;
   int threads = 0;
   double confidence = 0.4, draft_p_min = 0.0, temp = 1.0, top_p = 1.0, min_p = 0.0,
@@ -61,7 +67,7 @@ struct Args {
   CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
       *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
       *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
-      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop;
+      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop, *o_early_exit;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s) {
@@ -75,6 +81,11 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_model = sub.add_option("-m,--model", a.model, "target model: HF directory or .gguf file (required)");
   a.o_assistant =
       sub.add_option("-a,--assistant", a.assistant, "draft (assistant) model: HF directory or .gguf file");
+  a.o_early_exit = sub.add_option("--early-exit", a.early_exit,
+                                  "self-speculation: the target's first E layers (then its final norm "
+                                  "and LM head) draft on its own KV cache, all layers verify; E in "
+                                  "[1, layers - 1]")
+                       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   a.o_prompt = sub.add_option("-p,--prompt", a.prompt, "prompt text (text mode)");
   a.o_tokens =
       sub.add_option("--tokens", a.tokens, "prompt token ids, comma-separated (token mode)");
@@ -172,28 +183,34 @@ void check_combinations(const Args& a) {
   if (text && ids) throw UsageError("--prompt and --tokens are alternatives: give one");
   if (!text && !ids)
     throw UsageError("missing the prompt: give --prompt TEXT (-p) or --tokens IDS");
-  const bool draft = given(a.o_assistant), lookup = given(a.o_lookup) && a.prompt_lookup > 0;
-  if (draft && lookup)
+  const bool model_draft = given(a.o_assistant), lookup = given(a.o_lookup) && a.prompt_lookup > 0,
+             early = given(a.o_early_exit);
+  if (model_draft && lookup)
     throw UsageError("--assistant and --prompt-lookup are alternatives: give one");
+  if (early && (model_draft || lookup))
+    throw UsageError(std::string("--early-exit (the target drafts for itself) and ") +
+                     (model_draft ? "--assistant" : "--prompt-lookup") + " are alternatives: give one");
+  // The draft-length options apply to any drafting model: -a or --early-exit.
+  const bool draft = model_draft || early;
   if (a.backend == "hpu-ref") {
     if (text) throw UsageError("--backend hpu-ref works with --tokens only");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
     require_with(a.o_dtype, false, "does not apply to --backend hpu-ref");
   }
   require_with(a.o_ngram, lookup, "applies only with --prompt-lookup N (N > 0)");
-  require_with(a.o_draft_min, draft || lookup, "applies only with -a or --prompt-lookup");
+  require_with(a.o_draft_min, draft || lookup, "applies only with -a, --early-exit or --prompt-lookup");
   if (given(a.o_draft_min) && given(a.o_draft_max) && a.draft_min > a.draft_max)
     throw UsageError("--draft-min " + std::to_string(a.draft_min) + " exceeds --draft-max " +
                      std::to_string(a.draft_max) + ": no draft would ever be verified");
   for (const CLI::Option* o : {a.o_draft_max, a.o_schedule, a.o_draft_p_min})
-    require_with(o, draft, "applies only with a draft model (-a)");
+    require_with(o, draft, "applies only with a draft model (-a or --early-exit)");
   require_with(a.o_confidence, draft && a.schedule == "confidence",
-               "applies only with -a and --schedule confidence");
+               "applies only with -a or --early-exit and --schedule confidence");
   require_with(a.o_show_special, text, "needs --prompt (with --tokens the output is ids)");
   require_with(a.o_parse_special, text, "needs --prompt (with --tokens there is no text)");
   require_with(a.o_stop, text, "needs --prompt (stop strings are matched in the text)");
   require_with(a.o_compare, text, "needs --prompt (-p)");
-  require_with(a.o_compare, draft || lookup, "needs an assistant (-a) or --prompt-lookup");
+  require_with(a.o_compare, draft || lookup, "needs an assistant (-a), --early-exit or --prompt-lookup");
   require_with(a.o_repeat, a.compare, "applies only with --compare");
   const bool temp_zero = given(a.o_temp) && a.temp == 0.0;
   if (a.greedy && given(a.o_do_sample))
@@ -217,6 +234,7 @@ GenerateOptions overrides(const Args& a, std::uint64_t seed) {
   if (given(a.o_draft_p_min)) o.draft_p_min = static_cast<float>(a.draft_p_min);
   if (given(a.o_confidence)) o.assistant_confidence_threshold = static_cast<float>(a.confidence);
   if (given(a.o_lookup)) o.prompt_lookup_num_tokens = a.prompt_lookup;
+  if (given(a.o_early_exit)) o.assistant_early_exit = a.early_exit;
   if (given(a.o_ngram)) o.max_matching_ngram_size = a.ngram;
   const bool temp_zero = given(a.o_temp) && a.temp == 0.0;
   if (a.greedy || temp_zero) {
@@ -266,6 +284,9 @@ void print_text_stats(const Report& r) {
   if (r.assisted) {
     std::printf("drafted: %zu, accepted: %zu, acceptance rate: %.3f\n", s.drafted, s.accepted,
                 s.acceptance_rate());
+    if (s.draft_tokens != s.drafted)
+      std::printf("draft tokens: %zu (the draft's own, re-tokenized into the %zu drafted)\n", s.draft_tokens,
+                  s.drafted);
     std::printf("target calls: %zu, tokens per target call: %.2f, mean K: %.2f\n", s.target_calls,
                 s.tokens_per_target_call(), s.mean_k());
     std::printf("time: draft %.3f s, target %.3f s, loop %.3f s\n", s.draft_seconds,
@@ -305,6 +326,7 @@ json stats_json(const Report& r) {
     j["tokens_per_target_call"] = s.tokens_per_target_call();
     j["mean_k"] = s.mean_k();
     j["draft_calls"] = s.draft_calls;
+    j["draft_tokens"] = s.draft_tokens;
     j["draft_seconds"] = s.draft_seconds;
     j["target_seconds"] = s.target_seconds;
     j["loop_seconds"] = s.loop_seconds();
@@ -340,6 +362,7 @@ json compare_with_target_alone(std::size_t reps, const Model& target,
                                bool sampling, bool print) {
   GenerateOptions plain_opts = o;
   plain_opts.prompt_lookup_num_tokens = 0;
+  plain_opts.assistant_early_exit = 0;
   auto run_plain = [&] { return target.generate(prompt, plain_opts); };
   auto run_assisted = [&] {
     return draft ? target.generate(prompt, *draft, o) : target.generate(prompt, o);
@@ -407,13 +430,6 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
   if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
   const GenerationConfig resolved =
       target.generation_config(o, target.encode_prompt(a.prompt, a.parse_special).size());
-  if (draft && resolved.do_sample && !target.same_vocabulary(*draft))
-    throw UnsupportedError(
-        "the draft's tokenizer differs from the target's, so the draft is used through "
-        "re-tokenization (universal assisted generation), which is greedy only; but do_sample "
-        "is on (" +
-        std::string(o.do_sample ? "--do-sample / --temp" : "from generation_config.json") +
-        "): pass --greedy (or --temp 0), or use a draft with the target's tokenizer");
   auto stream = [](std::string_view piece) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
@@ -431,17 +447,17 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
              random_seed,
              a.verbose};
   if (!a.json) {
-    if (r.assistance == Assistance::universal)
-      std::printf(
-          "assistance: universal (the draft's tokenizer differs; its text is re-tokenized)\n");
-    else if (r.assistance != Assistance::none)
-      std::printf("assistance: %s\n", std::string(assistance_name(r.assistance)).c_str());
+    if (r.assistance != Assistance::none)
+      std::printf("assistance: %s%s%s%s\n", std::string(assistance_name(r.assistance)).c_str(),
+                  r.assistance_reason.empty() ? "" : " (", r.assistance_reason.c_str(),
+                  r.assistance_reason.empty() ? "" : ")");
     std::printf("prompt tokens: %zu\n", r.prompt_tokens.size());
     print_text_stats(rep);
   }
+  if (!r.assistance_reason.empty()) rep.extra["assistance_reason"] = r.assistance_reason;
   if (a.compare)
-    rep.extra = compare_with_target_alone(a.repeat, target, draft, a.prompt, o, r,
-                                          resolved.do_sample, !a.json);
+    rep.extra.update(compare_with_target_alone(a.repeat, target, draft, a.prompt, o, r,
+                                          resolved.do_sample, !a.json));
   if (a.json) std::printf("%s\n", stats_json(rep).dump().c_str());
   return 0;
 }
@@ -501,11 +517,41 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
 
   GenerationResult result;
   bool assisted = true;
+  std::optional<Assistance> path;
+  std::string reason;
   if (given(a.o_assistant)) {
     SpecialTokens draft_special;
     AnyModel draft = load(a.assistant, draft_special);
     if (!a.ignore_eos) cfg.draft_special_tokens = draft_special;
-    SpeculativeDecoder decoder(draft, target, cfg);
+    // With a tokenizer.json on both sides the vocabularies are compared, as
+    // in text mode (Model::pairing): the same tokenizer shares ids (a padded
+    // target's extra rows are masked above), another one is re-tokenized.
+    const auto tokenizer_of = [](const std::string& dir) {
+      return std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json");
+    };
+    if (tokenizer_of(a.model) && tokenizer_of(a.assistant)) {
+      const Model t(target, Tokenizer::load(a.model)), d(draft, Tokenizer::load(a.assistant));
+      std::tie(path, reason) = t.pairing(d);
+      if (path == Assistance::universal) {
+        UniversalOptions uo;
+        uo.draft_suppress_tokens.assign(d.masked_tokens().begin(), d.masked_tokens().end());
+        UniversalDecoder decoder(draft, d.tokenizer(), target, t.tokenizer(), cfg, std::move(uo));
+        result = decoder.generate(prompt);
+      }
+    } else {
+      path = Assistance::draft;
+      reason = "no tokenizer.json on both sides: the ids are shared, the logit rows checked";
+    }
+    if (path == Assistance::draft) {
+      SpeculativeDecoder decoder(draft, target, cfg);
+      result = decoder.generate(prompt);
+    }
+  } else if (given(a.o_early_exit)) {
+    SelfSpeculativeDecoder decoder(target, a.early_exit, cfg);
+    path = Assistance::early_exit;
+    reason = "the target's first " + std::to_string(a.early_exit) + " of " +
+             std::to_string(target.num_layers()) + " layers draft; verification " +
+             (decoder.reuses() ? "reuses their K/V and hidden states" : "recomputes every layer");
     result = decoder.generate(prompt);
   } else if (cfg.prompt_lookup_num_tokens > 0) {
     SpeculativeDecoder decoder(target, cfg);
@@ -515,8 +561,11 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     result = generate_autoregressive(target, prompt, cfg);
   }
   std::printf("%s\n", ids_line(result.tokens).c_str());
-  const Report rep{result.stats,  result.stop_reason, result.tokens, std::nullopt,
-                   prompt.size(), assisted,           random_seed,   a.verbose};
+  Report rep{result.stats,  result.stop_reason, result.tokens, path,
+             prompt.size(), assisted,           random_seed,   a.verbose};
+  if (!reason.empty()) rep.extra["assistance_reason"] = reason;
+  if (!a.json && path)
+    std::printf("assistance: %s (%s)\n", std::string(assistance_name(*path)).c_str(), reason.c_str());
   if (a.json)
     std::printf("%s\n", stats_json(rep).dump().c_str());
   else

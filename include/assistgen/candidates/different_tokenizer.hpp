@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,6 +52,60 @@ inline TokenAlignment align_tokens(std::span<const Token> tail, std::span<const 
   return best;
 }
 
+/// The tokens two vocabularies share, by token string (HF's
+/// AssistantToTargetTranslator, for universal speculative decoding with
+/// sampling): draft id d and target id t correspond when their vocabulary
+/// strings are equal, after the draft's word-start sign (the first character
+/// of how " " tokenizes: 'Ġ' for byte-level BPE, '▁' for SentencePiece) is
+/// replaced by the target's when the two differ, as HF does. The map is one
+/// to one (a second draft token for the same target token is left out), so
+/// a draft distribution over mapped ids is exactly a distribution over
+/// target ids.
+struct VocabularyMap {
+  std::vector<Token> draft_to_target;  ///< per draft row: the target id, or -1
+  std::vector<Token> target_to_draft;  ///< per target row: the draft id, or -1
+  std::size_t shared = 0;              ///< pairs mapped
+
+  /// The map of the first `draft_rows` draft ids and `target_rows` target ids.
+  static VocabularyMap build(const Tokenizer& draft, std::size_t draft_rows, const Tokenizer& target,
+                             std::size_t target_rows) {
+    VocabularyMap m;
+    m.draft_to_target.assign(draft_rows, -1);
+    m.target_to_draft.assign(target_rows, -1);
+    auto token = [](const Tokenizer& t, std::size_t id) -> std::optional<std::string> {
+      try {
+        return t.id_to_token(static_cast<Token>(id));
+      } catch (const InvalidArgument&) {
+        return std::nullopt;  // a hole of a sparse vocabulary
+      }
+    };
+    // The first UTF-8 character of the first token " " encodes to.
+    auto space_sign = [&](const Tokenizer& t) -> std::string {
+      const std::vector<Token> ids = t.encode(" ", {.add_special_tokens = false});
+      if (ids.empty()) return {};
+      const std::optional<std::string> s = token(t, static_cast<std::size_t>(ids[0]));
+      if (!s || s->empty()) return {};
+      std::size_t len = 1;
+      while (len < s->size() && (static_cast<unsigned char>((*s)[len]) & 0xC0) == 0x80) ++len;
+      return s->substr(0, len);
+    };
+    const std::string ds = space_sign(draft), ts = space_sign(target);
+    const bool respell = !ds.empty() && !ts.empty() && ds != ts;
+    for (std::size_t d = 0; d < std::min(draft_rows, draft.vocab_size()); ++d) {
+      std::optional<std::string> s = token(draft, d);
+      if (!s) continue;
+      if (respell && s->starts_with(ds)) s = ts + s->substr(ds.size());
+      const std::optional<Token> t = target.token_to_id(*s);
+      if (!t || *t < 0 || static_cast<std::size_t>(*t) >= target_rows) continue;
+      if (m.target_to_draft[static_cast<std::size_t>(*t)] != -1) continue;  // keep it one to one
+      m.draft_to_target[d] = *t;
+      m.target_to_draft[static_cast<std::size_t>(*t)] = static_cast<Token>(d);
+      ++m.shared;
+    }
+    return m;
+  }
+};
+
 /// Options of the different-tokenizer candidate conversion.
 struct UniversalOptions {
   /// Target tokens re-encoded for the draft each round (HF: target_lookbehind).
@@ -62,11 +118,23 @@ struct UniversalOptions {
   std::vector<Token> draft_suppress_tokens = {};
 };
 
-/// Greedy candidates from a draft with its own tokenizer. Holds a reference
-/// to the draft (it must outlive this object), cheap copies of both
-/// tokenizers (sharing their tables) and the draft's cache. Its candidates
-/// have no distribution usable against the target's (they are re-tokenized),
-/// so UniversalDecoder rejects do_sample.
+/// Candidates from a draft with its own tokenizer. Holds a reference to the
+/// draft (it must outlive this object), cheap copies of both tokenizers
+/// (sharing their tables) and the draft's cache.
+///
+/// Greedy: the draft proposes in its own tokens and the proposal's text is
+/// re-tokenized for the target (any number of target tokens).
+///
+/// Sampling (universal speculative decoding, Timor et al. 2025; HF's
+/// UniversalSpeculativeDecodingGenerator): the draft proposes only tokens
+/// the two vocabularies share (VocabularyMap); each draft row is scattered
+/// onto the target's vocabulary (-inf where nothing maps), processed by the
+/// target's processors with the target's history, and sampled there, so
+/// every candidate is one target token drawn from a distribution q over
+/// target ids, and q_row() gives that q: rejection sampling against the
+/// target's p is then exact. The draft's sequence follows the target's by
+/// the same map while the target's new tokens are all shared, and is
+/// re-synced through text otherwise.
 template <CausalLM Draft>
 class DifferentTokenizerCandidates {
  public:
@@ -77,8 +145,9 @@ class DifferentTokenizerCandidates {
   /// the candidates. Throws InvalidArgument for a zero lookbehind.
   DifferentTokenizerCandidates(const Draft& draft, const Tokenizer& draft_tokenizer,
                                const Tokenizer& target_tokenizer, std::size_t target_vocab,
-                               UniversalOptions options)
-      : draft_tok_(draft_tokenizer),
+                               UniversalOptions options, bool sampling = false)
+      : sampling_(sampling),
+        draft_tok_(draft_tokenizer),
         target_tok_(target_tokenizer),
         opts_(std::move(options)),
         target_vocab_(target_vocab),
@@ -89,7 +158,27 @@ class DifferentTokenizerCandidates {
     if (!opts_.draft_suppress_tokens.empty())
       draft_chain_.emplace<SuppressTokensProcessor>(opts_.draft_suppress_tokens);
     draft_eos_ = draft_tok_.eos_ids();
+    if (sampling_) {
+      map_ = VocabularyMap::build(draft_tok_, std::min<std::size_t>(draft.vocab_size(), draft_tok_.vocab_size()),
+                                  target_tok_, target_vocab);
+      for (const Token t : opts_.draft_suppress_tokens)
+        if (t >= 0 && static_cast<std::size_t>(t) < map_.draft_to_target.size()) {
+          const Token mapped = map_.draft_to_target[static_cast<std::size_t>(t)];
+          if (mapped >= 0) {
+            map_.target_to_draft[static_cast<std::size_t>(mapped)] = -1;
+            map_.draft_to_target[static_cast<std::size_t>(t)] = -1;
+            --map_.shared;
+          }
+        }
+      if (map_.shared == 0)
+        throw CompatibilityError(
+            "universal speculative sampling: the draft's and the target's vocabularies share no token "
+            "string, so the draft can propose nothing");
+    }
   }
+
+  /// Sampling mode: the shared tokens of the two vocabularies.
+  const VocabularyMap& vocabulary_map() const { return map_; }
 
   /// The candidate-conversion options as given.
   const UniversalOptions& options() const { return opts_; }
@@ -112,6 +201,10 @@ class DifferentTokenizerCandidates {
     max_new_tokens_ = ctx.config.max_new_tokens;
     first_ = true;
     proposed_ = false;
+    sampled_ = false;
+    sampled_calls_ = 0;
+    sampled_seconds_ = 0.0;
+    draft_tokens_ = 0;
     convert_seconds_ = 0.0;
   }
   /// K from the draft-length policy (in draft tokens).
@@ -123,6 +216,7 @@ class DifferentTokenizerCandidates {
     proposed_ = false;
     if (limit == 0) return 0;  // nothing left to draft
     const auto t0 = std::chrono::steady_clock::now();
+    if (sampling_ && ctx.config.do_sample) return propose_sampled(seq, n, limit, ctx, t0);
     sync_draft(std::span<const Token>(seq.data(), n), first_);
     first_ = false;
     convert_seconds_ += seconds_since(t0);
@@ -144,27 +238,100 @@ class DifferentTokenizerCandidates {
     convert_seconds_ += seconds_since(t1);
     return k;
   }
-  /// Re-tokenized candidates have no distribution (greedy only).
-  std::span<const float> q_row(std::size_t) const { return {}; }
+  /// Sampling: the distribution over target ids candidate j was drawn from;
+  /// greedy: empty (re-tokenized candidates have no distribution).
+  std::span<const float> q_row(std::size_t j) const {
+    if (!sampled_) return {};
+    return {q_.data() + j * target_vocab_, target_vocab_};
+  }
   /// Too few candidates: the proposal teaches the policy nothing.
   void discard(std::size_t) { proposed_ = false; }
   /// K counts draft tokens and `accepted` target tokens: HF's schedule
   /// compares the two the same way.
   void learn(std::size_t, std::size_t accepted, CandidateContext& ctx) {
-    if (proposed_) ctx.draft_length.update(draft_.probs(), accepted);
+    if (proposed_) draft_tokens_ += last_proposed_;
+    if (proposed_) ctx.draft_length.update(sampled_ ? std::span<const float>(probs_) : draft_.probs(), accepted);
   }
   /// Nothing to cut: the next round re-syncs the draft from the target's text.
   void cut(std::size_t) {}
   /// Draft calls, and the draft's seconds plus re-tokenization (the draft
   /// side's cost).
   void finish(GenerationStats& stats) const {
-    stats.draft_calls = draft_.calls();
-    stats.draft_seconds = draft_.seconds() + convert_seconds_;
+    stats.draft_calls = draft_.calls() + sampled_calls_;
+    stats.draft_seconds = draft_.seconds() + sampled_seconds_ + convert_seconds_;
+    stats.draft_tokens = draft_tokens_;
   }
   /// The draft's cache for round observers (null before the first proposal).
   const Cache* draft_cache() const { return draft_.has_cache() ? &draft_.cache() : nullptr; }
 
  private:
+  // Sampling: steps 1-3 with the vocabulary map (see the class comment).
+  std::size_t propose_sampled(std::vector<Token>& seq, std::size_t n, std::size_t limit, CandidateContext& ctx,
+                              std::chrono::steady_clock::time_point t0) {
+    sampled_ = true;
+    probs_.clear();
+    // Step 1: the target's tokens since the last proposal, mapped when all
+    // are shared tokens (the accepted candidates always are), else via text.
+    bool mapped = !first_ && sync_n_ <= n && sync_d_ <= dseq_.size() && sync_d_ > 0;
+    for (std::size_t i = sync_n_; mapped && i < n; ++i) {
+      const Token t = seq[i];
+      mapped = t >= 0 && static_cast<std::size_t>(t) < map_.target_to_draft.size() &&
+               map_.target_to_draft[static_cast<std::size_t>(t)] >= 0;
+    }
+    if (mapped) {
+      std::vector<Token> next(dseq_.begin(), dseq_.begin() + static_cast<std::ptrdiff_t>(sync_d_));
+      for (std::size_t i = sync_n_; i < n; ++i) next.push_back(map_.target_to_draft[static_cast<std::size_t>(seq[i])]);
+      std::size_t common = 0;
+      while (common < next.size() && common < dseq_.size() && next[common] == dseq_[common]) ++common;
+      if (draft_.has_cache()) draft_.rollback(common);
+      dseq_ = std::move(next);
+    } else {
+      sync_draft(std::span<const Token>(seq.data(), n), first_);
+    }
+    first_ = false;
+    convert_seconds_ += seconds_since(t0);
+    const std::size_t before = dseq_.size();
+    const std::size_t draft_hard = position_limits(draft_.model()).hard;
+    std::size_t k_max = std::min(limit, ctx.room);
+    if (draft_hard) k_max = before <= draft_hard ? std::min(k_max, draft_hard + 1 - before) : 0;
+    if (dseq_.empty() || k_max == 0) return 0;
+    sync_n_ = n;
+    sync_d_ = before;
+    ensure_draft_capacity(before + k_max);
+    // Step 2: one draft call per candidate, sampled over target ids.
+    auto& cache = draft_.cache();
+    if (cache.size() >= before) cache.truncate(before - 1);
+    if (q_.size() < k_max * target_vocab_) q_.resize(k_max * target_vocab_);
+    const std::size_t rows = map_.draft_to_target.size();
+    for (std::size_t i = 0; i < k_max; ++i) {
+      const std::span<const Token> input = i == 0 ? std::span<const Token>(dseq_).subspan(cache.size())
+                                                  : std::span<const Token>(dseq_).subspan(before + i - 1, 1);
+      const auto t1 = std::chrono::steady_clock::now();
+      detail::forward_rows(draft_.model(), input, cache, 1, logits_, "draft");
+      sampled_seconds_ += seconds_since(t1);
+      ++sampled_calls_;
+      draft_chain_.apply(logits_.row(0).first(rows), std::span<const Token>(dseq_));
+      row_.assign(target_vocab_, -std::numeric_limits<float>::infinity());
+      bool any = false;
+      for (std::size_t d = 0; d < rows; ++d) {
+        const Token t = map_.draft_to_target[d];
+        const float x = logits_.row(0)[d];
+        if (t < 0 || !(x > -std::numeric_limits<float>::infinity())) continue;
+        row_[static_cast<std::size_t>(t)] = x;
+        any = true;
+      }
+      if (!any) break;  // every shared token suppressed: nothing to propose
+      const DraftStep step = choose_draft_token(row_, seq, probs_, {q_.data() + i * target_vocab_, target_vocab_},
+                                                ctx.chain, ctx.rng, ctx.draft_length, ctx.eos);
+      if (step == DraftStep::declined) break;
+      dseq_.push_back(map_.target_to_draft[static_cast<std::size_t>(seq.back())]);
+      if (step == DraftStep::last) break;
+    }
+    proposed_ = seq.size() > n;
+    last_proposed_ = seq.size() - n;
+    return seq.size() - n;
+  }
+
   static double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -285,6 +452,16 @@ class DifferentTokenizerCandidates {
     return k;
   }
 
+  bool sampling_ = false;          // built for sampling: map_ is made
+  bool sampled_ = false;           // the latest proposal was sampled (q_ holds its rows)
+  VocabularyMap map_;
+  Logits logits_;                  // sampling: the draft's last row
+  std::vector<float> row_;         // sampling: that row over target ids
+  std::vector<float> q_;           // sampling: q of each candidate, over target ids
+  std::vector<float> probs_;       // sampling: q of each candidate's token
+  std::size_t sampled_calls_ = 0;
+  double sampled_seconds_ = 0.0;
+  std::size_t draft_tokens_ = 0;   // draft tokens of the proposals verified this generation
   Tokenizer draft_tok_;
   Tokenizer target_tok_;
   UniversalOptions opts_;

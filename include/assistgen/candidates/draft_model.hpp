@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,6 +38,43 @@
 
 namespace assistgen {
 
+/// What a draft step's choice leaves of the proposal (choose_draft_token).
+enum class DraftStep {
+  more,      ///< the token was appended; the proposal may go on
+  last,      ///< the token was appended and ends the proposal (EOS, stop_after)
+  declined,  ///< nothing appended: the policy stops before the token (stop_before)
+};
+
+/// The choice of one draft step from its logits `row` (processed in place by
+/// `chain` with `work` as the history): sampled from q = softmax(row), which
+/// is kept in `q`, when `q` is not empty, else the argmax. Applies the
+/// draft-length rules; an appended token goes to `work` and its probability
+/// to `probs` (1 when greedy and the policy needs none). Every draft whose
+/// tokens are the target's (a draft model, the target's own first layers)
+/// proposes through it.
+inline DraftStep choose_draft_token(std::span<float> row, std::vector<Token>& work,
+                                    std::vector<float>& probs, std::span<float> q,
+                                    LogitsProcessorChain& chain, Rng& rng,
+                                    const DraftLengthPolicy& lookahead, std::span<const Token> eos) {
+  chain.apply(row, std::span<const Token>(work));
+  Token d;
+  float prob = 1.0f;
+  if (!q.empty()) {
+    softmax(row, q);
+    d = sample_categorical(q, rng);
+    prob = q[static_cast<std::size_t>(d)];
+  } else {
+    d = argmax(row);
+    if (lookahead.needs_probability()) prob = softmax_prob(row, d);
+  }
+  if (lookahead.stop_before(prob)) return DraftStep::declined;
+  work.push_back(d);
+  probs.push_back(prob);
+  if (std::find(eos.begin(), eos.end(), d) != eos.end()) return DraftStep::last;
+  if (lookahead.stop_after(prob)) return DraftStep::last;
+  return DraftStep::more;
+}
+
 /// Proposes tokens with a draft model. Holds the draft's cache and the q rows
 /// of the last proposal. `vocab` is the target's vocabulary size: draft logits
 /// beyond it are ignored, so a draft with a larger vocabulary never proposes
@@ -47,10 +85,14 @@ class DraftModelCandidates {
   using Cache = typename Draft::Cache;  ///< the draft model's KV cache type
 
   /// Keeps a reference to `model` (it must outlive this object); `vocab` is
-  /// the target's vocabulary size. Throws CompatibilityError when the draft's
-  /// vocabulary is smaller. No cache exists until start().
-  DraftModelCandidates(const Draft& model, std::size_t vocab) : model_(&model), vocab_(vocab) {
-    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab);
+  /// the target's vocabulary size. A draft with fewer rows is accepted when
+  /// the target rows it lacks are all in `never_generated` (the target's
+  /// suppressed padding rows): they get logit -inf, so probability 0, in
+  /// every draft row. Throws CompatibilityError otherwise. No cache exists
+  /// until start().
+  DraftModelCandidates(const Draft& model, std::size_t vocab, std::span<const Token> never_generated = {})
+      : model_(&model), vocab_(vocab), rows_(std::min<std::size_t>(model.vocab_size(), vocab)) {
+    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab, never_generated);
   }
 
   /// Starts a sequence: a cache of at least `capacity` positions, empty, or
@@ -121,7 +163,7 @@ class DraftModelCandidates {
                  bool sample, const DraftLengthPolicy& lookahead, std::span<const Token> eos,
                  Rng& rng) {
     const std::size_t i = work.size() - n_;
-    std::span<float> row = row_in.first(vocab_);
+    std::span<float> row = target_row(row_in);
     chain.apply(row, std::span<const Token>(work));
     Token d;
     float prob = 1.0f;
@@ -226,12 +268,24 @@ class DraftModelCandidates {
   }
 
  private:
+  // The draft's last row over the target's vocabulary: its first vocab_
+  // logits, or (a draft with fewer rows: a padded target) its logits then
+  // -inf for the rows it lacks.
+  std::span<float> target_row(std::span<float> draft_row) {
+    if (rows_ == vocab_) return draft_row.first(vocab_);
+    padded_.assign(vocab_, -std::numeric_limits<float>::infinity());
+    std::copy_n(draft_row.data(), rows_, padded_.data());
+    return padded_;
+  }
+
   const Draft* model_;
   std::size_t vocab_;
   std::optional<Cache> own_;   // the cache made by start() (without use_cache())
   Cache* external_ = nullptr;  // use_cache()
   std::size_t n_ = 0;          // begin_steps(): the sequence length the proposal follows
   std::size_t limit_ = 0;      // begin_steps(): the most tokens it may propose
+  std::size_t rows_;            // draft rows used: min(draft vocab, vocab_)
+  std::vector<float> padded_;   // target_row() of a draft with fewer rows
   Logits logits_;  // reused every draft step
   std::vector<float> q_;
   std::vector<float> probs_;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/layer_split.hpp"
 #include "assistgen/model_config.hpp"
 #include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/types.hpp"
@@ -177,6 +178,21 @@ class Transformer {
   void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches, Logits& out,
                const LayerPlan& plan = {}) const;
 
+  /// Transformer layers (config().num_hidden_layers).
+  std::size_t num_layers() const;
+  /// Floats of one residual row (config().hidden_size).
+  std::size_t hidden_size() const;
+  /// The lower half of a forward pass split at layer `split` (layer_split.hpp:
+  /// SplitsLayers): appends `tokens` running layers [0, split), appends their
+  /// residual rows to `hidden`, logits of the last `outputs` rows into `out`.
+  void forward_lower(std::span<const Token> tokens, Cache& cache, std::size_t split,
+                     std::vector<float>& hidden, Logits& out, std::size_t outputs) const;
+  /// The upper half (layer_split.hpp): layers [split, L) over the cached slots
+  /// [first, first + rows) from their residual rows `hidden`; logits of the
+  /// last `outputs` rows into `out`, bit-identical to a full forward's.
+  void forward_upper(Cache& cache, std::size_t first, std::span<const float> hidden, std::size_t split,
+                     Logits& out, std::size_t outputs) const;
+
  private:
   struct Impl;
   explicit Transformer(std::unique_ptr<Impl> impl);
@@ -191,6 +207,6 @@ class Transformer {
 const char* kernel_isa();
 
 static_assert(CausalLM<Transformer> && ForwardsBatches<Transformer> && AttendsTrees<Transformer> &&
-              RunsLayerPlans<Transformer> && CacheHasKeep<TransformerCache>);
+              RunsLayerPlans<Transformer> && CacheHasKeep<TransformerCache> && SplitsLayers<Transformer>);
 
 }  // namespace assistgen::cpu

@@ -187,6 +187,7 @@ class AssistedSequence {
   GenerationResult finish() {
     res_.stop_reason = reason_;
     res_.stats.new_tokens = res_.tokens.size();
+    res_.stats.draft_tokens = res_.stats.drafted;  // a source that re-tokenizes counts its own
     source_.finish(res_.stats);
     return std::move(res_);
   }
