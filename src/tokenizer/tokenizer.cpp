@@ -61,10 +61,17 @@ std::vector<Token> Tokenizer::encode(std::string_view text, const EncodeOptions&
   out.reserve(s.size() / 3 + 4);
   if (options.add_special_tokens) out = m.post_prefix;
 
+  // The normalizer's growth is bounded over the whole text, not per segment:
+  // many short segments between added tokens would each get the slack.
+  std::size_t normalized_bytes = 0;
   auto encode_segment = [&](std::size_t b, std::size_t e) {
     if (b >= e) return;
     std::string seg = s.substr(b, e - b);
-    if (m.normalizer) m.normalizer->apply(seg);
+    if (m.normalizer) {
+      m.normalizer->apply(seg);
+      normalized_bytes += seg.size();
+      if (normalized_bytes > tok::growth_limit(s.size())) tok::throw_growth("normalizer", s.size());
+    }
     if (seg.empty()) return;
     std::vector<tok::Piece> pieces;
     pieces.push_back({std::move(seg), b == 0});
