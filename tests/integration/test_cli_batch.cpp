@@ -168,6 +168,9 @@ TEST_CASE("cli batch: usage errors", "[cli]") {
   CHECK(run("batch --prompts x.jsonl").code == 2);            // no -m
   CHECK(run("batch -m " + kModels + "llama-gqa --prompts x.jsonl --max-batch 0").code == 2);
   const Run missing = run("batch -m " + kModels + "llama-gqa --prompts /nonexistent/p.jsonl");
-  CHECK(missing.code == 1);
+  CHECK(missing.code == 2);  // a usage error, as for every input file of the CLI
   CHECK(missing.out.find("/nonexistent/p.jsonl") != std::string::npos);
+  const Run device = run("batch -m " + kModels + "llama-gqa --prompts /dev/zero");
+  CHECK(device.code == 2);
+  CHECK(device.out.find("--prompts: '/dev/zero' is not a readable file") != std::string::npos);
 }

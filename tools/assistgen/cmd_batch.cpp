@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -187,8 +188,8 @@ BatchRequest parse_request(const json& j) {
 }
 
 std::vector<Line> read_lines(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open " + path);
+  // A regular file of at most 64 MiB (a FIFO or device is refused, not read).
+  std::istringstream in(read_input_file(path, "--prompts"));
   std::vector<Line> lines;
   std::string text;
   for (std::size_t number = 1; std::getline(in, text); ++number) {
