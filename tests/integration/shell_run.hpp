@@ -33,4 +33,9 @@ inline std::string quote(const std::string& s) {
   return q + "'";
 }
 
+/// The assistgen CLI (ASSISTGEN_CLI) with `args`, stdout and stderr together.
+inline Run cli(const std::string& args) {
+  return shell(std::string(ASSISTGEN_CLI) + " " + args + " 2>&1");
+}
+
 }  // namespace shell_test

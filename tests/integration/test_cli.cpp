@@ -15,7 +15,6 @@
 
 #include "assistgen/generate.hpp"
 #include "assistgen/autoregressive.hpp"
-#include "integration/cli_run.hpp"
 #include "integration/text_fixtures.hpp"
 #include "integration/shell_run.hpp"
 #include "test_skip.hpp"
@@ -26,7 +25,7 @@ using namespace shell_test;
 namespace {
 
 // The CLI with `args`, stdout and stderr together.
-Run run(const std::string& args) { return shell(std::string(ASSISTGEN_CLI) + " " + args + " 2>&1"); }
+Run run(const std::string& args) { return cli(args); }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 

@@ -3,9 +3,7 @@
 // `assistgen generate`) gives it alone; bad lines reported on stderr with
 // their line number while the others run; aggregate stats on stderr; token
 // lines for models without a tokenizer; usage errors.
-#include <sys/wait.h>
 
-#include <array>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -16,27 +14,17 @@
 #include <vector>
 
 #include "assistgen/generate.hpp"
+#include "integration/shell_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using shell_test::Run;
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(ASSISTGEN_CLI) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+// The CLI with `args`, stdout and stderr together.
+Run run(const std::string& args) { return shell_test::cli(args); }
 
 fs::path write_file(const std::string& name, const std::string& text) {
   const fs::path p = fs::temp_directory_path() /

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "assistgen/assistgen.hpp"
-#include "integration/cli_run.hpp"
+#include "integration/shell_run.hpp"
 
 using namespace assistgen;
 namespace fs = std::filesystem;
@@ -71,10 +71,10 @@ TEST_CASE("early exit: sampling, chat sessions and errors through the text API",
 TEST_CASE("early exit: the CLI's --early-exit prints the target's own output and the path",
           "[early_exit_api][cli]") {
   const std::string target = (kDemo / "kjv-target").string();
-  const auto plain = cli_run::cli("generate -m " + target + " -p '" + kText + "' -n 30");
+  const auto plain = shell_test::cli("generate -m " + target + " -p '" + kText + "' -n 30");
   REQUIRE(plain.code == 0);
   const auto self =
-      cli_run::cli("generate -m " + target + " -p '" + kText + "' -n 30 --early-exit 4");
+      shell_test::cli("generate -m " + target + " -p '" + kText + "' -n 30 --early-exit 4");
   INFO(self.out);
   REQUIRE(self.code == 0);
   const std::string text = plain.out.substr(0, plain.out.find("\n\n"));
@@ -82,9 +82,9 @@ TEST_CASE("early exit: the CLI's --early-exit prints the target's own output and
   REQUIRE(self.out.find("assistance: early_exit (the target's first 4 of 6 layers draft") !=
           std::string::npos);
   REQUIRE(self.out.find("acceptance rate") != std::string::npos);
-  const auto ids_plain = cli_run::cli("generate -m " + target + " --tokens 12,400,77 -n 20");
+  const auto ids_plain = shell_test::cli("generate -m " + target + " --tokens 12,400,77 -n 20");
   const auto ids =
-      cli_run::cli("generate -m " + target + " --tokens 12,400,77 -n 20 --early-exit 2 --json");
+      shell_test::cli("generate -m " + target + " --tokens 12,400,77 -n 20 --early-exit 2 --json");
   INFO(ids.out);
   REQUIRE(ids.code == 0);
   REQUIRE(ids.out.substr(0, ids.out.find('\n')) ==
@@ -92,10 +92,10 @@ TEST_CASE("early exit: the CLI's --early-exit prints the target's own output and
   REQUIRE(ids.out.find("\"assistance\":\"early_exit\"") != std::string::npos);
   // Errors: one line, non-zero exit.
   const auto both =
-      cli_run::cli("generate -m " + target + " -a " + target + " -p x --early-exit 2");
+      shell_test::cli("generate -m " + target + " -a " + target + " -p x --early-exit 2");
   REQUIRE(both.code != 0);
   REQUIRE(both.out.find("--early-exit") != std::string::npos);
-  const auto too_deep = cli_run::cli("generate -m " + target + " -p x --early-exit 6");
+  const auto too_deep = shell_test::cli("generate -m " + target + " -p x --early-exit 6");
   REQUIRE(too_deep.code != 0);
   REQUIRE(too_deep.out.find("early_exit 6 must be below the target's 6 layers") !=
           std::string::npos);

@@ -14,7 +14,7 @@
 
 #include "assistgen/assistgen.hpp"
 #include "assistgen/io/safetensors.hpp"
-#include "integration/cli_run.hpp"
+#include "integration/shell_run.hpp"
 #include "integration/text_fixtures.hpp"
 
 using namespace assistgen;
@@ -127,10 +127,10 @@ TEST_CASE("padded vocabulary: the CLI takes the direct path in both modes and sa
           "[padded_vocab][cli]") {
   const std::string target = padded_target().string(), draft = (kDemo / "kjv-draft").string();
   const std::string alone = (kDemo / "kjv-target").string();
-  const auto plain = cli_run::cli("generate -m " + alone + " --tokens 12,400,77,1000 -n 24");
+  const auto plain = shell_test::cli("generate -m " + alone + " --tokens 12,400,77,1000 -n 24");
   REQUIRE(plain.code == 0);
   const auto ids =
-      cli_run::cli("generate -m " + target + " -a " + draft + " --tokens 12,400,77,1000 -n 24");
+      shell_test::cli("generate -m " + target + " -a " + draft + " --tokens 12,400,77,1000 -n 24");
   INFO(ids.out);
   REQUIRE(ids.code == 0);
   REQUIRE(ids.out.substr(0, ids.out.find('\n')) == plain.out.substr(0, plain.out.find('\n')));
@@ -139,7 +139,7 @@ TEST_CASE("padded vocabulary: the CLI takes the direct path in both modes and sa
           "assistance: draft (same tokenizer (4096 tokens); target 4160 logit rows, draft 4096") !=
       std::string::npos);
   const auto text =
-      cli_run::cli("generate -m " + target + " -a " + draft + " -p '" + kText + "' -n 24");
+      shell_test::cli("generate -m " + target + " -a " + draft + " -p '" + kText + "' -n 24");
   INFO(text.out);
   REQUIRE(text.code == 0);
   REQUIRE(text.out.find("64 extra rows are padding, masked") != std::string::npos);
