@@ -5,11 +5,15 @@
 // so that both libFuzzer and the plain replay driver report it as a crash.
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 #include <string_view>
 
 #define FUZZ_CHECK(cond, msg)                                                        \
@@ -36,6 +40,34 @@
   } while (0)
 
 namespace fuzz {
+
+/// An in-memory file (memfd) holding the current input, so that a reader's
+/// real open/fstat/mmap path runs with no disk I/O. One per target, reused.
+class MemFile {
+ public:
+  explicit MemFile(const char* name) : fd_(static_cast<int>(::memfd_create(name, MFD_CLOEXEC))) {
+    FUZZ_CHECK(fd_ >= 0, "memfd_create failed");
+  }
+  ~MemFile() { ::close(fd_); }
+  MemFile(const MemFile&) = delete;
+  MemFile& operator=(const MemFile&) = delete;
+
+  /// Replaces the file's contents with `data`.
+  void write(const std::uint8_t* data, std::size_t size) {
+    FUZZ_CHECK(::ftruncate(fd_, 0) == 0, "ftruncate failed");
+    FUZZ_CHECK(::lseek(fd_, 0, SEEK_SET) == 0, "lseek failed");
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, data, size);
+      FUZZ_CHECK(n > 0, "write failed");
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  }
+  std::string path() const { return "/proc/self/fd/" + std::to_string(fd_); }
+
+ private:
+  int fd_ = -1;
+};
 
 /// True when `s` is well-formed UTF-8 (no overlongs, surrogates or values past
 /// U+10FFFF), as the library promises for every decoded string.

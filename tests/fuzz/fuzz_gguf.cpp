@@ -4,9 +4,6 @@
 // offset, aligned, in file order without overlap; every byte of every view
 // and every metadata value can be read; the typed getters throw only
 // FormatError (a type mismatch), never anything else.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,26 +13,6 @@
 #include "fuzz_common.hpp"
 
 namespace {
-
-struct MemFile {
-  int fd = -1;
-  MemFile() : fd(static_cast<int>(::memfd_create("fuzz.gguf", MFD_CLOEXEC))) {
-    FUZZ_CHECK(fd >= 0, "memfd_create failed");
-  }
-  ~MemFile() { ::close(fd); }
-  std::string path() const { return "/proc/self/fd/" + std::to_string(fd); }
-};
-
-void write_all(int fd, const std::uint8_t* data, std::size_t size) {
-  FUZZ_CHECK(::ftruncate(fd, 0) == 0, "ftruncate failed");
-  FUZZ_CHECK(::lseek(fd, 0, SEEK_SET) == 0, "lseek failed");
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    FUZZ_CHECK(n > 0, "write failed");
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
 
 // A getter may fail only with FormatError (the value has another type).
 template <class F>
@@ -52,8 +29,8 @@ void getter(F&& f) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static MemFile file;
-  write_all(file.fd, data, size);
+  static fuzz::MemFile file("fuzz.gguf");
+  file.write(data, size);
   std::optional<assistgen::io::GgufFile> opened;
   try {
     opened.emplace(file.path());

@@ -3,9 +3,6 @@
 // Invariants on success: the tensors tile the data section (their byte counts
 // add up to the file size minus the header), every view has exactly
 // numel * dtype_size bytes, and each byte of every view can be read.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <optional>
 #include <string>
@@ -15,33 +12,9 @@
 #include "assistgen/io/safetensors.hpp"
 #include "fuzz_common.hpp"
 
-namespace {
-
-struct MemFile {
-  int fd = -1;
-  MemFile() : fd(static_cast<int>(::memfd_create("fuzz.safetensors", MFD_CLOEXEC))) {
-    FUZZ_CHECK(fd >= 0, "memfd_create failed");
-  }
-  ~MemFile() { ::close(fd); }
-  std::string path() const { return "/proc/self/fd/" + std::to_string(fd); }
-};
-
-void write_all(int fd, const std::uint8_t* data, std::size_t size) {
-  FUZZ_CHECK(::ftruncate(fd, 0) == 0, "ftruncate failed");
-  FUZZ_CHECK(::lseek(fd, 0, SEEK_SET) == 0, "lseek failed");
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    FUZZ_CHECK(n > 0, "write failed");
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static MemFile file;
-  write_all(file.fd, data, size);
+  static fuzz::MemFile file("fuzz.safetensors");
+  file.write(data, size);
   // Only opening (parsing the header) may fail, with an assistgen::Error;
   // every check after a successful open aborts on violation, a throw included.
   std::optional<assistgen::io::SafetensorsFile> opened;
