@@ -51,12 +51,16 @@ class LookupOrPlain {
   std::optional<PromptLookupCandidates> lookup_;
 };
 
-// Sources of a draft with the target's ids, checked as SpeculativeDecoder checks them.
+// Sources of a draft with the target's ids, checked as SpeculativeDecoder
+// checks them: a draft with fewer rows than a padded target is accepted when
+// the rows it lacks are suppressed (cfg.suppress_tokens holds the target's
+// masked rows, Model::pairing).
 inline auto draft_sources(const AnyModel& draft, const AnyModel& target) {
   return [&draft, vocab = target.vocab_size()](const GenerationConfig& c) {
-    check_compatibility(draft.vocab_size(), vocab, c.draft_special_tokens, c.target_special_tokens);
+    check_compatibility(draft.vocab_size(), vocab, c.draft_special_tokens, c.target_special_tokens,
+                        c.suppress_tokens);
     detail::reject_prompt_lookup_with_draft(c);
-    return DraftModelCandidates<AnyModel>(draft, vocab);
+    return DraftModelCandidates<AnyModel>(draft, vocab, c.suppress_tokens);
   };
 }
 

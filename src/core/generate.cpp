@@ -496,11 +496,6 @@ PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Mo
   return p;
 }
 
-bool shares_ids(const Model& target, const Model& assistant) {
-  return target.same_vocabulary(assistant) &&
-         assistant.backend().vocab_size() >= target.backend().vocab_size();
-}
-
 }  // namespace detail
 
 TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,

@@ -89,7 +89,8 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
   impl_->target = &target;
   impl_->assistant = assistant;
   const AnyModel& t = target.backend();
-  if (assistant && detail::shares_ids(target, *assistant)) {
+  // Paired as generate() pairs them (Model::pairing: the one place of the rules).
+  if (assistant && target.pairing(*assistant).first == Assistance::draft) {
     impl_->mode = Assistance::draft;
     impl_->batch = std::make_unique<TypedBatch<DraftModelCandidates<AnyModel>>>(
         t, batch, detail::draft_sources(assistant->backend(), t));

@@ -124,10 +124,6 @@ struct PreparedRun {
 PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Model* assistant,
                         const GenerateOptions& options);
 
-/// Whether `assistant` drafts in the target's own ids (SpeculativeDecoder)
-/// rather than through its text (UniversalDecoder). Defined in generate.cpp.
-bool shares_ids(const Model& target, const Model& assistant);
-
 /// The text side of one generation: each accepted token goes through the
 /// detokenizer, and a callback returning false (the caller's, or a
 /// completed stop string) stops decoding after that token, cutting the

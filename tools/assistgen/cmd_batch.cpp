@@ -48,10 +48,10 @@ or {"index": i, "line": N, "error": "..."} for a line that failed. Exit status
 1 when any line failed.)";
 
 struct Args {
-  std::string model, assistant, prompts, out, dtype;
+  std::string model, assistant, prompts, out;
   std::size_t max_batch = 8, max_cache_mb = 0;
-  int threads = 0;
-  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_dtype;
+  LoadArgs load;
+  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s, const std::string& where) {
@@ -252,9 +252,7 @@ int run(const Args& a) {
     out = out_file.get();
   }
 
-  LoadModelOptions lo;
-  lo.threads = a.threads;
-  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
+  const LoadModelOptions lo = a.load.options();
   const std::filesystem::path dir(a.model);
   const bool text_mode =
       dir.extension() == ".gguf" || std::filesystem::exists(dir / "tokenizer.json");
@@ -304,7 +302,7 @@ int run(const Args& a) {
     if (std::filesystem::exists(dir / "generation_config.json"))
       defaults = GenerateOptions::load_generation_config(dir / "generation_config.json");
     cpu::LoadOptions co;
-    co.threads = a.threads;
+    co.threads = a.load.threads;
     if (lo.dtype) co.dtype = *lo.dtype;
     auto load = [&](const std::string& d) {
       return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, co));
@@ -409,11 +407,7 @@ Command add_batch(CLI::App& app) {
   sub->add_option("--max-cache-mb", a->max_cache_mb,
                   "bound on the KV caches in MiB (0: none); sequences wait for room")
       ->capture_default_str();
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->load.add_to(*sub);
   return {sub, [a] { return run(*a); }};
 }
 

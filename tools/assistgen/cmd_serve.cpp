@@ -32,13 +32,14 @@ FILE. Prints "listening on http://HOST:PORT" once requests are accepted;
 SIGINT or SIGTERM stops it gracefully. See docs/server.md.)";
 
 struct Args {
-  std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file, dtype;
-  int port = 8080, threads = 0;
+  std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file;
+  int port = 8080;
+  LoadArgs load;
   std::size_t max_batch = 8, max_queue = 64, max_cache_mb = 0, max_body_kb = 1024,
               http_threads = 64;
   std::size_t prompt_lookup = 0, draft_max = 0;
   double shutdown_grace = 10.0;
-  CLI::Option *o_model, *o_assistant, *o_lookup, *o_draft_max, *o_dtype, *o_template;
+  CLI::Option *o_model, *o_assistant, *o_lookup, *o_draft_max, *o_template;
 };
 
 #if ASSISTGEN_CLI_HAS_SERVER
@@ -48,18 +49,8 @@ int run(const Args& a) {
     throw UsageError("-a/--assistant and --prompt-lookup are alternatives");
   require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup),
                "-a/--assistant or --prompt-lookup");
-  LoadModelOptions lo;
-  lo.threads = a.threads;
-  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
-  auto load = [&](const std::string& dir) {
-    std::optional<Model> m;
-    with_load_progress(dir, [&](const ProgressSink& sink) {
-      LoadModelOptions l = lo;
-      l.on_progress = sink;
-      m.emplace(load_model(dir, l));
-    });
-    return std::move(*m);
-  };
+  const LoadModelOptions lo = a.load.options();
+  auto load = [&](const std::string& dir) { return load_with_progress(dir, lo); };
   // A template is needed only by /v1/chat/completions: without one that
   // endpoint answers 400, the rest serves.
   std::optional<ChatTemplate> chat_template;
@@ -174,11 +165,7 @@ Command add_serve(CLI::App& app) {
          "seconds in-flight requests may run after SIGINT/SIGTERM before they are cancelled")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->load.add_to(*sub);
   return {sub, [a] { return run(*a); }};
 }
 
