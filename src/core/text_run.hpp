@@ -116,10 +116,13 @@ struct PreparedRun {
   GenerationConfig cfg;            ///< resolved, the masked ids suppressed
   bool skip_special = true;        ///< of the text
   std::vector<std::string> stops;  ///< checked stop strings
+  /// Self-speculation's exit layer (assistant_early_exit; 0: none).
+  std::size_t early_exit = 0;
 };
 
 /// Prepares `prompt` (ids) for `target`, assisted by `assistant` (may be
-/// null): InvalidArgument / CapacityError as generate() throws them.
+/// null): InvalidArgument / CapacityError as generate() throws them (early
+/// exit with an assistant or with prompt lookup included).
 /// Defined in generate.cpp.
 PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Model* assistant,
                         const GenerateOptions& options);

@@ -88,6 +88,10 @@ struct LoadArgs {
   LoadModelOptions options() const;
 };
 
+/// Throws (InvalidArgument / UnsupportedError, naming early_exit) unless
+/// `target` can draft for itself with its first `layers` layers.
+void check_early_exit(const Model& target, std::size_t layers);
+
 /// load_model(dir, options), with with_load_progress's progress line.
 Model load_with_progress(const std::string& dir, const LoadModelOptions& options);
 

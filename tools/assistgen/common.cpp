@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "assistgen/candidates/early_exit.hpp"
 #include "assistgen/chat_template.hpp"
 #include "commands.hpp"
 
@@ -166,6 +167,10 @@ LoadModelOptions LoadArgs::options() const {
   lo.threads = threads;
   if (given(o_dtype)) lo.dtype = parse_dtype(dtype);
   return lo;
+}
+
+void check_early_exit(const Model& target, std::size_t layers) {
+  const EarlyExitCandidates<AnyModel> check(target.backend(), layers);  // checks in its constructor
 }
 
 Model load_with_progress(const std::string& dir, const LoadModelOptions& options) {
