@@ -116,8 +116,8 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
         });
   } else {
     impl_->batch = std::make_unique<TypedBatch<detail::LookupOrPlain>>(
-        t, batch, [&t](const GenerationConfig& c, std::size_t early_exit) {
-          return detail::LookupOrPlain(t, c, early_exit);
+        t, batch, [tp = &t](const GenerationConfig& c, std::size_t early_exit) {
+          return detail::LookupOrPlain(*tp, c, early_exit);
         });
   }
 }
