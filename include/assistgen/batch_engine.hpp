@@ -145,7 +145,10 @@ struct BatchStats {
   std::size_t finished = 0;         ///< sequences that left (done, cancelled or failed)
   std::size_t max_batch_seen = 0;   ///< the largest round
   double target_seconds = 0.0;      ///< inside target forward calls
-  double draft_seconds = 0.0;       ///< inside batched draft forward calls
+  /// Inside batched draft forward calls, and in the per-sequence proposals
+  /// of sources that run a model in them (self-speculation, a draft with
+  /// another tokenizer).
+  double draft_seconds = 0.0;
   double step_seconds = 0.0;        ///< inside step() in all
 
   /// Mean sequences per round; 0 before any round.
@@ -554,7 +557,14 @@ class BatchEngine {
       for (auto& s : active_)
         s->state.end_proposal(s->state.work().size() - s->state.round_start());
     } else {
-      for (auto& s : active_) s->state.propose();
+      if constexpr (DraftsOnTargetCache<Source, TargetCache> || ProvidedDraftCache<Source>) {
+        // These sources run a model inside propose(), one sequence at a time.
+        const auto t0 = Clock::now();
+        for (auto& s : active_) s->state.propose();
+        run_stats_.draft_seconds += seconds_since(t0);
+      } else {
+        for (auto& s : active_) s->state.propose();
+      }
     }
   }
 
