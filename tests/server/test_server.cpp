@@ -81,7 +81,7 @@ struct Reply {
 Reply post(int port, const std::string& path, const std::string& body,
            const std::string& key = "") {
   httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(60, 0);
+  c.set_read_timeout(240, 0);  // long generations under TSan (scripts/sanitize.sh) stay in time
   httplib::Headers h;
   if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
   auto r = c.Post(path.c_str(), h, body, "application/json");
