@@ -19,7 +19,10 @@
 #         concurrent_forward check, on every backend), hpu_test_concurrency
 #         (hpu::Transformer shared between threads), the two-thread cases of
 #         test_batch_invariance and test_kernels (forward passes and matmuls
-#         split over the worker pool), and test_tokenizer's threaded case.
+#         split over the worker pool), test_tokenizer's threaded case, and
+#         test_server (the HTTP server: request threads, the engine thread,
+#         cancellation and shutdown; cpp-httplib's own code is Debian's
+#         uninstrumented library, its locks seen through TSan's interceptors).
 #         OMP_NUM_THREADS=1 comes from the tests' ctest properties: libgomp and
 #         oneDNN are not TSan-instrumented, so their worker pools would be
 #         reported as false races; with one OpenMP thread each std::thread
@@ -61,13 +64,14 @@ tsan_tests=(
   '^test_batch_invariance:forward into a reused Logits allocates nothing'
   '^test_kernels:kernels are batch-invariant'
   '^test_tokenizer:encode and decode are safe to call from several threads'
+  '^test_server:'
 )
 
 run_tsan() {
   echo "== sanitize: TSan, every threaded test (build-tsan)"
   cmake -S . -B build-tsan "${common[@]}" -DASSISTGEN_SANITIZE=thread -DASSISTGEN_BUILD_EXAMPLES=OFF -DASSISTGEN_BUILD_CLI=OFF
   cmake --build build-tsan -j"$jobs" --target test_concurrency test_parallel conformance hpu_test_concurrency \
-    test_batch_invariance test_kernels test_tokenizer
+    test_batch_invariance test_kernels test_tokenizer test_server
   local re count
   for re in "${tsan_tests[@]}"; do
     # (ctest -N exits 0 even when nothing matches: count instead.)

@@ -30,6 +30,7 @@ class AnyModel {
     virtual std::size_t capacity() const = 0;
     virtual void truncate(std::size_t n) = 0;
     virtual std::unique_ptr<CacheConcept> clone() const = 0;
+    virtual std::size_t bytes() const = 0;
   };
   struct ModelConcept {
     virtual ~ModelConcept() = default;
@@ -59,6 +60,14 @@ class AnyModel {
     std::size_t size() const override { return cache.size(); }
     std::size_t capacity() const override { return cache.capacity(); }
     void truncate(std::size_t n) override { cache.truncate(n); }
+    std::size_t bytes() const override {
+      if constexpr (requires {
+                      { cache.bytes() } -> std::convertible_to<std::size_t>;
+                    })
+        return cache.bytes();
+      else
+        return 0;
+    }
     std::unique_ptr<CacheConcept> clone() const override {
       if constexpr (requires {
                       { cache.clone() } -> std::same_as<C>;
@@ -165,6 +174,9 @@ class AnyModel {
     std::size_t size() const { return impl_ ? impl_->size() : 0; }
     /// Positions it can hold (the wrapped cache's capacity(); 0 when empty).
     std::size_t capacity() const { return impl_ ? impl_->capacity() : 0; }
+    /// Memory held (the wrapped cache's bytes(), 0 when it reports none or
+    /// is empty): what a KvCacheManager's byte bound counts.
+    std::size_t bytes() const { return impl_ ? impl_->bytes() : 0; }
     /// Rollback; throws InvalidArgument when n > size().
     void truncate(std::size_t n) {
       if (!impl_) {

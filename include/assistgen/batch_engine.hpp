@@ -7,10 +7,12 @@
 //      wait, in order, until a running sequence leaves);
 //   2. every active sequence proposes its own candidates (its own K; a draft
 //      model's steps for all sequences run as one batched draft forward per
-//      step, prompt lookup and other sources per sequence);
+//      step, prompt lookup, self-speculation and other sources per sequence);
 //   3. ONE target forward_batch verifies all of them: request r is
 //      [last, d_1..d_k] of sequence r (its prompt on its first round), with
-//      k_r + 1 logit rows;
+//      k_r + 1 logit rows (self-speculation, DraftsOnTargetCache: the
+//      draft's partial K/V rows are cut first and recomputed in this call;
+//      a sequence alone verifies through its source, reusing them);
 //   4. each sequence accepts its own prefix (ragged), rolls back its own
 //      caches, emits through its own callback and leaves when done.
 //
@@ -97,6 +99,32 @@ concept SteppedDraftSource = CandidateSource<S> &&
   s.cache();
 };
 
+/// A candidate source that drafts on the sequence's own target cache
+/// (self-speculation, EarlyExitCandidates): BatchEngine lends it the cache
+/// (bind_target_cache) before start(). A sequence alone in its round is
+/// verified by the source (verify, which may reuse the draft's rows); in a
+/// batch, prepare_batched_verify() first cuts the cache back to the slots
+/// holding every layer, so that the round's one target call verifies it
+/// with the others (the same logits bits: batch invariance).
+template <class S, class Cache>
+concept DraftsOnTargetCache = CandidateSource<S> &&
+    requires(S& s, Cache& cache, std::span<const Token> seq, std::size_t n, Logits& out) {
+  s.bind_target_cache(cache);
+  s.verify(seq, n, out);
+  s.prepare_batched_verify();
+};
+
+/// A candidate source whose draft cache grows while it runs (a draft with
+/// another tokenizer, DifferentTokenizerCandidates): BatchEngine hands it
+/// caches from its KvCacheManager (use_cache_provider), so that they count
+/// against the manager's byte bound like the target's.
+template <class S>
+concept ProvidedDraftCache = CandidateSource<S> &&
+    requires(S& s, const S& cs, typename S::CacheProvider provide, std::size_t n) {
+  requires CausalLM<std::remove_cvref_t<decltype(cs.model())>>;
+  s.use_cache_provider(provide, n);
+};
+
 /// How a BatchEngine batches.
 struct BatchOptions {
   /// Sequences verified together in one round (at least 1).
@@ -117,7 +145,10 @@ struct BatchStats {
   std::size_t finished = 0;         ///< sequences that left (done, cancelled or failed)
   std::size_t max_batch_seen = 0;   ///< the largest round
   double target_seconds = 0.0;      ///< inside target forward calls
-  double draft_seconds = 0.0;       ///< inside batched draft forward calls
+  /// Inside batched draft forward calls, and in the per-sequence proposals
+  /// of sources that run a model in them (self-speculation, a draft with
+  /// another tokenizer).
+  double draft_seconds = 0.0;
   double step_seconds = 0.0;        ///< inside step() in all
 
   /// Mean sequences per round; 0 before any round.
@@ -316,6 +347,7 @@ class BatchEngine {
     TokenCallback on_token;
     TargetCache* cache = nullptr;  // from the manager while running
     bool draft_cache = false;      // a draft cache was acquired from the manager
+    bool draft_slot = false;       // which of its two keys it has (ProvidedDraftCache)
     Clock::time_point started;
     std::exception_ptr error;
     bool going = false;         // a stepped draft proposal is still running
@@ -332,15 +364,19 @@ class BatchEngine {
   }
 
   // Manager keys: the target and a draft model may be the same object, so
-  // their caches of one sequence take distinct ids.
-  static KvCacheManager::SequenceId target_key(SequenceId id) { return 2 * id; }
-  static KvCacheManager::SequenceId draft_key(SequenceId id) { return 2 * id + 1; }
+  // their caches of one sequence take distinct ids; a growing draft cache
+  // (ProvidedDraftCache) alternates between two, the new one acquired
+  // while the old is held.
+  static KvCacheManager::SequenceId target_key(SequenceId id) { return 3 * id; }
+  static KvCacheManager::SequenceId draft_key(SequenceId id, bool slot = false) {
+    return 3 * id + 1 + (slot ? 1 : 0);
+  }
 
   void release_caches(Seq& s) {
     if (s.cache) caches_->release(*target_, target_key(s.id));
     s.cache = nullptr;
-    if constexpr (SteppedDraftSource<Source>) {
-      if (s.draft_cache) caches_->release(s.state.source().model(), draft_key(s.id));
+    if constexpr (SteppedDraftSource<Source> || ProvidedDraftCache<Source>) {
+      if (s.draft_cache) caches_->release(s.state.source().model(), draft_key(s.id, s.draft_slot));
       s.draft_cache = false;
     }
   }
@@ -354,6 +390,19 @@ class BatchEngine {
         auto& dc = caches_->acquire(s.state.source().model(), draft_key(s.id), s.plan.capacity);
         s.draft_cache = true;
         s.state.source().use_cache(dc);
+      } else if constexpr (ProvidedDraftCache<Source>) {
+        Seq* const sp = &s;
+        s.state.source().use_cache_provider(
+            [this, sp](std::size_t capacity) -> auto& {
+              const auto& model = sp->state.source().model();
+              const bool slot = sp->draft_cache ? !sp->draft_slot : false;
+              auto& c = caches_->acquire(model, draft_key(sp->id, slot), capacity);
+              if (sp->draft_cache) caches_->release(model, draft_key(sp->id, sp->draft_slot));
+              sp->draft_slot = slot;
+              sp->draft_cache = true;
+              return c;
+            },
+            s.plan.capacity);
       }
       return true;
     } catch (const CapacityError&) {
@@ -377,6 +426,8 @@ class BatchEngine {
       try {
         ok = acquire_caches(*s);
         if (ok) {
+          if constexpr (DraftsOnTargetCache<Source, TargetCache>)
+            s->state.source().bind_target_cache(*s->cache);
           s->started = Clock::now();
           s->state.begin(s->prompt, s->plan, 0);
         }
@@ -402,6 +453,14 @@ class BatchEngine {
 
   void round() {
     propose_all();
+    // A self-speculative sequence alone verifies through its source (which
+    // may reuse the draft's layers); in a batch, through the one call below.
+    bool alone = false;
+    if constexpr (DraftsOnTargetCache<Source, TargetCache>) {
+      alone = active_.size() == 1;
+      if (!alone)
+        for (auto& s : active_) s->state.source().prepare_batched_verify();
+    }
     // One target call: request r = sequence r's unseen tokens, k_r + 1 rows.
     requests_.clear();
     target_caches_.clear();
@@ -414,8 +473,15 @@ class BatchEngine {
       rows += outputs;
     }
     const auto t0 = Clock::now();
-    forward_batch(*target_, std::span<const ForwardRequest>(requests_),
-                  std::span<TargetCache* const>(target_caches_), logits_);
+    if constexpr (DraftsOnTargetCache<Source, TargetCache>) {
+      if (alone) {
+        auto& s = *active_.front();
+        s.state.source().verify(s.state.sequence(), rows, logits_);
+      }
+    }
+    if (!alone)
+      forward_batch(*target_, std::span<const ForwardRequest>(requests_),
+                    std::span<TargetCache* const>(target_caches_), logits_);
     const double dt = seconds_since(t0);
     if (logits_.rows() != rows || logits_.cols() < target_vocab())
       throw Error(options_.name + ": the target's batched forward returned logits of shape [" +
@@ -491,7 +557,14 @@ class BatchEngine {
       for (auto& s : active_)
         s->state.end_proposal(s->state.work().size() - s->state.round_start());
     } else {
-      for (auto& s : active_) s->state.propose();
+      if constexpr (DraftsOnTargetCache<Source, TargetCache> || ProvidedDraftCache<Source>) {
+        // These sources run a model inside propose(), one sequence at a time.
+        const auto t0 = Clock::now();
+        for (auto& s : active_) s->state.propose();
+        run_stats_.draft_seconds += seconds_since(t0);
+      } else {
+        for (auto& s : active_) s->state.propose();
+      }
     }
   }
 

@@ -363,7 +363,8 @@ class Model {
   /// Generates for many prompts at once with continuous batching
   /// (BatchEngine): every round verifies all running sequences in one
   /// target call. Each request has its own options (seed, sampling,
-  /// lengths, stop strings, prompt lookup); each result is exactly what
+  /// lengths, stop strings, prompt lookup, assistant_early_exit when there
+  /// is no assistant); each result is exactly what
   /// generate() gives for that request alone (same tokens, same text).
   /// With `assistant`, it drafts for every sequence as generate(prompt,
   /// *assistant, ...) would (its draft steps batched too when it shares the
@@ -440,6 +441,9 @@ class Model {
 struct BatchIdsRequest {
   std::vector<Token> prompt = {};  ///< not empty, ids below the target's vocabulary
   GenerationConfig config = {};    ///< e.g. from resolve_generation_config()
+  /// Self-speculation: the target's first `early_exit` layers draft
+  /// (SelfSpeculativeDecoder's output); 0: none. Not with a draft model.
+  std::size_t early_exit = 0;
 };
 
 /// What generate_batch_ids returns.

@@ -32,7 +32,9 @@ namespace assistgen {
 /// Continuous batching of text generations of one target Model, assisted by
 /// one assistant Model (same ids: its draft steps batched; another
 /// tokenizer: universal assisted generation, greedy only) or by nothing
-/// (then each request may ask for prompt lookup). Holds references to the
+/// (then each request may ask for prompt lookup, or for self-speculation
+/// with assistant_early_exit: its sequence drafts with the target's first
+/// layers, and is verified in the round's one target call with the others). Holds references to the
 /// models: they must outlive the engine. submit(), cancel(),
 /// take_finished() and the counters may be called from any thread while
 /// one thread drives step(); text callbacks run on the stepping thread.

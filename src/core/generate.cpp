@@ -493,12 +493,15 @@ PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Mo
       options.skip_special_tokens.value_or(defaults.skip_special_tokens.value_or(true));
   p.stops = options.stop.value_or(defaults.stop.value_or(std::vector<std::string>{}));
   check_stop_strings(p.stops);
+  p.early_exit = options.assistant_early_exit.value_or(defaults.assistant_early_exit.value_or(0));
+  if (p.early_exit && assistant)
+    throw InvalidArgument(
+        "generate: assistant_early_exit (self-speculation: the target drafts with its own first layers) "
+        "and an assistant model are alternatives: give one");
+  if (p.early_exit && p.cfg.prompt_lookup_num_tokens > 0)
+    throw InvalidArgument(
+        "generate: assistant_early_exit and prompt_lookup_num_tokens are alternatives: give one");
   return p;
-}
-
-bool shares_ids(const Model& target, const Model& assistant) {
-  return target.same_vocabulary(assistant) &&
-         assistant.backend().vocab_size() >= target.backend().vocab_size();
 }
 
 }  // namespace detail
@@ -515,15 +518,7 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   const TokenCallback on_token = stream.token_callback();
 
   GenerationResult r;
-  const std::size_t early_exit =
-      options.assistant_early_exit.value_or(defaults_.assistant_early_exit.value_or(0));
-  if (early_exit && assistant)
-    throw InvalidArgument(
-        "generate: assistant_early_exit (self-speculation: the target drafts with its own first layers) "
-        "and an assistant model are alternatives: give one");
-  if (early_exit && cfg.prompt_lookup_num_tokens > 0)
-    throw InvalidArgument(
-        "generate: assistant_early_exit and prompt_lookup_num_tokens are alternatives: give one");
+  const std::size_t early_exit = prep.early_exit;
   if (early_exit) {
     out.assistance = Assistance::early_exit;
     detail::SessionDecoders local;

@@ -31,10 +31,11 @@ using detail::LookupOrPlain;
 struct Item {
   std::vector<Token> prompt;
   GenerationConfig cfg;
+  std::size_t early_exit = 0;
 };
 
 // Runs the items that have no error yet through one BatchEngine whose
-// sources `make_source(cfg)` makes; fills results, errors and stats.
+// sources `make_source(item)` makes; fills results, errors and stats.
 template <class Source, class MakeSource>
 void run_engine(const AnyModel& target, const std::vector<Item>& items,
                 const std::vector<TokenCallback>& callbacks, const BatchGenerateOptions& batch,
@@ -48,7 +49,7 @@ void run_engine(const AnyModel& target, const std::vector<Item>& items,
     if (errors[i]) continue;
     try {
       const auto id =
-          engine.submit(items[i].prompt, items[i].cfg, make_source(items[i].cfg), callbacks[i]);
+          engine.submit(items[i].prompt, items[i].cfg, make_source(items[i]), callbacks[i]);
       index_of.resize(id + 1);
       index_of[id] = i;
     } catch (...) {
@@ -83,19 +84,27 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
   std::vector<Item> items(n);
   std::vector<TokenCallback> callbacks(n);
   for (std::size_t i = 0; i < n; ++i) {
-    items[i] = {requests[i].prompt, requests[i].config};
+    items[i] = {requests[i].prompt, requests[i].config, 0};
     if (on_token) callbacks[i] = [&on_token, i](Token t) { return on_token(i, t); };
     out.assistance[i] = draft                                         ? Assistance::draft
+                        : requests[i].early_exit                      ? Assistance::early_exit
                         : requests[i].config.prompt_lookup_num_tokens ? Assistance::prompt_lookup
                                                                       : Assistance::none;
+    items[i].early_exit = requests[i].early_exit;
+    if (draft && requests[i].early_exit)
+      out.errors[i] = std::make_exception_ptr(InvalidArgument(
+          "generate_batch_ids: early_exit (self-speculation) and a draft model are alternatives: "
+          "give one"));
   }
   if (draft)
-    run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch,
-                                               draft_sources(*draft, target), out.results,
-                                               out.errors, out.stats);
+    run_engine<DraftModelCandidates<AnyModel>>(
+        target, items, callbacks, batch,
+        [make = draft_sources(*draft, target)](const Item& item) { return make(item.cfg); },
+        out.results, out.errors, out.stats);
   else
     run_engine<LookupOrPlain>(
-        target, items, callbacks, batch, [](const GenerationConfig& c) { return LookupOrPlain(c); },
+        target, items, callbacks, batch,
+        [&target](const Item& item) { return LookupOrPlain(target, item.cfg, item.early_exit); },
         out.results, out.errors, out.stats);
   out.seconds = seconds_since(t0);
   return out;

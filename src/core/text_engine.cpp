@@ -2,7 +2,7 @@
 // prepared as generate() prepares it (text_run.hpp) and its text made by the
 // same TextStream. The engine's candidate source type is fixed by the
 // assistant (a draft with the target's ids, one with another tokenizer, or
-// none: plain decoding or prompt lookup per request), so the typed
+// none: plain decoding, prompt lookup or self-speculation per request), so the typed
 // BatchEngine sits behind a small virtual interface.
 #include "assistgen/text_engine.hpp"
 
@@ -25,7 +25,7 @@ class AnyBatch {
  public:
   virtual ~AnyBatch() = default;
   virtual std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg,
-                               TokenCallback on_token) = 0;
+                               std::size_t early_exit, TokenCallback on_token) = 0;
   virtual bool cancel(std::uint64_t id) = 0;
   virtual bool step() = 0;
   virtual std::vector<BatchEngine<AnyModel>::Finished> take_finished() = 0;
@@ -37,14 +37,15 @@ class AnyBatch {
 template <class Source>
 class TypedBatch final : public AnyBatch {
  public:
-  using MakeSource = std::function<Source(const GenerationConfig&)>;
+  // (configuration, early-exit layer: 0 unless the engine has no assistant)
+  using MakeSource = std::function<Source(const GenerationConfig&, std::size_t)>;
   TypedBatch(const AnyModel& target, const BatchGenerateOptions& batch, MakeSource make)
       : caches_(batch.max_cache_bytes),
         engine_(target, {.max_batch = batch.max_batch, .name = "TextBatchEngine"}, &caches_),
         make_(std::move(make)) {}
-  std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg,
+  std::uint64_t submit(std::span<const Token> prompt, GenerationConfig cfg, std::size_t early_exit,
                        TokenCallback on_token) override {
-    Source source = make_(cfg);
+    Source source = make_(cfg, early_exit);
     return engine_.submit(prompt, std::move(cfg), std::move(source), std::move(on_token));
   }
   bool cancel(std::uint64_t id) override { return engine_.cancel(id); }
@@ -75,7 +76,7 @@ struct TextBatchEngine::Impl {
   struct Live {
     std::unique_ptr<detail::TextStream> stream;
     std::vector<Token> prompt;
-    bool lookup = false;
+    Assistance assistance = Assistance::none;  // without an assistant: lookup, early exit or none
   };
   // Held across a submission and the stream's registration, so a sequence
   // that finishes at once still finds its stream in take_finished().
@@ -89,14 +90,17 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
   impl_->target = &target;
   impl_->assistant = assistant;
   const AnyModel& t = target.backend();
-  if (assistant && detail::shares_ids(target, *assistant)) {
+  // Paired as generate() pairs them (Model::pairing: the one place of the rules).
+  if (assistant && target.pairing(*assistant).first == Assistance::draft) {
     impl_->mode = Assistance::draft;
     impl_->batch = std::make_unique<TypedBatch<DraftModelCandidates<AnyModel>>>(
-        t, batch, detail::draft_sources(assistant->backend(), t));
+        t, batch,
+        [make = detail::draft_sources(assistant->backend(), t)](const GenerationConfig& c,
+                                                                std::size_t) { return make(c); });
   } else if (assistant) {
     impl_->mode = Assistance::universal;
     impl_->batch = std::make_unique<TypedBatch<DifferentTokenizerCandidates<AnyModel>>>(
-        t, batch, [&target, assistant](const GenerationConfig& c) {
+        t, batch, [&target, assistant](const GenerationConfig& c, std::size_t) {
           if (c.do_sample)
             throw UnsupportedError(
                 "GenerationConfig: do_sample is true, but a draft with a different tokenizer "
@@ -112,7 +116,9 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
         });
   } else {
     impl_->batch = std::make_unique<TypedBatch<detail::LookupOrPlain>>(
-        t, batch, [](const GenerationConfig& c) { return detail::LookupOrPlain(c); });
+        t, batch, [tp = &t](const GenerationConfig& c, std::size_t early_exit) {
+          return detail::LookupOrPlain(*tp, c, early_exit);
+        });
   }
 }
 
@@ -125,12 +131,15 @@ TextBatchEngine::SequenceId TextBatchEngine::submit(std::vector<Token> prompt,
   detail::PreparedRun prep =
       detail::prepare_run(target, std::move(prompt), impl_->assistant, options);
   Impl::Live live;
-  live.lookup = prep.cfg.prompt_lookup_num_tokens > 0;
+  live.assistance = prep.early_exit                         ? Assistance::early_exit
+                    : prep.cfg.prompt_lookup_num_tokens > 0 ? Assistance::prompt_lookup
+                                                            : Assistance::none;
   live.stream = std::make_unique<detail::TextStream>(target.tokenizer(), prep.skip_special,
                                                      prep.stops, std::move(on_text));
   std::lock_guard lock(impl_->mutex);
   const SequenceId id =
-      impl_->batch->submit(prep.prompt, std::move(prep.cfg), live.stream->token_callback());
+      impl_->batch->submit(prep.prompt, std::move(prep.cfg), prep.early_exit,
+                           live.stream->token_callback());
   live.prompt = std::move(prep.prompt);
   impl_->live.emplace(id, std::move(live));
   return id;
@@ -169,9 +178,8 @@ std::vector<TextBatchEngine::Finished> TextBatchEngine::take_finished() {
     if (it != impl_->live.end()) {
       it->second.stream->finish(std::move(f.result), r.result);
       r.result.prompt_tokens = std::move(it->second.prompt);
-      r.result.assistance = impl_->mode != Assistance::none ? impl_->mode
-                            : it->second.lookup             ? Assistance::prompt_lookup
-                                                            : Assistance::none;
+      r.result.assistance =
+          impl_->mode != Assistance::none ? impl_->mode : it->second.assistance;
       impl_->live.erase(it);
     }
     out.push_back(std::move(r));

@@ -116,17 +116,16 @@ struct PreparedRun {
   GenerationConfig cfg;            ///< resolved, the masked ids suppressed
   bool skip_special = true;        ///< of the text
   std::vector<std::string> stops;  ///< checked stop strings
+  /// Self-speculation's exit layer (assistant_early_exit; 0: none).
+  std::size_t early_exit = 0;
 };
 
 /// Prepares `prompt` (ids) for `target`, assisted by `assistant` (may be
-/// null): InvalidArgument / CapacityError as generate() throws them.
+/// null): InvalidArgument / CapacityError as generate() throws them (early
+/// exit with an assistant or with prompt lookup included).
 /// Defined in generate.cpp.
 PreparedRun prepare_run(const Model& target, std::vector<Token> prompt, const Model* assistant,
                         const GenerateOptions& options);
-
-/// Whether `assistant` drafts in the target's own ids (SpeculativeDecoder)
-/// rather than through its text (UniversalDecoder). Defined in generate.cpp.
-bool shares_ids(const Model& target, const Model& assistant);
 
 /// The text side of one generation: each accepted token goes through the
 /// detokenizer, and a callback returning false (the caller's, or a

@@ -22,6 +22,7 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/text_engine.hpp"
+#include "connection.hpp"
 #include "protocol.hpp"
 
 namespace assistgen {
@@ -31,6 +32,9 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using server::ApiError;
+
+// How often a non-streaming request checks that its client is still there.
+constexpr std::chrono::milliseconds kDisconnectPoll{50};
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -312,11 +316,20 @@ struct Server::Impl {
     return std::nullopt;
   }
 
-  void complete(server::Job& job, httplib::Response& res) {
+  void complete(const httplib::Request& req, server::Job& job, httplib::Response& res) {
     std::shared_ptr<Pending> p = submit(job);
+    // Nothing is written before the end, so the connection is watched: a
+    // client that leaves has its sequence cancelled within a poll period.
+    server::ConnectionWatch watch(req.local_addr, req.local_port, req.remote_addr,
+                                  req.remote_port);
     {
       std::unique_lock lock(p->m);
-      p->cv.wait(lock, [&] { return p->done; });
+      while (!p->cv.wait_for(lock, kDisconnectPoll, [&] { return p->done; })) {
+        if (p->gone) continue;
+        lock.unlock();
+        if (watch.closed()) abandon(p);
+        lock.lock();
+      }
     }
     leave_flight();
     if (auto e = outcome_error(*p)) {
@@ -421,7 +434,7 @@ struct Server::Impl {
       if (job.stream)
         stream(job, res);
       else
-        complete(job, res);
+        complete(req, job, res);
     } catch (const ApiError& e) {
       send_error(res, e);
     }

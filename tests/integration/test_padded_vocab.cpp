@@ -144,3 +144,30 @@ TEST_CASE("padded vocabulary: the CLI takes the direct path in both modes and sa
   REQUIRE(text.code == 0);
   REQUIRE(text.out.find("64 extra rows are padding, masked") != std::string::npos);
 }
+
+TEST_CASE("padded vocabulary: batched generation pairs through Model::pairing as generate() does",
+          "[padded_vocab]") {
+  const Model padded = load_model(padded_target());
+  const Model draft = load_model(kDemo / "kjv-draft");
+  REQUIRE(padded.pairing(draft).first == Assistance::draft);
+  // The batched engine takes the direct path too (draft steps batched), not
+  // the universal one, and each request equals generate() alone.
+  REQUIRE(TextBatchEngine(padded, &draft).assistance() == Assistance::draft);
+  std::vector<BatchRequest> q(3);
+  q[0].prompt = kText;
+  q[0].options = {.max_new_tokens = 30};
+  q[1].prompt = "In the beginning";
+  q[1].options = {.max_new_tokens = 20, .do_sample = true, .temperature = 1.3f, .seed = 5};
+  q[2].prompt = "And the LORD";
+  q[2].options = {.max_new_tokens = 25, .num_assistant_tokens = 3};
+  const BatchTextResult r = padded.generate_batch(q, &draft, {.max_batch = 3});
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    INFO("request " << i);
+    REQUIRE_FALSE(r.errors[i]);
+    const TextResult alone = padded.generate(q[i].prompt, draft, q[i].options);
+    REQUIRE(r.results[i].assistance == Assistance::draft);
+    REQUIRE(r.results[i].tokens == alone.tokens);
+    REQUIRE(r.results[i].text == alone.text);
+  }
+  REQUIRE(r.stats.draft_calls > 0);
+}

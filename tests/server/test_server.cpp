@@ -6,6 +6,9 @@
 // field, and the queue bound, client disconnects, the API key and graceful
 // shutdown behave as docs/server.md says. Every wait is bounded.
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -78,7 +81,7 @@ struct Reply {
 Reply post(int port, const std::string& path, const std::string& body,
            const std::string& key = "") {
   httplib::Client c("127.0.0.1", port);
-  c.set_read_timeout(60, 0);
+  c.set_read_timeout(240, 0);  // long generations under TSan (scripts/sanitize.sh) stay in time
   httplib::Headers h;
   if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
   auto r = c.Post(path.c_str(), h, body, "application/json");
@@ -586,4 +589,123 @@ TEST_CASE("Server: bad options are refused by name") {
   Server a(m.target, nullptr, local());
   a.start();
   CHECK_THROWS_AS(Server(m.target, nullptr, {.port = a.port()}).start(), IoError);
+}
+
+namespace {
+
+// A raw loopback connection that sends one HTTP request and can be closed
+// without reading the response (a client that leaves).
+class RawClient {
+ public:
+  RawClient(int port, const std::string& path, const std::string& body) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0);
+    const std::string req = "POST " + path +
+                            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            "Content-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    REQUIRE(::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  ~RawClient() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("Server: a client that leaves before a non-streamed response frees its sequence at once") {
+  const Models& m = models();
+  Server server(m.target, &m.draft, local());
+  server.start();
+  const int port = server.port();
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    INFO(path);
+    const std::size_t cancelled = server.stats().cancelled;
+    const std::string body =
+        std::string(path) == "/v1/completions"
+            ? R"({"prompt": "And God said", "max_tokens": 400, "temperature": 0, "ignore_eos": true})"
+            : R"({"messages": [{"role": "user", "content": "Speak"}], "max_tokens": 400,
+                 "temperature": 0, "ignore_eos": true})";
+    RawClient client(port, path, body);
+    // The request is running (some tokens generated), then the client goes.
+    REQUIRE(eventually([&] {
+      const ServerStats s = server.stats();
+      return s.running == 1 && s.engine.new_tokens > 0;
+    }));
+    client.close();
+    const auto t0 = std::chrono::steady_clock::now();
+    // The metrics show it: cancelled, nothing left in the batch or the queue.
+    REQUIRE(eventually(
+        [&] {
+          const std::string text = get(port, "/metrics").raw;
+          return metric(text, "requests_cancelled_total") == double(cancelled + 1) &&
+                 metric(text, "batch_size") == 0 && metric(text, "queue_length") == 0;
+        },
+        5000ms));
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    INFO("freed after " << ms << " ms");
+    CHECK(ms < 2000);
+    CHECK(server.stats().running == 0);
+  }
+  CHECK(server.stats().completion_tokens < 800);  // neither ran to its end
+  // The server goes on serving.
+  CHECK(post(port, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status == 200);
+}
+
+TEST_CASE("Server: self-speculation (assistant_early_exit) requests equal Model::generate alone") {
+  const Models& m = models();
+  ServerOptions o = local({.max_batch = 4});
+  o.defaults.assistant_early_exit = 2;  // assistgen serve --early-exit 2
+  Server server(m.target, nullptr, o);
+  server.start();
+  const std::vector<std::string> prompts = {"And God said", "In the beginning", "Blessed are the",
+                                            "And it came to pass", "Thou shalt not"};
+  std::vector<std::future<Reply>> replies;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    replies.push_back(std::async(std::launch::async, [&, i] {
+      json body = {{"prompt", prompts[i]}, {"max_tokens", 12 + 4 * i}};
+      if (i % 2) {
+        body["temperature"] = 0.9;
+        body["seed"] = 10 + i;
+      } else {
+        body["temperature"] = 0;
+      }
+      return post(server.port(), "/v1/completions", body.dump());
+    }));
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    INFO("request " << i);
+    const Reply r = replies[i].get();
+    REQUIRE(r.status == 200);
+    GenerateOptions go{.max_new_tokens = 12 + 4 * i, .assistant_early_exit = 2};
+    if (i % 2) {
+      go.do_sample = true;
+      go.temperature = 0.9f;
+      go.seed = 10 + i;
+    } else {
+      go.do_sample = false;
+    }
+    const TextResult ref = m.target.generate(prompts[i], go);
+    CHECK(r.body["choices"][0]["text"] == ref.text);
+    CHECK(ids_of(r.body) == ref.tokens);
+    CHECK(r.body["assistgen"]["assistance"] == "early_exit");
+    CHECK(r.body["assistgen"]["accepted"] == ref.stats.accepted);
+    if (!(i % 2))  // greedy: the target's own output
+      CHECK(ref.tokens == m.target.generate(prompts[i], {.max_new_tokens = 12 + 4 * i,
+                                                         .do_sample = false})
+                              .tokens);
+  }
+  CHECK(server.stats().engine.max_batch_seen >= 2);
 }

@@ -31,7 +31,7 @@ constexpr const char* kDescription =
 each round verifies every running sequence in one target pass (continuous
 batching: a sequence joins as soon as there is room and leaves when done).
 With -a, every sequence is assisted by the draft (its draft steps batched
-too). Each sequence's output is exactly what `assistgen generate` gives it
+too); with --early-exit E, by the target's own first E layers. Each sequence's output is exactly what `assistgen generate` gives it
 alone.
 
 Input, one JSON object per line (blank lines are skipped):
@@ -48,10 +48,10 @@ or {"index": i, "line": N, "error": "..."} for a line that failed. Exit status
 1 when any line failed.)";
 
 struct Args {
-  std::string model, assistant, prompts, out, dtype;
-  std::size_t max_batch = 8, max_cache_mb = 0;
-  int threads = 0;
-  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_dtype;
+  std::string model, assistant, prompts, out;
+  std::size_t max_batch = 8, max_cache_mb = 0, early_exit = 0;
+  LoadArgs load;
+  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_early_exit;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s, const std::string& where) {
@@ -242,8 +242,12 @@ int run(const Args& a) {
   require_option(a.o_model);
   require_option(a.o_prompts);
   if (a.max_batch == 0) throw UsageError("--max-batch must be at least 1");
+  if (given(a.o_assistant) && given(a.o_early_exit))
+    throw UsageError("-a/--assistant and --early-exit are alternatives: give one");
   std::vector<Line> lines = read_lines(a.prompts);
   const std::size_t n = lines.size();
+  if (given(a.o_early_exit))  // self-speculation for every line
+    for (Line& l : lines) l.request.options.assistant_early_exit = a.early_exit;
   std::FILE* out = stdout;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> out_file(nullptr, &std::fclose);
   if (given(a.o_out)) {
@@ -252,9 +256,7 @@ int run(const Args& a) {
     out = out_file.get();
   }
 
-  LoadModelOptions lo;
-  lo.threads = a.threads;
-  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
+  const LoadModelOptions lo = a.load.options();
   const std::filesystem::path dir(a.model);
   const bool text_mode =
       dir.extension() == ".gguf" || std::filesystem::exists(dir / "tokenizer.json");
@@ -304,7 +306,7 @@ int run(const Args& a) {
     if (std::filesystem::exists(dir / "generation_config.json"))
       defaults = GenerateOptions::load_generation_config(dir / "generation_config.json");
     cpu::LoadOptions co;
-    co.threads = a.threads;
+    co.threads = a.load.threads;
     if (lo.dtype) co.dtype = *lo.dtype;
     auto load = [&](const std::string& d) {
       return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, co));
@@ -327,6 +329,7 @@ int run(const Args& a) {
         BatchIdsRequest r;
         r.prompt = *q.tokens;
         r.config = resolve_generation_config(defaults, q.options, r.prompt.size());
+        r.early_exit = q.options.assistant_early_exit.value_or(0);
         r.config.target_special_tokens = special_tokens(t->config());
         if (q.options.eos_token_id)
           r.config.target_special_tokens->eos_token_ids.clear();
@@ -403,17 +406,17 @@ Command add_batch(CLI::App& app) {
   a->o_prompts =
       sub->add_option("--prompts", a->prompts, "input: one JSON object per line (required)");
   a->o_out = sub->add_option("--out", a->out, "output JSONL file (default: stdout)");
+  a->o_early_exit = sub->add_option("--early-exit", a->early_exit,
+                                    "self-speculation: the target's first E layers draft for every "
+                                    "sequence (not with -a or prompt_lookup)")
+                        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   sub->add_option("--max-batch", a->max_batch, "sequences verified together per round")
       ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
       ->capture_default_str();
   sub->add_option("--max-cache-mb", a->max_cache_mb,
                   "bound on the KV caches in MiB (0: none); sequences wait for room")
       ->capture_default_str();
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->load.add_to(*sub);
   return {sub, [a] { return run(*a); }};
 }
 

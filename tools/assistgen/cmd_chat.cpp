@@ -33,14 +33,14 @@ feeds the target only the tokens its cache does not hold yet.
 Options not given take the target's generation_config.json values.)";
 
 struct ChatArgs {
-  std::string model, assistant, system, template_file, dtype;
+  std::string model, assistant, system, template_file;
   std::vector<std::string> stop;
   std::size_t max_new_tokens = 256, draft_max = 5, prompt_lookup = 0, context = 0, early_exit = 0;
-  int threads = 0;
+  LoadArgs load;
   std::int64_t seed = 0;
   double temp = 1.0;
   bool greedy = false;
-  CLI::Option *o_model, *o_assistant, *o_max_new, *o_draft_max, *o_lookup, *o_dtype, *o_stop,
+  CLI::Option *o_model, *o_assistant, *o_max_new, *o_draft_max, *o_lookup, *o_stop,
       *o_temp, *o_greedy, *o_seed, *o_early_exit;
 };
 
@@ -93,21 +93,11 @@ int run_chat(const ChatArgs& a) {
 
   // The template first: a model without one fails before its weights load.
   ChatTemplate chat_template = load_template(a.model, a.template_file);
-  LoadModelOptions lo;
-  lo.threads = a.threads;
-  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
-  auto load = [&](const std::string& dir) {
-    std::optional<Model> m;
-    with_load_progress(dir, [&](const ProgressSink& sink) {
-      LoadModelOptions l = lo;
-      l.on_progress = sink;
-      m.emplace(load_model(dir, l));
-    });
-    return std::move(*m);
-  };
-  const Model target = load(a.model).with_chat_template(std::move(chat_template));
+  const LoadModelOptions lo = a.load.options();
+  const Model target =
+      load_with_progress(a.model, lo).with_chat_template(std::move(chat_template));
   std::optional<Model> draft;
-  if (given(a.o_assistant)) draft.emplace(load(a.assistant));
+  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
   ChatSession session = draft ? ChatSession(target, *draft, so) : ChatSession(target, so);
 
   const bool tty = ::isatty(STDIN_FILENO) != 0;
@@ -253,9 +243,7 @@ Command add_chat(CLI::App& app) {
       sub->add_flag("--greedy", a->greedy, "greedy decoding whatever generation_config.json says");
   a->o_seed = sub->add_option("--seed", a->seed, "RNG seed of every turn")
                   ->check(CLI::Range(std::int64_t{0}, INT64_MAX));
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16, int8 or int4")
-                   ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
+  a->load.add_to(*sub, /*int4=*/true);
   return {sub, [a] { return run_chat(*a); }};
 }
 

@@ -1,5 +1,6 @@
 // assistgen serve: an OpenAI-compatible HTTP server (assistgen::Server,
-// server.hpp) over the target, assisted by a draft or by prompt lookup.
+// server.hpp) over the target, assisted by a draft, by prompt lookup or by
+// its own first layers (--early-exit, self-speculation).
 // Listens on loopback unless --host says otherwise; SIGINT / SIGTERM stop it
 // gracefully (in-flight requests finish, or are cancelled after
 // --shutdown-grace seconds).
@@ -32,34 +33,25 @@ FILE. Prints "listening on http://HOST:PORT" once requests are accepted;
 SIGINT or SIGTERM stops it gracefully. See docs/server.md.)";
 
 struct Args {
-  std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file, dtype;
-  int port = 8080, threads = 0;
+  std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file;
+  int port = 8080;
+  LoadArgs load;
   std::size_t max_batch = 8, max_queue = 64, max_cache_mb = 0, max_body_kb = 1024,
               http_threads = 64;
-  std::size_t prompt_lookup = 0, draft_max = 0;
+  std::size_t prompt_lookup = 0, draft_max = 0, early_exit = 0;
   double shutdown_grace = 10.0;
-  CLI::Option *o_model, *o_assistant, *o_lookup, *o_draft_max, *o_dtype, *o_template;
+  CLI::Option *o_model, *o_assistant, *o_lookup, *o_draft_max, *o_template, *o_early_exit;
 };
 
 #if ASSISTGEN_CLI_HAS_SERVER
 int run(const Args& a) {
   require_option(a.o_model);
-  if (given(a.o_assistant) && given(a.o_lookup))
-    throw UsageError("-a/--assistant and --prompt-lookup are alternatives");
-  require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup),
-               "-a/--assistant or --prompt-lookup");
-  LoadModelOptions lo;
-  lo.threads = a.threads;
-  if (given(a.o_dtype)) lo.dtype = parse_dtype(a.dtype);
-  auto load = [&](const std::string& dir) {
-    std::optional<Model> m;
-    with_load_progress(dir, [&](const ProgressSink& sink) {
-      LoadModelOptions l = lo;
-      l.on_progress = sink;
-      m.emplace(load_model(dir, l));
-    });
-    return std::move(*m);
-  };
+  if (given(a.o_assistant) + given(a.o_lookup) + given(a.o_early_exit) > 1)
+    throw UsageError("-a/--assistant, --prompt-lookup and --early-exit are alternatives: give one");
+  require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup) || given(a.o_early_exit),
+               "-a/--assistant, --prompt-lookup or --early-exit");
+  const LoadModelOptions lo = a.load.options();
+  auto load = [&](const std::string& dir) { return load_with_progress(dir, lo); };
   // A template is needed only by /v1/chat/completions: without one that
   // endpoint answers 400, the rest serves.
   std::optional<ChatTemplate> chat_template;
@@ -84,6 +76,10 @@ int run(const Args& a) {
   so.http_threads = a.http_threads;
   so.shutdown_grace_seconds = a.shutdown_grace;
   if (given(a.o_lookup)) so.defaults.prompt_lookup_num_tokens = a.prompt_lookup;
+  if (given(a.o_early_exit)) {
+    check_early_exit(target, a.early_exit);
+    so.defaults.assistant_early_exit = a.early_exit;
+  }
   if (given(a.o_draft_max)) so.defaults.num_assistant_tokens = a.draft_max;
 
   // SIGINT / SIGTERM are taken by sigwait on this thread: blocked before
@@ -95,8 +91,12 @@ int run(const Args& a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   Server server(target, draft ? &*draft : nullptr, so);
   server.start();
-  std::printf("assistgen serve: %s%s%s listening on http://%s:%d (model \"%s\", max batch %zu%s)\n",
-              a.model.c_str(), draft ? " assisted by " : "", draft ? a.assistant.c_str() : "",
+  const std::string assisted = draft                   ? " assisted by " + a.assistant
+                               : given(a.o_early_exit) ? " assisted by its first " +
+                                                             std::to_string(a.early_exit) + " layers"
+                                                       : "";
+  std::printf("assistgen serve: %s%s listening on http://%s:%d (model \"%s\", max batch %zu%s)\n",
+              a.model.c_str(), assisted.c_str(),
               a.host.c_str(), server.port(), so.model_name.c_str(), so.max_batch,
               so.api_key.empty() ? "" : ", API key required");
   std::fflush(stdout);
@@ -139,6 +139,11 @@ Command add_serve(CLI::App& app) {
       sub->add_option("--prompt-lookup", a->prompt_lookup,
                       "no draft model: propose N tokens by n-gram lookup in every request")
           ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
+  a->o_early_exit =
+      sub->add_option("--early-exit", a->early_exit,
+                      "self-speculation: the target's first E layers draft for every request "
+                      "(not with -a or --prompt-lookup)")
+          ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   a->o_draft_max =
       sub->add_option("--draft-max", a->draft_max, "K: tokens drafted per round (default 5)")
           ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
@@ -174,11 +179,7 @@ Command add_serve(CLI::App& app) {
          "seconds in-flight requests may run after SIGINT/SIGTERM before they are cancelled")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
-                   ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  a->load.add_to(*sub);
   return {sub, [a] { return run(*a); }};
 }
 

@@ -12,6 +12,7 @@
 
 #include "assistgen/chat_template.hpp"
 #include "assistgen/error.hpp"
+#include "assistgen/generate.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::cli {
@@ -74,5 +75,24 @@ using ProgressSink = std::function<void(const LoadProgress&)>;
 /// time), then the load time; elsewhere the sink is empty.
 void with_load_progress(const std::filesystem::path& dir,
                         const std::function<void(const ProgressSink&)>& load);
+
+/// -t/--threads and --dtype, as the commands that load models take them.
+struct LoadArgs {
+  int threads = 0;
+  std::string dtype;
+  CLI::Option* o_dtype = nullptr;
+  /// Registers -t/--threads and --dtype on `sub`; `int4`: --dtype also
+  /// accepts int4 (i4).
+  void add_to(CLI::App& sub, bool int4 = false);
+  /// The options as LoadModelOptions (dtype only when --dtype was given).
+  LoadModelOptions options() const;
+};
+
+/// Throws (InvalidArgument / UnsupportedError, naming early_exit) unless
+/// `target` can draft for itself with its first `layers` layers.
+void check_early_exit(const Model& target, std::size_t layers);
+
+/// load_model(dir, options), with with_load_progress's progress line.
+Model load_with_progress(const std::string& dir, const LoadModelOptions& options);
 
 }  // namespace assistgen::cli

@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
+#include "assistgen/candidates/early_exit.hpp"
 #include "assistgen/chat_template.hpp"
 #include "commands.hpp"
 
@@ -148,6 +150,37 @@ void with_load_progress(const std::filesystem::path& dir,
   if (shown)
     std::fprintf(stderr, "\rloaded %s in %.1f s%40s\n", dir.c_str(),
                  std::chrono::duration<double>(clock::now() - t0).count(), "");
+}
+
+void LoadArgs::add_to(CLI::App& sub, bool int4) {
+  sub.add_option("-t,--threads", threads, "threads (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  o_dtype = int4 ? sub.add_option("--dtype", dtype, "matmul weights: f32, bf16, int8 or int4")
+                       ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}))
+                 : sub.add_option("--dtype", dtype, "matmul weights: f32, bf16 or int8")
+                       ->check(one_of({"f32", "bf16", "int8", "i8"}));
+}
+
+LoadModelOptions LoadArgs::options() const {
+  LoadModelOptions lo;
+  lo.threads = threads;
+  if (given(o_dtype)) lo.dtype = parse_dtype(dtype);
+  return lo;
+}
+
+void check_early_exit(const Model& target, std::size_t layers) {
+  const EarlyExitCandidates<AnyModel> check(target.backend(), layers);  // checks in its constructor
+}
+
+Model load_with_progress(const std::string& dir, const LoadModelOptions& options) {
+  std::optional<Model> m;
+  with_load_progress(dir, [&](const ProgressSink& sink) {
+    LoadModelOptions l = options;
+    l.on_progress = sink;
+    m.emplace(load_model(dir, l));
+  });
+  return std::move(*m);
 }
 
 }  // namespace assistgen::cli

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <span>
@@ -177,6 +178,26 @@ class DifferentTokenizerCandidates {
     }
   }
 
+  /// Hands out the draft's cache when the caller bounds memory (BatchEngine:
+  /// its KvCacheManager): `provide(capacity)` returns a cache of at least
+  /// `capacity` positions that replaces the one it returned before (whose
+  /// contents are then lost), or throws CapacityError, leaving the previous
+  /// one in place, when none fits now.
+  using CacheProvider = std::function<Cache&(std::size_t capacity)>;
+
+  /// Takes the draft's caches from `provide`, the first one of `capacity`
+  /// positions at once (its CapacityError propagates, and nothing changes).
+  /// When the draft later needs more positions than `provide` can give, the
+  /// rounds propose what the cache it has can hold, down to none (the
+  /// target's own token: the output is unchanged, the acceptance may be
+  /// lower than alone).
+  void use_cache_provider(CacheProvider provide, std::size_t capacity) {
+    Cache& c = provide(capacity);
+    provider_ = std::move(provide);
+    provided_ = capacity;
+    draft_.use_cache(c);
+  }
+
   /// Sampling mode: the shared tokens of the two vocabularies.
   const VocabularyMap& vocabulary_map() const { return map_; }
 
@@ -224,12 +245,13 @@ class DifferentTokenizerCandidates {
     // would need position before + draft_limit - 1).
     const std::size_t before = dseq_.size();
     const std::size_t draft_hard = position_limits(draft_.model()).hard;
-    const std::size_t draft_limit =
+    std::size_t draft_limit =
         !draft_hard ? limit : before <= draft_hard ? std::min(limit, draft_hard + 1 - before) : 0;
     if (dseq_.empty() || draft_limit == 0) return 0;
     sync_n_ = n;
     sync_d_ = before;
-    ensure_draft_capacity(before + draft_limit);
+    draft_limit = std::min(draft_limit, room_after(before, ensure_draft_capacity(before + draft_limit)));
+    if (draft_limit == 0) return 0;
     draft_.propose(dseq_, before, draft_limit, draft_chain_, false, ctx.draft_length, draft_eos_, ctx.rng);
     proposed_ = true;
     last_proposed_ = dseq_.size() - before;
@@ -261,6 +283,8 @@ class DifferentTokenizerCandidates {
     stats.draft_seconds = draft_.seconds() + sampled_seconds_ + convert_seconds_;
     stats.draft_tokens = draft_tokens_;
   }
+  /// The draft model (not owned).
+  const Draft& model() const { return draft_.model(); }
   /// The draft's cache for round observers (null before the first proposal).
   const Cache* draft_cache() const { return draft_.has_cache() ? &draft_.cache() : nullptr; }
 
@@ -297,7 +321,8 @@ class DifferentTokenizerCandidates {
     if (dseq_.empty() || k_max == 0) return 0;
     sync_n_ = n;
     sync_d_ = before;
-    ensure_draft_capacity(before + k_max);
+    k_max = std::min(k_max, room_after(before, ensure_draft_capacity(before + k_max)));
+    if (k_max == 0) return 0;
     // Step 2: one draft call per candidate, sampled over target ids.
     auto& cache = draft_.cache();
     if (cache.size() >= before) cache.truncate(before - 1);
@@ -407,11 +432,32 @@ class DifferentTokenizerCandidates {
   }
 
   // The draft cache must hold the sequence plus the proposal; it grows by
-  // doubling (the new cache is refilled by the next propose()).
-  void ensure_draft_capacity(std::size_t need) {
-    if (need <= draft_capacity_) return;
-    draft_capacity_ = std::max<std::size_t>({need * 2, 64, max_new_tokens_ * 2});
+  // doubling (the new cache is refilled by the next propose()). Returns the
+  // positions the cache holds: less than `need` only when a provider could
+  // not give more (use_cache_provider).
+  std::size_t ensure_draft_capacity(std::size_t need) {
+    if (need <= draft_capacity_) return draft_capacity_;
+    const std::size_t grown = std::max<std::size_t>({need * 2, 64, max_new_tokens_ * 2});
+    if (provider_) {
+      if (need > provided_) {
+        try {
+          draft_.use_cache(provider_(grown));
+          provided_ = grown;
+        } catch (const CapacityError&) {
+          if (draft_capacity_ != 0) return draft_capacity_;  // keeps the cache it has
+        }
+      }
+      draft_capacity_ = provided_;  // a first start in this generation: the provider's cache
+      draft_.start(draft_capacity_);
+      return draft_capacity_;
+    }
+    draft_capacity_ = grown;
     draft_.start(draft_capacity_);
+    return draft_capacity_;
+  }
+  // Draft tokens a proposal may add after `before` in a cache of `capacity`.
+  static std::size_t room_after(std::size_t before, std::size_t capacity) {
+    return capacity > before ? capacity - before : 0;
   }
 
   // Step 3: the draft's new tokens as target candidates, appended to `seq`.
@@ -470,6 +516,8 @@ class DifferentTokenizerCandidates {
   std::vector<Token> draft_eos_;
   LogitsProcessorChain draft_chain_;
   std::size_t draft_capacity_ = 0;
+  CacheProvider provider_;     // use_cache_provider()
+  std::size_t provided_ = 0;   // capacity of the provider's current cache
   std::size_t max_new_tokens_ = 0;
   std::size_t last_proposed_ = 0;  // draft tokens proposed in the latest round
   std::size_t sync_n_ = 0;         // target / draft lengths when the latest

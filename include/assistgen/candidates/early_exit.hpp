@@ -141,6 +141,17 @@ class EarlyExitCandidates {
     hidden_.clear();
   }
 
+  /// For a loop that verifies many sequences in one target call
+  /// (BatchEngine, DraftsOnTargetCache): drops the draft's kept rows and
+  /// cuts the cache back to the slots holding every layer, so that the
+  /// loop's full forward of seq[cache.size()..) is the verification (the
+  /// recompute path of verify(), with the same logits bits).
+  void prepare_batched_verify() {
+    Cache& c = cache();
+    if (c.size() > full_) c.truncate(full_);
+    hidden_.clear();
+  }
+
   // ---- CandidateSource (see candidate_source.hpp)
 
   /// A generation starts on the bound cache (kept to `keep` positions by the
