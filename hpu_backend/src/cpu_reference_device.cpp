@@ -16,6 +16,8 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/hpu/device.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "low_precision.hpp"
 
 namespace assistgen::hpu {
 namespace {
@@ -87,6 +89,65 @@ void gemm(const float* a, const float* b, const float* bias, float* c, std::size
   if (bias) C.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, static_cast<Idx>(N));
 }
 
+// The MME's low-precision gemm as this device models it: c[M, N] =
+// a[M, K] (bf16) * b[N, K]^T (bf16, or E4M3 codes times scale[N] / scale[1]).
+// Every product is exact in f32 (8 x 8 or 8 x 4 significant bits), summed in
+// f32 from zero in k order, each sum rounded to nearest even; then
+// c = acc (* scale[j] for fp8, rounded) (+ bias[j], rounded). The library
+// compiles with -ffp-contract=off so that no fma merges these roundings.
+// One output's operations never depend on M, so rows are batch-invariant.
+void gemm_low(const std::uint16_t* a, const void* b, bool fp8, const float* scale,
+              std::size_t n_scales, const float* bias, float* c, std::size_t M, std::size_t K,
+              std::size_t N) {
+  std::vector<float> af(M * K), bf(K);
+  for (std::size_t i = 0; i < M * K; ++i) af[i] = io::bf16_to_float(a[i]);
+  for (std::size_t j = 0; j < N; ++j) {
+    if (fp8) {
+      const auto* bj = static_cast<const std::uint8_t*>(b) + j * K;
+      for (std::size_t k = 0; k < K; ++k) bf[k] = detail::fp8_to_float(bj[k]);
+    } else {
+      const auto* bj = static_cast<const std::uint16_t*>(b) + j * K;
+      for (std::size_t k = 0; k < K; ++k) bf[k] = io::bf16_to_float(bj[k]);
+    }
+    const float bj_bias = bias ? bias[j] : 0.0f;
+    const float s = fp8 ? scale[n_scales == 1 ? 0 : j] : 1.0f;
+    for (std::size_t i = 0; i < M; ++i) {
+      const float* ai = af.data() + i * K;
+      float acc = 0.0f;
+      for (std::size_t k = 0; k < K; ++k) acc += ai[k] * bf[k];  // exact product: fma or not, same
+      const float y = fp8 ? acc * s : acc;
+      c[i * N + j] = bias ? y + bj_bias : y;
+    }
+  }
+}
+
+// The CPU backend's LayerNorm (biased variance), in its order of operations.
+void layernorm(const float* x, const float* w, const float* b, float* y, std::size_t rows,
+               std::size_t h, float eps) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * h;
+    float* yr = y + r * h;
+    float sum = 0;
+    for (std::size_t i = 0; i < h; ++i) sum += xr[i];
+    const float mean = sum / static_cast<float>(h);
+    float sq = 0;
+    for (std::size_t i = 0; i < h; ++i) {
+      yr[i] = xr[i] - mean;
+      sq += yr[i] * yr[i];
+    }
+    const float inv = 1.0f / std::sqrt(sq / static_cast<float>(h) + eps);
+    for (std::size_t i = 0; i < h; ++i) yr[i] = (yr[i] * inv) * w[i] + b[i];
+  }
+}
+
+void gelu_tanh(const float* x, float* out, std::size_t n) {
+  constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    out[i] = 0.5f * v * (1.0f + std::tanh(kC * (v + 0.044715f * (v * v * v))));
+  }
+}
+
 void rope(const float* x, const float* cos_t, const float* sin_t, float* out, std::size_t B,
           std::size_t T, std::size_t width, std::size_t hd) {
   const std::size_t half = hd / 2;
@@ -131,12 +192,14 @@ void transpose(const float* x, float* out, const std::vector<std::int64_t>& in_s
   }
 }
 
-void add(const float* a, const float* b, float* out, const std::vector<std::int64_t>& as,
-         const std::vector<std::int64_t>& bs) {
+// out = a (+ or *) b, b broadcast over a's shape.
+template <class F>
+void broadcast(const float* a, const float* b, float* out, const std::vector<std::int64_t>& as,
+               const std::vector<std::int64_t>& bs, F op) {
   std::size_t total = 1;
   for (auto d : as) total *= static_cast<std::size_t>(d);
   if (as == bs) {
-    for (std::size_t i = 0; i < total; ++i) out[i] = a[i] + b[i];
+    for (std::size_t i = 0; i < total; ++i) out[i] = op(a[i], b[i]);
     return;
   }
   const std::size_t r = as.size();
@@ -153,9 +216,9 @@ void add(const float* a, const float* b, float* out, const std::vector<std::int6
     const float* ar = a + row * last;
     float* orow = out + row * last;
     if (b_last)
-      for (std::size_t j = 0; j < last; ++j) orow[j] = ar[j] + b[boff + j];
+      for (std::size_t j = 0; j < last; ++j) orow[j] = op(ar[j], b[boff + j]);
     else
-      for (std::size_t j = 0; j < last; ++j) orow[j] = ar[j] + b[boff];
+      for (std::size_t j = 0; j < last; ++j) orow[j] = op(ar[j], b[boff]);
   }
 }
 
@@ -305,8 +368,36 @@ class CpuReferenceDevice final : public Device {
       case Op::gemm: {
         const std::size_t K = d(t(0).shape.back());
         const std::size_t N = d(n.attrs.transpose_b ? t(1).shape[0] : t(1).shape[1]);
-        gemm(f(0), f(1), n.inputs.size() == 3 ? f(2) : nullptr, o(), t(0).numel() / K, K, N,
-             n.attrs.transpose_b);
+        const DType wt = t(1).dtype;
+        if (wt == DType::f32) {
+          gemm(f(0), f(1), n.inputs.size() == 3 ? f(2) : nullptr, o(), t(0).numel() / K, K, N,
+               n.attrs.transpose_b);
+          break;
+        }
+        if (!n.attrs.transpose_b)
+          throw UnsupportedError("hpu cpu-reference, node '" + n.name +
+                                 "': a " + std::string(dtype_name(wt)) +
+                                 " gemm needs transpose_b (weights [N, K])");
+        const bool fp8 = wt == DType::f8_e4m3;
+        const std::size_t n_in = n.inputs.size();
+        const bool has_bias = n_in == (fp8 ? 4u : 3u);
+        gemm_low(reinterpret_cast<const std::uint16_t*>(f(0)), f(1), fp8,
+                 fp8 ? f(n_in - 1) : nullptr, fp8 ? t(n_in - 1).numel() : 0,
+                 has_bias ? f(2) : nullptr, o(), t(0).numel() / K, K, N);
+        break;
+      }
+      case Op::layernorm: {
+        const std::size_t h = d(t(0).shape.back());
+        layernorm(f(0), f(1), f(2), o(), t(0).numel() / h, h, n.attrs.eps);
+        break;
+      }
+      case Op::gelu_tanh:
+        gelu_tanh(f(0), o(), t(0).numel());
+        break;
+      case Op::cast_bf16: {
+        auto* y = reinterpret_cast<std::uint16_t*>(ptr[static_cast<std::size_t>(n.outputs[0])]);
+        const float* x = f(0);
+        for (std::size_t i = 0, e = t(0).numel(); i < e; ++i) y[i] = io::float_to_bf16(x[i]);
         break;
       }
       case Op::batch_gemm: {
@@ -328,7 +419,10 @@ class CpuReferenceDevice final : public Device {
         std::memcpy(o(), f(0), t(0).bytes());
         break;
       case Op::add:
-        add(f(0), f(1), o(), t(0).shape, t(1).shape);
+        broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x + y; });
+        break;
+      case Op::mul:
+        broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x * y; });
         break;
       case Op::softmax: {
         const std::size_t last = d(t(0).shape.back());

@@ -36,6 +36,14 @@ std::string_view op_name(Op op) {
       return "kv_write";
     case Op::kv_read:
       return "kv_read";
+    case Op::layernorm:
+      return "layernorm";
+    case Op::gelu_tanh:
+      return "gelu_tanh";
+    case Op::cast_bf16:
+      return "cast_bf16";
+    case Op::mul:
+      return "mul";
   }
   return "?";
 }
@@ -150,14 +158,35 @@ void Graph::validate() const {
         break;
       }
       case Op::gemm: {
-        arity(2, 3, 1);
+        // Operand types (MME): f32 x f32, bf16 x bf16, or bf16 x f8_e4m3
+        // with a scale as the last input.
+        const bool fp8 = n.inputs.size() >= 2 && in(1).dtype == DType::f8_e4m3;
+        if (fp8)
+          arity(3, 4, 1);
+        else
+          arity(2, 3, 1);
         rank(in(1), 2);
+        if (in(1).dtype != DType::f32 && in(1).dtype != DType::bf16 && !fp8)
+          fail("tensor '" + in(1).name + "' is " + std::string(dtype_name(in(1).dtype)) +
+               ", expected f32, bf16 or f8_e4m3");
+        dtype(in(0), in(1).dtype == DType::f32 ? DType::f32 : DType::bf16);
         const auto k = in(0).shape.back();
         const auto N = n.attrs.transpose_b ? in(1).shape[0] : in(1).shape[1];
         const auto K = n.attrs.transpose_b ? in(1).shape[1] : in(1).shape[0];
         if (K != k)
           fail("inner dimensions of '" + in(0).name + "' and '" + in(1).name + "' differ");
-        if (n.inputs.size() == 3) expect(in(2), {N});
+        const std::size_t n_bias = n.inputs.size() - (fp8 ? 3 : 2);
+        if (n_bias == 1) {
+          expect(in(2), {N});
+          dtype(in(2), DType::f32);
+        }
+        if (fp8) {
+          const auto& sc = in(n.inputs.size() - 1);
+          dtype(sc, DType::f32);
+          if (sc.shape != std::vector<std::int64_t>{N} && sc.shape != std::vector<std::int64_t>{1})
+            fail("scale '" + sc.name + "' has shape " + shape_str(sc.shape) + ", expected [" +
+                 std::to_string(N) + "] (per channel) or [1] (per tensor)");
+        }
         auto s = in(0).shape;
         s.back() = N;
         expect(out(), s);
@@ -211,7 +240,8 @@ void Graph::validate() const {
                shape_str(out().shape));
         break;
       }
-      case Op::add: {
+      case Op::add:
+      case Op::mul: {
         arity(2, 2, 1);
         const auto& a = in(0).shape;
         const auto& b = in(1).shape;
@@ -256,9 +286,30 @@ void Graph::validate() const {
         expect(out(), {c[0], c[1], n.attrs.length, c[3]});
         break;
       }
+      case Op::layernorm: {
+        arity(3, 3, 1);
+        expect(in(1), {in(0).shape.back()});
+        expect(in(2), {in(0).shape.back()});
+        expect(out(), in(0).shape);
+        if (!(n.attrs.eps > 0)) fail("eps must be positive");
+        break;
+      }
+      case Op::gelu_tanh: {
+        arity(1, 1, 1);
+        expect(out(), in(0).shape);
+        break;
+      }
+      case Op::cast_bf16: {
+        arity(1, 1, 1);
+        dtype(in(0), DType::f32);
+        dtype(out(), DType::bf16);
+        expect(out(), in(0).shape);
+        break;
+      }
     }
     for (int id : n.outputs) {
-      if (n.op != Op::embedding && n.op != Op::kv_write && tensor(id).dtype != DType::f32)
+      if (n.op != Op::embedding && n.op != Op::kv_write && n.op != Op::cast_bf16 &&
+          tensor(id).dtype != DType::f32)
         fail("output '" + tensor(id).name + "' must be f32");
       written[static_cast<std::size_t>(id)] = true;
     }

@@ -29,7 +29,11 @@ enum class Op {
   /// in: x [..., H], weight [H] -> out [..., H]; attr eps.
   rmsnorm,
   /// in: a [..., K], b [N, K] (transpose_b) or [K, N], optional bias [N]
-  /// -> out [..., N]: a matrix product over the flattened leading dims.
+  /// -> out [..., N] f32: a matrix product over the flattened leading dims.
+  /// Operand types, as Gaudi's MME takes them: a and b f32; a and b bf16
+  /// (products exact, f32 accumulation in k order); or a bf16 and b
+  /// f8_e4m3 with a last input scale [N] or [1] f32 (out = scale * the f32
+  /// accumulation, then + bias). Bias is f32.
   gemm,
   /// in: a [G, M, K], b [G, N, K] (transpose_b) or [G, K, N] -> out [G, M, N].
   batch_gemm,
@@ -53,6 +57,15 @@ enum class Op {
   kv_write,
   /// in: cache [B, Hkv, Lmax, D] -> out [B, Hkv, L, D]: positions [0, L).
   kv_read,
+  /// in: x [..., H], weight [H], bias [H] -> out [..., H]: LayerNorm with
+  /// the biased variance (torch.nn.LayerNorm); attr eps.
+  layernorm,
+  /// in: x -> out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new).
+  gelu_tanh,
+  /// in: x f32 -> out bf16 of x's shape, rounded to nearest even.
+  cast_bf16,
+  /// in: a, b -> out = a * b, broadcasting b as add does.
+  mul,
 };
 
 /// Lower-case name of an op ("batch_gemm", ...).
@@ -82,7 +95,7 @@ struct TensorInfo {
 
 /// Attributes; each op reads the ones its description names.
 struct NodeAttrs {
-  float eps = 0.0f;                     ///< rmsnorm
+  float eps = 0.0f;                     ///< rmsnorm, layernorm
   bool transpose_b = false;             ///< gemm, batch_gemm
   std::int64_t head_dim = 0;            ///< rope
   std::vector<std::int64_t> perm = {};  ///< transpose

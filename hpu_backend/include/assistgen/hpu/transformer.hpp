@@ -1,4 +1,5 @@
-// hpu::Transformer: Llama-family decoders (Llama, Mistral, Qwen2) run as
+// hpu::Transformer: the decoder families of the architecture registry
+// (Llama, Mistral, Qwen2, GPT-2) run as
 // static-shape graphs on an hpu::Device, the way Gaudi wants them: every
 // forward pass is padded to a (batch, tokens, kv_len) bucket, the compiled
 // graph for that bucket comes from an LRU GraphCache, and the KV cache is
@@ -53,8 +54,20 @@ struct LoadOptions {
   /// with the model, not with a requested number of positions. Off: the
   /// buckets are used as given (RoPE runs past max_position_embeddings).
   bool bound_by_model = false;
-  /// Compute type. Only f32 is built (bf16/f16 checkpoints are converted at load).
+  /// Type of the matmul weights (every linear layer and the LM head), as
+  /// Gaudi's MME takes them; embeddings, norms, biases, attention and the
+  /// KV cache stay f32 (as in cpu::Transformer's bf16 path):
+  ///  - f32: everything f32 (bf16/f16 checkpoints are widened exactly);
+  ///  - bf16: weights rounded to bf16 (nearest even; exact for a bf16
+  ///    checkpoint), each gemm's activations cast to bf16, products exact,
+  ///    f32 accumulation (docs/hpu.md states the order);
+  ///  - f8_e4m3: weights quantized at load to FP8 E4M3 with a scale per
+  ///    output channel (fp8_per_channel) or per tensor (max |w| / 448),
+  ///    activations bf16, f32 accumulation, then times the scale.
+  /// Other types are an UnsupportedError naming the option.
   DType dtype = DType::f32;
+  /// f8_e4m3: one scale per output channel (true) or per weight tensor.
+  bool fp8_per_channel = true;
 };
 
 /// The old name of LoadOptions, kept for one release.
