@@ -231,17 +231,18 @@ TEST_CASE("bf16 graphs: logits within the stated bound of cpu::Transformer's bf1
       const Logits want = cpu.forward(kTokens, cc);
       const Logits got = hpu.forward(kTokens, hc);
       // The weights and every matmul input are rounded to bf16 by both, with
-      // f32 accumulation; they differ in the order of the f32 sums (and the
-      // CPU's AMX / VDPBF16PS pairing), so an activation can round to the
-      // neighbouring bf16 value. Bound: 2^-7 of the logits' scale (two bf16
-      // ulps); the argmax agrees in every row.
+      // f32 accumulation; they differ only in the order of the f32 sums (the
+      // CPU's AMX / VDPBF16PS pairing, attention, norms), which could round
+      // an activation to the neighbouring bf16 value. Measured: at most
+      // 3.3e-7 of the logits' scale over these checkpoints (AMX CPU). Bound:
+      // 1e-4 of the scale, the f32 comparison's; the argmax agrees in every row.
       float scale = 0, diff = 0;
       for (std::size_t i = 0; i < want.rows() * want.cols(); ++i) {
         scale = std::max(scale, std::abs(want.data()[i]));
         diff = std::max(diff, std::abs(got.data()[i] - want.data()[i]));
       }
       INFO("max |diff| " << diff << " of scale " << scale);
-      CHECK(diff <= std::ldexp(scale, -7));
+      CHECK(diff <= 1e-4f * scale);
       for (std::size_t r = 0; r < want.rows(); ++r) CHECK(argmax(got.row(r)) == argmax(want.row(r)));
 
       // Greedy decoding, plain and assisted (the f32 graph of the same
