@@ -66,27 +66,48 @@ void embedding(const std::int32_t* ids, std::size_t n, const float* table, std::
   }
 }
 
+// Sums in index order (fixed, as every reduction here).
 void rmsnorm(const float* x, const float* w, float* y, std::size_t rows, std::size_t h, float eps) {
-  Eigen::Map<const Eigen::ArrayXf> wv(w, static_cast<Idx>(h));
   for (std::size_t r = 0; r < rows; ++r) {
-    Eigen::Map<const Eigen::ArrayXf> xv(x + r * h, static_cast<Idx>(h));
-    const float ms = xv.square().sum() / static_cast<float>(h);
-    Eigen::Map<Eigen::ArrayXf>(y + r * h, static_cast<Idx>(h)) =
-        xv * (1.0f / std::sqrt(ms + eps)) * wv;
+    const float* xr = x + r * h;
+    float sq = 0;
+    for (std::size_t i = 0; i < h; ++i) sq += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(sq / static_cast<float>(h) + eps);
+    for (std::size_t i = 0; i < h; ++i) y[r * h + i] = (xr[i] * inv) * w[i];
   }
 }
 
-// c[M, N] = a[M, K] * (b[N, K]^T or b[K, N]) (+ bias)
+// c[M, N] = a[M, K] * (b[N, K]^T or b[K, N]) (+ bias). Every output is
+// summed from zero in k order, then the bias added: the same operations
+// whatever M is and wherever the row sits (Eigen's GEMM picks kernels and
+// blockings by size and row position), so a token's logits do not depend on
+// its batch mates, its bucket's padding or its chunk (batch invariance).
 void gemm(const float* a, const float* b, const float* bias, float* c, std::size_t M, std::size_t K,
           std::size_t N, bool transpose_b) {
-  Eigen::Map<const RowMatrix> A(a, static_cast<Idx>(M), static_cast<Idx>(K));
-  Eigen::Map<RowMatrix> C(c, static_cast<Idx>(M), static_cast<Idx>(N));
-  if (transpose_b)
-    C.noalias() =
-        A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(N), static_cast<Idx>(K)).transpose();
-  else
-    C.noalias() = A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(K), static_cast<Idx>(N));
-  if (bias) C.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, static_cast<Idx>(N));
+  if (transpose_b) {
+    for (std::size_t i = 0; i < M; ++i) {
+      const float* ai = a + i * K;
+      for (std::size_t j = 0; j < N; ++j) {
+        const float* bj = b + j * K;
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < K; ++k) acc += ai[k] * bj[k];
+        c[i * N + j] = bias ? acc + bias[j] : acc;
+      }
+    }
+    return;
+  }
+  // b [K, N]: accumulate whole rows, each element still in k order.
+  for (std::size_t i = 0; i < M; ++i) {
+    float* ci = c + i * N;
+    std::fill_n(ci, N, 0.0f);
+    for (std::size_t k = 0; k < K; ++k) {
+      const float aik = a[i * K + k];
+      const float* bk = b + k * N;
+      for (std::size_t j = 0; j < N; ++j) ci[j] += aik * bk[j];
+    }
+    if (bias)
+      for (std::size_t j = 0; j < N; ++j) ci[j] += bias[j];
+  }
 }
 
 // The MME's low-precision gemm as this device models it: c[M, N] =
@@ -148,13 +169,15 @@ void gelu_tanh(const float* x, float* out, std::size_t n) {
   }
 }
 
+// cos / sin are [T, half] (shared by the batch) or [B, T, half] (per row).
 void rope(const float* x, const float* cos_t, const float* sin_t, float* out, std::size_t B,
-          std::size_t T, std::size_t width, std::size_t hd) {
+          std::size_t T, std::size_t width, std::size_t hd, bool per_row) {
   const std::size_t half = hd / 2;
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t t = 0; t < T; ++t) {
-      const float* c = cos_t + t * half;
-      const float* s = sin_t + t * half;
+      const std::size_t row = per_row ? b * T + t : t;
+      const float* c = cos_t + row * half;
+      const float* s = sin_t + row * half;
       for (std::size_t h = 0; h < width / hd; ++h) {
         const std::size_t o = (b * T + t) * width + h * hd;
         for (std::size_t i = 0; i < half; ++i) {
@@ -222,23 +245,30 @@ void broadcast(const float* a, const float* b, float* out, const std::vector<std
   }
 }
 
+// Masked entries (-inf) give exact zeros, and adding zeros in index order
+// changes no bit: a longer kv bucket gives the same probabilities.
 void softmax(const float* x, float* out, std::size_t rows, std::size_t n) {
   for (std::size_t r = 0; r < rows; ++r) {
-    Eigen::Map<const Eigen::ArrayXf> xv(x + r * n, static_cast<Idx>(n));
-    Eigen::Map<Eigen::ArrayXf> ov(out + r * n, static_cast<Idx>(n));
-    const float mx = xv.maxCoeff();
+    const float* xr = x + r * n;
+    float* o = out + r * n;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, xr[i]);
     if (mx == -std::numeric_limits<float>::infinity()) {  // fully masked row
-      ov.setZero();
+      std::fill_n(o, n, 0.0f);
       continue;
     }
-    ov = (xv - mx).exp();
-    ov /= ov.sum();
+    float sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      o[i] = std::exp(xr[i] - mx);
+      sum += o[i];
+    }
+    for (std::size_t i = 0; i < n; ++i) o[i] = o[i] / sum;
   }
 }
 
+// Scalar libm exp: an element's value never depends on its neighbours.
 void silu_mul(const float* g, const float* u, float* out, std::size_t n) {
-  Eigen::Map<const Eigen::ArrayXf> gv(g, static_cast<Idx>(n)), uv(u, static_cast<Idx>(n));
-  Eigen::Map<Eigen::ArrayXf>(out, static_cast<Idx>(n)) = gv / (1.0f + (-gv).exp()) * uv;
+  for (std::size_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 // ---- the device -------------------------------------------------------------
@@ -410,7 +440,7 @@ class CpuReferenceDevice final : public Device {
       }
       case Op::rope:
         rope(f(0), f(1), f(2), o(), d(t(0).shape[0]), d(t(0).shape[1]), d(t(0).shape[2]),
-             d(n.attrs.head_dim));
+             d(n.attrs.head_dim), t(1).shape.size() == 3);
         break;
       case Op::transpose:
         transpose(f(0), o(), t(0).shape, n.attrs.perm);
@@ -421,6 +451,19 @@ class CpuReferenceDevice final : public Device {
       case Op::add:
         broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x + y; });
         break;
+      case Op::batch_row: {
+        const std::size_t row = t(0).bytes() / d(t(0).shape[0]);
+        std::memcpy(o(), reinterpret_cast<const std::byte*>(f(0)) + d(n.attrs.length) * row, row);
+        break;
+      }
+      case Op::concat: {
+        std::byte* dst = ptr[static_cast<std::size_t>(n.outputs[0])];
+        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+          std::memcpy(dst, f(i), t(i).bytes());
+          dst += t(i).bytes();
+        }
+        break;
+      }
       case Op::mul:
         broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x * y; });
         break;

@@ -145,10 +145,19 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   };
 
   const int ids = g.add_tensor("ids", {B, T}, DType::i32, TensorKind::input);
-  const int index = g.add_tensor("write_index", {T}, DType::i32, TensorKind::input);
+  // Batch row j writes its own cache at its own positions: one index and one
+  // pair of cache tensors per row (names without a row suffix for batch 1).
+  auto row_name = [&](const std::string& base, I j) {
+    return B == 1 ? base : base + ".b" + std::to_string(j);
+  };
+  std::vector<int> index;
+  for (I j = 0; j < B; ++j)
+    index.push_back(g.add_tensor(row_name("write_index", j), {T}, DType::i32, TensorKind::input));
   const bool rope = !s.learned_positions;
-  const int cos = rope ? g.add_tensor("cos", {T, hd / 2}, DType::f32, TensorKind::input) : -1;
-  const int sin = rope ? g.add_tensor("sin", {T, hd / 2}, DType::f32, TensorKind::input) : -1;
+  // RoPE tables: shared [T, half] for batch 1, per row [B, T, half] above.
+  const std::vector<I> cs_shape = B == 1 ? std::vector<I>{T, hd / 2} : std::vector<I>{B, T, hd / 2};
+  const int cos = rope ? g.add_tensor("cos", cs_shape, DType::f32, TensorKind::input) : -1;
+  const int sin = rope ? g.add_tensor("sin", cs_shape, DType::f32, TensorKind::input) : -1;
   const int pos_ids =
       rope ? -1 : g.add_tensor("positions", {B, T}, DType::i32, TensorKind::input);
   const int mask =
@@ -167,8 +176,6 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   }
   for (std::size_t l = 0; l < s.layers; ++l) {
     auto nm = [&](const char* what) { return layer_name(l, what); };
-    const int kc = g.add_tensor(nm("k_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
-    const int vc = g.add_tensor(nm("v_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
 
     const int xn = norm(nm("attn_norm.out"), nm("attn_norm"), x);
     const int q = linear(nm("q"), xn, {B, T, H}, qd, H, s.qkv_bias);
@@ -185,10 +192,26 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
       return node(Op::transpose, nm(what) + std::string(".heads"), {r}, {B, nkv, T, hd},
                   {.perm = {0, 2, 1, 3}});
     };
-    g.add_node(Op::kv_write, nm("k_cache.write"), {kc, index, to_heads(kr, "k")}, {kc});
-    g.add_node(Op::kv_write, nm("v_cache.write"), {vc, index, to_heads(v, "v")}, {vc});
-    const int K = node(Op::kv_read, nm("k_cache.read"), {kc}, {B, nkv, L, hd}, {.length = L});
-    const int Vv = node(Op::kv_read, nm("v_cache.read"), {vc}, {B, nkv, L, hd}, {.length = L});
+    // Per batch row: its rows of K (V), written into its cache in place,
+    // then the cache's first L positions read back; the rows are stacked
+    // again for attention.
+    auto cache_rw = [&](int heads, const char* what) {
+      std::vector<int> reads;
+      for (I j = 0; j < B; ++j) {
+        const std::string c = row_name(nm(what), j);
+        const int cache = g.add_tensor(c, {1, nkv, S, hd}, DType::f32, TensorKind::state);
+        const int src =
+            B == 1 ? heads
+                   : node(Op::batch_row, c + ".src", {heads}, {1, nkv, T, hd}, {.length = j});
+        g.add_node(Op::kv_write, c + ".write", {cache, index[static_cast<std::size_t>(j)], src},
+                   {cache});
+        reads.push_back(node(Op::kv_read, c + ".read", {cache}, {1, nkv, L, hd}, {.length = L}));
+      }
+      return B == 1 ? reads[0]
+                    : node(Op::concat, nm(what) + std::string(".read"), reads, {B, nkv, L, hd});
+    };
+    const int K = cache_rw(to_heads(kr, "k"), "k_cache");
+    const int Vv = cache_rw(to_heads(v, "v"), "v_cache");
     const int K3 = node(Op::reshape, nm("k_cache.read.3d"), {K}, {B * nkv, L, hd});
     const int V3 = node(Op::reshape, nm("v_cache.read.3d"), {Vv}, {B * nkv, L, hd});
 

@@ -44,6 +44,10 @@ std::string_view op_name(Op op) {
       return "cast_bf16";
     case Op::mul:
       return "mul";
+    case Op::batch_row:
+      return "batch_row";
+    case Op::concat:
+      return "concat";
   }
   return "?";
 }
@@ -212,8 +216,13 @@ void Graph::validate() const {
         const auto hd = n.attrs.head_dim;
         if (hd <= 0 || hd % 2 != 0 || in(0).shape[2] % hd != 0)
           fail("head_dim " + std::to_string(hd) + " must be even and divide the last dimension");
-        expect(in(1), {in(0).shape[1], hd / 2});
-        expect(in(2), {in(0).shape[1], hd / 2});
+        if (in(1).shape.size() == 3) {  // per batch row
+          expect(in(1), {in(0).shape[0], in(0).shape[1], hd / 2});
+          expect(in(2), {in(0).shape[0], in(0).shape[1], hd / 2});
+        } else {
+          expect(in(1), {in(0).shape[1], hd / 2});
+          expect(in(2), {in(0).shape[1], hd / 2});
+        }
         expect(out(), in(0).shape);
         break;
       }
@@ -286,6 +295,30 @@ void Graph::validate() const {
         expect(out(), {c[0], c[1], n.attrs.length, c[3]});
         break;
       }
+      case Op::batch_row: {
+        arity(1, 1, 1);
+        if (n.attrs.length < 0 || n.attrs.length >= in(0).shape[0])
+          fail("row " + std::to_string(n.attrs.length) + " is outside the " +
+               std::to_string(in(0).shape[0]) + " rows of '" + in(0).name + "'");
+        auto s1 = in(0).shape;
+        s1[0] = 1;
+        expect(out(), s1);
+        dtype(out(), in(0).dtype);
+        break;
+      }
+      case Op::concat: {
+        if (n.inputs.empty() || n.outputs.size() != 1) fail("needs inputs and one output");
+        auto s1 = in(0).shape;
+        if (s1[0] != 1) fail("input '" + in(0).name + "' must have 1 row");
+        for (std::size_t i = 1; i < n.inputs.size(); ++i) {
+          expect(in(i), s1);
+          dtype(in(i), in(0).dtype);
+        }
+        s1[0] = static_cast<std::int64_t>(n.inputs.size());
+        expect(out(), s1);
+        dtype(out(), in(0).dtype);
+        break;
+      }
       case Op::layernorm: {
         arity(3, 3, 1);
         expect(in(1), {in(0).shape.back()});
@@ -309,7 +342,7 @@ void Graph::validate() const {
     }
     for (int id : n.outputs) {
       if (n.op != Op::embedding && n.op != Op::kv_write && n.op != Op::cast_bf16 &&
-          tensor(id).dtype != DType::f32)
+          n.op != Op::batch_row && n.op != Op::concat && tensor(id).dtype != DType::f32)
         fail("output '" + tensor(id).name + "' must be f32");
       written[static_cast<std::size_t>(id)] = true;
     }

@@ -381,6 +381,25 @@ class Lowering {
       case Op::mul:
         node("mult_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
         break;
+      case Op::batch_row: {
+        // A slice of one row along the slowest axis (fastest-first: the last).
+        syn::SliceParams p{};
+        for (std::int32_t j = 0; j < rank; ++j) {
+          p.axes[j] = static_cast<std::uint32_t>(j);
+          p.starts[j] = 0;
+          p.ends[j] = static_cast<std::uint32_t>(in0.shape[static_cast<std::size_t>(rank - 1 - j)]);
+          p.steps[j] = 1;
+        }
+        p.starts[rank - 1] = static_cast<std::uint32_t>(n.attrs.length);
+        p.ends[rank - 1] = static_cast<std::uint32_t>(n.attrs.length + 1);
+        node("slice", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        break;
+      }
+      case Op::concat: {
+        syn::AxisParams p{rank - 1};  // the IR's dim 0, fastest-first
+        node("concat", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        break;
+      }
     }
   }
 

@@ -5,6 +5,8 @@
 #include "assistgen/hpu/transformer.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <optional>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -29,8 +31,8 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 }  // namespace
 
 std::size_t TransformerCache::bytes() const {
-  return kv_.bytes() + ids_.bytes() + index_.bytes() + cos_.bytes() + sin_.bytes() + mask_.bytes() +
-         window_mask_.bytes() + logits_.bytes() + workspace_.bytes();
+  return kv_.bytes() + ids_.bytes() + index_.bytes() + pad_index_.bytes() + cos_.bytes() +
+         sin_.bytes() + mask_.bytes() + window_mask_.bytes() + logits_.bytes() + workspace_.bytes();
 }
 
 struct Transformer::Impl {
@@ -118,13 +120,19 @@ struct Transformer::Impl {
     if (cfg.positions == PositionKind::rope && cfg.head_dim % 2 != 0)
       throw ConfigError("hpu::Transformer: head_dim " + std::to_string(cfg.head_dim) +
                         " must be even for RoPE");
-    layout = {cfg.num_hidden_layers, buckets.max_batch(), cfg.num_key_value_heads,
-              buckets.max_kv_len(), cfg.head_dim};
+    // One sequence per cache: a batched launch binds each row's own cache.
+    layout = {cfg.num_hidden_layers, 1, cfg.num_key_value_heads, buckets.max_kv_len(), cfg.head_dim};
     spec = detail::DecoderSpec::from(cfg, layout.slots(), opts.dtype, opts.fp8_per_channel);
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
     for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
       kv_names.push_back(detail::layer_name(l, "k_cache"));
       kv_names.push_back(detail::layer_name(l, "v_cache"));
+    }
+    for (std::size_t j = 0; j < buckets.max_batch(); ++j) {
+      const std::string suffix = ".b" + std::to_string(j);
+      RowNames rn{"write_index" + suffix, {}};
+      for (const auto& kvn : kv_names) rn.kv.push_back(kvn + suffix);
+      rows.push_back(std::move(rn));
     }
     for (const Bucket& b : buckets.all()) keys.push_back(key(b));
     const std::size_t n_buckets = keys.size();
@@ -135,6 +143,23 @@ struct Transformer::Impl {
   }
 
   void forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const;
+  void forward(std::span<const ForwardRequest> requests, std::span<TransformerCache* const> caches,
+               Logits& out, const LayerPlan& plan) const;
+
+  // Binding names of batch row j in graphs of batch > 1, made at load.
+  struct RowNames {
+    std::string index;            // "write_index.b<j>"
+    std::vector<std::string> kv;  // "l<i>.k_cache.b<j>", "l<i>.v_cache.b<j>" per layer
+  };
+  std::vector<RowNames> rows;
+  const RowNames& row_names(std::size_t j) const { return rows[j]; }
+
+  // Launch counters of every forward call (LaunchStats).
+  struct Counters {
+    std::atomic<std::size_t> launches{0}, batched_launches{0}, batch_rows{0}, padded_rows{0},
+        token_slots{0}, padded_tokens{0};
+  };
+  mutable Counters counters;
 };
 
 Transformer::Transformer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -357,9 +382,10 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   auto& dev = impl_->device;
   c.ids_ = DeviceBuffer(dev, B * T * sizeof(std::int32_t));
   c.index_ = DeviceBuffer(dev, T * sizeof(std::int32_t));
-  // RoPE: cos and sin [T, half]; learned positions: the ids [B, T] in cos_.
-  c.cos_ = DeviceBuffer(dev, std::max(T * half * sizeof(float), B * T * sizeof(std::int32_t)));
-  if (!impl_->spec.learned_positions) c.sin_ = DeviceBuffer(dev, T * half * sizeof(float));
+  // RoPE: cos and sin [B, T, half]; learned positions: the ids [B, T] in cos_.
+  c.cos_ = DeviceBuffer(dev, std::max(B * T * half * sizeof(float), B * T * sizeof(std::int32_t)));
+  if (!impl_->spec.learned_positions) c.sin_ = DeviceBuffer(dev, B * T * half * sizeof(float));
+  if (B > 1) c.pad_index_ = DeviceBuffer(dev, T * sizeof(std::int32_t));
   c.mask_ = DeviceBuffer(dev, B * T * bk.max_kv_len() * sizeof(float));
   if (impl_->spec.has_window_mask()) c.window_mask_ = DeviceBuffer(dev, c.mask_.bytes());
   c.logits_ = DeviceBuffer(dev, B * T * impl_->cfg.vocab_size * sizeof(float));
@@ -376,6 +402,17 @@ void Transformer::forward(std::span<const Token> tokens, Cache& cache, Logits& o
   impl_->forward(tokens, cache, out);
 }
 
+void Transformer::forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+                          Logits& out, const LayerPlan& plan) const {
+  impl_->forward(requests, caches, out, plan);
+}
+
+LaunchStats Transformer::launch_stats() const {
+  const auto& c = impl_->counters;
+  return {c.launches.load(), c.batched_launches.load(), c.batch_rows.load(), c.padded_rows.load(),
+          c.token_slots.load(), c.padded_tokens.load()};
+}
+
 namespace {
 
 // Host-side staging of one forward call, per thread and reused (as the CPU
@@ -384,7 +421,8 @@ namespace {
 struct HostStaging {
   std::vector<Binding> bind;
   std::vector<std::int32_t> ids, index, positions;
-  std::vector<float> cs, sn, mask, window_mask;
+  std::vector<float> cs, sn, mask, window_mask, one_mask;
+  std::vector<std::size_t> out_base, done, rows;
 };
 
 HostStaging& host_staging() {
@@ -395,106 +433,209 @@ HostStaging& host_staging() {
 }  // namespace
 
 void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const {
-  const std::size_t n = tokens.size();
-  if (n == 0) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
-  assistgen::detail::check_token_ids(tokens, cfg.vocab_size);
-  StaticKvCache& kv = cache.kv_;
-  const KvLayout& cl = kv.layout();
-  if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads ||
-      cl.head_dim != layout.head_dim || cl.max_len != layout.max_len || cl.batch != layout.batch ||
-      !cache.logits_ ||
-      cache.logits_.bytes() < layout.batch * buckets.max_tokens() * cfg.vocab_size * sizeof(float))
-    throw InvalidArgument(
-        "hpu::Transformer::forward: the cache was made by a model of another shape");
-  kv.check_append(n);
-  const std::size_t pos0 = kv.size();
+  if (tokens.empty()) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
+  const ForwardRequest request{tokens};
+  TransformerCache* const c = &cache;
+  forward({&request, 1}, {&c, 1}, out, LayerPlan{});
+}
+
+void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
+                                std::span<TransformerCache* const> caches, Logits& out,
+                                const LayerPlan& plan) const {
+  constexpr const char* kWho = "hpu::Transformer::forward";
+  assistgen::detail::check_requests<TransformerCache>(kWho, requests, caches);
+  if (requests.empty()) throw InvalidArgument(std::string(kWho) + ": no requests");
+  if (!plan.runs_all())
+    throw UnsupportedError(std::string(kWho) +
+                           ": the HPU graphs run every layer (no LayerPlan: the graph of a bucket "
+                           "is fixed when it is compiled)");
   const bool learned = spec.learned_positions;
-  if (learned && pos0 + n > cfg.max_position_embeddings)
-    throw CapacityError("hpu::Transformer::forward: " + cfg.architecture + " has learned positions 0.." +
-                        std::to_string(cfg.max_position_embeddings - 1) +
-                        " (n_positions / max_position_embeddings = " +
-                        std::to_string(cfg.max_position_embeddings) + "); appending " +
-                        std::to_string(n) + " tokens after " + std::to_string(pos0) +
-                        " would need position " + std::to_string(pos0 + n - 1));
+  std::size_t n_out = 0;
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const ForwardRequest& q = requests[r];
+    if (!assistgen::detail::is_chain(q))
+      throw UnsupportedError(std::string(kWho) + ": request " + std::to_string(r) +
+                             " is a tree; the HPU graphs have no tree masks yet");
+    assistgen::detail::check_token_ids(
+        q.tokens, cfg.vocab_size,
+        requests.size() > 1 ? std::optional<std::size_t>(r) : std::nullopt);
+    TransformerCache& cache = *caches[r];
+    StaticKvCache& kv = cache.kv_;
+    const KvLayout& cl = kv.layout();
+    if (cl.layers != layout.layers || cl.kv_heads != layout.kv_heads ||
+        cl.head_dim != layout.head_dim || cl.max_len != layout.max_len || cl.batch != 1 ||
+        !cache.logits_ ||
+        cache.logits_.bytes() <
+            buckets.max_batch() * buckets.max_tokens() * cfg.vocab_size * sizeof(float))
+      throw InvalidArgument(std::string(kWho) + ": the cache was made by a model of another shape");
+    const std::size_t n = q.tokens.size(), pos0 = kv.size();
+    kv.check_append(n);
+    if (learned && pos0 + n > cfg.max_position_embeddings)
+      throw CapacityError(std::string(kWho) + ": " + cfg.architecture + " has learned positions 0.." +
+                          std::to_string(cfg.max_position_embeddings - 1) +
+                          " (n_positions / max_position_embeddings = " +
+                          std::to_string(cfg.max_position_embeddings) + "); appending " +
+                          std::to_string(n) + " tokens after " + std::to_string(pos0) +
+                          " would need position " + std::to_string(pos0 + n - 1));
+    n_out += output_rows(q);
+  }
 
   const std::size_t V = cfg.vocab_size, half = cfg.head_dim / 2;
-  out.resize(n, V);
+  out.resize(n_out, V);
   HostStaging& hs = host_staging();
   std::vector<Binding>& bind = hs.bind;
   bind.assign(weight_bindings.begin(), weight_bindings.end());
   const std::size_t fixed = bind.size();
-  // Rule for requests beyond the largest token bucket: chunks of that bucket,
-  // each a causal continuation of the previous one, so no new shape compiles.
-  for (std::size_t done = 0; done < n;) {
-    const std::size_t c = std::min(n - done, buckets.max_tokens());
-    const std::size_t pos = pos0 + done;
-    const BucketChoice choice = buckets.pick(1, c, pos + c);
-    const Bucket& b = choice.bucket;
-    const auto rec = recipe(b);
+  // Output row of request r's first output token.
+  hs.out_base.assign(requests.size(), 0);
+  for (std::size_t r = 1; r < requests.size(); ++r)
+    hs.out_base[r] = hs.out_base[r - 1] + output_rows(requests[r - 1]);
+  hs.done.assign(requests.size(), 0);
 
-    hs.ids.assign(b.batch * b.tokens, 0);
-    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(done), c, hs.ids.begin());
-    if (learned) {  // position ids; padded slots read row 0 (their logits are discarded)
-      hs.positions.assign(b.batch * b.tokens, 0);
-      for (std::size_t i = 0; i < c; ++i) hs.positions[i] = static_cast<std::int32_t>(pos + i);
-      cache.cos_.upload(hs.positions.data(), hs.positions.size() * sizeof(std::int32_t));
-    } else {
-      hs.cs.assign(b.tokens * half, 1.0f);  // padded rows: the identity rotation
-      hs.sn.assign(b.tokens * half, 0.0f);
-      for (std::size_t i = 0; i < c; ++i)
-        rope_cos_sin(inv_freq, pos + i, &hs.cs[i * half], &hs.sn[i * half]);
-      cache.cos_.upload(hs.cs.data(), hs.cs.size() * sizeof(float));
-      cache.sin_.upload(hs.sn.data(), hs.sn.size() * sizeof(float));
-    }
-    StaticKvCache::write_index(pos, c, b.tokens, layout.max_len, hs.index);
-    if (spec.has_full_mask()) {
-      StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, 0, hs.mask);
-      cache.mask_.upload(hs.mask.data(), hs.mask.size() * sizeof(float));
-    }
-    if (spec.has_window_mask()) {
-      StaticKvCache::attention_mask(pos, c, b.batch, 1, b.tokens, b.kv_len, spec.window, hs.window_mask);
-      cache.window_mask_.upload(hs.window_mask.data(), hs.window_mask.size() * sizeof(float));
-    }
-    cache.ids_.upload(hs.ids.data(), hs.ids.size() * sizeof(std::int32_t));
-    cache.index_.upload(hs.index.data(), hs.index.size() * sizeof(std::int32_t));
-    if (rec->workspace_bytes() > cache.workspace_.bytes())
-      cache.workspace_ = DeviceBuffer(device, rec->workspace_bytes());
+  // Launches: groups of up to the largest batch bucket, in request order;
+  // within a group, each launch takes from every row that has tokens left a
+  // chunk of at most the largest token bucket (a causal continuation of its
+  // previous chunk), so no shape outside the buckets ever compiles. The
+  // caches commit only after every launch succeeded.
+  for (std::size_t g0 = 0; g0 < requests.size(); g0 += buckets.max_batch()) {
+    const std::size_t g1 = std::min(requests.size(), g0 + buckets.max_batch());
+    for (;;) {
+      hs.rows.clear();
+      std::size_t T = 0, kv_need = 0;
+      for (std::size_t r = g0; r < g1; ++r) {
+        const std::size_t left = requests[r].tokens.size() - hs.done[r];
+        if (left == 0) continue;
+        const std::size_t c = std::min(left, buckets.max_tokens());
+        hs.rows.push_back(r);
+        T = std::max(T, c);
+        kv_need = std::max(kv_need, caches[r]->kv_.size() + hs.done[r] + c);
+      }
+      if (hs.rows.empty()) break;
+      const std::size_t active = hs.rows.size();
+      const BucketChoice choice = buckets.pick(active, T, kv_need);
+      const Bucket& b = choice.bucket;
+      const auto rec = recipe(b);
+      TransformerCache& lead = *caches[hs.rows[0]];  // its launch buffers serve the group
 
-    bind.resize(fixed);
-    bind.push_back({"ids", cache.ids_.address()});
-    bind.push_back({"write_index", cache.index_.address()});
-    if (learned) {
-      bind.push_back({"positions", cache.cos_.address()});
-    } else {
-      bind.push_back({"cos", cache.cos_.address()});
-      bind.push_back({"sin", cache.sin_.address()});
+      hs.ids.assign(b.batch * b.tokens, 0);
+      if (learned) hs.positions.assign(b.batch * b.tokens, 0);  // padding reads row 0
+      const std::size_t cs_rows = b.batch == 1 ? b.tokens : b.batch * b.tokens;
+      hs.cs.assign(cs_rows * half, 1.0f);  // padded rows: the identity rotation
+      hs.sn.assign(cs_rows * half, 0.0f);
+      hs.mask.assign(b.batch * b.tokens * b.kv_len, 0.0f);
+      hs.window_mask.assign(spec.has_window_mask() ? hs.mask.size() : 0, 0.0f);
+      bind.resize(fixed);
+      for (std::size_t j = 0; j < b.batch; ++j) {
+        // Padded batch rows (j >= active) run with no real token: they write
+        // only the padding slot of the first row's cache, which no query reads.
+        const bool real = j < active;
+        const std::size_t r = real ? hs.rows[j] : hs.rows[0];
+        TransformerCache& cache = *caches[r];
+        const std::size_t pos = cache.kv_.size() + hs.done[r];
+        const std::size_t c =
+            real ? std::min(requests[r].tokens.size() - hs.done[r], buckets.max_tokens()) : 0;
+        for (std::size_t i = 0; i < c; ++i) {
+          hs.ids[j * b.tokens + i] = requests[r].tokens[hs.done[r] + i];
+          if (learned) hs.positions[j * b.tokens + i] = static_cast<std::int32_t>(pos + i);
+          else
+            rope_cos_sin(inv_freq, pos + i, &hs.cs[(j * b.tokens + i) * half],
+                         &hs.sn[(j * b.tokens + i) * half]);
+        }
+        auto row_mask = [&](std::size_t window, std::vector<float>& dst) {
+          StaticKvCache::attention_mask(pos, c, 1, 1, b.tokens, b.kv_len, window, hs.one_mask);
+          std::copy(hs.one_mask.begin(), hs.one_mask.end(),
+                    dst.begin() + static_cast<std::ptrdiff_t>(j * b.tokens * b.kv_len));
+        };
+        if (spec.has_full_mask()) row_mask(0, hs.mask);
+        if (spec.has_window_mask()) row_mask(spec.window, hs.window_mask);
+        StaticKvCache::write_index(pos, c, b.tokens, layout.max_len, hs.index);
+        if (real) cache.index_.upload(hs.index.data(), hs.index.size() * sizeof(std::int32_t));
+        const std::string& wi = b.batch == 1 ? std::string("write_index") : row_names(j).index;
+        bind.push_back({wi, (real ? cache : lead).index_.address()});
+        for (std::size_t l = 0; l < layout.layers; ++l) {
+          bind.push_back({b.batch == 1 ? kv_names[2 * l] : row_names(j).kv[2 * l],
+                          cache.kv_.key_address(l)});
+          bind.push_back({b.batch == 1 ? kv_names[2 * l + 1] : row_names(j).kv[2 * l + 1],
+                          cache.kv_.value_address(l)});
+        }
+      }
+      if (active < b.batch) {
+        // The first row's index buffer holds its real indices; padded rows
+        // need all-padding ones: upload them after the real ones, once.
+        StaticKvCache::write_index(0, 0, b.tokens, layout.max_len, hs.index);
+        lead.pad_index_.upload(hs.index.data(), hs.index.size() * sizeof(std::int32_t));
+        for (auto& e : bind)
+          if (e.name.rfind("write_index.b", 0) == 0 &&
+              std::stoul(e.name.substr(13)) >= active)
+            e.address = lead.pad_index_.address();
+      }
+      lead.ids_.upload(hs.ids.data(), hs.ids.size() * sizeof(std::int32_t));
+      if (learned) {
+        lead.cos_.upload(hs.positions.data(), hs.positions.size() * sizeof(std::int32_t));
+        bind.push_back({"positions", lead.cos_.address()});
+      } else {
+        lead.cos_.upload(hs.cs.data(), hs.cs.size() * sizeof(float));
+        lead.sin_.upload(hs.sn.data(), hs.sn.size() * sizeof(float));
+        bind.push_back({"cos", lead.cos_.address()});
+        bind.push_back({"sin", lead.sin_.address()});
+      }
+      if (spec.has_full_mask()) {
+        lead.mask_.upload(hs.mask.data(), hs.mask.size() * sizeof(float));
+        bind.push_back({"mask", lead.mask_.address()});
+      }
+      if (spec.has_window_mask()) {
+        lead.window_mask_.upload(hs.window_mask.data(), hs.window_mask.size() * sizeof(float));
+        bind.push_back({"window_mask", lead.window_mask_.address()});
+      }
+      bind.push_back({"ids", lead.ids_.address()});
+      bind.push_back({"logits", lead.logits_.address()});
+      if (rec->workspace_bytes() > lead.workspace_.bytes())
+        lead.workspace_ = DeviceBuffer(device, rec->workspace_bytes());
+      device->launch(*rec, bind, lead.workspace_.address());
+      device->synchronize();
+      ++counters.launches;
+      counters.batch_rows += b.batch;
+      counters.padded_rows += b.batch - active;
+      counters.token_slots += b.batch * b.tokens;
+      counters.padded_tokens += choice.padded_tokens;
+      if (active > 1) ++counters.batched_launches;
+      // Row j's logits are rows [j * T, j * T + c) of the bucket's
+      // [B, T, V]; keep those of each request's output rows.
+      for (std::size_t j = 0; j < active; ++j) {
+        const std::size_t r = hs.rows[j];
+        const std::size_t n = requests[r].tokens.size(), first_out = n - output_rows(requests[r]);
+        const std::size_t c = std::min(n - hs.done[r], buckets.max_tokens());
+        for (std::size_t i = 0; i < c; ++i) {
+          const std::size_t t = hs.done[r] + i;
+          if (t < first_out) continue;
+          lead.logits_.download(out.row(hs.out_base[r] + t - first_out).data(), V * sizeof(float),
+                                (j * b.tokens + i) * V * sizeof(float));
+        }
+        TransformerCache& cache = *caches[r];
+        ++cache.stats_.launches;
+        cache.stats_.tokens += c;
+        if (j == 0) cache.stats_.padded_tokens += choice.padded_tokens;
+        hs.done[r] += c;
+      }
     }
-    if (spec.has_full_mask()) bind.push_back({"mask", cache.mask_.address()});
-    bind.push_back({"logits", cache.logits_.address()});
-    if (spec.has_window_mask()) bind.push_back({"window_mask", cache.window_mask_.address()});
-    for (std::size_t l = 0; l < layout.layers; ++l) {
-      bind.push_back({kv_names[2 * l], kv.key_address(l)});
-      bind.push_back({kv_names[2 * l + 1], kv.value_address(l)});
-    }
-    device->launch(*rec, bind, cache.workspace_.address());
-    device->synchronize();
-    // Batch row 0, the first c token rows: contiguous at the start of logits.
-    cache.logits_.download(out.row(done).data(), c * V * sizeof(float));
-    ++cache.stats_.launches;
-    cache.stats_.tokens += c;
-    cache.stats_.padded_tokens += choice.padded_tokens;
-    done += c;
   }
   // The weights are finite (checked at load); overflowing activations are an
-  // error naming the model and position, and the cache keeps its length.
+  // error naming the model and position, and every cache keeps its length.
   const float* lg = out.data();
-  for (std::size_t e = 0; e < n * V; ++e)
-    if (!std::isfinite(lg[e]))
+  for (std::size_t e = 0; e < n_out * V; ++e)
+    if (!std::isfinite(lg[e])) {
+      std::size_t r = 0;
+      while (r + 1 < requests.size() && hs.out_base[r + 1] <= e / V) ++r;
+      const std::size_t pos = caches[r]->kv_.size() + requests[r].tokens.size() -
+                              output_rows(requests[r]) + (e / V - hs.out_base[r]);
       throw FormatError("hpu::Transformer '" + name + "': the logits at position " +
-                        std::to_string(kv.size() + e / V) + " are not finite (token id " +
-                        std::to_string(e % V) + " is " + (std::isnan(lg[e]) ? "NaN" : "infinite") +
+                        std::to_string(pos) +
+                        (requests.size() > 1 ? " of request " + std::to_string(r) : std::string()) +
+                        " are not finite (token id " + std::to_string(e % V) + " is " +
+                        (std::isnan(lg[e]) ? "NaN" : "infinite") +
                         "): the weights overflow float arithmetic");
-  kv.commit(n);
+    }
+  for (std::size_t r = 0; r < requests.size(); ++r) caches[r]->kv_.commit(requests[r].tokens.size());
 }
 
 }  // namespace assistgen::hpu

@@ -37,8 +37,9 @@ enum class Op {
   gemm,
   /// in: a [G, M, K], b [G, N, K] (transpose_b) or [G, K, N] -> out [G, M, N].
   batch_gemm,
-  /// in: x [B, T, heads * head_dim], cos [T, head_dim / 2], sin [T, head_dim / 2]
-  /// -> out like x: HF rotate-half RoPE per head; attr head_dim.
+  /// in: x [B, T, heads * head_dim], cos and sin [T, head_dim / 2] (shared by
+  /// the batch) or [B, T, head_dim / 2] (per row) -> out like x: HF
+  /// rotate-half RoPE per head; attr head_dim.
   rope,
   /// in: x -> out x permuted: out dim i is in dim perm[i]; attr perm.
   transpose,
@@ -66,6 +67,10 @@ enum class Op {
   cast_bf16,
   /// in: a, b -> out = a * b, broadcasting b as add does.
   mul,
+  /// in: x [B, ...] -> out [1, ...]: batch row `length` (attr) of x.
+  batch_row,
+  /// in: k tensors [1, ...] of one shape -> out [k, ...]: stacked along dim 0.
+  concat,
 };
 
 /// Lower-case name of an op ("batch_gemm", ...).
@@ -99,7 +104,7 @@ struct NodeAttrs {
   bool transpose_b = false;             ///< gemm, batch_gemm
   std::int64_t head_dim = 0;            ///< rope
   std::vector<std::int64_t> perm = {};  ///< transpose
-  std::int64_t length = 0;              ///< kv_read: positions read
+  std::int64_t length = 0;              ///< kv_read: positions read; batch_row: the row
 };
 
 /// One operation: tensor ids of its inputs and outputs.

@@ -96,8 +96,24 @@ struct ForwardStats {
   std::size_t padded_tokens = 0;  ///< token slots that were padding
 };
 
+/// Counters of every launch a model ran (all its caches, all threads): what
+/// the batch and token padding of the buckets cost.
+struct LaunchStats {
+  std::size_t launches = 0;          ///< recipe launches
+  std::size_t batched_launches = 0;  ///< launches with more than one real sequence
+  std::size_t batch_rows = 0;        ///< sum of the batch buckets launched
+  std::size_t padded_rows = 0;       ///< batch rows that were padding
+  std::size_t token_slots = 0;       ///< sum of batch bucket * token bucket
+  std::size_t padded_tokens = 0;     ///< token slots that were padding (rows included)
+  /// Fraction of the launched token slots that were padding (0 when none ran).
+  double token_waste() const {
+    return token_slots ? static_cast<double>(padded_tokens) / static_cast<double>(token_slots) : 0.0;
+  }
+};
+
 /// Per-sequence state: the static KV cache plus device buffers for the
-/// per-launch inputs and outputs, sized for the largest bucket. Move-only.
+/// per-launch inputs and outputs, sized for the largest bucket (a batched
+/// launch uses the buffers of its first sequence's cache). Move-only.
 class TransformerCache {
  public:
   TransformerCache() = default;
@@ -122,7 +138,7 @@ class TransformerCache {
  private:
   friend class Transformer;
   StaticKvCache kv_;
-  DeviceBuffer ids_, index_, cos_, sin_, mask_, window_mask_, logits_, workspace_;
+  DeviceBuffer ids_, index_, pad_index_, cos_, sin_, mask_, window_mask_, logits_, workspace_;
   ForwardStats stats_;
 };
 
@@ -180,6 +196,17 @@ class Transformer {
   /// decoding loop that keeps `out` allocates no host memory per step once
   /// warm (ForwardsInto).
   void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const;
+  /// The batched forward (ForwardsBatches): requests in groups of up to the
+  /// largest batch bucket, each group launched as one (batch, tokens, kv_len)
+  /// bucket per chunk of at most the largest token bucket; each batch row
+  /// writes and reads its own cache. A token's logits do not depend on its
+  /// batch mates or the padding (the reference device's kernels sum in a
+  /// fixed order). Trees and LayerPlans other than all layers are an
+  /// UnsupportedError naming them; on any error every cache keeps its size.
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const LayerPlan& plan = {}) const;
+  /// Launch counters since loading (padding waste of the buckets).
+  LaunchStats launch_stats() const;
 
  private:
   struct Impl;
@@ -189,5 +216,6 @@ class Transformer {
 
 static_assert(CausalLM<Transformer>);
 static_assert(ForwardsInto<Transformer>);
+static_assert(ForwardsBatches<Transformer>);
 
 }  // namespace assistgen::hpu
