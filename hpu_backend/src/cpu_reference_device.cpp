@@ -405,8 +405,8 @@ class CpuReferenceDevice final : public Device {
           break;
         }
         if (!n.attrs.transpose_b)
-          throw UnsupportedError("hpu cpu-reference, node '" + n.name +
-                                 "': a " + std::string(dtype_name(wt)) +
+          throw UnsupportedError("hpu cpu-reference, node '" + n.name + "': a " +
+                                 std::string(dtype_name(wt)) +
                                  " gemm needs transpose_b (weights [N, K])");
         const bool fp8 = wt == DType::f8_e4m3;
         const std::size_t n_in = n.inputs.size();

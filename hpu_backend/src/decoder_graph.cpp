@@ -64,8 +64,13 @@ std::string DecoderSpec::kind() const {
     r += dtype_name(weights);
   }
   if (weights == DType::f8_e4m3) r += per_channel ? "-pc" : "-pt";
-  for (const auto& [tag, v] : {std::pair{"/L", layers}, {"/H", hidden}, {"/I", intermediate},
-                               {"/V", vocab}, {"/h", heads}, {"/kv", kv_heads}, {"/d", head_dim},
+  for (const auto& [tag, v] : {std::pair{"/L", layers},
+                               {"/H", hidden},
+                               {"/I", intermediate},
+                               {"/V", vocab},
+                               {"/h", heads},
+                               {"/kv", kv_heads},
+                               {"/d", head_dim},
                                {"/s", slots}}) {
     r += tag;
     r += std::to_string(v);
@@ -113,7 +118,8 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
                     bool bias, int w = -1) {
     std::vector<int> ins{operand(x), w >= 0 ? w : weight(w_name, {out, in}, s.weights)};
     if (bias) ins.push_back(weight(name + ".b", {out}));
-    if (s.weights == DType::f8_e4m3) ins.push_back(weight(name + ".scale", {s.per_channel ? out : 1}));
+    if (s.weights == DType::f8_e4m3)
+      ins.push_back(weight(name + ".scale", {s.per_channel ? out : 1}));
     auto shape = g.tensor(x).shape;
     shape.back() = out;
     return std::pair{ins, shape};
@@ -158,8 +164,7 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   const std::vector<I> cs_shape = B == 1 ? std::vector<I>{T, hd / 2} : std::vector<I>{B, T, hd / 2};
   const int cos = rope ? g.add_tensor("cos", cs_shape, DType::f32, TensorKind::input) : -1;
   const int sin = rope ? g.add_tensor("sin", cs_shape, DType::f32, TensorKind::input) : -1;
-  const int pos_ids =
-      rope ? -1 : g.add_tensor("positions", {B, T}, DType::i32, TensorKind::input);
+  const int pos_ids = rope ? -1 : g.add_tensor("positions", {B, T}, DType::i32, TensorKind::input);
   const int mask =
       s.has_full_mask() ? g.add_tensor("mask", {B, 1, 1, T, L}, DType::f32, TensorKind::input) : -1;
   const int window_mask = s.has_window_mask() ? g.add_tensor("window_mask", {B, 1, 1, T, L},
@@ -170,8 +175,9 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
 
   int x = node(Op::embedding, "embed.out", {ids, embed}, {B, T, H});
   if (!rope) {
-    const int pe = node(Op::embedding, "pos_embed.out",
-                        {pos_ids, weight("pos_embed", {static_cast<I>(s.positions), H})}, {B, T, H});
+    const int pe =
+        node(Op::embedding, "pos_embed.out",
+             {pos_ids, weight("pos_embed", {static_cast<I>(s.positions), H})}, {B, T, H});
     x = node(Op::add, "embed.sum", {x, pe}, {B, T, H});
   }
   for (std::size_t l = 0; l < s.layers; ++l) {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "assistgen/model_config.hpp"
 #include "assistgen/hpu/graph.hpp"
+#include "assistgen/model_config.hpp"
 
 namespace assistgen::hpu::detail {
 

@@ -70,7 +70,8 @@ Fp8Weight quantize_fp8(std::span<const float> w, std::size_t rows, std::size_t c
   }
   for (std::size_t r = 0; r < rows; ++r) {
     const float s = q.scales[per_channel ? r : 0];
-    for (std::size_t c = 0; c < cols; ++c) q.codes[r * cols + c] = float_to_fp8(w[r * cols + c] / s);
+    for (std::size_t c = 0; c < cols; ++c)
+      q.codes[r * cols + c] = float_to_fp8(w[r * cols + c] / s);
   }
   return q;
 }

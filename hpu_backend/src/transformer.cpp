@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <optional>
 #include <cmath>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -44,7 +44,8 @@ struct Transformer::Impl {
   detail::DecoderSpec spec;
   KvLayout layout;
   std::vector<double> inv_freq;
-  std::vector<std::string> kv_names;  // "l<i>.k_cache", "l<i>.v_cache" per layer, bound every launch
+  std::vector<std::string>
+      kv_names;  // "l<i>.k_cache", "l<i>.v_cache" per layer, bound every launch
   std::vector<std::pair<std::string, DeviceBuffer>> weights;
   std::vector<Binding> weight_bindings;
   std::unique_ptr<GraphCache> graphs;
@@ -113,15 +114,17 @@ struct Transformer::Impl {
     const bool gpt2 = cfg.norm == NormKind::layer_norm && cfg.positions == PositionKind::learned &&
                       !cfg.gated_mlp && cfg.activation == Activation::gelu_tanh;
     if (!llama && !gpt2)
-      throw UnsupportedError("hpu::Transformer: " + cfg.architecture +
-                             " is not supported; the HPU graph covers RMSNorm + RoPE + gated SiLU "
-                             "(Llama, Mistral, Qwen2) and LayerNorm + learned positions + gelu_tanh "
-                             "(GPT-2)");
+      throw UnsupportedError(
+          "hpu::Transformer: " + cfg.architecture +
+          " is not supported; the HPU graph covers RMSNorm + RoPE + gated SiLU "
+          "(Llama, Mistral, Qwen2) and LayerNorm + learned positions + gelu_tanh "
+          "(GPT-2)");
     if (cfg.positions == PositionKind::rope && cfg.head_dim % 2 != 0)
       throw ConfigError("hpu::Transformer: head_dim " + std::to_string(cfg.head_dim) +
                         " must be even for RoPE");
     // One sequence per cache: a batched launch binds each row's own cache.
-    layout = {cfg.num_hidden_layers, 1, cfg.num_key_value_heads, buckets.max_kv_len(), cfg.head_dim};
+    layout = {cfg.num_hidden_layers, 1, cfg.num_key_value_heads, buckets.max_kv_len(),
+              cfg.head_dim};
     spec = detail::DecoderSpec::from(cfg, layout.slots(), opts.dtype, opts.fp8_per_channel);
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
     for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
@@ -183,8 +186,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   LoadOptions bounded = options;
   auto& kv = bounded.buckets.kv_len;
   if (options.bound_by_model && kv.step >= 1 && kv.max > config.max_position_embeddings) {
-    const std::size_t cap =
-        (config.max_position_embeddings + kv.step - 1) / kv.step * kv.step;
+    const std::size_t cap = (config.max_position_embeddings + kv.step - 1) / kv.step * kv.step;
     kv.max = std::max(cap, kv.min);
   }
   auto impl = std::make_unique<Impl>(bounded);
@@ -256,7 +258,8 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   // fused weight (parts, or one stored tensor as GPT-2's c_attn) is split by rows.
   const CheckpointLayout w =
       architecture_of(c).layout(c, [&](const std::string& name) { return ck.contains(name); });
-  const std::size_t Hs = c.hidden_size, Fs = c.intermediate_size, qds = c.num_attention_heads * c.head_dim,
+  const std::size_t Hs = c.hidden_size, Fs = c.intermediate_size,
+                    qds = c.num_attention_heads * c.head_dim,
                     kvs = c.num_key_value_heads * c.head_dim;
   const std::vector<float> embed = read(w.embed, Hs, "embedding");
   check_rows(w.embed, c.vocab_size, "the embedding");
@@ -330,12 +333,14 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   for (const auto& name : ck.names()) {
     if (std::binary_search(expected.begin(), expected.end(), name)) continue;
     if (std::find(w.ignored.begin(), w.ignored.end(), name) != w.ignored.end()) continue;
-    if (std::any_of(w.ignored_suffixes.begin(), w.ignored_suffixes.end(), [&](const std::string& suffix) {
-          return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-        }))
+    if (std::any_of(w.ignored_suffixes.begin(), w.ignored_suffixes.end(),
+                    [&](const std::string& suffix) {
+                      return name.size() >= suffix.size() &&
+                             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+                    }))
       continue;
-    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " + c.architecture +
-                      " with this config");
+    throw FormatError(ck.dir().string() + ": unexpected tensor '" + name + "' for " +
+                      c.architecture + " with this config");
   }
   Transformer t(std::move(impl));
   if (options.warmup) t.warmup();
@@ -372,10 +377,11 @@ Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& L = impl_->layout;
   const auto& bk = impl_->buckets;
   if (impl_->opts.bound_by_model && capacity > L.max_len)
-    throw CapacityError("hpu::Transformer::make_cache: " + std::to_string(capacity) +
-                        " positions exceed the model's max_position_embeddings (" +
-                        std::to_string(impl_->cfg.max_position_embeddings) +
-                        ", config.json), which bounds the kv_len buckets (LoadOptions::bound_by_model)");
+    throw CapacityError(
+        "hpu::Transformer::make_cache: " + std::to_string(capacity) +
+        " positions exceed the model's max_position_embeddings (" +
+        std::to_string(impl_->cfg.max_position_embeddings) +
+        ", config.json), which bounds the kv_len buckets (LoadOptions::bound_by_model)");
   Cache c;
   c.kv_ = StaticKvCache(impl_->device, L, capacity);
   const std::size_t B = bk.max_batch(), T = bk.max_tokens(), half = impl_->cfg.head_dim / 2;
@@ -409,8 +415,8 @@ void Transformer::forward(std::span<const ForwardRequest> requests, std::span<Ca
 
 LaunchStats Transformer::launch_stats() const {
   const auto& c = impl_->counters;
-  return {c.launches.load(), c.batched_launches.load(), c.batch_rows.load(), c.padded_rows.load(),
-          c.token_slots.load(), c.padded_tokens.load()};
+  return {c.launches.load(),    c.batched_launches.load(), c.batch_rows.load(),
+          c.padded_rows.load(), c.token_slots.load(),      c.padded_tokens.load()};
 }
 
 namespace {
@@ -432,7 +438,8 @@ HostStaging& host_staging() {
 
 }  // namespace
 
-void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache, Logits& out) const {
+void Transformer::Impl::forward(std::span<const Token> tokens, TransformerCache& cache,
+                                Logits& out) const {
   if (tokens.empty()) throw InvalidArgument("hpu::Transformer::forward: no tokens to append");
   const ForwardRequest request{tokens};
   TransformerCache* const c = &cache;
@@ -471,7 +478,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     const std::size_t n = q.tokens.size(), pos0 = kv.size();
     kv.check_append(n);
     if (learned && pos0 + n > cfg.max_position_embeddings)
-      throw CapacityError(std::string(kWho) + ": " + cfg.architecture + " has learned positions 0.." +
+      throw CapacityError(std::string(kWho) + ": " + cfg.architecture +
+                          " has learned positions 0.." +
                           std::to_string(cfg.max_position_embeddings - 1) +
                           " (n_positions / max_position_embeddings = " +
                           std::to_string(cfg.max_position_embeddings) + "); appending " +
@@ -536,7 +544,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
             real ? std::min(requests[r].tokens.size() - hs.done[r], buckets.max_tokens()) : 0;
         for (std::size_t i = 0; i < c; ++i) {
           hs.ids[j * b.tokens + i] = requests[r].tokens[hs.done[r] + i];
-          if (learned) hs.positions[j * b.tokens + i] = static_cast<std::int32_t>(pos + i);
+          if (learned)
+            hs.positions[j * b.tokens + i] = static_cast<std::int32_t>(pos + i);
           else
             rope_cos_sin(inv_freq, pos + i, &hs.cs[(j * b.tokens + i) * half],
                          &hs.sn[(j * b.tokens + i) * half]);
@@ -553,8 +562,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         const std::string& wi = b.batch == 1 ? std::string("write_index") : row_names(j).index;
         bind.push_back({wi, (real ? cache : lead).index_.address()});
         for (std::size_t l = 0; l < layout.layers; ++l) {
-          bind.push_back({b.batch == 1 ? kv_names[2 * l] : row_names(j).kv[2 * l],
-                          cache.kv_.key_address(l)});
+          bind.push_back(
+              {b.batch == 1 ? kv_names[2 * l] : row_names(j).kv[2 * l], cache.kv_.key_address(l)});
           bind.push_back({b.batch == 1 ? kv_names[2 * l + 1] : row_names(j).kv[2 * l + 1],
                           cache.kv_.value_address(l)});
         }
@@ -565,8 +574,7 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         StaticKvCache::write_index(0, 0, b.tokens, layout.max_len, hs.index);
         lead.pad_index_.upload(hs.index.data(), hs.index.size() * sizeof(std::int32_t));
         for (auto& e : bind)
-          if (e.name.rfind("write_index.b", 0) == 0 &&
-              std::stoul(e.name.substr(13)) >= active)
+          if (e.name.rfind("write_index.b", 0) == 0 && std::stoul(e.name.substr(13)) >= active)
             e.address = lead.pad_index_.address();
       }
       lead.ids_.upload(hs.ids.data(), hs.ids.size() * sizeof(std::int32_t));
@@ -628,14 +636,14 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
       while (r + 1 < requests.size() && hs.out_base[r + 1] <= e / V) ++r;
       const std::size_t pos = caches[r]->kv_.size() + requests[r].tokens.size() -
                               output_rows(requests[r]) + (e / V - hs.out_base[r]);
-      throw FormatError("hpu::Transformer '" + name + "': the logits at position " +
-                        std::to_string(pos) +
-                        (requests.size() > 1 ? " of request " + std::to_string(r) : std::string()) +
-                        " are not finite (token id " + std::to_string(e % V) + " is " +
-                        (std::isnan(lg[e]) ? "NaN" : "infinite") +
-                        "): the weights overflow float arithmetic");
+      throw FormatError(
+          "hpu::Transformer '" + name + "': the logits at position " + std::to_string(pos) +
+          (requests.size() > 1 ? " of request " + std::to_string(r) : std::string()) +
+          " are not finite (token id " + std::to_string(e % V) + " is " +
+          (std::isnan(lg[e]) ? "NaN" : "infinite") + "): the weights overflow float arithmetic");
     }
-  for (std::size_t r = 0; r < requests.size(); ++r) caches[r]->kv_.commit(requests[r].tokens.size());
+  for (std::size_t r = 0; r < requests.size(); ++r)
+    caches[r]->kv_.commit(requests[r].tokens.size());
 }
 
 }  // namespace assistgen::hpu

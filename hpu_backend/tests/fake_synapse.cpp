@@ -417,7 +417,7 @@ syn::Status synLaunchExt(syn::StreamHandle, const syn::LaunchTensorInfoExt* info
       auto* out = reinterpret_cast<std::uint16_t*>(raw(nd.outs[0]));
       for (std::uint64_t i = 0; i < n; ++i)
         out[i] = nd.guid == "cast_f8_to_bf16" ? bf16_round(e4m3_value(raw(nd.ins[0])[i]))
-                                               : bf16_round(ptr(nd.ins[0])[i]);
+                                              : bf16_round(ptr(nd.ins[0])[i]);
       log("computed " + nd.guid);
       continue;
     }

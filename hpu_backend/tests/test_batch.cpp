@@ -28,8 +28,8 @@ hpu::LoadOptions batch_buckets(DType dtype, std::shared_ptr<hpu::Device> dev,
   hpu::LoadOptions o;
   o.device = dev;
   o.dtype = dtype;
-  o.buckets.batch = {1, 4, 4};     // 1, 2, 4
-  o.buckets.tokens = {1, 8, 16};   // 1, 2, 4, 8, 16
+  o.buckets.batch = {1, 4, 4};      // 1, 2, 4
+  o.buckets.tokens = {1, 8, 16};    // 1, 2, 4, 8, 16
   o.buckets.kv_len = {32, 32, 96};  // 32, 64, 96
   o.compile = [dev, compiled](const hpu::Graph& g) {
     ++*compiled;
@@ -46,11 +46,12 @@ TEST_CASE("hpu batched forward: each request's rows are the bits it gets alone",
   auto dev = hpu::make_cpu_reference_device();
   for (const char* name : {"llama-gqa", "mistral-window", "gpt2-target"}) {
     INFO(name);
-    const auto m = hpu::Transformer::load(kModels / name, batch_buckets(DType::f32, dev, &compiled));
-    const std::vector<std::vector<Token>> prefix = {{1, 2, 3}, {}, {7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
-                                                    {5}, {40, 41}};
-    const std::vector<std::vector<Token>> next = {{4, 5}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 9, 8, 7, 6, 5, 4, 3, 2, 1},
-                                                  {17}, {6, 7, 8}, {42}};
+    const auto m =
+        hpu::Transformer::load(kModels / name, batch_buckets(DType::f32, dev, &compiled));
+    const std::vector<std::vector<Token>> prefix = {
+        {1, 2, 3}, {}, {7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, {5}, {40, 41}};
+    const std::vector<std::vector<Token>> next = {
+        {4, 5}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 9, 8, 7, 6, 5, 4, 3, 2, 1}, {17}, {6, 7, 8}, {42}};
     std::vector<hpu::Transformer::Cache> batch, alone;
     std::vector<Logits> want;
     for (std::size_t r = 0; r < prefix.size(); ++r) {
@@ -97,16 +98,18 @@ TEST_CASE("hpu batched forward: each request's rows are the bits it gets alone",
   CHECK(compiled > 0);
 }
 
-TEST_CASE("BatchEngine drives hpu::Transformer through the buckets: outputs as alone, no "
-          "compilation after warm-up, padding waste reported",
-          "[hpu][batch]") {
+TEST_CASE(
+    "BatchEngine drives hpu::Transformer through the buckets: outputs as alone, no "
+    "compilation after warm-up, padding waste reported",
+    "[hpu][batch]") {
   for (const DType dt : {DType::f32, DType::bf16, DType::f8_e4m3}) {
     SECTION(std::string(dtype_name(dt))) {
       std::size_t compiled = 0;
       auto dev = hpu::make_cpu_reference_device();
-      const auto target = hpu::Transformer::load(kModels / "llama-gqa", batch_buckets(dt, dev, &compiled));
-      const auto draft =
-          hpu::Transformer::load(kModels / "llama-gqa-noisy", batch_buckets(DType::f32, dev, &compiled));
+      const auto target =
+          hpu::Transformer::load(kModels / "llama-gqa", batch_buckets(dt, dev, &compiled));
+      const auto draft = hpu::Transformer::load(kModels / "llama-gqa-noisy",
+                                                batch_buckets(DType::f32, dev, &compiled));
       const std::size_t warm = compiled;
       CHECK(warm == 2 * 3 * 5 * 3);  // two models, 3 x 5 x 3 buckets each
 
@@ -120,7 +123,8 @@ TEST_CASE("BatchEngine drives hpu::Transformer through the buckets: outputs as a
       std::vector<Job> jobs;
       for (int i = 0; i < 16; ++i) {
         Job j;
-        for (std::size_t t = 0, n = 2 + rng() % 12; t < n; ++t) j.prompt.push_back(static_cast<Token>(rng() % 256));
+        for (std::size_t t = 0, n = 2 + rng() % 12; t < n; ++t)
+          j.prompt.push_back(static_cast<Token>(rng() % 256));
         j.cfg.max_new_tokens = 10 + rng() % 40;
         j.cfg.num_assistant_tokens = 1 + rng() % 5;
         jobs.push_back(j);
@@ -132,9 +136,11 @@ TEST_CASE("BatchEngine drives hpu::Transformer through the buckets: outputs as a
       std::size_t next = 0, done = 0;
       while (done < jobs.size()) {
         for (std::size_t a = rng() % 3; a > 0 && next < jobs.size(); --a, ++next)
-          job_of[engine.submit(jobs[next].prompt, jobs[next].cfg, Source(draft, target.vocab_size()))] = next;
+          job_of[engine.submit(jobs[next].prompt, jobs[next].cfg,
+                               Source(draft, target.vocab_size()))] = next;
         if (next < jobs.size() && done == next) {  // nothing running: let one join
-          job_of[engine.submit(jobs[next].prompt, jobs[next].cfg, Source(draft, target.vocab_size()))] = next;
+          job_of[engine.submit(jobs[next].prompt, jobs[next].cfg,
+                               Source(draft, target.vocab_size()))] = next;
           ++next;
         }
         engine.step();
@@ -151,7 +157,8 @@ TEST_CASE("BatchEngine drives hpu::Transformer through the buckets: outputs as a
       CHECK(st.padded_rows > 0);  // batches of 3 run in the bucket of 4
       CHECK(st.token_waste() > 0);
       CHECK(st.token_waste() < 1);
-      WARN("hpu batch " << dtype_name(dt) << ": " << st.launches << " target launches, mean batch bucket "
+      WARN("hpu batch " << dtype_name(dt) << ": " << st.launches
+                        << " target launches, mean batch bucket "
                         << static_cast<double>(st.batch_rows) / static_cast<double>(st.launches)
                         << ", padded rows " << st.padded_rows << ", token-slot waste "
                         << st.token_waste());

@@ -174,8 +174,8 @@ TEST_CASE("the reference device's bf16 and fp8 gemms are the documented MME mode
       for (std::size_t j = 0; j < c.N; ++j) {
         float acc = 0;
         for (std::size_t k = 0; k < c.K; ++k) {
-          const double p = double(io::bf16_to_float(io::float_to_bf16(c.x[i * c.K + k]))) *
-                           double(weight(j, k));
+          const double p =
+              double(io::bf16_to_float(io::float_to_bf16(c.x[i * c.K + k]))) * double(weight(j, k));
           acc = static_cast<float>(double(acc) + p);
         }
         const float scaled = static_cast<float>(double(acc) * scale_of(j));
@@ -186,10 +186,11 @@ TEST_CASE("the reference device's bf16 and fp8 gemms are the documented MME mode
   SECTION("bf16") {
     std::vector<std::uint16_t> wb(c.w.size());
     for (std::size_t i = 0; i < wb.size(); ++i) wb[i] = io::float_to_bf16(c.w[i]);
-    const auto got = run_linear(dev, DType::bf16, c.x, c.M, c.K, wb.data(), wb.size() * 2, c.N,
-                                c.bias, {});
-    const auto want = model([&](std::size_t j, std::size_t k) { return io::bf16_to_float(wb[j * c.K + k]); },
-                            [](std::size_t) { return 1.0; });
+    const auto got =
+        run_linear(dev, DType::bf16, c.x, c.M, c.K, wb.data(), wb.size() * 2, c.N, c.bias, {});
+    const auto want =
+        model([&](std::size_t j, std::size_t k) { return io::bf16_to_float(wb[j * c.K + k]); },
+              [](std::size_t) { return 1.0; });
     CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
     // A row computed alone gives the same bits (batch invariance).
     const std::vector<float> row(c.x.begin() + 2 * c.K, c.x.begin() + 3 * c.K);
@@ -202,9 +203,10 @@ TEST_CASE("the reference device's bf16 and fp8 gemms are the documented MME mode
       const auto q = hpu::detail::quantize_fp8(c.w, c.N, c.K, per_channel);
       const auto got = run_linear(dev, DType::f8_e4m3, c.x, c.M, c.K, q.codes.data(),
                                   q.codes.size(), c.N, c.bias, q.scales);
-      const auto want = model(
-          [&](std::size_t j, std::size_t k) { return hpu::detail::fp8_to_float(q.codes[j * c.K + k]); },
-          [&](std::size_t j) { return double(q.scales[per_channel ? j : 0]); });
+      const auto want =
+          model([&](std::size_t j,
+                    std::size_t k) { return hpu::detail::fp8_to_float(q.codes[j * c.K + k]); },
+                [&](std::size_t j) { return double(q.scales[per_channel ? j : 0]); });
       CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
     }
   }
@@ -219,9 +221,10 @@ TEST_CASE("the reference device's bf16 and fp8 gemms are the documented MME mode
   }
 }
 
-TEST_CASE("bf16 graphs: logits within the stated bound of cpu::Transformer's bf16 path, same "
-          "greedy output, on every test checkpoint",
-          "[hpu][bf16]") {
+TEST_CASE(
+    "bf16 graphs: logits within the stated bound of cpu::Transformer's bf16 path, same "
+    "greedy output, on every test checkpoint",
+    "[hpu][bf16]") {
   for (const auto& dir : models()) {
     SECTION(dir.filename().string()) {
       const auto cpu = cpu::Transformer::load(dir, {.dtype = DType::bf16});
@@ -243,12 +246,14 @@ TEST_CASE("bf16 graphs: logits within the stated bound of cpu::Transformer's bf1
       }
       INFO("max |diff| " << diff << " of scale " << scale);
       CHECK(diff <= 1e-4f * scale);
-      for (std::size_t r = 0; r < want.rows(); ++r) CHECK(argmax(got.row(r)) == argmax(want.row(r)));
+      for (std::size_t r = 0; r < want.rows(); ++r)
+        CHECK(argmax(got.row(r)) == argmax(want.row(r)));
 
       // Greedy decoding, plain and assisted (the f32 graph of the same
       // checkpoint drafts: near, not equal), equals the CPU bf16 greedy.
       const auto cfg = ModelConfig::load(dir / "config.json");
-      const std::size_t n_new = std::min<std::size_t>(24, cfg.max_position_embeddings - kPrompt.size());
+      const std::size_t n_new =
+          std::min<std::size_t>(24, cfg.max_position_embeddings - kPrompt.size());
       const GenerationConfig gc{.max_new_tokens = n_new, .num_assistant_tokens = 3};
       const auto ref = generate_autoregressive(cpu, kPrompt, gc);
       CHECK(generate_autoregressive(hpu, kPrompt, gc).tokens == ref.tokens);
@@ -277,7 +282,8 @@ TEST_CASE("GPT-2 builds an HPU graph: assisted greedy equals the CPU backend in 
       const std::size_t warm = compiled;
       CHECK(warm == 2 * target.warmup_buckets().size());
       const auto cpu_target = cpu::Transformer::load(kModels / "gpt2-target", {.dtype = dt});
-      const GenerationConfig gc{.max_new_tokens = 40, .num_assistant_tokens = 4,
+      const GenerationConfig gc{.max_new_tokens = 40,
+                                .num_assistant_tokens = 4,
                                 .schedule = DraftLengthSchedule::heuristic};
       const auto ref = generate_autoregressive(cpu_target, kPrompt, gc);
       REQUIRE(ref.tokens.size() == 40);
@@ -325,10 +331,11 @@ TEST_CASE("fp8 weights: per channel and per tensor, near bf16, no compilation af
       const Logits got = fp8.forward(kTokens, fc);
       const double kl = mean_kl(ref, got);
       INFO("mean KL(bf16 || fp8) " << kl);
-      CHECK(kl > 0);      // the quantization is real
-      CHECK(kl < 0.05);   // and small (E4M3 keeps 3 mantissa bits)
+      CHECK(kl > 0);     // the quantization is real
+      CHECK(kl < 0.05);  // and small (E4M3 keeps 3 mantissa bits)
       std::size_t agree = 0;
-      for (std::size_t r = 0; r < ref.rows(); ++r) agree += argmax(ref.row(r)) == argmax(got.row(r));
+      for (std::size_t r = 0; r < ref.rows(); ++r)
+        agree += argmax(ref.row(r)) == argmax(got.row(r));
       CHECK(agree * 4 >= ref.rows() * 3);
       // An assisted run (fp8 target, f32 draft) equals the fp8 target's own
       // greedy output and compiles nothing after warm-up.

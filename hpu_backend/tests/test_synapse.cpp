@@ -306,9 +306,10 @@ TEST_CASE("hpu::Transformer on the fake Synapse device: lowering, KV aliasing an
   log.reset();
 }
 
-TEST_CASE("an fp8 linear through the fake Synapse: E4M3 weights and scales bound, widened, "
-          "scaled, equal to the reference device",
-          "[hpu][synapse][fp8]") {
+TEST_CASE(
+    "an fp8 linear through the fake Synapse: E4M3 weights and scales bound, widened, "
+    "scaled, equal to the reference device",
+    "[hpu][synapse][fp8]") {
   FakeLog log;
   auto syn_dev = make_synapse_device(fake());
   auto ref_dev = make_cpu_reference_device();
@@ -353,10 +354,11 @@ TEST_CASE("an fp8 linear through the fake Synapse: E4M3 weights and scales bound
   CHECK(log.find("synTensorSetDeviceDataType name=w dtype=4096") >= 0);  // syn_type_fp8_143
   CHECK(log.find("synTensorSetDeviceDataType name=x.bf16 dtype=2") >= 0);
   long at = log.find("synNodeCreate guid=cast_f32_to_bf16 name=cast in=[x] out=[x.bf16]");
-  for (const std::string p : {"synNodeCreate guid=cast_f8_to_bf16 name=mm.widen in=[w] out=[mm.w_bf16]",
-                              "synNodeCreate guid=gemm name=mm.gemm in=[x.bf16,mm.w_bf16] out=[mm.acc]",
-                              "synNodeCreate guid=mult_fwd_f32 name=mm.scale in=[mm.acc,s]",
-                              "synNodeCreate guid=add_fwd_f32 name=mm in=[mm.scaled,b] out=[y]"}) {
+  for (const std::string p :
+       {"synNodeCreate guid=cast_f8_to_bf16 name=mm.widen in=[w] out=[mm.w_bf16]",
+        "synNodeCreate guid=gemm name=mm.gemm in=[x.bf16,mm.w_bf16] out=[mm.acc]",
+        "synNodeCreate guid=mult_fwd_f32 name=mm.scale in=[mm.acc,s]",
+        "synNodeCreate guid=add_fwd_f32 name=mm in=[mm.scaled,b] out=[y]"}) {
     INFO(p);
     const long next = log.find(p, at);
     CHECK(next > at);

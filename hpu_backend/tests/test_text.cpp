@@ -24,12 +24,13 @@ hpu::LoadOptions options(DType dtype, std::size_t positions) {
 
 }  // namespace
 
-TEST_CASE("text api on hpu-ref: generate gives the CPU backend's text in f32 and bf16 for each "
-          "family",
-          "[hpu][text]") {
+TEST_CASE(
+    "text api on hpu-ref: generate gives the CPU backend's text in f32 and bf16 for each "
+    "family",
+    "[hpu][text]") {
   // target, draft: the Llama family and GPT-2 (learned positions, LayerNorm).
-  const std::vector<std::pair<std::string, std::string>> pairs = {
-      {"llama-gqa", "llama-draft"}, {"gpt2-target", "gpt2-draft"}};
+  const std::vector<std::pair<std::string, std::string>> pairs = {{"llama-gqa", "llama-draft"},
+                                                                  {"gpt2-target", "gpt2-draft"}};
   for (const auto& [target_name, draft_name] : pairs)
     for (const DType dt : {DType::f32, DType::bf16}) {
       SECTION(target_name + " " + std::string(dtype_name(dt))) {

@@ -10,8 +10,8 @@
 #include <set>
 
 #include "assistgen/any_model.hpp"
-#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/autoregressive.hpp"
+#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/hpu/transformer.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
@@ -61,8 +61,9 @@ hpu::LoadOptions small_buckets() {
 
 }  // namespace
 
-TEST_CASE("logits match cpu::Transformer and the golden reference on every test checkpoint (GPT-2 too)",
-          "[hpu]") {
+TEST_CASE(
+    "logits match cpu::Transformer and the golden reference on every test checkpoint (GPT-2 too)",
+    "[hpu]") {
   const auto dirs = models();
   REQUIRE(dirs.size() >= 6);
   for (const auto& dir : dirs) {
@@ -283,10 +284,12 @@ TEST_CASE("forward into a kept Logits gives the same logits and reuses its buffe
   REQUIRE(b.size() == kTokens.size());
   // Errors leave the cache and the shared length wording as before.
   const Token bad[] = {static_cast<Token>(hpu.vocab_size())};
-  REQUIRE_THROWS_WITH(hpu.forward(bad, b, out),
-                      Catch::Contains("token id " + std::to_string(hpu.vocab_size()) + " at position 0") &&
-                          Catch::Contains("out of range for vocabulary size"));
-  REQUIRE_THROWS_WITH(b.truncate(100), Catch::Contains("hpu KV cache: truncate(100) beyond size 12"));
+  REQUIRE_THROWS_WITH(
+      hpu.forward(bad, b, out),
+      Catch::Contains("token id " + std::to_string(hpu.vocab_size()) + " at position 0") &&
+          Catch::Contains("out of range for vocabulary size"));
+  REQUIRE_THROWS_WITH(b.truncate(100),
+                      Catch::Contains("hpu KV cache: truncate(100) beyond size 12"));
   REQUIRE(b.size() == kTokens.size());
 }
 

@@ -1,6 +1,6 @@
 // assistgen::load_model (declared in generate.hpp): a Hugging Face model
-// directory onto the CPU backend (or the one LoadModelOptions::backend loads), bundled with its tokenizer and generation
-// defaults. It lives in assistgen::cpu because it constructs a cpu::Transformer;
+// directory onto the CPU backend (or the one LoadModelOptions::backend
+// loads), bundled with its tokenizer and generation defaults. It lives in assistgen::cpu because it constructs a cpu::Transformer;
 // everything else of the text API is backend-independent (src/core/).
 #include <memory>
 #include <optional>
@@ -36,7 +36,9 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   if (options.backend) {
     if (options.dtype || options.threads != 0 || options.on_progress)
       throw InvalidArgument(std::string("load_model: LoadModelOptions::") +
-                            (options.dtype ? "dtype" : options.threads != 0 ? "threads" : "on_progress") +
+                            (options.dtype            ? "dtype"
+                             : options.threads != 0   ? "threads"
+                                                      : "on_progress") +
                             " is the CPU backend's; with LoadModelOptions::backend, set it in "
                             "that backend's own options");
     loaded.emplace(options.backend(dir));

@@ -49,8 +49,8 @@ void require_hpu(const Run& r) {
 
 TEST_CASE("cli: generate -p --backend hpu-ref gives the CPU backend's text in f32 and bf16",
           "[cli][hpu]") {
-  const std::string base = "generate -m " + kDemo + "/kjv-target -a " + kDemo +
-                           "/kjv-draft -p 'And God said' -n 24 ";
+  const std::string base =
+      "generate -m " + kDemo + "/kjv-target -a " + kDemo + "/kjv-draft -p 'And God said' -n 24 ";
   for (const char* dtype : {"f32", "bf16"}) {
     INFO(dtype);
     const Run cpu = cli(base + "--dtype " + dtype);
@@ -70,13 +70,14 @@ TEST_CASE("cli: generate -p --backend hpu-ref gives the CPU backend's text in f3
 
 TEST_CASE("cli: logits --backend hpu-ref writes the HPU path's logits, near the CPU path's",
           "[cli][hpu]") {
-  const fs::path dir = fs::temp_directory_path() / ("assistgen_cli_hpu_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("assistgen_cli_hpu_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   for (const std::string model : {"llama-gqa", "gpt2-target"})
     for (const char* dtype : {"f32", "bf16"}) {
       INFO(model << " " << dtype);
-      const std::string args = "logits -m " + kModels + model + " --tokens 1,17,200,45,3 --dtype " +
-                               dtype + " --out ";
+      const std::string args =
+          "logits -m " + kModels + model + " --tokens 1,17,200,45,3 --dtype " + dtype + " --out ";
       const Run cpu = cli(args + (dir / "cpu.npy").string());
       REQUIRE(cpu.code == 0);
       const Run hpu = cli(args + (dir / "hpu.npy").string() + " --backend hpu-ref");
@@ -99,11 +100,11 @@ TEST_CASE("cli: logits --backend hpu-ref writes the HPU path's logits, near the 
 TEST_CASE("cli: what --backend hpu-ref cannot honour is a usage error naming the option",
           "[cli][hpu]") {
   const std::string m = "generate -m /nonexistent/model --backend hpu-ref ";
-  for (const auto& [args, option] : std::vector<std::pair<std::string, std::string>>{
-           {"-p hi --dtype int8", "--dtype"},
-           {"-p hi --dtype int4", "--dtype"},
-           {"-p hi -t 2", "--threads"},
-           {"--tokens 1,2 --dtype i8", "--dtype"}}) {
+  for (const auto& [args, option] :
+       std::vector<std::pair<std::string, std::string>>{{"-p hi --dtype int8", "--dtype"},
+                                                        {"-p hi --dtype int4", "--dtype"},
+                                                        {"-p hi -t 2", "--threads"},
+                                                        {"--tokens 1,2 --dtype i8", "--dtype"}}) {
     INFO(args);
     const Run r = cli(m + args);
     CHECK(r.code == 2);

@@ -19,7 +19,8 @@ DType hpu_dtype(const CLI::Option* o_dtype, const std::string& value) {
 
 std::function<LoadedBackend(const std::filesystem::path&)> HpuRefLoader::backend() {
 #ifdef ASSISTGEN_CLI_HAS_HPU
-  return [positions = positions_, dtype = dtype_, reports = reports_](const std::filesystem::path& dir) {
+  return [positions = positions_, dtype = dtype_,
+          reports = reports_](const std::filesystem::path& dir) {
     hpu::LoadOptions o = hpu::options_for(positions);
     o.dtype = dtype;
     auto m = std::make_shared<const hpu::Transformer>(hpu::Transformer::load(dir, o));

@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
-#include "assistgen/model_config.hpp"
 #include "assistgen/hpu/bucketing.hpp"
 #include "assistgen/hpu/device.hpp"
 #include "assistgen/hpu/graph_cache.hpp"
 #include "assistgen/hpu/kv_cache.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::io {
@@ -107,7 +107,8 @@ struct LaunchStats {
   std::size_t padded_tokens = 0;     ///< token slots that were padding (rows included)
   /// Fraction of the launched token slots that were padding (0 when none ran).
   double token_waste() const {
-    return token_slots ? static_cast<double>(padded_tokens) / static_cast<double>(token_slots) : 0.0;
+    return token_slots ? static_cast<double>(padded_tokens) / static_cast<double>(token_slots)
+                       : 0.0;
   }
 };
 
