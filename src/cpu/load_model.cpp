@@ -1,7 +1,8 @@
 // assistgen::load_model (declared in generate.hpp): a Hugging Face model
 // directory onto the CPU backend (or the one LoadModelOptions::backend
-// loads), bundled with its tokenizer and generation defaults. It lives in assistgen::cpu because it constructs a cpu::Transformer;
-// everything else of the text API is backend-independent (src/core/).
+// loads), bundled with its tokenizer and generation defaults. It lives in
+// assistgen::cpu because it constructs a cpu::Transformer; everything else
+// of the text API is backend-independent (src/core/).
 #include <memory>
 #include <optional>
 #include <string>
