@@ -16,6 +16,8 @@
 
 #include "assistgen/error.hpp"
 #include "assistgen/hpu/device.hpp"
+#include "assistgen/io/safetensors.hpp"
+#include "low_precision.hpp"
 
 namespace assistgen::hpu {
 namespace {
@@ -64,36 +66,118 @@ void embedding(const std::int32_t* ids, std::size_t n, const float* table, std::
   }
 }
 
+// Sums in index order (fixed, as every reduction here).
 void rmsnorm(const float* x, const float* w, float* y, std::size_t rows, std::size_t h, float eps) {
-  Eigen::Map<const Eigen::ArrayXf> wv(w, static_cast<Idx>(h));
   for (std::size_t r = 0; r < rows; ++r) {
-    Eigen::Map<const Eigen::ArrayXf> xv(x + r * h, static_cast<Idx>(h));
-    const float ms = xv.square().sum() / static_cast<float>(h);
-    Eigen::Map<Eigen::ArrayXf>(y + r * h, static_cast<Idx>(h)) =
-        xv * (1.0f / std::sqrt(ms + eps)) * wv;
+    const float* xr = x + r * h;
+    float sq = 0;
+    for (std::size_t i = 0; i < h; ++i) sq += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(sq / static_cast<float>(h) + eps);
+    for (std::size_t i = 0; i < h; ++i) y[r * h + i] = (xr[i] * inv) * w[i];
   }
 }
 
-// c[M, N] = a[M, K] * (b[N, K]^T or b[K, N]) (+ bias)
+// c[M, N] = a[M, K] * (b[N, K]^T or b[K, N]) (+ bias). Every output is
+// summed from zero in k order, then the bias added: the same operations
+// whatever M is and wherever the row sits (Eigen's GEMM picks kernels and
+// blockings by size and row position), so a token's logits do not depend on
+// its batch mates, its bucket's padding or its chunk (batch invariance).
 void gemm(const float* a, const float* b, const float* bias, float* c, std::size_t M, std::size_t K,
           std::size_t N, bool transpose_b) {
-  Eigen::Map<const RowMatrix> A(a, static_cast<Idx>(M), static_cast<Idx>(K));
-  Eigen::Map<RowMatrix> C(c, static_cast<Idx>(M), static_cast<Idx>(N));
-  if (transpose_b)
-    C.noalias() =
-        A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(N), static_cast<Idx>(K)).transpose();
-  else
-    C.noalias() = A * Eigen::Map<const RowMatrix>(b, static_cast<Idx>(K), static_cast<Idx>(N));
-  if (bias) C.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, static_cast<Idx>(N));
+  if (transpose_b) {
+    for (std::size_t i = 0; i < M; ++i) {
+      const float* ai = a + i * K;
+      for (std::size_t j = 0; j < N; ++j) {
+        const float* bj = b + j * K;
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < K; ++k) acc += ai[k] * bj[k];
+        c[i * N + j] = bias ? acc + bias[j] : acc;
+      }
+    }
+    return;
+  }
+  // b [K, N]: accumulate whole rows, each element still in k order.
+  for (std::size_t i = 0; i < M; ++i) {
+    float* ci = c + i * N;
+    std::fill_n(ci, N, 0.0f);
+    for (std::size_t k = 0; k < K; ++k) {
+      const float aik = a[i * K + k];
+      const float* bk = b + k * N;
+      for (std::size_t j = 0; j < N; ++j) ci[j] += aik * bk[j];
+    }
+    if (bias)
+      for (std::size_t j = 0; j < N; ++j) ci[j] += bias[j];
+  }
 }
 
+// The MME's low-precision gemm as this device models it: c[M, N] =
+// a[M, K] (bf16) * b[N, K]^T (bf16, or E4M3 codes times scale[N] / scale[1]).
+// Every product is exact in f32 (8 x 8 or 8 x 4 significant bits), summed in
+// f32 from zero in k order, each sum rounded to nearest even; then
+// c = acc (* scale[j] for fp8, rounded) (+ bias[j], rounded). The library
+// compiles with -ffp-contract=off so that no fma merges these roundings.
+// One output's operations never depend on M, so rows are batch-invariant.
+void gemm_low(const std::uint16_t* a, const void* b, bool fp8, const float* scale,
+              std::size_t n_scales, const float* bias, float* c, std::size_t M, std::size_t K,
+              std::size_t N) {
+  std::vector<float> af(M * K), bf(K);
+  for (std::size_t i = 0; i < M * K; ++i) af[i] = io::bf16_to_float(a[i]);
+  for (std::size_t j = 0; j < N; ++j) {
+    if (fp8) {
+      const auto* bj = static_cast<const std::uint8_t*>(b) + j * K;
+      for (std::size_t k = 0; k < K; ++k) bf[k] = detail::fp8_to_float(bj[k]);
+    } else {
+      const auto* bj = static_cast<const std::uint16_t*>(b) + j * K;
+      for (std::size_t k = 0; k < K; ++k) bf[k] = io::bf16_to_float(bj[k]);
+    }
+    const float bj_bias = bias ? bias[j] : 0.0f;
+    const float s = fp8 ? scale[n_scales == 1 ? 0 : j] : 1.0f;
+    for (std::size_t i = 0; i < M; ++i) {
+      const float* ai = af.data() + i * K;
+      float acc = 0.0f;
+      for (std::size_t k = 0; k < K; ++k) acc += ai[k] * bf[k];  // exact product: fma or not, same
+      const float y = fp8 ? acc * s : acc;
+      c[i * N + j] = bias ? y + bj_bias : y;
+    }
+  }
+}
+
+// The CPU backend's LayerNorm (biased variance), in its order of operations.
+void layernorm(const float* x, const float* w, const float* b, float* y, std::size_t rows,
+               std::size_t h, float eps) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * h;
+    float* yr = y + r * h;
+    float sum = 0;
+    for (std::size_t i = 0; i < h; ++i) sum += xr[i];
+    const float mean = sum / static_cast<float>(h);
+    float sq = 0;
+    for (std::size_t i = 0; i < h; ++i) {
+      yr[i] = xr[i] - mean;
+      sq += yr[i] * yr[i];
+    }
+    const float inv = 1.0f / std::sqrt(sq / static_cast<float>(h) + eps);
+    for (std::size_t i = 0; i < h; ++i) yr[i] = (yr[i] * inv) * w[i] + b[i];
+  }
+}
+
+void gelu_tanh(const float* x, float* out, std::size_t n) {
+  constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    out[i] = 0.5f * v * (1.0f + std::tanh(kC * (v + 0.044715f * (v * v * v))));
+  }
+}
+
+// cos / sin are [T, half] (shared by the batch) or [B, T, half] (per row).
 void rope(const float* x, const float* cos_t, const float* sin_t, float* out, std::size_t B,
-          std::size_t T, std::size_t width, std::size_t hd) {
+          std::size_t T, std::size_t width, std::size_t hd, bool per_row) {
   const std::size_t half = hd / 2;
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t t = 0; t < T; ++t) {
-      const float* c = cos_t + t * half;
-      const float* s = sin_t + t * half;
+      const std::size_t row = per_row ? b * T + t : t;
+      const float* c = cos_t + row * half;
+      const float* s = sin_t + row * half;
       for (std::size_t h = 0; h < width / hd; ++h) {
         const std::size_t o = (b * T + t) * width + h * hd;
         for (std::size_t i = 0; i < half; ++i) {
@@ -131,12 +215,14 @@ void transpose(const float* x, float* out, const std::vector<std::int64_t>& in_s
   }
 }
 
-void add(const float* a, const float* b, float* out, const std::vector<std::int64_t>& as,
-         const std::vector<std::int64_t>& bs) {
+// out = a (+ or *) b, b broadcast over a's shape.
+template <class F>
+void broadcast(const float* a, const float* b, float* out, const std::vector<std::int64_t>& as,
+               const std::vector<std::int64_t>& bs, F op) {
   std::size_t total = 1;
   for (auto d : as) total *= static_cast<std::size_t>(d);
   if (as == bs) {
-    for (std::size_t i = 0; i < total; ++i) out[i] = a[i] + b[i];
+    for (std::size_t i = 0; i < total; ++i) out[i] = op(a[i], b[i]);
     return;
   }
   const std::size_t r = as.size();
@@ -153,29 +239,36 @@ void add(const float* a, const float* b, float* out, const std::vector<std::int6
     const float* ar = a + row * last;
     float* orow = out + row * last;
     if (b_last)
-      for (std::size_t j = 0; j < last; ++j) orow[j] = ar[j] + b[boff + j];
+      for (std::size_t j = 0; j < last; ++j) orow[j] = op(ar[j], b[boff + j]);
     else
-      for (std::size_t j = 0; j < last; ++j) orow[j] = ar[j] + b[boff];
+      for (std::size_t j = 0; j < last; ++j) orow[j] = op(ar[j], b[boff]);
   }
 }
 
+// Masked entries (-inf) give exact zeros, and adding zeros in index order
+// changes no bit: a longer kv bucket gives the same probabilities.
 void softmax(const float* x, float* out, std::size_t rows, std::size_t n) {
   for (std::size_t r = 0; r < rows; ++r) {
-    Eigen::Map<const Eigen::ArrayXf> xv(x + r * n, static_cast<Idx>(n));
-    Eigen::Map<Eigen::ArrayXf> ov(out + r * n, static_cast<Idx>(n));
-    const float mx = xv.maxCoeff();
+    const float* xr = x + r * n;
+    float* o = out + r * n;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, xr[i]);
     if (mx == -std::numeric_limits<float>::infinity()) {  // fully masked row
-      ov.setZero();
+      std::fill_n(o, n, 0.0f);
       continue;
     }
-    ov = (xv - mx).exp();
-    ov /= ov.sum();
+    float sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      o[i] = std::exp(xr[i] - mx);
+      sum += o[i];
+    }
+    for (std::size_t i = 0; i < n; ++i) o[i] = o[i] / sum;
   }
 }
 
+// Scalar libm exp: an element's value never depends on its neighbours.
 void silu_mul(const float* g, const float* u, float* out, std::size_t n) {
-  Eigen::Map<const Eigen::ArrayXf> gv(g, static_cast<Idx>(n)), uv(u, static_cast<Idx>(n));
-  Eigen::Map<Eigen::ArrayXf>(out, static_cast<Idx>(n)) = gv / (1.0f + (-gv).exp()) * uv;
+  for (std::size_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 // ---- the device -------------------------------------------------------------
@@ -305,8 +398,36 @@ class CpuReferenceDevice final : public Device {
       case Op::gemm: {
         const std::size_t K = d(t(0).shape.back());
         const std::size_t N = d(n.attrs.transpose_b ? t(1).shape[0] : t(1).shape[1]);
-        gemm(f(0), f(1), n.inputs.size() == 3 ? f(2) : nullptr, o(), t(0).numel() / K, K, N,
-             n.attrs.transpose_b);
+        const DType wt = t(1).dtype;
+        if (wt == DType::f32) {
+          gemm(f(0), f(1), n.inputs.size() == 3 ? f(2) : nullptr, o(), t(0).numel() / K, K, N,
+               n.attrs.transpose_b);
+          break;
+        }
+        if (!n.attrs.transpose_b)
+          throw UnsupportedError("hpu cpu-reference, node '" + n.name + "': a " +
+                                 std::string(dtype_name(wt)) +
+                                 " gemm needs transpose_b (weights [N, K])");
+        const bool fp8 = wt == DType::f8_e4m3;
+        const std::size_t n_in = n.inputs.size();
+        const bool has_bias = n_in == (fp8 ? 4u : 3u);
+        gemm_low(reinterpret_cast<const std::uint16_t*>(f(0)), f(1), fp8,
+                 fp8 ? f(n_in - 1) : nullptr, fp8 ? t(n_in - 1).numel() : 0,
+                 has_bias ? f(2) : nullptr, o(), t(0).numel() / K, K, N);
+        break;
+      }
+      case Op::layernorm: {
+        const std::size_t h = d(t(0).shape.back());
+        layernorm(f(0), f(1), f(2), o(), t(0).numel() / h, h, n.attrs.eps);
+        break;
+      }
+      case Op::gelu_tanh:
+        gelu_tanh(f(0), o(), t(0).numel());
+        break;
+      case Op::cast_bf16: {
+        auto* y = reinterpret_cast<std::uint16_t*>(ptr[static_cast<std::size_t>(n.outputs[0])]);
+        const float* x = f(0);
+        for (std::size_t i = 0, e = t(0).numel(); i < e; ++i) y[i] = io::float_to_bf16(x[i]);
         break;
       }
       case Op::batch_gemm: {
@@ -319,7 +440,7 @@ class CpuReferenceDevice final : public Device {
       }
       case Op::rope:
         rope(f(0), f(1), f(2), o(), d(t(0).shape[0]), d(t(0).shape[1]), d(t(0).shape[2]),
-             d(n.attrs.head_dim));
+             d(n.attrs.head_dim), t(1).shape.size() == 3);
         break;
       case Op::transpose:
         transpose(f(0), o(), t(0).shape, n.attrs.perm);
@@ -328,7 +449,23 @@ class CpuReferenceDevice final : public Device {
         std::memcpy(o(), f(0), t(0).bytes());
         break;
       case Op::add:
-        add(f(0), f(1), o(), t(0).shape, t(1).shape);
+        broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x + y; });
+        break;
+      case Op::batch_row: {
+        const std::size_t row = t(0).bytes() / d(t(0).shape[0]);
+        std::memcpy(o(), reinterpret_cast<const std::byte*>(f(0)) + d(n.attrs.length) * row, row);
+        break;
+      }
+      case Op::concat: {
+        std::byte* dst = ptr[static_cast<std::size_t>(n.outputs[0])];
+        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+          std::memcpy(dst, f(i), t(i).bytes());
+          dst += t(i).bytes();
+        }
+        break;
+      }
+      case Op::mul:
+        broadcast(f(0), f(1), o(), t(0).shape, t(1).shape, [](float x, float y) { return x * y; });
         break;
       case Op::softmax: {
         const std::size_t last = d(t(0).shape.back());

@@ -1,9 +1,12 @@
-// The Llama forward pass as an IR graph. Per layer: RMSNorm -> q/k/v gemms
-// -> RoPE -> K/V written in place at their positions -> a static kv_len
+// The decoder forward pass as an IR graph. Per layer: RMSNorm (LayerNorm
+// for GPT-2) -> q/k/v gemms -> RoPE (none with learned positions, which are
+// added to the embeddings) -> K/V written in place at their positions -> a static kv_len
 // prefix read back -> grouped-query attention as two batch_gemms over
 // [B * kv_heads, group * T, .] (GQA without repeating K/V: the query heads of
 // one kv head are contiguous) with the additive mask broadcast over heads ->
-// o gemm -> residual -> RMSNorm -> SwiGLU MLP -> residual.
+// o gemm -> residual -> norm -> SwiGLU (or gelu_tanh) MLP -> residual. With
+// bf16 or fp8 weights every gemm of a weight takes its activations cast to
+// bf16 (the MME's operands) and accumulates in f32; attention stays f32.
 #include "decoder_graph.hpp"
 
 #include <cstdint>
@@ -11,8 +14,15 @@
 
 namespace assistgen::hpu::detail {
 
-DecoderSpec DecoderSpec::from(const ModelConfig& c, std::size_t slots) {
+DecoderSpec DecoderSpec::from(const ModelConfig& c, std::size_t slots, DType weights,
+                              bool per_channel) {
   DecoderSpec s;
+  s.layer_norm = c.norm == NormKind::layer_norm;
+  s.learned_positions = c.positions == PositionKind::learned;
+  s.gated = c.gated_mlp;
+  s.positions = c.max_position_embeddings;
+  s.weights = weights;
+  s.per_channel = per_channel;
   s.layers = c.num_hidden_layers;
   s.hidden = c.hidden_size;
   s.intermediate = c.intermediate_size;
@@ -44,11 +54,33 @@ std::string DecoderSpec::window_str() const {
 }
 
 std::string DecoderSpec::kind() const {
-  return "llama-decoder/L" + std::to_string(layers) + "/H" + std::to_string(hidden) + "/I" +
-         std::to_string(intermediate) + "/V" + std::to_string(vocab) + "/h" +
-         std::to_string(heads) + "/kv" + std::to_string(kv_heads) + "/d" +
-         std::to_string(head_dim) + "/s" + std::to_string(slots) + (qkv_bias ? "/qkvb" : "") +
-         (o_bias ? "/ob" : "") + (mlp_bias ? "/mb" : "") + (tied ? "/tied" : "") + window_str();
+  // Appends rather than operator+ chains: GCC 12 raises a false -Wrestrict on those.
+  std::string r = "decoder-";
+  r += layer_norm ? "ln" : "rms";
+  r += learned_positions ? "-pos" + std::to_string(positions) : std::string("-rope");
+  r += gated ? "-swiglu" : "-gelu";
+  if (weights != DType::f32) {
+    r += '-';
+    r += dtype_name(weights);
+  }
+  if (weights == DType::f8_e4m3) r += per_channel ? "-pc" : "-pt";
+  for (const auto& [tag, v] : {std::pair{"/L", layers},
+                               {"/H", hidden},
+                               {"/I", intermediate},
+                               {"/V", vocab},
+                               {"/h", heads},
+                               {"/kv", kv_heads},
+                               {"/d", head_dim},
+                               {"/s", slots}}) {
+    r += tag;
+    r += std::to_string(v);
+  }
+  if (qkv_bias) r += "/qkvb";
+  if (o_bias) r += "/ob";
+  if (mlp_bias) r += "/mb";
+  if (tied) r += "/tied";
+  r += window_str();
+  return r;
 }
 
 Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t tokens,
@@ -62,19 +94,53 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   const I group = nq / nkv, qd = nq * hd, kvd = nkv * hd, S = static_cast<I>(s.slots);
 
   Graph g(s.kind());
-  auto weight = [&](const std::string& name, std::vector<I> shape) {
-    return g.add_tensor(name, std::move(shape), DType::f32, TensorKind::weight);
+  auto weight = [&](const std::string& name, std::vector<I> shape, DType dt = DType::f32) {
+    return g.add_tensor(name, std::move(shape), dt, TensorKind::weight);
   };
-  auto tmp = [&](const std::string& name, std::vector<I> shape) {
-    return g.add_tensor(name, std::move(shape), DType::f32, TensorKind::intermediate);
+  auto tmp = [&](const std::string& name, std::vector<I> shape, DType dt = DType::f32) {
+    return g.add_tensor(name, std::move(shape), dt, TensorKind::intermediate);
+  };
+  // A matmul input in the MME's operand type: f32 as is, else cast to bf16
+  // once per tensor (q, k and v share the cast of the normed rows).
+  std::vector<std::pair<int, int>> casts;  // (f32 tensor, its bf16 cast)
+  auto operand = [&](int x) {
+    if (s.weights == DType::f32) return x;
+    for (const auto& [from, to] : casts)
+      if (from == x) return to;
+    const TensorInfo& t = g.tensor(x);
+    const int y = tmp(t.name + ".bf16", t.shape, DType::bf16);
+    g.add_node(Op::cast_bf16, t.name + ".cast", {x}, {y});
+    casts.emplace_back(x, y);
+    return y;
+  };
+  // y = x W^T (+ b): W in the weights' type; f8_e4m3 carries "<name>.scale".
+  auto matmul = [&](const std::string& name, const std::string& w_name, int x, I out, I in,
+                    bool bias, int w = -1) {
+    std::vector<int> ins{operand(x), w >= 0 ? w : weight(w_name, {out, in}, s.weights)};
+    if (bias) ins.push_back(weight(name + ".b", {out}));
+    if (s.weights == DType::f8_e4m3)
+      ins.push_back(weight(name + ".scale", {s.per_channel ? out : 1}));
+    auto shape = g.tensor(x).shape;
+    shape.back() = out;
+    return std::pair{ins, shape};
   };
   auto linear = [&](const std::string& name, int x, std::vector<I> in_shape, I out, I in,
                     bool bias) {
-    std::vector<int> ins{x, weight(name + ".w", {out, in})};
-    if (bias) ins.push_back(weight(name + ".b", {out}));
-    in_shape.back() = out;
-    const int y = tmp(name + ".out", in_shape);
+    (void)in_shape;
+    auto [ins, shape] = matmul(name, name + ".w", x, out, in, bias);
+    const int y = tmp(name + ".out", shape);
     g.add_node(Op::gemm, name, ins, {y}, {.transpose_b = true});
+    return y;
+  };
+  auto norm = [&](const std::string& name, const std::string& w, int x) {
+    const auto shape = g.tensor(x).shape;
+    const I h = shape.back();
+    const int y = tmp(name, shape);
+    if (s.layer_norm)
+      g.add_node(Op::layernorm, name, {x, weight(w, {h}), weight(w + ".b", {h})}, {y},
+                 {.eps = s.eps});
+    else
+      g.add_node(Op::rmsnorm, name, {x, weight(w, {h})}, {y}, {.eps = s.eps});
     return y;
   };
   auto node = [&](Op op, const std::string& name, std::vector<int> ins, std::vector<I> shape,
@@ -85,29 +151,46 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
   };
 
   const int ids = g.add_tensor("ids", {B, T}, DType::i32, TensorKind::input);
-  const int index = g.add_tensor("write_index", {T}, DType::i32, TensorKind::input);
-  const int cos = g.add_tensor("cos", {T, hd / 2}, DType::f32, TensorKind::input);
-  const int sin = g.add_tensor("sin", {T, hd / 2}, DType::f32, TensorKind::input);
+  // Batch row j writes its own cache at its own positions: one index and one
+  // pair of cache tensors per row (names without a row suffix for batch 1).
+  auto row_name = [&](const std::string& base, I j) {
+    return B == 1 ? base : base + ".b" + std::to_string(j);
+  };
+  std::vector<int> index;
+  for (I j = 0; j < B; ++j)
+    index.push_back(g.add_tensor(row_name("write_index", j), {T}, DType::i32, TensorKind::input));
+  const bool rope = !s.learned_positions;
+  // RoPE tables: shared [T, half] for batch 1, per row [B, T, half] above.
+  const std::vector<I> cs_shape = B == 1 ? std::vector<I>{T, hd / 2} : std::vector<I>{B, T, hd / 2};
+  const int cos = rope ? g.add_tensor("cos", cs_shape, DType::f32, TensorKind::input) : -1;
+  const int sin = rope ? g.add_tensor("sin", cs_shape, DType::f32, TensorKind::input) : -1;
+  const int pos_ids = rope ? -1 : g.add_tensor("positions", {B, T}, DType::i32, TensorKind::input);
   const int mask =
       s.has_full_mask() ? g.add_tensor("mask", {B, 1, 1, T, L}, DType::f32, TensorKind::input) : -1;
   const int window_mask = s.has_window_mask() ? g.add_tensor("window_mask", {B, 1, 1, T, L},
                                                              DType::f32, TensorKind::input)
                                               : -1;
   const int embed = weight("embed", {V, H});
+  const int attn_scale = s.q_scale_folded() ? -1 : weight("attn_scale", {1, 1, 1, 1, 1});
 
   int x = node(Op::embedding, "embed.out", {ids, embed}, {B, T, H});
+  if (!rope) {
+    const int pe =
+        node(Op::embedding, "pos_embed.out",
+             {pos_ids, weight("pos_embed", {static_cast<I>(s.positions), H})}, {B, T, H});
+    x = node(Op::add, "embed.sum", {x, pe}, {B, T, H});
+  }
   for (std::size_t l = 0; l < s.layers; ++l) {
     auto nm = [&](const char* what) { return layer_name(l, what); };
-    const int kc = g.add_tensor(nm("k_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
-    const int vc = g.add_tensor(nm("v_cache"), {B, nkv, S, hd}, DType::f32, TensorKind::state);
 
-    const int xn = node(Op::rmsnorm, nm("attn_norm.out"), {x, weight(nm("attn_norm"), {H})},
-                        {B, T, H}, {.eps = s.eps});
+    const int xn = norm(nm("attn_norm.out"), nm("attn_norm"), x);
     const int q = linear(nm("q"), xn, {B, T, H}, qd, H, s.qkv_bias);
     const int k = linear(nm("k"), xn, {B, T, H}, kvd, H, s.qkv_bias);
     const int v = linear(nm("v"), xn, {B, T, H}, kvd, H, s.qkv_bias);
-    const int qr = node(Op::rope, nm("q.rope"), {q, cos, sin}, {B, T, qd}, {.head_dim = hd});
-    const int kr = node(Op::rope, nm("k.rope"), {k, cos, sin}, {B, T, kvd}, {.head_dim = hd});
+    const int qr =
+        rope ? node(Op::rope, nm("q.rope"), {q, cos, sin}, {B, T, qd}, {.head_dim = hd}) : q;
+    const int kr =
+        rope ? node(Op::rope, nm("k.rope"), {k, cos, sin}, {B, T, kvd}, {.head_dim = hd}) : k;
 
     // K/V rows to [B, kv_heads, T, hd], then index_copy into the cache.
     auto to_heads = [&](int t, const char* what) {
@@ -115,10 +198,26 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
       return node(Op::transpose, nm(what) + std::string(".heads"), {r}, {B, nkv, T, hd},
                   {.perm = {0, 2, 1, 3}});
     };
-    g.add_node(Op::kv_write, nm("k_cache.write"), {kc, index, to_heads(kr, "k")}, {kc});
-    g.add_node(Op::kv_write, nm("v_cache.write"), {vc, index, to_heads(v, "v")}, {vc});
-    const int K = node(Op::kv_read, nm("k_cache.read"), {kc}, {B, nkv, L, hd}, {.length = L});
-    const int Vv = node(Op::kv_read, nm("v_cache.read"), {vc}, {B, nkv, L, hd}, {.length = L});
+    // Per batch row: its rows of K (V), written into its cache in place,
+    // then the cache's first L positions read back; the rows are stacked
+    // again for attention.
+    auto cache_rw = [&](int heads, const char* what) {
+      std::vector<int> reads;
+      for (I j = 0; j < B; ++j) {
+        const std::string c = row_name(nm(what), j);
+        const int cache = g.add_tensor(c, {1, nkv, S, hd}, DType::f32, TensorKind::state);
+        const int src =
+            B == 1 ? heads
+                   : node(Op::batch_row, c + ".src", {heads}, {1, nkv, T, hd}, {.length = j});
+        g.add_node(Op::kv_write, c + ".write", {cache, index[static_cast<std::size_t>(j)], src},
+                   {cache});
+        reads.push_back(node(Op::kv_read, c + ".read", {cache}, {1, nkv, L, hd}, {.length = L}));
+      }
+      return B == 1 ? reads[0]
+                    : node(Op::concat, nm(what) + std::string(".read"), reads, {B, nkv, L, hd});
+    };
+    const int K = cache_rw(to_heads(kr, "k"), "k_cache");
+    const int Vv = cache_rw(to_heads(v, "v"), "v_cache");
     const int K3 = node(Op::reshape, nm("k_cache.read.3d"), {K}, {B * nkv, L, hd});
     const int V3 = node(Op::reshape, nm("v_cache.read.3d"), {Vv}, {B * nkv, L, hd});
 
@@ -129,7 +228,9 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
     const int q3 = node(Op::reshape, nm("q.3d"), {qt}, {B * nkv, group * T, hd});
     const int sc = node(Op::batch_gemm, nm("scores"), {q3, K3}, {B * nkv, group * T, L},
                         {.transpose_b = true});
-    const int sc5 = node(Op::reshape, nm("scores.5d"), {sc}, {B, nkv, group, T, L});
+    int sc5 = node(Op::reshape, nm("scores.5d"), {sc}, {B, nkv, group, T, L});
+    if (!s.q_scale_folded())  // scores * 1/sqrt(head_dim), as the CPU backend scales them
+      sc5 = node(Op::mul, nm("scores.scaled"), {sc5, attn_scale}, {B, nkv, group, T, L});
     const int msk = node(Op::add, nm("scores.masked"),
                          {sc5, s.has_window_mask() && s.windowed[l] ? window_mask : mask},
                          {B, nkv, group, T, L});
@@ -143,19 +244,23 @@ Graph build_decoder_graph(const DecoderSpec& s, std::size_t batch, std::size_t t
     const int att = linear(nm("o"), c3, {B, T, qd}, H, qd, s.o_bias);
     const int x1 = node(Op::add, nm("attn.residual"), {x, att}, {B, T, H});
 
-    const int xn2 = node(Op::rmsnorm, nm("mlp_norm.out"), {x1, weight(nm("mlp_norm"), {H})},
-                         {B, T, H}, {.eps = s.eps});
-    const int gt = linear(nm("gate"), xn2, {B, T, H}, F, H, s.mlp_bias);
-    const int up = linear(nm("up"), xn2, {B, T, H}, F, H, s.mlp_bias);
-    const int act = node(Op::silu_mul, nm("act"), {gt, up}, {B, T, F});
+    const int xn2 = norm(nm("mlp_norm.out"), nm("mlp_norm"), x1);
+    int act = -1;
+    if (s.gated) {
+      const int gt = linear(nm("gate"), xn2, {B, T, H}, F, H, s.mlp_bias);
+      const int up = linear(nm("up"), xn2, {B, T, H}, F, H, s.mlp_bias);
+      act = node(Op::silu_mul, nm("act"), {gt, up}, {B, T, F});
+    } else {
+      const int up = linear(nm("up"), xn2, {B, T, H}, F, H, s.mlp_bias);
+      act = node(Op::gelu_tanh, nm("act"), {up}, {B, T, F});
+    }
     const int dn = linear(nm("down"), act, {B, T, F}, H, F, s.mlp_bias);
     x = node(Op::add, nm("mlp.residual"), {x1, dn}, {B, T, H});
   }
-  const int xf = node(Op::rmsnorm, "final_norm.out", {x, weight("final_norm", {H})}, {B, T, H},
-                      {.eps = s.eps});
-  const int head = s.tied ? embed : weight("lm_head", {V, H});
-  const int logits = g.add_tensor("logits", {B, T, V}, DType::f32, TensorKind::output);
-  g.add_node(Op::gemm, "lm_head", {xf, head}, {logits}, {.transpose_b = true});
+  const int xf = norm("final_norm.out", "final_norm", x);
+  auto [ins, shape] = matmul("lm_head", "lm_head", xf, V, H, false, s.head_is_embed() ? embed : -1);
+  const int logits = g.add_tensor("logits", shape, DType::f32, TensorKind::output);
+  g.add_node(Op::gemm, "lm_head", ins, {logits}, {.transpose_b = true});
   return g;
 }
 

@@ -36,6 +36,18 @@ std::string_view op_name(Op op) {
       return "kv_write";
     case Op::kv_read:
       return "kv_read";
+    case Op::layernorm:
+      return "layernorm";
+    case Op::gelu_tanh:
+      return "gelu_tanh";
+    case Op::cast_bf16:
+      return "cast_bf16";
+    case Op::mul:
+      return "mul";
+    case Op::batch_row:
+      return "batch_row";
+    case Op::concat:
+      return "concat";
   }
   return "?";
 }
@@ -150,14 +162,35 @@ void Graph::validate() const {
         break;
       }
       case Op::gemm: {
-        arity(2, 3, 1);
+        // Operand types (MME): f32 x f32, bf16 x bf16, or bf16 x f8_e4m3
+        // with a scale as the last input.
+        const bool fp8 = n.inputs.size() >= 2 && in(1).dtype == DType::f8_e4m3;
+        if (fp8)
+          arity(3, 4, 1);
+        else
+          arity(2, 3, 1);
         rank(in(1), 2);
+        if (in(1).dtype != DType::f32 && in(1).dtype != DType::bf16 && !fp8)
+          fail("tensor '" + in(1).name + "' is " + std::string(dtype_name(in(1).dtype)) +
+               ", expected f32, bf16 or f8_e4m3");
+        dtype(in(0), in(1).dtype == DType::f32 ? DType::f32 : DType::bf16);
         const auto k = in(0).shape.back();
         const auto N = n.attrs.transpose_b ? in(1).shape[0] : in(1).shape[1];
         const auto K = n.attrs.transpose_b ? in(1).shape[1] : in(1).shape[0];
         if (K != k)
           fail("inner dimensions of '" + in(0).name + "' and '" + in(1).name + "' differ");
-        if (n.inputs.size() == 3) expect(in(2), {N});
+        const std::size_t n_bias = n.inputs.size() - (fp8 ? 3 : 2);
+        if (n_bias == 1) {
+          expect(in(2), {N});
+          dtype(in(2), DType::f32);
+        }
+        if (fp8) {
+          const auto& sc = in(n.inputs.size() - 1);
+          dtype(sc, DType::f32);
+          if (sc.shape != std::vector<std::int64_t>{N} && sc.shape != std::vector<std::int64_t>{1})
+            fail("scale '" + sc.name + "' has shape " + shape_str(sc.shape) + ", expected [" +
+                 std::to_string(N) + "] (per channel) or [1] (per tensor)");
+        }
         auto s = in(0).shape;
         s.back() = N;
         expect(out(), s);
@@ -183,8 +216,13 @@ void Graph::validate() const {
         const auto hd = n.attrs.head_dim;
         if (hd <= 0 || hd % 2 != 0 || in(0).shape[2] % hd != 0)
           fail("head_dim " + std::to_string(hd) + " must be even and divide the last dimension");
-        expect(in(1), {in(0).shape[1], hd / 2});
-        expect(in(2), {in(0).shape[1], hd / 2});
+        if (in(1).shape.size() == 3) {  // per batch row
+          expect(in(1), {in(0).shape[0], in(0).shape[1], hd / 2});
+          expect(in(2), {in(0).shape[0], in(0).shape[1], hd / 2});
+        } else {
+          expect(in(1), {in(0).shape[1], hd / 2});
+          expect(in(2), {in(0).shape[1], hd / 2});
+        }
         expect(out(), in(0).shape);
         break;
       }
@@ -211,7 +249,8 @@ void Graph::validate() const {
                shape_str(out().shape));
         break;
       }
-      case Op::add: {
+      case Op::add:
+      case Op::mul: {
         arity(2, 2, 1);
         const auto& a = in(0).shape;
         const auto& b = in(1).shape;
@@ -256,9 +295,54 @@ void Graph::validate() const {
         expect(out(), {c[0], c[1], n.attrs.length, c[3]});
         break;
       }
+      case Op::batch_row: {
+        arity(1, 1, 1);
+        if (n.attrs.length < 0 || n.attrs.length >= in(0).shape[0])
+          fail("row " + std::to_string(n.attrs.length) + " is outside the " +
+               std::to_string(in(0).shape[0]) + " rows of '" + in(0).name + "'");
+        auto s1 = in(0).shape;
+        s1[0] = 1;
+        expect(out(), s1);
+        dtype(out(), in(0).dtype);
+        break;
+      }
+      case Op::concat: {
+        if (n.inputs.empty() || n.outputs.size() != 1) fail("needs inputs and one output");
+        auto s1 = in(0).shape;
+        if (s1[0] != 1) fail("input '" + in(0).name + "' must have 1 row");
+        for (std::size_t i = 1; i < n.inputs.size(); ++i) {
+          expect(in(i), s1);
+          dtype(in(i), in(0).dtype);
+        }
+        s1[0] = static_cast<std::int64_t>(n.inputs.size());
+        expect(out(), s1);
+        dtype(out(), in(0).dtype);
+        break;
+      }
+      case Op::layernorm: {
+        arity(3, 3, 1);
+        expect(in(1), {in(0).shape.back()});
+        expect(in(2), {in(0).shape.back()});
+        expect(out(), in(0).shape);
+        if (!(n.attrs.eps > 0)) fail("eps must be positive");
+        break;
+      }
+      case Op::gelu_tanh: {
+        arity(1, 1, 1);
+        expect(out(), in(0).shape);
+        break;
+      }
+      case Op::cast_bf16: {
+        arity(1, 1, 1);
+        dtype(in(0), DType::f32);
+        dtype(out(), DType::bf16);
+        expect(out(), in(0).shape);
+        break;
+      }
     }
     for (int id : n.outputs) {
-      if (n.op != Op::embedding && n.op != Op::kv_write && tensor(id).dtype != DType::f32)
+      if (n.op != Op::embedding && n.op != Op::kv_write && n.op != Op::cast_bf16 &&
+          n.op != Op::batch_row && n.op != Op::concat && tensor(id).dtype != DType::f32)
         fail("output '" + tensor(id).name + "' must be f32");
       written[static_cast<std::size_t>(id)] = true;
     }

@@ -38,7 +38,13 @@ constexpr std::uint32_t kDataTensor = 0;
 /// synGeometryType: synGeometrySizes (= max sizes).
 constexpr std::uint32_t kGeometrySizes = 1;
 /// synDataType values used here.
-enum DataType : std::uint32_t { kTypeBf16 = 1u << 1, kTypeSingle = 1u << 2, kTypeInt32 = 1u << 4 };
+/// syn_type_fp8_143 (E4M3) is a guess, like the rest, and must be checked.
+enum DataType : std::uint32_t {
+  kTypeBf16 = 1u << 1,
+  kTypeSingle = 1u << 2,
+  kTypeInt32 = 1u << 4,
+  kTypeFp8_143 = 1u << 12,
+};
 
 /// synTensorGeometry: sizes fastest-varying first.
 struct TensorGeometry {
@@ -78,6 +84,11 @@ struct AxisParams {
 };
 struct RmsNormParams {
   float epsilon;
+};
+/// layer_norm_fwd_f32 params (a guess in shape and content, like RmsNormParams).
+struct LayerNormParams {
+  bool epsValid;
+  float eps;
 };
 
 // The functions, one pointer type each (see SynapseApi in synapse_device.cpp).

@@ -148,6 +148,8 @@ std::uint32_t syn_dtype(DType d, const std::string& tensor) {
       return syn::kTypeBf16;
     case DType::i32:
       return syn::kTypeInt32;
+    case DType::f8_e4m3:
+      return syn::kTypeFp8_143;
     default:
       throw UnsupportedError("hpu synapse: tensor '" + tensor + "' has dtype " +
                              std::string(dtype_name(d)) + ", which the lowering does not map");
@@ -287,7 +289,14 @@ class Lowering {
     const auto rank = static_cast<std::int32_t>(in0.shape.size());
     switch (n.op) {
       case Op::gemm:
+        if (g_.tensor(n.inputs[1]).dtype == DType::f8_e4m3) {
+          lower_fp8_gemm(n, ins, r);
+          break;
+        }
+        [[fallthrough]];
       case Op::batch_gemm: {
+        // f32 x f32, or bf16 x bf16 with an f32 output (and f32 bias): the
+        // MME takes the operand types from the tensors.
         syn::GemmParams p{false, n.attrs.transpose_b};
         node(n.op == Op::gemm ? "gemm" : "batch_gemm", n.name, ins, {output(n.outputs[0], r)}, &p,
              sizeof p);
@@ -358,7 +367,68 @@ class Lowering {
         node("slice", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
         break;
       }
+      case Op::layernorm: {
+        syn::LayerNormParams p{true, n.attrs.eps};
+        node("layer_norm_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        break;
+      }
+      case Op::gelu_tanh:
+        node("gelu_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
+        break;
+      case Op::cast_bf16:
+        node("cast_f32_to_bf16", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
+        break;
+      case Op::mul:
+        node("mult_fwd_f32", n.name, ins, {output(n.outputs[0], r)}, nullptr, 0);
+        break;
+      case Op::batch_row: {
+        // A slice of one row along the slowest axis (fastest-first: the last).
+        syn::SliceParams p{};
+        for (std::int32_t j = 0; j < rank; ++j) {
+          p.axes[j] = static_cast<std::uint32_t>(j);
+          p.starts[j] = 0;
+          p.ends[j] = static_cast<std::uint32_t>(in0.shape[static_cast<std::size_t>(rank - 1 - j)]);
+          p.steps[j] = 1;
+        }
+        p.starts[rank - 1] = static_cast<std::uint32_t>(n.attrs.length);
+        p.ends[rank - 1] = static_cast<std::uint32_t>(n.attrs.length + 1);
+        node("slice", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        break;
+      }
+      case Op::concat: {
+        syn::AxisParams p{rank - 1};  // the IR's dim 0, fastest-first
+        node("concat", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
+        break;
+      }
     }
+  }
+
+  // A bf16 x E4M3 gemm as the reference device defines it, from exact
+  // pieces: the E4M3 codes widened to bf16 (every E4M3 value is a bf16
+  // value), a bf16 x bf16 gemm with f32 accumulation, then times the scale
+  // ([N] per channel or [1] per tensor, broadcast over the rows) and plus
+  // the bias. The weights stay E4M3 in device memory; the widened copy lives
+  // in the workspace.
+  void lower_fp8_gemm(const Node& n, const std::vector<syn::Tensor>& ins, SynapseRecipe& r) {
+    const TensorInfo& w = g_.tensor(n.inputs[1]);
+    const TensorInfo& out = g_.tensor(n.outputs[0]);
+    const bool bias = n.inputs.size() == 4;
+    auto temp = [&](const std::string& name, std::vector<std::int64_t> shape, DType dt) {
+      TensorInfo t{name, std::move(shape), dt, TensorKind::intermediate};
+      return make_tensor(t, t.name, -1, nullptr);
+    };
+    syn::Tensor wb = temp(n.name + ".w_bf16", w.shape, DType::bf16);
+    node("cast_f8_to_bf16", n.name + ".widen", {ins[1]}, {wb}, nullptr, 0);
+    syn::Tensor acc = temp(n.name + ".acc", out.shape, DType::f32);
+    syn::GemmParams p{false, n.attrs.transpose_b};
+    node("gemm", n.name + ".gemm", {ins[0], wb}, {acc}, &p, sizeof p);
+    if (!bias) {
+      node("mult_fwd_f32", n.name, {acc, ins.back()}, {output(n.outputs[0], r)}, nullptr, 0);
+      return;
+    }
+    syn::Tensor scaled = temp(n.name + ".scaled", out.shape, DType::f32);
+    node("mult_fwd_f32", n.name + ".scale", {acc, ins.back()}, {scaled}, nullptr, 0);
+    node("add_fwd_f32", n.name, {scaled, ins[2]}, {output(n.outputs[0], r)}, nullptr, 0);
   }
 
   Runtime& rt_;

@@ -4,9 +4,13 @@
 // line, keeps "device memory" in host memory, checks the protocol the real
 // runtime needs (host buffers mapped before a copy, tensor ids and sizes at
 // launch matching the recipe), and computes the "gemm" and "batch_gemm"
-// nodes of a launched recipe on the CPU; other kernels are only recorded.
+// nodes of a launched recipe on the CPU (f32 or bf16 operands), the casts
+// to bf16 (from f32 and E4M3) and mult / add with a vector broadcast along
+// the fastest dimension (the fp8 scale and bias); other kernels are only
+// recorded.
 // It is test equipment, never linked into the library.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -44,6 +48,7 @@ struct assistgen::hpu::syn::RecipeImpl {
     std::vector<syn::TSize> sizes;
     bool persistent = false;
     std::uint64_t ws_offset = 0;
+    std::uint32_t dtype = 0;
   };
   struct N {
     std::string guid;
@@ -94,6 +99,29 @@ void gemm(const float* a, const float* b, const float* bias, float* c, std::uint
         s += double(a[m * K + k]) * (tb ? b[n * K + k] : b[k * N + n]);
       c[m * N + n] = static_cast<float>(s);
     }
+}
+
+std::uint64_t elem_size(std::uint32_t dtype) {
+  return dtype == syn::kTypeBf16 ? 2 : dtype == syn::kTypeFp8_143 ? 1 : 4;
+}
+
+// Independent decodings (not the library's): bf16 is the high half of an
+// f32; E4M3 is sign, 4 exponent bits (bias 7), 3 mantissa bits.
+float bf16_value(std::uint16_t h) {
+  const std::uint32_t bits = std::uint32_t{h} << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+std::uint16_t bf16_round(float f) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+float e4m3_value(std::uint8_t c) {
+  const int e = (c >> 3) & 15, m = c & 7;
+  const double v = e == 0 ? m / 8.0 * std::pow(2.0, -6) : (1 + m / 8.0) * std::pow(2.0, e - 7);
+  return static_cast<float>((c & 0x80) ? -v : v);
 }
 
 }  // namespace
@@ -304,10 +332,10 @@ syn::Status synGraphCompile(syn::RecipeHandle* r, syn::GraphHandle g, const char
   auto id_of = [&](syn::TensorImpl* t) {
     auto [it, fresh] = index.emplace(t, static_cast<int>(rec->tensors.size()));
     if (fresh) {
-      syn::RecipeImpl::T c{t->name, t->sizes, t->section != nullptr, 0};
+      syn::RecipeImpl::T c{t->name, t->sizes, t->section != nullptr, 0, t->dtype};
       if (!c.persistent) {
         c.ws_offset = rec->workspace;
-        rec->workspace += (prod(t->sizes, 0) * 4 + 63) / 64 * 64;
+        rec->workspace += (prod(t->sizes, 0) * elem_size(t->dtype) + 63) / 64 * 64;
       } else {
         rec->ids.emplace(t->name, 1000 + rec->ids.size());
       }
@@ -363,11 +391,51 @@ syn::Status synLaunchExt(syn::StreamHandle, const syn::LaunchTensorInfoExt* info
   }
   for (const auto& t : r->tensors)
     if (t.persistent && !addr.count(t.name)) return 23;  // a persistent tensor left unbound
-  auto ptr = [&](int id) {
+  auto raw = [&](int id) {
     const auto& t = r->tensors[static_cast<std::size_t>(id)];
-    return reinterpret_cast<float*>(t.persistent ? addr[t.name] : workspace + t.ws_offset);
+    return reinterpret_cast<unsigned char*>(t.persistent ? addr[t.name] : workspace + t.ws_offset);
+  };
+  auto ptr = [&](int id) { return reinterpret_cast<float*>(raw(id)); };
+  auto tensor = [&](int id) -> const syn::RecipeImpl::T& {
+    return r->tensors[static_cast<std::size_t>(id)];
+  };
+  // Operands of a gemm as f32: bf16 operands are widened into these.
+  std::vector<std::vector<float>> widened;
+  auto as_f32 = [&](int id) -> const float* {
+    const auto& t = tensor(id);
+    if (t.dtype != syn::kTypeBf16) return ptr(id);
+    const auto* h = reinterpret_cast<const std::uint16_t*>(raw(id));
+    widened.emplace_back(prod(t.sizes, 0));
+    for (std::size_t i = 0; i < widened.back().size(); ++i) widened.back()[i] = bf16_value(h[i]);
+    return widened.back().data();
   };
   for (const auto& nd : r->nodes) {
+    // Elementwise kernels of the low-precision paths (casts, the fp8 scale
+    // and bias): b broadcast along the fastest dimension or as a scalar.
+    if (nd.guid == "cast_f32_to_bf16" || nd.guid == "cast_f8_to_bf16") {
+      const auto n = prod(tensor(nd.ins[0]).sizes, 0);
+      auto* out = reinterpret_cast<std::uint16_t*>(raw(nd.outs[0]));
+      for (std::uint64_t i = 0; i < n; ++i)
+        out[i] = nd.guid == "cast_f8_to_bf16" ? bf16_round(e4m3_value(raw(nd.ins[0])[i]))
+                                              : bf16_round(ptr(nd.ins[0])[i]);
+      log("computed " + nd.guid);
+      continue;
+    }
+    if ((nd.guid == "mult_fwd_f32" || nd.guid == "add_fwd_f32") && nd.ins.size() == 2 &&
+        tensor(nd.ins[1]).sizes.size() == 1 && tensor(nd.ins[0]).sizes.size() > 1) {
+      const auto& a = tensor(nd.ins[0]).sizes;
+      const auto nb = tensor(nd.ins[1]).sizes[0];
+      if (nb != 1 && nb != a[0]) return 29;  // does not broadcast
+      const float* x = ptr(nd.ins[0]);
+      const float* y = ptr(nd.ins[1]);
+      float* o = ptr(nd.outs[0]);
+      for (std::uint64_t i = 0, n = prod(a, 0); i < n; ++i) {
+        const float b = y[nb == 1 ? 0 : i % a[0]];
+        o[i] = nd.guid == "mult_fwd_f32" ? x[i] * b : x[i] + b;
+      }
+      log("computed " + nd.guid);
+      continue;
+    }
     if (nd.guid != "gemm" && nd.guid != "batch_gemm") continue;
     syn::GemmParams p{};
     std::memcpy(&p, nd.params.data(), std::min(nd.params.size(), sizeof p));
@@ -377,7 +445,8 @@ syn::Status synLaunchExt(syn::StreamHandle, const syn::LaunchTensorInfoExt* info
     const std::uint64_t N = p.transpose_b ? b[1] : b[0];
     const float* bias = nd.ins.size() > 2 ? ptr(nd.ins[2]) : nullptr;
     if (nd.guid == "gemm") {
-      gemm(ptr(nd.ins[0]), ptr(nd.ins[1]), bias, ptr(nd.outs[0]), prod(a, 1), K, N, p.transpose_b);
+      gemm(as_f32(nd.ins[0]), as_f32(nd.ins[1]), bias, ptr(nd.outs[0]), prod(a, 1), K, N,
+           p.transpose_b);
     } else {
       const std::uint64_t G = a[2], M = a[1];
       for (std::uint64_t g = 0; g < G; ++g)

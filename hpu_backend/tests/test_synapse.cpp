@@ -12,6 +12,7 @@
 
 #include "assistgen/hpu/device.hpp"
 #include "assistgen/hpu/transformer.hpp"
+#include "low_precision.hpp"
 
 using namespace assistgen;
 using namespace assistgen::hpu;
@@ -302,5 +303,69 @@ TEST_CASE("hpu::Transformer on the fake Synapse device: lowering, KV aliasing an
   CHECK(log.count("synGraphCompile") == 2);
   CHECK(log.count("synLaunchExt") == 3);
   CHECK(cache.size() == 4);
+  log.reset();
+}
+
+TEST_CASE(
+    "an fp8 linear through the fake Synapse: E4M3 weights and scales bound, widened, "
+    "scaled, equal to the reference device",
+    "[hpu][synapse][fp8]") {
+  FakeLog log;
+  auto syn_dev = make_synapse_device(fake());
+  auto ref_dev = make_cpu_reference_device();
+  constexpr std::size_t M = 3, K = 8, N = 4;
+  std::vector<float> x(M * K), w(N * K), bias(N);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.3f * static_cast<float>(i % 7) - 0.8f;
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = 0.05f * static_cast<float>((i * 5) % 11) - 0.2f;
+  for (std::size_t j = 0; j < N; ++j) bias[j] = 0.1f * static_cast<float>(j);
+  const auto q = hpu::detail::quantize_fp8(w, N, K, true);
+  auto run = [&](const std::shared_ptr<Device>& dev) {
+    Graph g("fp8-linear");
+    const int xi = g.add_tensor("x", {M, K}, DType::f32, TensorKind::input);
+    const int wi = g.add_tensor("w", {N, K}, DType::f8_e4m3, TensorKind::weight);
+    const int bi = g.add_tensor("b", {N}, DType::f32, TensorKind::weight);
+    const int si = g.add_tensor("s", {N}, DType::f32, TensorKind::weight);
+    const int xb = g.add_tensor("x.bf16", {M, K}, DType::bf16, TensorKind::intermediate);
+    const int yi = g.add_tensor("y", {M, N}, DType::f32, TensorKind::output);
+    g.add_node(Op::cast_bf16, "cast", {xi}, {xb});
+    g.add_node(Op::gemm, "mm", {xb, wi, bi, si}, {yi}, {.transpose_b = true});
+    const auto rec = dev->compile(g);
+    DeviceBuffer bx(dev, M * K * 4), bw(dev, N * K), bb(dev, N * 4), bs(dev, N * 4),
+        by(dev, M * N * 4), ws(dev, std::max<std::size_t>(rec->workspace_bytes(), 64));
+    bx.upload(x.data(), bx.bytes());
+    bw.upload(q.codes.data(), bw.bytes());
+    bb.upload(bias.data(), bb.bytes());
+    bs.upload(q.scales.data(), bs.bytes());
+    dev->launch(*rec,
+                std::vector<Binding>{{"x", bx.address()},
+                                     {"w", bw.address()},
+                                     {"b", bb.address()},
+                                     {"s", bs.address()},
+                                     {"y", by.address()}},
+                ws.address());
+    dev->synchronize();
+    std::vector<float> y(M * N);
+    by.download(y.data(), by.bytes());
+    return std::pair{y, std::to_string(bs.address())};
+  };
+  const auto [want, ref_scale_addr] = run(ref_dev);
+  const auto [got, scale_addr] = run(syn_dev);
+  for (std::size_t i = 0; i < want.size(); ++i) CHECK(got[i] == Approx(want[i]).epsilon(1e-5));
+  CHECK(log.find("synTensorSetDeviceDataType name=w dtype=4096") >= 0);  // syn_type_fp8_143
+  CHECK(log.find("synTensorSetDeviceDataType name=x.bf16 dtype=2") >= 0);
+  long at = log.find("synNodeCreate guid=cast_f32_to_bf16 name=cast in=[x] out=[x.bf16]");
+  for (const std::string p :
+       {"synNodeCreate guid=cast_f8_to_bf16 name=mm.widen in=[w] out=[mm.w_bf16]",
+        "synNodeCreate guid=gemm name=mm.gemm in=[x.bf16,mm.w_bf16] out=[mm.acc]",
+        "synNodeCreate guid=mult_fwd_f32 name=mm.scale in=[mm.acc,s]",
+        "synNodeCreate guid=add_fwd_f32 name=mm in=[mm.scaled,b] out=[y]"}) {
+    INFO(p);
+    const long next = log.find(p, at);
+    CHECK(next > at);
+    if (next > at) at = next;
+  }
+  CHECK(log.find("bind name=s addr=" + scale_addr + " sizes=[4]") >= 0);
+  CHECK(log.find("computed cast_f8_to_bf16") >= 0);
+  CHECK(log.find("computed mult_fwd_f32") > log.find("computed gemm"));
   log.reset();
 }

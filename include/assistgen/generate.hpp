@@ -49,6 +49,7 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/chat_template.hpp"
 #include "assistgen/generation_config.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "assistgen/types.hpp"
 
@@ -466,6 +467,14 @@ BatchIdsResult generate_batch_ids(
     const BatchGenerateOptions& batch = {},
     const std::function<bool(std::size_t index, Token token)>& on_token = {});
 
+/// A backend loaded by LoadModelOptions::backend: the model and its parsed
+/// config.json (load_model checks the tokenizer and generation_config.json
+/// against it).
+struct LoadedBackend {
+  AnyModel model;      ///< the loaded backend
+  ModelConfig config;  ///< its config.json
+};
+
 /// How load_model loads the backend.
 struct LoadModelOptions {
   /// Compute type of the weights (see cpu::LoadOptions); unset: bf16 for a
@@ -476,6 +485,12 @@ struct LoadModelOptions {
   int threads = 0;
   /// Progress of the weights' load (cpu::LoadOptions::on_progress). Empty: none.
   std::function<void(const LoadProgress&)> on_progress = {};
+  /// Loads the model directory onto another backend instead of
+  /// cpu::Transformer, e.g. hpu::text_backend() (assistgen/hpu/text.hpp).
+  /// dtype, threads and on_progress are the CPU backend's: with a backend
+  /// they must be left unset (InvalidArgument naming the field); the
+  /// backend's own options say how it loads. Empty: the CPU backend.
+  std::function<LoadedBackend(const std::filesystem::path& dir)> backend = {};
 };
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and

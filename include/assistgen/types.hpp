@@ -15,7 +15,9 @@ using Token = std::int32_t;
 
 /// Element types of stored weights. i4 is only a load option (4-bit
 /// group-quantized weights, cpu::LoadOptions::dtype), never a stored tensor's type.
-enum class DType { f32, f16, bf16, i8, u8, i32, i64, i4 };
+/// f8_e4m3: OCP FP8 E4M3 (finite, max 448), stored one byte per element; only
+/// the HPU backend's fp8 weights use it.
+enum class DType { f32, f16, bf16, i8, u8, i32, i64, i4, f8_e4m3 };
 
 /// Size in bytes of one element of `t`.
 constexpr std::size_t dtype_size(DType t) {
@@ -29,6 +31,8 @@ constexpr std::size_t dtype_size(DType t) {
     case DType::i64: return 8;
     case DType::i4:
       return 1;  // two codes per byte; no tensor is stored as i4
+    case DType::f8_e4m3:
+      return 1;
   }
   return 0;
 }
@@ -45,6 +49,8 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::i64: return "i64";
     case DType::i4:
       return "i4";
+    case DType::f8_e4m3:
+      return "f8_e4m3";
   }
   return "?";
 }

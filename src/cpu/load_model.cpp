@@ -1,8 +1,10 @@
 // assistgen::load_model (declared in generate.hpp): a Hugging Face model
-// directory onto the CPU backend, bundled with its tokenizer and generation
-// defaults. It lives in assistgen::cpu because it constructs a cpu::Transformer;
-// everything else of the text API is backend-independent (src/core/).
+// directory onto the CPU backend (or the one LoadModelOptions::backend
+// loads), bundled with its tokenizer and generation defaults. It lives in
+// assistgen::cpu because it constructs a cpu::Transformer; everything else
+// of the text API is backend-independent (src/core/).
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <system_error>
@@ -30,10 +32,25 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   const std::filesystem::path gen = files / "generation_config.json";
   std::error_code ec;
   if (std::filesystem::exists(gen, ec)) defaults = GenerateOptions::load_generation_config(gen);
-  auto transformer = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, lo));
+  // Another backend (LoadModelOptions::backend) or the CPU one.
+  std::optional<LoadedBackend> loaded;
+  if (options.backend) {
+    if (options.dtype || options.threads != 0 || options.on_progress)
+      throw InvalidArgument(std::string("load_model: LoadModelOptions::") +
+                            (options.dtype            ? "dtype"
+                             : options.threads != 0   ? "threads"
+                                                      : "on_progress") +
+                            " is the CPU backend's; with LoadModelOptions::backend, set it in "
+                            "that backend's own options");
+    loaded.emplace(options.backend(dir));
+  } else {
+    auto transformer = std::make_shared<const cpu::Transformer>(cpu::Transformer::load(dir, lo));
+    const ModelConfig config = transformer->config();
+    loaded.emplace(LoadedBackend{AnyModel(std::move(transformer)), config});
+  }
   // HF derives the generation config from config.json when the file lacks a
   // field; the tokenizer's declarations come last.
-  const ModelConfig& mc = transformer->config();
+  const ModelConfig& mc = loaded->config;
   const std::string config_file = gguf ? dir.string() : (dir / "config.json").string();
   // A tokenizer with ids the model has no rows for would hand the decoders a
   // prompt they reject with no word of which file is wrong.
@@ -65,7 +82,7 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
     else
       defaults.bos_token_id = tokenizer.bos_id();
   }
-  Model model(AnyModel(std::move(transformer)), std::move(tokenizer), std::move(defaults));
+  Model model(std::move(loaded->model), std::move(tokenizer), std::move(defaults));
   // The directory's chat template, as HF's tokenizer carries it. One that
   // fails to load leaves the model usable for plain text; chat() reports why.
   try {

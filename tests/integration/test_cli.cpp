@@ -343,7 +343,7 @@ TEST_CASE("cli: options that do nothing together are usage errors before anythin
       {"--tokens 1,2 --draft-max 3", "--draft-max"},
       {"--tokens 1,2 --schedule heuristic", "--schedule"},
       {"-p hi -a /nonexistent/draft --repeat 3", "--repeat"},
-      {"--tokens 1,2 --backend hpu-ref --dtype f32", "--dtype"},
+      {"--tokens 1,2 --backend hpu-ref --dtype int8", "--dtype"},
       {"--tokens 1,2 --backend hpu-ref -t 2", "--threads"},
       {"-p hi --compare", "--compare"},
       {"-p hi -a /nonexistent/draft --compare --repeat 0", "--repeat"},

@@ -23,9 +23,7 @@
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 #include "commands.hpp"
-#ifdef ASSISTGEN_CLI_HAS_HPU
-#include "assistgen/hpu/transformer.hpp"
-#endif
+#include "hpu_ref.hpp"
 
 namespace assistgen::cli {
 
@@ -158,8 +156,8 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_dtype =
       sub.add_option("--dtype", a.dtype,
                      "matmul weights: f32, bf16, int8 or int4 (default: bf16 for a checkpoint "
-                     "stored in bf16, else f32)")
-          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
+                     "stored in bf16, else f32); --backend hpu-ref: f32 (default), bf16 or fp8")
+          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4", "fp8"}));
   a.o_compare = sub.add_flag("--compare", a.compare,
                              "-p with -a or --prompt-lookup: also run the target alone, print "
                              "the speedup and whether the outputs are identical");
@@ -167,8 +165,8 @@ void register_options(CLI::App& sub, Args& a) {
                    ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
                    ->capture_default_str();
   a.o_backend = sub.add_option("--backend", a.backend,
-                               "--tokens only: cpu, or hpu-ref (the HPU backend's static-shape "
-                               "graphs on its CPU reference device)")
+                               "cpu, or hpu-ref (the HPU backend's static-shape graphs on its "
+                               "CPU reference device; --dtype f32, bf16 or fp8)")
                     ->check(one_of({"cpu", "hpu-ref"}))
                     ->capture_default_str();
   sub.add_flag("--json", a.json, "print the stats as one JSON object instead of text lines");
@@ -193,9 +191,8 @@ void check_combinations(const Args& a) {
   // The draft-length options apply to any drafting model: -a or --early-exit.
   const bool draft = model_draft || early;
   if (a.backend == "hpu-ref") {
-    if (text) throw UsageError("--backend hpu-ref works with --tokens only");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
-    require_with(a.o_dtype, false, "does not apply to --backend hpu-ref");
+    (void)hpu_dtype(a.o_dtype, a.dtype);  // int8 / int4: a usage error naming --dtype
   }
   require_with(a.o_ngram, lookup, "applies only with --prompt-lookup N (N > 0)");
   require_with(a.o_draft_min, draft || lookup, "applies only with -a, --early-exit or --prompt-lookup");
@@ -423,8 +420,23 @@ Model load_with_progress(const std::string& dir, LoadModelOptions lo) {
   return std::move(*m);
 }
 
+// --backend hpu-ref with -p: kv_len buckets for the prompt (as the target's
+// tokenizer encodes it, plus a BOS) and the new tokens the run resolves to.
+std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions& o) {
+  if (a.backend != "hpu-ref") return std::nullopt;
+  const std::size_t prompt =
+      Tokenizer::load(a.model).encode(a.prompt, {.parse_special = a.parse_special}).size() + 1;
+  GenerateOptions defaults;
+  const std::filesystem::path gen = std::filesystem::path(a.model) / "generation_config.json";
+  if (std::filesystem::exists(gen)) defaults = GenerateOptions::load_generation_config(gen);
+  const GenerationConfig cfg = resolve_generation_config(defaults, o, prompt);
+  return HpuRefLoader(prompt + cfg.max_new_tokens, hpu_dtype(a.o_dtype, a.dtype));
+}
+
 int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_t> random_seed) {
-  const LoadModelOptions lo = load_options(a);
+  std::optional<HpuRefLoader> hpu_loader = text_hpu_loader(a, o);
+  LoadModelOptions lo = hpu_loader ? LoadModelOptions{} : load_options(a);
+  if (hpu_loader) lo.backend = hpu_loader->backend();
   const Model target = load_with_progress(a.model, lo);
   std::optional<Model> draft;
   if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
@@ -459,6 +471,7 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
     rep.extra.update(compare_with_target_alone(a.repeat, target, draft, a.prompt, o, r,
                                           resolved.do_sample, !a.json));
   if (a.json) std::printf("%s\n", stats_json(rep).dump().c_str());
+  if (hpu_loader && !a.json) hpu_loader->report();
   return 0;
 }
 
@@ -473,25 +486,16 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
 
   cpu::LoadOptions opts;
   opts.threads = a.threads;
-  if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
+  const bool hpu = a.backend == "hpu-ref";
+  if (given(a.o_dtype) && !hpu) opts.dtype = parse_dtype(a.dtype);
   // Loads a directory on the chosen backend; `special` receives its tokens.
-  std::vector<std::function<void()>> reports;
+  HpuRefLoader hpu_loader(prompt.size() + cfg.max_new_tokens,
+                          hpu ? hpu_dtype(a.o_dtype, a.dtype) : DType::f32);
   auto load = [&](const std::string& dir, SpecialTokens& special) -> AnyModel {
-    if (a.backend == "hpu-ref") {
-#ifdef ASSISTGEN_CLI_HAS_HPU
-      auto m = std::make_shared<const hpu::Transformer>(
-          hpu::Transformer::load(dir, hpu::options_for(prompt.size() + cfg.max_new_tokens)));
-      special = special_tokens(m->config());
-      const std::size_t warm = m->graph_cache().stats().misses;
-      reports.push_back([m, warm, dir] {
-        const std::size_t total = m->graph_cache().stats().misses;
-        std::printf("hpu-ref %s: %zu graphs compiled at warm-up, %zu after\n", dir.c_str(), warm,
-                    total - warm);
-      });
-      return AnyModel(m);
-#else
-      throw UnsupportedError("--backend hpu-ref: this assistgen was built without the HPU backend");
-#endif
+    if (hpu) {
+      LoadedBackend b = hpu_loader.backend()(dir);
+      special = special_tokens(b.config);
+      return std::move(b.model);
     }
     std::shared_ptr<const cpu::Transformer> m;
     with_load_progress(dir, [&](const ProgressSink& sink) {
@@ -570,7 +574,7 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     std::printf("%s\n", stats_json(rep).dump().c_str());
   else
     print_text_stats(rep);
-  for (const auto& report : reports) report();
+  hpu_loader.report();
   return 0;
 }
 

@@ -4,9 +4,11 @@
 #include <memory>
 #include <optional>
 
+#include "assistgen/any_model.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "commands.hpp"
+#include "hpu_ref.hpp"
 #include "npy.hpp"
 
 namespace assistgen::cli {
@@ -14,10 +16,10 @@ namespace assistgen::cli {
 namespace {
 
 struct Args {
-  std::string model, tokens, prompt, out, dtype;
+  std::string model, tokens, prompt, out, dtype, backend = "cpu";
   int threads = 0;
   bool parse_special = false;
-  CLI::Option *o_model, *o_tokens, *o_prompt, *o_out, *o_dtype, *o_parse_special;
+  CLI::Option *o_model, *o_tokens, *o_prompt, *o_out, *o_dtype, *o_parse_special, *o_threads;
 };
 
 int run(const Args& a) {
@@ -33,16 +35,25 @@ int run(const Args& a) {
     tokens = Tokenizer::load(a.model).encode(a.prompt, {.parse_special = a.parse_special});
     if (tokens.empty()) throw InvalidArgument("--prompt: the text encodes to no token");
   }
-  cpu::LoadOptions opts;
-  opts.threads = a.threads;
-  if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
-  std::optional<cpu::Transformer> model;
-  with_load_progress(a.model, [&](const ProgressSink& sink) {
-    opts.on_progress = sink;
-    model.emplace(cpu::Transformer::load(a.model, opts));
-  });
-  auto cache = model->make_cache(tokens.size());
-  const Logits logits = model->forward(tokens, cache);
+  Logits logits;
+  if (a.backend == "hpu-ref") {  // the HPU graphs on the CPU reference device
+    require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
+    const AnyModel model =
+        HpuRefLoader(tokens.size(), hpu_dtype(a.o_dtype, a.dtype)).backend()(a.model).model;
+    auto cache = model.make_cache(tokens.size());
+    logits = model.forward(tokens, cache);
+  } else {
+    cpu::LoadOptions opts;
+    opts.threads = a.threads;
+    if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
+    std::optional<cpu::Transformer> model;
+    with_load_progress(a.model, [&](const ProgressSink& sink) {
+      opts.on_progress = sink;
+      model.emplace(cpu::Transformer::load(a.model, opts));
+    });
+    auto cache = model->make_cache(tokens.size());
+    logits = model->forward(tokens, cache);
+  }
   if (given(a.o_out)) write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
   auto last = logits.row(logits.rows() - 1);
   const auto best = std::max_element(last.begin(), last.end()) - last.begin();
@@ -67,12 +78,18 @@ Command add_logits(CLI::App& app) {
                                      "-p: match special-token text as single tokens");
   a->o_out = sub->add_option("-o,--out", a->out,
                              "also write all logits as float32 .npy, shape [n, vocab]");
-  sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
+  a->o_threads = sub->add_option("-t,--threads", a->threads, "threads (0: all cores)")
+                     ->check(CLI::Range(0, 1024));
   a->o_dtype =
       sub->add_option("--dtype", a->dtype,
                       "matmul weights: f32, bf16, int8 or int4 (default: bf16 for a checkpoint "
-                      "stored in bf16, else f32)")
-          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
+                      "stored in bf16, else f32); --backend hpu-ref: f32 (default), bf16 or fp8")
+          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4", "fp8"}));
+  sub->add_option("--backend", a->backend,
+                  "cpu, or hpu-ref (the HPU backend's static-shape graphs on its CPU reference "
+                  "device), to hold the two paths' numerics against each other")
+      ->check(one_of({"cpu", "hpu-ref"}))
+      ->capture_default_str();
   return {sub, [a] { return run(*a); }};
 }
 

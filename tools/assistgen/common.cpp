@@ -80,6 +80,7 @@ DType parse_dtype(const std::string& s) {
   if (s == "bf16") return DType::bf16;
   if (s == "i8" || s == "int8") return DType::i8;
   if (s == "i4" || s == "int4") return DType::i4;
+  if (s == "fp8") throw UsageError("--dtype fp8: only --backend hpu-ref computes with fp8 weights");
   throw UsageError("--dtype: unknown precision '" + s + "' (f32, bf16, int8, int4)");
 }
 

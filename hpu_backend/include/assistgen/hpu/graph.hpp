@@ -29,12 +29,17 @@ enum class Op {
   /// in: x [..., H], weight [H] -> out [..., H]; attr eps.
   rmsnorm,
   /// in: a [..., K], b [N, K] (transpose_b) or [K, N], optional bias [N]
-  /// -> out [..., N]: a matrix product over the flattened leading dims.
+  /// -> out [..., N] f32: a matrix product over the flattened leading dims.
+  /// Operand types, as Gaudi's MME takes them: a and b f32; a and b bf16
+  /// (products exact, f32 accumulation in k order); or a bf16 and b
+  /// f8_e4m3 with a last input scale [N] or [1] f32 (out = scale * the f32
+  /// accumulation, then + bias). Bias is f32.
   gemm,
   /// in: a [G, M, K], b [G, N, K] (transpose_b) or [G, K, N] -> out [G, M, N].
   batch_gemm,
-  /// in: x [B, T, heads * head_dim], cos [T, head_dim / 2], sin [T, head_dim / 2]
-  /// -> out like x: HF rotate-half RoPE per head; attr head_dim.
+  /// in: x [B, T, heads * head_dim], cos and sin [T, head_dim / 2] (shared by
+  /// the batch) or [B, T, head_dim / 2] (per row) -> out like x: HF
+  /// rotate-half RoPE per head; attr head_dim.
   rope,
   /// in: x -> out x permuted: out dim i is in dim perm[i]; attr perm.
   transpose,
@@ -53,6 +58,19 @@ enum class Op {
   kv_write,
   /// in: cache [B, Hkv, Lmax, D] -> out [B, Hkv, L, D]: positions [0, L).
   kv_read,
+  /// in: x [..., H], weight [H], bias [H] -> out [..., H]: LayerNorm with
+  /// the biased variance (torch.nn.LayerNorm); attr eps.
+  layernorm,
+  /// in: x -> out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's gelu_new).
+  gelu_tanh,
+  /// in: x f32 -> out bf16 of x's shape, rounded to nearest even.
+  cast_bf16,
+  /// in: a, b -> out = a * b, broadcasting b as add does.
+  mul,
+  /// in: x [B, ...] -> out [1, ...]: batch row `length` (attr) of x.
+  batch_row,
+  /// in: k tensors [1, ...] of one shape -> out [k, ...]: stacked along dim 0.
+  concat,
 };
 
 /// Lower-case name of an op ("batch_gemm", ...).
@@ -82,11 +100,11 @@ struct TensorInfo {
 
 /// Attributes; each op reads the ones its description names.
 struct NodeAttrs {
-  float eps = 0.0f;                     ///< rmsnorm
+  float eps = 0.0f;                     ///< rmsnorm, layernorm
   bool transpose_b = false;             ///< gemm, batch_gemm
   std::int64_t head_dim = 0;            ///< rope
   std::vector<std::int64_t> perm = {};  ///< transpose
-  std::int64_t length = 0;              ///< kv_read: positions read
+  std::int64_t length = 0;              ///< kv_read: positions read; batch_row: the row
 };
 
 /// One operation: tensor ids of its inputs and outputs.

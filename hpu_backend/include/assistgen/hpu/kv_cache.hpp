@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "assistgen/error.hpp"
-#include "assistgen/kv_length.hpp"
 #include "assistgen/hpu/device.hpp"
+#include "assistgen/kv_length.hpp"
 
 namespace assistgen::hpu {
 

@@ -1,4 +1,5 @@
-// hpu::Transformer: Llama-family decoders (Llama, Mistral, Qwen2) run as
+// hpu::Transformer: the decoder families of the architecture registry
+// (Llama, Mistral, Qwen2, GPT-2) run as
 // static-shape graphs on an hpu::Device, the way Gaudi wants them: every
 // forward pass is padded to a (batch, tokens, kv_len) bucket, the compiled
 // graph for that bucket comes from an LRU GraphCache, and the KV cache is
@@ -21,11 +22,11 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
-#include "assistgen/model_config.hpp"
 #include "assistgen/hpu/bucketing.hpp"
 #include "assistgen/hpu/device.hpp"
 #include "assistgen/hpu/graph_cache.hpp"
 #include "assistgen/hpu/kv_cache.hpp"
+#include "assistgen/model_config.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::io {
@@ -53,8 +54,20 @@ struct LoadOptions {
   /// with the model, not with a requested number of positions. Off: the
   /// buckets are used as given (RoPE runs past max_position_embeddings).
   bool bound_by_model = false;
-  /// Compute type. Only f32 is built (bf16/f16 checkpoints are converted at load).
+  /// Type of the matmul weights (every linear layer and the LM head), as
+  /// Gaudi's MME takes them; embeddings, norms, biases, attention and the
+  /// KV cache stay f32 (as in cpu::Transformer's bf16 path):
+  ///  - f32: everything f32 (bf16/f16 checkpoints are widened exactly);
+  ///  - bf16: weights rounded to bf16 (nearest even; exact for a bf16
+  ///    checkpoint), each gemm's activations cast to bf16, products exact,
+  ///    f32 accumulation (docs/hpu.md states the order);
+  ///  - f8_e4m3: weights quantized at load to FP8 E4M3 with a scale per
+  ///    output channel (fp8_per_channel) or per tensor (max |w| / 448),
+  ///    activations bf16, f32 accumulation, then times the scale.
+  /// Other types are an UnsupportedError naming the option.
   DType dtype = DType::f32;
+  /// f8_e4m3: one scale per output channel (true) or per weight tensor.
+  bool fp8_per_channel = true;
 };
 
 /// The old name of LoadOptions, kept for one release.
@@ -83,8 +96,25 @@ struct ForwardStats {
   std::size_t padded_tokens = 0;  ///< token slots that were padding
 };
 
+/// Counters of every launch a model ran (all its caches, all threads): what
+/// the batch and token padding of the buckets cost.
+struct LaunchStats {
+  std::size_t launches = 0;          ///< recipe launches
+  std::size_t batched_launches = 0;  ///< launches with more than one real sequence
+  std::size_t batch_rows = 0;        ///< sum of the batch buckets launched
+  std::size_t padded_rows = 0;       ///< batch rows that were padding
+  std::size_t token_slots = 0;       ///< sum of batch bucket * token bucket
+  std::size_t padded_tokens = 0;     ///< token slots that were padding (rows included)
+  /// Fraction of the launched token slots that were padding (0 when none ran).
+  double token_waste() const {
+    return token_slots ? static_cast<double>(padded_tokens) / static_cast<double>(token_slots)
+                       : 0.0;
+  }
+};
+
 /// Per-sequence state: the static KV cache plus device buffers for the
-/// per-launch inputs and outputs, sized for the largest bucket. Move-only.
+/// per-launch inputs and outputs, sized for the largest bucket (a batched
+/// launch uses the buffers of its first sequence's cache). Move-only.
 class TransformerCache {
  public:
   TransformerCache() = default;
@@ -109,7 +139,7 @@ class TransformerCache {
  private:
   friend class Transformer;
   StaticKvCache kv_;
-  DeviceBuffer ids_, index_, cos_, sin_, mask_, window_mask_, logits_, workspace_;
+  DeviceBuffer ids_, index_, pad_index_, cos_, sin_, mask_, window_mask_, logits_, workspace_;
   ForwardStats stats_;
 };
 
@@ -167,6 +197,17 @@ class Transformer {
   /// decoding loop that keeps `out` allocates no host memory per step once
   /// warm (ForwardsInto).
   void forward(std::span<const Token> tokens, Cache& cache, Logits& out) const;
+  /// The batched forward (ForwardsBatches): requests in groups of up to the
+  /// largest batch bucket, each group launched as one (batch, tokens, kv_len)
+  /// bucket per chunk of at most the largest token bucket; each batch row
+  /// writes and reads its own cache. A token's logits do not depend on its
+  /// batch mates or the padding (the reference device's kernels sum in a
+  /// fixed order). Trees and LayerPlans other than all layers are an
+  /// UnsupportedError naming them; on any error every cache keeps its size.
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const LayerPlan& plan = {}) const;
+  /// Launch counters since loading (padding waste of the buckets).
+  LaunchStats launch_stats() const;
 
  private:
   struct Impl;
@@ -176,5 +217,6 @@ class Transformer {
 
 static_assert(CausalLM<Transformer>);
 static_assert(ForwardsInto<Transformer>);
+static_assert(ForwardsBatches<Transformer>);
 
 }  // namespace assistgen::hpu
