@@ -49,6 +49,7 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/chat_template.hpp"
 #include "assistgen/generation_config.hpp"
+#include "assistgen/tensor_parallel.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "assistgen/types.hpp"
 
@@ -472,6 +473,9 @@ struct LoadModelOptions {
   int threads = 0;
   /// Progress of the weights' load (cpu::LoadOptions::on_progress). Empty: none.
   std::function<void(const LoadProgress&)> on_progress = {};
+  /// Split the model over these ranks (cpu::LoadOptions::tensor_parallel,
+  /// docs/distributed.md). Empty: the whole model in this process.
+  std::shared_ptr<RankGroup> tensor_parallel = {};
 };
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and
