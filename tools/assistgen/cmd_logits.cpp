@@ -36,11 +36,13 @@ int run(const Args& a) {
   cpu::LoadOptions opts;
   opts.threads = a.threads;
   if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
+  opts.tensor_parallel = target_group();  // under mpirun: this rank's share
   std::optional<cpu::Transformer> model;
   with_load_progress(a.model, [&](const ProgressSink& sink) {
     opts.on_progress = sink;
     model.emplace(cpu::Transformer::load(a.model, opts));
   });
+  announce_split(*model);
   auto cache = model->make_cache(tokens.size());
   const Logits logits = model->forward(tokens, cache);
   if (given(a.o_out)) write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
