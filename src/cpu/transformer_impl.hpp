@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -166,7 +167,17 @@ struct Transformer::Impl {
           static_cast<std::uint64_t>(dtype), static_cast<std::uint64_t>(cfg.positions),
           static_cast<std::uint64_t>(cfg.norm)})
       h = (h ^ v) * 1099511628211ull;
-    shard->check_same(h, "config.json shapes or the weights' dtype");
+    // The embeddings are whole on every rank: their bits tell checkpoints of
+    // the same shape apart (one pass over them, as cheap as a decode step).
+    for (const float* e : {embed.data(), final_norm.weight.data()}) {
+      const std::size_t count = e == embed.data() ? embed.size() : final_norm.weight.size();
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, e + i, sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+      }
+    }
+    shard->check_same(h, "config.json shapes, the weights' dtype or the embeddings");
   }
 
   void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "assistgen/chat_template.hpp"
+#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
 #include "assistgen/tensor_parallel.hpp"
@@ -77,10 +78,6 @@ using ProgressSink = std::function<void(const LoadProgress&)>;
 void with_load_progress(const std::filesystem::path& dir,
                         const std::function<void(const ProgressSink&)>& load);
 
-namespace cpu {
-class Transformer;
-}
-
 /// The process's place under mpirun (tensor_parallel.cpp, docs/distributed.md),
 /// for the life of main(): with more than one rank, MPI runs, stdout of ranks
 /// other than 0 goes to /dev/null, and a command other than generate, logits
@@ -106,6 +103,8 @@ class Ranks {
 std::shared_ptr<RankGroup> target_group();
 /// Whether this run is split across ranks.
 bool tensor_parallel();
+/// Rank 0, or no mpirun: the rank that writes output files.
+bool primary_rank();
 /// Under mpirun: "tensor parallel: rank R of N, X MB of weights on this rank"
 /// on stderr, once a target is loaded.
 void announce_split(const cpu::Transformer& model);

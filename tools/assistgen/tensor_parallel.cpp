@@ -102,6 +102,8 @@ std::shared_ptr<RankGroup> target_group() {
 
 bool tensor_parallel() { return g_group != nullptr; }
 
+bool primary_rank() { return !g_group || g_group->rank() == 0; }
+
 void announce_split(const cpu::Transformer& model) {
   if (!g_group) return;
   std::fprintf(stderr, "tensor parallel: rank %zu of %zu, %.1f MB of weights on this rank\n", g_group->rank(),
