@@ -104,7 +104,7 @@ std::size_t kept_rows(std::span<const Share> keep) {
 }
 
 void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep) {
-  if (keep.empty()) return;
+  if (keep.empty() || m.empty()) return;  // everything, or an absent bias
   std::vector<float> out;
   out.reserve(kept_rows(keep) * cols);
   for (const Share& s : keep)

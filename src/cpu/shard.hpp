@@ -80,7 +80,8 @@ struct RowShares {
 };
 
 /// Keeps the rows `keep` (in order) of a [rows, cols] row-major matrix
-/// (cols 1: a vector); empty `keep` keeps everything.
+/// (cols 1: a vector); empty `keep` keeps everything, and an empty `m` (no
+/// bias) stays empty.
 void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep);
 /// The same for group-quantized weights (codes, scales and mins of the rows).
 void keep_rows(io::GroupQuantized& g, std::span<const Share> keep);
