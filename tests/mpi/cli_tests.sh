@@ -45,7 +45,7 @@ case "$test" in
     [ -n "$seed" ] || fail "no random seed printed"
     "$cli" "${args[@]}" --seed "$seed" | head -1 | cmp - <(head -1 rnd.txt) || fail "random seed run not reproducible" ;;
   bench)
-    run_np 2 "$cli" bench -m "$m/llama-gqa" --no-tinyllama --reps 1 --dtypes f32 -t 1 --prefill 8 --batch 1,2 \
+    run_np 2 "$cli" bench -m "$m/llama-gqa" --no-tinyllama --reps 1 --dtype f32 -t 1 --prefill 8 --batch 1,2 --new-tokens 8 \
       > bench.txt 2> bench.err || { cat bench.err >&2; fail "bench under mpirun failed"; }
     grep -q "tensor parallel: rank 1 of 2" bench.err || fail "no load line of rank 1"
     grep -q "tok/s\|tokens/s" bench.txt || fail "no figures printed" ;;
