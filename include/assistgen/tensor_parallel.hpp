@@ -18,7 +18,7 @@ namespace assistgen {
 /// until the transport aborts the group (MPI: MPI_Abort on an error).
 class RankGroup {
  public:
-  virtual ~RankGroup() = default;
+  virtual ~RankGroup() = default;  ///< Destroys the group's view (the transport's own cleanup).
   /// This process's rank, 0 .. size() - 1.
   virtual std::size_t rank() const = 0;
   /// Ranks in the group.
@@ -35,9 +35,12 @@ class RankGroup {
 /// The contiguous share of `total` items (heads, columns, vocabulary rows)
 /// of rank `rank` of `ranks`: [total * rank / ranks, total * (rank + 1) / ranks).
 struct Share {
-  std::size_t begin = 0, end = 0;
+  std::size_t begin = 0;  ///< first item of the share
+  std::size_t end = 0;    ///< one past its last item
+  /// Items in the share.
   std::size_t size() const { return end - begin; }
 };
+/// Rank `rank`'s Share of `total` items split over `ranks` (ranks > 0).
 inline Share share_of(std::size_t total, std::size_t rank, std::size_t ranks) {
   return {total * rank / ranks, total * (rank + 1) / ranks};
 }

@@ -74,8 +74,11 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 // that claims a huge vocabulary or hidden size over a tiny file is a
 // FormatError, never a huge reservation; values must be finite
 // (TensorView::to_finite_float).
+// `keep` (tensor parallel): only those rows of the stacked parts, in order;
+// plain row-major tensors convert just the bytes of those rows, others
+// (transposed, decoded) convert the part and copy the rows. Empty: all rows.
 std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::size_t cols,
-                        std::vector<std::string>& used) {
+                        std::vector<std::string>& used, std::span<const Share> keep = {}) {
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
@@ -87,8 +90,41 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
                         shape_str(t.shape) + " but the config implies " + shape_str(want) +
                         (src.transposed && cols != 0 ? " (Conv1D: [in, out])" : ""));
   }
+  const std::size_t width = std::max<std::size_t>(cols, 1);
+  if (!keep.empty()) {
+    std::vector<float> out;
+    out.reserve(detail::kept_rows(keep) * width);
+    for (const Share& want : keep) {
+      std::size_t base = 0;
+      for (const TensorPart& part : src.parts) {
+        const std::size_t lo = std::max(want.begin, base), hi = std::min(want.end, base + part.rows);
+        if (lo < hi) {
+          const io::TensorView& t = ck.tensor(part.name);
+          if (!t.decode && (!src.transposed || cols == 0)) {
+            io::TensorView rows = t;
+            const std::size_t row_bytes = width * dtype_size(t.dtype);
+            rows.shape = cols == 0 ? std::vector<std::int64_t>{static_cast<std::int64_t>(hi - lo)}
+                                   : std::vector<std::int64_t>{static_cast<std::int64_t>(hi - lo),
+                                                               static_cast<std::int64_t>(cols)};
+            rows.data = t.data.subspan((lo - base) * row_bytes, (hi - lo) * row_bytes);
+            const std::vector<float> v = rows.to_finite_float();
+            out.insert(out.end(), v.begin(), v.end());
+          } else {
+            std::vector<std::string> again;
+            const std::vector<float> v = read(ck, {{part}, src.transposed}, cols, again);
+            out.insert(out.end(),
+                       v.begin() + static_cast<std::ptrdiff_t>((lo - base) * width),
+                       v.begin() + static_cast<std::ptrdiff_t>((hi - base) * width));
+          }
+        }
+        base += part.rows;
+      }
+    }
+    for (const TensorPart& part : src.parts) used.push_back(part.name);
+    return out;
+  }
   std::vector<float> out;
-  out.reserve(src.rows() * std::max<std::size_t>(cols, 1));
+  out.reserve(src.rows() * width);
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
@@ -165,22 +201,21 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
                     std::span<const Share> keep = {}) {
     std::optional<io::GroupQuantized> groups =
         keep_groups ? detail::read_grouped(ck, w, k, used) : std::nullopt;
-    std::vector<float> weight = groups ? std::vector<float>{} : read(ck, w, k, used);
+    // Only this rank's rows are converted (tensor parallel).
+    const std::vector<float> weight = groups ? std::vector<float>{} : read(ck, w, k, used, keep);
     std::vector<float> bias;
     if (b.present()) {
       if (b.rows() != w.rows())
         throw ConfigError(c.architecture + ": bias '" + b.parts.front().name +
                           "' does not match its weight");
-      bias = read(ck, b, 0, used);
+      bias = read(ck, b, 0, used, keep);
     }
-    detail::keep_rows(bias, 1, keep);
     const std::size_t n = keep.empty() ? w.rows() : detail::kept_rows(keep);
     if (groups) {
       kept_groups = true;
       detail::keep_rows(*groups, keep);
       return detail::pack_grouped(*groups, bias.empty() ? nullptr : bias.data());
     }
-    detail::keep_rows(weight, k, keep);
     return impl->pack(weight.data(), n, k, bias.empty() ? nullptr : bias.data());
   };
   auto norm = [&](const WeightSource& w, const WeightSource& b) {

@@ -49,10 +49,12 @@ class Group : public RankGroup {
 /// Error when MPI cannot start.
 class Environment {
  public:
+  /// Starts MPI with the program's arguments (MPI_Init_thread).
   Environment(int& argc, char**& argv);
+  /// Ends MPI (MPI_Finalize); every rank must get here.
   ~Environment();
-  Environment(const Environment&) = delete;
-  Environment& operator=(const Environment&) = delete;
+  Environment(const Environment&) = delete;             ///< One per process.
+  Environment& operator=(const Environment&) = delete;  ///< One per process.
 
   /// MPI_COMM_WORLD as a group.
   std::shared_ptr<Group> world() const { return world_; }
