@@ -146,6 +146,37 @@ int main(int argc, char** argv) {
   time_rows(1, "decode");
   time_rows(5, "verify K=4");
 
+  // The gathers of one decode step replayed back to back after a barrier:
+  // their own cost, without the waiting for a slower rank that the step's
+  // figure above includes (shares as shard.hpp splits them).
+  if (n > 1) {
+    auto counts_of = [&](std::size_t total) {
+      std::vector<std::size_t> c(n);
+      for (std::size_t r = 0; r < n; ++r) c[r] = share_of(total, r, n).size() * sizeof(float);
+      return c;
+    };
+    const std::size_t q_dim = cfg.num_attention_heads * cfg.head_dim;
+    std::vector<std::size_t> q_counts = counts_of(cfg.num_attention_heads);  // whole heads
+    for (auto& c : q_counts) c *= cfg.head_dim;
+    const std::vector<std::vector<std::size_t>> layer{q_counts, counts_of(cfg.hidden_size),
+                                                      counts_of(cfg.intermediate_size), counts_of(cfg.hidden_size)};
+    const std::vector<std::size_t> vocab = counts_of(cfg.vocab_size);
+    std::vector<char> mine(cfg.vocab_size * 4 + q_dim * 4), all(mine.size() * 2 + cfg.vocab_size * 4 + q_dim * 4);
+    std::vector<double> t;
+    for (int s = 0; s < steps; ++s) {
+      group->barrier();
+      const auto ts = Clock::now();
+      for (std::size_t l = 0; l < cfg.num_hidden_layers; ++l) {
+        for (const auto& counts : layer) group->all_gather(mine.data(), counts, all.data());
+      }
+      group->all_gather(mine.data(), vocab, all.data());
+      t.push_back(seconds_since(ts));
+    }
+    if (root)
+      std::printf("\n%zu gathers of one decode step replayed back to back: %.3f ms (median)\n",
+                  cfg.num_hidden_layers * 4 + 1, median(t) * 1e3);
+  }
+
   // 3. The draft: replicated, or on rank 0 and broadcast.
   if (n > 1) {
     cpu::LoadOptions dlo;
