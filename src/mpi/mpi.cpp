@@ -99,6 +99,11 @@ std::size_t launcher_ranks() {
 Environment::Environment(int& argc, char**& argv) {
   int provided = 0;
   check(MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
+  if (provided < MPI_THREAD_SERIALIZED) {
+    MPI_Finalize();
+    throw UnsupportedError("MPI: this MPI library provides thread level " + std::to_string(provided) +
+                           ", below MPI_THREAD_SERIALIZED (forward passes may run on any one thread)");
+  }
   // Errors come back as return codes (turned into exceptions), not aborts
   // without a word of which call failed.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
