@@ -27,14 +27,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
-ModelConfig small_shape() {  // the "small" shape of bench_decode.cpp: TinyLlama's family, ~25M parameters
+ModelConfig
+small_shape() {  // the "small" shape of bench_decode.cpp: TinyLlama's family, ~25M parameters
   ModelConfig c = tinyllama_shape();
   c.hidden_size = 512;
   c.intermediate_size = 1408;
@@ -55,22 +58,31 @@ int main(int argc, char** argv) {
   int threads = 1, steps = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--dtype") dtype_name = v;
-    else if (k == "--threads") threads = std::atoi(v.c_str());
-    else if (k == "--steps") steps = std::atoi(v.c_str());
-    else if (k == "--model") shape = v;
-    else env.abort("unknown option " + k);
+    if (k == "--dtype")
+      dtype_name = v;
+    else if (k == "--threads")
+      threads = std::atoi(v.c_str());
+    else if (k == "--steps")
+      steps = std::atoi(v.c_str());
+    else if (k == "--model")
+      shape = v;
+    else
+      env.abort("unknown option " + k);
   }
-  const DType dtype = dtype_name == "f32" ? DType::f32 : dtype_name == "i8" ? DType::i8
-                      : dtype_name == "i4" ? DType::i4 : DType::bf16;
+  const DType dtype = dtype_name == "f32"  ? DType::f32
+                      : dtype_name == "i8" ? DType::i8
+                      : dtype_name == "i4" ? DType::i4
+                                           : DType::bf16;
   const std::size_t n = env.size();
   if (root)
-    std::printf("## bench_tensor_parallel: %zu rank(s) x %d thread(s), %s, kernels %s\n\n", n, threads,
-                dtype_name.c_str(), cpu::kernel_isa());
+    std::printf("## bench_tensor_parallel: %zu rank(s) x %d thread(s), %s, kernels %s\n\n", n,
+                threads, dtype_name.c_str(), cpu::kernel_isa());
 
   // 1. Collectives.
   if (n > 1) {
-    if (root) std::printf("| collective | bytes per rank | median us | GB/s received |\n|---|---|---|---|\n");
+    if (root)
+      std::printf(
+          "| collective | bytes per rank | median us | GB/s received |\n|---|---|---|---|\n");
     for (std::size_t bytes : {8u, 256u, 4096u, 16384u, 65536u, 262144u, 1048576u}) {
       std::vector<char> mine(bytes, 1), all(bytes * n);
       const std::vector<std::size_t> counts(n, bytes);
@@ -83,7 +95,9 @@ int main(int argc, char** argv) {
         t.push_back(seconds_since(t0));
       }
       const double m = median(t);
-      if (root) std::printf("| allgather | %zu | %.1f | %.2f |\n", bytes, m * 1e6, double(bytes * (n - 1)) / m / 1e9);
+      if (root)
+        std::printf("| allgather | %zu | %.1f | %.2f |\n", bytes, m * 1e6,
+                    double(bytes * (n - 1)) / m / 1e9);
     }
     for (std::size_t bytes : {32u, 4096u}) {
       std::vector<char> buf(bytes, 1);
@@ -107,8 +121,10 @@ int main(int argc, char** argv) {
   const ModelConfig cfg = shape == "small" ? small_shape() : tinyllama_shape();
   auto t0 = Clock::now();
   const cpu::Transformer target = cpu::Transformer::random(cfg, 1, lo);
-  std::fprintf(stderr, "tensor parallel: rank %zu of %zu, %.1f MB of weights on this rank (made in %.1f s)\n",
-               env.rank(), n, double(target.weight_bytes()) / 1e6, seconds_since(t0));
+  std::fprintf(
+      stderr,
+      "tensor parallel: rank %zu of %zu, %.1f MB of weights on this rank (made in %.1f s)\n",
+      env.rank(), n, double(target.weight_bytes()) / 1e6, seconds_since(t0));
   group->barrier();
   const std::size_t context = 64;
   auto cache = target.make_cache(context + 2 * std::size_t(steps) * 5 + 8);
@@ -135,14 +151,18 @@ int main(int argc, char** argv) {
     const std::vector<std::size_t> counts(n, sizeof mine);
     group->all_gather(mine, counts, all);
     double worst_step = 0, worst_share = 0;
-    for (std::size_t r = 0; r < n; ++r) worst_step = std::max(worst_step, all[2 * r]), worst_share = std::max(worst_share, all[2 * r + 1]);
+    for (std::size_t r = 0; r < n; ++r)
+      worst_step = std::max(worst_step, all[2 * r]),
+      worst_share = std::max(worst_share, all[2 * r + 1]);
     if (root)
-      std::printf("| %s | %zu | %.2f | %.1f%% | %zu | %.0f |\n", label, rows, worst_step * 1e3, 100 * worst_share,
-                  tr.calls, double(tr.bytes) / 1e3);
+      std::printf("| %s | %zu | %.2f | %.1f%% | %zu | %.0f |\n", label, rows, worst_step * 1e3,
+                  100 * worst_share, tr.calls, double(tr.bytes) / 1e3);
   };
   if (root)
-    std::printf("| %s-shaped target | rows | median ms | in collectives | calls | kB received |\n|---|---|---|---|---|---|\n",
-                shape.c_str());
+    std::printf(
+        "| %s-shaped target | rows | median ms | in collectives | calls | kB received "
+        "|\n|---|---|---|---|---|---|\n",
+        shape.c_str());
   time_rows(1, "decode");
   time_rows(5, "verify K=4");
 
@@ -159,9 +179,11 @@ int main(int argc, char** argv) {
     std::vector<std::size_t> q_counts = counts_of(cfg.num_attention_heads);  // whole heads
     for (auto& c : q_counts) c *= cfg.head_dim;
     const std::vector<std::vector<std::size_t>> layer{q_counts, counts_of(cfg.hidden_size),
-                                                      counts_of(cfg.intermediate_size), counts_of(cfg.hidden_size)};
+                                                      counts_of(cfg.intermediate_size),
+                                                      counts_of(cfg.hidden_size)};
     const std::vector<std::size_t> vocab = counts_of(cfg.vocab_size);
-    std::vector<char> mine(cfg.vocab_size * 4 + q_dim * 4), all(mine.size() * 2 + cfg.vocab_size * 4 + q_dim * 4);
+    std::vector<char> mine(cfg.vocab_size * 4 + q_dim * 4),
+        all(mine.size() * 2 + cfg.vocab_size * 4 + q_dim * 4);
     std::vector<double> t;
     for (int s = 0; s < steps; ++s) {
       group->barrier();
@@ -212,9 +234,11 @@ int main(int argc, char** argv) {
       bc.push_back(seconds_since(ts));
     }
     if (root)
-      std::printf("\n| draft (small shape, 4 tokens) | median ms per round |\n|---|---|\n| replicated on every rank | %.3f |\n"
-                  "| rank 0, then broadcast | %.3f |\n",
-                  median(rep) * 1e3, median(bc) * 1e3);
+      std::printf(
+          "\n| draft (small shape, 4 tokens) | median ms per round |\n|---|---|\n| replicated on "
+          "every rank | %.3f |\n"
+          "| rank 0, then broadcast | %.3f |\n",
+          median(rep) * 1e3, median(bc) * 1e3);
   }
   group->barrier();
   return 0;

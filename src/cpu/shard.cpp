@@ -22,8 +22,10 @@ Shard::Shard(const ModelConfig& cfg, std::shared_ptr<RankGroup> group)
       gated_(cfg.gated_mlp) {
   if (ranks_ > nq_)
     throw ConfigError("tensor parallel: " + std::to_string(ranks_) + " ranks but the model has " +
-                      std::to_string(nq_) + " attention heads (num_attention_heads); a rank needs at least one "
-                      "(run with at most " + std::to_string(nq_) + " ranks)");
+                      std::to_string(nq_) +
+                      " attention heads (num_attention_heads); a rank needs at least one "
+                      "(run with at most " +
+                      std::to_string(nq_) + " ranks)");
   if (rank_ >= ranks_)
     throw InvalidArgument("tensor parallel: rank " + std::to_string(rank_) + " of a group of " +
                           std::to_string(ranks_));
@@ -93,8 +95,9 @@ void Shard::check_same(std::uint64_t fingerprint, const std::string& what) const
   group_->all_gather(&fingerprint, counts, all.data());
   for (std::size_t r = 1; r < ranks_; ++r)
     if (all[r] != all[0])
-      throw ConfigError("tensor parallel: rank " + std::to_string(r) + " loaded another model than rank 0 (" +
-                        what + " differ): every rank must load the same model with the same options");
+      throw ConfigError("tensor parallel: rank " + std::to_string(r) +
+                        " loaded another model than rank 0 (" + what +
+                        " differ): every rank must load the same model with the same options");
 }
 
 std::size_t kept_rows(std::span<const Share> keep) {

@@ -15,8 +15,8 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
-#include <string>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "assistgen/io/quantized.hpp"

@@ -21,7 +21,8 @@ void check(int rc, const char* what) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  throw Error(std::string("MPI: ") + what + " failed: " + std::string(text, static_cast<std::size_t>(len)));
+  throw Error(std::string("MPI: ") + what +
+              " failed: " + std::string(text, static_cast<std::size_t>(len)));
 }
 
 int as_int(std::size_t v, const char* what) {
@@ -47,8 +48,8 @@ class CommGroup final : public Group {
 
   void all_gather(const void* mine, std::span<const std::size_t> counts, void* all) override {
     if (counts.size() != size_)
-      throw InvalidArgument("mpi::Group::all_gather: " + std::to_string(counts.size()) + " counts for " +
-                            std::to_string(size_) + " ranks");
+      throw InvalidArgument("mpi::Group::all_gather: " + std::to_string(counts.size()) +
+                            " counts for " + std::to_string(size_) + " ranks");
     const auto t0 = std::chrono::steady_clock::now();
     std::size_t off = 0;
     for (std::size_t r = 0; r < size_; ++r) {
@@ -56,14 +57,16 @@ class CommGroup final : public Group {
       displs_[r] = as_int(off, "a gather");
       off += counts[r];
     }
-    check(MPI_Allgatherv(mine, counts_[rank_], MPI_BYTE, all, counts_.data(), displs_.data(), MPI_BYTE, comm_),
+    check(MPI_Allgatherv(mine, counts_[rank_], MPI_BYTE, all, counts_.data(), displs_.data(),
+                         MPI_BYTE, comm_),
           "MPI_Allgatherv");
     account(t0, off);
   }
 
   void broadcast(void* data, std::size_t bytes, std::size_t root) override {
     const auto t0 = std::chrono::steady_clock::now();
-    check(MPI_Bcast(data, as_int(bytes, "a broadcast"), MPI_BYTE, static_cast<int>(root), comm_), "MPI_Bcast");
+    check(MPI_Bcast(data, as_int(bytes, "a broadcast"), MPI_BYTE, static_cast<int>(root), comm_),
+          "MPI_Bcast");
     account(t0, bytes);
   }
 
@@ -75,7 +78,8 @@ class CommGroup final : public Group {
   void account(std::chrono::steady_clock::time_point t0, std::size_t bytes) {
     ++traffic_.calls;
     traffic_.bytes += bytes;
-    traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    traffic_.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   MPI_Comm comm_;
   std::size_t rank_ = 0, size_ = 1;
@@ -101,8 +105,9 @@ Environment::Environment(int& argc, char**& argv) {
   check(MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
   if (provided < MPI_THREAD_SERIALIZED) {
     MPI_Finalize();
-    throw UnsupportedError("MPI: this MPI library provides thread level " + std::to_string(provided) +
-                           ", below MPI_THREAD_SERIALIZED (forward passes may run on any one thread)");
+    throw UnsupportedError(
+        "MPI: this MPI library provides thread level " + std::to_string(provided) +
+        ", below MPI_THREAD_SERIALIZED (forward passes may run on any one thread)");
   }
   // Errors come back as return codes (turned into exceptions), not aborts
   // without a word of which call failed.

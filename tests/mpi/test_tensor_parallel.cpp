@@ -7,12 +7,12 @@
 // call is checked on every path. A failing REQUIRE on one rank would leave
 // the others waiting in a collective: the main below aborts every rank then.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,7 +49,8 @@ bool same_on_every_rank(const std::vector<Token>& v) {
   std::vector<Token> all(n * v.size());
   g_env->world()->all_gather(v.data(), counts, all.data());
   for (std::size_t r = 1; r < n; ++r)
-    if (!std::equal(v.begin(), v.end(), all.begin() + static_cast<std::ptrdiff_t>(r * v.size()))) return false;
+    if (!std::equal(v.begin(), v.end(), all.begin() + static_cast<std::ptrdiff_t>(r * v.size())))
+      return false;
   return true;
 }
 
@@ -86,13 +87,14 @@ void check_same_logits(const std::filesystem::path& path, std::optional<DType> d
 
 TEST_CASE("split logits are the bits of one rank: every model, every dtype") {
   std::vector<std::filesystem::path> models;
-  for (const auto& e : std::filesystem::directory_iterator(kData / "models")) models.push_back(e.path());
+  for (const auto& e : std::filesystem::directory_iterator(kData / "models"))
+    models.push_back(e.path());
   std::sort(models.begin(), models.end());  // the same order on every rank
   REQUIRE(models.size() >= 10);
   for (const auto& m : models)
     for (const DType dt : {DType::f32, DType::bf16, DType::i8, DType::i4}) {
-      INFO(m.filename().string() << " " << dtype_name(dt) << " on " << g_env->size() << " ranks, kernels "
-                                 << cpu::kernel_isa());
+      INFO(m.filename().string() << " " << dtype_name(dt) << " on " << g_env->size()
+                                 << " ranks, kernels " << cpu::kernel_isa());
       check_same_logits(m, dt);
     }
 }
@@ -133,8 +135,12 @@ TEST_CASE("split target: seeded sampling gives one rank's tokens on every rank")
   const Transformer draft = load(kData / "models" / "llama-gqa-noisy", std::nullopt, false);
   const std::vector<Token> prompt{1, 17, 200, 45, 3, 99};
   for (std::uint64_t seed : {1u, 7u, 12345u}) {
-    const GenerationConfig cfg{.max_new_tokens = 30, .num_assistant_tokens = 4, .do_sample = true,
-                               .temperature = 0.8f, .top_k = 50, .seed = seed};
+    const GenerationConfig cfg{.max_new_tokens = 30,
+                               .num_assistant_tokens = 4,
+                               .do_sample = true,
+                               .temperature = 0.8f,
+                               .top_k = 50,
+                               .seed = seed};
     const auto plain = generate_autoregressive(whole, prompt, cfg).tokens;
     const auto plain_split = generate_autoregressive(split, prompt, cfg).tokens;
     SpeculativeDecoder w(draft, whole, cfg), s(draft, split, cfg);

@@ -27,7 +27,8 @@ class FakeGroup : public RankGroup {
     auto* out = static_cast<unsigned char*>(all);
     std::memcpy(out, mine, counts[0]);
     std::size_t off = counts[0];
-    for (std::size_t r = 1; r < counts.size(); off += counts[r++]) std::memset(out + off, others_, counts[r]);
+    for (std::size_t r = 1; r < counts.size(); off += counts[r++])
+      std::memset(out + off, others_, counts[r]);
   }
   void broadcast(void*, std::size_t, std::size_t) override {}
 
@@ -65,8 +66,9 @@ TEST_CASE("tensor parallel: ranks that loaded another model are a ConfigError na
   o.tensor_parallel = std::make_shared<FakeGroup>(2, 0xab);  // rank 1's fingerprint differs
   REQUIRE_THROWS_WITH(cpu::Transformer::load(kModels / "llama-gqa", o),
                       Catch::Contains("rank 1 loaded another model than rank 0"));
-  REQUIRE_THROWS_AS(cpu::Transformer::random(cpu::Transformer::load(kModels / "llama-gqa").config(), 1, o),
-                    ConfigError);
+  REQUIRE_THROWS_AS(
+      cpu::Transformer::random(cpu::Transformer::load(kModels / "llama-gqa").config(), 1, o),
+      ConfigError);
 }
 
 TEST_CASE("tensor parallel: a group of one rank is the whole model") {

@@ -29,7 +29,8 @@ std::size_t ranks_in_environment() {
   return mpi::launcher_ranks();
 #else
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"})
-    if (const char* v = std::getenv(var)) return static_cast<std::size_t>(std::strtoul(v, nullptr, 10));
+    if (const char* v = std::getenv(var))
+      return static_cast<std::size_t>(std::strtoul(v, nullptr, 10));
   return 0;
 #endif
 }
@@ -51,10 +52,11 @@ Ranks::Ranks(int& argc, char**& argv, const std::string& command) {
                  2);
 #else
   (void)argc, (void)argv;
-  std::fprintf(stderr,
-               "assistgen %s: started by mpirun with %zu ranks, but this assistgen was built without MPI "
-               "(ASSISTGEN_BUILD_MPI=OFF): each rank would run the whole model\n",
-               command.c_str(), launched);
+  std::fprintf(
+      stderr,
+      "assistgen %s: started by mpirun with %zu ranks, but this assistgen was built without MPI "
+      "(ASSISTGEN_BUILD_MPI=OFF): each rank would run the whole model\n",
+      command.c_str(), launched);
   std::exit(2);
 #endif
 }
@@ -76,10 +78,11 @@ bool Ranks::primary() const {
 
 int Ranks::finish(const std::string& command, int status) const {
   if (status == 0 && g_group && !g_requested)
-    return fail("assistgen " + command + ": started by mpirun with " + std::to_string(g_group->size()) +
-                    " ranks, but these options load no target to split (each rank would repeat the whole "
-                    "work): run it without mpirun",
-                2);
+    return fail(
+        "assistgen " + command + ": started by mpirun with " + std::to_string(g_group->size()) +
+            " ranks, but these options load no target to split (each rank would repeat the whole "
+            "work): run it without mpirun",
+        2);
 #if ASSISTGEN_CLI_HAS_MPI
   // Every rank leaves together, so that mpirun reports one status.
   if (g_env) g_env->world()->barrier();
@@ -106,8 +109,8 @@ bool primary_rank() { return !g_group || g_group->rank() == 0; }
 
 void announce_split(const cpu::Transformer& model) {
   if (!g_group) return;
-  std::fprintf(stderr, "tensor parallel: rank %zu of %zu, %.1f MB of weights on this rank\n", g_group->rank(),
-               g_group->size(), static_cast<double>(model.weight_bytes()) / 1e6);
+  std::fprintf(stderr, "tensor parallel: rank %zu of %zu, %.1f MB of weights on this rank\n",
+               g_group->rank(), g_group->size(), static_cast<double>(model.weight_bytes()) / 1e6);
   std::fflush(stderr);
 }
 

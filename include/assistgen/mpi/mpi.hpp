@@ -26,9 +26,9 @@ std::size_t launcher_ranks();
 
 /// What a group's collectives have cost this rank since the last reset.
 struct Traffic {
-  std::size_t calls = 0;   ///< collective calls
-  std::size_t bytes = 0;   ///< bytes received (gathered or broadcast)
-  double seconds = 0;      ///< wall time inside them (waiting for slower ranks included)
+  std::size_t calls = 0;  ///< collective calls
+  std::size_t bytes = 0;  ///< bytes received (gathered or broadcast)
+  double seconds = 0;     ///< wall time inside them (waiting for slower ranks included)
 };
 
 /// A RankGroup over an MPI communicator: all_gather is MPI_Allgatherv (bytes
