@@ -97,7 +97,8 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
     for (const Share& want : keep) {
       std::size_t base = 0;
       for (const TensorPart& part : src.parts) {
-        const std::size_t lo = std::max(want.begin, base), hi = std::min(want.end, base + part.rows);
+        const std::size_t lo = std::max(want.begin, base),
+                          hi = std::min(want.end, base + part.rows);
         if (lo < hi) {
           const io::TensorView& t = ck.tensor(part.name);
           if (!t.decode && (!src.transposed || cols == 0)) {
@@ -112,8 +113,7 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
           } else {
             std::vector<std::string> again;
             const std::vector<float> v = read(ck, {{part}, src.transposed}, cols, again);
-            out.insert(out.end(),
-                       v.begin() + static_cast<std::ptrdiff_t>((lo - base) * width),
+            out.insert(out.end(), v.begin() + static_cast<std::ptrdiff_t>((lo - base) * width),
                        v.begin() + static_cast<std::ptrdiff_t>((hi - base) * width));
           }
         }

@@ -185,7 +185,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   const std::size_t group = nq / nkv, half = hd / 2;
   // Tensor parallel (shard.hpp): this rank's heads and columns; the whole
   // model on one rank. Rows of qkv, att_mine and act_mine hold local columns.
-  const std::size_t lnq = q_heads.size(), lnkv = kv_heads.size(), lq = local_q_dim, lkv = local_kv_dim;
+  const std::size_t lnq = q_heads.size(), lnkv = kv_heads.size(), lq = local_q_dim,
+                    lkv = local_kv_dim;
   const std::size_t lI = local_inter, l_mlp_in = local_mlp_in_dim;
   const std::size_t qkv_w = lq + 2 * lkv;
   const std::size_t n_out = ws.outputs.size();
@@ -195,7 +196,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   // by token.
   const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
                     sz_mlp = n * l_mlp_in, sz_act = n * I, sz_rope = n * hd,
-                    sz_scores = static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
+                    sz_scores =
+                        static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
                     sz_head = n_out * H;
   auto& s = ws.scratch;
   const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores + sz_head;
@@ -217,7 +219,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   // Tensor parallel: this rank's columns go to ws.mine, then every rank's
   // are gathered into y; on one rank straight into y.
   if (shard) {
-    const std::size_t need = std::max(n * std::max({lq, lI, shard->hidden().size()}), n_out * shard->vocab().size());
+    const std::size_t need =
+        std::max(n * std::max({lq, lI, shard->hidden().size()}), n_out * shard->vocab().size());
     if (ws.mine.size() < need) ws.mine.resize(need);
   }
   float* att_mine = shard ? ws.mine.data() : att;
@@ -293,9 +296,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         // the row itself at p = prefix_end + anc.size() - 1: within the
         // window are those with k >= anc.size() - window.
         if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
-        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first, count, anc,
-                            hd, scale, sc,
-                            att_mine + i * lq + h * hd);
+        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first,
+                            count, anc, hd, scale, sc, att_mine + i * lq + h * hd);
       }
     });
     if (shard) shard->gather(att_mine, n, detail::ShardPart::q, att);
@@ -306,8 +308,9 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     matmul(L.mlp_in, xn, n, mlp);
     // The activation, elementwise: split over the threads by blocks of rows
     // and columns once there are enough of them to pay for it.
-    const std::size_t act_blocks =
-        n * lI >= (std::size_t{1} << 14) || detail::split_forced() ? 4 * static_cast<std::size_t>(threads) : 1;
+    const std::size_t act_blocks = n * lI >= (std::size_t{1} << 14) || detail::split_forced()
+                                       ? 4 * static_cast<std::size_t>(threads)
+                                       : 1;
     detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
       const std::size_t e0 = n * lI * b / act_blocks, e1 = n * lI * (b + 1) / act_blocks;
       for (std::size_t e = e0; e < e1;) {

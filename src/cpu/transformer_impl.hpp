@@ -5,11 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <string>
-#include <optional>
 #include <vector>
 
 #include "assistgen/architecture.hpp"
@@ -102,7 +101,8 @@ struct Transformer::Impl {
     kv_dim = cfg.num_key_value_heads * cfg.head_dim;
     mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
-    if (opts.tensor_parallel && opts.tensor_parallel->size() > 1) shard.emplace(cfg, opts.tensor_parallel);
+    if (opts.tensor_parallel && opts.tensor_parallel->size() > 1)
+      shard.emplace(cfg, opts.tensor_parallel);
     q_heads = shard ? shard->q_heads() : Share{0, cfg.num_attention_heads};
     kv_heads = shard ? shard->kv_heads() : Share{0, cfg.num_key_value_heads};
     local_q_dim = q_heads.size() * cfg.head_dim;
@@ -161,11 +161,11 @@ struct Transformer::Impl {
     if (!shard) return;
     std::uint64_t h = 1469598103934665603ull;
     for (const std::uint64_t v :
-         {std::uint64_t{cfg.vocab_size}, std::uint64_t{cfg.hidden_size}, std::uint64_t{cfg.num_hidden_layers},
-          std::uint64_t{cfg.num_attention_heads}, std::uint64_t{cfg.num_key_value_heads},
-          std::uint64_t{cfg.head_dim}, std::uint64_t{cfg.intermediate_size},
-          static_cast<std::uint64_t>(dtype), static_cast<std::uint64_t>(cfg.positions),
-          static_cast<std::uint64_t>(cfg.norm)})
+         {std::uint64_t{cfg.vocab_size}, std::uint64_t{cfg.hidden_size},
+          std::uint64_t{cfg.num_hidden_layers}, std::uint64_t{cfg.num_attention_heads},
+          std::uint64_t{cfg.num_key_value_heads}, std::uint64_t{cfg.head_dim},
+          std::uint64_t{cfg.intermediate_size}, static_cast<std::uint64_t>(dtype),
+          static_cast<std::uint64_t>(cfg.positions), static_cast<std::uint64_t>(cfg.norm)})
       h = (h ^ v) * 1099511628211ull;
     // The embeddings are whole on every rank: their bits tell checkpoints of
     // the same shape apart (one pass over them, as cheap as a decode step).

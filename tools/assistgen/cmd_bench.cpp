@@ -737,7 +737,8 @@ int run_bench(Options& opt) {
     lo.dtype = dt;
     lo.threads = opt.threads;
     cpu::LoadOptions target_lo = lo;
-    target_lo.tensor_parallel = target_group();  // under mpirun: split; a draft runs whole on every rank
+    target_lo.tensor_parallel =
+        target_group();  // under mpirun: split; a draft runs whole on every rank
     if (given(opt.o_model)) {
       std::optional<cpu::Transformer> m;
       with_load_progress(opt.model, [&](const ProgressSink& sink) {

@@ -194,7 +194,8 @@ void check_combinations(const Args& a) {
   const bool draft = model_draft || early;
   if (a.backend == "hpu-ref") {
     if (text) throw UsageError("--backend hpu-ref works with --tokens only");
-    if (tensor_parallel()) throw UsageError("--backend hpu-ref does not split across MPI ranks: run it without mpirun");
+    if (tensor_parallel())
+      throw UsageError("--backend hpu-ref does not split across MPI ranks: run it without mpirun");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
     require_with(a.o_dtype, false, "does not apply to --backend hpu-ref");
   }
@@ -427,7 +428,8 @@ Model load_with_progress(const std::string& dir, LoadModelOptions lo) {
 int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_t> random_seed) {
   const LoadModelOptions lo = load_options(a);
   LoadModelOptions target_lo = lo;
-  target_lo.tensor_parallel = target_group();  // under mpirun: split; the draft runs whole on every rank
+  target_lo.tensor_parallel =
+      target_group();  // under mpirun: split; the draft runs whole on every rank
   const Model target = load_with_progress(a.model, target_lo);
   announce_split(target);
   std::optional<Model> draft;
@@ -507,7 +509,8 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     return AnyModel(m);
   };
   SpecialTokens target_special;
-  if (a.backend != "hpu-ref") opts.tensor_parallel = target_group();  // under mpirun: split the target
+  if (a.backend != "hpu-ref")
+    opts.tensor_parallel = target_group();  // under mpirun: split the target
   AnyModel target = load(a.model, target_special);
   opts.tensor_parallel = nullptr;  // the draft runs whole on every rank
   if (const auto* t = target.get_if<cpu::Transformer>()) announce_split(*t);

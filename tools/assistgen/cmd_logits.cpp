@@ -45,7 +45,8 @@ int run(const Args& a) {
   announce_split(*model);
   auto cache = model->make_cache(tokens.size());
   const Logits logits = model->forward(tokens, cache);
-  if (given(a.o_out) && primary_rank()) write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
+  if (given(a.o_out) && primary_rank())
+    write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
   auto last = logits.row(logits.rows() - 1);
   const auto best = std::max_element(last.begin(), last.end()) - last.begin();
   std::printf("%td\n", best);

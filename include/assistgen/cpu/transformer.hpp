@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/layer_split.hpp"
 #include "assistgen/model_config.hpp"
-#include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/tensor_parallel.hpp"
 #include "assistgen/types.hpp"
 
