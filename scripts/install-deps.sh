@@ -13,9 +13,12 @@ set -euo pipefail
 # dnnl-config.cmake (oneDNN built with the OpenCL GPU runtime) runs
 # find_package(OpenCL REQUIRED), so CMake's configure fails without it.
 # libcli11-dev: the command-line tool's option parser. libcpp-httplib-dev:
-# the HTTP server (assistgen::server, `assistgen serve`).
+# the HTTP server (assistgen::server, `assistgen serve`). libopenmpi-dev and
+# openmpi-bin (mpirun): the tensor-parallel target (assistgen::mpi,
+# `mpirun -np N assistgen ...`, docs/distributed.md) and its tests.
 pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libdnnl-dev ocl-icd-opencl-dev
-      nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev)
+      nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev
+      libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   "") ;;
   --test)

@@ -50,6 +50,7 @@
 #include "assistgen/chat_template.hpp"
 #include "assistgen/generation_config.hpp"
 #include "assistgen/model_config.hpp"
+#include "assistgen/tensor_parallel.hpp"
 #include "assistgen/tokenizer.hpp"
 #include "assistgen/types.hpp"
 
@@ -491,6 +492,9 @@ struct LoadModelOptions {
   /// they must be left unset (InvalidArgument naming the field); the
   /// backend's own options say how it loads. Empty: the CPU backend.
   std::function<LoadedBackend(const std::filesystem::path& dir)> backend = {};
+  /// Split the model over these ranks (cpu::LoadOptions::tensor_parallel,
+  /// docs/distributed.md). Empty: the whole model in this process.
+  std::shared_ptr<RankGroup> tensor_parallel = {};
 };
 
 /// Loads a Hugging Face model directory onto the CPU backend: config.json and

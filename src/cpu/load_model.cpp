@@ -22,6 +22,7 @@ Model load_model(const std::filesystem::path& dir, const LoadModelOptions& optio
   lo.dtype = options.dtype;
   lo.threads = options.threads;
   lo.on_progress = options.on_progress;
+  lo.tensor_parallel = options.tensor_parallel;
   // The small files first: a missing tokenizer.json should not wait for the weights.
   Tokenizer tokenizer = Tokenizer::load(dir);
   GenerateOptions defaults;

@@ -74,8 +74,11 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 // that claims a huge vocabulary or hidden size over a tiny file is a
 // FormatError, never a huge reservation; values must be finite
 // (TensorView::to_finite_float).
+// `keep` (tensor parallel): only those rows of the stacked parts, in order;
+// plain row-major tensors convert just the bytes of those rows, others
+// (transposed, decoded) convert the part and copy the rows. Empty: all rows.
 std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::size_t cols,
-                        std::vector<std::string>& used) {
+                        std::vector<std::string>& used, std::span<const Share> keep = {}) {
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
@@ -87,8 +90,41 @@ std::vector<float> read(const io::Checkpoint& ck, const WeightSource& src, std::
                         shape_str(t.shape) + " but the config implies " + shape_str(want) +
                         (src.transposed && cols != 0 ? " (Conv1D: [in, out])" : ""));
   }
+  const std::size_t width = std::max<std::size_t>(cols, 1);
+  if (!keep.empty()) {
+    std::vector<float> out;
+    out.reserve(detail::kept_rows(keep) * width);
+    for (const Share& want : keep) {
+      std::size_t base = 0;
+      for (const TensorPart& part : src.parts) {
+        const std::size_t lo = std::max(want.begin, base),
+                          hi = std::min(want.end, base + part.rows);
+        if (lo < hi) {
+          const io::TensorView& t = ck.tensor(part.name);
+          if (!t.decode && (!src.transposed || cols == 0)) {
+            io::TensorView rows = t;
+            const std::size_t row_bytes = width * dtype_size(t.dtype);
+            rows.shape = cols == 0 ? std::vector<std::int64_t>{static_cast<std::int64_t>(hi - lo)}
+                                   : std::vector<std::int64_t>{static_cast<std::int64_t>(hi - lo),
+                                                               static_cast<std::int64_t>(cols)};
+            rows.data = t.data.subspan((lo - base) * row_bytes, (hi - lo) * row_bytes);
+            const std::vector<float> v = rows.to_finite_float();
+            out.insert(out.end(), v.begin(), v.end());
+          } else {
+            std::vector<std::string> again;
+            const std::vector<float> v = read(ck, {{part}, src.transposed}, cols, again);
+            out.insert(out.end(), v.begin() + static_cast<std::ptrdiff_t>((lo - base) * width),
+                       v.begin() + static_cast<std::ptrdiff_t>((hi - base) * width));
+          }
+        }
+        base += part.rows;
+      }
+    }
+    for (const TensorPart& part : src.parts) used.push_back(part.name);
+    return out;
+  }
   std::vector<float> out;
-  out.reserve(src.rows() * std::max<std::size_t>(cols, 1));
+  out.reserve(src.rows() * width);
   for (const TensorPart& part : src.parts) {
     const io::TensorView& t = ck.tensor(part.name);
     const auto r = static_cast<std::int64_t>(part.rows), c = static_cast<std::int64_t>(cols);
@@ -160,20 +196,24 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   // codes, scales and mins at an unset dtype and at i4 (load_grouped.cpp).
   const bool keep_groups = !options.dtype || *options.dtype == DType::i4;
   bool kept_groups = false;
-  auto linear = [&](const WeightSource& w, const WeightSource& b, std::size_t k) {
-    const std::size_t n = w.rows();
-    const std::optional<io::GroupQuantized> groups =
+  // `keep`: the rows of this rank's share (tensor parallel), empty for all.
+  auto linear = [&](const WeightSource& w, const WeightSource& b, std::size_t k,
+                    std::span<const Share> keep = {}) {
+    std::optional<io::GroupQuantized> groups =
         keep_groups ? detail::read_grouped(ck, w, k, used) : std::nullopt;
-    const std::vector<float> weight = groups ? std::vector<float>{} : read(ck, w, k, used);
+    // Only this rank's rows are converted (tensor parallel).
+    const std::vector<float> weight = groups ? std::vector<float>{} : read(ck, w, k, used, keep);
     std::vector<float> bias;
     if (b.present()) {
-      if (b.rows() != n)
+      if (b.rows() != w.rows())
         throw ConfigError(c.architecture + ": bias '" + b.parts.front().name +
                           "' does not match its weight");
-      bias = read(ck, b, 0, used);
+      bias = read(ck, b, 0, used, keep);
     }
+    const std::size_t n = keep.empty() ? w.rows() : detail::kept_rows(keep);
     if (groups) {
       kept_groups = true;
+      detail::keep_rows(*groups, keep);
       return detail::pack_grouped(*groups, bias.empty() ? nullptr : bias.data());
     }
     return impl->pack(weight.data(), n, k, bias.empty() ? nullptr : bias.data());
@@ -189,6 +229,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     return nw;
   };
 
+  const detail::RowShares shares(impl->shard);
   LoadProgress progress;
   for (const auto& name : ck.names()) {
     ++progress.tensors_total;
@@ -208,13 +249,13 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   for (const LayerWeightSources& src : layout.layers) {
     Layer L;
     L.attn_norm = norm(src.attn_norm, src.attn_norm_bias);
-    L.qkv = linear(src.qkv, src.qkv_bias, c.hidden_size);
-    L.o = linear(src.o, src.o_bias, impl->q_dim);
+    L.qkv = linear(src.qkv, src.qkv_bias, c.hidden_size, shares.qkv);
+    L.o = linear(src.o, src.o_bias, impl->q_dim, shares.hidden);
     L.mlp_norm = norm(src.mlp_norm, src.mlp_norm_bias);
-    L.mlp_in = linear(src.mlp_in, src.mlp_in_bias, c.hidden_size);
-    L.mlp_out = linear(src.mlp_out, src.mlp_out_bias, c.intermediate_size);
-    if (L.qkv.n != impl->q_dim + 2 * impl->kv_dim || L.o.n != c.hidden_size ||
-        L.mlp_in.n != impl->mlp_in_dim || L.mlp_out.n != c.hidden_size)
+    L.mlp_in = linear(src.mlp_in, src.mlp_in_bias, c.hidden_size, shares.mlp_in);
+    L.mlp_out = linear(src.mlp_out, src.mlp_out_bias, c.intermediate_size, shares.hidden);
+    if (src.qkv.rows() != impl->q_dim + 2 * impl->kv_dim || src.o.rows() != c.hidden_size ||
+        src.mlp_in.rows() != impl->mlp_in_dim || src.mlp_out.rows() != c.hidden_size)
       throw ConfigError(c.architecture +
                         ": the registry's layout disagrees with the config's layer shapes");
     impl->layers.push_back(std::move(L));
@@ -222,14 +263,18 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
   }
   impl->final_norm = norm(layout.final_norm, layout.final_norm_bias);
   if (layout.lm_head.present()) {
-    impl->lm_head = linear(layout.lm_head, {}, c.hidden_size);
+    impl->lm_head = linear(layout.lm_head, {}, c.hidden_size, shares.vocab);
   } else {  // tied
     std::vector<std::string> again;  // the embedding is already counted as used
-    const std::optional<io::GroupQuantized> groups =
+    std::optional<io::GroupQuantized> groups =
         keep_groups ? detail::read_grouped(ck, layout.embed, c.hidden_size, again) : std::nullopt;
-    if (groups) kept_groups = true;
-    impl->lm_head = groups ? detail::pack_grouped(*groups, nullptr)
-                           : impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
+    if (groups) {
+      kept_groups = true;
+      detail::keep_rows(*groups, shares.vocab);
+      impl->lm_head = detail::pack_grouped(*groups, nullptr);
+    } else {
+      impl->lm_head = impl->pack_rows(impl->embed, c.hidden_size, shares.vocab, nullptr);
+    }
   }
   if (kept_groups) impl->dtype = DType::i4;
 
@@ -240,6 +285,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& config, const io::Ch
     options.on_progress(progress);
   }
 
+  impl->check_same_on_every_rank();
   std::sort(used.begin(), used.end());
   auto ignored = [&](const std::string& name) {
     if (std::find(layout.ignored.begin(), layout.ignored.end(), name) != layout.ignored.end())
@@ -272,10 +318,13 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed,
   const auto& c = impl->cfg;
   std::uint64_t stream = seed * 0x100000001b3ull;  // one stream per tensor, in a fixed order
   auto randv = [&](std::size_t count, float sd) { return random_normal(count, sd, stream++); };
-  auto linear = [&](std::size_t n, std::size_t k, bool bias) {
-    const std::vector<float> w = randv(n * k, 0.02f);
-    const std::vector<float> b = bias ? randv(n, 0.02f) : std::vector<float>{};
-    return impl->pack(w.data(), n, k, bias ? b.data() : nullptr);
+  const detail::RowShares shares(impl->shard);
+  // Every rank draws the whole tensor (the same values as one rank) and keeps its rows.
+  auto linear = [&](std::size_t n, std::size_t k, bool bias, std::span<const Share> keep) {
+    std::vector<float> w = randv(n * k, 0.02f);
+    std::vector<float> b = bias ? randv(n, 0.02f) : std::vector<float>{};
+    detail::keep_rows(b, 1, keep);
+    return impl->pack_rows(w, k, keep, bias ? b.data() : nullptr);
   };
   auto unit_norm = [&] {
     NormWeights nw;
@@ -290,18 +339,19 @@ Transformer Transformer::random(const ModelConfig& config, std::uint64_t seed,
     Layer L;
     L.attn_norm = unit_norm();
     L.mlp_norm = unit_norm();
-    L.qkv = linear(impl->q_dim + 2 * impl->kv_dim, c.hidden_size, c.attention_bias);
-    L.o = linear(c.hidden_size, impl->q_dim, c.o_proj_bias);
-    L.mlp_in = linear(impl->mlp_in_dim, c.hidden_size, c.mlp_bias);
-    L.mlp_out = linear(c.hidden_size, c.intermediate_size, c.mlp_bias);
+    L.qkv = linear(impl->q_dim + 2 * impl->kv_dim, c.hidden_size, c.attention_bias, shares.qkv);
+    L.o = linear(c.hidden_size, impl->q_dim, c.o_proj_bias, shares.hidden);
+    L.mlp_in = linear(impl->mlp_in_dim, c.hidden_size, c.mlp_bias, shares.mlp_in);
+    L.mlp_out = linear(c.hidden_size, c.intermediate_size, c.mlp_bias, shares.hidden);
     impl->layers.push_back(std::move(L));
   }
   impl->final_norm = unit_norm();
   if (c.tie_word_embeddings) {
-    impl->lm_head = impl->pack(impl->embed.data(), c.vocab_size, c.hidden_size, nullptr);
+    impl->lm_head = impl->pack_rows(impl->embed, c.hidden_size, shares.vocab, nullptr);
   } else {
-    impl->lm_head = linear(c.vocab_size, c.hidden_size, false);
+    impl->lm_head = linear(c.vocab_size, c.hidden_size, false, shares.vocab);
   }
+  impl->check_same_on_every_rank();
   return Transformer(std::move(impl));
 }
 
@@ -318,7 +368,8 @@ PositionLimits Transformer::position_limits() const {
 
 Transformer::Cache Transformer::make_cache(std::size_t capacity) const {
   const auto& c = impl_->cfg;
-  return Cache(KvStorage(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, capacity));
+  // Tensor parallel: only the key/value heads of this rank's share.
+  return Cache(KvStorage(c.num_hidden_layers, impl_->kv_heads.size(), c.head_dim, capacity));
 }
 
 }  // namespace assistgen::cpu

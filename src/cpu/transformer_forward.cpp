@@ -62,6 +62,7 @@ struct Workspace {
   std::vector<std::uint32_t> ancestors;  // tree rows' visible ancestor slots, ascending
   std::vector<std::size_t> depth;        // tree depth per row of the current request
   std::vector<std::size_t> outputs;      // stacked rows that produce logits
+  std::vector<float> mine;               // tensor parallel: this rank's columns before a gather
 };
 
 Workspace& workspace() {
@@ -110,7 +111,7 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     assistgen::detail::check_token_ids(tokens, cfg.vocab_size,
                             requests.size() > 1 ? std::optional<std::size_t>(r) : std::nullopt);
     const KvStorage& kv = caches[r]->kv();
-    if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != cfg.num_key_value_heads ||
+    if (kv.layers() != cfg.num_hidden_layers || kv.kv_heads() != kv_heads.size() ||
         kv.head_dim() != cfg.head_dim)
       throw InvalidArgument(std::string(kWho) + ": cache was made by a model of another shape");
     n += tokens.size();
@@ -182,15 +183,21 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   const std::size_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
   const std::size_t nq = cfg.num_attention_heads, nkv = cfg.num_key_value_heads;
   const std::size_t group = nq / nkv, half = hd / 2;
-  const std::size_t qkv_w = q_dim + 2 * kv_dim;
+  // Tensor parallel (shard.hpp): this rank's heads and columns; the whole
+  // model on one rank. Rows of qkv, att_mine and act_mine hold local columns.
+  const std::size_t lnq = q_heads.size(), lnkv = kv_heads.size(), lq = local_q_dim,
+                    lkv = local_kv_dim;
+  const std::size_t lI = local_inter, l_mlp_in = local_mlp_in_dim;
+  const std::size_t qkv_w = lq + 2 * lkv;
   const std::size_t n_out = ws.outputs.size();
 
   // Carve the scratch buffer. Scores are sized by the largest cache's
   // capacity, not the current length, so decoding does not regrow it token
   // by token.
   const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
-                    sz_mlp = n * mlp_in_dim, sz_act = n * I, sz_rope = n * hd,
-                    sz_scores = static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
+                    sz_mlp = n * l_mlp_in, sz_act = n * I, sz_rope = n * hd,
+                    sz_scores =
+                        static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
                     sz_head = n_out * H;
   auto& s = ws.scratch;
   const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores + sz_head;
@@ -208,6 +215,21 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   detail::LinearScratch lsc{ws.quant, ws.quant_scale};
   auto matmul = [&](const PackedLinear& p, const float* in, std::size_t rows, float* y) {
     detail::linear(p, in, rows, y, lsc, threads);
+  };
+  // Tensor parallel: this rank's columns go to ws.mine, then every rank's
+  // are gathered into y; on one rank straight into y.
+  if (shard) {
+    const std::size_t need =
+        std::max(n * std::max({lq, lI, shard->hidden().size()}), n_out * shard->vocab().size());
+    if (ws.mine.size() < need) ws.mine.resize(need);
+  }
+  float* att_mine = shard ? ws.mine.data() : att;
+  float* act_mine = shard ? ws.mine.data() : act;
+  auto matmul_cols = [&](const PackedLinear& p, const float* in, std::size_t rows, float* y,
+                         detail::ShardPart part) {
+    if (!shard) return matmul(p, in, rows, y);
+    matmul(p, in, rows, ws.mine.data());
+    shard->gather(ws.mine.data(), rows, part, y);
   };
 
   {
@@ -242,12 +264,12 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
       float* row = qkv + i * qkv_w;
       const float* c = rope_cs + i * hd;
       if (!learned_positions)
-        for (std::size_t h = 0; h < nq; ++h) rope(row + h * hd, c, c + half);
-      for (std::size_t h = 0; h < nkv; ++h) {
-        float* k = row + q_dim + h * hd;
+        for (std::size_t h = 0; h < lnq; ++h) rope(row + h * hd, c, c + half);
+      for (std::size_t h = 0; h < lnkv; ++h) {
+        float* k = row + lq + h * hd;
         if (!learned_positions) rope(k, c, c + half);
         std::copy_n(k, hd, kv.key(l, h, ri.slot));
-        std::copy_n(row + q_dim + kv_dim + h * hd, hd, kv.value(l, h, ri.slot));
+        std::copy_n(row + lq + lkv + h * hd, hd, kv.value(l, h, ri.slot));
       }
     }
     // Row i (position p) sees the cached slots [first, prefix_end) and, in a
@@ -255,18 +277,18 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     // (p - position < window). One task per (row, head); threads only when
     // the work pays for a parallel region.
     const std::size_t window = cfg.window_of_layer(l);
-    const std::size_t tasks = n * nq;
-    const std::size_t att_work = n * nq * max_keys * hd;
+    const std::size_t tasks = n * lnq;
+    const std::size_t att_work = n * lnq * max_keys * hd;
     const int att_threads = att_work >= (std::size_t{1} << 18) || detail::split_forced() ? threads : 1;
     // One chunk of consecutive tasks per thread, each with its own scores row.
     const auto chunks = static_cast<std::size_t>(att_threads);
     detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
       float* sc = scores + c * score_stride;
       for (std::size_t t = tasks * c / chunks; t < tasks * (c + 1) / chunks; ++t) {
-        const std::size_t i = t / nq, h = t % nq;
+        const std::size_t i = t / lnq, h = t % lnq;
         const RowInfo& ri = ws.rows[i];
         const KvStorage& kv = caches[ri.request]->kv();
-        const std::size_t g = h / group, p = ri.pos;
+        const std::size_t g = (q_heads.begin + h) / group - kv_heads.begin, p = ri.pos;
         const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
         const std::size_t count = ri.prefix_end > first ? ri.prefix_end - first : 0;
         std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin, ri.anc_end - ri.anc_begin);
@@ -274,28 +296,29 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         // the row itself at p = prefix_end + anc.size() - 1: within the
         // window are those with k >= anc.size() - window.
         if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
-        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first, count, anc,
-                            hd, scale, sc,
-                            att + i * q_dim + h * hd);
+        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first,
+                            count, anc, hd, scale, sc, att_mine + i * lq + h * hd);
       }
     });
-    matmul(L.o, att, n, xn);
+    if (shard) shard->gather(att_mine, n, detail::ShardPart::q, att);
+    matmul_cols(L.o, att, n, xn, detail::ShardPart::hidden);
     for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
 
     norm(x, L.mlp_norm, xn, n);
     matmul(L.mlp_in, xn, n, mlp);
     // The activation, elementwise: split over the threads by blocks of rows
     // and columns once there are enough of them to pay for it.
-    const std::size_t act_blocks =
-        n * I >= (std::size_t{1} << 14) || detail::split_forced() ? 4 * static_cast<std::size_t>(threads) : 1;
+    const std::size_t act_blocks = n * lI >= (std::size_t{1} << 14) || detail::split_forced()
+                                       ? 4 * static_cast<std::size_t>(threads)
+                                       : 1;
     detail::parallel_for(threads, act_blocks, [&](std::size_t b) {
-      const std::size_t e0 = n * I * b / act_blocks, e1 = n * I * (b + 1) / act_blocks;
+      const std::size_t e0 = n * lI * b / act_blocks, e1 = n * lI * (b + 1) / act_blocks;
       for (std::size_t e = e0; e < e1;) {
-        const std::size_t i = e / I, j0 = e % I, j1 = std::min(I, j0 + (e1 - e));
-        float* a = act + i * I;
-        const float* first = mlp + i * mlp_in_dim;
+        const std::size_t i = e / lI, j0 = e % lI, j1 = std::min(lI, j0 + (e1 - e));
+        float* a = act_mine + i * lI;
+        const float* first = mlp + i * l_mlp_in;
         if (cfg.gated_mlp) {  // act(gate) * up
-          const float* up = first + I;
+          const float* up = first + lI;
           for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
         } else {
           for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]);
@@ -303,7 +326,8 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         e += j1 - j0;
       }
     });
-    matmul(L.mlp_out, act, n, xn);
+    if (shard) shard->gather(act_mine, n, detail::ShardPart::inter, act);
+    matmul_cols(L.mlp_out, act, n, xn, detail::ShardPart::hidden);
     for (std::size_t i = 0; i < n * H; ++i) x[i] += xn[i];
   }
   // Final norm and LM head for the output rows only (a prefill computes one
@@ -311,7 +335,7 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   for (std::size_t o = 0; o < n_out; ++o) std::copy_n(x + ws.outputs[o] * H, H, xn + o * H);
   norm(xn, final_norm, head_in, n_out);
   out.resize(n_out, cfg.vocab_size);
-  if (n_out > 0) matmul(lm_head, head_in, n_out, out.data());
+  if (n_out > 0) matmul_cols(lm_head, head_in, n_out, out.data(), detail::ShardPart::vocab);
   // Weights are finite (checked at load), but activations can still
   // overflow; non-finite logits are an error here, naming the model and the
   // position, before the caches take the new rows (they are left unchanged).

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <string>
-#include <optional>
 #include <vector>
 
 #include "assistgen/architecture.hpp"
@@ -16,6 +16,7 @@
 #include "assistgen/error.hpp"
 #include "assistgen/io/quantized.hpp"
 #include "kernels.hpp"
+#include "shard.hpp"
 
 namespace assistgen::cpu {
 
@@ -88,12 +89,26 @@ struct Transformer::Impl {
   NormWeights final_norm;
   PackedLinear lm_head;  // [vocab, hidden]; packed from embed when tied
   std::vector<double> inv_freq;
+  // Tensor parallel (shard.hpp): this rank's share; unset on one rank. The
+  // local sizes are what this rank's weights, K/V and matmul outputs hold
+  // (the full sizes without a shard).
+  std::optional<detail::Shard> shard;
+  Share q_heads, kv_heads;  // query and key/value heads held (global indices)
+  std::size_t local_q_dim = 0, local_kv_dim = 0, local_inter = 0, local_mlp_in_dim = 0;
 
   void init_dims() {
     q_dim = cfg.num_attention_heads * cfg.head_dim;
     kv_dim = cfg.num_key_value_heads * cfg.head_dim;
     mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * cfg.intermediate_size;
     if (cfg.positions == PositionKind::rope) inv_freq = rope_inverse_frequencies(cfg);
+    if (opts.tensor_parallel && opts.tensor_parallel->size() > 1)
+      shard.emplace(cfg, opts.tensor_parallel);
+    q_heads = shard ? shard->q_heads() : Share{0, cfg.num_attention_heads};
+    kv_heads = shard ? shard->kv_heads() : Share{0, cfg.num_key_value_heads};
+    local_q_dim = q_heads.size() * cfg.head_dim;
+    local_kv_dim = kv_heads.size() * cfg.head_dim;
+    local_inter = shard ? shard->inter().size() : cfg.intermediate_size;
+    local_mlp_in_dim = (cfg.gated_mlp ? 2 : 1) * local_inter;
   }
 
   static std::size_t norm_bytes(const NormWeights& w) {
@@ -128,6 +143,41 @@ struct Transformer::Impl {
 
   PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {
     return detail::pack_linear(weight_type(dtype), w, n, k, bias);
+  }
+
+  // Packs the rows `keep` (all when empty) of w ([rows, k]); `bias` already
+  // holds only those rows.
+  PackedLinear pack_rows(const std::vector<float>& w, std::size_t k, std::span<const Share> keep,
+                         const float* bias) const {
+    if (keep.empty()) return pack(w.data(), w.size() / k, k, bias);
+    std::vector<float> mine = w;
+    detail::keep_rows(mine, k, keep);
+    return pack(mine.data(), detail::kept_rows(keep), k, bias);
+  }
+
+  // Tensor parallel: every rank must hold a share of the same model in the
+  // same dtype, or the gathers would mix unrelated pieces.
+  void check_same_on_every_rank() const {
+    if (!shard) return;
+    std::uint64_t h = 1469598103934665603ull;
+    for (const std::uint64_t v :
+         {std::uint64_t{cfg.vocab_size}, std::uint64_t{cfg.hidden_size},
+          std::uint64_t{cfg.num_hidden_layers}, std::uint64_t{cfg.num_attention_heads},
+          std::uint64_t{cfg.num_key_value_heads}, std::uint64_t{cfg.head_dim},
+          std::uint64_t{cfg.intermediate_size}, static_cast<std::uint64_t>(dtype),
+          static_cast<std::uint64_t>(cfg.positions), static_cast<std::uint64_t>(cfg.norm)})
+      h = (h ^ v) * 1099511628211ull;
+    // The embeddings are whole on every rank: their bits tell checkpoints of
+    // the same shape apart (one pass over them, as cheap as a decode step).
+    for (const float* e : {embed.data(), final_norm.weight.data()}) {
+      const std::size_t count = e == embed.data() ? embed.size() : final_norm.weight.size();
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, e + i, sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+      }
+    }
+    shard->check_same(h, "config.json shapes, the weights' dtype or the embeddings");
   }
 
   void norm(const float* x, const NormWeights& nw, float* y, std::size_t rows) const {

@@ -711,7 +711,11 @@ int run_bench(Options& opt) {
   if (given(opt.o_assistant) && !given(opt.o_model)) throw UsageError("--assistant needs --model");
   std::vector<DType> dtypes;
   for (const auto& s : split(opt.dtypes)) dtypes.push_back(parse_dtype(s));
-  if (given(opt.o_quality)) return run_quality(opt);
+  if (given(opt.o_quality)) {
+    if (tensor_parallel())
+      throw UsageError("--quality compares several loads of -m on one rank: run it without mpirun");
+    return run_quality(opt);
+  }
   // The 4 GB random TinyLlama model is made when asked for, or when no -m is given.
   const bool tinyllama = opt.tinyllama || (!given(opt.o_model) && !opt.no_tinyllama);
   if (!given(opt.o_model) && !tinyllama)
@@ -732,13 +736,17 @@ int run_bench(Options& opt) {
     cpu::LoadOptions lo;
     lo.dtype = dt;
     lo.threads = opt.threads;
+    cpu::LoadOptions target_lo = lo;
+    target_lo.tensor_parallel =
+        target_group();  // under mpirun: split; a draft runs whole on every rank
     if (given(opt.o_model)) {
       std::optional<cpu::Transformer> m;
       with_load_progress(opt.model, [&](const ProgressSink& sink) {
-        cpu::LoadOptions o = lo;
+        cpu::LoadOptions o = target_lo;
         o.on_progress = sink;
         m.emplace(cpu::Transformer::load(opt.model, o));
       });
+      announce_split(*m);
       std::optional<Tokenizer> tok;
       try {
         tok = Tokenizer::load(opt.model);
@@ -755,7 +763,8 @@ int run_bench(Options& opt) {
     }
     if (tinyllama) {
       const auto t0 = std::chrono::steady_clock::now();
-      const cpu::Transformer m = cpu::Transformer::random(tinyllama_shape(), 1, lo);
+      const cpu::Transformer m = cpu::Transformer::random(tinyllama_shape(), 1, target_lo);
+      announce_split(m);
       std::printf("\n(TinyLlama-shaped random model made in %.1f s)\n",
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       bench_model("TinyLlama-1.1B shape, random weights", m, nullptr, filler(12, m.vocab_size(), 3),

@@ -191,6 +191,8 @@ void check_combinations(const Args& a) {
   // The draft-length options apply to any drafting model: -a or --early-exit.
   const bool draft = model_draft || early;
   if (a.backend == "hpu-ref") {
+    if (tensor_parallel())
+      throw UsageError("--backend hpu-ref does not split across MPI ranks: run it without mpirun");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
     (void)hpu_dtype(a.o_dtype, a.dtype);  // int8 / int4: a usage error naming --dtype
   }
@@ -435,9 +437,14 @@ std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions
 
 int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_t> random_seed) {
   std::optional<HpuRefLoader> hpu_loader = text_hpu_loader(a, o);
-  LoadModelOptions lo = hpu_loader ? LoadModelOptions{} : load_options(a);
-  if (hpu_loader) lo.backend = hpu_loader->backend();
-  const Model target = load_with_progress(a.model, lo);
+  const LoadModelOptions lo = hpu_loader ? LoadModelOptions{} : load_options(a);
+  LoadModelOptions target_lo = lo;
+  if (hpu_loader)
+    target_lo.backend = hpu_loader->backend();
+  else
+    target_lo.tensor_parallel = target_group();  // under mpirun: split; the draft runs whole on every rank
+  const Model target = load_with_progress(a.model, target_lo);
+  announce_split(target);
   std::optional<Model> draft;
   if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
   const GenerationConfig resolved =
@@ -507,7 +514,11 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     return AnyModel(m);
   };
   SpecialTokens target_special;
+  if (a.backend != "hpu-ref")
+    opts.tensor_parallel = target_group();  // under mpirun: split the target
   AnyModel target = load(a.model, target_special);
+  opts.tensor_parallel = nullptr;  // the draft runs whole on every rank
+  if (const auto* t = target.get_if<cpu::Transformer>()) announce_split(*t);
   // With a tokenizer.json beside it, the rows it has no token for are
   // suppressed, as in text mode (generate.hpp), so that the same ids and
   // seed give the same tokens in both modes.
@@ -597,6 +608,9 @@ Command add_generate(CLI::App& app) {
               seed = (std::uint64_t{rd()} << 32 | rd()) & INT64_MAX;
               random_seed = seed;
             }
+            // Under mpirun every rank samples in lockstep: rank 0's seed for all.
+            seed = same_on_every_rank(seed);
+            if (random_seed) random_seed = seed;
             const GenerateOptions o = overrides(*a, seed);
             return given(a->o_prompt) ? run_text(*a, o, random_seed)
                                       : run_tokens(*a, o, random_seed);

@@ -46,15 +46,18 @@ int run(const Args& a) {
     cpu::LoadOptions opts;
     opts.threads = a.threads;
     if (given(a.o_dtype)) opts.dtype = parse_dtype(a.dtype);
+    opts.tensor_parallel = target_group();  // under mpirun: this rank's share
     std::optional<cpu::Transformer> model;
     with_load_progress(a.model, [&](const ProgressSink& sink) {
       opts.on_progress = sink;
       model.emplace(cpu::Transformer::load(a.model, opts));
     });
+    announce_split(*model);
     auto cache = model->make_cache(tokens.size());
     logits = model->forward(tokens, cache);
   }
-  if (given(a.o_out)) write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
+  if (given(a.o_out) && primary_rank())
+    write_npy_f32(a.out, logits.data(), logits.rows(), logits.cols());
   auto last = logits.row(logits.rows() - 1);
   const auto best = std::max_element(last.begin(), last.end()) - last.begin();
   std::printf("%td\n", best);

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "assistgen/chat_template.hpp"
+#include "assistgen/cpu/transformer.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generate.hpp"
+#include "assistgen/tensor_parallel.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::cli {
@@ -94,5 +96,38 @@ void check_early_exit(const Model& target, std::size_t layers);
 
 /// load_model(dir, options), with with_load_progress's progress line.
 Model load_with_progress(const std::string& dir, const LoadModelOptions& options);
+/// The process's place under mpirun (tensor_parallel.cpp, docs/distributed.md),
+/// for the life of main(): with more than one rank, MPI runs, stdout of ranks
+/// other than 0 goes to /dev/null, and a command other than generate, logits
+/// or bench ends every rank with an error. Without a launcher: nothing.
+class Ranks {
+ public:
+  Ranks(int& argc, char**& argv, const std::string& command);
+  ~Ranks();
+  Ranks(const Ranks&) = delete;
+  Ranks& operator=(const Ranks&) = delete;
+  /// Rank 0, or no launcher: the rank that prints warnings.
+  bool primary() const;
+  /// A command's exit `status`; an error (exit 2) when it ran on several
+  /// ranks without asking for target_group() (nothing was split).
+  int finish(const std::string& command, int status) const;
+  /// Prints `line` (stderr) and returns `status`; under mpirun with several
+  /// ranks, ends every rank instead (MPI_Abort), the line prefixed with this rank.
+  int fail(const std::string& line, int status) const;
+};
+
+/// The group to split the target over (cpu::LoadOptions::tensor_parallel):
+/// null without mpirun. Marks the command as splitting (Ranks::finish).
+std::shared_ptr<RankGroup> target_group();
+/// Whether this run is split across ranks.
+bool tensor_parallel();
+/// Rank 0, or no mpirun: the rank that writes output files.
+bool primary_rank();
+/// Under mpirun: "tensor parallel: rank R of N, X MB of weights on this rank"
+/// on stderr, once a target is loaded.
+void announce_split(const cpu::Transformer& model);
+void announce_split(const Model& model);
+/// Rank 0's `value` on every rank (a random seed must be the same on all).
+std::uint64_t same_on_every_rank(std::uint64_t value);
 
 }  // namespace assistgen::cli

@@ -27,9 +27,11 @@ int main(int argc, char** argv) {
                                            cli::add_template(app),  cli::add_batch(app),
                                            cli::add_serve(app)};
 
+  // Under mpirun: MPI, and only rank 0 prints (tensor_parallel.cpp).
+  cli::Ranks ranks(argc, argv, argc > 1 ? argv[1] : "");
   std::set<std::string> seen;
-  set_warning_handler([&seen](std::string_view message) {
-    if (seen.emplace(message).second)
+  set_warning_handler([&seen, &ranks](std::string_view message) {
+    if (ranks.primary() && seen.emplace(message).second)
       std::cerr << "assistgen: warning: " << message << "\n" << std::flush;
   });
 
@@ -60,16 +62,13 @@ int main(int argc, char** argv) {
   }
   try {
     for (const auto& c : commands)
-      if (c.app->parsed()) return c.run();
+      if (c.app->parsed()) return ranks.finish(command, c.run());
     return 2;  // unreachable: require_subcommand(1)
   } catch (const cli::UsageError& e) {
-    std::cerr << "assistgen " << command << ": " << e.what() << "\n";
-    return 2;
+    return ranks.fail("assistgen " + command + ": " + e.what(), 2);
   } catch (const Error& e) {
-    std::cerr << "assistgen " << command << ": error: " << e.what() << "\n";
-    return 1;
+    return ranks.fail("assistgen " + command + ": error: " + e.what(), 1);
   } catch (const std::exception& e) {
-    std::cerr << "assistgen " << command << ": unexpected error: " << e.what() << "\n";
-    return 1;
+    return ranks.fail("assistgen " + command + ": unexpected error: " + e.what(), 1);
   }
 }

@@ -18,9 +18,10 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/cpu/kv_storage.hpp"
 #include "assistgen/layer_split.hpp"
 #include "assistgen/model_config.hpp"
-#include "assistgen/cpu/kv_storage.hpp"
+#include "assistgen/tensor_parallel.hpp"
 #include "assistgen/types.hpp"
 
 namespace assistgen::io {
@@ -56,6 +57,13 @@ struct LoadOptions {
   /// embeddings, each layer and the head), the last call with every tensor
   /// done. Empty: no calls. Not used by random().
   std::function<void(const LoadProgress&)> on_progress = {};
+  /// Tensor parallel (docs/distributed.md): with a group of more than one
+  /// rank, this process loads and computes only its share of the model
+  /// (query and key/value heads, MLP and hidden columns, vocabulary rows)
+  /// and the ranks exchange activations in every forward pass, which every
+  /// rank must call in lockstep with the same arguments. Logits and K/V are
+  /// the same bits as on one rank. Empty or one rank: the whole model.
+  std::shared_ptr<RankGroup> tensor_parallel = {};
 };
 
 /// Per-sequence state of a cpu::Transformer: the preallocated K/V of every
