@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +30,7 @@ class AnyModel {
     virtual std::size_t size() const = 0;
     virtual std::size_t capacity() const = 0;
     virtual void truncate(std::size_t n) = 0;
+    virtual void keep(std::size_t base, std::span<const std::uint32_t> rows) = 0;
     virtual std::unique_ptr<CacheConcept> clone() const = 0;
   };
   struct ModelConcept {
@@ -59,6 +61,9 @@ class AnyModel {
     std::size_t size() const override { return cache.size(); }
     std::size_t capacity() const override { return cache.capacity(); }
     void truncate(std::size_t n) override { cache.truncate(n); }
+    void keep(std::size_t base, std::span<const std::uint32_t> rows) override {
+      assistgen::keep_rows(cache, base, rows);
+    }
     std::unique_ptr<CacheConcept> clone() const override {
       if constexpr (requires {
                       { cache.clone() } -> std::same_as<C>;
@@ -174,6 +179,15 @@ class AnyModel {
       }
       impl_->truncate(n);
     }
+    /// keep_rows() on the wrapped cache (backend.hpp): its keep(base, rows),
+    /// or UnsupportedError when it has none and the rows would move.
+    void keep(std::size_t base, std::span<const std::uint32_t> rows) {
+      if (!impl_) {
+        if (base == 0 && rows.empty()) return;
+        throw InvalidArgument("AnyModel::Cache::keep on an empty cache");
+      }
+      impl_->keep(base, rows);
+    }
     /// An explicit deep copy; UnsupportedError if the wrapped cache has no clone().
     Cache clone() const {
       Cache c;
@@ -198,6 +212,11 @@ class AnyModel {
     std::unique_ptr<CacheConcept> impl_;
     const void* owner_ = nullptr;
   };
+
+  /// Tree requests are passed on: the wrapped model runs them when it
+  /// attends trees (AttendsTrees), else forward() throws UnsupportedError
+  /// naming the capability.
+  static constexpr bool kTreeRequests = true;
 
   /// Takes ownership of `model` (moved in).
   template <CausalLM M>
@@ -300,5 +319,6 @@ class AnyModel {
 
 static_assert(CausalLM<AnyModel> && SplitsLayers<AnyModel>);
 static_assert(ForwardsBatches<AnyModel>);
+static_assert(AttendsTrees<AnyModel> && CacheHasKeep<AnyModel::Cache>);
 
 }  // namespace assistgen
