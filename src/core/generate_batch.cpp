@@ -89,7 +89,11 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
                         : requests[i].config.prompt_lookup_num_tokens ? Assistance::prompt_lookup
                                                                       : Assistance::none;
   }
-  if (draft)
+  if (draft && batch.trees())
+    run_engine<DraftTreeCandidates<AnyModel>>(target, items, callbacks, batch,
+                                              detail::tree_sources(*draft, target, batch), out.results,
+                                              out.errors, out.stats);
+  else if (draft)
     run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch,
                                                draft_sources(*draft, target), out.results,
                                                out.errors, out.stats);

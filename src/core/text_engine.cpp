@@ -89,7 +89,11 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
   impl_->target = &target;
   impl_->assistant = assistant;
   const AnyModel& t = target.backend();
-  if (assistant && detail::shares_ids(target, *assistant)) {
+  if (assistant && detail::shares_ids(target, *assistant) && batch.trees()) {
+    impl_->mode = Assistance::draft;
+    impl_->batch = std::make_unique<TypedBatch<DraftTreeCandidates<AnyModel>>>(
+        t, batch, detail::tree_sources(assistant->backend(), t, batch));
+  } else if (assistant && detail::shares_ids(target, *assistant)) {
     impl_->mode = Assistance::draft;
     impl_->batch = std::make_unique<TypedBatch<DraftModelCandidates<AnyModel>>>(
         t, batch, detail::draft_sources(assistant->backend(), t));
