@@ -18,6 +18,7 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/tree_decoder.hpp"
+#include "assistgen/types.hpp"
 #include "unit/toy_models.hpp"
 
 using namespace assistgen;
@@ -28,7 +29,6 @@ namespace {
 const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
 const std::vector<Token> kPrompt{1, 17, 200, 45, 3, 99};
 
-const char* dtype_name(DType t) { return t == DType::f32 ? "f32" : t == DType::bf16 ? "bf16" : "i8"; }
 
 std::vector<GenerationConfig> tree_configs(std::size_t max_new) {
   std::vector<GenerationConfig> out;
@@ -75,7 +75,7 @@ TEST_CASE("greedy tree decoding equals the target alone: every family and dtype"
       if (draft == &close) accepted_close += r.stats.accepted;
     }
   }
-  CHECK(accepted_close > kNew);  // the close drafts' paths were accepted (keep() ran)
+  CHECK(accepted_close > 10);  // the close drafts' paths were accepted (keep() ran)
 }
 
 TEST_CASE("tree decoding through BatchEngine: several sequences per round equal the target alone",
