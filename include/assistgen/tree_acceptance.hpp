@@ -70,8 +70,9 @@ TreeVerdict verify_tree_greedy(std::span<const Token> tokens, std::span<const st
 /// on tokens[i]). Siblings are tried in index order. `path` is as in
 /// verify_tree_greedy.
 template <class PRowFn, class QFn>
-TreeVerdict verify_tree_sampling(std::span<const Token> tokens, std::span<const std::int32_t> parent,
-                                 PRowFn&& p_row, QFn&& q_of, Rng& rng, std::vector<std::uint32_t>& path) {
+TreeVerdict verify_tree_sampling(std::span<const Token> tokens,
+                                 std::span<const std::int32_t> parent, PRowFn&& p_row, QFn&& q_of,
+                                 Rng& rng, std::vector<std::uint32_t>& path) {
   path.clear();
   std::int64_t cur = -1;
   for (;;) {

@@ -36,8 +36,8 @@ class TreeDecoder : public AssistedDecoder<DraftTreeCandidates<Draft>, Target> {
   TreeDecoder(const Draft& draft, const Target& target, GenerationConfig cfg)
       : Base(target, std::move(cfg), "TreeDecoder::generate", [&](const GenerationConfig& c) {
           const auto vocab = static_cast<std::size_t>(target.vocab_size());
-          check_compatibility(static_cast<std::size_t>(draft.vocab_size()), vocab, c.draft_special_tokens,
-                              c.target_special_tokens, c.suppress_tokens);
+          check_compatibility(static_cast<std::size_t>(draft.vocab_size()), vocab,
+                              c.draft_special_tokens, c.target_special_tokens, c.suppress_tokens);
           detail::reject_prompt_lookup_with_draft(c);
           return DraftTreeCandidates<Draft>(draft, vocab, c, c.suppress_tokens);
         }) {}

@@ -29,7 +29,6 @@ namespace {
 const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
 const std::vector<Token> kPrompt{1, 17, 200, 45, 3, 99};
 
-
 std::vector<GenerationConfig> tree_configs(std::size_t max_new) {
   std::vector<GenerationConfig> out;
   GenerationConfig dyn{.max_new_tokens = max_new, .num_assistant_tokens = 5};
@@ -49,8 +48,10 @@ std::vector<GenerationConfig> tree_configs(std::size_t max_new) {
 
 }  // namespace
 
-TEST_CASE("greedy tree decoding equals the target alone: every family and dtype", "[tree][cpu][greedy]") {
-  const std::string target_dir = GENERATE("llama-gqa", "gpt2-target", "mistral-window", "qwen2-bias", "llama-tied-bf16");
+TEST_CASE("greedy tree decoding equals the target alone: every family and dtype",
+          "[tree][cpu][greedy]") {
+  const std::string target_dir =
+      GENERATE("llama-gqa", "gpt2-target", "mistral-window", "qwen2-bias", "llama-tied-bf16");
   const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
   INFO(target_dir << " " << dtype_name(dtype));
   const Transformer target = Transformer::load(kModels / target_dir, {.dtype = dtype});
@@ -62,13 +63,15 @@ TEST_CASE("greedy tree decoding equals the target alone: every family and dtype"
   const Transformer close = Transformer::load(kModels / close_dir, {.dtype = DType::i8});
   const Transformer unrelated = Transformer::load(kModels / "llama-draft");
   constexpr std::size_t kNew = 40;
-  const auto want = generate_autoregressive(target, kPrompt, GenerationConfig{.max_new_tokens = kNew}).tokens;
+  const auto want =
+      generate_autoregressive(target, kPrompt, GenerationConfig{.max_new_tokens = kNew}).tokens;
   REQUIRE(want.size() == kNew);
   std::size_t accepted_close = 0;
   for (const Transformer* draft : {&close, &unrelated}) {
     for (const GenerationConfig& cfg : tree_configs(kNew)) {
-      INFO((draft == &close ? "close" : "unrelated") << " draft, nodes " << cfg.tree_nodes << " width "
-                                                     << cfg.tree_width << " shape levels " << cfg.tree_shape.size());
+      INFO((draft == &close ? "close" : "unrelated")
+           << " draft, nodes " << cfg.tree_nodes << " width " << cfg.tree_width << " shape levels "
+           << cfg.tree_shape.size());
       TreeDecoder dec(*draft, target, cfg);
       const auto r = dec.generate(kPrompt);
       REQUIRE(r.tokens == want);
@@ -85,7 +88,8 @@ TEST_CASE("tree decoding through BatchEngine: several sequences per round equal 
   INFO(target_dir << " " << dtype_name(dtype));
   const Transformer target = Transformer::load(kModels / target_dir, {.dtype = dtype});
   const Transformer draft = Transformer::load(kModels / target_dir, {.dtype = DType::i8});
-  const std::vector<std::vector<Token>> prompts{kPrompt, {5, 6}, {250, 1, 1, 1, 9, 30, 31, 32, 7}, {42}};
+  const std::vector<std::vector<Token>> prompts{
+      kPrompt, {5, 6}, {250, 1, 1, 1, 9, 30, 31, 32, 7}, {42}};
   using Source = DraftTreeCandidates<Transformer>;
   BatchEngine<Transformer, Source> engine(target, {.max_batch = 3});
   std::vector<GenerationConfig> cfgs;
@@ -103,9 +107,10 @@ TEST_CASE("tree decoding through BatchEngine: several sequences per round equal 
   for (const auto& f : done) {
     INFO("sequence " << f.id);
     REQUIRE(!f.error);
-    const auto want = generate_autoregressive(target, prompts[f.id],
-                                              GenerationConfig{.max_new_tokens = cfgs[f.id].max_new_tokens})
-                          .tokens;
+    const auto want =
+        generate_autoregressive(target, prompts[f.id],
+                                GenerationConfig{.max_new_tokens = cfgs[f.id].max_new_tokens})
+            .tokens;
     CHECK(f.result.tokens == want);
   }
 }
@@ -115,7 +120,8 @@ TEST_CASE("tree decoding through AnyModel equals the target alone", "[tree][cpu]
   const AnyModel draft(Transformer::load(kModels / "qwen2-bias", {.dtype = DType::i8}));
   GenerationConfig cfg = tree_configs(30)[0];
   TreeDecoder dec(draft, target, cfg);
-  const auto want = generate_autoregressive(target, kPrompt, GenerationConfig{.max_new_tokens = 30}).tokens;
+  const auto want =
+      generate_autoregressive(target, kPrompt, GenerationConfig{.max_new_tokens = 30}).tokens;
   CHECK(dec.generate(kPrompt).tokens == want);
   // A second call reuses the caches.
   CHECK(dec.generate(kPrompt).tokens == want);
@@ -125,7 +131,10 @@ TEST_CASE("sampled tree decoding on a checkpoint: the first two tokens follow th
           "[tree][cpu][statistical]") {
   const Transformer target = Transformer::load(kModels / "llama-gqa");
   const Transformer draft = Transformer::load(kModels / "llama-gqa-noisy");
-  GenerationConfig cfg{.max_new_tokens = 2, .num_assistant_tokens = 3, .do_sample = true, .temperature = 0.7f,
+  GenerationConfig cfg{.max_new_tokens = 2,
+                       .num_assistant_tokens = 3,
+                       .do_sample = true,
+                       .temperature = 0.7f,
                        .top_k = 4};
   cfg.tree_nodes = 6;
   cfg.tree_width = 2;

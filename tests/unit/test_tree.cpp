@@ -50,7 +50,8 @@ std::vector<double> probs_of(const std::vector<float>& logits) {
   for (std::size_t r = 0; r < kV; ++r) {
     double mx = -1e300, z = 0;
     for (std::size_t c = 0; c < kV; ++c) mx = std::max(mx, double(logits[r * kV + c]));
-    for (std::size_t c = 0; c < kV; ++c) z += p[r * kV + c] = std::exp(double(logits[r * kV + c]) - mx);
+    for (std::size_t c = 0; c < kV; ++c)
+      z += p[r * kV + c] = std::exp(double(logits[r * kV + c]) - mx);
     for (std::size_t c = 0; c < kV; ++c) p[r * kV + c] /= z;
   }
   return p;
@@ -60,8 +61,9 @@ enum class Siblings { iid, top };  // drawn i.i.d. from q, or q's most likely (o
 
 // One tree of the given shape (children per node at each depth) after the
 // token `last`, drawn from the draft's Markov table q.
-void draw_tree(const std::vector<std::size_t>& shape, Token last, const std::vector<float>& q, Siblings how,
-               Rng& rng, std::vector<Token>& tokens, std::vector<std::int32_t>& parent) {
+void draw_tree(const std::vector<std::size_t>& shape, Token last, const std::vector<float>& q,
+               Siblings how, Rng& rng, std::vector<Token>& tokens,
+               std::vector<std::int32_t>& parent) {
   tokens.clear();
   parent.clear();
   std::vector<std::int32_t> level{-1};
@@ -74,7 +76,8 @@ void draw_tree(const std::vector<std::size_t>& shape, Token last, const std::vec
       for (std::size_t i = 0; i < kV; ++i) order[i] = i;
       std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return row[a] > row[b]; });
       for (std::size_t j = 0; j < m; ++j) {
-        const Token c = how == Siblings::iid ? sample_categorical(row, rng) : static_cast<Token>(order[j % kV]);
+        const Token c =
+            how == Siblings::iid ? sample_categorical(row, rng) : static_cast<Token>(order[j % kV]);
         next.push_back(static_cast<std::int32_t>(tokens.size()));
         tokens.push_back(c);
         parent.push_back(f);
@@ -118,13 +121,15 @@ void check_tree_law(const std::vector<std::size_t>& shape, const std::vector<flo
     for (auto i : path) out.push_back(tokens[i]);
     out.push_back(v.next);
     if (out.size() == 1)
-      out.push_back(sample_categorical(std::span<const float>(pf.data() + static_cast<std::size_t>(out[0]) * kV, kV), rng));
+      out.push_back(sample_categorical(
+          std::span<const float>(pf.data() + static_cast<std::size_t>(out[0]) * kV, kV), rng));
     if (path.size() >= 2) ++deep;
     ++counts[static_cast<std::size_t>(out[0]) * kV + static_cast<std::size_t>(out[1])];
   }
   std::vector<double> expected(kV * kV);
   for (std::size_t a = 0; a < kV; ++a)
-    for (std::size_t b = 0; b < kV; ++b) expected[a * kV + b] = P[static_cast<std::size_t>(last) * kV + a] * P[a * kV + b];
+    for (std::size_t b = 0; b < kV; ++b)
+      expected[a * kV + b] = P[static_cast<std::size_t>(last) * kV + a] * P[a * kV + b];
   const auto cs = toy::chi_square(counts, expected);
   INFO("chi2 " << cs.statistic << " df " << cs.df << " critical " << toy::chi2_critical_001(cs.df)
                << "; runs accepting two levels: " << deep);
@@ -159,12 +164,13 @@ TEST_CASE("greedy tree verification follows the target's argmax through the tree
   CHECK(v.next == 3);
   // Rows are asked for in walk order: root, then each accepted node.
   std::vector<std::size_t> asked;
-  verify_tree_greedy(tokens, parent,
-                     [&](std::size_t r) {
-                       asked.push_back(r);
-                       return Token(std::vector<Token>{2, 4, 0}[asked.size() - 1]);
-                     },
-                     path);
+  verify_tree_greedy(
+      tokens, parent,
+      [&](std::size_t r) {
+        asked.push_back(r);
+        return Token(std::vector<Token>{2, 4, 0}[asked.size() - 1]);
+      },
+      path);
   CHECK(asked == std::vector<std::size_t>{0, 2, 6});
 }
 
@@ -179,14 +185,16 @@ TEST_CASE("tree speculative sampling keeps the target's law: i.i.d. siblings, se
   check_tree_law(shape, p, q, Siblings::iid);
 }
 
-TEST_CASE("tree speculative sampling keeps the target's law: q == p (duplicate siblings everywhere)",
-          "[tree][statistical]") {
+TEST_CASE(
+    "tree speculative sampling keeps the target's law: q == p (duplicate siblings everywhere)",
+    "[tree][statistical]") {
   const std::vector<float> p = random_table(3, kV, 2.5f);
   const std::vector<float> q = as_float(probs_of(p));
   check_tree_law({4, 2}, p, q, Siblings::iid);
 }
 
-TEST_CASE("tree speculative sampling keeps the target's law: q zero where p has mass", "[tree][statistical]") {
+TEST_CASE("tree speculative sampling keeps the target's law: q zero where p has mass",
+          "[tree][statistical]") {
   const std::vector<float> p = random_table(4, kV, 1.0f);
   std::vector<float> ql = random_table(5, kV, 1.0f);
   for (std::size_t r = 0; r < kV; ++r)
@@ -208,16 +216,20 @@ TEST_CASE("tree speculative sampling keeps the target's law: deterministic candi
 
 namespace {
 
-std::vector<Token> greedy_alone(const TreeFnModel& target, const std::vector<Token>& prompt, std::size_t n) {
+std::vector<Token> greedy_alone(const TreeFnModel& target, const std::vector<Token>& prompt,
+                                std::size_t n) {
   GenerationConfig cfg{.max_new_tokens = n};
   return generate_autoregressive(target, prompt, cfg).tokens;
 }
 
 TreeFnModel hash_tree_model(std::size_t vocab, std::uint64_t seed) {
-  return TreeFnModel(vocab, [seed](std::span<const Token> h, std::span<float> row) { toy::hash_logits(h, seed, row); });
+  return TreeFnModel(vocab, [seed](std::span<const Token> h, std::span<float> row) {
+    toy::hash_logits(h, seed, row);
+  });
 }
 
-TreeFnModel partial_tree_model(std::size_t vocab, std::uint64_t seed, std::uint64_t other, int agree) {
+TreeFnModel partial_tree_model(std::size_t vocab, std::uint64_t seed, std::uint64_t other,
+                               int agree) {
   return TreeFnModel(vocab, [=](std::span<const Token> h, std::span<float> row) {
     const std::uint64_t key = toy::mix64(static_cast<std::uint64_t>(h.back()) * 31 + h.size());
     toy::hash_logits(h, static_cast<int>(key % 100) < agree ? seed : other, row);
@@ -252,8 +264,8 @@ TEST_CASE("greedy tree decoding equals the target's greedy output", "[tree][gree
       }
     }
     // Static shapes, capped and uncapped by tree_nodes.
-    for (const auto& shape : {std::vector<std::size_t>{3, 2, 1}, std::vector<std::size_t>{1, 1, 1, 1},
-                              std::vector<std::size_t>{5}}) {
+    for (const auto& shape : {std::vector<std::size_t>{3, 2, 1},
+                              std::vector<std::size_t>{1, 1, 1, 1}, std::vector<std::size_t>{5}}) {
       for (std::size_t nodes : {0, 4}) {
         GenerationConfig cfg{.max_new_tokens = 50, .num_assistant_tokens = 6};
         cfg.tree_shape = shape;
@@ -265,7 +277,8 @@ TEST_CASE("greedy tree decoding equals the target's greedy output", "[tree][gree
   }
 }
 
-TEST_CASE("a tree finds more accepted tokens per target call than a chain of the same depth", "[tree][greedy]") {
+TEST_CASE("a tree finds more accepted tokens per target call than a chain of the same depth",
+          "[tree][greedy]") {
   // The draft's logits are the target's plus noise: the target's choice is
   // often the draft's second or third, which only a tree can propose.
   const TreeFnModel target = hash_tree_model(40, 1);
@@ -298,7 +311,8 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
   if (close)
     for (std::size_t i = 0; i < ql.size(); ++i) ql[i] = 2.0f * pl[i] + 0.3f * ql[i];
   const TreeFnModel target = toy::tree_table_model(kV, pl), draft = toy::tree_table_model(kV, ql);
-  const auto [nodes, width] = GENERATE(std::pair<std::size_t, std::size_t>{4, 2}, std::pair<std::size_t, std::size_t>{3, 3});
+  const auto [nodes, width] = GENERATE(std::pair<std::size_t, std::size_t>{4, 2},
+                                       std::pair<std::size_t, std::size_t>{3, 3});
   INFO((close ? "close" : "unrelated") << " draft, nodes " << nodes << " width " << width);
   GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = 2, .do_sample = true};
   cfg.tree_nodes = nodes;
@@ -349,7 +363,8 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
   if (close) CHECK(multi_accept > 10000);
 }
 
-TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's output", "[tree][batch]") {
+TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's output",
+          "[tree][batch]") {
   const TreeFnModel target = hash_tree_model(40, 1);
   const TreeFnModel draft = partial_tree_model(40, 1, 2, 70);
   const std::vector<std::vector<Token>> prompts{{3, 14, 15}, {9, 2, 6, 5, 3}, {1}, {7, 7, 7, 7}};
@@ -357,7 +372,9 @@ TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's outpu
   BatchEngine<TreeFnModel, DraftTreeCandidates<TreeFnModel>> engine(target, {.max_batch = 3});
   std::vector<GenerationConfig> cfgs;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
-    GenerationConfig cfg{.max_new_tokens = 20 + 3 * i, .num_assistant_tokens = 2 + i, .do_sample = sample,
+    GenerationConfig cfg{.max_new_tokens = 20 + 3 * i,
+                         .num_assistant_tokens = 2 + i,
+                         .do_sample = sample,
                          .seed = 100 + i};
     cfg.tree_nodes = 4 * (i + 1);
     cfg.tree_width = 1 + i % 3;
@@ -372,7 +389,8 @@ TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's outpu
     TreeDecoder dec(draft, target, cfgs[f.id]);
     const auto alone = dec.generate(prompts[f.id]);
     CHECK(f.result.tokens == alone.tokens);
-    if (!sample) CHECK(f.result.tokens == greedy_alone(target, prompts[f.id], cfgs[f.id].max_new_tokens));
+    if (!sample)
+      CHECK(f.result.tokens == greedy_alone(target, prompts[f.id], cfgs[f.id].max_new_tokens));
   }
 }
 

@@ -25,12 +25,13 @@ struct TreeToyCache {
   std::size_t capacity() const { return cap; }
   void truncate(std::size_t n) {
     if (n > tokens.size())
-      throw assistgen::InvalidArgument("TreeToyCache::truncate(" + std::to_string(n) + ") beyond size " +
-                                       std::to_string(tokens.size()));
+      throw assistgen::InvalidArgument("TreeToyCache::truncate(" + std::to_string(n) +
+                                       ") beyond size " + std::to_string(tokens.size()));
     tokens.resize(n);
   }
   void keep(std::size_t base, std::span<const std::uint32_t> rows) {
-    if (base > tokens.size()) throw assistgen::InvalidArgument("TreeToyCache::keep: base beyond size");
+    if (base > tokens.size())
+      throw assistgen::InvalidArgument("TreeToyCache::keep: base beyond size");
     for (std::size_t j = 0; j < rows.size(); ++j)
       if (rows[j] < base || rows[j] >= tokens.size() || (j > 0 && rows[j] <= rows[j - 1]))
         throw assistgen::InvalidArgument("TreeToyCache::keep: bad row " + std::to_string(rows[j]));
@@ -58,18 +59,20 @@ class TreeFnModel {
     Logits out;
     const assistgen::ForwardRequest r{tokens};
     Cache* c = &cache;
-    forward(std::span<const assistgen::ForwardRequest>(&r, 1), std::span<Cache* const>(&c, 1), out, {});
+    forward(std::span<const assistgen::ForwardRequest>(&r, 1), std::span<Cache* const>(&c, 1), out,
+            {});
     return out;
   }
-  void forward(std::span<const assistgen::ForwardRequest> requests, std::span<Cache* const> caches, Logits& out,
-               const assistgen::LayerPlan& plan) const {
+  void forward(std::span<const assistgen::ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const assistgen::LayerPlan& plan) const {
     assistgen::detail::check_requests<Cache>("TreeFnModel", requests, caches);
     if (!plan.runs_all()) throw assistgen::UnsupportedError("TreeFnModel: no layer plans");
     std::size_t rows = 0;
     for (std::size_t r = 0; r < requests.size(); ++r) {
       for (Token t : requests[r].tokens)
         if (t < 0 || static_cast<std::size_t>(t) >= vocab_)
-          throw assistgen::InvalidArgument("TreeFnModel: token " + std::to_string(t) + " out of range");
+          throw assistgen::InvalidArgument("TreeFnModel: token " + std::to_string(t) +
+                                           " out of range");
       if (caches[r]->size() + requests[r].tokens.size() > caches[r]->cap)
         throw assistgen::CapacityError("TreeFnModel: cache full");
       rows += assistgen::output_rows(requests[r]);
@@ -88,7 +91,8 @@ class TreeFnModel {
         if (q.parent.empty()) {
           path.assign(q.tokens.begin(), q.tokens.begin() + static_cast<std::ptrdiff_t>(i + 1));
         } else {
-          for (std::int64_t a = static_cast<std::int64_t>(i); a >= 0; a = q.parent[static_cast<std::size_t>(a)])
+          for (std::int64_t a = static_cast<std::int64_t>(i); a >= 0;
+               a = q.parent[static_cast<std::size_t>(a)])
             path.insert(path.begin(), q.tokens[static_cast<std::size_t>(a)]);
         }
         h.insert(h.end(), path.begin(), path.end());
@@ -113,10 +117,11 @@ static_assert(assistgen::AttendsTrees<TreeFnModel> && assistgen::CacheHasKeep<Tr
 
 /// Logits = table[last token] (vocab x vocab), with tree attention.
 inline TreeFnModel tree_table_model(std::size_t vocab, std::vector<float> table) {
-  return TreeFnModel(vocab, [vocab, table = std::move(table)](std::span<const Token> h, std::span<float> row) {
-    const auto* src = table.data() + static_cast<std::size_t>(h.back()) * vocab;
-    std::copy(src, src + vocab, row.begin());
-  });
+  return TreeFnModel(
+      vocab, [vocab, table = std::move(table)](std::span<const Token> h, std::span<float> row) {
+        const auto* src = table.data() + static_cast<std::size_t>(h.back()) * vocab;
+        std::copy(src, src + vocab, row.begin());
+      });
 }
 
 }  // namespace toy

@@ -9,11 +9,13 @@ namespace assistgen::cli {
 
 void add_tree_options(CLI::App& sub, std::size_t& nodes, std::size_t& width, std::string& shape,
                       CLI::Option*& o_nodes, CLI::Option*& o_width, CLI::Option*& o_shape) {
-  o_nodes = sub.add_option("--tree-nodes", nodes,
-                           "tree drafts (-a): verify a tree of N draft tokens per round in one target pass; "
-                           "--draft-max is its depth (0: a chain)")
-                ->check(CLI::Range(std::size_t{0}, std::size_t{4096}))
-                ->capture_default_str();
+  o_nodes =
+      sub.add_option(
+             "--tree-nodes", nodes,
+             "tree drafts (-a): verify a tree of N draft tokens per round in one target pass; "
+             "--draft-max is its depth (0: a chain)")
+          ->check(CLI::Range(std::size_t{0}, std::size_t{4096}))
+          ->capture_default_str();
   o_width = sub.add_option("--tree-width", width,
                            "tree drafts: children per expanded node and nodes expanded per level")
                 ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
@@ -23,8 +25,8 @@ void add_tree_options(CLI::App& sub, std::size_t& nodes, std::size_t& width, std
                            "(--tree-nodes, when given, caps its nodes)");
 }
 
-void check_tree_combination(const CLI::Option* o_nodes, const CLI::Option* o_width, const CLI::Option* o_shape,
-                            bool draft_model) {
+void check_tree_combination(const CLI::Option* o_nodes, const CLI::Option* o_width,
+                            const CLI::Option* o_shape, bool draft_model) {
   for (const CLI::Option* o : {o_nodes, o_width, o_shape})
     require_with(o, draft_model, "applies only with a draft model (-a)");
   require_with(o_width, given(o_nodes), "needs --tree-nodes N");
@@ -41,7 +43,8 @@ std::vector<std::size_t> parse_tree_shape(const std::string& s) {
     for (const char c : item) ok = ok && c >= '0' && c <= '9';
     if (ok) v = std::stoul(item);
     if (!ok || v < 1 || v > 64)
-      throw UsageError("--tree-shape: entry '" + item + "' is not a number of children in 1..64 (e.g. 4,2,1)");
+      throw UsageError("--tree-shape: entry '" + item +
+                       "' is not a number of children in 1..64 (e.g. 4,2,1)");
     out.push_back(v);
     if (out.size() > 16) throw UsageError("--tree-shape: more than 16 levels");
     start = end + 1;
@@ -51,8 +54,9 @@ std::vector<std::size_t> parse_tree_shape(const std::string& s) {
 
 void print_tree_stats(const GenerationStats& s) {
   const double rounds = s.rounds ? double(s.rounds) : 1.0;
-  std::printf("tree: nodes verified per pass %.2f, mean accepted depth %.2f, tokens per target pass %.2f\n",
-              double(s.drafted) / rounds, double(s.accepted) / rounds, s.tokens_per_target_call());
+  std::printf(
+      "tree: nodes verified per pass %.2f, mean accepted depth %.2f, tokens per target pass %.2f\n",
+      double(s.drafted) / rounds, double(s.accepted) / rounds, s.tokens_per_target_call());
 }
 
 nlohmann::json tree_stats_json(const GenerationStats& s) {

@@ -17,8 +17,8 @@ void add_tree_options(CLI::App& sub, std::size_t& nodes, std::size_t& width, std
                       CLI::Option*& o_nodes, CLI::Option*& o_width, CLI::Option*& o_shape);
 /// UsageError when a tree option is given without a draft model (-a), or
 /// --tree-width without --tree-nodes.
-void check_tree_combination(const CLI::Option* o_nodes, const CLI::Option* o_width, const CLI::Option* o_shape,
-                            bool draft_model);
+void check_tree_combination(const CLI::Option* o_nodes, const CLI::Option* o_width,
+                            const CLI::Option* o_shape, bool draft_model);
 /// Parses --tree-shape "4,2,1" (each entry 1..64, at most 16 levels); a
 /// UsageError naming the option otherwise.
 std::vector<std::size_t> parse_tree_shape(const std::string& s);

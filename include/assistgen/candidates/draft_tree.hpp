@@ -63,7 +63,8 @@ namespace assistgen {
 /// shape has more than 4096 nodes.
 inline void check_tree_options(const GenerationConfig& cfg) {
   if (cfg.tree_width == 0)
-    throw InvalidArgument("GenerationConfig: tree_width must be at least 1 (children per expanded node)");
+    throw InvalidArgument(
+        "GenerationConfig: tree_width must be at least 1 (children per expanded node)");
   std::size_t level = 1, total = 0;
   for (std::size_t d = 0; d < cfg.tree_shape.size(); ++d) {
     if (cfg.tree_shape[d] == 0)
@@ -77,7 +78,9 @@ inline void check_tree_options(const GenerationConfig& cfg) {
 }
 
 /// Whether `cfg` asks for tree drafts (tree_nodes or tree_shape set).
-inline bool uses_tree(const GenerationConfig& cfg) { return cfg.tree_nodes > 0 || !cfg.tree_shape.empty(); }
+inline bool uses_tree(const GenerationConfig& cfg) {
+  return cfg.tree_nodes > 0 || !cfg.tree_shape.empty();
+}
 
 /// Proposes a tree of candidates with a draft model (see the file comment).
 /// Holds the draft's cache; `vocab` is the target's vocabulary size (draft
@@ -102,7 +105,8 @@ class DraftTreeCandidates {
     check_tree_options(cfg);
     detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab, never_generated);
     if (nodes_ == 0 && shape_.empty())
-      throw InvalidArgument("DraftTreeCandidates: GenerationConfig::tree_nodes is 0 and tree_shape is empty");
+      throw InvalidArgument(
+          "DraftTreeCandidates: GenerationConfig::tree_nodes is 0 and tree_shape is empty");
   }
 
   // ---- CandidateSource
@@ -126,7 +130,8 @@ class DraftTreeCandidates {
   /// its nodes to `work` (breadth first); tree_parent() gives their parents.
   /// Returns the node count. The tree never needs more target cache slots
   /// than the capacity start() was given.
-  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t depth, CandidateContext& ctx) {
+  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t depth,
+                      CandidateContext& ctx) {
     work.resize(n);
     parent_.clear();
     cand_.clear();
@@ -143,9 +148,11 @@ class DraftTreeCandidates {
       // The nodes of level d to expand, best first.
       frontier_.clear();
       for (std::size_t i = 0; i < cand_.size(); ++i)
-        if (cand_[i].depth == d && !is_eos(cand_[i].token, ctx)) frontier_.push_back(static_cast<std::uint32_t>(i));
-      std::stable_sort(frontier_.begin(), frontier_.end(),
-                       [&](std::uint32_t a, std::uint32_t b) { return cand_[a].score > cand_[b].score; });
+        if (cand_[i].depth == d && !is_eos(cand_[i].token, ctx))
+          frontier_.push_back(static_cast<std::uint32_t>(i));
+      std::stable_sort(frontier_.begin(), frontier_.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return cand_[a].score > cand_[b].score;
+      });
       if (shape_.empty()) {
         if (frontier_.size() > width_) frontier_.resize(width_);
         // A child scores below its parent: a node below the max_nodes-th
@@ -153,7 +160,8 @@ class DraftTreeCandidates {
         if (cand_.size() >= max_nodes) {
           scores_.clear();
           for (const auto& x : cand_) scores_.push_back(x.score);
-          std::nth_element(scores_.begin(), scores_.begin() + static_cast<std::ptrdiff_t>(max_nodes - 1),
+          std::nth_element(scores_.begin(),
+                           scores_.begin() + static_cast<std::ptrdiff_t>(max_nodes - 1),
                            scores_.end(), std::greater<>());
           const double cut = scores_[max_nodes - 1];
           while (!frontier_.empty() && !(cand_[frontier_.back()].score > cut)) frontier_.pop_back();
@@ -165,7 +173,8 @@ class DraftTreeCandidates {
       std::fill(mark_.begin(), mark_.end(), 0);
       mark_.resize(cand_.size(), 0);
       for (const std::uint32_t f : frontier_)
-        for (std::int64_t a = cand_[f].parent; a >= 0; a = cand_[static_cast<std::size_t>(a)].parent)
+        for (std::int64_t a = cand_[f].parent; a >= 0;
+             a = cand_[static_cast<std::size_t>(a)].parent)
           mark_[static_cast<std::size_t>(a)] = 1;
       feed_.clear();
       for (std::size_t i = 0; i < cand_.size(); ++i)
@@ -234,15 +243,17 @@ class DraftTreeCandidates {
     if (cache_ && cache_->size() > n) cache_->truncate(n);
   }
 
-  void run_draft(std::span<const Token> tokens, std::span<const std::int32_t> parent, std::size_t outputs) {
+  void run_draft(std::span<const Token> tokens, std::span<const std::int32_t> parent,
+                 std::size_t outputs) {
     const auto t0 = std::chrono::steady_clock::now();
     const ForwardRequest request{tokens, parent, outputs};
     Cache* const caches[1] = {&*cache_};
-    forward_batch(*model_, std::span<const ForwardRequest>(&request, 1), std::span<Cache* const>(caches),
-                  logits_);
+    forward_batch(*model_, std::span<const ForwardRequest>(&request, 1),
+                  std::span<Cache* const>(caches), logits_);
     if (logits_.rows() != outputs || logits_.cols() < rows_)
-      throw Error("draft tree forward returned logits of shape [" + std::to_string(logits_.rows()) + ", " +
-                  std::to_string(logits_.cols()) + "] for " + std::to_string(outputs) + " rows");
+      throw Error("draft tree forward returned logits of shape [" + std::to_string(logits_.rows()) +
+                  ", " + std::to_string(logits_.cols()) + "] for " + std::to_string(outputs) +
+                  " rows");
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++calls_;
   }
@@ -278,11 +289,14 @@ class DraftTreeCandidates {
     const std::size_t k = std::min(want, row.size());
     // The k most likely, ties to the lower id (argmax's rule).
     std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(),
-                      [&](std::uint32_t a, std::uint32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+                      [&](std::uint32_t a, std::uint32_t b) {
+                        return row[a] > row[b] || (row[a] == row[b] && a < b);
+                      });
     for (std::size_t j = 0; j < k; ++j) {
       const float x = row[order_[j]];
       if (x == -std::numeric_limits<float>::infinity()) break;  // probability 0
-      cand_.push_back({static_cast<Token>(order_[j]), parent, depth + 1, score + double(x) - log_z});
+      cand_.push_back(
+          {static_cast<Token>(order_[j]), parent, depth + 1, score + double(x) - log_z});
     }
   }
 
@@ -299,8 +313,9 @@ class DraftTreeCandidates {
     };
     std::sort(rank_.begin(), rank_.end(), better);
     if (rank_.size() > max_nodes) rank_.resize(max_nodes);
-    std::stable_sort(rank_.begin(), rank_.end(),
-                     [&](std::uint32_t a, std::uint32_t b) { return cand_[a].depth < cand_[b].depth; });
+    std::stable_sort(rank_.begin(), rank_.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return cand_[a].depth < cand_[b].depth;
+    });
     slot_.assign(cand_.size(), -1);
     for (std::size_t j = 0; j < rank_.size(); ++j) {
       const Cand& x = cand_[rank_[j]];
