@@ -285,7 +285,7 @@ struct BatchGenerateOptions {
   /// and an empty shape: chains (the default). Ignored without such an
   /// assistant.
   std::size_t tree_nodes = 0;
-  std::size_t tree_width = 4;               ///< see tree_nodes
+  std::size_t tree_width = 4;                ///< see tree_nodes
   std::vector<std::size_t> tree_shape = {};  ///< see tree_nodes
   /// Whether tree_nodes or tree_shape asks for trees.
   bool trees() const { return tree_nodes > 0 || !tree_shape.empty(); }

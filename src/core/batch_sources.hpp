@@ -12,8 +12,8 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/candidates/draft_model.hpp"
 #include "assistgen/candidates/draft_tree.hpp"
-#include "assistgen/generate.hpp"
 #include "assistgen/candidates/prompt_lookup.hpp"
+#include "assistgen/generate.hpp"
 #include "assistgen/generation_config.hpp"
 
 namespace assistgen::detail {
@@ -64,7 +64,8 @@ inline auto draft_sources(const AnyModel& draft, const AnyModel& target) {
 
 /// The sources of a batch whose sequences draft trees with `draft`: each
 /// sequence's configuration with the batch's tree options.
-inline auto tree_sources(const AnyModel& draft, const AnyModel& target, const BatchGenerateOptions& batch) {
+inline auto tree_sources(const AnyModel& draft, const AnyModel& target,
+                         const BatchGenerateOptions& batch) {
   return [&draft, vocab = target.vocab_size(), nodes = batch.tree_nodes, width = batch.tree_width,
           shape = batch.tree_shape](const GenerationConfig& c) {
     check_compatibility(draft.vocab_size(), vocab, c.draft_special_tokens, c.target_special_tokens);

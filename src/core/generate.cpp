@@ -534,7 +534,8 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   if (uses_tree(cfg) && (early_exit || !assistant))
     throw InvalidArgument(
         "generate: tree_nodes / tree_shape (tree drafts) need an assistant model of the target's "
-        "tokenizer, not " + std::string(early_exit ? "assistant_early_exit" : "prompt lookup or plain decoding"));
+        "tokenizer, not " +
+        std::string(early_exit ? "assistant_early_exit" : "prompt lookup or plain decoding"));
   if (early_exit) {
     out.assistance = Assistance::early_exit;
     detail::SessionDecoders local;
@@ -553,8 +554,9 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
     auto [path, why] = pairing(*assistant);
     out.assistance_reason = std::move(why);
     if (path != Assistance::draft && uses_tree(cfg))
-      throw InvalidArgument("generate: tree_nodes / tree_shape (tree drafts) need an assistant with the "
-                            "target's tokenizer; this one drafts through another tokenizer");
+      throw InvalidArgument(
+          "generate: tree_nodes / tree_shape (tree drafts) need an assistant with the "
+          "target's tokenizer; this one drafts through another tokenizer");
     if (path == Assistance::draft && uses_tree(cfg)) {
       // Tree drafts: one decoder per call (prefix reuse is not kept for
       // sessions; the output is the same).

@@ -91,8 +91,8 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
   }
   if (draft && batch.trees())
     run_engine<DraftTreeCandidates<AnyModel>>(target, items, callbacks, batch,
-                                              detail::tree_sources(*draft, target, batch), out.results,
-                                              out.errors, out.stats);
+                                              detail::tree_sources(*draft, target, batch),
+                                              out.results, out.errors, out.stats);
   else if (draft)
     run_engine<DraftModelCandidates<AnyModel>>(target, items, callbacks, batch,
                                                draft_sources(*draft, target), out.results,

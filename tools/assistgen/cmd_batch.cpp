@@ -53,7 +53,8 @@ struct Args {
   std::size_t max_batch = 8, max_cache_mb = 0, tree_nodes = 0, tree_width = 4;
   std::string tree_shape;
   int threads = 0;
-  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_dtype, *o_tree_nodes, *o_tree_width, *o_tree_shape;
+  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_dtype, *o_tree_nodes, *o_tree_width,
+      *o_tree_shape;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s, const std::string& where) {
@@ -385,12 +386,13 @@ int run(const Args& a) {
       n, failed, agg.new_tokens, seconds, seconds > 0 ? double(agg.new_tokens) / seconds : 0.0,
       agg.rounds, agg.mean_batch(), agg.max_batch_seen);
   if (agg.drafted > 0 && batch.trees())
-    std::fprintf(stderr,
-                 "; tree: nodes verified per pass %.2f, mean accepted depth %.2f, tokens per target pass "
-                 "%.2f",
-                 agg.sequence_rounds ? double(agg.drafted) / double(agg.sequence_rounds) : 0.0,
-                 agg.sequence_rounds ? double(agg.accepted) / double(agg.sequence_rounds) : 0.0,
-                 agg.sequence_rounds ? double(agg.new_tokens) / double(agg.sequence_rounds) : 0.0);
+    std::fprintf(
+        stderr,
+        "; tree: nodes verified per pass %.2f, mean accepted depth %.2f, tokens per target pass "
+        "%.2f",
+        agg.sequence_rounds ? double(agg.drafted) / double(agg.sequence_rounds) : 0.0,
+        agg.sequence_rounds ? double(agg.accepted) / double(agg.sequence_rounds) : 0.0,
+        agg.sequence_rounds ? double(agg.new_tokens) / double(agg.sequence_rounds) : 0.0);
   else if (agg.drafted > 0)
     std::fprintf(stderr, "; drafted %zu, accepted %zu, acceptance %.3f", agg.drafted, agg.accepted,
                  agg.acceptance_rate());
@@ -426,8 +428,8 @@ Command add_batch(CLI::App& app) {
       ->capture_default_str();
   a->o_dtype = sub->add_option("--dtype", a->dtype, "matmul weights: f32, bf16 or int8")
                    ->check(one_of({"f32", "bf16", "int8", "i8"}));
-  add_tree_options(*sub, a->tree_nodes, a->tree_width, a->tree_shape, a->o_tree_nodes, a->o_tree_width,
-                   a->o_tree_shape);
+  add_tree_options(*sub, a->tree_nodes, a->tree_width, a->tree_shape, a->o_tree_nodes,
+                   a->o_tree_width, a->o_tree_shape);
   return {sub, [a] { return run(*a); }};
 }
 

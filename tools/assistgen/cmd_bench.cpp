@@ -18,9 +18,9 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -342,7 +342,8 @@ class StepTimer {
     if (it == trees_.end()) {
       Tree t{m_.make_cache(context_ + nodes + 1), filler(nodes + 1, m_.vocab_size(), 4), {}};
       t.parent.resize(nodes + 1);
-      for (std::size_t i = 0; i <= nodes; ++i) t.parent[i] = i == 0 ? -1 : static_cast<std::int32_t>((i - 1) / 4);
+      for (std::size_t i = 0; i <= nodes; ++i)
+        t.parent[i] = i == 0 ? -1 : static_cast<std::int32_t>((i - 1) / 4);
       if (context_) m_.forward(filler(context_, m_.vocab_size(), 1), t.cache, out_);
       it = trees_.emplace(nodes, std::move(t)).first;
       tree_forward(it->second);  // warm-up
@@ -373,7 +374,8 @@ class StepTimer {
   void tree_forward(Tree& t) {
     const ForwardRequest r{t.block, t.parent};
     cpu::Transformer::Cache* c = &t.cache;
-    m_.forward(std::span<const ForwardRequest>(&r, 1), std::span<cpu::Transformer::Cache* const>(&c, 1), out_);
+    m_.forward(std::span<const ForwardRequest>(&r, 1),
+               std::span<cpu::Transformer::Cache* const>(&c, 1), out_);
   }
   const cpu::Transformer& m_;
   std::size_t context_;
@@ -606,7 +608,8 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
     std::snprintf(buf, sizeof buf, "%s%zu:%.2f", nodes > 8 ? " " : "", nodes, median(ratios));
     cn += buf;
   }
-  std::printf("| tree verification c(N), N nodes = 8, 16, 32, 64 (+ the last token) | %s |\n", cn.c_str());
+  std::printf("| tree verification c(N), N nodes = 8, 16, 32, 64 (+ the last token) | %s |\n",
+              cn.c_str());
   for (std::size_t p : opt.prefill) {
     if (p == 0) continue;
     const double tp = StepTimer(m, 0).median_of(p, std::max(1, opt.reps / 3));

@@ -16,9 +16,9 @@
 #include <tuple>
 
 #include "assistgen/any_model.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
-#include "assistgen/autoregressive.hpp"
 #include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
 #include "assistgen/tree_decoder.hpp"
@@ -70,8 +70,8 @@ struct Args {
   CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
       *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
       *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
-      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop, *o_early_exit,
-      *o_tree_nodes, *o_tree_width, *o_tree_shape;
+      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop,
+      *o_early_exit, *o_tree_nodes, *o_tree_width, *o_tree_shape;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s) {

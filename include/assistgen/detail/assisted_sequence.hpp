@@ -131,9 +131,10 @@ class AssistedSequence {
         deepest = std::max(deepest, depth_[i]);
       }
       if (seq_.size() != n_ + k || deepest > room_)
-        throw Error(name_ + ": the tree source appended " + std::to_string(seq_.size() - n_) + " tokens, reported " +
-                    std::to_string(k) + ", with depth " + std::to_string(deepest) +
-                    ", and the round has room for " + std::to_string(room_));
+        throw Error(name_ + ": the tree source appended " + std::to_string(seq_.size() - n_) +
+                    " tokens, reported " + std::to_string(k) + ", with depth " +
+                    std::to_string(deepest) + ", and the round has room for " +
+                    std::to_string(room_));
       tree_depth_ = deepest;
     } else if (seq_.size() != n_ + k || k > room_)
       throw Error(name_ + ": the candidate source appended " + std::to_string(seq_.size() - n_) +
@@ -174,7 +175,8 @@ class AssistedSequence {
       request_parent_.resize(m + k_);
       for (std::size_t i = 0; i < m; ++i) request_parent_[i] = static_cast<std::int32_t>(i) - 1;
       for (std::size_t i = 0; i < k_; ++i)
-        request_parent_[m + i] = static_cast<std::int32_t>(par[i] < 0 ? m - 1 : m + static_cast<std::size_t>(par[i]));
+        request_parent_[m + i] =
+            static_cast<std::int32_t>(par[i] < 0 ? m - 1 : m + static_cast<std::size_t>(par[i]));
       return request_parent_;
     } else {
       (void)cached;
@@ -331,7 +333,8 @@ class AssistedSequence {
           },
           [&](std::size_t i) { return source_.q_row(i); }, rng_, path_);
     } else {
-      v = verify_tree_greedy(nodes, par, [&](std::size_t r) { return argmax(process(r)); }, path_);
+      v = verify_tree_greedy(
+          nodes, par, [&](std::size_t r) { return argmax(process(r)); }, path_);
     }
 
     // Keep the path's K/V rows (slot n + i for node i) after S.
