@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +30,7 @@ class AnyModel {
     virtual std::size_t size() const = 0;
     virtual std::size_t capacity() const = 0;
     virtual void truncate(std::size_t n) = 0;
+    virtual void keep(std::size_t base, std::span<const std::uint32_t> rows) = 0;
     virtual std::unique_ptr<CacheConcept> clone() const = 0;
     virtual std::size_t bytes() const = 0;
   };
@@ -67,6 +69,9 @@ class AnyModel {
         return cache.bytes();
       else
         return 0;
+    }
+    void keep(std::size_t base, std::span<const std::uint32_t> rows) override {
+      assistgen::keep_rows(cache, base, rows);
     }
     std::unique_ptr<CacheConcept> clone() const override {
       if constexpr (requires {
@@ -186,6 +191,15 @@ class AnyModel {
       }
       impl_->truncate(n);
     }
+    /// keep_rows() on the wrapped cache (backend.hpp): its keep(base, rows),
+    /// or UnsupportedError when it has none and the rows would move.
+    void keep(std::size_t base, std::span<const std::uint32_t> rows) {
+      if (!impl_) {
+        if (base == 0 && rows.empty()) return;
+        throw InvalidArgument("AnyModel::Cache::keep on an empty cache");
+      }
+      impl_->keep(base, rows);
+    }
     /// An explicit deep copy; UnsupportedError if the wrapped cache has no clone().
     Cache clone() const {
       Cache c;
@@ -210,6 +224,11 @@ class AnyModel {
     std::unique_ptr<CacheConcept> impl_;
     const void* owner_ = nullptr;
   };
+
+  /// Tree requests are passed on: the wrapped model runs them when it
+  /// attends trees (AttendsTrees), else forward() throws UnsupportedError
+  /// naming the capability.
+  static constexpr bool kTreeRequests = true;
 
   /// Takes ownership of `model` (moved in).
   template <CausalLM M>
@@ -312,5 +331,6 @@ class AnyModel {
 
 static_assert(CausalLM<AnyModel> && SplitsLayers<AnyModel>);
 static_assert(ForwardsBatches<AnyModel>);
+static_assert(AttendsTrees<AnyModel> && CacheHasKeep<AnyModel::Cache>);
 
 }  // namespace assistgen

@@ -161,7 +161,7 @@ class AssistedDecoder {
         state_.source().verify(state_.sequence(), k + 1, target_logits_);
       else
         detail::forward_rows(*target_, state_.target_input(tc.size()), tc, k + 1, target_logits_,
-                             "target");
+                             "target", state_.target_parent(tc.size()));
       st.target_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.target_calls;

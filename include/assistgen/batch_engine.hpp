@@ -467,7 +467,8 @@ class BatchEngine {
     std::size_t rows = 0;
     for (auto& s : active_) {
       const std::size_t outputs = s->state.target_outputs();
-      requests_.push_back({s->state.target_input(s->cache->size()), {}, outputs});
+      requests_.push_back({s->state.target_input(s->cache->size()),
+                           s->state.target_parent(s->cache->size()), outputs});
       target_caches_.push_back(s->cache);
       s->first_row = rows;
       rows += outputs;

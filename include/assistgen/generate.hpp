@@ -144,6 +144,17 @@ struct GenerateOptions {
   /// (else ConfigError from the file, InvalidArgument when looking up).
   /// Default 2.
   std::optional<std::size_t> max_matching_ngram_size = std::nullopt;
+  /// Tree drafts (GenerationConfig::tree_nodes): with a draft model of the
+  /// same tokenizer, a tree of this many candidates per round, verified in
+  /// one target pass (TreeDecoder; num_assistant_tokens is its depth). 0 or
+  /// unset: a chain. With another tokenizer, early exit or prompt lookup an
+  /// InvalidArgument. Not read from generation_config.json.
+  std::optional<std::size_t> tree_nodes = std::nullopt;
+  /// Children per expanded node and nodes expanded per level
+  /// (GenerationConfig::tree_width). Default 4.
+  std::optional<std::size_t> tree_width = std::nullopt;
+  /// A static tree shape instead (GenerationConfig::tree_shape).
+  std::optional<std::vector<std::size_t>> tree_shape = std::nullopt;
 
   /// Positions each KV cache is made for; 0 (default) = prompt +
   /// max_new_tokens. Smaller stops generation with StopReason::capacity when
@@ -270,6 +281,16 @@ struct BatchGenerateOptions {
   /// Bound on the KV caches' bytes (KvCacheManager); 0: none. A sequence
   /// whose caches do not fit waits until running ones finish.
   std::size_t max_cache_bytes = 0;
+  /// Tree drafts for every sequence (GenerationConfig::tree_nodes,
+  /// tree_width, tree_shape), with an assistant of the target's tokenizer:
+  /// each round verifies every sequence's tree in one target call. 0 nodes
+  /// and an empty shape: chains (the default). Ignored without such an
+  /// assistant.
+  std::size_t tree_nodes = 0;
+  std::size_t tree_width = 4;                ///< see tree_nodes
+  std::vector<std::size_t> tree_shape = {};  ///< see tree_nodes
+  /// Whether tree_nodes or tree_shape asks for trees.
+  bool trees() const { return tree_nodes > 0 || !tree_shape.empty(); }
 };
 
 /// What a batch returns.

@@ -103,6 +103,20 @@ struct GenerationConfig {
   /// Longest n-gram matched; sizes are tried from this down to 1.
   std::size_t max_matching_ngram_size = 2;
 
+  // --- tree drafts (candidates/draft_tree.hpp) ------------------------------
+  /// Nodes of a draft tree verified per round; 0 = a chain (the default).
+  /// The tree grows to num_assistant_tokens levels, expanding EAGLE-2 style
+  /// the tree_width nodes of each level with the highest cumulative draft
+  /// probability into their tree_width most likely children, and keeps the
+  /// tree_nodes nodes with the highest cumulative probability.
+  std::size_t tree_nodes = 0;
+  /// Children per expanded node and nodes expanded per level (dynamic tree).
+  std::size_t tree_width = 4;
+  /// A static tree instead: tree_shape[d] children for every node of depth
+  /// d (the draft's most likely ones), so sum over d of prod(tree_shape[0..d])
+  /// nodes (capped by tree_nodes when that is set). Empty: the dynamic tree.
+  std::vector<std::size_t> tree_shape = {};
+
   // --- caches ----------------------------------------------------------------
   /// Positions each KV cache is made for; 0 = prompt + max_new_tokens (enough
   /// for any K, see speculative_decoder.hpp). A smaller value stops generation

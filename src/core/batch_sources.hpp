@@ -12,7 +12,9 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/candidates/draft_model.hpp"
 #include "assistgen/candidates/early_exit.hpp"
+#include "assistgen/candidates/draft_tree.hpp"
 #include "assistgen/candidates/prompt_lookup.hpp"
+#include "assistgen/generate.hpp"
 #include "assistgen/generation_config.hpp"
 
 namespace assistgen::detail {
@@ -98,6 +100,22 @@ inline auto draft_sources(const AnyModel& draft, const AnyModel& target) {
                         c.suppress_tokens);
     detail::reject_prompt_lookup_with_draft(c);
     return DraftModelCandidates<AnyModel>(draft, vocab, c.suppress_tokens);
+  };
+}
+
+/// The sources of a batch whose sequences draft trees with `draft`: each
+/// sequence's configuration with the batch's tree options.
+inline auto tree_sources(const AnyModel& draft, const AnyModel& target,
+                         const BatchGenerateOptions& batch) {
+  return [&draft, vocab = target.vocab_size(), nodes = batch.tree_nodes, width = batch.tree_width,
+          shape = batch.tree_shape](const GenerationConfig& c) {
+    check_compatibility(draft.vocab_size(), vocab, c.draft_special_tokens, c.target_special_tokens);
+    detail::reject_prompt_lookup_with_draft(c);
+    GenerationConfig t = c;
+    t.tree_nodes = nodes;
+    t.tree_width = width;
+    t.tree_shape = shape;
+    return DraftTreeCandidates<AnyModel>(draft, vocab, t);
   };
 }
 

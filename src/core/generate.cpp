@@ -19,6 +19,7 @@
 #include "assistgen/log.hpp"
 #include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "assistgen/tree_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 #include "session_decoders.hpp"
 #include "text_run.hpp"
@@ -207,6 +208,9 @@ GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   take(r.assistant_early_exit, o.assistant_early_exit);
   take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
   take(r.max_matching_ngram_size, o.max_matching_ngram_size);
+  take(r.tree_nodes, o.tree_nodes);
+  take(r.tree_width, o.tree_width);
+  take(r.tree_shape, o.tree_shape);
   take(r.cache_capacity, o.cache_capacity);
   take(r.skip_special_tokens, o.skip_special_tokens);
   take(r.parse_special, o.parse_special);
@@ -341,6 +345,9 @@ GenerationConfig resolve_generation_config(const GenerateOptions& defaults_,
   c.draft_min_tokens = o.draft_min_tokens.value_or(c.draft_min_tokens);
   c.prompt_lookup_num_tokens = o.prompt_lookup_num_tokens.value_or(c.prompt_lookup_num_tokens);
   c.max_matching_ngram_size = o.max_matching_ngram_size.value_or(c.max_matching_ngram_size);
+  c.tree_nodes = o.tree_nodes.value_or(c.tree_nodes);
+  c.tree_width = o.tree_width.value_or(c.tree_width);
+  c.tree_shape = o.tree_shape.value_or(c.tree_shape);
   c.cache_capacity = o.cache_capacity.value_or(c.cache_capacity);
   return c;
 }
@@ -519,6 +526,11 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
 
   GenerationResult r;
   const std::size_t early_exit = prep.early_exit;
+  if (uses_tree(cfg) && (early_exit || !assistant))
+    throw InvalidArgument(
+        "generate: tree_nodes / tree_shape (tree drafts) need an assistant model of the target's "
+        "tokenizer, not " +
+        std::string(early_exit ? "assistant_early_exit" : "prompt lookup or plain decoding"));
   if (early_exit) {
     out.assistance = Assistance::early_exit;
     detail::SessionDecoders local;
@@ -536,7 +548,17 @@ TextResult Model::run_ids(std::vector<Token> prompt, const Model* assistant,
   } else if (assistant) {
     auto [path, why] = pairing(*assistant);
     out.assistance_reason = std::move(why);
-    if (path == Assistance::draft) {
+    if (path != Assistance::draft && uses_tree(cfg))
+      throw InvalidArgument(
+          "generate: tree_nodes / tree_shape (tree drafts) need an assistant with the "
+          "target's tokenizer; this one drafts through another tokenizer");
+    if (path == Assistance::draft && uses_tree(cfg)) {
+      // Tree drafts: one decoder per call (prefix reuse is not kept for
+      // sessions; the output is the same).
+      out.assistance = Assistance::draft;
+      TreeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);
+      r = decoder.generate(out.prompt_tokens, on_token);
+    } else if (path == Assistance::draft) {
       out.assistance = Assistance::draft;
       if (!session) {
         SpeculativeDecoder<AnyModel, AnyModel> decoder(assistant->backend_, backend_, cfg);

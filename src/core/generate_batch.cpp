@@ -96,7 +96,12 @@ BatchIdsResult generate_batch_ids(const AnyModel& target, const AnyModel* draft,
           "generate_batch_ids: early_exit (self-speculation) and a draft model are alternatives: "
           "give one"));
   }
-  if (draft)
+  if (draft && batch.trees())
+    run_engine<DraftTreeCandidates<AnyModel>>(
+        target, items, callbacks, batch,
+        [make = detail::tree_sources(*draft, target, batch)](const Item& item) { return make(item.cfg); },
+        out.results, out.errors, out.stats);
+  else if (draft)
     run_engine<DraftModelCandidates<AnyModel>>(
         target, items, callbacks, batch,
         [make = draft_sources(*draft, target)](const Item& item) { return make(item.cfg); },

@@ -91,7 +91,14 @@ TextBatchEngine::TextBatchEngine(const Model& target, const Model* assistant,
   impl_->assistant = assistant;
   const AnyModel& t = target.backend();
   // Paired as generate() pairs them (Model::pairing: the one place of the rules).
-  if (assistant && target.pairing(*assistant).first == Assistance::draft) {
+  const bool paired = assistant && target.pairing(*assistant).first == Assistance::draft;
+  if (paired && batch.trees()) {
+    impl_->mode = Assistance::draft;
+    impl_->batch = std::make_unique<TypedBatch<DraftTreeCandidates<AnyModel>>>(
+        t, batch,
+        [make = detail::tree_sources(assistant->backend(), t, batch)](const GenerationConfig& c,
+                                                                      std::size_t) { return make(c); });
+  } else if (paired) {
     impl_->mode = Assistance::draft;
     impl_->batch = std::make_unique<TypedBatch<DraftModelCandidates<AnyModel>>>(
         t, batch,

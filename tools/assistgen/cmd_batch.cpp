@@ -19,6 +19,7 @@
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
 #include "commands.hpp"
+#include "tree_options.hpp"
 
 namespace assistgen::cli {
 
@@ -49,9 +50,11 @@ or {"index": i, "line": N, "error": "..."} for a line that failed. Exit status
 
 struct Args {
   std::string model, assistant, prompts, out;
-  std::size_t max_batch = 8, max_cache_mb = 0, early_exit = 0;
+  std::size_t max_batch = 8, max_cache_mb = 0, early_exit = 0, tree_nodes = 0, tree_width = 4;
+  std::string tree_shape;
   LoadArgs load;
-  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_early_exit;
+  CLI::Option *o_model, *o_assistant, *o_prompts, *o_out, *o_early_exit, *o_tree_nodes, *o_tree_width,
+      *o_tree_shape;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s, const std::string& where) {
@@ -244,6 +247,7 @@ int run(const Args& a) {
   if (a.max_batch == 0) throw UsageError("--max-batch must be at least 1");
   if (given(a.o_assistant) && given(a.o_early_exit))
     throw UsageError("-a/--assistant and --early-exit are alternatives: give one");
+  check_tree_combination(a.o_tree_nodes, a.o_tree_width, a.o_tree_shape, given(a.o_assistant));
   std::vector<Line> lines = read_lines(a.prompts);
   const std::size_t n = lines.size();
   if (given(a.o_early_exit))  // self-speculation for every line
@@ -260,8 +264,10 @@ int run(const Args& a) {
   const std::filesystem::path dir(a.model);
   const bool text_mode =
       dir.extension() == ".gguf" || std::filesystem::exists(dir / "tokenizer.json");
-  const BatchGenerateOptions batch{.max_batch = a.max_batch,
-                                   .max_cache_bytes = a.max_cache_mb << 20};
+  BatchGenerateOptions batch{.max_batch = a.max_batch, .max_cache_bytes = a.max_cache_mb << 20};
+  batch.tree_nodes = a.tree_nodes;  // tree drafts for every sequence (-a)
+  batch.tree_width = a.tree_width;
+  if (given(a.o_tree_shape)) batch.tree_shape = parse_tree_shape(a.tree_shape);
 
   // Per line: text (text mode), ids, stop reason, stats, assisted, error.
   std::vector<std::optional<std::string>> texts(n);
@@ -382,7 +388,15 @@ int run(const Args& a) {
       "mean batch %.2f (max %zu)",
       n, failed, agg.new_tokens, seconds, seconds > 0 ? double(agg.new_tokens) / seconds : 0.0,
       agg.rounds, agg.mean_batch(), agg.max_batch_seen);
-  if (agg.drafted > 0)
+  if (agg.drafted > 0 && batch.trees())
+    std::fprintf(
+        stderr,
+        "; tree: nodes verified per pass %.2f, mean accepted depth %.2f, tokens per target pass "
+        "%.2f",
+        agg.sequence_rounds ? double(agg.drafted) / double(agg.sequence_rounds) : 0.0,
+        agg.sequence_rounds ? double(agg.accepted) / double(agg.sequence_rounds) : 0.0,
+        agg.sequence_rounds ? double(agg.new_tokens) / double(agg.sequence_rounds) : 0.0);
+  else if (agg.drafted > 0)
     std::fprintf(stderr, "; drafted %zu, accepted %zu, acceptance %.3f", agg.drafted, agg.accepted,
                  agg.acceptance_rate());
   std::fprintf(stderr,
@@ -417,6 +431,8 @@ Command add_batch(CLI::App& app) {
                   "bound on the KV caches in MiB (0: none); sequences wait for room")
       ->capture_default_str();
   a->load.add_to(*sub);
+  add_tree_options(*sub, a->tree_nodes, a->tree_width, a->tree_shape, a->o_tree_nodes,
+                   a->o_tree_width, a->o_tree_shape);
   return {sub, [a] { return run(*a); }};
 }
 

@@ -2,7 +2,8 @@
 // Prints one table per model and weight precision: decode tokens/s, the
 // roofline share (weight bytes per token / read bandwidth, over the measured
 // step time), c(K) = time(forward of K+1 tokens) / time(forward of 1) for
-// K = 1..16, 24, 32, prefill tokens/s, and assisted decoding with draft == target
+// K = 1..16, 24, 32, the same ratio c(N) for tree verification of N = 8, 16,
+// 32, 64 nodes (one tree request), prefill tokens/s, and assisted decoding with draft == target
 // (and with a given draft) against (K+1) / (K c_draft + c(K)), with the loop
 // overhead (the share of a step spent outside the two models). With
 // --quality FILE it reports, instead, the error of bf16, int8 and int4 weights (and of GGUF files)
@@ -17,6 +18,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -333,6 +335,26 @@ class StepTimer {
     return now() - t0;
   }
 
+  // A tree verification: the last token and `nodes` draft nodes under it
+  // (a 4-ary tree, breadth first), one tree request (backend.hpp).
+  double once_tree(std::size_t nodes) {
+    auto it = trees_.find(nodes);
+    if (it == trees_.end()) {
+      Tree t{m_.make_cache(context_ + nodes + 1), filler(nodes + 1, m_.vocab_size(), 4), {}};
+      t.parent.resize(nodes + 1);
+      for (std::size_t i = 0; i <= nodes; ++i)
+        t.parent[i] = i == 0 ? -1 : static_cast<std::int32_t>((i - 1) / 4);
+      if (context_) m_.forward(filler(context_, m_.vocab_size(), 1), t.cache, out_);
+      it = trees_.emplace(nodes, std::move(t)).first;
+      tree_forward(it->second);  // warm-up
+    }
+    Tree& t = it->second;
+    t.cache.truncate(context_);
+    const double t0 = now();
+    tree_forward(t);
+    return now() - t0;
+  }
+
   double median_of(std::size_t n, int reps) {
     std::vector<double> t;
     for (int r = 0; r < reps; ++r) t.push_back(once(n));
@@ -344,9 +366,21 @@ class StepTimer {
     cpu::Transformer::Cache cache;
     std::vector<Token> block;
   };
+  struct Tree {
+    cpu::Transformer::Cache cache;
+    std::vector<Token> block;
+    std::vector<std::int32_t> parent;
+  };
+  void tree_forward(Tree& t) {
+    const ForwardRequest r{t.block, t.parent};
+    cpu::Transformer::Cache* c = &t.cache;
+    m_.forward(std::span<const ForwardRequest>(&r, 1),
+               std::span<cpu::Transformer::Cache* const>(&c, 1), out_);
+  }
   const cpu::Transformer& m_;
   std::size_t context_;
   std::map<std::size_t, Step> steps_;
+  std::map<std::size_t, Tree> trees_;
   Logits out_;
 };
 
@@ -561,6 +595,21 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
     ck += buf;
   }
   std::printf("| c(K), K=1..16, 24, 32 | %s |\n", ck.c_str());
+  // Tree verification: the forward of the last token and N tree nodes (one
+  // tree request, ancestor masks) over the one-token forward, as c(K).
+  std::string cn;
+  for (std::size_t nodes : {8, 16, 32, 64}) {
+    std::vector<double> ratios;
+    for (int r = 0; r < opt.reps; ++r) {
+      const double one = steps.once(1);
+      ratios.push_back(steps.once_tree(nodes) / one);
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%zu:%.2f", nodes > 8 ? " " : "", nodes, median(ratios));
+    cn += buf;
+  }
+  std::printf("| tree verification c(N), N nodes = 8, 16, 32, 64 (+ the last token) | %s |\n",
+              cn.c_str());
   for (std::size_t p : opt.prefill) {
     if (p == 0) continue;
     const double tp = StepTimer(m, 0).median_of(p, std::max(1, opt.reps / 3));

@@ -16,14 +16,16 @@
 #include <tuple>
 
 #include "assistgen/any_model.hpp"
+#include "assistgen/autoregressive.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/generate.hpp"
-#include "assistgen/autoregressive.hpp"
 #include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "assistgen/tree_decoder.hpp"
 #include "assistgen/universal_decoder.hpp"
 #include "commands.hpp"
 #include "hpu_ref.hpp"
+#include "tree_options.hpp"
 
 namespace assistgen::cli {
 
@@ -54,7 +56,8 @@ struct Args {
   std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
   std::vector<std::string> stop;
   std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2,
-              top_k = 50, repeat = 5, early_exit = 0;
+              top_k = 50, repeat = 5, early_exit = 0, tree_nodes = 0, tree_width = 4;
+  std::string tree_shape;
   std::int64_t seed = 0;
   int threads = 0;
   double confidence = 0.4, draft_p_min = 0.0, temp = 1.0, top_p = 1.0, min_p = 0.0,
@@ -65,7 +68,8 @@ struct Args {
   CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
       *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
       *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
-      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop, *o_early_exit;
+      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop,
+      *o_early_exit, *o_tree_nodes, *o_tree_width, *o_tree_shape;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s) {
@@ -120,6 +124,8 @@ void register_options(CLI::App& sub, Args& a) {
   a.o_ngram = sub.add_option("--ngram", a.ngram, "longest n-gram for --prompt-lookup")
                   ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
                   ->capture_default_str();
+  add_tree_options(sub, a.tree_nodes, a.tree_width, a.tree_shape, a.o_tree_nodes, a.o_tree_width,
+                   a.o_tree_shape);
   a.o_temp =
       sub.add_option("--temp", a.temp, "sampling temperature; > 0 turns sampling on, 0 is greedy")
           ->check(CLI::Range(0.0, 1e6));
@@ -203,6 +209,7 @@ void check_combinations(const Args& a) {
                      std::to_string(a.draft_max) + ": no draft would ever be verified");
   for (const CLI::Option* o : {a.o_draft_max, a.o_schedule, a.o_draft_p_min})
     require_with(o, draft, "applies only with a draft model (-a or --early-exit)");
+  check_tree_combination(a.o_tree_nodes, a.o_tree_width, a.o_tree_shape, model_draft);
   require_with(a.o_confidence, draft && a.schedule == "confidence",
                "applies only with -a or --early-exit and --schedule confidence");
   require_with(a.o_show_special, text, "needs --prompt (with --tokens the output is ids)");
@@ -235,6 +242,9 @@ GenerateOptions overrides(const Args& a, std::uint64_t seed) {
   if (given(a.o_lookup)) o.prompt_lookup_num_tokens = a.prompt_lookup;
   if (given(a.o_early_exit)) o.assistant_early_exit = a.early_exit;
   if (given(a.o_ngram)) o.max_matching_ngram_size = a.ngram;
+  if (given(a.o_tree_nodes)) o.tree_nodes = a.tree_nodes;
+  if (given(a.o_tree_width)) o.tree_width = a.tree_width;
+  if (given(a.o_tree_shape)) o.tree_shape = parse_tree_shape(a.tree_shape);
   const bool temp_zero = given(a.o_temp) && a.temp == 0.0;
   if (a.greedy || temp_zero) {
     o.do_sample = false;
@@ -270,6 +280,7 @@ struct Report {
   bool assisted = false;
   std::optional<std::uint64_t> random_seed;  // --seed -1
   bool verbose = false;
+  bool tree = false;  // tree drafts: drafted counts nodes, accepted the path depth
   json extra = json::object();
 };
 
@@ -288,6 +299,7 @@ void print_text_stats(const Report& r) {
                   s.drafted);
     std::printf("target calls: %zu, tokens per target call: %.2f, mean K: %.2f\n", s.target_calls,
                 s.tokens_per_target_call(), s.mean_k());
+    if (r.tree) print_tree_stats(s);
     std::printf("time: draft %.3f s, target %.3f s, loop %.3f s\n", s.draft_seconds,
                 s.target_seconds, s.loop_seconds());
     if (r.verbose) {
@@ -329,6 +341,7 @@ json stats_json(const Report& r) {
     j["draft_seconds"] = s.draft_seconds;
     j["target_seconds"] = s.target_seconds;
     j["loop_seconds"] = s.loop_seconds();
+    if (r.tree) j.update(tree_stats_json(s));
     j["drafted_at"] = s.drafted_at;
     j["accepted_at"] = s.accepted_at;
   }
@@ -465,6 +478,7 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
              r.assistance != Assistance::none,
              random_seed,
              a.verbose};
+  rep.tree = r.assistance == Assistance::draft && (given(a.o_tree_nodes) || given(a.o_tree_shape));
   if (!a.json) {
     if (r.assistance != Assistance::none)
       std::printf("assistance: %s%s%s%s\n", std::string(assistance_name(r.assistance)).c_str(),
@@ -557,9 +571,14 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
       path = Assistance::draft;
       reason = "no tokenizer.json on both sides: the ids are shared, the logit rows checked";
     }
-    if (path == Assistance::draft) {
+    if (path == Assistance::draft && uses_tree(cfg)) {
+      TreeDecoder decoder(draft, target, cfg);
+      result = decoder.generate(prompt);
+    } else if (path == Assistance::draft) {
       SpeculativeDecoder decoder(draft, target, cfg);
       result = decoder.generate(prompt);
+    } else if (uses_tree(cfg)) {
+      throw UsageError("--tree-nodes / --tree-shape need an assistant with the target's tokenizer");
     }
   } else if (given(a.o_early_exit)) {
     SelfSpeculativeDecoder decoder(target, a.early_exit, cfg);
@@ -578,6 +597,7 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
   std::printf("%s\n", ids_line(result.tokens).c_str());
   Report rep{result.stats,  result.stop_reason, result.tokens, path,
              prompt.size(), assisted,           random_seed,   a.verbose};
+  rep.tree = path == Assistance::draft && uses_tree(cfg);
   if (!reason.empty()) rep.extra["assistance_reason"] = reason;
   if (!a.json && path)
     std::printf("assistance: %s (%s)\n", std::string(assistance_name(*path)).c_str(), reason.c_str());

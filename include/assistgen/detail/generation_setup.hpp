@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -116,11 +117,13 @@ inline Emitted emit_tokens(std::span<const Token> seq, std::size_t from,
 /// Appends `tokens` to `cache` and puts the logits of the last `outputs` of
 /// them in `out` (one chain request through forward_batch(): a backend with
 /// a batched forward computes only those LM-head rows). `who` names the model
-/// in the error thrown when the backend returns another shape.
+/// in the error thrown when the backend returns another shape. A non-empty
+/// `parent` makes it a tree request (backend.hpp).
 template <CausalLM M>
 void forward_rows(const M& model, std::span<const Token> tokens, typename M::Cache& cache,
-                  std::size_t outputs, Logits& out, std::string_view who) {
-  const ForwardRequest request{tokens, {}, outputs};
+                  std::size_t outputs, Logits& out, std::string_view who,
+                  std::span<const std::int32_t> parent = {}) {
+  const ForwardRequest request{tokens, parent, outputs};
   typename M::Cache* const caches[1] = {&cache};
   forward_batch(model, std::span<const ForwardRequest>(&request, 1),
                 std::span<typename M::Cache* const>(caches), out);

@@ -1,0 +1,352 @@
+// Tree-shaped drafts from a draft model (EAGLE-2's dynamic draft tree, Li et
+// al. 2024; or a static shape): instead of one chain of K tokens, a tree of
+// up to GenerationConfig::tree_nodes candidates that the target verifies in
+// one pass (tree_acceptance.hpp), accepting the longest path it agrees with.
+// A CandidateSource (candidate_source.hpp) whose proposal carries a parent
+// array, tree_parent(); detail::AssistedSequence then verifies it as a tree
+// (AssistedDecoder, TreeDecoder, BatchEngine).
+//
+// How the tree grows (depth limit D = num_assistant_tokens, clipped to the
+// tokens left):
+//   level 1: the draft's row after the sequence S gives the root's children;
+//   level d + 1: the expanded nodes of level d (dynamic: the tree_width of
+//     them with the highest cumulative draft probability, the product of the
+//     processed draft probabilities along the path; static: all of them) get
+//     their most likely children (dynamic: tree_width each; static:
+//     tree_shape[d]). The draft computes the rows of all expanded nodes of a
+//     level in ONE forward call: a tree request (backend.hpp) holding every
+//     expanded node so far, outputs for the newest level only. The contract's
+//     parents cannot point into the cache, so each level's call re-feeds the
+//     expanded nodes above it (at most tree_width x depth rows, small next to
+//     a draft's weights).
+//   the tree verified: the tree_nodes nodes with the highest cumulative
+//     probability (ancestors rank before descendants), breadth first and
+//     most likely sibling first. A dynamic tree stops growing once no
+//     expanded node can reach that cut.
+// Candidates are chosen deterministically from the draft's distribution, so
+// in sampling mode each is a one-hot q for the recursive rejection sampling
+// of tree_acceptance.hpp, which keeps the target's distribution exactly.
+// Nodes holding an EOS token are not expanded. The schedule options
+// (heuristic K, confidence) do not apply to trees: D stays num_assistant_tokens.
+//
+// Cache protocol: before propose() the draft cache holds a prefix of S; the
+// first call feeds the rest (a chain), the level calls append tree nodes
+// after S and are cut back to |S| after each level and at the end of the
+// proposal, so between rounds the cache holds at most S.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "assistgen/backend.hpp"
+#include "assistgen/candidate_source.hpp"
+#include "assistgen/detail/generation_setup.hpp"
+#include "assistgen/error.hpp"
+#include "assistgen/generation_config.hpp"
+#include "assistgen/sampling/distribution.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
+#include "assistgen/types.hpp"
+
+namespace assistgen {
+
+/// The tree options of a GenerationConfig, checked: InvalidArgument naming
+/// the option when tree_width is 0, a tree_shape entry is 0, or the static
+/// shape has more than 4096 nodes.
+inline void check_tree_options(const GenerationConfig& cfg) {
+  if (cfg.tree_width == 0)
+    throw InvalidArgument(
+        "GenerationConfig: tree_width must be at least 1 (children per expanded node)");
+  std::size_t level = 1, total = 0;
+  for (std::size_t d = 0; d < cfg.tree_shape.size(); ++d) {
+    if (cfg.tree_shape[d] == 0)
+      throw InvalidArgument("GenerationConfig: tree_shape[" + std::to_string(d) +
+                            "] is 0 (every level needs at least one child per node)");
+    level *= cfg.tree_shape[d];
+    total += level;
+    if (level > 4096 || total > 4096)
+      throw InvalidArgument("GenerationConfig: tree_shape makes more than 4096 nodes");
+  }
+}
+
+/// Whether `cfg` asks for tree drafts (tree_nodes or tree_shape set).
+inline bool uses_tree(const GenerationConfig& cfg) {
+  return cfg.tree_nodes > 0 || !cfg.tree_shape.empty();
+}
+
+/// Proposes a tree of candidates with a draft model (see the file comment).
+/// Holds the draft's cache; `vocab` is the target's vocabulary size (draft
+/// logits beyond it are ignored; a draft with fewer rows is accepted as in
+/// DraftModelCandidates).
+template <CausalLM Draft>
+class DraftTreeCandidates {
+ public:
+  using Cache = typename Draft::Cache;  ///< the draft model's KV cache type
+
+  /// Keeps a reference to `model` (it must outlive this object). Throws
+  /// InvalidArgument for bad tree options, CompatibilityError as
+  /// DraftModelCandidates does for a draft vocabulary that is too small.
+  DraftTreeCandidates(const Draft& model, std::size_t vocab, const GenerationConfig& cfg,
+                      std::span<const Token> never_generated = {})
+      : model_(&model),
+        vocab_(vocab),
+        rows_(std::min<std::size_t>(model.vocab_size(), vocab)),
+        nodes_(cfg.tree_nodes),
+        width_(cfg.tree_width),
+        shape_(cfg.tree_shape) {
+    check_tree_options(cfg);
+    detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab, never_generated);
+    if (nodes_ == 0 && shape_.empty())
+      throw InvalidArgument(
+          "DraftTreeCandidates: GenerationConfig::tree_nodes is 0 and tree_shape is empty");
+  }
+
+  // ---- CandidateSource
+
+  /// A generation starts: the cache cut to its first `keep` positions (made
+  /// for `capacity` positions, the target's, when too small).
+  void start(std::size_t capacity, std::size_t keep, CandidateContext&) {
+    capacity_ = capacity;
+    // Slack for the expanded nodes a level call appends after S.
+    detail::reuse_or_make_cache(*model_, cache_, capacity + kSlack, keep);
+    calls_ = 0;
+    seconds_ = 0.0;
+  }
+  /// The depth limit: num_assistant_tokens (the static shape's depth when
+  /// that is smaller).
+  std::size_t limit(const CandidateContext& ctx) const {
+    const std::size_t k = ctx.config.num_assistant_tokens;
+    return shape_.empty() ? k : std::min(k, shape_.size());
+  }
+  /// Grows the tree after work[0..n) to at most `depth` levels and appends
+  /// its nodes to `work` (breadth first); tree_parent() gives their parents.
+  /// Returns the node count. The tree never needs more target cache slots
+  /// than the capacity start() was given.
+  std::size_t propose(std::vector<Token>& work, std::size_t n, std::size_t depth,
+                      CandidateContext& ctx) {
+    work.resize(n);
+    parent_.clear();
+    cand_.clear();
+    // The target's cache holds n - 1 positions and takes 1 + nodes more.
+    const std::size_t max_nodes =
+        std::min(shape_.empty() || nodes_ != 0 ? nodes_ : std::numeric_limits<std::size_t>::max(),
+                 capacity_ > n ? capacity_ - n : 0);
+    if (depth == 0 || max_nodes == 0) return 0;
+    Cache& c = *cache_;
+    if (c.size() >= n) c.truncate(n - 1);
+    run_draft(std::span<const Token>(work).subspan(c.size()), {}, 1);  // the root's row
+    expand_row(0, -1, 0.0, work, n, ctx);
+    for (std::size_t d = 1; d < depth; ++d) {
+      // The nodes of level d to expand, best first.
+      frontier_.clear();
+      for (std::size_t i = 0; i < cand_.size(); ++i)
+        if (cand_[i].depth == d && !is_eos(cand_[i].token, ctx))
+          frontier_.push_back(static_cast<std::uint32_t>(i));
+      std::stable_sort(frontier_.begin(), frontier_.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return cand_[a].score > cand_[b].score;
+      });
+      if (shape_.empty()) {
+        if (frontier_.size() > width_) frontier_.resize(width_);
+        // A child scores below its parent: a node below the max_nodes-th
+        // best score so far cannot bring a descendant into the tree.
+        if (cand_.size() >= max_nodes) {
+          scores_.clear();
+          for (const auto& x : cand_) scores_.push_back(x.score);
+          std::nth_element(scores_.begin(),
+                           scores_.begin() + static_cast<std::ptrdiff_t>(max_nodes - 1),
+                           scores_.end(), std::greater<>());
+          const double cut = scores_[max_nodes - 1];
+          while (!frontier_.empty() && !(cand_[frontier_.back()].score > cut)) frontier_.pop_back();
+        }
+      }
+      if (frontier_.empty()) break;
+      // One draft call: every expanded ancestor of the frontier, then the
+      // frontier (outputs: its rows).
+      std::fill(mark_.begin(), mark_.end(), 0);
+      mark_.resize(cand_.size(), 0);
+      for (const std::uint32_t f : frontier_)
+        for (std::int64_t a = cand_[f].parent; a >= 0;
+             a = cand_[static_cast<std::size_t>(a)].parent)
+          mark_[static_cast<std::size_t>(a)] = 1;
+      feed_.clear();
+      for (std::size_t i = 0; i < cand_.size(); ++i)
+        if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
+      feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
+      if (n + feed_.size() > c.capacity()) break;  // the draft's cache is full
+      slot_.assign(cand_.size(), -1);
+      feed_tokens_.clear();
+      feed_parent_.clear();
+      for (std::size_t j = 0; j < feed_.size(); ++j) {
+        const Cand& x = cand_[feed_[j]];
+        slot_[feed_[j]] = static_cast<std::int32_t>(j);
+        feed_tokens_.push_back(x.token);
+        feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
+      }
+      c.truncate(n);
+      run_draft(feed_tokens_, feed_parent_, frontier_.size());
+      const std::size_t fcount = frontier_.size();  // expand_row appends to cand_, not frontier_
+      for (std::size_t r = 0; r < fcount; ++r) {
+        const std::uint32_t f = frontier_[r];
+        expand_row(r, static_cast<std::int32_t>(f), cand_[f].score, work, n, ctx);
+      }
+    }
+    if (c.size() > n) c.truncate(n);
+    select(work, n, max_nodes);
+    return parent_.size();
+  }
+  /// No q rows: tree candidates are deterministic (one-hot q).
+  std::span<const float> q_row(std::size_t) const { return {}; }
+  /// The parents of the last proposal's nodes (-1: the sequence's last token).
+  std::span<const std::int32_t> tree_parent() const { return parent_; }
+  /// The proposal is dropped: the cache keeps at most `n` positions.
+  void discard(std::size_t n) { rollback(n); }
+  /// The target accepted a path: the cache keeps at most S (the next round
+  /// feeds the accepted path with the first call).
+  void learn(std::size_t n, std::size_t, CandidateContext&) { rollback(n); }
+  /// Generation stopped: the cache keeps at most `n` positions.
+  void cut(std::size_t n) { rollback(n); }
+  /// Draft calls and seconds of this generation into `stats`.
+  void finish(GenerationStats& stats) const {
+    stats.draft_calls = calls_;
+    stats.draft_seconds = seconds_;
+  }
+  /// The draft's cache for round observers (null before start()).
+  const Cache* draft_cache() const { return cache_ ? &*cache_ : nullptr; }
+  /// The target's limits lowered by the draft's (as DraftModelCandidates).
+  PositionLimits limits(PositionLimits target) const {
+    return detail::combined_limits(target, position_limits(*model_));
+  }
+  /// The draft model (not owned).
+  const Draft& model() const { return *model_; }
+
+ private:
+  struct Cand {
+    Token token;
+    std::int32_t parent;  // index into cand_, -1: the root
+    std::size_t depth;    // 1 for the root's children
+    double score;         // log of the cumulative draft probability
+  };
+
+  static bool is_eos(Token t, const CandidateContext& ctx) {
+    return std::find(ctx.eos.begin(), ctx.eos.end(), t) != ctx.eos.end();
+  }
+
+  void rollback(std::size_t n) {
+    if (cache_ && cache_->size() > n) cache_->truncate(n);
+  }
+
+  void run_draft(std::span<const Token> tokens, std::span<const std::int32_t> parent,
+                 std::size_t outputs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const ForwardRequest request{tokens, parent, outputs};
+    Cache* const caches[1] = {&*cache_};
+    forward_batch(*model_, std::span<const ForwardRequest>(&request, 1),
+                  std::span<Cache* const>(caches), logits_);
+    if (logits_.rows() != outputs || logits_.cols() < rows_)
+      throw Error("draft tree forward returned logits of shape [" + std::to_string(logits_.rows()) +
+                  ", " + std::to_string(logits_.cols()) + "] for " + std::to_string(outputs) +
+                  " rows");
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++calls_;
+  }
+
+  // The children of `parent` (a cand_ index, -1: the root) from the draft's
+  // logits row r: processed with the path's history, the most likely
+  // tokens with their cumulative log probabilities.
+  void expand_row(std::size_t r, std::int32_t parent, double score, const std::vector<Token>& work,
+                  std::size_t n, CandidateContext& ctx) {
+    const std::size_t depth = parent < 0 ? 0 : cand_[static_cast<std::size_t>(parent)].depth;
+    const std::size_t want = shape_.empty() ? width_ : shape_[depth];
+    std::span<float> row = logits_.row(r).first(rows_);
+    if (rows_ < vocab_) {
+      padded_.assign(vocab_, -std::numeric_limits<float>::infinity());
+      std::copy(row.begin(), row.end(), padded_.begin());
+      row = padded_;
+    }
+    history_.assign(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(n));
+    path_.clear();
+    for (std::int64_t a = parent; a >= 0; a = cand_[static_cast<std::size_t>(a)].parent)
+      path_.push_back(cand_[static_cast<std::size_t>(a)].token);
+    history_.insert(history_.end(), path_.rbegin(), path_.rend());
+    ctx.chain.apply(row, std::span<const Token>(history_));
+    // log softmax of the processed row.
+    float mx = -std::numeric_limits<float>::infinity();
+    for (const float x : row) mx = std::max(mx, x);
+    if (!std::isfinite(mx)) return;  // every token masked
+    double z = 0.0;
+    for (const float x : row) z += std::exp(double(x) - double(mx));
+    const double log_z = double(mx) + std::log(z);
+    order_.resize(row.size());
+    std::iota(order_.begin(), order_.end(), 0u);
+    const std::size_t k = std::min(want, row.size());
+    // The k most likely, ties to the lower id (argmax's rule).
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(),
+                      [&](std::uint32_t a, std::uint32_t b) {
+                        return row[a] > row[b] || (row[a] == row[b] && a < b);
+                      });
+    for (std::size_t j = 0; j < k; ++j) {
+      const float x = row[order_[j]];
+      if (x == -std::numeric_limits<float>::infinity()) break;  // probability 0
+      cand_.push_back(
+          {static_cast<Token>(order_[j]), parent, depth + 1, score + double(x) - log_z});
+    }
+  }
+
+  // The verified tree: the max_nodes best candidates (score, then depth,
+  // then creation order: a parent always ranks before its children),
+  // breadth first, best sibling first.
+  void select(std::vector<Token>& work, std::size_t n, std::size_t max_nodes) {
+    rank_.resize(cand_.size());
+    std::iota(rank_.begin(), rank_.end(), 0u);
+    auto better = [&](std::uint32_t a, std::uint32_t b) {
+      if (cand_[a].score != cand_[b].score) return cand_[a].score > cand_[b].score;
+      if (cand_[a].depth != cand_[b].depth) return cand_[a].depth < cand_[b].depth;
+      return a < b;
+    };
+    std::sort(rank_.begin(), rank_.end(), better);
+    if (rank_.size() > max_nodes) rank_.resize(max_nodes);
+    std::stable_sort(rank_.begin(), rank_.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return cand_[a].depth < cand_[b].depth;
+    });
+    slot_.assign(cand_.size(), -1);
+    for (std::size_t j = 0; j < rank_.size(); ++j) {
+      const Cand& x = cand_[rank_[j]];
+      slot_[rank_[j]] = static_cast<std::int32_t>(j);
+      work.push_back(x.token);
+      parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
+    }
+    (void)n;
+  }
+
+  static constexpr std::size_t kSlack = 128;
+
+  const Draft* model_;
+  std::size_t vocab_;
+  std::size_t rows_;
+  std::size_t nodes_, width_;
+  std::vector<std::size_t> shape_;
+  std::size_t capacity_ = 0;
+  std::optional<Cache> cache_;
+  Logits logits_;
+  std::vector<Cand> cand_;
+  std::vector<std::int32_t> parent_;
+  // Scratch reused every round.
+  std::vector<std::uint32_t> frontier_, feed_, order_, rank_;
+  std::vector<std::uint8_t> mark_;
+  std::vector<std::int32_t> slot_, feed_parent_;
+  std::vector<Token> feed_tokens_, history_, path_;
+  std::vector<float> padded_;
+  std::vector<double> scores_;
+  std::size_t calls_ = 0;
+  double seconds_ = 0.0;
+};
+
+}  // namespace assistgen
