@@ -89,10 +89,12 @@ Engine& engine() {
 }
 
 // Prefill rows from which oneDNN beats the kernels, per dtype, measured with
-// `assistgen bench --tinyllama --prefill ...` on an AMX Xeon (2 threads;
-// docs/performance.md, "Prefill on oneDNN").
-constexpr std::size_t kBf16Rows = 64;
-constexpr std::size_t kI8Rows = 64;
+// `assistgen bench --tinyllama --prefill 16,32,64,128,512,2048` on an AMX
+// Xeon (2 threads; docs/performance.md, "Prefill on oneDNN"); 0: it never
+// did by a margin, so the default leaves it off (opt in by the option or
+// ASSISTGEN_ONEDNN_PREFILL).
+constexpr std::size_t kBf16Rows = 0;
+constexpr std::size_t kI8Rows = 0;
 
 std::atomic<PrefillPath> g_path{PrefillPath::automatic};
 std::atomic<std::size_t> g_calls{0};

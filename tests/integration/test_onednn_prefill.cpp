@@ -193,12 +193,14 @@ TEST_CASE("oneDNN prefill: greedy plain == assisted == batched for every model, 
       CHECK(with_draft.generate(prompt).tokens == plain.tokens);
       CHECK(with_draft.generate(prompt).tokens == plain.tokens);
 
+      GenerationConfig lookup = cfg;
+      lookup.prompt_lookup_num_tokens = 3;
       BatchEngine<Transformer, PromptLookupCandidates> engine(on, {.max_batch = 3});
       std::map<BatchEngine<Transformer, PromptLookupCandidates>::SequenceId, std::size_t> ids;
       const std::vector<Token> other = prompt_of(P / 2 + 3, on.vocab_size());
-      ids[engine.submit(prompt, cfg, PromptLookupCandidates(cfg))] = 0;
-      ids[engine.submit(other, cfg, PromptLookupCandidates(cfg))] = 1;
-      ids[engine.submit(prompt, cfg, PromptLookupCandidates(cfg))] = 2;
+      ids[engine.submit(prompt, lookup, PromptLookupCandidates(lookup))] = 0;
+      ids[engine.submit(other, lookup, PromptLookupCandidates(lookup))] = 1;
+      ids[engine.submit(prompt, lookup, PromptLookupCandidates(lookup))] = 2;
       std::map<std::size_t, std::vector<Token>> got;
       while (engine.step())
         for (auto& f : engine.take_finished()) got[ids.at(f.id)] = f.result.tokens;
