@@ -62,8 +62,9 @@ struct LoadOptions {
   /// tokens before the last) runs its matmuls through oneDNN (AMX tiles on
   /// Xeons that have them) instead of the kernels. 0: never. Unset: the
   /// environment variable ASSISTGEN_ONEDNN_PREFILL (off, or a row count),
-  /// else the threshold measured per dtype on an AMX Xeon
-  /// (docs/performance.md) when kernel_isa() is "amx", else never. bf16 K/V
+  /// else the default measured per dtype on an AMX Xeon, which is never:
+  /// oneDNN 2.6 was not faster than the AMX kernels there at any length
+  /// (docs/performance.md, "Prefill on oneDNN"). bf16 K/V
   /// rows of such a prefill can differ in the last bits from the same tokens
   /// fed with logits (oneDNN's order of operations depends on the row count);
   /// i8 gives the same bits (an exact int32 dot), f32 and i4 never use it.
