@@ -4,15 +4,15 @@
 
 #include <atomic>
 #include <bit>
-#include <cstdlib>
-#include <string>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -52,24 +52,26 @@ class Engine {
                N = static_cast<memory::dim>(p.n);
     const bool bf16 = p.type == WeightType::bf16;
     e->src = memory::desc(dims{M, K}, bf16 ? dt::bf16 : dt::u8, tag::ab);
-    e->wei = memory::desc(dims{K, N}, bf16 ? dt::bf16 : dt::s8, bf16 ? tag::BA16a32b2a : tag::BA16a32b4a);
+    e->wei = memory::desc(dims{K, N}, bf16 ? dt::bf16 : dt::s8,
+                          bf16 ? tag::BA16a32b2a : tag::BA16a32b4a);
     e->dst = memory::desc(dims{M, N}, bf16 ? dt::f32 : dt::s32, tag::ab);
     if (bias) e->bias = memory::desc(dims{1, N}, dt::f32, tag::ab);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     try {
-      const auto pd = bias ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(e->src, e->wei, e->bias, e->dst),
-                                                          attr, engine_)
-                           : dnnl::matmul::primitive_desc(dnnl::matmul::desc(e->src, e->wei, e->dst), attr,
-                                                          engine_);
+      const auto pd = bias ? dnnl::matmul::primitive_desc(
+                                 dnnl::matmul::desc(e->src, e->wei, e->bias, e->dst), attr, engine_)
+                           : dnnl::matmul::primitive_desc(
+                                 dnnl::matmul::desc(e->src, e->wei, e->dst), attr, engine_);
       e->scratch_bytes = pd.scratchpad_desc().get_size();
       e->prim = dnnl::matmul(pd);
     } catch (const dnnl::error& err) {
-      throw UnsupportedError(std::string("cpu::Transformer: oneDNN has no matmul for the prefill of ") +
-                             (bf16 ? "bf16" : "int8") + " weights [" + std::to_string(p.n) + ", " +
-                             std::to_string(p.k) + "] x " + std::to_string(m) + " rows (" + err.what() +
-                             "); turn it off with LoadOptions::onednn_prefill_rows = 0 or "
-                             "ASSISTGEN_ONEDNN_PREFILL=off");
+      throw UnsupportedError(
+          std::string("cpu::Transformer: oneDNN has no matmul for the prefill of ") +
+          (bf16 ? "bf16" : "int8") + " weights [" + std::to_string(p.n) + ", " +
+          std::to_string(p.k) + "] x " + std::to_string(m) + " rows (" + err.what() +
+          "); turn it off with LoadOptions::onednn_prefill_rows = 0 or "
+          "ASSISTGEN_ONEDNN_PREFILL=off");
     }
     return *cache_.emplace(key, std::move(e)).first->second;
   }
@@ -79,7 +81,8 @@ class Engine {
  private:
   dnnl::engine engine_;
   std::mutex mu_;
-  std::map<std::tuple<int, std::size_t, std::size_t, std::size_t, bool, int>, std::unique_ptr<Primitive>>
+  std::map<std::tuple<int, std::size_t, std::size_t, std::size_t, bool, int>,
+           std::unique_ptr<Primitive>>
       cache_;
 };
 
@@ -115,9 +118,10 @@ std::size_t onednn_prefill_threshold(std::optional<std::size_t> option, WeightTy
       used = 0;
     }
     if (used != v.size() || v[0] == '-' || v[0] == '+')
-      throw InvalidArgument("ASSISTGEN_ONEDNN_PREFILL='" + v +
-                            "': expected 'off' or a row count (the prompt prefill length from which "
-                            "oneDNN runs the matmuls)");
+      throw InvalidArgument(
+          "ASSISTGEN_ONEDNN_PREFILL='" + v +
+          "': expected 'off' or a row count (the prompt prefill length from which "
+          "oneDNN runs the matmuls)");
     return static_cast<std::size_t>(rows);
   }
   if (detected_isa() != Isa::amx) return 0;  // measured on AMX only
@@ -130,8 +134,8 @@ bool onednn_handles(const PackedLinear& p) {
   return (p.type == WeightType::bf16 || p.type == WeightType::i8) && p.n > 0 && p.k > 0;
 }
 
-void onednn_linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
-                   int threads) {
+void onednn_linear(const PackedLinear& p, const float* x, std::size_t m, float* y,
+                   LinearScratch& scratch, int threads) {
   threads = std::max(threads, 1);
   g_calls.fetch_add(1, std::memory_order_relaxed);
   Engine& eng = engine();
@@ -154,7 +158,8 @@ void onednn_linear(const PackedLinear& p, const float* x, std::size_t m, float* 
   memory src(e.src, en, scratch.q.data());
   memory wei(e.wei, en, const_cast<std::byte*>(p.data.data()));
   memory dst(e.dst, en, y);  // int8: int32 results, converted in place below
-  memory sp(memory::desc(dims{static_cast<memory::dim>(e.scratch_bytes)}, dt::u8, tag::a), en, pad.data());
+  memory sp(memory::desc(dims{static_cast<memory::dim>(e.scratch_bytes)}, dt::u8, tag::a), en,
+            pad.data());
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, sp}};
   if (bf16 && !p.bias.empty())

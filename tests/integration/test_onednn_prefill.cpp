@@ -5,7 +5,6 @@
 // and int8 weights, greedy output with it on equal in plain, assisted (draft
 // model and prompt lookup) and batched generation, run after run.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -41,7 +40,8 @@ std::vector<float> normal(std::size_t n, std::uint32_t seed, float sd) {
 // A prompt of `n` tokens with a repeated phrase (prompt lookup finds it).
 std::vector<Token> prompt_of(std::size_t n, std::size_t vocab) {
   std::vector<Token> p;
-  for (std::size_t i = 0; p.size() < n; ++i) p.push_back(static_cast<Token>((i % 11) * 37 % vocab + 3));
+  for (std::size_t i = 0; p.size() < n; ++i)
+    p.push_back(static_cast<Token>((i % 11) * 37 % vocab + 3));
   return p;
 }
 
@@ -68,7 +68,9 @@ bool prefill_used_onednn(const Transformer& m, std::size_t n, std::size_t output
 
 }  // namespace
 
-TEST_CASE("oneDNN prefill matmul: int8 bit-identical to the kernels, bf16 within the f32 bound of a double reference") {
+TEST_CASE(
+    "oneDNN prefill matmul: int8 bit-identical to the kernels, bf16 within the f32 bound of a "
+    "double reference") {
   using namespace cpu::detail;
   // n not a multiple of 32 and k not of the AMX k tile: the padded units.
   const std::size_t n = 70, k = 100;
@@ -88,8 +90,8 @@ TEST_CASE("oneDNN prefill matmul: int8 bit-identical to the kernels, bf16 within
       onednn_linear(p, x.data(), m, theirs.data(), s, 2);
       CHECK(onednn_calls() == calls + 1);
       if (type == WeightType::i8) {  // the exact int32 dot and the same epilogue
-        for (std::size_t i = 0; i < m * n; ++i) REQUIRE(std::bit_cast<std::uint32_t>(theirs[i]) ==
-                                                        std::bit_cast<std::uint32_t>(ours[i]));
+        for (std::size_t i = 0; i < m * n; ++i)
+          REQUIRE(std::bit_cast<std::uint32_t>(theirs[i]) == std::bit_cast<std::uint32_t>(ours[i]));
         continue;
       }
       // bf16: the same bf16 inputs (activations rounded per row as linear()
@@ -146,15 +148,19 @@ TEST_CASE("oneDNN prefill: only prefill calls of at least the threshold take it"
   CHECK(cpu::prefill_path() == cpu::PrefillPath::automatic);
 
   // Off by the option; f32 weights never.
-  CHECK_FALSE(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::bf16, .onednn_prefill_rows = 0}), 20));
-  CHECK_FALSE(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::f32, .onednn_prefill_rows = 1}), 20));
-  CHECK(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::i8, .onednn_prefill_rows = 1}), 20));
+  CHECK_FALSE(prefill_used_onednn(
+      Transformer::load(dir, {.dtype = DType::bf16, .onednn_prefill_rows = 0}), 20));
+  CHECK_FALSE(prefill_used_onednn(
+      Transformer::load(dir, {.dtype = DType::f32, .onednn_prefill_rows = 1}), 20));
+  CHECK(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::i8, .onednn_prefill_rows = 1}),
+                            20));
 
   // The environment variable, when the option is unset.
   {
     EnvVar env("ASSISTGEN_ONEDNN_PREFILL", "off");
     CHECK_FALSE(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::bf16}), 20));
-    CHECK(prefill_used_onednn(Transformer::load(dir, {.dtype = DType::bf16, .onednn_prefill_rows = 4}), 20));
+    CHECK(prefill_used_onednn(
+        Transformer::load(dir, {.dtype = DType::bf16, .onednn_prefill_rows = 4}), 20));
   }
   {
     EnvVar env("ASSISTGEN_ONEDNN_PREFILL", "12");
@@ -170,16 +176,22 @@ TEST_CASE("oneDNN prefill: only prefill calls of at least the threshold take it"
   }
 }
 
-TEST_CASE("oneDNN prefill: greedy plain == assisted == batched for every model, bf16 and int8, run after run") {
+TEST_CASE(
+    "oneDNN prefill: greedy plain == assisted == batched for every model, bf16 and int8, run after "
+    "run") {
   for (const auto& entry : fs::directory_iterator(kModels)) {
     if (!fs::exists(entry.path() / "config.json")) continue;
     for (const DType dtype : {DType::bf16, DType::i8}) {
-      const std::string what = entry.path().filename().string() + " " + std::string(dtype_name(dtype));
+      const std::string what =
+          entry.path().filename().string() + " " + std::string(dtype_name(dtype));
       INFO(what);
-      const Transformer on = Transformer::load(entry.path(), {.dtype = dtype, .onednn_prefill_rows = 1});
-      const Transformer off = Transformer::load(entry.path(), {.dtype = dtype, .onednn_prefill_rows = 0});
+      const Transformer on =
+          Transformer::load(entry.path(), {.dtype = dtype, .onednn_prefill_rows = 1});
+      const Transformer off =
+          Transformer::load(entry.path(), {.dtype = dtype, .onednn_prefill_rows = 0});
       const std::size_t hard = on.position_limits().hard, limit = hard ? hard : 1024;
-      const std::size_t P = std::min<std::size_t>(40, limit / 2), N = std::min<std::size_t>(24, limit - P);
+      const std::size_t P = std::min<std::size_t>(40, limit / 2),
+                        N = std::min<std::size_t>(24, limit - P);
       const std::vector<Token> prompt = prompt_of(P, on.vocab_size());
       const GenerationConfig cfg{.max_new_tokens = N, .num_assistant_tokens = 4};
 
@@ -210,7 +222,8 @@ TEST_CASE("oneDNN prefill: greedy plain == assisted == batched for every model, 
       CHECK(got[1] == generate_autoregressive(on, other, cfg).tokens);
 
       // int8: the oneDNN prefill gives the kernels' bits, so also equal with it off.
-      if (dtype == DType::i8) CHECK(generate_autoregressive(off, prompt, cfg).tokens == plain.tokens);
+      if (dtype == DType::i8)
+        CHECK(generate_autoregressive(off, prompt, cfg).tokens == plain.tokens);
     }
   }
 }
