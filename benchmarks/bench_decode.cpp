@@ -8,8 +8,9 @@
 // batch-invariant kernels (src/cpu/kernels.hpp) on one TinyLlama MLP-in layer
 // ([11264, 2048]) for M = 1..16 rows (dtype 0 f32, 1 bf16, 2 int8, 3 bf16
 // weights with f32 activations), and oneDNN's f32 matmul on the same
-// layer for comparison (and its bf16 matmul, AMX where the CPU has it, for
-// prefill-sized M); the kernels run on the active Isa (ASSISTGEN_KERNELS=avx512
+// layer for comparison (and its bf16 matmul, AMX where the CPU has it, from
+// one row to prefill-sized M; BM_OneDnnPrefill: the backend's oneDNN prefill
+// path, bf16 and int8 on the packed weights); the kernels run on the active Isa (ASSISTGEN_KERNELS=avx512
 // forces AVX-512 on an AMX CPU); read bandwidth is a streaming sum over 1 GiB.
 // On a shared machine compare the CPU-time columns of single-threaded runs:
 // wall time includes time the scheduler gave to other processes.
@@ -24,6 +25,7 @@
 
 #include "../src/cpu/kernels.hpp"
 #include "../src/cpu/matmul.hpp"
+#include "../src/cpu/prefill_onednn.hpp"
 #include "assistgen/cpu/transformer.hpp"
 
 using namespace assistgen;
@@ -133,6 +135,39 @@ void BM_Kernel(benchmark::State& state) {
   state.counters["weight_GB/s"] = benchmark::Counter(
       static_cast<double>(layers[0].data.size()) * static_cast<double>(state.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
+  state.counters["rows/s"] = benchmark::Counter(
+      static_cast<double>(m) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// The prefill path on oneDNN (src/cpu/prefill_onednn.hpp) on the same packed
+// layer as BM_Kernel, cycled the same way: range(0) dtype (1 bf16, 2 int8),
+// range(1) M, range(2) threads. Compare with BM_Kernel/<dtype>/<M>/<threads>
+// (rows/s): where it wins is where LoadOptions::onednn_prefill_rows is set.
+void BM_OneDnnPrefill(benchmark::State& state) {
+  using namespace assistgen::cpu::detail;
+  const std::size_t n = 11264, k = 2048, m = static_cast<std::size_t>(state.range(1));
+  std::vector<float> w(n * k);
+  std::mt19937 eng(1);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  for (auto& e : w) e = d(eng);
+  const WeightType type = state.range(0) == 1 ? WeightType::bf16 : WeightType::i8;
+  std::vector<PackedLinear> layers;
+  layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  while (layers.size() * layers[0].data.size() < (std::size_t{1} << 30))
+    layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  std::vector<std::uint8_t> q;
+  std::vector<float> qs;
+  LinearScratch s{q, qs};
+  onednn_linear(layers[0], x.data(), m, y.data(), s, static_cast<int>(state.range(2)));  // makes the primitive
+  std::size_t i = 0;
+  for (auto _ : state) {
+    onednn_linear(layers[i++ % layers.size()], x.data(), m, y.data(), s, static_cast<int>(state.range(2)));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(type == WeightType::bf16 ? "oneDNN bf16 on the packed units" : "oneDNN int8 on the packed units");
+  state.counters["rows/s"] = benchmark::Counter(
+      static_cast<double>(m) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 // oneDNN 2.6's f32 matmul on the same layer (weights [n, k] as "ba"), M = range(0).
@@ -233,11 +268,18 @@ void BM_CopyBandwidth(benchmark::State& state) {
 BENCHMARK(BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Kernel)
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 5, 6, 8, 9, 12, 16, 17, 24, 32, 33, 128, 512}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 5, 6, 8, 9, 12, 16, 17, 24, 32, 33, 64, 128, 512}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_OneDnnF32)->Arg(1)->Arg(5)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_OneDnnBf16)->Arg(1)->Arg(16)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_OneDnnPrefill)
+    ->ArgsProduct({{1, 2}, {1, 4, 16, 32, 64, 128, 512}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_OneDnnF32)->Arg(1)->Arg(5)->Arg(16)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_OneDnnBf16)
+    ->Arg(1)->Arg(4)->Arg(16)->Arg(32)->Arg(64)->Arg(128)->Arg(512)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_Decode_Small)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Verify_Small)
     ->ArgsProduct({{0, 1, 2}, {1, 4, 8, 16}})

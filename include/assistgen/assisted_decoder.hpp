@@ -13,11 +13,12 @@
 // tokens) at the start of a round, n = |S|, d_1..d_k the candidates, a the
 // accepted count and t the target's token after them (correction or bonus):
 //
-//   start of round   S[0..n-1)  (everything but the last token; the first
-//                               round: nothing)
-//   target forward   S[size()..n) + d_1..d_k, logits for the last k+1 rows
-//                    only: p_1..p_{k+1} (the prompt prefill rides on the
-//                    first round, computing one LM-head row per candidate)
+//   before round 1   the prompt but its last token, in a call of its own
+//                    with no logits (detail::prefill_prompt, as the plain
+//                    decoder and BatchEngine prefill it)
+//   start of round   S[0..n-1)  (everything but the last token)
+//   target forward   S[n-1] + d_1..d_k, logits for all k+1 rows:
+//                    p_1..p_{k+1}
 //   end of round     S' = S + d_1..d_a + t; the cache holds S + d_1..d_a =
 //                    S'[0..|S'|-1)
 //   on a stop inside the block (EOS, callback) S' ends at the stopping token
@@ -138,6 +139,14 @@ class AssistedDecoder {
     seq_valid_ = false;
     TargetCache& tc = detail::reuse_or_make_cache(*target_, target_cache_, plan.capacity, keep);
     const std::size_t reused = tc.size();
+    double prefill_seconds = 0.0;
+    // The prompt but its last token, in a call of its own (prefill_prompt):
+    // the first round then verifies [last, d_1..d_k] like every other.
+    if (plan.budget > 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      detail::prefill_prompt(*target_, prompt, tc, target_logits_, "target");
+      prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     // A source that drafts on the target's own cache (self-speculation) is
     // lent it, and runs the verification itself (verify below).
     if constexpr (requires { state_.source().bind_target_cache(tc); })
@@ -145,15 +154,15 @@ class AssistedDecoder {
     state_.begin(prompt, plan, keep);
     GenerationStats& st = state_.stats();
     st.reused_tokens = reused;
+    st.target_seconds += prefill_seconds;
 
     std::size_t round = 0;
     while (!state_.done()) {
       // 1. Candidates (detail::AssistedSequence::plan_proposal says how many).
       const std::size_t k = state_.propose();
 
-      // 2. One target call over everything it has not seen: [last, d_1..d_k]
-      //    (plus the rest of the prompt in the first round), logits for the
-      //    k + 1 rows that verify.
+      // 2. One target call over everything it has not seen: [last, d_1..d_k],
+      //    logits for the k + 1 rows that verify.
       const auto t0 = std::chrono::steady_clock::now();
       if constexpr (requires {
                       state_.source().verify(state_.sequence(), k + 1, target_logits_);

@@ -63,6 +63,11 @@ class AutoregressiveDecoder {
     res.stop_reason =
         budget < cfg_.max_new_tokens ? StopReason::capacity : StopReason::max_new_tokens;
 
+    if (budget > 0) {  // the prompt but its last token, as every decoder prefills it
+      const auto t0 = std::chrono::steady_clock::now();
+      detail::prefill_prompt(*model_, prompt, *cache_, logits_, "target");
+      st.target_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     while (res.tokens.size() < budget) {
       const std::span<const Token> input = std::span<const Token>(seq_).subspan(cache_->size());
       const auto t0 = std::chrono::steady_clock::now();

@@ -9,10 +9,12 @@
 //      model's steps for all sequences run as one batched draft forward per
 //      step, prompt lookup, self-speculation and other sources per sequence);
 //   3. ONE target forward_batch verifies all of them: request r is
-//      [last, d_1..d_k] of sequence r (its prompt on its first round), with
-//      k_r + 1 logit rows (self-speculation, DraftsOnTargetCache: the
-//      draft's partial K/V rows are cut first and recomputed in this call;
-//      a sequence alone verifies through its source, reusing them);
+//      [last, d_1..d_k] of sequence r, with k_r + 1 logit rows (a sequence's
+//      prompt but its last token is fed when it joins, in a call of its own
+//      with no logits: detail::prefill_prompt; self-speculation,
+//      DraftsOnTargetCache: the draft's partial K/V rows are cut first and
+//      recomputed in this call; a sequence alone verifies through its
+//      source, reusing them);
 //   4. each sequence accepts its own prefix (ragged), rolls back its own
 //      caches, emits through its own callback and leaves when done.
 //
@@ -430,6 +432,16 @@ class BatchEngine {
             s->state.source().bind_target_cache(*s->cache);
           s->started = Clock::now();
           s->state.begin(s->prompt, s->plan, 0);
+          if (!s->state.done()) {
+            // The prompt but its last token, alone (detail::prefill_prompt,
+            // as AssistedDecoder and AutoregressiveDecoder prefill it): a
+            // backend's prefill path never sees the sequence's batch mates.
+            const auto t0 = Clock::now();
+            detail::prefill_prompt(*target_, s->prompt, *s->cache, logits_, "target");
+            const double dt = seconds_since(t0);
+            run_stats_.target_seconds += dt;
+            s->state.stats().target_seconds += dt;
+          }
         }
       } catch (...) {
         release_caches(*s);

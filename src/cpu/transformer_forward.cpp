@@ -36,6 +36,7 @@
 #include "assistgen/detail/token_checks.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
+#include "prefill_onednn.hpp"
 #include "transformer_impl.hpp"
 
 namespace assistgen::cpu {
@@ -213,8 +214,24 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   float* head_in = scores + sz_scores;  // the final-norm rows that produce logits
   const std::size_t score_stride = std::max(max_capacity, max_keys);
   detail::LinearScratch lsc{ws.quant, ws.quant_scale};
+  // A prompt prefill (one chain request of all layers that wants no logits,
+  // as the decoders feed a prompt's tokens before the last) of at least
+  // onednn_rows rows runs its matmuls on oneDNN (prefill_onednn.hpp). Only
+  // such calls do, so every call that yields logits, and every decoder's
+  // prefill of the same prompt, keeps one path and its bits.
+  const PrefillPath path = prefill_path();
+  const bool prefill_call = requests.size() == 1 && requests[0].parent.empty() && n_out == 0 &&
+                            plan.early_exit == 0 && plan.skip.empty() && stage.begin_layer == 0 &&
+                            stage.hidden_in.empty() && !stage.resume_slot && !stage.hidden_out;
+  const bool onednn = prefill_call && path != PrefillPath::kernels &&
+                      (path == PrefillPath::onednn
+                           ? detail::onednn_handles(lm_head)
+                           : onednn_rows > 0 && n >= onednn_rows);
   auto matmul = [&](const PackedLinear& p, const float* in, std::size_t rows, float* y) {
-    detail::linear(p, in, rows, y, lsc, threads);
+    if (onednn && detail::onednn_handles(p))
+      detail::onednn_linear(p, in, rows, y, lsc, threads);
+    else
+      detail::linear(p, in, rows, y, lsc, threads);
   };
   // Tensor parallel: this rank's columns go to ws.mine, then every rank's
   // are gathered into y; on one rank straight into y.

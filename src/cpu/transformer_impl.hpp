@@ -59,6 +59,10 @@ inline WeightType weight_type(DType t) {
   }
 }
 
+/// LoadOptions::onednn_prefill_rows resolved (prefill_onednn.cpp): the option,
+/// else ASSISTGEN_ONEDNN_PREFILL, else the measured default for `type`; 0 = never.
+std::size_t onednn_prefill_threshold(std::optional<std::size_t> option, WeightType type);
+
 }  // namespace detail
 
 using detail::Layer;
@@ -135,10 +139,14 @@ struct Transformer::Impl {
 
   DType dtype = DType::f32;  // opts.dtype, or what the checkpoint suggested
 
+  // Rows from which a prompt prefill runs on oneDNN (0: never): LoadOptions::onednn_prefill_rows.
+  std::size_t onednn_rows = 0;
+
   void check_supported() {
     dtype = opts.dtype.value_or(DType::f32);
     weight_type(dtype);    // throws for a dtype the kernels do not compute in
     architecture_of(cfg);  // throws for an unregistered architecture
+    onednn_rows = detail::onednn_prefill_threshold(opts.onednn_prefill_rows, weight_type(dtype));
   }
 
   PackedLinear pack(const float* w, std::size_t n, std::size_t k, const float* bias) const {

@@ -3,7 +3,8 @@
 // roofline share (weight bytes per token / read bandwidth, over the measured
 // step time), c(K) = time(forward of K+1 tokens) / time(forward of 1) for
 // K = 1..16, 24, 32, the same ratio c(N) for tree verification of N = 8, 16,
-// 32, 64 nodes (one tree request), prefill tokens/s, and assisted decoding with draft == target
+// 32, 64 nodes (one tree request), prefill tokens/s on our kernels and on oneDNN (bf16, int8),
+// and assisted decoding with draft == target
 // (and with a given draft) against (K+1) / (K c_draft + c(K)), with the loop
 // overhead (the share of a step spent outside the two models). With
 // --quality FILE it reports, instead, the error of bf16, int8 and int4 weights (and of GGUF files)
@@ -295,7 +296,7 @@ class ReadBandwidth {
 struct Options {
   int reps = 5;
   std::size_t context = 64, new_tokens = 32, draft_max = 4, window = 256;
-  std::vector<std::size_t> prefill{128, 512};
+  std::vector<std::size_t> prefill{128, 512, 2048};
   int threads = 0;
   std::vector<std::size_t> batches{1, 2, 4, 8, 16};
   std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
@@ -381,6 +382,33 @@ class StepTimer {
   std::size_t context_;
   std::map<std::size_t, Step> steps_;
   std::map<std::size_t, Tree> trees_;
+  Logits out_;
+};
+
+// A prompt prefill of n tokens as the decoders feed it (one call, no
+// logits: detail::prefill_prompt) through a given PrefillPath, into a cache
+// made once; the oneDNN primitives of each length are made by a warm-up call.
+class PrefillTimer {
+ public:
+  PrefillTimer(const cpu::Transformer& m, std::size_t n)
+      : m_(m), cache_(m.make_cache(n)), block_(filler(n, m.vocab_size(), 2)) {}
+
+  double once(cpu::PrefillPath path) {
+    cpu::set_prefill_path(path);
+    cache_.truncate(0);
+    const ForwardRequest request{block_, {}, 0};
+    cpu::Transformer::Cache* const caches[1] = {&cache_};
+    const double t0 = now();
+    m_.forward({&request, 1}, caches, out_);
+    const double t = now() - t0;
+    cpu::set_prefill_path(cpu::PrefillPath::automatic);
+    return t;
+  }
+
+ private:
+  const cpu::Transformer& m_;
+  cpu::Transformer::Cache cache_;
+  std::vector<Token> block_;
   Logits out_;
 };
 
@@ -610,10 +638,28 @@ void bench_model(const std::string& name, const cpu::Transformer& m, const cpu::
   }
   std::printf("| tree verification c(N), N nodes = 8, 16, 32, 64 (+ the last token) | %s |\n",
               cn.c_str());
+  // Prefill on our kernels and on oneDNN (bf16 and i8 weights), alternately,
+  // each after a warm-up call.
+  const bool onednn = m.dtype() == DType::bf16 || m.dtype() == DType::i8;
   for (std::size_t p : opt.prefill) {
     if (p == 0) continue;
-    const double tp = StepTimer(m, 0).median_of(p, std::max(1, opt.reps / 3));
-    std::printf("| prefill %zu | %.1f tokens/s |\n", p, static_cast<double>(p) / tp);
+    PrefillTimer timer(m, p);
+    std::vector<double> ours, theirs;
+    timer.once(cpu::PrefillPath::kernels);
+    if (onednn) timer.once(cpu::PrefillPath::onednn);
+    for (int r = 0; r < std::max(1, opt.reps / 3); ++r) {
+      ours.push_back(timer.once(cpu::PrefillPath::kernels));
+      if (onednn) theirs.push_back(timer.once(cpu::PrefillPath::onednn));
+    }
+    const double tk = static_cast<double>(p) / median(ours);
+    if (onednn) {
+      const double to = static_cast<double>(p) / median(theirs);
+      std::printf("| prefill %zu | kernels %.1f tokens/s, oneDNN %.1f tokens/s (oneDNN/kernels %.2f) |\n", p,
+                  tk, to, to / tk);
+    } else {
+      std::printf("| prefill %zu | kernels %.1f tokens/s (no oneDNN path for %s) |\n", p, tk,
+                  dtype_label(m.dtype()));
+    }
   }
   const std::size_t K = opt.draft_max;
   const Assisted self = time_assisted(m, m, prompt, opt);
@@ -855,7 +901,7 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   o->o_prefill = sub->add_option("--prefill", o->prefill_list,
-                                 "prefill lengths, comma-separated (default 128,512; 0: none)");
+                                 "prefill lengths, comma-separated (default 128,512,2048; 0: none)");
   sub->add_option("--context", o->context, "tokens in the cache before decode/verify steps")
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))
       ->capture_default_str();

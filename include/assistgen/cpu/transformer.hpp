@@ -64,6 +64,19 @@ struct LoadOptions {
   /// rank must call in lockstep with the same arguments. Logits and K/V are
   /// the same bits as on one rank. Empty or one rank: the whole model.
   std::shared_ptr<RankGroup> tensor_parallel = {};
+  /// Prompt prefill on oneDNN's matmul (bf16 and i8 weights): a forward call
+  /// of one chain request of at least this many tokens that asks for no
+  /// logits (outputs = 0: how every decoder of the library feeds a prompt's
+  /// tokens before the last) runs its matmuls through oneDNN (AMX tiles on
+  /// Xeons that have them) instead of the kernels. 0: never. Unset: the
+  /// environment variable ASSISTGEN_ONEDNN_PREFILL (off, or a row count),
+  /// else the default measured per dtype on an AMX Xeon, which is never:
+  /// oneDNN 2.6 was not faster than the AMX kernels there at any length
+  /// (docs/performance.md, "Prefill on oneDNN"). bf16 K/V
+  /// rows of such a prefill can differ in the last bits from the same tokens
+  /// fed with logits (oneDNN's order of operations depends on the row count);
+  /// i8 gives the same bits (an exact int32 dot), f32 and i4 never use it.
+  std::optional<std::size_t> onednn_prefill_rows = std::nullopt;
 };
 
 /// Per-sequence state of a cpu::Transformer: the preallocated K/V of every
@@ -213,6 +226,16 @@ class Transformer {
 /// (docs/performance.md). Logits are batch-invariant on each; bf16 logits
 /// differ between amx and the others.
 const char* kernel_isa();
+
+/// Which path runs the matmuls of a prompt prefill (LoadOptions::onednn_prefill_rows),
+/// for benchmarks and tests that compare them on one loaded model: automatic
+/// (each model's threshold), kernels (never oneDNN), onednn (oneDNN for every
+/// prefill call, whatever its length, for bf16 and i8 weights).
+enum class PrefillPath { automatic, kernels, onednn };
+/// Sets the PrefillPath of the process; not thread-safe against concurrent forward passes.
+void set_prefill_path(PrefillPath path);
+/// The PrefillPath in effect (automatic unless set_prefill_path changed it).
+PrefillPath prefill_path();
 
 static_assert(CausalLM<Transformer> && ForwardsBatches<Transformer> && AttendsTrees<Transformer> &&
               RunsLayerPlans<Transformer> && CacheHasKeep<TransformerCache> && SplitsLayers<Transformer>);

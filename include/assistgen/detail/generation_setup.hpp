@@ -134,6 +134,22 @@ void forward_rows(const M& model, std::span<const Token> tokens, typename M::Cac
                 std::to_string(tokens.size()) + " tokens");
 }
 
+/// Feeds the prompt's tokens before the last that `cache` does not hold yet
+/// in one call of their own asking for no logits (nothing when there are
+/// none). Every decoder prefills a prompt this way, before its first step or
+/// round, which then feeds [last] or [last, d_1..d_k] as in every later one:
+/// a backend whose prefill path differs from its decode path
+/// (cpu::Transformer's oneDNN prefill, LoadOptions::onednn_prefill_rows)
+/// thus computes the same K/V for the prompt in plain, assisted and batched
+/// generation, and greedy assisted output stays the target's own.
+template <CausalLM M>
+void prefill_prompt(const M& model, std::span<const Token> prompt, typename M::Cache& cache, Logits& scratch,
+                    std::string_view who) {
+  const std::size_t cached = cache.size();
+  if (cached + 1 >= prompt.size()) return;
+  forward_rows(model, prompt.subspan(cached, prompt.size() - 1 - cached), cache, 0, scratch, who);
+}
+
 /// Length of the longest common prefix of `a` and `b`.
 inline std::size_t common_prefix(std::span<const Token> a, std::span<const Token> b) {
   const std::size_t n = std::min(a.size(), b.size());
