@@ -426,15 +426,6 @@ LoadModelOptions load_options(const Args& a) {
   return lo;
 }
 
-Model load_with_progress(const std::string& dir, LoadModelOptions lo) {
-  std::optional<Model> m;
-  with_load_progress(dir, [&](const ProgressSink& sink) {
-    lo.on_progress = sink;
-    m.emplace(load_model(dir, lo));
-  });
-  return std::move(*m);
-}
-
 // --backend hpu-ref with -p: kv_len buckets for the prompt (as the target's
 // tokenizer encodes it, plus a BOS) and the new tokens the run resolves to.
 std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions& o) {
@@ -450,11 +441,10 @@ std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions
 
 int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_t> random_seed) {
   std::optional<HpuRefLoader> hpu_loader = text_hpu_loader(a, o);
-  const LoadModelOptions lo = hpu_loader ? LoadModelOptions{} : load_options(a);
+  LoadModelOptions lo = hpu_loader ? LoadModelOptions{} : load_options(a);
+  if (hpu_loader) lo.backend = hpu_loader->backend();  // the target and the draft
   LoadModelOptions target_lo = lo;
-  if (hpu_loader)
-    target_lo.backend = hpu_loader->backend();
-  else
+  if (!hpu_loader)
     target_lo.tensor_parallel = target_group();  // under mpirun: split; the draft runs whole on every rank
   const Model target = load_with_progress(a.model, target_lo);
   announce_split(target);
