@@ -58,6 +58,11 @@ def kv(key, vtype, value):
     return gstr(key) + struct.pack("<I", vtype) + body
 
 
+def is_tokenizer_kv(entry):
+    """Whether a kv() entry's key is tokenizer.ggml.* (tokenizer_meta writes those)."""
+    return entry[8:8 + len(b"tokenizer.ggml.")] == b"tokenizer.ggml."
+
+
 def kv_array(key, etype, values):
     if etype == 8:
         body = b"".join(gstr(v) for v in values)
@@ -326,7 +331,7 @@ def main():
         if isinstance(cfg.get(k), int):
             meta.append(kv(f"tokenizer.ggml.{k}", 4, cfg[k]))
     if os.path.exists(os.path.join(a.hf_dir, "tokenizer.json")):
-        meta = [x for x in meta if not x.startswith(gstr("tokenizer.ggml."))] + tokenizer_meta(a.hf_dir, not a.no_merges)
+        meta = [x for x in meta if not is_tokenizer_kv(x)] + tokenizer_meta(a.hf_dir, not a.no_merges)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     layer = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
@@ -383,7 +388,7 @@ def write_gpt2(a, cfg, weights):
         if isinstance(cfg.get(k), int):
             meta.append(kv(f"tokenizer.ggml.{k}", 4, cfg[k]))
     if os.path.exists(os.path.join(a.hf_dir, "tokenizer.json")):
-        meta = [x for x in meta if not x.startswith(gstr("tokenizer.ggml."))] + tokenizer_meta(a.hf_dir, not a.no_merges)
+        meta = [x for x in meta if not is_tokenizer_kv(x)] + tokenizer_meta(a.hf_dir, not a.no_merges)
     layer = {"ln_1": "attn_norm", "ln_2": "ffn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output",
              "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
     tensors = []
