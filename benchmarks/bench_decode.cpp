@@ -100,6 +100,20 @@ void BM_Prefill_Small(benchmark::State& s) {
   run_forward(s, "small", static_cast<std::size_t>(s.range(1)), dtype_arg(s.range(0)));
 }
 
+// Copies of one packed [n, k] layer, 1 GiB in all, to be cycled so that the
+// weights come from DRAM (more than the L3 of the machines measured, up to
+// 480 MB), not from the cache.
+std::vector<assistgen::cpu::detail::PackedLinear> cycled_layers(assistgen::cpu::detail::WeightType type,
+                                                                const std::vector<float>& w,
+                                                                std::size_t n, std::size_t k) {
+  using assistgen::cpu::detail::pack_linear;
+  std::vector<assistgen::cpu::detail::PackedLinear> layers;
+  layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  while (layers.size() * layers[0].data.size() < (std::size_t{1} << 30))
+    layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  return layers;
+}
+
 // The kernels alone on TinyLlama's MLP-in layer: range(0) dtype, range(1) M, range(2) threads.
 void BM_Kernel(benchmark::State& state) {
   using namespace assistgen::cpu::detail;
@@ -116,12 +130,7 @@ void BM_Kernel(benchmark::State& state) {
   const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8",
                          "bf16_f32 (bf16 widened, f32 FMA)"};
   const WeightType type = types[state.range(0)];
-  // Copies of the layer cycled so that the weights come from DRAM (1 GiB: more than the L3 of
-  // the Xeons measured, up to 480 MB), not from the cache.
-  std::vector<PackedLinear> layers;
-  layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
-  while (layers.size() * layers[0].data.size() < (std::size_t{1} << 30))
-    layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  const std::vector<PackedLinear> layers = cycled_layers(type, w, n, k);
   std::vector<float> x(m * k, 0.5f), y(m * n);
   std::vector<std::uint8_t> q;
   std::vector<float> qs;
@@ -151,10 +160,7 @@ void BM_OneDnnPrefill(benchmark::State& state) {
   std::normal_distribution<float> d(0.0f, 0.02f);
   for (auto& e : w) e = d(eng);
   const WeightType type = state.range(0) == 1 ? WeightType::bf16 : WeightType::i8;
-  std::vector<PackedLinear> layers;
-  layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
-  while (layers.size() * layers[0].data.size() < (std::size_t{1} << 30))
-    layers.push_back(pack_linear(type, w.data(), n, k, nullptr));
+  const std::vector<PackedLinear> layers = cycled_layers(type, w, n, k);
   std::vector<float> x(m * k, 0.5f), y(m * n);
   std::vector<std::uint8_t> q;
   std::vector<float> qs;
