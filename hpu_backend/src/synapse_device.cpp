@@ -287,6 +287,18 @@ class Lowering {
     for (int id : n.inputs) ins.push_back(input(id));
     const TensorInfo& in0 = g_.tensor(n.inputs[0]);
     const auto rank = static_cast<std::int32_t>(in0.shape.size());
+    // Slice parameters that keep all of in0 (fastest-first axes), for the
+    // slicing ops to narrow one axis of.
+    auto whole_slice = [&] {
+      syn::SliceParams p{};
+      for (std::int32_t j = 0; j < rank; ++j) {
+        p.axes[j] = static_cast<std::uint32_t>(j);
+        p.starts[j] = 0;
+        p.ends[j] = static_cast<std::uint32_t>(in0.shape[static_cast<std::size_t>(rank - 1 - j)]);
+        p.steps[j] = 1;
+      }
+      return p;
+    };
     switch (n.op) {
       case Op::gemm:
         if (g_.tensor(n.inputs[1]).dtype == DType::f8_e4m3) {
@@ -356,13 +368,7 @@ class Lowering {
         break;
       }
       case Op::kv_read: {
-        syn::SliceParams p{};
-        for (std::int32_t j = 0; j < rank; ++j) {
-          p.axes[j] = static_cast<std::uint32_t>(j);
-          p.starts[j] = 0;
-          p.ends[j] = static_cast<std::uint32_t>(in0.shape[static_cast<std::size_t>(rank - 1 - j)]);
-          p.steps[j] = 1;
-        }
+        syn::SliceParams p = whole_slice();
         p.ends[1] = static_cast<std::uint32_t>(n.attrs.length);  // the position axis
         node("slice", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);
         break;
@@ -383,13 +389,7 @@ class Lowering {
         break;
       case Op::batch_row: {
         // A slice of one row along the slowest axis (fastest-first: the last).
-        syn::SliceParams p{};
-        for (std::int32_t j = 0; j < rank; ++j) {
-          p.axes[j] = static_cast<std::uint32_t>(j);
-          p.starts[j] = 0;
-          p.ends[j] = static_cast<std::uint32_t>(in0.shape[static_cast<std::size_t>(rank - 1 - j)]);
-          p.steps[j] = 1;
-        }
+        syn::SliceParams p = whole_slice();
         p.starts[rank - 1] = static_cast<std::uint32_t>(n.attrs.length);
         p.ends[rank - 1] = static_cast<std::uint32_t>(n.attrs.length + 1);
         node("slice", n.name, ins, {output(n.outputs[0], r)}, &p, sizeof p);

@@ -18,24 +18,17 @@
 #include "assistgen/hpu/transformer.hpp"
 #include "assistgen/io/safetensors.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "golden_models.hpp"
 #include "low_precision.hpp"
 
 using namespace assistgen;
+using hpu_test::kModels;
+using hpu_test::kPrompt;
+using hpu_test::kTokens;
+using hpu_test::models;
 namespace fs = std::filesystem;
 
 namespace {
-
-const fs::path kModels = fs::path(ASSISTGEN_TEST_DATA_DIR) / "models";
-const std::vector<Token> kTokens = {1, 17, 200, 45, 3, 99, 128, 7, 255, 64, 31, 180};
-const std::vector<Token> kPrompt = {1, 17, 200, 45, 3, 99};
-
-std::vector<fs::path> models() {
-  std::vector<fs::path> dirs;
-  for (const auto& e : fs::directory_iterator(kModels))
-    if (fs::exists(e.path() / "golden.safetensors")) dirs.push_back(e.path());
-  std::sort(dirs.begin(), dirs.end());
-  return dirs;
-}
 
 hpu::LoadOptions buckets(DType dtype, std::shared_ptr<hpu::Device> dev = nullptr) {
   hpu::LoadOptions o;

@@ -21,9 +21,11 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/cpu/transformer.hpp"
 #include "assistgen/speculative_decoder.hpp"
+#include "integration/batch_arrivals.hpp"
 #include "unit/toy_models.hpp"
 
 using namespace assistgen;
+using batch_test::Job;
 using cpu::Transformer;
 using toy::FnModel;
 
@@ -41,12 +43,6 @@ const Models& models() {
   static const Models m;
   return m;
 }
-
-// A job: prompt and configuration of one sequence.
-struct Job {
-  std::vector<Token> prompt;
-  GenerationConfig cfg;
-};
 
 // `count` jobs with varied prompts (lengths 1..12, repetitive ones so that
 // prompt lookup finds matches), K, lengths, seeds and processors.
@@ -76,42 +72,6 @@ std::vector<Job> make_jobs(std::size_t count, bool sample, std::uint32_t seed) {
   return jobs;
 }
 
-// Runs `jobs` through `engine`, submitting them in a random order at random
-// rounds, and returns each job's result. `make_source(job)` makes its source.
-template <class Engine, class MakeSource>
-std::vector<GenerationResult> run_batched(Engine& engine, const std::vector<Job>& jobs,
-                                          std::uint32_t seed, MakeSource&& make_source) {
-  std::mt19937 rng(seed);
-  std::vector<std::size_t> order(jobs.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::shuffle(order.begin(), order.end(), rng);
-  std::vector<GenerationResult> results(jobs.size());
-  std::vector<std::vector<Token>> streamed(jobs.size());
-  std::map<typename Engine::SequenceId, std::size_t> job_of;
-  std::size_t next = 0, done = 0;
-  while (done < jobs.size()) {
-    // Arrivals: 0..3 new sequences before each round.
-    for (std::size_t a = rng() % 4; a > 0 && next < order.size(); --a, ++next) {
-      const std::size_t j = order[next];
-      const auto id =
-          engine.submit(jobs[j].prompt, jobs[j].cfg, make_source(jobs[j]), [&, j](Token t) {
-            streamed[j].push_back(t);
-            return true;
-          });
-      job_of[id] = j;
-    }
-    engine.step();
-    for (auto& f : engine.take_finished()) {
-      REQUIRE_FALSE(f.error);
-      const std::size_t j = job_of.at(f.id);
-      CHECK(streamed[j] == f.result.tokens);  // the stream is the result
-      results[j] = std::move(f.result);
-      ++done;
-    }
-  }
-  return results;
-}
-
 }  // namespace
 
 TEST_CASE("BatchEngine: plain greedy and sampled sequences equal AutoregressiveDecoder alone") {
@@ -120,8 +80,9 @@ TEST_CASE("BatchEngine: plain greedy and sampled sequences equal AutoregressiveD
   const std::size_t max_batch = GENERATE(1, 3, 16);
   const std::vector<Job> jobs = make_jobs(12, sample, 7 + static_cast<std::uint32_t>(max_batch));
   BatchEngine<Transformer> engine(m.target, {.max_batch = max_batch});
-  const auto got = run_batched(engine, jobs, 11 * static_cast<std::uint32_t>(max_batch),
-                               [](const Job&) { return NoCandidates{}; });
+  const auto got =
+      batch_test::run_with_arrivals(engine, jobs, 11 * static_cast<std::uint32_t>(max_batch), 3,
+                                    [](const Job&) { return NoCandidates{}; });
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     INFO("job " << j << " sample " << sample << " max_batch " << max_batch);
     const GenerationResult alone = generate_autoregressive(m.target, jobs[j].prompt, jobs[j].cfg);
@@ -147,8 +108,9 @@ TEST_CASE(
   using Source = DraftModelCandidates<Transformer>;
   BatchEngine<Transformer, Source> engine(m.target, {.max_batch = max_batch});
   const auto vocab = static_cast<std::size_t>(m.target.vocab_size());
-  const auto got = run_batched(engine, jobs, 3 + static_cast<std::uint32_t>(max_batch),
-                               [&](const Job&) { return Source(draft, vocab); });
+  const auto got =
+      batch_test::run_with_arrivals(engine, jobs, 3 + static_cast<std::uint32_t>(max_batch), 3,
+                                    [&](const Job&) { return Source(draft, vocab); });
   std::size_t per_sequence_draft_calls = 0;
   bool ragged = false;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
@@ -178,8 +140,8 @@ TEST_CASE("BatchEngine: prompt lookup per sequence equals SpeculativeDecoder alo
   std::vector<Job> jobs = make_jobs(10, false, 5);
   for (auto& j : jobs) j.cfg.prompt_lookup_num_tokens = 1 + j.prompt.size() % 4;
   BatchEngine<Transformer, PromptLookupCandidates> engine(m.target, {.max_batch = 4});
-  const auto got =
-      run_batched(engine, jobs, 9, [](const Job& j) { return PromptLookupCandidates(j.cfg); });
+  const auto got = batch_test::run_with_arrivals(
+      engine, jobs, 9, 3, [](const Job& j) { return PromptLookupCandidates(j.cfg); });
   std::size_t drafted = 0;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     SpeculativeDecoder decoder(m.target, jobs[j].cfg);
@@ -198,8 +160,8 @@ TEST_CASE("BatchEngine: type-erased models (AnyModel) batch through their batche
   const std::vector<Job> jobs = make_jobs(6, true, 21);
   using Source = DraftModelCandidates<AnyModel>;
   BatchEngine<AnyModel, Source> engine(target, {.max_batch = 6});
-  const auto got =
-      run_batched(engine, jobs, 4, [&](const Job&) { return Source(draft, target.vocab_size()); });
+  const auto got = batch_test::run_with_arrivals(
+      engine, jobs, 4, 3, [&](const Job&) { return Source(draft, target.vocab_size()); });
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     SpeculativeDecoder decoder(m.noisy, m.target, jobs[j].cfg);
     CHECK(got[j].tokens == decoder.generate(jobs[j].prompt).tokens);

@@ -21,8 +21,10 @@
 #include "assistgen/generate.hpp"
 #include "assistgen/self_speculative_decoder.hpp"
 #include "assistgen/text_engine.hpp"
+#include "integration/batch_arrivals.hpp"
 
 using namespace assistgen;
+using batch_test::Job;
 using cpu::Transformer;
 
 namespace {
@@ -33,11 +35,6 @@ const Transformer& target() {
   static const Transformer t = Transformer::load(kModels / "kjv-target", {.threads = 1});
   return t;
 }
-
-struct Job {
-  std::vector<Token> prompt;
-  GenerationConfig cfg;
-};
 
 std::vector<Job> make_jobs(std::size_t count, bool sample, std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -75,34 +72,9 @@ TEST_CASE("BatchEngine: self-speculative sequences equal SelfSpeculativeDecoder 
   STATIC_REQUIRE(DraftsOnTargetCache<Source, Transformer::Cache>);
   BatchEngine<Transformer, Source> engine(t, {.max_batch = max_batch});
 
-  std::mt19937 rng(static_cast<std::uint32_t>(max_batch * 7 + exit_layer));
-  std::vector<std::size_t> order(jobs.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::shuffle(order.begin(), order.end(), rng);
-  std::vector<GenerationResult> got(jobs.size());
-  std::vector<std::vector<Token>> streamed(jobs.size());
-  std::map<std::uint64_t, std::size_t> job_of;
-  std::size_t next = 0, done = 0;
-  while (done < jobs.size()) {
-    for (std::size_t a = rng() % 3; a > 0 && next < order.size(); --a, ++next) {
-      const std::size_t j = order[next];
-      job_of[engine.submit(jobs[j].prompt, jobs[j].cfg, Source(t, exit_layer, verify),
-                           [&, j](Token tok) {
-                             streamed[j].push_back(tok);
-                             return true;
-                           })] = j;
-    }
-    if (!engine.step() && next == order.size()) break;
-    for (auto& f : engine.take_finished()) {
-      REQUIRE_FALSE(f.error);
-      const std::size_t j = job_of.at(f.id);
-      CHECK(streamed[j] == f.result.tokens);
-      got[j] = std::move(f.result);
-      ++done;
-    }
-  }
-  for (auto& f : engine.take_finished()) got[job_of.at(f.id)] = std::move(f.result), ++done;
-  REQUIRE(done == jobs.size());
+  const std::vector<GenerationResult> got = batch_test::run_with_arrivals(
+      engine, jobs, static_cast<std::uint32_t>(max_batch * 7 + exit_layer), 2,
+      [&](const Job&) { return Source(t, exit_layer, verify); });
 
   std::size_t accepted = 0;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
@@ -115,7 +87,8 @@ TEST_CASE("BatchEngine: self-speculative sequences equal SelfSpeculativeDecoder 
     CHECK(got[j].stats.drafted == a.stats.drafted);
     CHECK(got[j].stats.accepted == a.stats.accepted);
     CHECK(got[j].stats.draft_calls == a.stats.draft_calls);
-    if (!sample) CHECK(got[j].tokens == generate_autoregressive(t, jobs[j].prompt, jobs[j].cfg).tokens);
+    if (!sample)
+      CHECK(got[j].tokens == generate_autoregressive(t, jobs[j].prompt, jobs[j].cfg).tokens);
     accepted += got[j].stats.accepted;
   }
   CHECK(accepted > 0);

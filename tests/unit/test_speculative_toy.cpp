@@ -570,16 +570,6 @@ TEST_CASE("dynamic confidence threshold: equal-error-rate fit", "[schedule]") {
 
 namespace {
 
-std::vector<float> random_table(std::uint64_t seed, std::size_t v, float scale) {
-  std::vector<float> t(v * v);
-  std::uint64_t s = seed;
-  for (float& x : t) {
-    s = toy::mix64(s);
-    x = static_cast<float>(((s >> 11) * 0x1.0p-53 * 2.0 - 1.0) * scale);
-  }
-  return t;
-}
-
 /// The target's processed next-token distribution after `history`, in
 /// double, independently of include/assistgen/sampling: HF's order
 /// (repetition penalty, suppressed tokens, then the sampling warpers
@@ -747,8 +737,8 @@ TEST_CASE("reference_probs agrees with HF's definitions on a hand-made case", "[
 }
 
 TEST_CASE("sampled first two tokens follow the target: q == p", "[speculative][statistical]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 1.5f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 1.5f));
   GenerationConfig cfg{.max_new_tokens = 3, .num_assistant_tokens = 3, .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
   check_pair(dec, target, cfg, kShortPrompt, 0);
@@ -756,8 +746,8 @@ TEST_CASE("sampled first two tokens follow the target: q == p", "[speculative][s
 
 TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K",
           "[speculative][statistical]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(2, kSmallVocab, 1.5f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 1.5f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(2, kSmallVocab, 1.5f));
   GenerationConfig cfg{.max_new_tokens = 3,
                        .num_assistant_tokens = 3,
                        .schedule = DraftLengthSchedule::heuristic_transient,
@@ -768,7 +758,7 @@ TEST_CASE("sampled first two tokens follow the target: unrelated q, heuristic K"
 
 TEST_CASE("sampled first two tokens follow the target: one-hot q and q zero where p > 0",
           "[speculative][statistical]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 1.5f));
   // One-hot draft: all mass on (last * 3 + 1) % V.
   const FnModel onehot(kSmallVocab, [](std::span<const Token> h, std::span<float> row) {
     std::fill(row.begin(), row.end(), toy::kNegInf);
@@ -788,8 +778,8 @@ TEST_CASE("sampled first two tokens follow the target: one-hot q and q zero wher
 
 TEST_CASE("sampled first two tokens follow the processed target: temperature, top-k, top-p, min-p",
           "[speculative][statistical]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 2.0f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(3, kSmallVocab, 2.0f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 2.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(3, kSmallVocab, 2.0f));
   GenerationConfig cfg{.max_new_tokens = 3,
                        .num_assistant_tokens = 3,
                        .do_sample = true,
@@ -804,8 +794,8 @@ TEST_CASE("sampled first two tokens follow the processed target: temperature, to
 TEST_CASE(
     "sampled first two tokens follow the processed target: repetition penalty sees drafted history",
     "[speculative][statistical]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.0f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.2f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(4, kSmallVocab, 1.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(4, kSmallVocab, 1.2f));
   GenerationConfig cfg{.max_new_tokens = 3,
                        .num_assistant_tokens = 3,
                        .do_sample = true,
@@ -817,7 +807,7 @@ TEST_CASE(
 
 TEST_CASE("sampled first two tokens follow the target with prompt lookup (one-hot q)",
           "[speculative][statistical][prompt_lookup]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(5, kSmallVocab, 1.0f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(5, kSmallVocab, 1.0f));
   GenerationConfig cfg{
       .max_new_tokens = 3, .do_sample = true, .temperature = 1.3f, .prompt_lookup_num_tokens = 3};
   SpeculativeDecoder dec(target, cfg);
@@ -832,8 +822,8 @@ TEST_CASE("sampled first two tokens follow the target with prompt lookup (one-ho
 
 TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, unrelated q, constant K",
           "[speculative][statistical][steady]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 1.5f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(2, kSmallVocab, 1.5f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 1.5f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(2, kSmallVocab, 1.5f));
   GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = 2, .do_sample = true};
   SpeculativeDecoder dec(draft, target, cfg);
   const auto cov = check_pair(dec, target, cfg, kShortPrompt, 3);
@@ -846,9 +836,9 @@ TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, close q, heuri
           "[speculative][statistical][steady]") {
   // A draft close to the target (q = p on a third of the rows): long runs of
   // acceptance grow K, rejections shrink it.
-  const FnModel target = toy::table_model(kSmallVocab, random_table(6, kSmallVocab, 2.0f));
-  auto table = random_table(6, kSmallVocab, 2.0f);
-  const auto other = random_table(7, kSmallVocab, 2.0f);
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(6, kSmallVocab, 2.0f));
+  auto table = toy::random_table(6, kSmallVocab, 2.0f);
+  const auto other = toy::random_table(7, kSmallVocab, 2.0f);
   for (std::size_t i = 0; i < table.size(); ++i)
     if ((i / kSmallVocab) % 3 != 0) table[i] = 0.7f * table[i] + 0.3f * other[i];
   const FnModel draft = toy::table_model(kSmallVocab, table);
@@ -864,8 +854,8 @@ TEST_CASE("steady-state rounds: tokens 3 and 4 follow the target, close q, heuri
 
 TEST_CASE("steady-state rounds: the processed target (temperature, top-k, top-p, min-p) at tokens 3 and 4",
           "[speculative][statistical][steady]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(1, kSmallVocab, 2.0f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(3, kSmallVocab, 2.0f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(1, kSmallVocab, 2.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(3, kSmallVocab, 2.0f));
   GenerationConfig cfg{.max_new_tokens = 6,
                        .num_assistant_tokens = 2,
                        .do_sample = true,
@@ -883,8 +873,8 @@ TEST_CASE("steady-state rounds: the repetition penalty sees the whole history at
           "[speculative][statistical][steady]") {
   // Not a Markov chain any more: the law of token 4 depends on every token
   // before it (expected_pair enumerates them all).
-  const FnModel target = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.0f));
-  const FnModel draft = toy::table_model(kSmallVocab, random_table(4, kSmallVocab, 1.2f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(4, kSmallVocab, 1.0f));
+  const FnModel draft = toy::table_model(kSmallVocab, toy::random_table(4, kSmallVocab, 1.2f));
   GenerationConfig cfg{.max_new_tokens = 6,
                        .num_assistant_tokens = 2,
                        .do_sample = true,
@@ -897,7 +887,7 @@ TEST_CASE("steady-state rounds: the repetition penalty sees the whole history at
 }
 
 TEST_CASE("steady-state rounds: prompt lookup at tokens 3 and 4", "[speculative][statistical][steady][prompt_lookup]") {
-  const FnModel target = toy::table_model(kSmallVocab, random_table(5, kSmallVocab, 1.0f));
+  const FnModel target = toy::table_model(kSmallVocab, toy::random_table(5, kSmallVocab, 1.0f));
   GenerationConfig cfg{
       .max_new_tokens = 6, .do_sample = true, .temperature = 1.3f, .prompt_lookup_num_tokens = 2};
   SpeculativeDecoder dec(target, cfg);

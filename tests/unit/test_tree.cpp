@@ -34,16 +34,6 @@ namespace {
 
 constexpr std::size_t kV = 8;
 
-std::vector<float> random_table(std::uint64_t seed, std::size_t v, float scale) {
-  std::vector<float> t(v * v);
-  std::uint64_t s = seed;
-  for (float& x : t) {
-    s = toy::mix64(s);
-    x = static_cast<float>(((s >> 11) * 0x1.0p-53 * 2.0 - 1.0) * scale);
-  }
-  return t;
-}
-
 // Row-wise softmax of a logits table, in double.
 std::vector<double> probs_of(const std::vector<float>& logits) {
   std::vector<double> p(logits.size());
@@ -176,8 +166,8 @@ TEST_CASE("greedy tree verification follows the target's argmax through the tree
 
 TEST_CASE("tree speculative sampling keeps the target's law: i.i.d. siblings, several shapes",
           "[tree][statistical]") {
-  const std::vector<float> p = random_table(1, kV, 1.5f);
-  const std::vector<float> q = as_float(probs_of(random_table(2, kV, 1.5f)));
+  const std::vector<float> p = toy::random_table(1, kV, 1.5f);
+  const std::vector<float> q = as_float(probs_of(toy::random_table(2, kV, 1.5f)));
   const auto shape = GENERATE(std::vector<std::size_t>{1}, std::vector<std::size_t>{3},
                               std::vector<std::size_t>{2, 2}, std::vector<std::size_t>{4, 1, 1},
                               std::vector<std::size_t>{1, 3});
@@ -188,15 +178,15 @@ TEST_CASE("tree speculative sampling keeps the target's law: i.i.d. siblings, se
 TEST_CASE(
     "tree speculative sampling keeps the target's law: q == p (duplicate siblings everywhere)",
     "[tree][statistical]") {
-  const std::vector<float> p = random_table(3, kV, 2.5f);
+  const std::vector<float> p = toy::random_table(3, kV, 2.5f);
   const std::vector<float> q = as_float(probs_of(p));
   check_tree_law({4, 2}, p, q, Siblings::iid);
 }
 
 TEST_CASE("tree speculative sampling keeps the target's law: q zero where p has mass",
           "[tree][statistical]") {
-  const std::vector<float> p = random_table(4, kV, 1.0f);
-  std::vector<float> ql = random_table(5, kV, 1.0f);
+  const std::vector<float> p = toy::random_table(4, kV, 1.0f);
+  std::vector<float> ql = toy::random_table(5, kV, 1.0f);
   for (std::size_t r = 0; r < kV; ++r)
     for (std::size_t c = 0; c < 3; ++c) ql[r * kV + c] = -1e30f;  // q never proposes tokens 0..2
   check_tree_law({3, 2}, p, as_float(probs_of(ql)), Siblings::iid);
@@ -204,8 +194,8 @@ TEST_CASE("tree speculative sampling keeps the target's law: q zero where p has 
 
 TEST_CASE("tree speculative sampling keeps the target's law: deterministic candidates (one-hot q)",
           "[tree][statistical]") {
-  const std::vector<float> p = random_table(6, kV, 1.5f);
-  const std::vector<float> q = as_float(probs_of(random_table(7, kV, 1.5f)));
+  const std::vector<float> p = toy::random_table(6, kV, 1.5f);
+  const std::vector<float> q = as_float(probs_of(toy::random_table(7, kV, 1.5f)));
   const auto shape = GENERATE(std::vector<std::size_t>{3, 2}, std::vector<std::size_t>{8},
                               std::vector<std::size_t>{2, 1, 1});
   check_tree_law(shape, p, q, Siblings::top);
@@ -305,9 +295,9 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
           "[tree][statistical][steady]") {
   // An unrelated draft, and one close to the target (paths of two accepted
   // often, so later rounds follow keep() of a tree path).
-  const std::vector<float> pl = random_table(1, kV, 1.5f);
+  const std::vector<float> pl = toy::random_table(1, kV, 1.5f);
   const bool close = GENERATE(false, true);
-  std::vector<float> ql = random_table(2, kV, 1.5f);
+  std::vector<float> ql = toy::random_table(2, kV, 1.5f);
   if (close)
     for (std::size_t i = 0; i < ql.size(); ++i) ql[i] = 2.0f * pl[i] + 0.3f * ql[i];
   const TreeFnModel target = toy::tree_table_model(kV, pl), draft = toy::tree_table_model(kV, ql);

@@ -112,6 +112,18 @@ inline std::uint64_t mix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+/// A v x v table of pseudo-random logits in [-scale, scale) from `seed`
+/// (for table_model: row = the previous token).
+inline std::vector<float> random_table(std::uint64_t seed, std::size_t v, float scale) {
+  std::vector<float> t(v * v);
+  std::uint64_t s = seed;
+  for (float& x : t) {
+    s = mix64(s);
+    x = static_cast<float>(((s >> 11) * 0x1.0p-53 * 2.0 - 1.0) * scale);
+  }
+  return t;
+}
+
 /// Pseudo-random logits in [-3, 3) from the last two tokens and a seed.
 inline void hash_logits(std::span<const Token> h, std::uint64_t seed, std::span<float> row) {
   const std::uint64_t a = static_cast<std::uint64_t>(h.back());

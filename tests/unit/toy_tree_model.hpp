@@ -16,19 +16,9 @@
 
 namespace toy {
 
-/// A cache that remembers the token in each slot, with keep().
-struct TreeToyCache {
-  std::vector<Token> tokens;
-  std::size_t cap = 0;
-
-  std::size_t size() const { return tokens.size(); }
-  std::size_t capacity() const { return cap; }
-  void truncate(std::size_t n) {
-    if (n > tokens.size())
-      throw assistgen::InvalidArgument("TreeToyCache::truncate(" + std::to_string(n) +
-                                       ") beyond size " + std::to_string(tokens.size()));
-    tokens.resize(n);
-  }
+/// A ToyCache with keep(): the kept rows move into place.
+struct TreeToyCache : ToyCache {
+  TreeToyCache clone() const { return *this; }
   void keep(std::size_t base, std::span<const std::uint32_t> rows) {
     if (base > tokens.size())
       throw assistgen::InvalidArgument("TreeToyCache::keep: base beyond size");

@@ -315,8 +315,10 @@ class AssistedSequence {
     const std::span<const Token> nodes(seq_.data() + n, k);
     const std::span<const std::int32_t> par =
         k == 0 ? std::span<const std::int32_t>() : source_.tree_parent();
+    // A row's history is S (copied once) and the path the walk is on.
+    history_.assign(seq_.begin(), seq_.begin() + static_cast<std::ptrdiff_t>(n));
     auto process = [&](std::size_t r) {
-      history_.assign(seq_.begin(), seq_.begin() + static_cast<std::ptrdiff_t>(n));
+      history_.resize(n);
       for (const std::uint32_t i : path_) history_.push_back(nodes[i]);
       std::span<float> p = std::span<float>(row(r)).first(vocab_);
       chain_.apply(p, std::span<const Token>(history_));
