@@ -12,6 +12,9 @@
 #         common flags, so both option strings set the same exitcode), never
 #         1: test_cli expects exit 1 from the CLI for user errors, and a report
 #         in a CLI child process must not pass for one.
+#         The mpi:* tests run with LSan's leak check off
+#         (tests/mpi/CMakeLists.txt): Open MPI leaks in the components it
+#         unloads at MPI_Finalize, stacks no suppression can name.
 #   tsan  every test that runs threads, built with ThreadSanitizer
 #         (-DASSISTGEN_SANITIZE=thread) in build-tsan and run with ctest:
 #         test_concurrency (models and tokenizers shared between threads),
