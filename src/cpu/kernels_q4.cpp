@@ -322,7 +322,10 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
     }
     for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
   }
-  const bool avx512 = active_isa() == Isa::avx512;
+  // The AVX-512 tiles on AVX-512 and AMX CPUs (no AMX tile path for these
+  // types); the scalar fallback for scalar and scalar_amx.
+  const Isa isa = active_isa();
+  const bool avx512 = isa == Isa::avx512 || isa == Isa::amx;
   const std::size_t units = p.units();
   const std::size_t work = (p.data.size() + p.gscales.size()) * (1 + m / 4);
   const std::size_t by_work =

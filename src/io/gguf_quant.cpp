@@ -1,4 +1,4 @@
-// GGUF's Q4_0, Q4_K and Q6_K blocks, and views of GGUF tensors (gguf_quant.hpp).
+// GGUF's Q8_0, Q4_0, Q4_K and Q6_K blocks, and views of GGUF tensors (gguf_quant.hpp).
 #pragma GCC optimize("fp-contract=off")  // a * b - c as ggml's reference: two roundings
 
 #include "gguf_quant.hpp"
@@ -21,7 +21,7 @@ float f16_at(const std::byte* p) {
 }
 unsigned u8(const std::byte* p, std::size_t i) { return static_cast<unsigned>(p[i]); }
 
-constexpr std::size_t kQ4_0 = 18, kQ4_K = 144, kQ6_K = 210;
+constexpr std::size_t kQ8_0 = 34, kQ4_0 = 18, kQ4_K = 144, kQ6_K = 210;
 
 // Sub-block j's 6-bit scale and min of a Q4_K block's 12 scale bytes.
 void scale_min_k4(std::size_t j, const std::byte* s, unsigned& sc, unsigned& m) {
@@ -36,6 +36,17 @@ void scale_min_k4(std::size_t j, const std::byte* s, unsigned& sc, unsigned& m) 
 
 // Calls f(element index in block, code, scale, min) for every element of
 // one block; (scale, min) are exact floats with w = scale * code - min.
+// Q8_0's signed codes q in [-128, 127] as unsigned q + 128 with scale d and
+// min 128 d: d (q + 128) - 128 d = d q exactly (binary16 d times a code of
+// at most 8 bits is exact in float, and so is the difference).
+template <class F>
+void q8_0_block(const std::byte* b, F&& f) {
+  const float d = f16_at(b);
+  for (std::size_t i = 0; i < 32; ++i)
+    f(i, static_cast<unsigned>(static_cast<int>(static_cast<std::int8_t>(b[2 + i])) + 128), d,
+      128.0f * d);
+}
+
 template <class F>
 void q4_0_block(const std::byte* b, F&& f) {
   const float d = f16_at(b);
@@ -79,6 +90,11 @@ void q6_k_block(const std::byte* b, F&& f) {
 template <class F>
 void for_each_block(GgmlType t, std::span<const std::byte> raw, F&& f) {
   switch (t) {
+    case GgmlType::q8_0:
+      for (std::size_t i = 0; i < raw.size() / kQ8_0; ++i)
+        q8_0_block(raw.data() + i * kQ8_0,
+                   [&](std::size_t e, unsigned q, float s, float m) { f(32 * i + e, q, s, m); });
+      break;
     case GgmlType::q4_0:
       for (std::size_t i = 0; i < raw.size() / kQ4_0; ++i)
         q4_0_block(raw.data() + i * kQ4_0,
@@ -102,12 +118,19 @@ void for_each_block(GgmlType t, std::span<const std::byte> raw, F&& f) {
 }  // namespace
 
 bool has_groups(GgmlType t) {
-  return t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q6_k;
+  return t == GgmlType::q8_0 || t == GgmlType::q4_0 || t == GgmlType::q4_k ||
+         t == GgmlType::q6_k;
 }
 
 void dequantize(GgmlType t, std::span<const std::byte> raw, std::span<float> out) {
-  // ggml's own expressions: Q4_0 (q - 8) * d, Q4_K d1 * q - m1, Q6_K d * sc * (q - 32).
+  // ggml's own expressions: Q8_0 q * d, Q4_0 (q - 8) * d, Q4_K d1 * q - m1,
+  // Q6_K d * sc * (q - 32).
   switch (t) {
+    case GgmlType::q8_0:
+      for_each_block(t, raw, [&](std::size_t i, unsigned q, float d, float) {
+        out[i] = static_cast<float>(static_cast<int>(q) - 128) * d;
+      });
+      break;
     case GgmlType::q4_0:
       for_each_block(t, raw, [&](std::size_t i, unsigned q, float d, float) {
         out[i] = static_cast<float>(static_cast<int>(q) - 8) * d;
@@ -132,7 +155,7 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
   g.rows = rows;
   g.cols = cols;
   g.group = t == GgmlType::q6_k ? 16 : 32;
-  g.bits = t == GgmlType::q6_k ? 8 : 4;
+  g.bits = t == GgmlType::q6_k || t == GgmlType::q8_0 ? 8 : 4;
   g.q.resize(rows * cols);
   g.scale.resize(rows * g.groups_per_row());
   g.min.resize(g.scale.size());
@@ -168,17 +191,6 @@ TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::str
       v.dtype = DType::bf16;
       break;
     case GgmlType::q8_0:
-      // Exact: a binary16 scale (11 significant bits) times an int8 fits in a float.
-      v.dtype = DType::f32;
-      v.decode = [raw](std::span<float> out) {
-        for (std::size_t b = 0; b < out.size() / 32; ++b) {
-          const std::byte* blk = raw.data() + 34 * b;
-          const float d = f16_at(blk);
-          for (std::size_t i = 0; i < 32; ++i)
-            out[32 * b + i] = d * static_cast<float>(static_cast<std::int8_t>(blk[2 + i]));
-        }
-      };
-      break;
     case GgmlType::q4_0:
     case GgmlType::q4_k:
     case GgmlType::q6_k: {

@@ -1,9 +1,11 @@
-// Private to src/io: GGUF's 4- and 6-bit block types (ggml's block_q4_0,
-// block_q4_K, block_q6_K), decoded to floats as ggml's dequantize_row_*
+// Private to src/io: GGUF's block-quantized types (ggml's block_q8_0,
+// block_q4_0, block_q4_K, block_q6_K), decoded to floats as ggml's dequantize_row_*
 // does (the same float operations in the same order) and to the
 // group-quantized form of io/quantized.hpp (the same values, unrounded).
 //
-// Block layouts (little-endian; k = 32 per Q4_0 block, 256 per K block):
+// Block layouts (little-endian; k = 32 per Q8_0 / Q4_0 block, 256 per K block):
+//   Q8_0 (34 bytes): f16 d; 32 int8 qs; w = qs[i] * d. As groups: code
+//     qs[i] + 128, scale d, min 128 d.
 //   Q4_0 (18 bytes): f16 d; 16 bytes qs. Element i < 16 is qs[i] & 15,
 //     element 16 + i is qs[i] >> 4; w = (q - 8) * d.
 //   Q4_K (144 bytes): f16 d, f16 dmin; 12 bytes of 6-bit scales and mins for
@@ -38,14 +40,15 @@ bool has_groups(GgmlType t);
 void dequantize(GgmlType t, std::span<const std::byte> raw, std::span<float> out);
 
 /// The codes, scales and mins of `raw` ([rows, cols]): Q4_0 and Q4_K 4 bits
-/// in groups of 32, Q6_K 8 bits (codes < 64) in groups of 16. A non-finite
+/// in groups of 32, Q8_0 8 bits in groups of 32, Q6_K 8 bits (codes < 64)
+/// in groups of 16. A non-finite
 /// scale is a FormatError naming `what` (the file and tensor).
 GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t rows,
                          std::size_t cols, const std::string& what);
 
 /// A view of GGUF tensor `t` of file `src` under the name `hf`: F32, F16 and
 /// BF16 as stored; Q8_0, Q4_0, Q4_K and Q6_K decoded to floats as ggml does
-/// (the last three also with their group form, TensorView::quantized).
+/// and with their group form (TensorView::quantized).
 /// Another type is an UnsupportedError naming the tensor and the type.
 TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::string hf);
 

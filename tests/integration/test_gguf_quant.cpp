@@ -64,7 +64,8 @@ struct File {
 const File kFiles[] = {
     {"llama-draft", "llama-draft-q4_0.gguf"},  // Q4_0, permuted Q/K, GQA
     {"llama-256", "llama-256-q4_0.gguf"},      // Q4_0, tied
-    {"llama-256", "llama-256-q4_k_m.gguf"}};   // Q4_K + Q6_K (attn_v) + Q8_0 fallback
+    {"llama-256", "llama-256-q4_k_m.gguf"},    // Q4_K + Q6_K (attn_v) + Q8_0 fallback
+    {"llama-draft", "llama-draft-q8_0.gguf"}};  // Q8_0: 8-bit codes, scale d, min 128 d
 
 }  // namespace
 
@@ -119,11 +120,10 @@ TEST_CASE(
     const auto ids = prompt(q.vocab_size());
     const std::vector<float> lq = logits_of(q, ids), ld = logits_of(deq, ids),
                              lh = logits_of(hf, ids);
-    // The Q4_0 files have every matmul in Q4_0, so dtype i4 keeps all their
-    // codes and gives the unset dtype's bits (in the Q4_K_M file, ffn_down
-    // fell back to Q8_0: f32 at an unset dtype, int4 at i4).
-    if (std::string(f.gguf).ends_with("q4_0.gguf"))
-      CHECK(logits_of(Transformer::load(path, {.dtype = DType::i4}), ids) == lq);
+    // Every matmul of these files is in a type with a group form (the
+    // Q4_K_M file's ffn_down fell back to Q8_0), so dtype i4 keeps all
+    // their codes and gives the unset dtype's bits.
+    CHECK(logits_of(Transformer::load(path, {.dtype = DType::i4}), ids) == lq);
     const double d_deq = max_abs_diff(lq, ld), d_hf = max_abs_diff(lq, lh), r = range_of(lh);
     std::size_t agree = 0;
     const std::size_t v = q.vocab_size();

@@ -134,8 +134,11 @@ TEST_CASE("grouped kernels are batch-invariant across rows, threads and ISAs", "
   const std::size_t max_m = 20;
   const std::vector<float> x = random_x(max_m * k, 17);
   IsaGuard guard;
-  std::vector<Isa> isas{Isa::scalar};
-  if (detected_isa() == Isa::avx512) isas.push_back(Isa::avx512);
+  // Every ISA this CPU runs: on AMX CPUs amx runs the AVX-512 tiles too
+  // (these types have no AMX tile path), scalar_amx the scalar fallback.
+  std::vector<Isa> isas{Isa::scalar, Isa::scalar_amx};
+  for (Isa isa : {Isa::avx512, Isa::amx})
+    if (isa_available(isa)) isas.push_back(isa);
   std::vector<float> alone(max_m * n);
   set_isa(Isa::scalar);
   for (std::size_t r = 0; r < max_m; ++r) {

@@ -8,14 +8,15 @@
 // and the key or tensor at fault; a tensor type this reader does not know is
 // an UnsupportedError naming the tensor and the type.
 //
-// load_gguf_model() turns a GGUF file of the Llama family (general.architecture
-// llama, with mistral's sliding window when llama.attention.sliding_window is
-// set, or qwen2) into a ModelConfig and an io::Checkpoint holding the tensors
-// under their Hugging Face names, so the CPU backend loads it as it loads a
-// model directory: F32, F16 and BF16 tensors as stored, Q8_0 dequantized to
-// exact floats, and the Q/K rows llama.cpp's converter permutes for its
-// rotary layout put back in Hugging Face's order. gpt2 and the tokenizer from
-// GGUF metadata are not done yet (docs/gguf.md).
+// load_gguf_model() turns a GGUF file (general.architecture llama, with
+// mistral's sliding window when llama.attention.sliding_window is set, qwen2
+// or gpt2) into a ModelConfig and an io::Checkpoint holding the tensors under
+// their Hugging Face names, so the CPU backend loads it as it loads a model
+// directory: F32, F16 and BF16 tensors as stored; Q8_0, Q4_0, Q4_K and Q6_K
+// decoded to floats exactly as ggml does and also offered in their
+// group-quantized form (io/quantized.hpp), which the CPU backend keeps as
+// stored; and the Q/K rows llama.cpp's converter permutes for its rotary
+// layout put back in Hugging Face's order (docs/gguf.md).
 #pragma once
 
 #include <cstddef>
@@ -135,17 +136,18 @@ bool is_gguf_path(const std::filesystem::path& path);
 struct GgufModel {
   ModelConfig config;  ///< from general.architecture and the keys under its name
   /// Every tensor of the file under its Hugging Face name (unknown names kept
-  /// as they are); F32/F16/BF16 as stored, Q8_0 decoded to exact floats
-  /// (dtype f32), permuted Q/K rows decoded in the Hugging Face order.
+  /// as they are); F32/F16/BF16 as stored, the block-quantized types decoded
+  /// to floats as ggml does (dtype f32) with their group form
+  /// (TensorView::quantized), permuted Q/K rows in the Hugging Face order.
   Checkpoint weights;
 };
 
-/// Opens a GGUF model file of the Llama family. Tensor types other than F32,
-/// F16, BF16 and Q8_0 (Q4_0, Q4_K, Q6_K, ...) are an UnsupportedError naming
-/// the tensor and the type; so is another architecture (naming the supported
-/// ones), partial rotary dimensions, RoPE scaling other than linear, or
-/// llama3's rope_freqs tensor. A missing or mistyped key is a FormatError
-/// naming the file and the key; inconsistent values a ConfigError.
+/// Opens a GGUF model file of the Llama family or gpt2. Tensor types other
+/// than F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are an UnsupportedError
+/// naming the tensor and the type; so is another architecture (naming the
+/// supported ones), partial rotary dimensions, RoPE scaling other than
+/// linear, or llama3's rope_freqs tensor. A missing or mistyped key is a
+/// FormatError naming the file and the key; inconsistent values a ConfigError.
 GgufModel load_gguf_model(const std::filesystem::path& path);
 
 }  // namespace assistgen::io
