@@ -124,6 +124,7 @@ struct PackedLinear {
   unsigned bits = 0;                 ///< grouped: 4 or 8
   std::size_t group = 0;             ///< grouped: k per scale (16 or 32)
   bool f16_scales = false;           ///< grouped: scales and mins stored as binary16 (exactly)
+  std::size_t super = 0;             ///< grouped: groups per superblock of coded scales (0: none)
   AlignedBytes gscales;              ///< grouped: per unit and group, 32 scales then 32 mins
 
   std::size_t units() const { return (n + kUnit - 1) / kUnit; }

@@ -30,7 +30,13 @@ std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : 128; }
 std::size_t groups_of(const PackedLinear& p) { return p.k_pad / p.group; }
 std::size_t unit_bytes(const PackedLinear& p) { return p.k_pad / 4 * step_bytes(p.bits); }
 std::size_t scale_bytes(const PackedLinear& p) { return p.f16_scales ? 2 : 4; }
-std::size_t unit_scale_bytes(const PackedLinear& p) { return groups_of(p) * 64 * scale_bytes(p); }
+// Coded scales: per superblock, 32 f16 super-scales, 32 f16 super-mins, then
+// per group 32 int8 scale codes and 32 int8 min codes.
+std::size_t super_bytes(std::size_t super) { return 128 + 64 * super; }
+std::size_t unit_scale_bytes(const PackedLinear& p) {
+  if (p.super) return (groups_of(p) + p.super - 1) / p.super * super_bytes(p.super);
+  return groups_of(p) * 64 * scale_bytes(p);
+}
 
 // Byte of column c (0..31) at k within a unit, and whether it is the high nibble.
 std::size_t code_byte(unsigned bits, std::size_t c, std::size_t kk) {
@@ -46,15 +52,24 @@ unsigned code_at(const PackedLinear& p, std::size_t j, std::size_t kk) {
   return (j % kUnit) < 16 ? (b & 15u) : (b >> 4);
 }
 
-// Scale (which = 0) or min (which = 1) of column c (0..31) of a unit at group g.
-float gscale_at(const std::byte* unit_scales, bool f16, std::size_t g, std::size_t which,
-                std::size_t c) {
-  const std::size_t i = g * 64 + which * 32 + c;
-  if (f16) {
-    std::uint16_t h;
-    std::memcpy(&h, unit_scales + 2 * i, 2);
-    return io::f16_to_float(h);
+float f16_in(const std::byte* p) {
+  std::uint16_t h;
+  std::memcpy(&h, p, 2);
+  return io::f16_to_float(h);
+}
+
+// Scale (which = 0) or min (which = 1) of column c (0..31) of a unit at
+// group g; coded: the super value times the code, one float multiply (exact
+// for what pack_grouped codes, and the tiles do the same multiply).
+float gscale_at(const PackedLinear& p, const std::byte* unit_scales, std::size_t g,
+                std::size_t which, std::size_t c) {
+  if (p.super) {
+    const std::byte* sb = unit_scales + g / p.super * super_bytes(p.super);
+    const auto code = static_cast<std::int8_t>(sb[128 + (g % p.super) * 64 + which * 32 + c]);
+    return f16_in(sb + which * 64 + 2 * c) * static_cast<float>(code);
   }
+  const std::size_t i = g * 64 + which * 32 + c;
+  if (p.f16_scales) return f16_in(unit_scales + 2 * i);
   float f;
   std::memcpy(&f, unit_scales + 4 * i, 4);
   return f;
@@ -64,6 +79,7 @@ struct Tile {
   const std::byte* w;       // the unit's codes
   const std::byte* sc;      // the unit's scales and mins
   std::size_t groups;       // groups along k
+  std::size_t super;        // groups per superblock (coded scales)
   const std::uint32_t* xp;  // activation panel at the tile's first row (s8 quads, step major)
   std::size_t ldp;
   const float* sx;  // per-row scales at the tile's first row
@@ -90,8 +106,8 @@ void scalar_tile(const PackedLinear& p, const Tile& a, std::size_t rows) {
             acc += static_cast<std::int32_t>(b) * x[t];
           }
         }
-        const float s = gscale_at(a.sc, p.f16_scales, g, 0, c);
-        const float mn = gscale_at(a.sc, p.f16_scales, g, 1, c);
+        const float s = gscale_at(p, a.sc, g, 0, c);
+        const float mn = gscale_at(p, a.sc, g, 1, c);
         out = std::fma(static_cast<float>(acc), s, out);
         out = std::fma(-mn, a.xs[r * a.groups + g], out);
       }
@@ -106,19 +122,35 @@ ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
 }
 
-template <bool kF16>
+// How a unit's scales and mins are stored: float, binary16, or coded (int8
+// codes times binary16 super values per superblock).
+enum class Scales { f32, f16, coded };
+
+ASSISTGEN_AVX512 inline __m512 load_f16(const std::byte* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <Scales S>
 ASSISTGEN_AVX512 inline __m512 load_scales(const std::byte* p) {
-  if constexpr (kF16)
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  if constexpr (S == Scales::f16)
+    return load_f16(p);
   else
     return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
 }
 
-template <unsigned B, std::size_t G, bool kF16, std::size_t R>
+// 16 int8 codes at p as floats times the super values `sup` (as gscale_at).
+ASSISTGEN_AVX512 inline __m512 coded(__m512 sup, const std::byte* p) {
+  const __m512i c = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_mul_ps(sup, _mm512_cvtepi32_ps(c));
+}
+
+template <unsigned B, std::size_t G, Scales S, std::size_t R>
 ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
   constexpr std::size_t sb = B == 4 ? 64 : 128;  // bytes per step
-  constexpr std::size_t es = kF16 ? 2 : 4;       // bytes per scale
+  constexpr std::size_t es = S == Scales::f16 ? 2 : 4;  // bytes per scale (f32, f16)
   constexpr std::size_t gsteps = G / 4;
+  __m512 sup[4];  // coded: the superblock's scales (2 x 16 columns) and mins
+  const std::byte* codes = nullptr;
   const __m512i lo4 = _mm512_set1_epi8(0x0f);
   __m512 out[R][2];
 #pragma GCC unroll 16
@@ -153,9 +185,27 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
         acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], w1, b);
       }
     }
-    const std::byte* sp = a.sc + g * 64 * es;
-    const __m512 s0 = load_scales<kF16>(sp), s1 = load_scales<kF16>(sp + 16 * es),
-                 m0 = load_scales<kF16>(sp + 32 * es), m1 = load_scales<kF16>(sp + 48 * es);
+    __m512 s0, s1, m0, m1;
+    if constexpr (S == Scales::coded) {
+      const std::size_t gi = g % a.super;
+      if (gi == 0) {
+        const std::byte* sp = a.sc + g / a.super * super_bytes(a.super);
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < 4; ++i) sup[i] = load_f16(sp + 32 * i);
+        codes = sp + 128;
+      }
+      const std::byte* cp = codes + gi * 64;
+      s0 = coded(sup[0], cp);
+      s1 = coded(sup[1], cp + 16);
+      m0 = coded(sup[2], cp + 32);
+      m1 = coded(sup[3], cp + 48);
+    } else {
+      const std::byte* sp = a.sc + g * 64 * es;
+      s0 = load_scales<S>(sp);
+      s1 = load_scales<S>(sp + 16 * es);
+      m0 = load_scales<S>(sp + 32 * es);
+      m1 = load_scales<S>(sp + 48 * es);
+    }
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) {
       const __m512 xsum = _mm512_set1_ps(a.xs[r * a.groups + g]);
@@ -182,31 +232,37 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
 
 using TileFn = void (*)(const Tile&);
 
-template <unsigned B, std::size_t G, bool kF16, std::size_t... I>
+template <unsigned B, std::size_t G, Scales S, std::size_t... I>
 constexpr std::array<TileFn, kMaxRows> rows_table(std::index_sequence<I...>) {
-  return {&avx512_tile<B, G, kF16, I + 1>...};
+  return {&avx512_tile<B, G, S, I + 1>...};
 }
-template <unsigned B, std::size_t G, bool kF16>
+template <unsigned B, std::size_t G, Scales S>
 constexpr std::array<TileFn, kMaxRows> rows_table() {
-  return rows_table<B, G, kF16>(std::make_index_sequence<kMaxRows>{});
+  return rows_table<B, G, S>(std::make_index_sequence<kMaxRows>{});
+}
+template <unsigned B, std::size_t G>
+constexpr std::array<std::array<TileFn, kMaxRows>, 3> scales_table() {
+  return {rows_table<B, G, Scales::f32>(), rows_table<B, G, Scales::f16>(),
+          rows_table<B, G, Scales::coded>()};
 }
 
 // The formats GGUF's types and int4 produce: 4-bit groups of 32 (Q4_0, Q4_K,
-// int4), 8-bit groups of 32 (Q8_0) and of 16 (Q6_K, and any mix with it).
+// int4), 8-bit groups of 32 (Q8_0) and of 16 (Q6_K, and any mix with it);
+// each with float, binary16 or coded scales.
 TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
-  static const std::array<std::array<TileFn, kMaxRows>, 6> kTiles{
-      rows_table<4, 32, false>(), rows_table<4, 32, true>(),  rows_table<8, 32, false>(),
-      rows_table<8, 32, true>(),  rows_table<8, 16, false>(), rows_table<8, 16, true>()};
+  static const std::array<std::array<std::array<TileFn, kMaxRows>, 3>, 3> kTiles{
+      scales_table<4, 32>(), scales_table<8, 32>(), scales_table<8, 16>()};
   std::size_t f = 0;
   if (p.bits == 4 && p.group == 32)
     f = 0;
   else if (p.bits == 8 && p.group == 32)
-    f = 2;
+    f = 1;
   else if (p.bits == 8 && p.group == 16)
-    f = 4;
+    f = 2;
   else
     return nullptr;
-  return kTiles[f + (p.f16_scales ? 1 : 0)][rows - 1];
+  const std::size_t s = p.super ? 2 : p.f16_scales ? 1 : 0;
+  return kTiles[f][s][rows - 1];
 }
 
 void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u1,
@@ -221,6 +277,7 @@ void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u
       a.w = p.data.data() + u * ub;
       a.sc = p.gscales.data() + u * usb;
       a.groups = groups;
+      a.super = p.super;
       a.xp = xp + r0;
       a.ldp = m;
       a.sx = sx + r0;
@@ -250,15 +307,22 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
   p.bits = q.bits;
   p.group = q.group;
   p.k_pad = (q.cols + q.group - 1) / q.group * q.group;
-  p.f16_scales = std::all_of(q.scale.begin(), q.scale.end(), f16_exact) &&
-                 std::all_of(q.min.begin(), q.min.end(), f16_exact);
+  // Coded scales where the second level gives the same floats from binary16
+  // super values; else binary16 scales where they are exact; else float.
+  if (q.two_level_exact() && std::all_of(q.super_scale.begin(), q.super_scale.end(), f16_exact) &&
+      std::all_of(q.super_min.begin(), q.super_min.end(), f16_exact))
+    p.super = q.super;
+  else
+    p.f16_scales = std::all_of(q.scale.begin(), q.scale.end(), f16_exact) &&
+                   std::all_of(q.min.begin(), q.min.end(), f16_exact);
   const std::size_t cols = p.units() * kUnit;
   if (bias) p.bias.assign(bias, bias + p.n), p.bias.resize(cols, 0.0f);
   p.data = AlignedBytes(p.units() * unit_bytes(p));
   std::memset(p.data.data(), 0, p.data.size());
   p.gscales = AlignedBytes(p.units() * unit_scale_bytes(p));
   std::memset(p.gscales.data(), 0, p.gscales.size());
-  const std::size_t gpr = q.groups_per_row(), ub = unit_bytes(p), usb = unit_scale_bytes(p);
+  const std::size_t gpr = q.groups_per_row(), spr = q.supers_per_row(), ub = unit_bytes(p),
+                    usb = unit_scale_bytes(p);
   // One unit per iteration: columns c and c + 16 of a unit share bytes.
   const auto units = static_cast<std::ptrdiff_t>(p.units());
 #pragma omp parallel for schedule(static)
@@ -275,6 +339,21 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
           b = static_cast<std::byte>(v);
         else
           b |= static_cast<std::byte>(c < 16 ? v : v << 4);
+      }
+      if (p.super) {
+        for (std::size_t sb = 0; sb < spr; ++sb) {
+          std::byte* sp = us + sb * super_bytes(p.super);
+          const std::uint16_t hs = io::float_to_f16(q.super_scale[j * spr + sb]);
+          const std::uint16_t hm = io::float_to_f16(q.super_min[j * spr + sb]);
+          std::memcpy(sp + 2 * c, &hs, 2);
+          std::memcpy(sp + 64 + 2 * c, &hm, 2);
+        }
+        for (std::size_t g = 0; g < gpr; ++g) {
+          std::byte* cp = us + g / p.super * super_bytes(p.super) + 128 + (g % p.super) * 64;
+          cp[c] = static_cast<std::byte>(q.scale_code[j * gpr + g]);
+          cp[32 + c] = static_cast<std::byte>(q.min_code[j * gpr + g]);
+        }
+        continue;
       }
       for (std::size_t g = 0; g < gpr; ++g)
         for (std::size_t which = 0; which < 2; ++which) {
@@ -295,8 +374,8 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
 float grouped_weight(const PackedLinear& p, std::size_t j, std::size_t kk) {
   const std::byte* us = p.gscales.data() + (j / kUnit) * unit_scale_bytes(p);
   const std::size_t g = kk / p.group;
-  const double s = gscale_at(us, p.f16_scales, g, 0, j % kUnit);
-  const double mn = gscale_at(us, p.f16_scales, g, 1, j % kUnit);
+  const double s = gscale_at(p, us, g, 0, j % kUnit);
+  const double mn = gscale_at(p, us, g, 1, j % kUnit);
   return static_cast<float>(s * code_at(p, j, kk) - mn);
 }
 

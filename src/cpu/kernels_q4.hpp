@@ -20,7 +20,14 @@
 // first 16 in the low nibble, column 16 + c in the high nibble, k = 4s + t)
 // or 128 bytes for 8-bit codes (two halves of 16 columns x 4 k). Scales and
 // mins live in `gscales`: per unit and group, 32 scales then 32 mins, as
-// binary16 when every one of them is exactly a binary16, else as float.
+// binary16 when every one of them is exactly a binary16, else as float; or,
+// for GGUF's K types (io::GroupQuantized::super), coded: per unit and
+// superblock of `super` groups, 32 binary16 super-scales, 32 binary16
+// super-mins, then per group 32 int8 scale codes and 32 int8 min codes, and
+// the kernel forms each scale and min as one float multiply super * code,
+// which gives the same floats as the per-group form (pack_grouped codes only
+// when it does), so the same bits, in fewer bytes: a Q4_K group of 32 then
+// costs 2 bytes of scales instead of 8, a Q6_K group of 16 2 instead of 8.
 // Tiles are up to 6 rows x 32 columns (4 accumulators per row).
 #pragma once
 

@@ -106,26 +106,33 @@ std::size_t kept_rows(std::span<const Share> keep) {
   return n;
 }
 
-void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep) {
-  if (keep.empty() || m.empty()) return;  // everything, or an absent bias
-  std::vector<float> out;
+namespace {
+template <class T>
+void keep_rows_of(std::vector<T>& m, std::size_t cols, std::span<const Share> keep) {
+  if (keep.empty() || m.empty()) return;
+  std::vector<T> out;
   out.reserve(kept_rows(keep) * cols);
   for (const Share& s : keep)
     out.insert(out.end(), m.begin() + static_cast<std::ptrdiff_t>(s.begin * cols),
                m.begin() + static_cast<std::ptrdiff_t>(s.end * cols));
   m.swap(out);
 }
+}  // namespace
+
+void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep) {
+  keep_rows_of(m, cols, keep);  // everything, or an absent bias, when empty
+}
 
 void keep_rows(io::GroupQuantized& g, std::span<const Share> keep) {
   if (keep.empty()) return;
-  keep_rows(g.scale, g.groups_per_row(), keep);
-  keep_rows(g.min, g.groups_per_row(), keep);
-  std::vector<std::uint8_t> q;
-  q.reserve(kept_rows(keep) * g.cols);
-  for (const Share& s : keep)
-    q.insert(q.end(), g.q.begin() + static_cast<std::ptrdiff_t>(s.begin * g.cols),
-             g.q.begin() + static_cast<std::ptrdiff_t>(s.end * g.cols));
-  g.q.swap(q);
+  const std::size_t gpr = g.groups_per_row(), spr = g.supers_per_row();
+  keep_rows_of(g.q, g.cols, keep);
+  keep_rows_of(g.scale, gpr, keep);
+  keep_rows_of(g.min, gpr, keep);
+  keep_rows_of(g.scale_code, gpr, keep);  // (empty without a second level)
+  keep_rows_of(g.min_code, gpr, keep);
+  keep_rows_of(g.super_scale, spr, keep);
+  keep_rows_of(g.super_min, spr, keep);
   g.rows = kept_rows(keep);
 }
 

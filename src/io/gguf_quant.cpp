@@ -115,6 +115,40 @@ void for_each_block(GgmlType t, std::span<const std::byte> raw, F&& f) {
   }
 }
 
+// The second level of Q4_K (d, dmin; 6-bit sc, m per sub-block of 32) and
+// Q6_K (d, 32 d; the int8 scale of each sub-block of 16 for both) into g,
+// whose scales and mins for_each_block filled with the products.
+void add_super_codes(GgmlType t, std::span<const std::byte> raw, GroupQuantized& g) {
+  if (t != GgmlType::q4_k && t != GgmlType::q6_k) return;
+  const bool k4 = t == GgmlType::q4_k;
+  const std::size_t bytes = k4 ? kQ4_K : kQ6_K, blocks = raw.size() / bytes;
+  g.super = k4 ? 8 : 16;  // 256 columns
+  g.scale_code.resize(g.scale.size());
+  g.min_code.resize(g.scale.size());
+  g.super_scale.resize(blocks);
+  g.super_min.resize(blocks);
+  for (std::size_t i = 0; i < blocks; ++i) {
+    const std::byte* b = raw.data() + i * bytes;
+    std::int8_t* sc = g.scale_code.data() + i * g.super;
+    std::int8_t* mn = g.min_code.data() + i * g.super;
+    if (k4) {
+      g.super_scale[i] = f16_at(b);
+      g.super_min[i] = f16_at(b + 2);
+      for (std::size_t j = 0; j < 8; ++j) {
+        unsigned s, m;
+        scale_min_k4(j, b + 4, s, m);
+        sc[j] = static_cast<std::int8_t>(s);
+        mn[j] = static_cast<std::int8_t>(m);
+      }
+    } else {
+      const float d = f16_at(b + 208);
+      g.super_scale[i] = d;
+      g.super_min[i] = 32.0f * d;
+      for (std::size_t j = 0; j < 16; ++j) sc[j] = mn[j] = static_cast<std::int8_t>(b[192 + j]);
+    }
+  }
+}
+
 }  // namespace
 
 bool has_groups(GgmlType t) {
@@ -169,6 +203,7 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
       g.min[i / g.group] = m;
     }
   });
+  add_super_codes(t, raw, g);
   return g;
 }
 

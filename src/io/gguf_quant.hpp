@@ -41,7 +41,8 @@ void dequantize(GgmlType t, std::span<const std::byte> raw, std::span<float> out
 
 /// The codes, scales and mins of `raw` ([rows, cols]): Q4_0 and Q4_K 4 bits
 /// in groups of 32, Q8_0 8 bits in groups of 32, Q6_K 8 bits (codes < 64)
-/// in groups of 16. A non-finite
+/// in groups of 16; Q4_K and Q6_K also with their second level (superblocks
+/// of 256 columns, GroupQuantized::super). A non-finite
 /// scale is a FormatError naming `what` (the file and tensor).
 GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t rows,
                          std::size_t cols, const std::string& what);

@@ -35,6 +35,31 @@ void GroupQuantized::check(const std::string& what) const {
     if (!std::isfinite(scale[i]) || !std::isfinite(min[i]))
       throw InvalidArgument(what + ": group " + std::to_string(i) +
                             " has a non-finite scale or min");
+  if (super == 0) return;
+  if (scale_code.size() != scale.size() || min_code.size() != scale.size() ||
+      super_scale.size() != rows * supers_per_row() || super_min.size() != super_scale.size())
+    throw InvalidArgument(what + ": sizes of the superblock scales and codes do not match [" +
+                          std::to_string(rows) + ", " + std::to_string(cols) + "] in superblocks of " +
+                          std::to_string(super) + " groups");
+  for (std::size_t i = 0; i < super_scale.size(); ++i)
+    if (!std::isfinite(super_scale[i]) || !std::isfinite(super_min[i]))
+      throw InvalidArgument(what + ": superblock " + std::to_string(i) +
+                            " has a non-finite scale or min");
+}
+
+bool GroupQuantized::two_level_exact() const {
+  if (super == 0 || scale_code.size() != scale.size() || min_code.size() != scale.size() ||
+      super_scale.size() != rows * supers_per_row() || super_min.size() != super_scale.size())
+    return false;
+  const std::size_t gpr = groups_per_row(), spr = supers_per_row();
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t g = 0; g < gpr; ++g) {
+      const std::size_t i = r * gpr + g, s = r * spr + g / super;
+      if (super_scale[s] * static_cast<float>(scale_code[i]) != scale[i] ||
+          super_min[s] * static_cast<float>(min_code[i]) != min[i])
+        return false;
+    }
+  return true;
 }
 
 GroupQuantized stack_groups(std::span<const GroupQuantized> parts) {
@@ -55,7 +80,14 @@ GroupQuantized stack_groups(std::span<const GroupQuantized> parts) {
     if (p.group % out.group != 0)
       throw InvalidArgument("stack_groups: group " + std::to_string(out.group) +
                             " does not divide " + std::to_string(p.group));
-  const std::size_t gpr = out.groups_per_row();
+  // The second level survives when all parts have superblocks of the same columns.
+  const std::size_t super_cols = parts.front().super * parts.front().group;
+  const bool two_level =
+      super_cols > 0 && super_cols % out.group == 0 &&
+      std::all_of(parts.begin(), parts.end(),
+                  [&](const GroupQuantized& p) { return p.super * p.group == super_cols; });
+  if (two_level) out.super = super_cols / out.group;
+  const std::size_t gpr = out.groups_per_row(), spr = out.supers_per_row();
   out.q.reserve(out.rows * out.cols);
   out.scale.reserve(out.rows * gpr);
   out.min.reserve(out.rows * gpr);
@@ -67,7 +99,19 @@ GroupQuantized stack_groups(std::span<const GroupQuantized> parts) {
         const std::size_t src = r * pg + g * out.group / p.group;
         out.scale.push_back(p.scale[src]);
         out.min.push_back(p.min[src]);
+        if (two_level) {
+          out.scale_code.push_back(p.scale_code[src]);
+          out.min_code.push_back(p.min_code[src]);
+        }
       }
+    if (two_level) {
+      // Same columns per superblock, so the same superblocks per row.
+      if (p.supers_per_row() != spr)
+        throw InvalidArgument("stack_groups: parts have " + std::to_string(p.supers_per_row()) +
+                              " and " + std::to_string(spr) + " superblocks per row");
+      out.super_scale.insert(out.super_scale.end(), p.super_scale.begin(), p.super_scale.end());
+      out.super_min.insert(out.super_min.end(), p.super_min.begin(), p.super_min.end());
+    }
   }
   return out;
 }

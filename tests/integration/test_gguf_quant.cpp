@@ -74,12 +74,19 @@ TEST_CASE("gguf Q4_0 / Q4_K / Q6_K blocks decode to within a step of the HF weig
     INFO(f.gguf);
     const assistgen::io::GgufModel m = assistgen::io::load_gguf_model(kData / "gguf" / f.gguf);
     const assistgen::io::Checkpoint hf(kData / "models" / f.dir);
-    std::size_t checked = 0;
+    std::size_t checked = 0, two_level = 0;
     for (const auto& name : m.weights.names()) {
       const assistgen::io::TensorView& v = m.weights.tensor(name);
       if (!v.quantized) continue;
       INFO(name);
       const assistgen::io::GroupQuantized g = v.quantized();
+      if (g.super) {
+        // Q4_K and Q6_K: the second level (d, dmin and the sub-block codes)
+        // gives exactly the per-group scales and mins.
+        ++two_level;
+        CHECK(g.super * g.group == 256);
+        CHECK(g.two_level_exact());
+      }
       const std::vector<float> dec = v.to_float(), ref = hf.tensor(name).to_float();
       REQUIRE(dec.size() == ref.size());
       REQUIRE(g.rows * g.cols == dec.size());
@@ -102,6 +109,7 @@ TEST_CASE("gguf Q4_0 / Q4_K / Q6_K blocks decode to within a step of the HF weig
       ++checked;
     }
     CHECK(checked >= 5);
+    CHECK((two_level > 0) == std::string(f.gguf).ends_with("q4_k_m.gguf"));
   }
 }
 

@@ -1,7 +1,7 @@
 // The group-quantized kernels (src/cpu/kernels_q4.hpp, private: included by
 // path) for each format GGUF's types and int4 produce (4-bit codes in groups
-// of 32, 8-bit codes in groups of 16 and 32; scales stored as binary16 or
-// float), against a double-precision reference computed from the
+// of 32, 8-bit codes in groups of 16 and 32; scales stored as binary16,
+// float, or coded as int8 codes times binary16 superblock values), against a double-precision reference computed from the
 // dequantized weights (w = scale * q - min) and the activations as the
 // kernel quantizes them (sx * xq, quantize_row): the kernel's only roundings
 // are float(acc), two FMAs per group and the final multiply, so
@@ -56,6 +56,32 @@ GroupQuantized random_groups(std::size_t n, std::size_t k, unsigned bits, std::s
   return g;
 }
 
+// random_groups with a second level as GGUF's K types have it: `super`
+// groups per superblock, binary16 super values, int8 codes (Q4_K's 0..63,
+// Q6_K's signed), scale and min their float products.
+GroupQuantized random_two_level(std::size_t n, std::size_t k, unsigned bits, std::size_t group,
+                                std::size_t super, std::uint64_t seed) {
+  GroupQuantized g = random_groups(n, k, bits, group, false, seed);
+  std::mt19937_64 eng(seed + 1);
+  std::uniform_int_distribution<int> code(bits == 4 ? 0 : -128, bits == 4 ? 63 : 127);
+  std::uniform_real_distribution<float> sup(1e-4f, 2e-3f);
+  g.super = super;
+  const std::size_t gpr = g.groups_per_row(), spr = g.supers_per_row();
+  for (std::size_t i = 0; i < n * spr; ++i) {
+    g.super_scale.push_back(assistgen::io::f16_to_float(assistgen::io::float_to_f16(sup(eng))));
+    g.super_min.push_back(assistgen::io::f16_to_float(assistgen::io::float_to_f16(sup(eng))));
+  }
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t b = 0; b < gpr; ++b) {
+      const std::size_t i = r * gpr + b, s = r * spr + b / super;
+      g.scale_code.push_back(static_cast<std::int8_t>(code(eng)));
+      g.min_code.push_back(static_cast<std::int8_t>(code(eng)));
+      g.scale[i] = g.super_scale[s] * static_cast<float>(g.scale_code.back());
+      g.min[i] = g.super_min[s] * static_cast<float>(g.min_code.back());
+    }
+  return g;
+}
+
 std::vector<float> random_x(std::size_t n, std::uint64_t seed) {
   std::mt19937_64 eng(seed);
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -82,19 +108,28 @@ struct Format {
   unsigned bits;
   std::size_t group;
   bool f16;
+  std::size_t super = 0;  // > 0: coded scales in superblocks of this many groups
 };
+
+GroupQuantized groups_of(const Format& f, std::size_t n, std::size_t k, std::uint64_t seed) {
+  return f.super ? random_two_level(n, k, f.bits, f.group, f.super, seed)
+                 : random_groups(n, k, f.bits, f.group, f.f16, seed);
+}
 
 }  // namespace
 
 TEST_CASE("grouped kernels: within the rounding bound of the dequantized weights", "[kernels_q4]") {
   const Format f = GENERATE(Format{4, 32, true}, Format{4, 32, false}, Format{8, 16, true},
-                            Format{8, 16, false}, Format{8, 32, false});
+                            Format{8, 16, false}, Format{8, 32, false}, Format{4, 32, false, 2},
+                            Format{8, 16, false, 3}, Format{8, 32, false, 2});
   const bool with_bias = GENERATE(false, true);
-  const std::size_t n = 45, k = f.group == 32 ? 104 : 88;  // a partial last group, a partial unit
-  const GroupQuantized g = random_groups(n, k, f.bits, f.group, f.f16, 7 + f.bits + f.group);
+  // A partial last group, a partial unit, and (coded) a partial last superblock.
+  const std::size_t n = 45, k = f.group == 32 ? 104 : 88;
+  const GroupQuantized g = groups_of(f, n, k, 7 + f.bits + f.group);
   const std::vector<float> bias = random_x(n, 3);
   const PackedLinear p = pack_grouped(g, with_bias ? bias.data() : nullptr);
   CHECK(p.f16_scales == f.f16);
+  CHECK(p.super == f.super);
   const std::size_t m = 7;
   const std::vector<float> x = random_x(m * k, 11);
   const std::vector<float> y = run(p, x.data(), m);
@@ -126,9 +161,9 @@ TEST_CASE("grouped kernels: within the rounding bound of the dequantized weights
 
 TEST_CASE("grouped kernels are batch-invariant across rows, threads and ISAs", "[kernels_q4]") {
   const Format f = GENERATE(Format{4, 32, true}, Format{4, 32, false}, Format{8, 16, false},
-                            Format{8, 32, true});
+                            Format{8, 32, true}, Format{4, 32, false, 8}, Format{8, 16, false, 16});
   const std::size_t n = 70, k = 256;
-  const GroupQuantized g = random_groups(n, k, f.bits, f.group, f.f16, 99);
+  const GroupQuantized g = groups_of(f, n, k, 99);
   const std::vector<float> bias = random_x(n, 5);
   const PackedLinear p = pack_grouped(g, bias.data());
   const std::size_t max_m = 20;
@@ -205,4 +240,83 @@ TEST_CASE("stack_groups keeps every value when it widens codes and splits groups
   bad = a;
   bad.scale[1] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_AS(pack_grouped(bad, nullptr), assistgen::InvalidArgument);
+}
+
+TEST_CASE("two-level scales give the per-group form's bits in fewer bytes", "[kernels_q4]") {
+  // Q4_K-like (4-bit, groups of 32, 8 per superblock) and Q6_K-like (8-bit,
+  // groups of 16, 16 per superblock), two superblocks per row.
+  const Format f = GENERATE(Format{4, 32, false, 8}, Format{8, 16, false, 16});
+  const std::size_t n = 40, k = 512, m = 9;
+  const GroupQuantized g = groups_of(f, n, k, 5);
+  REQUIRE(g.two_level_exact());
+  GroupQuantized flat = g;  // the same scales and mins, per group as floats
+  flat.super = 0;
+  const std::vector<float> bias = random_x(n, 6), x = random_x(m * k, 7);
+  const PackedLinear pc = pack_grouped(g, bias.data()), pf = pack_grouped(flat, bias.data());
+  CHECK(pc.super == f.super);
+  CHECK_FALSE(pf.f16_scales);
+  // 2 bytes per group of 32 columns against 8 (plus 4 bytes per superblock).
+  CHECK(pc.gscales.size() * 3 < pf.gscales.size());
+  IsaGuard guard;
+  for (Isa isa : {Isa::scalar, Isa::avx512}) {
+    if (!isa_available(isa)) continue;
+    set_isa(isa);
+    const std::vector<float> yc = run(pc, x.data(), m), yf = run(pf, x.data(), m);
+    INFO("isa " << int(isa) << " bits " << f.bits);
+    CHECK(std::memcmp(yc.data(), yf.data(), yc.size() * sizeof(float)) == 0);
+  }
+  for (std::size_t j = 0; j < n; j += 7)
+    for (std::size_t kk = 0; kk < k; kk += 5) CHECK(packed_weight(pc, j, kk) == g.value(j, kk));
+  // A second level that does not give the floats (or is not binary16) is
+  // not used: the per-group floats are what the weights are.
+  GroupQuantized off = g;
+  off.scale[3] = std::nextafter(off.scale[3], 1.0f);
+  CHECK_FALSE(off.two_level_exact());
+  CHECK(pack_grouped(off, nullptr).super == 0);
+  GroupQuantized wide = g;
+  for (std::size_t i = 0; i < wide.super_scale.size(); ++i) {
+    wide.super_scale[i] = std::nextafter(wide.super_scale[i], 1.0f);  // not a binary16
+    for (std::size_t b = 0; b < wide.super; ++b) {
+      const std::size_t gpr = wide.groups_per_row(), spr = wide.supers_per_row();
+      const std::size_t r = i / spr, gi = (i % spr) * wide.super + b;
+      if (gi < gpr)
+        wide.scale[r * gpr + gi] =
+            wide.super_scale[i] * static_cast<float>(wide.scale_code[r * gpr + gi]);
+    }
+  }
+  CHECK(wide.two_level_exact());
+  CHECK(pack_grouped(wide, nullptr).super == 0);
+  // Inconsistent second-level sizes are an error naming the caller.
+  GroupQuantized bad = g;
+  bad.min_code.pop_back();
+  CHECK_THROWS_WITH(pack_grouped(bad, nullptr), Catch::Contains("superblock"));
+}
+
+TEST_CASE("stack_groups keeps the second level when the superblocks agree", "[kernels_q4]") {
+  // Q4_K's fused q/k with Q6_K's v: 8-bit codes in groups of 16, the 4-bit
+  // part's groups split in two with their codes, superblocks of 256 columns.
+  const GroupQuantized a = random_two_level(3, 512, 4, 32, 8, 1);
+  const GroupQuantized b = random_two_level(2, 512, 8, 16, 16, 2);
+  const GroupQuantized parts[] = {a, b};
+  const GroupQuantized s = assistgen::io::stack_groups(parts);
+  CHECK(s.bits == 8);
+  CHECK(s.group == 16);
+  CHECK(s.super == 16);
+  CHECK(s.two_level_exact());
+  REQUIRE(s.rows == 5);
+  for (std::size_t c = 0; c < 512; ++c) {
+    for (std::size_t r = 0; r < 3; ++r) CHECK(s.value(r, c) == a.value(r, c));
+    for (std::size_t r = 0; r < 2; ++r) CHECK(s.value(3 + r, c) == b.value(r, c));
+  }
+  CHECK(pack_grouped(s, nullptr).super == 16);
+  // A part without a second level (Q8_0, Q4_0), or other superblock
+  // widths: the stack keeps the per-group floats only.
+  const GroupQuantized plain = random_groups(2, 512, 8, 32, true, 3);
+  const GroupQuantized mixed[] = {a, plain};
+  CHECK(assistgen::io::stack_groups(mixed).super == 0);
+  const GroupQuantized narrow = random_two_level(2, 512, 4, 32, 4, 4);
+  const GroupQuantized widths[] = {a, narrow};
+  const GroupQuantized w = assistgen::io::stack_groups(widths);
+  CHECK(w.super == 0);
+  for (std::size_t c = 0; c < 512; c += 3) CHECK(w.value(4, c) == narrow.value(1, c));
 }

@@ -28,19 +28,41 @@ struct GroupQuantized {
   std::vector<float> scale;     ///< [rows, groups_per_row()]
   std::vector<float> min;       ///< [rows, groups_per_row()]
 
+  /// Optional second level (GGUF's K types; 0: none): the groups of a row
+  /// come in superblocks of `super` consecutive groups, each with a float
+  /// super-scale and super-min, and each group's scale and min is a small
+  /// signed integer code times them:
+  ///   scale[r, g] = super_scale[r, g / super] * scale_code[r, g]
+  ///   min[r, g]   = super_min[r, g / super] * min_code[r, g]
+  /// (Q4_K: d, dmin and the 6-bit sub-block values; Q6_K: d, 32 d and the
+  /// int8 sub-block scale for both). `scale` and `min` always hold the
+  /// products, so the second level is only a denser way to store them.
+  std::size_t super = 0;
+  std::vector<std::int8_t> scale_code;  ///< [rows, groups_per_row()] when super > 0
+  std::vector<std::int8_t> min_code;    ///< [rows, groups_per_row()] when super > 0
+  std::vector<float> super_scale;       ///< [rows, supers_per_row()] when super > 0
+  std::vector<float> super_min;         ///< [rows, supers_per_row()] when super > 0
+
   /// Groups in a row: cols / group, rounded up.
   std::size_t groups_per_row() const { return group ? (cols + group - 1) / group : 0; }
+  /// Superblocks in a row: groups_per_row() / super, rounded up (0 without).
+  std::size_t supers_per_row() const { return super ? (groups_per_row() + super - 1) / super : 0; }
+  /// Whether super > 0 and every scale and min is exactly the float product
+  /// of its code and super value (so either form gives the same floats).
+  bool two_level_exact() const;
   /// The real value of w[r, c] rounded once to float (tests and references).
   float value(std::size_t r, std::size_t c) const;
   /// Throws InvalidArgument naming `what` when sizes, group or bits are inconsistent,
-  /// a code does not fit `bits`, or a scale or min is not finite.
+  /// a code does not fit `bits`, a scale or min is not finite, or the second
+  /// level's sizes do not match or a super value is not finite.
   void check(const std::string& what) const;
 };
 
 /// Rows of several matrices with the same number of columns, stacked in
 /// order, in one form: the widest `bits` and the smallest `group` of the
 /// parts (a group of 32 split into two of 16 keeps its scale and min), so
-/// every value is kept exactly. Throws InvalidArgument when the columns
+/// every value is kept exactly. The second level is kept when every part
+/// has one with superblocks of the same number of columns. Throws InvalidArgument when the columns
 /// differ or one group size does not divide another.
 GroupQuantized stack_groups(std::span<const GroupQuantized> parts);
 
