@@ -8,7 +8,8 @@
 #         build-asan, run with ctest; the fuzz corpora replay in it too
 #         (fuzz_replay:*). Not run here: package:* and custom_backend:*, which
 #         build an unsanitized project against the installed library (they test
-#         packaging and run in the Release stage). A sanitizer report exits
+#         packaging and run in the Release stage), and compile_fail:*, which
+#         only run the compiler (the Release stage runs them). A sanitizer report exits
 #         with code 86 (ASan, LSan and UBSan alike: the runtimes share their
 #         common flags, so both option strings set the same exitcode), never
 #         1: test_cli expects exit 1 from the CLI for user errors, and a report
@@ -56,7 +57,7 @@ run_asan() {
   cmake --build build-asan -j"$jobs" --target "${exes[@]}"
   ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:exitcode=86" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86" \
-    ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$jobs" -E '^(package|custom_backend):'
+    ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$jobs" -E '^(package|custom_backend|compile_fail):'
 }
 
 # The TSan stage's tests, one ctest regular expression each.
