@@ -106,34 +106,23 @@ std::size_t kept_rows(std::span<const Share> keep) {
   return n;
 }
 
-namespace {
-template <class T>
-void keep_rows_of(std::vector<T>& m, std::size_t cols, std::span<const Share> keep) {
-  if (keep.empty() || m.empty()) return;
-  std::vector<T> out;
+void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep) {
+  if (keep.empty() || m.empty()) return;  // everything, or an absent bias
+  std::vector<float> out;
   out.reserve(kept_rows(keep) * cols);
   for (const Share& s : keep)
     out.insert(out.end(), m.begin() + static_cast<std::ptrdiff_t>(s.begin * cols),
                m.begin() + static_cast<std::ptrdiff_t>(s.end * cols));
   m.swap(out);
 }
-}  // namespace
-
-void keep_rows(std::vector<float>& m, std::size_t cols, std::span<const Share> keep) {
-  keep_rows_of(m, cols, keep);  // everything, or an absent bias, when empty
-}
 
 void keep_rows(io::GroupQuantized& g, std::span<const Share> keep) {
   if (keep.empty()) return;
-  const std::size_t gpr = g.groups_per_row(), spr = g.supers_per_row();
-  keep_rows_of(g.q, g.cols, keep);
-  keep_rows_of(g.scale, gpr, keep);
-  keep_rows_of(g.min, gpr, keep);
-  keep_rows_of(g.scale_code, gpr, keep);  // (empty without a second level)
-  keep_rows_of(g.min_code, gpr, keep);
-  keep_rows_of(g.super_scale, spr, keep);
-  keep_rows_of(g.super_min, spr, keep);
-  g.rows = kept_rows(keep);
+  std::vector<std::size_t> rows;
+  rows.reserve(kept_rows(keep));
+  for (const Share& s : keep)
+    for (std::size_t r = s.begin; r < s.end; ++r) rows.push_back(r);
+  g = g.take_rows(rows);
 }
 
 }  // namespace assistgen::cpu::detail

@@ -8,10 +8,10 @@
 // reshape(n_head, 2, d/2, ...).swapaxes(1, 2): GGUF row h*d + 2i + j holds
 // HF row h*d + j*d/2 + i. Qwen2 files are not permuted (llama.cpp runs them
 // with the NeoX rotary layout, which is HF's).
-#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "assistgen/error.hpp"
 #include "assistgen/io/gguf.hpp"
@@ -156,30 +156,11 @@ GgufModel load_gguf_model(const std::filesystem::path& path) {
       plain.decode = v.decode;
       if (v.quantized)
         v.quantized = [stored = v.quantized, rows, d] {
-          GroupQuantized g = stored();
-          GroupQuantized out = g;
-          const std::size_t gpr = g.groups_per_row(), spr = g.supers_per_row();
-          // Row `from` of a [rows, n] array of g to row `to` of out's.
-          auto move_row = [](const auto& src, auto& dst, std::size_t n, std::size_t from,
-                             std::size_t to) {
-            if (n == 0) return;
-            std::copy_n(src.begin() + static_cast<std::ptrdiff_t>(from * n), n,
-                        dst.begin() + static_cast<std::ptrdiff_t>(to * n));
-          };
+          std::vector<std::size_t> from(rows);  // HF row to -> GGUF row from[to]
           for (std::size_t h = 0; h < rows / d; ++h)
             for (std::size_t i = 0; i < d / 2; ++i)
-              for (std::size_t j = 0; j < 2; ++j) {
-                const std::size_t to = h * d + j * (d / 2) + i, from = h * d + 2 * i + j;
-                move_row(g.q, out.q, g.cols, from, to);
-                move_row(g.scale, out.scale, gpr, from, to);
-                move_row(g.min, out.min, gpr, from, to);
-                if (g.super == 0) continue;
-                move_row(g.scale_code, out.scale_code, gpr, from, to);
-                move_row(g.min_code, out.min_code, gpr, from, to);
-                move_row(g.super_scale, out.super_scale, spr, from, to);
-                move_row(g.super_min, out.super_min, spr, from, to);
-              }
-          return out;
+              for (std::size_t j = 0; j < 2; ++j) from[h * d + j * (d / 2) + i] = h * d + 2 * i + j;
+          return stored().take_rows(from);
         };
       v.dtype = v.dtype == DType::f16 ? DType::f32 : v.dtype;  // f16 values are exact in f32 too
       v.decode = [plain, rows, cols, d](std::span<float> out) {

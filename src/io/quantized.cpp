@@ -47,6 +47,37 @@ void GroupQuantized::check(const std::string& what) const {
                             " has a non-finite scale or min");
 }
 
+GroupQuantized GroupQuantized::take_rows(std::span<const std::size_t> order) const {
+  GroupQuantized out;
+  out.rows = order.size();
+  out.cols = cols;
+  out.group = group;
+  out.bits = bits;
+  out.super = super;
+  // Row r of a [rows, n] array of this into the next row of out's (an empty
+  // array, the second level when there is none, stays empty).
+  auto take = [&](const auto& src, auto& dst, std::size_t n) {
+    if (src.empty()) return;
+    dst.reserve(order.size() * n);
+    for (const std::size_t r : order) {
+      if (r >= rows)
+        throw InvalidArgument("GroupQuantized::take_rows: row " + std::to_string(r) + " of " +
+                              std::to_string(rows));
+      dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(r * n),
+                 src.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
+    }
+  };
+  const std::size_t gpr = groups_per_row(), spr = supers_per_row();
+  take(q, out.q, cols);
+  take(scale, out.scale, gpr);
+  take(min, out.min, gpr);
+  take(scale_code, out.scale_code, gpr);
+  take(min_code, out.min_code, gpr);
+  take(super_scale, out.super_scale, spr);
+  take(super_min, out.super_min, spr);
+  return out;
+}
+
 bool GroupQuantized::two_level_exact() const {
   if (super == 0 || scale_code.size() != scale.size() || min_code.size() != scale.size() ||
       super_scale.size() != rows * supers_per_row() || super_min.size() != super_scale.size())

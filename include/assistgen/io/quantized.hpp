@@ -50,6 +50,9 @@ struct GroupQuantized {
   /// Whether super > 0 and every scale and min is exactly the float product
   /// of its code and super value (so either form gives the same floats).
   bool two_level_exact() const;
+  /// The rows `rows` of this matrix, in that order (each < this->rows), with
+  /// every per-row array (codes, scales, mins and the second level).
+  GroupQuantized take_rows(std::span<const std::size_t> rows) const;
   /// The real value of w[r, c] rounded once to float (tests and references).
   float value(std::size_t r, std::size_t c) const;
   /// Throws InvalidArgument naming `what` when sizes, group or bits are inconsistent,
@@ -62,8 +65,9 @@ struct GroupQuantized {
 /// order, in one form: the widest `bits` and the smallest `group` of the
 /// parts (a group of 32 split into two of 16 keeps its scale and min), so
 /// every value is kept exactly. The second level is kept when every part
-/// has one with superblocks of the same number of columns. Throws InvalidArgument when the columns
-/// differ or one group size does not divide another.
+/// has one with superblocks of the same number of columns. Throws
+/// InvalidArgument when the columns differ or one group size does not
+/// divide another.
 GroupQuantized stack_groups(std::span<const GroupQuantized> parts);
 
 /// Quantizes a [rows, cols] float matrix to 4 bits per weight in groups of
