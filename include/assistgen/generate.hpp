@@ -184,6 +184,42 @@ struct GenerateOptions {
   /// This set of options with every field `over` sets replaced by its value.
   GenerateOptions merged(const GenerateOptions& over) const;
 
+  /// Calls `f(name, a.field, b.field, ...)` for every field above, in
+  /// declaration order, with the field's C++ name: the one list of the
+  /// fields, for code that must treat each of them (merged(), the server's
+  /// lockstep messages to the other ranks of a split target).
+  template <class F, class... O>
+  static void for_each_field(F&& f, O&... o) {
+    f("max_new_tokens", o.max_new_tokens...);
+    f("max_length", o.max_length...);
+    f("do_sample", o.do_sample...);
+    f("temperature", o.temperature...);
+    f("top_k", o.top_k...);
+    f("top_p", o.top_p...);
+    f("min_p", o.min_p...);
+    f("repetition_penalty", o.repetition_penalty...);
+    f("suppress_tokens", o.suppress_tokens...);
+    f("seed", o.seed...);
+    f("eos_token_id", o.eos_token_id...);
+    f("bos_token_id", o.bos_token_id...);
+    f("num_assistant_tokens", o.num_assistant_tokens...);
+    f("schedule", o.schedule...);
+    f("assistant_confidence_threshold", o.assistant_confidence_threshold...);
+    f("dynamic_confidence_threshold", o.dynamic_confidence_threshold...);
+    f("draft_p_min", o.draft_p_min...);
+    f("draft_min_tokens", o.draft_min_tokens...);
+    f("assistant_early_exit", o.assistant_early_exit...);
+    f("prompt_lookup_num_tokens", o.prompt_lookup_num_tokens...);
+    f("max_matching_ngram_size", o.max_matching_ngram_size...);
+    f("tree_nodes", o.tree_nodes...);
+    f("tree_width", o.tree_width...);
+    f("tree_shape", o.tree_shape...);
+    f("cache_capacity", o.cache_capacity...);
+    f("skip_special_tokens", o.skip_special_tokens...);
+    f("parse_special", o.parse_special...);
+    f("stop", o.stop...);
+  }
+
   /// Parses a generation_config.json text. Reads the fields above that HF
   /// defines (max_new_tokens, max_length, do_sample, temperature, top_k,
   /// top_p, min_p, repetition_penalty, suppress_tokens, eos_token_id (a number

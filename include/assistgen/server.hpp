@@ -25,6 +25,7 @@
 #include <string>
 
 #include "assistgen/generate.hpp"
+#include "assistgen/tensor_parallel.hpp"
 
 namespace assistgen {
 
@@ -59,6 +60,16 @@ struct ServerOptions {
   GenerateOptions defaults = {};
   /// stop(): seconds in-flight requests may still run before they are cancelled.
   double shutdown_grace_seconds = 10.0;
+  /// The ranks of a target split over several processes (the group it was
+  /// loaded with: LoadModelOptions::tensor_parallel); null or one rank: this
+  /// process alone. Every rank makes a Server over its share of the target,
+  /// with the same assistant and options, and calls start(): rank 0 listens
+  /// and answers; the others listen on nothing (port() is 0) and run rank
+  /// 0's engine rounds in lockstep (before each round, rank 0 sends them the
+  /// requests that arrived and the ones cancelled since the last). On those
+  /// ranks stop() and wait() return once rank 0 has stopped. A rank 0 that
+  /// cannot start must end the job (MPI_Abort), or the others wait for it.
+  std::shared_ptr<RankGroup> ranks = nullptr;
 };
 
 /// Counters of a Server since it started (also in /metrics).
@@ -105,7 +116,9 @@ class Server {
   /// listener and the engine thread stop. Safe to call more than once, from
   /// any thread but a request handler.
   void stop();
-  /// Blocks until stop() has finished.
+  /// Blocks until stop() has finished. On a rank other than 0 of a split
+  /// target (ServerOptions::ranks): until rank 0 has stopped; then rethrows
+  /// the error that took this rank out of step with rank 0, if one did.
   void wait();
   /// The counters now.
   ServerStats stats() const;

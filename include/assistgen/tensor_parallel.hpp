@@ -30,6 +30,14 @@ class RankGroup {
   virtual void all_gather(const void* mine, std::span<const std::size_t> counts, void* all) = 0;
   /// Rank `root`'s `bytes` bytes at `data` into every rank's `data`.
   virtual void broadcast(void* data, std::size_t bytes, std::size_t root) = 0;
+  /// broadcast() of a message the root may send much later than the others
+  /// arrive (an idle server's next round, ServerOptions::ranks), so the
+  /// transport may wait for it without keeping a core busy. Every rank calls
+  /// it where the others do; it does not match a broadcast() call.
+  /// Default: broadcast().
+  virtual void await_broadcast(void* data, std::size_t bytes, std::size_t root) {
+    broadcast(data, bytes, root);
+  }
 };
 
 /// The contiguous share of `total` items (heads, columns, vocabulary rows)

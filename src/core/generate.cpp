@@ -187,34 +187,7 @@ void take(std::optional<T>& dst, const std::optional<T>& src) {
 
 GenerateOptions GenerateOptions::merged(const GenerateOptions& o) const {
   GenerateOptions r = *this;
-  take(r.max_new_tokens, o.max_new_tokens);
-  take(r.max_length, o.max_length);
-  take(r.do_sample, o.do_sample);
-  take(r.temperature, o.temperature);
-  take(r.top_k, o.top_k);
-  take(r.top_p, o.top_p);
-  take(r.min_p, o.min_p);
-  take(r.repetition_penalty, o.repetition_penalty);
-  take(r.suppress_tokens, o.suppress_tokens);
-  take(r.seed, o.seed);
-  take(r.eos_token_id, o.eos_token_id);
-  take(r.bos_token_id, o.bos_token_id);
-  take(r.num_assistant_tokens, o.num_assistant_tokens);
-  take(r.schedule, o.schedule);
-  take(r.assistant_confidence_threshold, o.assistant_confidence_threshold);
-  take(r.dynamic_confidence_threshold, o.dynamic_confidence_threshold);
-  take(r.draft_p_min, o.draft_p_min);
-  take(r.draft_min_tokens, o.draft_min_tokens);
-  take(r.assistant_early_exit, o.assistant_early_exit);
-  take(r.prompt_lookup_num_tokens, o.prompt_lookup_num_tokens);
-  take(r.max_matching_ngram_size, o.max_matching_ngram_size);
-  take(r.tree_nodes, o.tree_nodes);
-  take(r.tree_width, o.tree_width);
-  take(r.tree_shape, o.tree_shape);
-  take(r.cache_capacity, o.cache_capacity);
-  take(r.skip_special_tokens, o.skip_special_tokens);
-  take(r.parse_special, o.parse_special);
-  take(r.stop, o.stop);
+  for_each_field([](const char*, auto& dst, const auto& src) { take(dst, src); }, r, o);
   return r;
 }
 

@@ -3,11 +3,13 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "assistgen/error.hpp"
@@ -67,6 +69,30 @@ class CommGroup final : public Group {
     const auto t0 = std::chrono::steady_clock::now();
     check(MPI_Bcast(data, as_int(bytes, "a broadcast"), MPI_BYTE, static_cast<int>(root), comm_),
           "MPI_Bcast");
+    account(t0, bytes);
+  }
+
+  // MPI_Ibcast polled with MPI_Test: a blocking MPI_Bcast spins a core
+  // (Open MPI polls even when it yields), hours long for an idle server's
+  // other ranks. Short waits (the next round of a busy server) are polled
+  // for 200 us, longer ones sleep between polls, up to 1 ms: at most that
+  // much latency when the first request after a pause arrives.
+  void await_broadcast(void* data, std::size_t bytes, std::size_t root) override {
+    using namespace std::chrono;
+    const auto t0 = steady_clock::now();
+    MPI_Request request;
+    check(MPI_Ibcast(data, as_int(bytes, "a broadcast"), MPI_BYTE, static_cast<int>(root), comm_,
+                     &request),
+          "MPI_Ibcast");
+    auto nap = microseconds(20);
+    for (;;) {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) break;
+      if (steady_clock::now() - t0 < microseconds(200)) continue;
+      std::this_thread::sleep_for(nap);
+      nap = std::min(nap * 2, duration_cast<microseconds>(milliseconds(1)));
+    }
     account(t0, bytes);
   }
 

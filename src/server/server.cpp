@@ -3,6 +3,9 @@
 // submit it and wait for its text (or stream it as server-sent events);
 // the engine thread steps rounds while any sequence runs and hands each
 // piece of text and each finished sequence to the request that owns it.
+// With a split target (ServerOptions::ranks), rank 0 serves and journals
+// its engine calls; the other ranks replay them and run the same rounds
+// (lockstep.hpp).
 #include "assistgen/server.hpp"
 
 #include <httplib.h>
@@ -23,6 +26,7 @@
 #include "assistgen/error.hpp"
 #include "assistgen/text_engine.hpp"
 #include "connection.hpp"
+#include "lockstep.hpp"
 #include "protocol.hpp"
 
 namespace assistgen {
@@ -62,12 +66,38 @@ struct Server::Impl {
   Impl(const Model& t, const Model* a, ServerOptions o)
       : target(t),
         options(std::move(o)),
-        engine(t, a, {.max_batch = options.max_batch, .max_cache_bytes = options.max_cache_bytes}) {
-  }
+        engine(t, a, {.max_batch = options.max_batch, .max_cache_bytes = options.max_cache_bytes}),
+        ranks(options.ranks),
+        lockstep(ranks && ranks->size() > 1),
+        follower(lockstep && ranks->rank() != 0) {}
 
   const Model& target;
   ServerOptions options;
   TextBatchEngine engine;
+
+  // A split target: every engine call that changes which sequences run is
+  // journaled (under order_mutex, which a round also holds on rank 0), and
+  // the journal goes to the other ranks before each round.
+  std::shared_ptr<RankGroup> ranks;
+  const bool lockstep;  // more than one rank
+  const bool follower;  // not rank 0: replays rank 0's rounds, serves nothing
+  std::mutex order_mutex;
+  server::Journal journal;
+  std::exception_ptr follower_error;  // why a follower left step (rethrown by wait())
+  bool joined = false;                // a follower's stop() joined its thread
+
+  // Lockstep: the engine's calls and rounds in one order (else no lock).
+  std::unique_lock<std::mutex> ordered() {
+    return lockstep ? std::unique_lock(order_mutex) : std::unique_lock<std::mutex>();
+  }
+
+  // engine.cancel, journaled.
+  bool cancel(TextBatchEngine::SequenceId id) {
+    auto order = ordered();
+    const bool cancelled = engine.cancel(id);
+    if (cancelled && lockstep) journal.cancelled(id);
+    return cancelled;
+  }
   httplib::Server http;
   std::thread listener, stepper;
   int bound_port = 0;
@@ -123,7 +153,7 @@ struct Server::Impl {
   // round, a waiting one now) and its caches go back to the manager.
   void abandon(const std::shared_ptr<Pending>& p) {
     p->gone = true;
-    if (engine.cancel(p->id)) wake();
+    if (cancel(p->id)) wake();
   }
 
   std::shared_ptr<Pending> submit(server::Job& job) {
@@ -143,7 +173,8 @@ struct Server::Impl {
       raw->cv.notify_one();
       callback_ns +=
           std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-      return !raw->gone.load();
+      // Lockstep: the other ranks cannot see `gone`; abandon() cancels.
+      return lockstep || !raw->gone.load();
     };
     {
       std::lock_guard lock(submit_mutex);
@@ -160,7 +191,13 @@ struct Server::Impl {
                        "", "", options.retry_after_seconds);
       }
       try {
-        p->id = engine.submit(std::move(job.prompt), job.options, std::move(on_text));
+        auto order = ordered();
+        if (lockstep) {
+          p->id = engine.submit(job.prompt, job.options, std::move(on_text));
+          journal.submitted(p->id, job.prompt, job.options);
+        } else {
+          p->id = engine.submit(std::move(job.prompt), job.options, std::move(on_text));
+        }
       } catch (const CapacityError& e) {
         throw ApiError(400, "invalid_request_error", e.what(), job.prompt_param,
                        "context_length_exceeded");
@@ -212,7 +249,13 @@ struct Server::Impl {
       {
         std::unique_lock lock(work_mutex);
         work_cv.wait(lock, [&] { return work || quit; });
-        if (quit && engine.running() == 0 && engine.waiting() == 0) return;
+        if (quit && engine.running() == 0 && engine.waiting() == 0) {
+          if (lockstep) {
+            std::lock_guard order(order_mutex);
+            journal.send(*ranks, true);
+          }
+          return;
+        }
         work = false;
       }
       bool more = true;
@@ -221,7 +264,13 @@ struct Server::Impl {
         const std::int64_t cb0 = callback_ns.load();
         std::string failure;
         try {
-          more = engine.step();
+          if (lockstep) {
+            std::lock_guard order(order_mutex);
+            journal.send(*ranks, false);  // the calls since the last round, then the round
+            more = engine.step();
+          } else {
+            more = engine.step();
+          }
         } catch (const std::exception& e) {
           // A model error: every sequence in flight fails (cancelled, so
           // the next step retires them without calling the model).
@@ -232,7 +281,7 @@ struct Server::Impl {
               std::lock_guard plock(p->m);
               p->failure = failure;
             }
-            engine.cancel(id);
+            cancel(id);
           }
           more = true;
         }
@@ -245,6 +294,28 @@ struct Server::Impl {
         counters.overhead_seconds += seconds_between(t1, t2) + in_callbacks;
       }
     }
+  }
+
+  // Another rank of a split target: rank 0's rounds, replayed, until it stops.
+  void run_follower() {
+    try {
+      while (server::replay_round(*ranks, engine)) {
+        try {
+          engine.step();
+        } catch (const std::exception&) {
+          // Rank 0's round failed the same way: it cancels every request,
+          // and its next message carries the cancellations.
+        }
+        engine.take_finished();
+      }
+    } catch (...) {
+      follower_error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(stop_mutex);
+      stopped = true;
+    }
+    stop_cv.notify_all();
   }
 
   // --- responses ------------------------------------------------------------
@@ -591,6 +662,9 @@ Server::Server(const Model& target, const Model* assistant, ServerOptions option
     throw InvalidArgument("ServerOptions: port " + std::to_string(options.port) +
                           " is not in [0, 65535]");
   if (options.model_name.empty()) options.model_name = "assistgen";
+  if (options.ranks && options.ranks->rank() >= options.ranks->size())
+    throw InvalidArgument("ServerOptions: ranks: rank " + std::to_string(options.ranks->rank()) +
+                          " of a group of " + std::to_string(options.ranks->size()));
   impl_ = std::make_unique<Impl>(target, assistant, std::move(options));
   impl_->routes();
 }
@@ -608,6 +682,10 @@ void Server::start() {
     std::lock_guard lock(s.stop_mutex);
     if (s.started) throw InvalidArgument("Server::start: the server was started already");
     s.started = true;
+  }
+  if (s.follower) {  // rank 0 listens; this rank replays its rounds
+    s.stepper = std::thread([&s] { s.run_follower(); });
+    return;
   }
   const std::string& host = s.options.host;
   if (s.options.port == 0) {
@@ -630,6 +708,15 @@ int Server::port() const { return impl_->bound_port; }
 
 void Server::stop() {
   Impl& s = *impl_;
+  if (s.follower) {  // stops when rank 0 does
+    std::unique_lock lock(s.stop_mutex);
+    if (!s.started || s.joined) return;
+    s.stop_cv.wait(lock, [&] { return s.stopped; });
+    s.joined = true;
+    lock.unlock();
+    s.stepper.join();
+    return;
+  }
   {
     std::unique_lock lock(s.stop_mutex);
     if (!s.started || s.stopped) return;
@@ -650,9 +737,7 @@ void Server::stop() {
       lock.unlock();
       {
         std::lock_guard slock(s.submit_mutex);
-        for (auto& [id, p] : s.pending) {
-          s.engine.cancel(id);
-        }
+        for (auto& [id, p] : s.pending) s.cancel(id);
       }
       s.wake();
       lock.lock();
@@ -678,6 +763,7 @@ void Server::wait() {
   Impl& s = *impl_;
   std::unique_lock lock(s.stop_mutex);
   s.stop_cv.wait(lock, [&] { return s.stopped || !s.started; });
+  if (s.follower_error) std::rethrow_exception(s.follower_error);
 }
 
 ServerStats Server::stats() const { return impl_->snapshot(); }

@@ -4,7 +4,9 @@
 // ids), streamed pieces == final text, assisted and prompt-lookup paths equal
 // to plain greedy, and the masking of logit rows the tokenizer lacks.
 #include <catch2/catch.hpp>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "assistgen/assistgen.hpp"
@@ -200,6 +202,52 @@ TEST_CASE("text api: generation_config.json supplies the defaults, options overr
   CHECK(r.tokens.size() <= 7);
   const TextResult same = m.generate("And God said", {.max_new_tokens = 7, .do_sample = false});
   CHECK(r.tokens == same.tokens);
+}
+
+namespace {
+
+// Converts to any field type (every field is a std::optional):
+// GenerateOptions{AnyField{}, ...} compiles with as many AnyField as the
+// struct has fields, and no more.
+struct AnyField {
+  template <class T>
+  operator std::optional<T>() const;  // NOLINT(google-explicit-constructor): unevaluated only
+};
+
+template <std::size_t... I>
+constexpr bool initialisable(std::index_sequence<I...>) {
+  return requires { GenerateOptions{(void(I), AnyField{})...}; };
+}
+
+template <std::size_t N = 0>
+constexpr std::size_t field_count() {
+  if constexpr (initialisable(std::make_index_sequence<N + 1>{}))
+    return field_count<N + 1>();
+  else
+    return N;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "text api: GenerateOptions::for_each_field lists every field once, and merged() takes each",
+    "[text]") {
+  // A field missing from for_each_field would be dropped by merged() and by
+  // the server's messages to the other ranks of a split target.
+  std::size_t visited = 0;
+  GenerateOptions set;
+  GenerateOptions::for_each_field(
+      [&](const char*, auto& field) {
+        ++visited;
+        field.emplace();  // a value-initialised value: set, unlike the default
+      },
+      set);
+  CHECK(visited == field_count());
+  const GenerateOptions merged = GenerateOptions{}.merged(set);
+  std::size_t taken = 0;
+  GenerateOptions::for_each_field(
+      [&](const char*, const auto& field) { taken += field.has_value(); }, merged);
+  CHECK(taken == visited);
 }
 
 TEST_CASE("text api: max_length counts the prompt, max_new_tokens wins", "[text]") {

@@ -49,6 +49,79 @@ case "$test" in
       > bench.txt 2> bench.err || { cat bench.err >&2; fail "bench under mpirun failed"; }
     grep -q "tensor parallel: rank 1 of 2" bench.err || fail "no load line of rank 1"
     grep -q "tok/s\|tokens/s" bench.txt || fail "no figures printed" ;;
+  batch)
+    # Greedy, seeded sampling and a bad line: the same JSON lines from 1 and
+    # 2 ranks, but for the timings in "stats".
+    printf '%s\n' '{"tokens": [1, 17, 200, 45], "max_new_tokens": 12, "ignore_eos": true}' \
+      '{"tokens": [1, 5, 6], "max_new_tokens": 20, "do_sample": true, "seed": 3, "temp": 0.9, "ignore_eos": true}' \
+      'not json' '{"tokens": [1, 2], "max_new_tokens": 7, "ignore_eos": true}' > prompts.jsonl
+    args=(batch -m "$m/llama-gqa" -a "$m/llama-draft" --prompts prompts.jsonl -t 1 --max-batch 2)
+    set +e
+    "$cli" "${args[@]}" --out one.jsonl 2> one.err; rc1=$?
+    run_np 2 "$cli" "${args[@]}" --out two.jsonl > two.txt 2> two.err; rc2=$?
+    set -e
+    [ $rc1 -eq 1 ] && [ $rc2 -ne 0 ] && [ $rc2 -ne 124 ] || fail "exit statuses $rc1 and $rc2 (one bad line: 1)"
+    grep -q "tensor parallel: rank 1 of 2" two.err || fail "no load line of rank 1"
+    [ "$(grep -c 'prompts.jsonl:3: not valid JSON' two.err)" = 1 ] || fail "the bad line is not reported once"
+    [ ! -s two.txt ] || fail "output on stdout with --out"
+    strip() { sed 's/"stats":{[^}]*},//' "$1"; }
+    [ "$(wc -l < two.jsonl)" = 4 ] || fail "not 4 output lines"
+    diff <(strip one.jsonl) <(strip two.jsonl) || fail "batch output differs between 1 and 2 ranks" ;;
+  serve)
+    # `assistgen serve` on 2 ranks answers as one process: rank 0 listens,
+    # rank 1 replays its rounds, through concurrent requests and a client
+    # that leaves mid-stream; SIGTERM to rank 0 stops every rank cleanly.
+    k=$data/../../models
+    args=(serve -m "$k/kjv-target" -a "$k/kjv-draft" --port 0 -t 1 --max-batch 2)
+    bodies=('{"prompt": "And God said", "max_tokens": 20, "temperature": 0}'
+            '{"prompt": "In the beginning", "max_tokens": 24, "temperature": 0.8, "seed": 7}'
+            '{"prompt": "Jesus wept", "max_tokens": 16, "temperature": 0, "stop": ["."]}'
+            '{"prompt": "Thou shalt not", "max_tokens": 12, "temperature": 0.9, "seed": 1}')
+    port_of() { sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$1"; }
+    await_port() {  # the server's stdout file
+      for _ in $(seq 300); do [ -n "$(port_of "$1")" ] && return; sleep 0.1; done
+      fail "no server listening: $(cat "$1")"
+    }
+    post() {  # port body: the response body (HTTP/1.1 over bash's /dev/tcp, no client needed)
+      exec 3<> "/dev/tcp/127.0.0.1/$1"
+      printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "${#2}" "$2" >&3
+      sed '1,/^\r$/d' <&3
+      exec 3<&-
+    }
+    ids() { grep -o '"completion_token_ids":\[[^]]*\]' "$1" || echo "no ids in $1: $(cat "$1")"; }
+    # One process: the reference answers, one request at a time.
+    "$cli" "${args[@]}" > one.out 2> one.err & pid=$!
+    await_port one.out
+    for i in 0 1 2 3; do post "$(port_of one.out)" "${bodies[$i]}" > one.$i; done
+    kill -TERM $pid; wait $pid || fail "one-process server exit status $?"
+    # Two ranks: the requests at once, a client leaving a long stream.
+    timeout 120 "$mpirun" --oversubscribe --mca mpi_yield_when_idle 1 -np 2 "$cli" "${args[@]}" > two.out 2> two.err & mpid=$!
+    await_port two.out
+    port=$(port_of two.out)
+    for i in 0 1 2; do post "$port" "${bodies[$i]}" > two.$i & done
+    exec 4<> "/dev/tcp/127.0.0.1/$port"
+    leave='{"prompt": "And", "max_tokens": 400, "stream": true, "ignore_eos": true}'
+    printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#leave}" "$leave" >&4
+    head -c 600 <&4 > /dev/null
+    exec 4<&-
+    wait $(jobs -p | grep -v "^$mpid\$") 2> /dev/null || true
+    post "$port" "${bodies[3]}" > two.3  # after the cancellation: still in step
+    for i in 0 1 2 3; do
+      [ "$(ids one.$i)" = "$(ids two.$i)" ] || fail "request $i: $(ids two.$i) on 2 ranks, $(ids one.$i) on one"
+    done
+    r0=""
+    for p in $(pgrep -f -- "$cli serve"); do tr '\0' '\n' < /proc/$p/environ | grep -qx "OMPI_COMM_WORLD_RANK=0" && r0=$p; done
+    [ -n "$r0" ] || fail "no rank 0 process under mpirun"
+    kill -TERM "$r0"
+    set +e
+    wait $mpid; rc=$?
+    set -e
+    cat two.err
+    [ $rc -eq 0 ] || fail "mpirun exit status $rc after rank 0's graceful stop"
+    grep -q "tensor parallel: rank 1 of 2" two.err || fail "no load line of rank 1"
+    grep -q "assistgen serve: stopped: 5 requests (0 rejected, 0 client errors, 0 failed, 1 cancelled)" two.err ||
+      fail "rank 0's summary is not 5 requests with 1 cancelled" ;;
   failing_rank)
     # Rank 1 reads a damaged checkpoint: its message, every rank ended, no hang.
     mkdir bad && cp "$m/llama-gqa/config.json" bad/ && head -c 3000 "$m/llama-gqa/model.safetensors" > bad/model.safetensors
@@ -79,7 +152,7 @@ case "$test" in
     set -e
     cat err.txt
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "tokenize under mpirun: exit status $rc"
-    grep -q "only generate, logits and bench split a model" err.txt || fail "no message for tokenize" ;;
+    grep -q "only generate, logits, bench, batch and serve split a model" err.txt || fail "no message for tokenize" ;;
   *) fail "unknown test $test" ;;
 esac
 echo "ok: $test"

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -27,6 +29,8 @@
 #include "assistgen/generate.hpp"
 #include "assistgen/server.hpp"
 #include "assistgen/text_engine.hpp"
+#include "server/lockstep.hpp"
+#include "thread_ranks.hpp"
 
 namespace {
 
@@ -708,4 +712,130 @@ TEST_CASE("Server: self-speculation (assistant_early_exit) requests equal Model:
                               .tokens);
   }
   CHECK(server.stats().engine.max_batch_seen >= 2);
+}
+
+TEST_CASE(
+    "Server: a target split over two ranks serves as one process, rank 1 replaying the rounds") {
+  // The ranks are threads (test_ranks::ThreadRanks): each loads its share of
+  // the target, as under mpirun; rank 0 listens, rank 1 replays its rounds.
+  const Models& m = models();
+  const auto dir = kModels / "kjv-target";
+  test_ranks::ThreadRanks ranks(2);
+  std::optional<Model> share[2], draft1;
+  std::thread rank1(
+      [&] { share[1].emplace(load_model(dir, {.threads = 1, .tensor_parallel = ranks.rank(1)})); });
+  share[0].emplace(load_model(dir, {.threads = 1, .tensor_parallel = ranks.rank(0)})
+                       .with_chat_template(m.target.chat_template()));
+  rank1.join();
+  draft1.emplace(load_model(kModels / "kjv-draft", {.threads = 1}));  // each rank its own draft
+
+  ServerOptions o = local({.max_batch = 3});
+  o.ranks = ranks.rank(0);
+  Server server(*share[0], &m.draft, o);
+  o.ranks = ranks.rank(1);
+  Server follower(*share[1], &*draft1, o);
+  follower.start();  // listens on nothing
+  server.start();
+  CHECK(follower.port() == 0);
+  CHECK(server.port() > 0);
+
+  // Completions (greedy and seeded sampling), a chat, and a stream whose
+  // client leaves after three chunks (a cancellation rank 1 must replay),
+  // arriving together: more requests than the batch holds.
+  const std::vector<std::string> prompts = {"And God said", "In the beginning", "Jesus wept",
+                                            "Blessed are the", "Thou shalt not"};
+  auto body = [&](std::size_t i) {
+    json b = {{"prompt", prompts[i]}, {"max_tokens", 8 + 4 * i}, {"temperature", 0}};
+    if (i % 2 == 1) b.update({{"temperature", 0.8}, {"seed", 7 + i}});
+    return b;
+  };
+  std::vector<std::future<Reply>> replies;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    replies.push_back(std::async(std::launch::async, [&, i] {
+      return post(server.port(), "/v1/completions", body(i).dump());
+    }));
+  const std::vector<ChatMessage> conv = {{"user", "What did God say?"}};
+  auto chat = std::async(std::launch::async, [&] {
+    const json msgs = json::array({{{"role", "user"}, {"content", conv[0].content}}});
+    return post(server.port(), "/v1/chat/completions",
+                json{{"messages", msgs}, {"max_tokens", 12}, {"temperature", 0}}.dump());
+  });
+  auto leaver = std::async(std::launch::async, [&] {
+    httplib::Client c("127.0.0.1", server.port());
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = R"({"prompt": "And", "max_tokens": 400, "stream": true, "ignore_eos": true})";
+    req.set_header("Content-Type", "application/json");
+    int chunks = 0;
+    req.content_receiver = [&](const char*, std::size_t, uint64_t, uint64_t) {
+      return ++chunks < 3;
+    };
+    c.send(req);
+    return chunks;
+  });
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const Reply r = replies[i].get();
+    REQUIRE(r.status == 200);
+    GenerateOptions go{.max_new_tokens = 8 + 4 * i, .do_sample = i % 2 == 1};
+    if (i % 2 == 1) {
+      go.temperature = 0.8f;
+      go.seed = 7 + i;
+    }
+    const TextResult ref = m.target.generate(prompts[i], m.draft, go);  // one process, unsplit
+    INFO("request " << i);
+    CHECK(ids_of(r.body) == ref.tokens);
+    CHECK(r.body["choices"][0]["text"] == ref.text);
+  }
+  const Reply c = chat.get();
+  REQUIRE(c.status == 200);
+  CHECK(ids_of(c.body) ==
+        m.target.chat(conv, m.draft, {.max_new_tokens = 12, .do_sample = false}).tokens);
+  CHECK(leaver.get() == 3);
+  REQUIRE(eventually([&] { return server.stats().running == 0 && server.stats().waiting == 0; }));
+  CHECK(server.stats().cancelled == 1);
+
+  // Still in step after the cancellation.
+  const Reply after = post(server.port(), "/v1/completions",
+                           R"({"prompt": "For God so loved", "max_tokens": 10, "temperature": 0})");
+  REQUIRE(after.status == 200);
+  CHECK(ids_of(after.body) ==
+        m.target.generate("For God so loved", m.draft, {.max_new_tokens = 10, .do_sample = false})
+            .tokens);
+
+  server.stop();
+  follower.wait();  // returns once rank 0 stopped; rethrows if rank 1 left step
+  follower.stop();
+  const BatchStats s0 = server.stats().engine, s1 = follower.stats().engine;
+  CHECK(s0.rounds >= 1);
+  CHECK(s1.rounds == s0.rounds);  // the same rounds...
+  CHECK(s1.target_calls == s0.target_calls);
+  CHECK(s1.new_tokens == s0.new_tokens);  // ...with the same tokens
+  CHECK(s1.accepted == s0.accepted);
+  CHECK(s1.finished == s0.finished);
+  CHECK(s0.max_batch_seen >= 2);
+}
+
+TEST_CASE("Server: the lockstep messages carry every option exactly") {
+  GenerateOptions o;
+  o.max_new_tokens = 9;
+  o.temperature = 0.1f;  // not exact as a decimal
+  o.top_p = std::nextafter(1.0f, 0.0f);
+  o.seed = ~std::uint64_t{0};
+  o.suppress_tokens = std::vector<Token>{3, 5};
+  o.schedule = DraftLengthSchedule::confidence;
+  o.tree_shape = std::vector<std::size_t>{2, 1};
+  o.stop = std::vector<std::string>{"\n\n", "\xe2\x80\x94"};
+  o.do_sample = true;
+  const GenerateOptions back =
+      server::decode_options(json::from_cbor(json::to_cbor(server::encode_options(o))));
+  std::size_t fields = 0, same = 0;
+  GenerateOptions::for_each_field(
+      [&](const char*, const auto& a, const auto& b) {
+        ++fields;
+        same += a == b;
+      },
+      o, back);
+  CHECK(same == fields);
+  CHECK(std::memcmp(&*back.temperature, &*o.temperature, sizeof(float)) == 0);
 }

@@ -192,7 +192,9 @@ BatchRequest parse_request(const json& j) {
 
 std::vector<Line> read_lines(const std::string& path) {
   // A regular file of at most 64 MiB (a FIFO or device is refused, not read).
-  std::istringstream in(read_input_file(path, "--prompts"));
+  // Under mpirun, rank 0 reads it and sends it to the others.
+  std::istringstream in(
+      same_on_every_rank(primary_rank() ? read_input_file(path, "--prompts") : std::string()));
   std::vector<Line> lines;
   std::string text;
   for (std::size_t number = 1; std::getline(in, text); ++number) {
@@ -254,7 +256,7 @@ int run(const Args& a) {
     for (Line& l : lines) l.request.options.assistant_early_exit = a.early_exit;
   std::FILE* out = stdout;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> out_file(nullptr, &std::fclose);
-  if (given(a.o_out)) {
+  if (given(a.o_out) && primary_rank()) {  // under mpirun, rank 0 writes
     out_file.reset(std::fopen(a.out.c_str(), "wb"));
     if (!out_file) throw IoError("cannot write " + a.out);
     out = out_file.get();
@@ -282,7 +284,10 @@ int run(const Args& a) {
   double seconds = 0.0;
 
   if (text_mode) {
-    const Model target = load_model(dir, lo);
+    LoadModelOptions target_lo = lo;
+    target_lo.tensor_parallel = target_group();  // under mpirun: split; the draft runs whole
+    const Model target = load_model(dir, target_lo);
+    announce_split(target);
     std::optional<Model> draft;
     if (given(a.o_assistant)) draft = load_model(a.assistant, lo);
     std::vector<BatchRequest> requests;
@@ -314,12 +319,15 @@ int run(const Args& a) {
     cpu::LoadOptions co;
     co.threads = a.load.threads;
     if (lo.dtype) co.dtype = *lo.dtype;
-    auto load = [&](const std::string& d) {
-      return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, co));
+    auto load = [&](const std::string& d, std::shared_ptr<RankGroup> split) {
+      cpu::LoadOptions o = co;
+      o.tensor_parallel = std::move(split);
+      return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, o));
     };
-    const auto t = load(a.model);
+    const auto t = load(a.model, target_group());  // under mpirun: split
+    announce_split(*t);
     std::shared_ptr<const cpu::Transformer> d;
-    if (given(a.o_assistant)) d = load(a.assistant);
+    if (given(a.o_assistant)) d = load(a.assistant, nullptr);
     std::vector<BatchIdsRequest> requests;
     for (std::size_t i = 0; i < n; ++i) {
       if (!errors[i].empty()) continue;
@@ -371,8 +379,9 @@ int run(const Args& a) {
     if (!errors[i].empty()) {
       ++failed;
       j["error"] = errors[i];
-      std::fprintf(stderr, "assistgen batch: %s:%zu: %s\n", a.prompts.c_str(), lines[i].number,
-                   errors[i].c_str());
+      if (primary_rank())
+        std::fprintf(stderr, "assistgen batch: %s:%zu: %s\n", a.prompts.c_str(), lines[i].number,
+                     errors[i].c_str());
     } else {
       if (texts[i]) j["text"] = *texts[i];
       j["ids"] = ids[i];
@@ -382,6 +391,7 @@ int run(const Args& a) {
     std::fprintf(out, "%s\n", j.dump().c_str());
   }
   std::fflush(out);
+  if (!primary_rank()) return failed ? 1 : 0;  // rank 0 reports
   std::fprintf(
       stderr,
       "batch: %zu sequences (%zu failed), %zu new tokens in %.3f s: %.1f tokens/s; %zu rounds, "

@@ -30,7 +30,9 @@ constexpr const char* kDescription =
 through continuous batching; each output is exactly what `assistgen
 generate` gives it alone. Chat uses the model's chat template, or --template
 FILE. Prints "listening on http://HOST:PORT" once requests are accepted;
-SIGINT or SIGTERM stops it gracefully. See docs/server.md.)";
+SIGINT or SIGTERM stops it gracefully. Under mpirun the target is split
+across the ranks: rank 0 listens, the others replay its rounds; stop it with
+SIGTERM to rank 0's process. See docs/server.md.)";
 
 struct Args {
   std::string model, assistant, host = "127.0.0.1", api_key, model_name, template_file;
@@ -51,16 +53,21 @@ int run(const Args& a) {
   require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup) || given(a.o_early_exit),
                "-a/--assistant, --prompt-lookup or --early-exit");
   const LoadModelOptions lo = a.load.options();
-  auto load = [&](const std::string& dir) { return load_with_progress(dir, lo); };
+  LoadModelOptions target_lo = lo;
+  // Under mpirun: split the target; the draft runs whole on every rank.
+  target_lo.tensor_parallel = target_group();
   // A template is needed only by /v1/chat/completions: without one that
   // endpoint answers 400, the rest serves.
   std::optional<ChatTemplate> chat_template;
   if (given(a.o_template) || ChatTemplate::available(a.model))
     chat_template = load_template(a.model, a.template_file);
-  const Model target =
-      chat_template ? load(a.model).with_chat_template(std::move(*chat_template)) : load(a.model);
+  Model loaded = load_with_progress(a.model, target_lo);
+  announce_split(loaded);
+  const Model target = chat_template
+                           ? std::move(loaded).with_chat_template(std::move(*chat_template))
+                           : std::move(loaded);
   std::optional<Model> draft;
-  if (given(a.o_assistant)) draft.emplace(load(a.assistant));
+  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
 
   ServerOptions so;
   so.host = a.host;
@@ -81,6 +88,7 @@ int run(const Args& a) {
     so.defaults.assistant_early_exit = a.early_exit;
   }
   if (given(a.o_draft_max)) so.defaults.num_assistant_tokens = a.draft_max;
+  so.ranks = target_group();  // under mpirun: rank 0 serves, the others follow its rounds
 
   // SIGINT / SIGTERM are taken by sigwait on this thread: blocked before
   // the server's threads start, so they inherit the mask.
@@ -91,6 +99,13 @@ int run(const Args& a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   Server server(target, draft ? &*draft : nullptr, so);
   server.start();
+  if (!primary_rank()) {
+    // Under mpirun, the other ranks replay rank 0's rounds until it stops
+    // (SIGINT / SIGTERM stay blocked here: mpirun forwards them to every
+    // rank, and rank 0's graceful stop decides when they end).
+    server.wait();
+    return 0;
+  }
   const std::string assisted = draft                   ? " assisted by " + a.assistant
                                : given(a.o_early_exit) ? " assisted by its first " +
                                                              std::to_string(a.early_exit) + " layers"

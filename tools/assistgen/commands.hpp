@@ -129,5 +129,7 @@ void announce_split(const cpu::Transformer& model);
 void announce_split(const Model& model);
 /// Rank 0's `value` on every rank (a random seed must be the same on all).
 std::uint64_t same_on_every_rank(std::uint64_t value);
+/// Rank 0's `text` on every rank (an input file rank 0 read).
+std::string same_on_every_rank(std::string text);
 
 }  // namespace assistgen::cli

@@ -45,10 +45,11 @@ Ranks::Ranks(int& argc, char**& argv, const std::string& command) {
   g_group = g_env->world();
   if (g_env->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
     g_env->abort("cannot redirect stdout to /dev/null");
-  if (command != "generate" && command != "logits" && command != "bench")
+  if (command != "generate" && command != "logits" && command != "bench" && command != "batch" &&
+      command != "serve")
     g_env->abort("assistgen " + command + ": started by mpirun with " + std::to_string(launched) +
-                     " ranks, but only generate, logits and bench split a model across ranks "
-                     "(run it without mpirun)",
+                     " ranks, but only generate, logits, bench, batch and serve split a model "
+                     "across ranks (run it without mpirun)",
                  2);
 #else
   (void)argc, (void)argv;
@@ -121,6 +122,13 @@ void announce_split(const Model& model) {
 std::uint64_t same_on_every_rank(std::uint64_t value) {
   if (g_group) g_group->broadcast(&value, sizeof value, 0);
   return value;
+}
+
+std::string same_on_every_rank(std::string text) {
+  if (!g_group) return text;
+  text.resize(same_on_every_rank(std::uint64_t{text.size()}));
+  if (!text.empty()) g_group->broadcast(text.data(), text.size(), 0);
+  return text;
 }
 
 }  // namespace assistgen::cli

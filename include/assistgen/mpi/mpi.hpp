@@ -33,7 +33,9 @@ struct Traffic {
 
 /// A RankGroup over an MPI communicator: all_gather is MPI_Allgatherv (bytes
 /// copied, so the result does not depend on MPI's algorithm), broadcast is
-/// MPI_Bcast. Calls may come from any thread, one at a time.
+/// MPI_Bcast, await_broadcast an MPI_Ibcast polled with sleeps (an idle
+/// rank waits without spinning a core). Calls may come from any thread, one
+/// at a time.
 class Group : public RankGroup {
  public:
   /// Collective time and volume so far (see Traffic).
