@@ -12,10 +12,12 @@ family, so that assistgen's GGUF loader is tested against the same layout:
   - for arch llama, the rows of q_proj / k_proj (weights and biases) permuted
     per head as LlamaModel.permute does (HF's half-split rotary layout to
     llama.cpp's interleaved one);
-  - matrices in the requested type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k,
-    or q4_k_m: llama.cpp's Q4_K_M mix), vectors in F32;
+  - matrices in the requested type (f32, f16, bf16, q8_0, q5_0, q4_0, q4_k,
+    q6_k, or q4_k_m: llama.cpp's Q4_K_M mix), vectors in F32;
     Q8_0 as ggml's quantize_row_q8_0_ref: per block of 32, d = amax / 127,
     q = round-half-away(x / d), d stored as binary16;
+    Q5_0 as ggml's quantize_row_q5_0_ref: d = m / -16,
+    q = min(31, trunc(x / d + 16.5));
     Q4_0 as ggml's quantize_row_q4_0_ref: per block of 32, the value of
     largest magnitude m, d = m / -8, q = min(15, trunc(x / d + 8.5));
     Q4_K (blocks of 256, 8 sub-blocks of 32; our own simple quantizer of
@@ -26,7 +28,7 @@ family, so that assistgen's GGUF loader is tested against the same layout:
     largest magnitude) / -32, int8 scales against d = (largest s) / -128,
     q = clamp(round(x / (d sc)), -32, 31) + 32.
     A matrix whose rows are not whole blocks of its type falls back as
-    llama.cpp's quantizer does, to Q4_0 (for Q4_K) or Q8_0 (for Q6_K).
+    llama.cpp's quantizer does, to Q5_0 (for Q4_K) or Q8_0 (for Q6_K).
     q4_k_m: Q4_K, with attn_v and ffn_down of llama.cpp's use_more_bits
     layers and output.weight in Q6_K.
 Usage: /usr/bin/python3 tools/make_gguf.py HF_DIR OUT.gguf --type q8_0
@@ -42,7 +44,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import read_safetensors, f32_to_bf16_bits  # noqa: E402
 
-GGML = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "q4_k": 12, "q6_k": 14, "bf16": 30}
+GGML = {"f32": 0, "f16": 1, "q4_0": 2, "q5_0": 6, "q8_0": 8, "q4_k": 12, "q6_k": 14, "bf16": 30}
 TYPES = sorted(GGML) + ["q4_k_m"]
 ALIGN = 32
 
@@ -197,6 +199,24 @@ def q4_0(w):
     return blocks.tobytes()
 
 
+def q5_0(w):
+    # ggml's quantize_row_q5_0_ref: d = m / -16 for the value m of largest
+    # magnitude, q = min(31, trunc(x / d + 16.5)); low nibbles in qs (element
+    # j and 16 + j share byte j), fifth bits in qh (bit j: element j).
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
+    idx = np.argmax(np.abs(x), axis=1)
+    m = x[np.arange(x.shape[0]), idx]
+    d = (m / -16.0).astype(np.float32)
+    inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    q = np.minimum(31, np.trunc(x * inv[:, None] + np.float32(16.5))).astype(np.uint32)
+    blocks = np.zeros((x.shape[0], 22), dtype=np.uint8)
+    blocks[:, :2] = f16_bytes(d)
+    qh = ((q >> 4) << np.arange(32, dtype=np.uint32)).sum(axis=1).astype("<u4")
+    blocks[:, 2:6] = qh.view(np.uint8).reshape(-1, 4)
+    blocks[:, 6:] = ((q[:, :16] & 15) | ((q[:, 16:] & 15) << 4)).astype(np.uint8)
+    return blocks.tobytes()
+
+
 def q4_k(w):
     x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 8, 32)
     lo = np.minimum(x.min(axis=2), 0)
@@ -252,9 +272,9 @@ def q6_k(w):
     return blocks.tobytes()
 
 
-BLOCK = {"q4_0": 32, "q8_0": 32, "q4_k": 256, "q6_k": 256}
-FALLBACK = {"q4_k": "q4_0", "q6_k": "q8_0"}
-QUANT = {"q4_0": q4_0, "q8_0": q8_0, "q4_k": q4_k, "q6_k": q6_k}
+BLOCK = {"q4_0": 32, "q5_0": 32, "q8_0": 32, "q4_k": 256, "q6_k": 256}
+FALLBACK = {"q4_k": "q5_0", "q6_k": "q8_0"}  # llama.cpp's llama-quant.cpp
+QUANT = {"q4_0": q4_0, "q5_0": q5_0, "q8_0": q8_0, "q4_k": q4_k, "q6_k": q6_k}
 
 
 def encode(w, typ):
@@ -356,16 +376,18 @@ def main():
 
 
 def write_file(out, meta, tensors, typ, n_layer):
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta)
-    data = b""
+    head = bytearray(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta))
+    data = bytearray()  # appended in place: a checkpoint of gigabytes is copied once
     for gname, w in tensors:
         gt, raw = encode(w, tensor_type(gname, typ, n_layer))
         head += gstr(gname) + struct.pack("<I", w.ndim) + b"".join(struct.pack("<Q", d) for d in reversed(w.shape))
         head += struct.pack("<IQ", gt, len(data))
-        data += raw + b"\0" * ((-len(raw)) % ALIGN)
+        data += raw
+        data += b"\0" * ((-len(raw)) % ALIGN)
     head += b"\0" * ((-len(head)) % ALIGN)
     with open(out, "wb") as f:
-        f.write(head + data)
+        f.write(head)
+        f.write(data)
 
 
 def write_gpt2(a, cfg, weights):

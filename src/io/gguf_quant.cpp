@@ -1,4 +1,4 @@
-// GGUF's Q8_0, Q4_0, Q4_K and Q6_K blocks, and views of GGUF tensors (gguf_quant.hpp).
+// GGUF's Q8_0, Q5_0, Q4_0, Q4_K and Q6_K blocks, and views of GGUF tensors (gguf_quant.hpp).
 #pragma GCC optimize("fp-contract=off")  // a * b - c as ggml's reference: two roundings
 
 #include "gguf_quant.hpp"
@@ -21,7 +21,7 @@ float f16_at(const std::byte* p) {
 }
 unsigned u8(const std::byte* p, std::size_t i) { return static_cast<unsigned>(p[i]); }
 
-constexpr std::size_t kQ8_0 = 34, kQ4_0 = 18, kQ4_K = 144, kQ6_K = 210;
+constexpr std::size_t kQ8_0 = 34, kQ5_0 = 22, kQ4_0 = 18, kQ4_K = 144, kQ6_K = 210;
 
 // Sub-block j's 6-bit scale and min of a Q4_K block's 12 scale bytes.
 void scale_min_k4(std::size_t j, const std::byte* s, unsigned& sc, unsigned& m) {
@@ -45,6 +45,20 @@ void q8_0_block(const std::byte* b, F&& f) {
   for (std::size_t i = 0; i < 32; ++i)
     f(i, static_cast<unsigned>(static_cast<int>(static_cast<std::int8_t>(b[2 + i])) + 128), d,
       128.0f * d);
+}
+
+// Q5_0: d, 4 bytes of fifth bits (bit j: element j, bit 16 + j: element
+// 16 + j), 16 bytes of low nibbles; w = d (q - 16), a code of 5 bits with
+// scale d and min 16 d (exact, as for Q8_0).
+template <class F>
+void q5_0_block(const std::byte* b, F&& f) {
+  const float d = f16_at(b);
+  std::uint32_t qh;
+  std::memcpy(&qh, b + 2, 4);
+  for (std::size_t i = 0; i < 16; ++i) {
+    f(i, (u8(b + 6, i) & 15u) | (((qh >> i) & 1u) << 4), d, 16.0f * d);
+    f(i + 16, (u8(b + 6, i) >> 4) | (((qh >> (i + 16)) & 1u) << 4), d, 16.0f * d);
+  }
 }
 
 template <class F>
@@ -93,6 +107,11 @@ void for_each_block(GgmlType t, std::span<const std::byte> raw, F&& f) {
     case GgmlType::q8_0:
       for (std::size_t i = 0; i < raw.size() / kQ8_0; ++i)
         q8_0_block(raw.data() + i * kQ8_0,
+                   [&](std::size_t e, unsigned q, float s, float m) { f(32 * i + e, q, s, m); });
+      break;
+    case GgmlType::q5_0:
+      for (std::size_t i = 0; i < raw.size() / kQ5_0; ++i)
+        q5_0_block(raw.data() + i * kQ5_0,
                    [&](std::size_t e, unsigned q, float s, float m) { f(32 * i + e, q, s, m); });
       break;
     case GgmlType::q4_0:
@@ -152,17 +171,22 @@ void add_super_codes(GgmlType t, std::span<const std::byte> raw, GroupQuantized&
 }  // namespace
 
 bool has_groups(GgmlType t) {
-  return t == GgmlType::q8_0 || t == GgmlType::q4_0 || t == GgmlType::q4_k ||
-         t == GgmlType::q6_k;
+  return t == GgmlType::q8_0 || t == GgmlType::q5_0 || t == GgmlType::q4_0 ||
+         t == GgmlType::q4_k || t == GgmlType::q6_k;
 }
 
 void dequantize(GgmlType t, std::span<const std::byte> raw, std::span<float> out) {
-  // ggml's own expressions: Q8_0 q * d, Q4_0 (q - 8) * d, Q4_K d1 * q - m1,
-  // Q6_K d * sc * (q - 32).
+  // ggml's own expressions: Q8_0 q * d, Q5_0 (q - 16) * d, Q4_0 (q - 8) * d,
+  // Q4_K d1 * q - m1, Q6_K d * sc * (q - 32).
   switch (t) {
     case GgmlType::q8_0:
       for_each_block(t, raw, [&](std::size_t i, unsigned q, float d, float) {
         out[i] = static_cast<float>(static_cast<int>(q) - 128) * d;
+      });
+      break;
+    case GgmlType::q5_0:
+      for_each_block(t, raw, [&](std::size_t i, unsigned q, float d, float) {
+        out[i] = static_cast<float>(static_cast<int>(q) - 16) * d;
       });
       break;
     case GgmlType::q4_0:
@@ -189,7 +213,8 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
   g.rows = rows;
   g.cols = cols;
   g.group = t == GgmlType::q6_k ? 16 : 32;
-  g.bits = t == GgmlType::q6_k || t == GgmlType::q8_0 ? 8 : 4;
+  // 5- and 6-bit codes take a byte each, in the 8-bit kernels.
+  g.bits = t == GgmlType::q4_0 || t == GgmlType::q4_k ? 4 : 8;
   g.q.resize(rows * cols);
   g.scale.resize(rows * g.groups_per_row());
   g.min.resize(g.scale.size());
@@ -226,6 +251,7 @@ TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::str
       v.dtype = DType::bf16;
       break;
     case GgmlType::q8_0:
+    case GgmlType::q5_0:
     case GgmlType::q4_0:
     case GgmlType::q4_k:
     case GgmlType::q6_k: {
@@ -242,7 +268,7 @@ TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::str
     }
     default:
       throw UnsupportedError(src + ": tensor '" + t.name + "': type " + ggml_type_name(t.type) +
-                             " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+                             " is not supported (F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q6_K)");
   }
   return v;
 }

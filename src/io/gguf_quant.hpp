@@ -48,7 +48,7 @@ GroupQuantized to_groups(GgmlType t, std::span<const std::byte> raw, std::size_t
                          std::size_t cols, const std::string& what);
 
 /// A view of GGUF tensor `t` of file `src` under the name `hf`: F32, F16 and
-/// BF16 as stored; Q8_0, Q4_0, Q4_K and Q6_K decoded to floats as ggml does
+/// BF16 as stored; Q8_0, Q5_0, Q4_0, Q4_K and Q6_K decoded to floats as ggml does
 /// and with their group form (TensorView::quantized).
 /// Another type is an UnsupportedError naming the tensor and the type.
 TensorView stored_view(const GgufTensorInfo& t, const std::string& src, std::string hf);

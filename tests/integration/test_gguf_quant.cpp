@@ -1,4 +1,4 @@
-// GGUF's 4- and 6-bit types (Q4_0, Q4_K, Q6_K; files written by
+// GGUF's quantized types (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K; files written by
 // tools/make_gguf.py's own quantizers) and --dtype int4:
 //   - each stored block decodes to within its quantization step of the
 //     Hugging Face weights it was made from, and the decoded floats are
@@ -65,7 +65,8 @@ const File kFiles[] = {
     {"llama-draft", "llama-draft-q4_0.gguf"},  // Q4_0, permuted Q/K, GQA
     {"llama-256", "llama-256-q4_0.gguf"},      // Q4_0, tied
     {"llama-256", "llama-256-q4_k_m.gguf"},    // Q4_K + Q6_K (attn_v) + Q8_0 fallback
-    {"llama-draft", "llama-draft-q8_0.gguf"}};  // Q8_0: 8-bit codes, scale d, min 128 d
+    {"llama-draft", "llama-draft-q8_0.gguf"},  // Q8_0: 8-bit codes, scale d, min 128 d
+    {"llama-draft", "llama-draft-q5_0.gguf"}};  // Q5_0: 5-bit codes in a byte, scale d, min 16 d
 
 }  // namespace
 

@@ -101,6 +101,7 @@ TEST_CASE("split logits are the bits of one rank: every model, every dtype") {
 
 TEST_CASE("split logits are the bits of one rank: GGUF files with their stored codes") {
   for (const char* f : {"llama-256-q4_0.gguf", "llama-256-q4_k_m.gguf", "llama-draft-q8_0.gguf",
+                        "llama-draft-q5_0.gguf",
                         "llama-draft-bf16.gguf", "gpt2-target-f32.gguf", "qwen2-real-bf16.gguf",
                         "mistral-f16-f16.gguf"}) {
     INFO(f << " on " << g_env->size() << " ranks, kernels " << cpu::kernel_isa());

@@ -183,7 +183,7 @@ TEST_CASE("grouped kernels are batch-invariant across rows, threads and ISAs", "
   force_split(true);
   for (Isa isa : isas) {
     set_isa(isa);
-    for (std::size_t m : {1, 2, 3, 5, 6, 7, 9, 13, 20})
+    for (std::size_t m : {1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 16, 20})
       for (int threads : {1, 2}) {
         const std::vector<float> y = run(p, x.data(), m, threads);
         INFO("isa " << int(isa) << " m " << m << " threads " << threads << " bits " << f.bits);

@@ -12,7 +12,7 @@
 // mistral's sliding window when llama.attention.sliding_window is set, qwen2
 // or gpt2) into a ModelConfig and an io::Checkpoint holding the tensors under
 // their Hugging Face names, so the CPU backend loads it as it loads a model
-// directory: F32, F16 and BF16 tensors as stored; Q8_0, Q4_0, Q4_K and Q6_K
+// directory: F32, F16 and BF16 tensors as stored; Q8_0, Q5_0, Q4_0, Q4_K and Q6_K
 // decoded to floats exactly as ggml does and also offered in their
 // group-quantized form (io/quantized.hpp), which the CPU backend keeps as
 // stored; and the Q/K rows llama.cpp's converter permutes for its rotary
@@ -143,7 +143,7 @@ struct GgufModel {
 };
 
 /// Opens a GGUF model file of the Llama family or gpt2. Tensor types other
-/// than F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are an UnsupportedError
+/// than F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K and Q6_K are an UnsupportedError
 /// naming the tensor and the type; so is another architecture (naming the
 /// supported ones), partial rotary dimensions, RoPE scaling other than
 /// linear, or llama3's rope_freqs tensor. A missing or mistyped key is a

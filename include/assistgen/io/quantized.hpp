@@ -1,5 +1,5 @@
 // Group-quantized weights: the common form of GGUF's block-quantized types
-// (Q4_0, Q4_K, Q6_K, Q8_0) and of the int4 quantization assistgen applies to
+// (Q4_0, Q5_0, Q4_K, Q6_K, Q8_0) and of the int4 quantization assistgen applies to
 // Hugging Face checkpoints at load (LoadOptions::dtype = i4). The CPU backend
 // packs this form into its group-quantized kernel layout without rounding
 // anything again, so a GGUF file's weights are computed with exactly the
