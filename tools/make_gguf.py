@@ -186,12 +186,17 @@ def f16_bytes(v):
     return np.asarray(v, dtype=np.float32).astype("<f2").view(np.uint8).reshape(*np.shape(v), 2)
 
 
+def extreme_scale(x, div):
+    # ggml's Q4_0 / Q5_0 reference: d = (the value of largest magnitude) / div
+    # per block (row of x), and its inverse (0 for an all-zero block).
+    m = x[np.arange(x.shape[0]), np.argmax(np.abs(x), axis=1)]
+    d = (m / div).astype(np.float32)
+    return d, np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+
+
 def q4_0(w):
     x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
-    idx = np.argmax(np.abs(x), axis=1)
-    m = x[np.arange(x.shape[0]), idx]
-    d = (m / -8.0).astype(np.float32)
-    inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    d, inv = extreme_scale(x, -8.0)
     q = np.minimum(15, np.trunc(x * inv[:, None] + np.float32(8.5))).astype(np.uint8)
     blocks = np.zeros((x.shape[0], 18), dtype=np.uint8)
     blocks[:, :2] = f16_bytes(d)
@@ -204,10 +209,7 @@ def q5_0(w):
     # magnitude, q = min(31, trunc(x / d + 16.5)); low nibbles in qs (element
     # j and 16 + j share byte j), fifth bits in qh (bit j: element j).
     x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
-    idx = np.argmax(np.abs(x), axis=1)
-    m = x[np.arange(x.shape[0]), idx]
-    d = (m / -16.0).astype(np.float32)
-    inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    d, inv = extreme_scale(x, -16.0)
     q = np.minimum(31, np.trunc(x * inv[:, None] + np.float32(16.5))).astype(np.uint32)
     blocks = np.zeros((x.shape[0], 22), dtype=np.uint8)
     blocks[:, :2] = f16_bytes(d)
