@@ -6,6 +6,7 @@
 
 #include <limits>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -87,8 +88,11 @@ bool replay_round(RankGroup& ranks, TextBatchEngine& engine) {
       continue;
     }
     const auto id = call["submit"].get<TextBatchEngine::SequenceId>();
-    const auto got =
-        engine.submit(call["prompt"].get<std::vector<Token>>(), decode_options(call["options"]));
+    // A text callback as rank 0's (which never stops a sequence itself in
+    // lockstep): the engine runs the same code on every rank.
+    const auto got = engine.submit(call["prompt"].get<std::vector<Token>>(),
+                                   decode_options(call["options"]),
+                                   [](std::string_view) { return true; });
     if (got != id)
       throw Error("Server: rank " + std::to_string(ranks.rank()) +
                   " left step with rank 0: its engine gave request " + std::to_string(id) +

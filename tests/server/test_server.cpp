@@ -747,6 +747,7 @@ TEST_CASE(
   auto body = [&](std::size_t i) {
     json b = {{"prompt", prompts[i]}, {"max_tokens", 8 + 4 * i}, {"temperature", 0}};
     if (i % 2 == 1) b.update({{"temperature", 0.8}, {"seed", 7 + i}});
+    if (i == 0) b["stop"] = {" not"};  // ends the text early on every rank
     return b;
   };
   std::vector<std::future<Reply>> replies;
@@ -782,10 +783,12 @@ TEST_CASE(
       go.temperature = 0.8f;
       go.seed = 7 + i;
     }
+    if (i == 0) go.stop = std::vector<std::string>{" not"};
     const TextResult ref = m.target.generate(prompts[i], m.draft, go);  // one process, unsplit
     INFO("request " << i);
     CHECK(ids_of(r.body) == ref.tokens);
     CHECK(r.body["choices"][0]["text"] == ref.text);
+    if (i == 0) CHECK(ref.stop_reason == StopReason::stop_string);
   }
   const Reply c = chat.get();
   REQUIRE(c.status == 200);
