@@ -186,36 +186,35 @@ def f16_bytes(v):
     return np.asarray(v, dtype=np.float32).astype("<f2").view(np.uint8).reshape(*np.shape(v), 2)
 
 
-def extreme_scale(x, div):
-    # ggml's Q4_0 / Q5_0 reference: d = (the value of largest magnitude) / div
-    # per block (row of x), and its inverse (0 for an all-zero block).
+def extreme_codes(w, levels):
+    # ggml's Q4_0 (16 levels) / Q5_0 (32) reference quantizers, per block of
+    # 32: d = m / -(levels / 2) for the value m of largest magnitude (the
+    # first of equals), q = min(levels - 1, trunc(x / d + levels / 2 + 0.5)).
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
     m = x[np.arange(x.shape[0]), np.argmax(np.abs(x), axis=1)]
-    d = (m / div).astype(np.float32)
-    return d, np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    d = (m / -(levels / 2)).astype(np.float32)
+    inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+    q = np.minimum(levels - 1, np.trunc(x * inv[:, None] + np.float32(levels / 2 + 0.5)))
+    return d, q.astype(np.uint32)
 
 
 def q4_0(w):
-    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
-    d, inv = extreme_scale(x, -8.0)
-    q = np.minimum(15, np.trunc(x * inv[:, None] + np.float32(8.5))).astype(np.uint8)
-    blocks = np.zeros((x.shape[0], 18), dtype=np.uint8)
+    d, q = extreme_codes(w, 16)
+    blocks = np.zeros((q.shape[0], 18), dtype=np.uint8)
     blocks[:, :2] = f16_bytes(d)
     blocks[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
     return blocks.tobytes()
 
 
 def q5_0(w):
-    # ggml's quantize_row_q5_0_ref: d = m / -16 for the value m of largest
-    # magnitude, q = min(31, trunc(x / d + 16.5)); low nibbles in qs (element
-    # j and 16 + j share byte j), fifth bits in qh (bit j: element j).
-    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)
-    d, inv = extreme_scale(x, -16.0)
-    q = np.minimum(31, np.trunc(x * inv[:, None] + np.float32(16.5))).astype(np.uint32)
-    blocks = np.zeros((x.shape[0], 22), dtype=np.uint8)
+    # Low nibbles in qs (elements j and 16 + j share byte j), fifth bits in
+    # qh (bit j: element j).
+    d, q = extreme_codes(w, 32)
+    blocks = np.zeros((q.shape[0], 22), dtype=np.uint8)
     blocks[:, :2] = f16_bytes(d)
     qh = ((q >> 4) << np.arange(32, dtype=np.uint32)).sum(axis=1).astype("<u4")
     blocks[:, 2:6] = qh.view(np.uint8).reshape(-1, 4)
-    blocks[:, 6:] = ((q[:, :16] & 15) | ((q[:, 16:] & 15) << 4)).astype(np.uint8)
+    blocks[:, 6:] = (q[:, :16] & 15) | ((q[:, 16:] & 15) << 4)
     return blocks.tobytes()
 
 
