@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <mutex>
 #include <system_error>
 #include <utility>
 
@@ -44,6 +45,11 @@ ConnectionWatch::ConnectionWatch(std::string local_addr, int local_port, std::st
 bool ConnectionWatch::closed() {
   if (!searched_) {
     searched_ = true;
+    // One scan at a time: a scan's own directory stream is an fd in
+    // /proc/self/fd, which a concurrent scan would fstat while it is closed
+    // (ThreadSanitizer reported it with concurrent non-streamed requests).
+    static std::mutex scanning;
+    std::lock_guard lock(scanning);
     std::error_code ec;
     for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
          it.increment(ec)) {
