@@ -67,7 +67,7 @@ void Journal::send(RankGroup& ranks, bool quit) {
   if (!quit && !calls_.empty()) bytes = json::to_cbor(calls_);
   std::uint64_t length = quit ? kQuit : bytes.size();
   ranks.await_broadcast(&length, sizeof length, 0);
-  if (!quit && !bytes.empty()) ranks.broadcast(bytes.data(), bytes.size(), 0);
+  if (!bytes.empty()) ranks.broadcast(bytes.data(), bytes.size(), 0);
   calls_ = json::array();
 }
 

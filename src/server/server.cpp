@@ -192,12 +192,8 @@ struct Server::Impl {
       }
       try {
         auto order = ordered();
-        if (lockstep) {
-          p->id = engine.submit(job.prompt, job.options, std::move(on_text));
-          journal.submitted(p->id, job.prompt, job.options);
-        } else {
-          p->id = engine.submit(std::move(job.prompt), job.options, std::move(on_text));
-        }
+        p->id = engine.submit(job.prompt, job.options, std::move(on_text));
+        if (lockstep) journal.submitted(p->id, job.prompt, job.options);
       } catch (const CapacityError& e) {
         throw ApiError(400, "invalid_request_error", e.what(), job.prompt_param,
                        "context_length_exceeded");
@@ -250,10 +246,8 @@ struct Server::Impl {
         std::unique_lock lock(work_mutex);
         work_cv.wait(lock, [&] { return work || quit; });
         if (quit && engine.running() == 0 && engine.waiting() == 0) {
-          if (lockstep) {
-            std::lock_guard order(order_mutex);
-            journal.send(*ranks, true);
-          }
+          auto order = ordered();
+          if (lockstep) journal.send(*ranks, true);
           return;
         }
         work = false;
@@ -264,13 +258,10 @@ struct Server::Impl {
         const std::int64_t cb0 = callback_ns.load();
         std::string failure;
         try {
-          if (lockstep) {
-            std::lock_guard order(order_mutex);
+          auto order = ordered();
+          if (lockstep)
             journal.send(*ranks, false);  // the calls since the last round, then the round
-            more = engine.step();
-          } else {
-            more = engine.step();
-          }
+          more = engine.step();
         } catch (const std::exception& e) {
           // A model error: every sequence in flight fails (cancelled, so
           // the next step retires them without calling the model).

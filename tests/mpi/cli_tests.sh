@@ -82,10 +82,13 @@ case "$test" in
       for _ in $(seq 300); do [ -n "$(port_of "$1")" ] && return; sleep 0.1; done
       fail "no server listening: $(cat "$1")"
     }
-    post() {  # port body: the response body (HTTP/1.1 over bash's /dev/tcp, no client needed)
-      exec 3<> "/dev/tcp/127.0.0.1/$1"
+    request() {  # fd body: a completion request (HTTP/1.1 over bash's /dev/tcp, no client needed)
       printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-        "${#2}" "$2" >&3
+        "${#2}" "$2" >&"$1"
+    }
+    post() {  # port body: the response body
+      exec 3<> "/dev/tcp/127.0.0.1/$1"
+      request 3 "$2"
       sed '1,/^\r$/d' <&3
       exec 3<&-
     }
@@ -102,7 +105,7 @@ case "$test" in
     for i in 0 1 2; do post "$port" "${bodies[$i]}" > two.$i & done
     exec 4<> "/dev/tcp/127.0.0.1/$port"
     leave='{"prompt": "And", "max_tokens": 400, "stream": true, "ignore_eos": true}'
-    printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#leave}" "$leave" >&4
+    request 4 "$leave"
     head -c 600 <&4 > /dev/null
     exec 4<&-
     wait $(jobs -p | grep -v "^$mpid\$") 2> /dev/null || true

@@ -88,7 +88,8 @@ int run(const Args& a) {
     so.defaults.assistant_early_exit = a.early_exit;
   }
   if (given(a.o_draft_max)) so.defaults.num_assistant_tokens = a.draft_max;
-  so.ranks = target_group();  // under mpirun: rank 0 serves, the others follow its rounds
+  so.ranks =
+      target_lo.tensor_parallel;  // under mpirun: rank 0 serves, the others follow its rounds
 
   // SIGINT / SIGTERM are taken by sigwait on this thread: blocked before
   // the server's threads start, so they inherit the mask.
