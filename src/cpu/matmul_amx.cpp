@@ -11,11 +11,15 @@
 // results are zero. That matches the current manual's pseudo-code (two
 // temporaries per element). int8 is an exact int32 dot whatever the order.
 //
-// Tiles: tmm0-3 the accumulators of two blocks of 16 rows x two halves of a
-// unit's 32 columns, tmm4-5 the blocks' activations, tmm6-7 the weights.
-// Calls of up to 16 rows configure tiles of m rows (no padding), so a
-// decode step reads one weight tile per 16 k steps and multiplies one row;
-// more rows go into equal blocks of at most 16 (the last one zero-padded).
+// Rows go into the fewest blocks of at most 16, all of one height (calls of
+// up to 16 rows configure tiles of m rows, no padding, so a decode step
+// reads one weight tile per 16 k steps and multiplies one row; the last
+// block of more rows is zero-padded). Up to two blocks, tmm0-3 accumulate
+// the blocks x the two halves of a unit's 32 columns, tmm4-5 hold the
+// blocks' activations and tmm6-7 the weights (unit_two). Three or four
+// blocks (33-64 rows, a wide verification) still take one pass over the
+// weights: one half of the unit at a time, tmm0-3 a block each (unit_four).
+// More blocks go in pairs over groups of units kept in L2.
 #include "matmul_amx.hpp"
 
 #include <cpuid.h>
@@ -110,6 +114,98 @@ ASSISTGEN_AMX void epilogue(const PackedLinear& p, std::size_t u, const void* c,
   }
 }
 
+// C += A B on tiles: TDPBUSD (int8) or TDPBF16PS (bf16).
+#define ASSISTGEN_TDP(C, A, B) \
+  do {                         \
+    if constexpr (kInt8)       \
+      _tile_dpbusd(C, A, B);   \
+    else                       \
+      _tile_dpbf16ps(C, A, B); \
+  } while (0)
+
+// Software prefetch of the weights of k tile t of a unit, kPrefetchBytes ahead.
+ASSISTGEN_AMX inline void prefetch_tile(const std::byte* w, std::size_t t) {
+  const std::uintptr_t pf =
+      reinterpret_cast<std::uintptr_t>(w) + kPrefetchBytes + t * kTileSteps * kStepBytes;
+#pragma GCC unroll 32
+  for (std::size_t l = 0; l < kTileSteps * kStepBytes; l += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(pf + l), _MM_HINT_T0);
+}
+
+// One unit against one or two blocks of rows (a0, and a1 if two): both
+// halves of each k tile at once (tmm0-3 the accumulators, tmm4-5 the
+// blocks' activations, tmm6-7 the two halves' weights). c gets the blocks'
+// rows of 32 accumulators.
+template <bool kInt8>
+ASSISTGEN_AMX void unit_two(const std::byte* w, std::size_t tiles, std::size_t rows,
+                            const std::byte* a0, const std::byte* a1, bool two, bool prefetch,
+                            std::int32_t* c) {
+  _tile_zero(0);
+  _tile_zero(1);
+  if (two) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const std::byte* wt = w + t * kTileSteps * kStepBytes;
+    if (prefetch) prefetch_tile(w, t);
+    _tile_loadd(6, wt, kStepBytes);
+    _tile_loadd(7, wt + kTileBytes, kStepBytes);
+    _tile_loadd(4, a0 + t * rows * kTileBytes, kTileBytes);
+    ASSISTGEN_TDP(0, 4, 6);
+    ASSISTGEN_TDP(1, 4, 7);
+    if (two) {
+      _tile_loadd(5, a1 + t * rows * kTileBytes, kTileBytes);
+      ASSISTGEN_TDP(2, 5, 6);
+      ASSISTGEN_TDP(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, kUnit * 4);
+  _tile_stored(1, c + kBlock, kUnit * 4);
+  if (two) {
+    _tile_stored(2, c + rows * kUnit, kUnit * 4);
+    _tile_stored(3, c + rows * kUnit + kBlock, kUnit * 4);
+  }
+}
+
+// One unit against three or four blocks of rows (the block_bytes apart from
+// a0): one half of the unit's columns at a time, so that every block has an
+// accumulator (tmm0-3) beside the half's weights (tmm6) and the blocks'
+// activations (tmm4, 5, 7 in turn). The second half's weights come from L2,
+// where the first half's prefetch brought them (whole 128-byte k steps).
+template <bool kInt8>
+ASSISTGEN_AMX void unit_four(const std::byte* w, std::size_t tiles, std::size_t rows,
+                             const std::byte* a0, std::size_t block_bytes, bool four, bool prefetch,
+                             std::int32_t* c) {
+  for (std::size_t h = 0; h < 2; ++h) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    if (four) _tile_zero(3);
+    for (std::size_t t = 0; t < tiles; ++t) {
+      if (prefetch && h == 0) prefetch_tile(w, t);
+      _tile_loadd(6, w + t * kTileSteps * kStepBytes + h * kTileBytes, kStepBytes);
+      const std::byte* at = a0 + t * rows * kTileBytes;
+      _tile_loadd(4, at, kTileBytes);
+      ASSISTGEN_TDP(0, 4, 6);
+      _tile_loadd(5, at + block_bytes, kTileBytes);
+      ASSISTGEN_TDP(1, 5, 6);
+      _tile_loadd(7, at + 2 * block_bytes, kTileBytes);
+      ASSISTGEN_TDP(2, 7, 6);
+      if (four) {
+        _tile_loadd(4, at + 3 * block_bytes, kTileBytes);
+        ASSISTGEN_TDP(3, 4, 6);
+      }
+    }
+    _tile_stored(0, c + h * kBlock, kUnit * 4);
+    _tile_stored(1, c + rows * kUnit + h * kBlock, kUnit * 4);
+    _tile_stored(2, c + 2 * rows * kUnit + h * kBlock, kUnit * 4);
+    if (four) _tile_stored(3, c + 3 * rows * kUnit + h * kBlock, kUnit * 4);
+  }
+}
+
+#undef ASSISTGEN_TDP
+
 template <bool kInt8>
 ASSISTGEN_AMX void units(const PackedLinear& p, std::size_t u0, std::size_t u1,
                          const std::byte* panel, const float* xs, std::size_t m, float* y) {
@@ -117,16 +213,25 @@ ASSISTGEN_AMX void units(const PackedLinear& p, std::size_t u0, std::size_t u1,
   const std::size_t tiles = rb / kTileBytes, ub = rb * kUnit;
   const std::size_t block_bytes = tiles * rows * kTileBytes;
   TileConfig cfg;
-  for (int t = 0; t < 6; ++t) {
+  for (int t = 0; t < 8; ++t) {
     cfg.rows[t] = static_cast<std::uint8_t>(rows);
     cfg.colsb[t] = kTileBytes;
   }
-  for (int t = 6; t < 8; ++t) {
-    cfg.rows[t] = kTileSteps;
-    cfg.colsb[t] = kTileBytes;
-  }
+  cfg.rows[6] = kTileSteps;
+  // tmm7: the second half's weights, or (passes of 3-4 blocks) activations.
+  const bool wide = nblocks == 3 || nblocks == 4;
+  if (!wide) cfg.rows[7] = kTileSteps;
   _tile_loadconfig(&cfg);
-  alignas(64) std::int32_t c[2 * kTileRows * kUnit];
+  alignas(64) std::int32_t c[4 * kTileRows * kUnit];
+  if (wide) {  // up to 64 rows: one pass over the weights, from memory
+    for (std::size_t u = u0; u < u1; ++u) {
+      unit_four<kInt8>(p.data.data() + u * ub, tiles, rows, panel, block_bytes, nblocks == 4, true,
+                       c);
+      epilogue(p, u, c, 0, m, xs, y);
+    }
+    _tile_release();
+    return;
+  }
   const std::size_t group = nblocks > 2 ? std::max<std::size_t>(1, kL2Group / ub) : 1;
   const bool prefetch = nblocks <= 2;  // a weight stream from memory, not a pass over L2
   for (std::size_t g0 = u0; g0 < u1; g0 += group) {
@@ -134,51 +239,9 @@ ASSISTGEN_AMX void units(const PackedLinear& p, std::size_t u0, std::size_t u1,
     for (std::size_t b0 = 0; b0 < nblocks; b0 += 2) {
       const bool two = b0 + 1 < nblocks;
       const std::byte* a0 = panel + b0 * block_bytes;
-      const std::byte* a1 = a0 + block_bytes;
       for (std::size_t u = g0; u < g1; ++u) {
-        const std::byte* w = p.data.data() + u * ub;
-        const std::uintptr_t pf = reinterpret_cast<std::uintptr_t>(w) + kPrefetchBytes;
-        _tile_zero(0);
-        _tile_zero(1);
-        if (two) {
-          _tile_zero(2);
-          _tile_zero(3);
-        }
-        for (std::size_t t = 0; t < tiles; ++t) {
-          const std::byte* wt = w + t * kTileSteps * kStepBytes;
-          if (prefetch) {
-#pragma GCC unroll 32
-            for (std::size_t l = 0; l < kTileSteps * kStepBytes; l += 64)
-              _mm_prefetch(reinterpret_cast<const char*>(pf + t * kTileSteps * kStepBytes + l),
-                           _MM_HINT_T0);
-          }
-          _tile_loadd(6, wt, kStepBytes);
-          _tile_loadd(7, wt + kTileBytes, kStepBytes);
-          _tile_loadd(4, a0 + t * rows * kTileBytes, kTileBytes);
-          if constexpr (kInt8) {
-            _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(1, 4, 7);
-          } else {
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-          }
-          if (two) {
-            _tile_loadd(5, a1 + t * rows * kTileBytes, kTileBytes);
-            if constexpr (kInt8) {
-              _tile_dpbusd(2, 5, 6);
-              _tile_dpbusd(3, 5, 7);
-            } else {
-              _tile_dpbf16ps(2, 5, 6);
-              _tile_dpbf16ps(3, 5, 7);
-            }
-          }
-        }
-        _tile_stored(0, c, kUnit * 4);
-        _tile_stored(1, c + kBlock, kUnit * 4);
-        if (two) {
-          _tile_stored(2, c + rows * kUnit, kUnit * 4);
-          _tile_stored(3, c + rows * kUnit + kBlock, kUnit * 4);
-        }
+        unit_two<kInt8>(p.data.data() + u * ub, tiles, rows, a0, a0 + block_bytes, two, prefetch,
+                        c);
         const std::size_t r0 = b0 * rows;
         epilogue(p, u, c, r0, std::min(m, r0 + (two ? 2 : 1) * rows), xs, y);
       }
