@@ -297,7 +297,7 @@ BENCHMARK(BM_Prefill_Small)
     ->UseRealTime();
 BENCHMARK(BM_Decode_TinyLlama)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Verify_TinyLlama)
-    ->ArgsProduct({{0, 1, 2}, {4, 8, 32}})
+    ->ArgsProduct({{0, 1, 2}, {4, 8, 16, 32}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
