@@ -47,7 +47,7 @@ constexpr std::size_t kTileRows = 16;    // rows of an activation or accumulator
 constexpr std::size_t kTileBytes = 64;   // bytes per tile row
 constexpr std::size_t kStepBytes = 128;  // one k step of a unit (both halves)
 constexpr std::size_t kTileSteps = 16;   // k steps per weight tile
-// Calls of more than 32 rows read the weights once per 32 rows: groups of
+// Calls of more than 64 rows read the weights once per 32 rows: groups of
 // units whose weights stay in L2 meanwhile (the Xeons with AMX have 2 MB).
 constexpr std::size_t kL2Group = std::size_t{1} << 20;
 // Software prefetch of the weight stream this far ahead (bytes), measured:
