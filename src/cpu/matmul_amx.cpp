@@ -172,10 +172,11 @@ ASSISTGEN_AMX void unit_two(const std::byte* w, std::size_t tiles, std::size_t r
 // a0): one half of the unit's columns at a time, so that every block has an
 // accumulator (tmm0-3) beside the half's weights (tmm6) and the blocks'
 // activations (tmm4, 5, 7 in turn). The second half's weights come from L2,
-// where the first half's prefetch brought them (whole 128-byte k steps).
+// where the first half's prefetch brought them (whole 128-byte k steps):
+// these calls always stream the weights from memory.
 template <bool kInt8>
 ASSISTGEN_AMX void unit_four(const std::byte* w, std::size_t tiles, std::size_t rows,
-                             const std::byte* a0, std::size_t block_bytes, bool four, bool prefetch,
+                             const std::byte* a0, std::size_t block_bytes, bool four,
                              std::int32_t* c) {
   for (std::size_t h = 0; h < 2; ++h) {
     _tile_zero(0);
@@ -183,7 +184,7 @@ ASSISTGEN_AMX void unit_four(const std::byte* w, std::size_t tiles, std::size_t 
     _tile_zero(2);
     if (four) _tile_zero(3);
     for (std::size_t t = 0; t < tiles; ++t) {
-      if (prefetch && h == 0) prefetch_tile(w, t);
+      if (h == 0) prefetch_tile(w, t);
       _tile_loadd(6, w + t * kTileSteps * kStepBytes + h * kTileBytes, kStepBytes);
       const std::byte* at = a0 + t * rows * kTileBytes;
       _tile_loadd(4, at, kTileBytes);
@@ -225,8 +226,7 @@ ASSISTGEN_AMX void units(const PackedLinear& p, std::size_t u0, std::size_t u1,
   alignas(64) std::int32_t c[4 * kTileRows * kUnit];
   if (wide) {  // up to 64 rows: one pass over the weights, from memory
     for (std::size_t u = u0; u < u1; ++u) {
-      unit_four<kInt8>(p.data.data() + u * ub, tiles, rows, panel, block_bytes, nblocks == 4, true,
-                       c);
+      unit_four<kInt8>(p.data.data() + u * ub, tiles, rows, panel, block_bytes, nblocks == 4, c);
       epilogue(p, u, c, 0, m, xs, y);
     }
     _tile_release();
