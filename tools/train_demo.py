@@ -1,9 +1,19 @@
-"""Trains the demo target/draft pair in models/ (kjv-target, kjv-draft) on the King James Bible.
+"""Trains the demo target/draft pairs in models/ on the King James Bible.
 
 Run with Debian's interpreter (it has python3-torch 1.13, numpy, python3-regex):
 
-    nice -n 19 /usr/bin/python3 tools/train_demo.py            # the real run (see models/README.md)
     /usr/bin/python3 tools/train_demo.py --smoke --out /tmp/kjv-smoke   # 1-2 minute pipeline check
+
+The exact commands that made the shipped pairs (kjv-target-50m / kjv-draft-4m,
+the README's pair, and kjv-target / kjv-draft, the small pair the tests use) are
+in models/README.md.
+
+Training is resumable: with --checkpoint-every (default 10 minutes) and
+--time-budget MIN, a run checkpoints into --work and exits with status 3 when its
+budget is spent; the same command again goes on from the checkpoint and gives
+the same weights as one uninterrupted run (the batch generator's state is in
+the checkpoint too). So a machine that only has short sessions can train in
+chunks, as long as --work survives between them.
 
 Steps: extract the verses with Debian's `bible` program (package bible-kjv), train a
 byte-level BPE tokenizer (tools/bpe_train.py), train a Llama-architecture target
@@ -19,6 +29,7 @@ count on the same machine the run is repeatable.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -47,6 +58,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+# Set by main() from --bf16. Under it, matmuls run in bf16 through oneDNN (AMX or
+# AVX-512 BF16 where the CPU has them: ~1 TFLOP/s on one Xeon core, against ~5
+# GFLOP/s for torch's f32 path on the reference BLAS); weights, optimizer state,
+# norms, softmax and the losses stay f32.
+BF16_COMPUTE = False
+
+
+def compute_ctx():
+    if BF16_COMPUTE:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- BLAS check
@@ -401,33 +425,68 @@ def make_optimizer(model, lr, wd):
         (decay if p.dim() >= 2 else no_decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": wd},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.95), eps=1e-8)
+                             lr=lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+
+
+class OutOfTime(Exception):
+    """The --time-budget ran out; the checkpoint holds everything needed to go on."""
+
+
+def save_checkpoint(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint
 
 
 def train(model, stream, args, steps, peak_lr, gen, name, teacher=None, ce_weight=1.0):
     """AdamW + warmup/cosine, f32 weights. With a teacher the loss is
-    ce_weight * CE + (1 - ce_weight) * KL(teacher || model)."""
+    ce_weight * CE + (1 - ce_weight) * KL(teacher || model).
+
+    Resumable: every --checkpoint-every minutes (and when --time-budget runs out)
+    the model, the optimizer, the step and the batch generator's state go to
+    <work>/<name>.ckpt; a later run with the same arguments picks up from there and
+    draws the same batches an uninterrupted run would have."""
     opt = make_optimizer(model, peak_lr, args.weight_decay)
     ctx, bsz = args.ctx, args.batch
     n = stream.numel() - ctx - 1
+    ckpt_path = os.path.join(args.work, f"{name}.ckpt")
+    start, tokens, spent, ema = 0, 0, 0.0, None
+    if os.path.exists(ckpt_path):
+        st = torch.load(ckpt_path)
+        if st["steps"] != steps or st["batch"] != bsz or st["ctx"] != ctx:
+            raise RuntimeError(f"{ckpt_path} was made with steps/batch/ctx {st['steps']}/{st['batch']}/{st['ctx']}, "
+                               f"not {steps}/{bsz}/{ctx}; remove it to start over")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        start, tokens, spent, ema = st["step"], st["tokens"], st["seconds"], st["ema"]
+        log(f"{name}: resumed from {ckpt_path} at step {start}/{steps} ({spent / 60:.1f} min trained so far)")
+
+    def checkpoint(step):
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                                    "step": step, "tokens": tokens, "seconds": spent + time.time() - t0,
+                                    "ema": ema, "steps": steps, "batch": bsz, "ctx": ctx})
+
     model.train()
     t0 = time.time()
-    tokens = 0
-    ema = None
-    for step in range(steps):
+    last_ckpt = t0
+    for step in range(start, steps):
         lr = lr_at(step, steps, peak_lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         starts = torch.randint(0, n, (bsz,), generator=gen)
         batch = torch.stack([stream[s:s + ctx + 1] for s in starts.tolist()])
         x, y = batch[:, :-1], batch[:, 1:]
-        logits = model(x)
+        with compute_ctx():
+            logits = model(x).float()
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(x).float()
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         loss = ce
         kl = None
         if teacher is not None:
-            with torch.no_grad():
-                t_logp = F.log_softmax(teacher(x), dim=-1)
+            t_logp = F.log_softmax(t_logits, dim=-1)
             s_logp = F.log_softmax(logits, dim=-1)
             kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean()
             loss = ce_weight * ce + (1 - ce_weight) * kl
@@ -437,16 +496,27 @@ def train(model, stream, args, steps, peak_lr, gen, name, teacher=None, ce_weigh
         opt.step()
         tokens += x.numel()
         ema = ce.item() if ema is None else 0.95 * ema + 0.05 * ce.item()
+        now = time.time()
         if step % args.log_every == 0 or step == steps - 1:
-            el = time.time() - t0
-            rate = tokens / el
-            eta = (steps - step - 1) * el / (step + 1)
+            el = now - t0
+            rate = (step + 1 - start) * x.numel() / el
+            eta = (steps - step - 1) * el / (step + 1 - start)
             extra = f" kl {kl.item():.3f}" if kl is not None else ""
             log(f"{name} step {step + 1}/{steps} lr {lr:.2e} ce {ce.item():.3f} (ema {ema:.3f}){extra} "
                 f"{rate:.0f} tok/s eta {eta / 60:.1f} min")
+        if step + 1 < steps:
+            if args.time_budget and now - T_START > 60 * args.time_budget:
+                checkpoint(step + 1)
+                raise OutOfTime(f"{name}: --time-budget of {args.time_budget} min used at step {step + 1}/{steps}; "
+                                f"checkpoint in {ckpt_path}: run the same command again to go on")
+            if args.checkpoint_every and now - last_ckpt > 60 * args.checkpoint_every:
+                checkpoint(step + 1)
+                last_ckpt = now
+    if (args.checkpoint_every or args.time_budget) and start < steps:
+        checkpoint(steps)  # a run stopped later (say, in the draft's training) skips this loop
     model.eval()
-    return {"steps": steps, "tokens": tokens, "seconds": time.time() - t0,
-            "batch": bsz, "ctx": ctx, "peak_lr": peak_lr}
+    return {"steps": steps, "tokens": tokens, "seconds": spent + time.time() - t0,
+            "batch": bsz, "ctx": ctx, "peak_lr": peak_lr, "bf16_compute": BF16_COMPUTE}
 
 
 @torch.no_grad()
@@ -460,7 +530,8 @@ def perplexity(model, stream, ctx, max_windows=None):
         if chunk.numel() < 2:
             break
         x, y = chunk[None, :-1], chunk[None, 1:]
-        logits = model(x)
+        with compute_ctx():
+            logits = model(x).float()
         nll += F.cross_entropy(logits[0], y[0], reduction="sum").item()
         count += y.numel()
         w += 1
@@ -478,8 +549,9 @@ def greedy_agreement(draft, target, stream, ctx, max_windows=None):
         x = stream[None, s:s + ctx]
         if x.numel() < 2:
             break
-        a = draft(x).argmax(-1)
-        b = target(x).argmax(-1)
+        with compute_ctx():
+            a = draft(x).float().argmax(-1)
+            b = target(x).float().argmax(-1)
         agree += (a == b).sum().item()
         count += a.numel()
         w += 1
@@ -496,7 +568,8 @@ def greedy(model, tok, prompt, n):
     for _ in range(n):
         if len(ids) >= limit:
             break
-        nxt = int(model(torch.tensor([ids]))[0, -1].argmax())
+        with compute_ctx():
+            nxt = int(model(torch.tensor([ids]))[0, -1].float().argmax())
         ids.append(nxt)
         if nxt == eot:
             break
@@ -560,6 +633,16 @@ def main():
                     help="load the target from <work>/kjv-target instead of training it")
     ap.add_argument("--eval-windows", type=int, default=0, help="cap on eval windows (0 = all)")
     ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--bf16", action="store_true",
+                    help="run matmuls in bf16 (torch.autocast on oneDNN); weights and optimizer stay f32")
+    ap.add_argument("--tokenizer", help="use this tokenizer.json instead of training one (must be the one "
+                    "tools/bpe_train.py makes from the same chapters, e.g. models/kjv-target/tokenizer.json)")
+    ap.add_argument("--target-name", default="kjv-target", help="directory name of the target under --out")
+    ap.add_argument("--draft-name", default="kjv-draft", help="directory name of the draft under --out")
+    ap.add_argument("--checkpoint-every", type=float, default=10.0, help="minutes between checkpoints (0 = none)")
+    ap.add_argument("--time-budget", type=float, default=0.0,
+                    help="minutes this run may train before it checkpoints and exits with status 3 "
+                    "(0 = no limit); the same command resumes")
     ap.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline in ~1-2 minutes")
     args = ap.parse_args()
     if args.smoke:
@@ -567,6 +650,9 @@ def main():
         args.batch, args.ctx, args.log_every, args.eval_windows = 8, 128, 2, 8
         args.target_layers = 2
 
+    global BF16_COMPUTE, T_START
+    T_START = time.time()
+    BF16_COMPUTE = args.bf16
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -581,10 +667,13 @@ def main():
         f"({', '.join(f'{b} {n}' for b, n, _ in held_ch[:4])}, ...)")
 
     t = time.time()
-    token_bytes, merges = bpe_train.train_bpe([chapter_text(c) for c in train_ch], args.vocab, [EOT])
-    tok = bpe_train.Tokenizer(token_bytes, merges, [EOT])
     tok_path = os.path.join(args.work, "tokenizer.json")
-    tok.save(tok_path)
+    if args.tokenizer:
+        shutil.copyfile(args.tokenizer, tok_path)
+        merges = bpe_train.Tokenizer.load(tok_path).merges
+    else:
+        token_bytes, merges = bpe_train.train_bpe([chapter_text(c) for c in train_ch], args.vocab, [EOT])
+        bpe_train.Tokenizer(token_bytes, merges, [EOT]).save(tok_path)
     tok = bpe_train.Tokenizer.load(tok_path)  # encode with exactly what was written
     eot = tok.special_ids[EOT]
     log(f"BPE: {tok.vocab_size} tokens ({len(merges)} merges) in {time.time() - t:.1f}s, <|endoftext|> = {eot}")
@@ -603,7 +692,7 @@ def main():
     # --- target
     tcfg = make_config(tok.vocab_size, eot, args.target_hidden, args.target_layers, args.target_heads,
                        args.target_kv_heads, args.target_inter, False, args.max_pos)
-    target_work = os.path.join(args.work, "kjv-target")
+    target_work = os.path.join(args.work, args.target_name)
     if args.reuse_target:
         target = load_model_dir(target_work)
         with open(os.path.join(target_work, "train_report.json")) as f:
@@ -640,20 +729,20 @@ def main():
     report["draft"] = info
 
     # --- write, reload, sample
-    for name, m in (("kjv-target", target), ("kjv-draft", draft)):
+    for name, m in ((args.target_name, target), (args.draft_name, draft)):
         d = os.path.join(args.out, name)
         save_model_dir(d, m, tok_path, args.max_pos)
         report[name] = {"reload": check_reload(m, d, held_stream),
                         "safetensors_bytes": os.path.getsize(os.path.join(d, "model.safetensors"))}
     # The samples come from the reloaded (bf16) files: what a user of models/ gets.
-    for name in ("kjv-target", "kjv-draft"):
+    for name in (args.target_name, args.draft_name):
         m = load_model_dir(os.path.join(args.out, name))
         text = greedy(m, tok, "And God said", 60)
         report[name]["sample"] = text
         log(f"{name} greedy sample:\n{text}\n")
     # Teacher-forced argmax agreement of the shipped (bf16) files on held-out text.
     report["draft"]["greedy_agreement_heldout"] = greedy_agreement(
-        load_model_dir(os.path.join(args.out, "kjv-draft")), load_model_dir(os.path.join(args.out, "kjv-target")),
+        load_model_dir(os.path.join(args.out, args.draft_name)), load_model_dir(os.path.join(args.out, args.target_name)),
         held_stream, args.ctx, ev)
     log(f"draft/target greedy agreement on held-out text: {report['draft']['greedy_agreement_heldout']:.3f}")
     report["total_seconds"] = time.time() - t_start
@@ -664,4 +753,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OutOfTime as e:
+        log(str(e))
+        sys.exit(3)
