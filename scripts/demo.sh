@@ -15,7 +15,7 @@ cmake --build build -j"$(nproc)" --target assistgen_cli
 # OpenMP only packs the weights at load (generation runs on the backend's own
 # worker threads); passive waiting keeps its idle threads off shared cores.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
-echo "== assisted generation: target models/kjv-target, draft models/kjv-draft"
+echo "== assisted generation: target models/kjv-target-50m, draft models/kjv-draft-4m"
 echo
-./build/tools/assistgen/assistgen generate -m models/kjv-target -a models/kjv-draft \
-  -p "And God said" -n 128 --draft-max 3 --compare --repeat 5 "$@"
+./build/tools/assistgen/assistgen generate -m models/kjv-target-50m -a models/kjv-draft-4m \
+  -p "And God said" -n 128 --draft-max 7 --compare --repeat 5 "$@"

@@ -224,6 +224,24 @@ TEST_CASE("cli: --compare on the demo pair reports the speedup and that the text
   CHECK(no_draft.out.find("--compare needs an assistant") != std::string::npos);
 }
 
+TEST_CASE("cli: the README's pair (kjv-target-50m, kjv-draft-4m) gives the target's greedy text",
+          "[cli][demo]") {
+  // The README's run command on the memory-bound pair, shortened. The float64
+  // reference of HF's LlamaForCausalLM (tools/hf_reference.py generate) gives
+  // these 32 tokens after "And God said" (ids 295,386,387) from the shipped bf16
+  // weights: 320,1297,44,386,456,879,369,259,407,44,267,259,400,268,386,44,288,
+  // 1297,44,267,288,997,44,267,288,997,44,267,288,997,44,267.
+  const std::string models = ASSISTGEN_MODELS_DIR;
+  auto r = run("generate -m " + models + "/kjv-target-50m -a " + models +
+               "/kjv-draft-4m -p \"And God said\" -n 32 --draft-max 5 --compare --repeat 1");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("identical output: yes") != std::string::npos);
+  const std::string reference =
+      " unto Abraham, God hath given me a son, and a man of God, to Abraham, and to Jacob, and "
+      "to Jacob, and to Jacob, and";
+  CHECK(r.out.find(reference) != std::string::npos);
+}
+
 // ---- issue 24: what a new user trips over ----------------------------------
 
 namespace {
