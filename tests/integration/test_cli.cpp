@@ -224,7 +224,7 @@ TEST_CASE("cli: --compare on the demo pair reports the speedup and that the text
   CHECK(no_draft.out.find("--compare needs an assistant") != std::string::npos);
 }
 
-TEST_CASE("cli: the README's pair (kjv-target-50m, kjv-draft-4m) gives the target's greedy text",
+TEST_CASE("cli: the README's pair kjv-target-50m with kjv-draft-4m gives the target's greedy text",
           "[cli][demo]") {
   // The README's run command on the memory-bound pair, shortened. The float64
   // reference of HF's LlamaForCausalLM (tools/hf_reference.py generate) gives
