@@ -66,6 +66,8 @@ def log(*args):
 # GFLOP/s for torch's f32 path on the reference BLAS); weights, optimizer state,
 # norms, softmax and the losses stay f32.
 BF16_COMPUTE = False
+# Set by main(): when the run started, for --time-budget.
+T_START = None
 
 
 def compute_ctx():
@@ -433,6 +435,16 @@ class OutOfTime(Exception):
     """The --time-budget ran out; the checkpoint holds everything needed to go on."""
 
 
+def optimizer_step(model, opt, loss, lr):
+    """One AdamW step at learning rate lr, gradients clipped at norm 1."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def save_checkpoint(path, state):
     tmp = path + ".tmp"
     torch.save(state, tmp)
@@ -473,8 +485,6 @@ def train(model, stream, args, steps, peak_lr, gen, name, teacher=None, ce_weigh
     last_ckpt = t0
     for step in range(start, steps):
         lr = lr_at(step, steps, peak_lr, args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
         starts = torch.randint(0, n, (bsz,), generator=gen)
         batch = torch.stack([stream[s:s + ctx + 1] for s in starts.tolist()])
         x, y = batch[:, :-1], batch[:, 1:]
@@ -491,10 +501,7 @@ def train(model, stream, args, steps, peak_lr, gen, name, teacher=None, ce_weigh
             s_logp = F.log_softmax(logits, dim=-1)
             kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean()
             loss = ce_weight * ce + (1 - ce_weight) * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, lr)
         tokens += x.numel()
         ema = ce.item() if ema is None else 0.95 * ema + 0.05 * ce.item()
         now = time.time()
@@ -601,13 +608,17 @@ def check_reload(model, out_dir, stream):
 
 # ----------------------------------------------------------------------------- sequence-level distillation
 
-def seq_kd_prompts(stream, tok, seed, count, total_len):
-    """count prompts of 2-16 tokens taken from the training stream at verse or
-    chapter starts, each asking for total_len - len(prompt) greedy tokens."""
-    ids = stream.tolist()
+def verse_starts(ids, tok):
+    """Positions in the token list ids that follow a newline or <|endoftext|>
+    (the starts of verses and chapters), short of the last 40 tokens."""
     nl = tok.encode("\n", special=False)[0]
     eot = tok.special_ids[EOT]
-    starts = [i + 1 for i, x in enumerate(ids[:-40]) if x == nl or x == eot]
+    return [i + 1 for i, x in enumerate(ids[:-40]) if x == nl or x == eot]
+
+
+def seq_kd_prompts(ids, starts, seed, count, total_len):
+    """count prompts of 2-16 tokens taken from the token list ids at the given
+    starts, each asking for total_len - len(prompt) greedy tokens."""
     rng = random.Random(seed)
     out = []
     while len(out) < count:
@@ -625,10 +636,12 @@ def seq_kd_data(args, tok, stream, target_dir, exclude):
     Sequences whose prompt begins with `exclude` (the README's prompt) are left
     out, so the demo's own continuation is never in the draft's training data."""
     seqs = []
+    ids = stream.tolist()
+    starts = verse_starts(ids, tok)
     for i, count in enumerate([int(c) for c in args.seq_kd_chunks.split(",")], start=1):
         pfile = os.path.join(args.work, f"seqkd-{i}.prompts.jsonl")
         ofile = os.path.join(args.work, f"seqkd-{i}.jsonl")
-        prompts = seq_kd_prompts(stream, tok, i, count, args.seq_kd_len)
+        prompts = seq_kd_prompts(ids, starts, i, count, args.seq_kd_len)
         if not os.path.exists(ofile):
             with open(pfile, "w") as f:
                 for pr in prompts:
@@ -672,16 +685,11 @@ def train_seq_kd(model, seqs, args, gen):
     agree = None
     for step in range(steps):
         lr = lr_at(step, steps, args.seq_kd_lr, 20)
-        for g in opt.param_groups:
-            g["lr"] = lr
         idx = torch.randint(0, len(seqs), (bsz,), generator=gen)
         with compute_ctx():
             logits = model(x[idx]).float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, lr)
         if step % args.log_every == 0 or step == steps - 1:
             mask = y[idx] != -100
             agree = ((logits.argmax(-1) == y[idx]) & mask).sum().item() / mask.sum().item()
