@@ -59,7 +59,10 @@ const cpu::Transformer& model(const std::string& name, DType dtype = DType::f32)
   return *m;
 }
 
-DType dtype_arg(std::int64_t i) { return i == 0 ? DType::f32 : i == 1 ? DType::bf16 : DType::i8; }
+DType dtype_arg(std::int64_t i) {
+  const DType types[] = {DType::f32, DType::bf16, DType::i8, DType::i4};
+  return types[i];
+}
 
 constexpr std::size_t kContext = 64;
 
@@ -85,7 +88,7 @@ void run_forward(benchmark::State& state, const std::string& name, std::size_t n
                          benchmark::Counter::kIsRate);
 }
 
-// range(0): 0 f32, 1 bf16, 2 int8; range(1): K (a forward of K + 1 tokens), or the prefill length.
+// range(0): 0 f32, 1 bf16, 2 int8, 3 int4; range(1): K (a forward of K + 1 tokens), or the prefill length.
 void BM_Decode_Small(benchmark::State& s) { run_forward(s, "small", 1, dtype_arg(s.range(0))); }
 void BM_Decode_TinyLlama(benchmark::State& s) {
   run_forward(s, "tinyllama", 1, dtype_arg(s.range(0)));
@@ -126,11 +129,18 @@ void BM_Kernel(benchmark::State& state) {
     for (auto& e : w) e = d(eng);
   }
   const WeightType types[] = {WeightType::f32, WeightType::bf16, WeightType::i8,
-                              WeightType::bf16_f32};
+                              WeightType::bf16_f32, WeightType::grouped};
   const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8",
-                         "bf16_f32 (bf16 widened, f32 FMA)"};
+                         "bf16_f32 (bf16 widened, f32 FMA)", "int4 (groups of 32)"};
   const WeightType type = types[state.range(0)];
-  const std::vector<PackedLinear> layers = cycled_layers(type, w, n, k);
+  // The layers of the last type measured are kept: the runs go type by type.
+  static std::vector<PackedLinear> layers;
+  static int layers_type = -1;
+  if (layers_type != static_cast<int>(state.range(0))) {
+    layers.clear();
+    layers = cycled_layers(type, w, n, k);
+    layers_type = static_cast<int>(state.range(0));
+  }
   std::vector<float> x(m * k, 0.5f), y(m * n);
   std::vector<std::uint8_t> q;
   std::vector<float> qs;
@@ -274,7 +284,7 @@ void BM_CopyBandwidth(benchmark::State& state) {
 BENCHMARK(BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Kernel)
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 2, 4, 5, 6, 8, 9, 12, 16, 17, 24, 32, 33, 64, 128, 512}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {1, 2, 4, 5, 6, 8, 9, 12, 16, 17, 24, 32, 33, 64, 128, 512}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_OneDnnPrefill)
@@ -295,9 +305,9 @@ BENCHMARK(BM_Prefill_Small)
     ->ArgsProduct({{0, 1, 2}, {128, 512}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_Decode_TinyLlama)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Decode_TinyLlama)->DenseRange(0, 3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Verify_TinyLlama)
-    ->ArgsProduct({{0, 1, 2}, {4, 8, 16, 32}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 4, 8, 16, 32}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
