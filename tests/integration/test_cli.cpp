@@ -219,6 +219,13 @@ TEST_CASE("cli: --compare on the demo pair reports the speedup and that the text
   CHECK(r.out.find("acceptance rate") != std::string::npos);
   CHECK(r.out.find("speedup: ") != std::string::npos);
   CHECK(r.out.find("identical output: yes") != std::string::npos);
+  // Tree drafts: the target-alone side runs without them.
+  auto tree = run("generate -m " + models + "/kjv-target -a " + models +
+                  "/kjv-draft -p \"And God said\" -n 24 --tree-nodes 8 --tree-width 2 --compare "
+                  "--repeat 1");
+  REQUIRE(tree.code == 0);
+  CHECK(tree.out.find("tokens per target pass") != std::string::npos);
+  CHECK(tree.out.find("identical output: yes") != std::string::npos);
   auto no_draft = run("generate -m " + models + "/kjv-target -p \"And\" -n 4 --compare");
   CHECK(no_draft.code == 2);
   CHECK(no_draft.out.find("--compare needs an assistant") != std::string::npos);

@@ -375,6 +375,8 @@ json compare_with_target_alone(std::size_t reps, const Model& target,
   GenerateOptions plain_opts = o;
   plain_opts.prompt_lookup_num_tokens = 0;
   plain_opts.assistant_early_exit = 0;
+  plain_opts.tree_nodes = 0;  // tree drafts are options of the assisted side only
+  plain_opts.tree_shape = std::vector<std::size_t>{};
   auto run_plain = [&] { return target.generate(prompt, plain_opts); };
   auto run_assisted = [&] {
     return draft ? target.generate(prompt, *draft, o) : target.generate(prompt, o);
