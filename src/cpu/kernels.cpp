@@ -683,6 +683,69 @@ ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
   return avx512_fold(acc);
 }
 
+// scores[j] = avx512_dot(q, key_j, hd) * scale for 16 keys at once: each
+// key's lanes take the same additions as avx512_dot, and the folds of the
+// 16 accumulators run together, every sum between the lanes avx512_fold
+// adds, in its order (lower lanes first), so the bits are avx512_dot's.
+ASSISTGEN_AVX512 void avx512_scores16(const float* q, const float* const* key, std::size_t hd,
+                                      float scale, float* scores) {
+  __m512 acc[kLanes];
+#pragma GCC unroll 16
+  for (std::size_t j = 0; j < kLanes; ++j) acc[j] = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + kLanes <= hd; i += kLanes) {
+    const __m512 qi = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < kLanes; ++j)
+      acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(qi, _mm512_loadu_ps(key[j] + i)));
+  }
+  if (i < hd) {
+    const __mmask16 mk = tail_mask(hd - i);
+    const __m512 qi = _mm512_maskz_loadu_ps(mk, q + i);
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < kLanes; ++j)
+      acc[j] = _mm512_mask_add_ps(acc[j], mk, acc[j],
+                                  _mm512_mul_ps(qi, _mm512_maskz_loadu_ps(mk, key[j] + i)));
+  }
+  // Lanes l and l + 8 (keys j and j + 8 share a vector).
+  __m512 b[8];
+#pragma GCC unroll 8
+  for (std::size_t j = 0; j < 8; ++j)
+    b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[j], acc[j + 8], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(acc[j], acc[j + 8], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Lanes l and l + 4: quarters hold keys j, j + 8, j + 4, j + 12.
+  __m512 c[4];
+#pragma GCC unroll 4
+  for (std::size_t j = 0; j < 4; ++j)
+    c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Lanes l and l + 2, then 0 and 1.
+  __m512 d[2];
+#pragma GCC unroll 2
+  for (std::size_t j = 0; j < 2; ++j)
+    d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Lane 4 quarter + p holds key {0, 8, 4, 12}[quarter] + {0, 2, 1, 3}[p].
+  const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+  _mm512_storeu_ps(scores, _mm512_mul_ps(_mm512_permutexvar_ps(order, e), _mm512_set1_ps(scale)));
+}
+
+// max(-inf, a[0], a[1], ...) as std::max folds it (a NaN is passed over):
+// per lane a > m ? a : m (VMAXPS), then the lanes. Which of +0 and -0 comes
+// out may differ from the sequential fold; attend_rows only subtracts the
+// maximum, and x - (+0) and x - (-0) are the same floats but for x = -0,
+// whose exp is 1 either way.
+ASSISTGEN_AVX512 float avx512_max(const float* a, std::size_t n) {
+  const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 m = lowest;
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) m = _mm512_max_ps(_mm512_loadu_ps(a + i), m);
+  if (i < n) m = _mm512_max_ps(_mm512_mask_loadu_ps(lowest, tail_mask(n - i), a + i), m);
+  return _mm512_reduce_max_ps(m);
+}
+
 // out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
 // acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
 // attend()'s scalar loop.
@@ -739,14 +802,25 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
   const std::size_t len = count + extra.size();
   auto slot = [&](std::size_t j) { return j < count ? first + j : static_cast<std::size_t>(extra[j - count]); };
   float mx = -std::numeric_limits<float>::infinity();
-  for (std::size_t j = 0; j < len; ++j) {
-    scores[j] = dot(q, keys + slot(j) * hd, hd) * scale;
-    mx = std::max(mx, scores[j]);
-  }
+  const bool vec = vector_isa(active_isa());
+  std::size_t j0 = 0;
+  if (vec)  // blocks of 16 keys, the same bits as one dot at a time
+    for (; j0 + kLanes <= len; j0 += kLanes) {
+      const float* key[kLanes];
+      for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + slot(j0 + t) * hd;
+      avx512_scores16(q, key, hd, scale, scores + j0);
+    }
+  for (std::size_t j = j0; j < len; ++j)
+    scores[j] = (vec ? avx512_dot(q, keys + slot(j) * hd, hd) : dot(q, keys + slot(j) * hd, hd)) *
+                scale;
+  if (vec)
+    mx = avx512_max(scores, len);
+  else
+    for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
   for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
-  if (vector_isa(active_isa())) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
+  if (vec) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   std::fill_n(out, hd, 0.0f);
   for (std::size_t j = 0; j < len; ++j) {
     const float* v = values + slot(j) * hd;

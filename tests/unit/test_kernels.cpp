@@ -344,13 +344,47 @@ TEST_CASE("attend: AVX-512 and scalar give the same bits", "[kernels][invariance
   SKIP_WITHOUT_AVX512();
   IsaGuard guard;
   for (std::size_t hd : {1, 17, 64, 80, 128}) {
-    for (std::size_t len : {1, 2, 9, 73}) {
+    for (std::size_t len : {1, 2, 9, 16, 17, 32, 73}) {
       INFO("hd " << hd << " len " << len);
       const auto scalar = attend_case(Isa::scalar, hd, len);
       const auto avx = attend_case(Isa::avx512, hd, len);
       CHECK(std::memcmp(scalar.data(), avx.data(), hd * sizeof(float)) == 0);
     }
   }
+}
+
+TEST_CASE("attend_rows: a tree's scattered rows give attend()'s bits on every ISA",
+          "[kernels][invariance][avx512]") {
+  // Rows [first, first + count) of the cache plus `extra` slots (a tree
+  // node's ancestors), against attend() over those rows copied contiguously.
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  for (std::size_t hd : {17, 64, 128})
+    for (std::size_t count : {0, 5, 16, 40}) {
+      const std::size_t slots = 60;
+      const auto q = random_vec(hd, hd + count), keys = random_vec(slots * hd, 7 + count),
+                 values = random_vec(slots * hd, 11 + count);
+      const std::vector<std::uint32_t> extra{59, 47, 45, 52, 58, 50, 44, 55, 49, 46, 57, 51, 48,
+                                             53, 54, 56, 43};
+      const std::size_t first = 2, len = count + extra.size();
+      std::vector<float> ck, cv;
+      for (std::size_t j = 0; j < len; ++j) {
+        const std::size_t s = j < count ? first + j : extra[j - count];
+        ck.insert(ck.end(), keys.begin() + s * hd, keys.begin() + (s + 1) * hd);
+        cv.insert(cv.end(), values.begin() + s * hd, values.begin() + (s + 1) * hd);
+      }
+      const float scale = 0.125f;
+      for (Isa isa : {Isa::scalar, Isa::avx512}) {
+        set_isa(isa);
+        std::vector<float> scores(len), a(hd), b(hd);
+        attend_rows(q.data(), keys.data(), values.data(), first, count, extra, hd, scale,
+                    scores.data(), a.data());
+        set_isa(Isa::scalar);
+        attend(q.data(), ck.data(), cv.data(), len, hd, scale, scores.data(), b.data());
+        INFO("hd " << hd << " count " << count << " isa " << int(isa));
+        CHECK(std::memcmp(a.data(), b.data(), hd * sizeof(float)) == 0);
+      }
+    }
 }
 
 TEST_CASE("attend: the scalar kernel matches a double reference", "[kernels]") {
