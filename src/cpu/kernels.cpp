@@ -615,7 +615,7 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
   const std::size_t work = p.data.size() * (1 + m / 8);
   // (Tests may force the split whatever the size: parallel.hpp's force_split.)
   const std::size_t by_work =
-      split_forced() ? units : std::max<std::size_t>(1, work / (std::size_t{1} << 20));
+      split_forced() ? units : std::max<std::size_t>(1, work / kThreadWork);
   const int threads = static_cast<int>(
       std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   auto run = [&](std::size_t u0, std::size_t u1) {

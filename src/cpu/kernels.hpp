@@ -160,9 +160,15 @@ float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_
 /// Rounds one activation row to bf16 as linear() does (k_pad values, zero padded).
 void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out);
 
-/// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` OpenMP threads, fewer
-/// when the layer is small (each thread gets at least about 1 MiB of weights),
-/// none beyond the caller's when one suffices.
+/// Weight work (bytes of the weight stream, plus the rows' arithmetic) that
+/// earns linear() another thread: 256 KiB. A layer of 768 x 256 bf16 (the
+/// demo draft's) gets two; measured on kjv-draft-4m (2 threads, weights in
+/// L3) a step takes 0.34 ms where one thread per 1 MiB gave 0.42.
+inline constexpr std::size_t kThreadWork = std::size_t{256} << 10;
+
+/// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` threads, fewer when
+/// the layer is small (each thread gets at least kThreadWork of weight
+/// work), none beyond the caller's when one suffices.
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads);
 

@@ -408,7 +408,7 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
   const std::size_t units = p.units();
   const std::size_t work = (p.data.size() + p.gscales.size()) * (1 + m / 4);
   const std::size_t by_work =
-      split_forced() ? units : std::max<std::size_t>(1, work / (std::size_t{1} << 20));
+      split_forced() ? units : std::max<std::size_t>(1, work / kThreadWork);
   const int threads = static_cast<int>(
       std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   if (threads <= 1) {

@@ -201,7 +201,7 @@ TEST_CASE("kernels are batch-invariant: a row's bits do not depend on m or threa
   const WeightType type =
       GENERATE(WeightType::f32, WeightType::bf16, WeightType::bf16_f32, WeightType::i8);
   INFO(type_name(type));
-  // Large enough that linear() really uses two threads (>= 1 MiB of weights each).
+  // Large enough that linear() really uses two threads (>= kThreadWork each).
   const std::size_t n = 1000, k = 1100, max_m = 17;
   const auto w = random_vec(n * k, 11, 0.05f);
   const auto b = random_vec(n, 12, 0.1f);
