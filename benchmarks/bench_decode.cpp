@@ -133,7 +133,8 @@ void BM_Kernel(benchmark::State& state) {
   const char* names[] = {"f32", "bf16 (bf16 x bf16, VDPBF16PS)", "int8",
                          "bf16_f32 (bf16 widened, f32 FMA)", "int4 (groups of 32)"};
   const WeightType type = types[state.range(0)];
-  // The layers of the last type measured are kept: the runs go type by type.
+  // The layers of the last type measured are kept (the runs go type by type),
+  // and freed before the next type is packed: 1 GiB of layers at a time.
   static std::vector<PackedLinear> layers;
   static int layers_type = -1;
   if (layers_type != static_cast<int>(state.range(0))) {
