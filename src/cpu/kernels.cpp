@@ -746,6 +746,77 @@ ASSISTGEN_AVX512 float avx512_max(const float* a, std::size_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
+// kernel_exp's constants: e^x = 2^n e^r with n = round(x log2 e) and
+// r = x - n ln 2, ln 2 split as kLn2Hi + kLn2Lo (kLn2Hi has 9 significant
+// bits, so n * kLn2Hi and x - n * kLn2Hi are exact), and Cephes' expf
+// polynomial for e^r - 1 - r on |r| <= ln 2 / 2. x is clamped to
+// [kExpMin, kExpMax] first: below, e^x rounds to 0; above, to infinity.
+constexpr float kExpMin = -104.0f, kExpMax = 89.0f;
+constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+// Adding and subtracting 1.5 * 2^23 rounds |t| < 2^22 to an integer, ties to even.
+constexpr float kRoundShift = 0x1.8p23f;
+constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+// kernel_exp on 16 lanes: the same operations (VMAXPS(lo, x) is
+// `lo > x ? lo : x`, a NaN passing through; VSCALEFPS is y * 2^n, rounded once).
+ASSISTGEN_AVX512 inline __m512 avx512_exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(kExpMin), x);
+  x = _mm512_min_ps(_mm512_set1_ps(kExpMax), x);
+  const __m512 shift = _mm512_set1_ps(kRoundShift);
+  const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), shift), shift);
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Hi)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Lo)));
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+#pragma GCC unroll 5
+  for (std::size_t i = 1; i < 6; ++i)
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(kExpPoly[i]));
+  const __m512 y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                                 _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(y, n);
+}
+
+// a[j] = kernel_exp(a[j] - mx); returns sum(a) as avx512_sum folds it.
+ASSISTGEN_AVX512 float avx512_exp_sum(float* a, std::size_t n, float mx) {
+  const __m512 m = _mm512_set1_ps(mx);
+  __m512 acc = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m512 e = avx512_exp(_mm512_sub_ps(_mm512_loadu_ps(a + i), m));
+    _mm512_storeu_ps(a + i, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    const __m512 e = avx512_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, a + i), m));
+    _mm512_mask_storeu_ps(a + i, mk, e);
+    acc = _mm512_mask_add_ps(acc, mk, acc, e);
+  }
+  return avx512_fold(acc);
+}
+
+ASSISTGEN_AVX512 void avx512_divide(float* a, std::size_t n, float d) {
+  const __m512 dv = _mm512_set1_ps(d);
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(a + i, _mm512_div_ps(_mm512_loadu_ps(a + i), dv));
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    _mm512_mask_storeu_ps(a + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, a + i), dv));
+  }
+}
+
+// out[i] = gate[i] / (1 + kernel_exp(-gate[i])) (* up[i]), as silu() does.
+ASSISTGEN_AVX512 void avx512_silu(const float* gate, const float* up, std::size_t n, float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (std::size_t i = 0; i < n; i += kLanes) {
+    const __mmask16 mk = tail_mask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(mk, gate + i);
+    __m512 v = _mm512_div_ps(g, _mm512_add_ps(one, avx512_exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    if (up) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, up + i));
+    _mm512_mask_storeu_ps(out + i, mk, v);
+  }
+}
+
 // out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
 // acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
 // attend()'s scalar loop.
@@ -773,6 +844,30 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
   }
 }
 }  // namespace
+
+float kernel_exp(float x) {
+  if (std::isnan(x)) return x;
+  x = kExpMin > x ? kExpMin : x;
+  x = kExpMax < x ? kExpMax : x;
+  const float n = (x * kLog2e + kRoundShift) - kRoundShift;
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = kExpPoly[0];
+  for (std::size_t i = 1; i < 6; ++i) p = p * r + kExpPoly[i];
+  const float y = (p * (r * r) + r) + 1.0f;
+  // y * 2^n rounded once: a multiplication while 2^n is a normal float.
+  const int e = static_cast<int>(n);
+  if (e >= -126 && e <= 127) return y * std::bit_cast<float>(static_cast<std::uint32_t>(e + 127) << 23);
+  return std::ldexp(y, e);
+}
+
+void silu(const float* gate, const float* up, std::size_t n, float* out) {
+  if (vector_isa(active_isa())) return avx512_silu(gate, up, n, out);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = gate[i] / (1.0f + kernel_exp(-gate[i]));
+    out[i] = up ? v * up[i] : v;
+  }
+}
 
 float dot(const float* a, const float* b, std::size_t n) {
   if (vector_isa(active_isa())) return avx512_dot(a, b, n);
@@ -817,10 +912,13 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
     mx = avx512_max(scores, len);
   else
     for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
-  for (std::size_t j = 0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
+  if (vec) {
+    avx512_divide(scores, len, avx512_exp_sum(scores, len, mx));
+    return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
+  }
+  for (std::size_t j = 0; j < len; ++j) scores[j] = kernel_exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
-  if (vec) return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   std::fill_n(out, hd, 0.0f);
   for (std::size_t j = 0; j < len; ++j) {
     const float* v = values + slot(j) * hd;

@@ -179,8 +179,19 @@ float dot(const float* a, const float* b, std::size_t n);
 float sum_squares(const float* a, std::size_t n);
 /// sum_i a[i], in the same fixed order.
 float sum(const float* a, std::size_t n);
+/// e^x for attention's softmax and the SiLU activation: a reduction by ln 2
+/// and Cephes' degree-6 polynomial, each step one IEEE multiplication or
+/// addition (no fused ones), so the AVX-512 path gives the same bits.
+/// Within 1 ulp of e^x over the floats; 0 below -103.97, infinity above
+/// 88.72, NaN for NaN.
+float kernel_exp(float x);
+/// out[i] = gate[i] / (1 + kernel_exp(-gate[i])), times up[i] unless up is
+/// null (the gated MLP's act(gate) * up); an element's value never depends
+/// on n or its neighbours. out may be gate.
+void silu(const float* gate, const float* up, std::size_t n, float* out);
 /// Softmax attention of one query q[hd] over `len` keys and values (rows of
-/// hd floats): s_j = dot(q, k_j) * scale, p_j = exp(s_j - max s) / sum(exp),
+/// hd floats): s_j = dot(q, k_j) * scale, p_j = e_j / sum(e) with
+/// e_j = kernel_exp(s_j - max s),
 /// out = sum_j p_j v_j accumulated for j = 0, 1, ... from zero, each product
 /// rounded before it is added. `scores` holds len floats of scratch.
 void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,

@@ -334,7 +334,9 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         const std::size_t i = e / lI, j0 = e % lI, j1 = std::min(lI, j0 + (e1 - e));
         float* a = act_mine + i * lI;
         const float* first = mlp + i * l_mlp_in;
-        if (cfg.gated_mlp) {  // act(gate) * up
+        if (cfg.activation == Activation::silu) {  // silu(gate) (* up)
+          detail::silu(first + j0, cfg.gated_mlp ? first + lI + j0 : nullptr, j1 - j0, a + j0);
+        } else if (cfg.gated_mlp) {  // act(gate) * up
           const float* up = first + lI;
           for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
         } else {

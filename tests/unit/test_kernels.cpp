@@ -326,6 +326,61 @@ TEST_CASE("reductions: AVX-512 and scalar give the same bits", "[kernels][invari
   }
 }
 
+TEST_CASE("kernel_exp: within 1 ulp of e^x, 0 and infinity at the ends", "[kernels]") {
+  // Every 997th float in [-110, 95], and the ends of the range.
+  std::size_t checked = 0;
+  for (float x = -110.0f; x <= 95.0f; x = std::nextafter(x, 100.0f)) {
+    for (int skip = 0; skip < 996 && x < 95.0f; ++skip) x = std::nextafter(x, 100.0f);
+    const double want = std::exp(static_cast<double>(x));
+    const float got = kernel_exp(x);
+    const auto wf = static_cast<float>(want);
+    INFO("x " << x << " got " << got << " want " << want);
+    if (std::isinf(wf)) {
+      CHECK(std::isinf(got));
+    } else if (wf < std::numeric_limits<float>::min()) {  // subnormal: one step of 2^-149
+      CHECK(std::abs(got - want) <= 0x1p-149);
+    } else {
+      CHECK(std::abs(got - want) <= std::nextafter(wf, INFINITY) - wf);
+    }
+    ++checked;
+  }
+  CHECK(checked > 100000);
+  CHECK(kernel_exp(0.0f) == 1.0f);
+  CHECK(kernel_exp(-0.0f) == 1.0f);
+  CHECK(kernel_exp(-std::numeric_limits<float>::infinity()) == 0.0f);
+  CHECK(kernel_exp(-104.0f) == 0.0f);
+  CHECK(std::isinf(kernel_exp(89.0f)));
+  CHECK(std::isinf(kernel_exp(std::numeric_limits<float>::infinity())));
+  CHECK(std::isfinite(kernel_exp(88.72f)));
+  CHECK(std::isnan(kernel_exp(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("silu: AVX-512 and scalar give the same bits", "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  auto gate = random_vec(300, 41), up = random_vec(300, 42);
+  for (std::size_t i = 0; i < gate.size(); i += 7) gate[i] *= 40.0f;  // both tails of e^x
+  gate[3] = 1e30f, gate[4] = -1e30f, gate[5] = std::numeric_limits<float>::infinity();
+  gate[6] = 88.9f, gate[8] = -88.9f, gate[9] = 104.5f, gate[10] = 0.0f;
+  for (std::size_t n : {0, 1, 15, 16, 17, 33, 300}) {
+    for (const bool gated : {true, false}) {
+      INFO("n " << n << " gated " << gated);
+      std::vector<float> out[2];
+      for (int v = 0; v < 2; ++v) {
+        set_isa(v == 0 ? Isa::scalar : Isa::avx512);
+        out[v].assign(n + 1, 7.0f);
+        silu(gate.data(), gated ? up.data() : nullptr, n, out[v].data());
+      }
+      CHECK(std::memcmp(out[0].data(), out[1].data(), (n + 1) * sizeof(float)) == 0);
+      CHECK(out[0][n] == 7.0f);  // nothing past n is written
+      for (std::size_t i = 0; i < n; ++i) {  // against a double reference
+        const double g = gate[i], want = g / (1 + std::exp(-g)) * (gated ? up[i] : 1.0);
+        if (std::isfinite(want)) CHECK(std::abs(out[0][i] - want) <= 4e-7 * std::abs(want) + 1e-30);
+      }
+    }
+  }
+}
+
 namespace {
 // attend() on the given ISA: the scalar result is also checked against a
 // double reference; returns the output.
