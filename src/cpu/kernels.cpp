@@ -820,16 +820,19 @@ ASSISTGEN_AVX512 void avx512_silu(const float* gate, const float* up, std::size_
 // out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
 // acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
 // attend()'s scalar loop.
+// With `resume`, the sum goes on from the partial sum in out (a stored
+// float is the register's value, so a sum split into runs of j is the
+// same bits as one run).
 ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, std::size_t first,
                                           std::size_t count, std::span<const std::uint32_t> extra,
-                                          std::size_t hd, float* out) {
+                                          std::size_t hd, float* out, bool resume = false) {
   const std::size_t len = count + extra.size();
   for (std::size_t d = 0; d < hd; d += 4 * kLanes) {
     __m512 acc[4];
     __mmask16 mk[4];
     for (std::size_t b = 0; b < 4; ++b) {
-      acc[b] = _mm512_setzero_ps();
       mk[b] = d + b * kLanes < hd ? tail_mask(hd - d - b * kLanes) : 0;
+      acc[b] = resume ? _mm512_maskz_loadu_ps(mk[b], out + d + b * kLanes) : _mm512_setzero_ps();
     }
     for (std::size_t j = 0; j < len; ++j) {
       const __m512 pj = _mm512_set1_ps(p[j]);
@@ -841,6 +844,61 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
             _mm512_add_ps(acc[b], _mm512_mul_ps(pj, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes)));
     }
     for (std::size_t b = 0; b < 4; ++b) _mm512_mask_storeu_ps(out + d + b * kLanes, mk[b], acc[b]);
+  }
+}
+
+// scores[j] for j in [j0, j1) of a query whose key j sits at slot(j): blocks
+// of 16 keys, then one dot at a time (either gives avx512_dot's bits).
+template <class Slot>
+ASSISTGEN_AVX512 void avx512_scores(const float* q, const float* keys, Slot slot, std::size_t j0,
+                                    std::size_t j1, std::size_t hd, float scale, float* scores) {
+  for (; j0 + kLanes <= j1; j0 += kLanes) {
+    const float* key[kLanes];
+    for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + slot(j0 + t) * hd;
+    avx512_scores16(q, key, hd, scale, scores + j0);
+  }
+  for (; j0 < j1; ++j0) scores[j0] = avx512_dot(q, keys + slot(j0) * hd, hd) * scale;
+}
+
+// Value rows per block of the shared weighted sums: 32 rows of 64 floats
+// are 8 KiB, in L1 while every query adds them.
+constexpr std::size_t kValueBlock = 32;
+
+// attend_many() on AVX-512 for queries that share the cache slots [c0, c1)
+// (c1 >= c0 + 16): the scores of the shared keys 16 at a time and the
+// weighted sums of the shared values kValueBlock at a time, each block for
+// every query in turn, so a block is read from L2 once, not once per query.
+// Every query's scores are avx512_dot's bits and its sum runs over j in
+// attend_rows()'s order: its slots before c0, the shared ones, the rest.
+ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const float* keys,
+                                         const float* values, std::size_t hd, float scale,
+                                         std::size_t c0, std::size_t c1) {
+  const std::size_t cb = c0 + (c1 - c0) / kLanes * kLanes;
+  for (std::size_t b = c0; b < cb; b += kLanes) {
+    const float* key[kLanes];
+    for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + (b + t) * hd;
+    for (const AttendQuery& a : qs) avx512_scores16(a.q, key, hd, scale, a.scores + (b - a.first));
+  }
+  for (const AttendQuery& a : qs) {
+    const std::size_t len = a.count + a.extra.size();
+    auto slot = [&](std::size_t j) {
+      return j < a.count ? a.first + j : static_cast<std::size_t>(a.extra[j - a.count]);
+    };
+    avx512_scores(a.q, keys, slot, 0, c0 - a.first, hd, scale, a.scores);
+    avx512_scores(a.q, keys, slot, cb - a.first, len, hd, scale, a.scores);
+    const float mx = avx512_max(a.scores, len);
+    avx512_divide(a.scores, len, avx512_exp_sum(a.scores, len, mx));
+    if (c0 > a.first) avx512_weighted_sum(values, a.scores, a.first, c0 - a.first, {}, hd, a.out);
+  }
+  for (std::size_t s = c0; s < c1; s += kValueBlock) {
+    const std::size_t e = std::min(c1, s + kValueBlock);
+    for (const AttendQuery& a : qs)
+      avx512_weighted_sum(values, a.scores + (s - a.first), s, e - s, {}, hd, a.out, s > a.first);
+  }
+  for (const AttendQuery& a : qs) {
+    const std::size_t rest = a.first + a.count - c1;
+    if (rest + a.extra.size() > 0)
+      avx512_weighted_sum(values, a.scores + (c1 - a.first), c1, rest, a.extra, hd, a.out, true);
   }
 }
 }  // namespace
@@ -896,26 +954,14 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
                  float* scores, float* out) {
   const std::size_t len = count + extra.size();
   auto slot = [&](std::size_t j) { return j < count ? first + j : static_cast<std::size_t>(extra[j - count]); };
-  float mx = -std::numeric_limits<float>::infinity();
-  const bool vec = vector_isa(active_isa());
-  std::size_t j0 = 0;
-  if (vec)  // blocks of 16 keys, the same bits as one dot at a time
-    for (; j0 + kLanes <= len; j0 += kLanes) {
-      const float* key[kLanes];
-      for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + slot(j0 + t) * hd;
-      avx512_scores16(q, key, hd, scale, scores + j0);
-    }
-  for (std::size_t j = j0; j < len; ++j)
-    scores[j] = (vec ? avx512_dot(q, keys + slot(j) * hd, hd) : dot(q, keys + slot(j) * hd, hd)) *
-                scale;
-  if (vec)
-    mx = avx512_max(scores, len);
-  else
-    for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
-  if (vec) {
-    avx512_divide(scores, len, avx512_exp_sum(scores, len, mx));
+  if (vector_isa(active_isa())) {
+    avx512_scores(q, keys, slot, 0, len, hd, scale, scores);
+    avx512_divide(scores, len, avx512_exp_sum(scores, len, avx512_max(scores, len)));
     return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   }
+  for (std::size_t j = 0; j < len; ++j) scores[j] = dot(q, keys + slot(j) * hd, hd) * scale;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
   for (std::size_t j = 0; j < len; ++j) scores[j] = kernel_exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
@@ -924,6 +970,19 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
     const float* v = values + slot(j) * hd;
     for (std::size_t d = 0; d < hd; ++d) out[d] += scores[j] * v[d];
   }
+}
+
+void attend_many(std::span<const AttendQuery> queries, const float* keys, const float* values,
+                 std::size_t hd, float scale) {
+  std::size_t c0 = 0, c1 = std::numeric_limits<std::size_t>::max();
+  for (const AttendQuery& a : queries) {
+    c0 = std::max(c0, a.first);
+    c1 = std::min(c1, a.first + a.count);
+  }
+  if (queries.size() > 1 && c1 >= c0 + kLanes && vector_isa(active_isa()))
+    return avx512_attend_many(queries, keys, values, hd, scale, c0, c1);
+  for (const AttendQuery& a : queries)
+    attend_rows(a.q, keys, values, a.first, a.count, a.extra, hd, scale, a.scores, a.out);
 }
 
 void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,

@@ -206,4 +206,20 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
                  std::size_t count, std::span<const std::uint32_t> extra, std::size_t hd, float scale,
                  float* scores, float* out);
 
+/// One query of attend_many(): attend_rows()'s arguments but the keys and
+/// values, which the queries share.
+struct AttendQuery {
+  const float* q;
+  std::size_t first, count;
+  std::span<const std::uint32_t> extra;
+  float* scores;  // count + extra.size() floats of scratch, its own
+  float* out;     // hd floats
+};
+/// attend_rows() for queries over the same keys and values (the heads of a
+/// KV group, the rows of a sequence): every out is attend_rows()'s bits;
+/// the cache rows all of them see are read once per block for all of them,
+/// not once per query.
+void attend_many(std::span<const AttendQuery> queries, const float* keys, const float* values,
+                 std::size_t hd, float scale);
+
 }  // namespace assistgen::cpu::detail

@@ -52,6 +52,16 @@ struct RowInfo {
   std::size_t anc_begin = 0, anc_end = 0;  // ... then ancestors[anc_begin, anc_end) (trees)
 };
 
+// Queries of one attention task at most: 16 queries' scores of a block of
+// keys or values while it is in L1.
+constexpr std::size_t kTaskQueries = 16;
+
+// Heads [h0, h1) (local query heads of KV head g) of rows [r0, r1) (of one
+// request): queries over the same cache rows, for detail::attend_many().
+struct AttentionTask {
+  std::uint32_t r0, r1, h0, h1, g;
+};
+
 // Per-thread activations and bookkeeping of a forward call (the gemma.cpp
 // split of activations from the KV cache): grown to the largest call this
 // thread has made, never shrunk, so a steady decode loop allocates nothing.
@@ -64,6 +74,7 @@ struct Workspace {
   std::vector<std::size_t> depth;        // tree depth per row of the current request
   std::vector<std::size_t> outputs;      // stacked rows that produce logits
   std::vector<float> mine;               // tensor parallel: this rank's columns before a gather
+  std::vector<AttentionTask> attention;  // the call's attention tasks
 };
 
 Workspace& workspace() {
@@ -192,13 +203,38 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
   const std::size_t qkv_w = lq + 2 * lkv;
   const std::size_t n_out = ws.outputs.size();
 
+  // Attention tasks: per request and KV head, its query heads over the
+  // request's rows, at most kTaskQueries queries a task.
+  ws.attention.clear();
+  std::size_t task_queries = 1;
+  for (std::size_t r0 = 0; r0 < n;) {
+    std::size_t r1 = r0 + 1;
+    while (r1 < n && ws.rows[r1].request == ws.rows[r0].request) ++r1;
+    for (std::size_t g = 0; g < lnkv; ++g) {
+      const std::size_t first_q = (kv_heads.begin + g) * group;  // of the model's heads
+      const std::size_t h0 = std::max(first_q, q_heads.begin) - q_heads.begin;
+      const std::size_t h1 = std::min(first_q + group, q_heads.begin + lnq) - q_heads.begin;
+      if (h0 >= h1) continue;
+      const std::size_t heads = std::min(h1 - h0, kTaskQueries);
+      const std::size_t rows = std::max<std::size_t>(1, kTaskQueries / (h1 - h0));
+      task_queries = std::max(task_queries, heads * std::min(rows, r1 - r0));
+      for (std::size_t a = r0; a < r1; a += rows)
+        for (std::size_t h = h0; h < h1; h += heads)
+          ws.attention.push_back({static_cast<std::uint32_t>(a),
+                                  static_cast<std::uint32_t>(std::min(r1, a + rows)),
+                                  static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(std::min(h1, h + heads)),
+                                  static_cast<std::uint32_t>(g)});
+    }
+    r0 = r1;
+  }
+
   // Carve the scratch buffer. Scores are sized by the largest cache's
   // capacity, not the current length, so decoding does not regrow it token
   // by token.
   const std::size_t sz_x = n * H, sz_xn = n * H, sz_qkv = n * qkv_w, sz_att = n * q_dim,
                     sz_mlp = n * l_mlp_in, sz_act = n * I, sz_rope = n * hd,
-                    sz_scores =
-                        static_cast<std::size_t>(threads) * std::max(max_capacity, max_keys),
+                    sz_scores = static_cast<std::size_t>(threads) * task_queries *
+                                std::max(max_capacity, max_keys),
                     sz_head = n_out * H;
   auto& s = ws.scratch;
   const std::size_t need = sz_x + sz_xn + sz_qkv + sz_att + sz_mlp + sz_act + sz_rope + sz_scores + sz_head;
@@ -291,30 +327,37 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
     }
     // Row i (position p) sees the cached slots [first, prefix_end) and, in a
     // tree, its ancestors: all of them, or those within the window
-    // (p - position < window). One task per (row, head); threads only when
-    // the work pays for a parallel region.
+    // (p - position < window). The tasks split over the threads (one chunk
+    // of consecutive tasks each, with its own score rows) when the work pays
+    // for a parallel region.
     const std::size_t window = cfg.window_of_layer(l);
-    const std::size_t tasks = n * lnq;
     const std::size_t att_work = n * lnq * max_keys * hd;
     const int att_threads = att_work >= (std::size_t{1} << 18) || detail::split_forced() ? threads : 1;
-    // One chunk of consecutive tasks per thread, each with its own scores row.
-    const auto chunks = static_cast<std::size_t>(att_threads);
+    const std::size_t tasks = ws.attention.size();
+    const auto chunks = std::min(static_cast<std::size_t>(att_threads), tasks);
     detail::parallel_for(att_threads, chunks, [&](std::size_t c) {
-      float* sc = scores + c * score_stride;
+      float* sc = scores + c * task_queries * score_stride;
+      detail::AttendQuery qs[kTaskQueries];
       for (std::size_t t = tasks * c / chunks; t < tasks * (c + 1) / chunks; ++t) {
-        const std::size_t i = t / lnq, h = t % lnq;
-        const RowInfo& ri = ws.rows[i];
-        const KvStorage& kv = caches[ri.request]->kv();
-        const std::size_t g = (q_heads.begin + h) / group - kv_heads.begin, p = ri.pos;
-        const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
-        const std::size_t count = ri.prefix_end > first ? ri.prefix_end - first : 0;
-        std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin, ri.anc_end - ri.anc_begin);
-        // The k-th ancestor (ascending) sits at position prefix_end + k and
-        // the row itself at p = prefix_end + anc.size() - 1: within the
-        // window are those with k >= anc.size() - window.
-        if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
-        detail::attend_rows(qkv + i * qkv_w + h * hd, kv.key(l, g, 0), kv.value(l, g, 0), first,
-                            count, anc, hd, scale, sc, att_mine + i * lq + h * hd);
+        const AttentionTask& task = ws.attention[t];
+        const KvStorage& kv = caches[ws.rows[task.r0].request]->kv();
+        std::size_t m = 0;
+        for (std::size_t i = task.r0; i < task.r1; ++i) {
+          const RowInfo& ri = ws.rows[i];
+          const std::size_t p = ri.pos;
+          const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
+          const std::size_t count = ri.prefix_end > first ? ri.prefix_end - first : 0;
+          std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin, ri.anc_end - ri.anc_begin);
+          // The k-th ancestor (ascending) sits at position prefix_end + k and
+          // the row itself at p = prefix_end + anc.size() - 1: within the
+          // window are those with k >= anc.size() - window.
+          if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
+          for (std::size_t h = task.h0; h < task.h1; ++h, ++m)
+            qs[m] = {qkv + i * qkv_w + h * hd, first, count, anc, sc + m * score_stride,
+                     att_mine + i * lq + h * hd};
+        }
+        detail::attend_many(std::span<const detail::AttendQuery>(qs, m), kv.key(l, task.g, 0),
+                            kv.value(l, task.g, 0), hd, scale);
       }
     });
     if (shard) shard->gather(att_mine, n, detail::ShardPart::q, att);

@@ -442,6 +442,52 @@ TEST_CASE("attend_rows: a tree's scattered rows give attend()'s bits on every IS
     }
 }
 
+TEST_CASE("attend_many: every query gets attend_rows()'s bits on every ISA",
+          "[kernels][invariance][avx512]") {
+  // Queries over one cache: a chain's rows (growing ranges), a tree's rows
+  // (one prefix, different ancestors), a sliding window (different firsts)
+  // and a range that shares fewer than 16 rows with the others.
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  const std::size_t slots = 120;
+  const std::vector<std::uint32_t> anc_a{100, 103}, anc_b{100, 101, 104, 110};
+  struct Case {
+    std::size_t first, count;
+    std::vector<std::uint32_t> extra;
+  };
+  const std::vector<std::vector<Case>> cases{
+      {{0, 97, {}}, {0, 98, {}}, {0, 99, {}}, {0, 100, {}}},  // chain rows
+      {{0, 100, anc_a}, {0, 100, anc_b}, {0, 100, {}}, {0, 100, anc_a}},  // tree rows
+      {{3, 64, {}}, {10, 60, anc_b}, {20, 51, {}}, {0, 71, anc_a}},  // windows
+      {{0, 40, {}}, {30, 20, {}}, {5, 50, anc_b}},  // 10 rows shared: one query at a time
+      {{7, 1, anc_a}},  // one query
+  };
+  for (std::size_t hd : {17, 64, 128}) {
+    const auto keys = random_vec(slots * hd, 31 + hd), values = random_vec(slots * hd, 37 + hd);
+    for (std::size_t ci = 0; ci < cases.size(); ++ci) {
+      const auto& qc = cases[ci];
+      const auto q = random_vec(qc.size() * hd, 41 + ci);
+      for (Isa isa : {Isa::scalar, Isa::avx512}) {
+        set_isa(isa);
+        std::vector<std::vector<float>> scores(qc.size(), std::vector<float>(slots + 8, 3.0f));
+        std::vector<float> out(qc.size() * hd, 5.0f), want(qc.size() * hd);
+        std::vector<AttendQuery> qs;
+        for (std::size_t i = 0; i < qc.size(); ++i)
+          qs.push_back({q.data() + i * hd, qc[i].first, qc[i].count, qc[i].extra, scores[i].data(),
+                        out.data() + i * hd});
+        attend_many(qs, keys.data(), values.data(), hd, 0.2f);
+        for (std::size_t i = 0; i < qc.size(); ++i) {
+          std::vector<float> sc(slots + 8);
+          attend_rows(q.data() + i * hd, keys.data(), values.data(), qc[i].first, qc[i].count,
+                      qc[i].extra, hd, 0.2f, sc.data(), want.data() + i * hd);
+        }
+        INFO("hd " << hd << " case " << ci << " isa " << int(isa));
+        CHECK(std::memcmp(out.data(), want.data(), out.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("attend: the scalar kernel matches a double reference", "[kernels]") {
   IsaGuard guard;
   for (std::size_t hd : {1, 17, 64, 80, 128}) {
