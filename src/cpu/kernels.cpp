@@ -645,6 +645,25 @@ float fold(float (&acc)[kLanes]) {
   return acc[0];
 }
 
+// Attention's arithmetic: fused multiply-adds (one rounding per product and
+// sum), as the AVX-512 kernels below do. Cloned for CPUs with FMA (every
+// AVX2 one) so std::fma is an instruction there, not a libm call.
+__attribute__((target_clones("arch=x86-64-v3", "default"))) float attention_dot(
+    const float* a, const float* b, std::size_t n) {
+  float acc[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) acc[l] = std::fma(a[i + l], b[i + l], acc[l]);
+  for (std::size_t l = 0; i + l < n; ++l) acc[l] = std::fma(a[i + l], b[i + l], acc[l]);
+  return fold(acc);
+}
+
+// out[d] += p * v[d], fused.
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void attention_axpy(
+    float p, const float* v, std::size_t n, float* out) {
+  for (std::size_t d = 0; d < n; ++d) out[d] = std::fma(p, v[d], out[d]);
+}
+
 // The scalar loops below, 16 lanes to a zmm: each lane sees the same
 // additions in the same order (products rounded before they are added, as
 // the scalar code compiled with -ffp-contract=off does), and the fold adds
@@ -672,6 +691,20 @@ ASSISTGEN_AVX512 float avx512_dot(const float* a, const float* b, std::size_t n)
   return avx512_fold(acc);
 }
 
+// attention_dot on 16 lanes (masked lanes keep their sums).
+ASSISTGEN_AVX512 float avx512_attention_dot(const float* a, const float* b, std::size_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i),
+                                acc, mk);
+  }
+  return avx512_fold(acc);
+}
+
 ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
   __m512 acc = _mm512_setzero_ps();
   std::size_t i = 0;
@@ -683,10 +716,11 @@ ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
   return avx512_fold(acc);
 }
 
-// scores[j] = avx512_dot(q, key_j, hd) * scale for 16 keys at once: each
-// key's lanes take the same additions as avx512_dot, and the folds of the
-// 16 accumulators run together, every sum between the lanes avx512_fold
-// adds, in its order (lower lanes first), so the bits are avx512_dot's.
+// scores[j] = avx512_attention_dot(q, key_j, hd) * scale for 16 keys at
+// once: each key's lanes take the same fused multiply-adds, and the folds of
+// the 16 accumulators run together, every sum between the lanes avx512_fold
+// adds, in its order (lower lanes first), so the bits are
+// avx512_attention_dot's.
 ASSISTGEN_AVX512 void avx512_scores16(const float* q, const float* const* key, std::size_t hd,
                                       float scale, float* scores) {
   __m512 acc[kLanes];
@@ -697,15 +731,14 @@ ASSISTGEN_AVX512 void avx512_scores16(const float* q, const float* const* key, s
     const __m512 qi = _mm512_loadu_ps(q + i);
 #pragma GCC unroll 16
     for (std::size_t j = 0; j < kLanes; ++j)
-      acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(qi, _mm512_loadu_ps(key[j] + i)));
+      acc[j] = _mm512_fmadd_ps(qi, _mm512_loadu_ps(key[j] + i), acc[j]);
   }
   if (i < hd) {
     const __mmask16 mk = tail_mask(hd - i);
     const __m512 qi = _mm512_maskz_loadu_ps(mk, q + i);
 #pragma GCC unroll 16
     for (std::size_t j = 0; j < kLanes; ++j)
-      acc[j] = _mm512_mask_add_ps(acc[j], mk, acc[j],
-                                  _mm512_mul_ps(qi, _mm512_maskz_loadu_ps(mk, key[j] + i)));
+      acc[j] = _mm512_mask3_fmadd_ps(qi, _mm512_maskz_loadu_ps(mk, key[j] + i), acc[j], mk);
   }
   // Lanes l and l + 8 (keys j and j + 8 share a vector).
   __m512 b[8];
@@ -818,8 +851,8 @@ ASSISTGEN_AVX512 void avx512_silu(const float* gate, const float* up, std::size_
 }
 
 // out = sum_j p[j] v_j with the sum kept in registers: for each 16 lanes,
-// acc = acc + p_j * v_j[lanes] for j = 0, 1, ..., from zero, the order of
-// attend()'s scalar loop.
+// acc = fma(p_j, v_j[lanes], acc) for j = 0, 1, ..., from zero, the order
+// of attend()'s scalar loop.
 // With `resume`, the sum goes on from the partial sum in out (a stored
 // float is the register's value, so a sum split into runs of j is the
 // same bits as one run).
@@ -840,15 +873,14 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
       const float* v = values + slot * hd + d;
 #pragma GCC unroll 4
       for (std::size_t b = 0; b < 4; ++b)
-        acc[b] =
-            _mm512_add_ps(acc[b], _mm512_mul_ps(pj, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes)));
+        acc[b] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(mk[b], v + b * kLanes), acc[b]);
     }
     for (std::size_t b = 0; b < 4; ++b) _mm512_mask_storeu_ps(out + d + b * kLanes, mk[b], acc[b]);
   }
 }
 
 // scores[j] for j in [j0, j1) of a query whose key j sits at slot(j): blocks
-// of 16 keys, then one dot at a time (either gives avx512_dot's bits).
+// of 16 keys, then one dot at a time (the same bits either way).
 template <class Slot>
 ASSISTGEN_AVX512 void avx512_scores(const float* q, const float* keys, Slot slot, std::size_t j0,
                                     std::size_t j1, std::size_t hd, float scale, float* scores) {
@@ -857,7 +889,7 @@ ASSISTGEN_AVX512 void avx512_scores(const float* q, const float* keys, Slot slot
     for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + slot(j0 + t) * hd;
     avx512_scores16(q, key, hd, scale, scores + j0);
   }
-  for (; j0 < j1; ++j0) scores[j0] = avx512_dot(q, keys + slot(j0) * hd, hd) * scale;
+  for (; j0 < j1; ++j0) scores[j0] = avx512_attention_dot(q, keys + slot(j0) * hd, hd) * scale;
 }
 
 // Value rows per block of the shared weighted sums: 32 rows of 64 floats
@@ -868,7 +900,7 @@ constexpr std::size_t kValueBlock = 32;
 // (c1 >= c0 + 16): the scores of the shared keys 16 at a time and the
 // weighted sums of the shared values kValueBlock at a time, each block for
 // every query in turn, so a block is read from L2 once, not once per query.
-// Every query's scores are avx512_dot's bits and its sum runs over j in
+// Every query's scores are avx512_attention_dot's bits and its sum runs over j in
 // attend_rows()'s order: its slots before c0, the shared ones, the rest.
 ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const float* keys,
                                          const float* values, std::size_t hd, float scale,
@@ -959,17 +991,14 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
     avx512_divide(scores, len, avx512_exp_sum(scores, len, avx512_max(scores, len)));
     return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   }
-  for (std::size_t j = 0; j < len; ++j) scores[j] = dot(q, keys + slot(j) * hd, hd) * scale;
+  for (std::size_t j = 0; j < len; ++j) scores[j] = attention_dot(q, keys + slot(j) * hd, hd) * scale;
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
   for (std::size_t j = 0; j < len; ++j) scores[j] = kernel_exp(scores[j] - mx);
   const float denom = sum(scores, len);
   for (std::size_t j = 0; j < len; ++j) scores[j] = scores[j] / denom;
   std::fill_n(out, hd, 0.0f);
-  for (std::size_t j = 0; j < len; ++j) {
-    const float* v = values + slot(j) * hd;
-    for (std::size_t d = 0; d < hd; ++d) out[d] += scores[j] * v[d];
-  }
+  for (std::size_t j = 0; j < len; ++j) attention_axpy(scores[j], values + slot(j) * hd, hd, out);
 }
 
 void attend_many(std::span<const AttendQuery> queries, const float* keys, const float* values,
