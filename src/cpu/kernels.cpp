@@ -646,10 +646,12 @@ float fold(float (&acc)[kLanes]) {
 }
 
 // Attention's arithmetic: fused multiply-adds (one rounding per product and
-// sum), as the AVX-512 kernels below do. Cloned for CPUs with FMA (every
-// AVX2 one) so std::fma is an instruction there, not a libm call.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) float attention_dot(
-    const float* a, const float* b, std::size_t n) {
+// sum), as the AVX-512 kernels below do. Each body is compiled twice, for
+// CPUs with FMA (every AVX2 one: std::fma is an instruction there) and
+// without (a libm call), and chosen by a CPU check on first use (not an
+// ifunc: a resolver runs before the sanitizers' runtimes start).
+[[gnu::always_inline]] inline float attention_dot_body(const float* a, const float* b,
+                                                       std::size_t n) {
   float acc[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -657,11 +659,32 @@ __attribute__((target_clones("arch=x86-64-v3", "default"))) float attention_dot(
   for (std::size_t l = 0; i + l < n; ++l) acc[l] = std::fma(a[i + l], b[i + l], acc[l]);
   return fold(acc);
 }
-
-// out[d] += p * v[d], fused.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) void attention_axpy(
-    float p, const float* v, std::size_t n, float* out) {
+[[gnu::always_inline]] inline void attention_axpy_body(float p, const float* v, std::size_t n,
+                                                       float* out) {
   for (std::size_t d = 0; d < n; ++d) out[d] = std::fma(p, v[d], out[d]);
+}
+__attribute__((target("avx2,fma"))) float attention_dot_fma(const float* a, const float* b,
+                                                            std::size_t n) {
+  return attention_dot_body(a, b, n);
+}
+__attribute__((target("avx2,fma"))) void attention_axpy_fma(float p, const float* v,
+                                                            std::size_t n, float* out) {
+  attention_axpy_body(p, v, n, out);
+}
+bool has_fma() {
+  static const bool fma = __builtin_cpu_supports("fma");
+  return fma;
+}
+
+// sum_i a[i] * b[i] in dot()'s order, each product added by a fused multiply-add.
+float attention_dot(const float* a, const float* b, std::size_t n) {
+  return has_fma() ? attention_dot_fma(a, b, n) : attention_dot_body(a, b, n);
+}
+
+// out[d] = fma(p, v[d], out[d]).
+void attention_axpy(float p, const float* v, std::size_t n, float* out) {
+  if (has_fma()) return attention_axpy_fma(p, v, n, out);
+  attention_axpy_body(p, v, n, out);
 }
 
 // The scalar loops below, 16 lanes to a zmm: each lane sees the same
