@@ -667,8 +667,8 @@ __attribute__((target("avx2,fma"))) float attention_dot_fma(const float* a, cons
                                                             std::size_t n) {
   return attention_dot_body(a, b, n);
 }
-__attribute__((target("avx2,fma"))) void attention_axpy_fma(float p, const float* v,
-                                                            std::size_t n, float* out) {
+__attribute__((target("avx2,fma"))) void attention_axpy_fma(float p, const float* v, std::size_t n,
+                                                            float* out) {
   attention_axpy_body(p, v, n, out);
 }
 bool has_fma() {
@@ -820,15 +820,16 @@ ASSISTGEN_AVX512 inline __m512 avx512_exp(__m512 x) {
   x = _mm512_max_ps(_mm512_set1_ps(kExpMin), x);
   x = _mm512_min_ps(_mm512_set1_ps(kExpMax), x);
   const __m512 shift = _mm512_set1_ps(kRoundShift);
-  const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), shift), shift);
+  const __m512 n =
+      _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), shift), shift);
   __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Hi)));
   r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Lo)));
   __m512 p = _mm512_set1_ps(kExpPoly[0]);
 #pragma GCC unroll 5
   for (std::size_t i = 1; i < 6; ++i)
     p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(kExpPoly[i]));
-  const __m512 y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
-                                 _mm512_set1_ps(1.0f));
+  const __m512 y =
+      _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(y, n);
 }
 
@@ -854,7 +855,8 @@ ASSISTGEN_AVX512 float avx512_exp_sum(float* a, std::size_t n, float mx) {
 ASSISTGEN_AVX512 void avx512_divide(float* a, std::size_t n, float d) {
   const __m512 dv = _mm512_set1_ps(d);
   std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(a + i, _mm512_div_ps(_mm512_loadu_ps(a + i), dv));
+  for (; i + kLanes <= n; i += kLanes)
+    _mm512_storeu_ps(a + i, _mm512_div_ps(_mm512_loadu_ps(a + i), dv));
   if (i < n) {
     const __mmask16 mk = tail_mask(n - i);
     _mm512_mask_storeu_ps(a + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, a + i), dv));
@@ -867,7 +869,8 @@ ASSISTGEN_AVX512 void avx512_silu(const float* gate, const float* up, std::size_
   for (std::size_t i = 0; i < n; i += kLanes) {
     const __mmask16 mk = tail_mask(n - i);
     const __m512 g = _mm512_maskz_loadu_ps(mk, gate + i);
-    __m512 v = _mm512_div_ps(g, _mm512_add_ps(one, avx512_exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    __m512 v =
+        _mm512_div_ps(g, _mm512_add_ps(one, avx512_exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
     if (up) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, up + i));
     _mm512_mask_storeu_ps(out + i, mk, v);
   }
@@ -970,7 +973,8 @@ float kernel_exp(float x) {
   const float y = (p * (r * r) + r) + 1.0f;
   // y * 2^n rounded once: a multiplication while 2^n is a normal float.
   const int e = static_cast<int>(n);
-  if (e >= -126 && e <= 127) return y * std::bit_cast<float>(static_cast<std::uint32_t>(e + 127) << 23);
+  if (e >= -126 && e <= 127)
+    return y * std::bit_cast<float>(static_cast<std::uint32_t>(e + 127) << 23);
   return std::ldexp(y, e);
 }
 
@@ -1014,7 +1018,8 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
     avx512_divide(scores, len, avx512_exp_sum(scores, len, avx512_max(scores, len)));
     return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   }
-  for (std::size_t j = 0; j < len; ++j) scores[j] = attention_dot(q, keys + slot(j) * hd, hd) * scale;
+  for (std::size_t j = 0; j < len; ++j)
+    scores[j] = attention_dot(q, keys + slot(j) * hd, hd) * scale;
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, scores[j]);
   for (std::size_t j = 0; j < len; ++j) scores[j] = kernel_exp(scores[j] - mx);

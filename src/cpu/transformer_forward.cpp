@@ -220,10 +220,10 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
       task_queries = std::max(task_queries, heads * std::min(rows, r1 - r0));
       for (std::size_t a = r0; a < r1; a += rows)
         for (std::size_t h = h0; h < h1; h += heads)
-          ws.attention.push_back({static_cast<std::uint32_t>(a),
-                                  static_cast<std::uint32_t>(std::min(r1, a + rows)),
-                                  static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(std::min(h1, h + heads)),
-                                  static_cast<std::uint32_t>(g)});
+          ws.attention.push_back(
+              {static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(std::min(r1, a + rows)),
+               static_cast<std::uint32_t>(h), static_cast<std::uint32_t>(std::min(h1, h + heads)),
+               static_cast<std::uint32_t>(g)});
     }
     r0 = r1;
   }
@@ -347,13 +347,14 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
           const std::size_t p = ri.pos;
           const std::size_t first = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
           const std::size_t count = ri.prefix_end > first ? ri.prefix_end - first : 0;
-          std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin, ri.anc_end - ri.anc_begin);
+          std::span<const std::uint32_t> anc(ws.ancestors.data() + ri.anc_begin,
+                                             ri.anc_end - ri.anc_begin);
           // The k-th ancestor (ascending) sits at position prefix_end + k and
           // the row itself at p = prefix_end + anc.size() - 1: within the
           // window are those with k >= anc.size() - window.
           if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
           for (std::size_t h = task.h0; h < task.h1; ++h, ++m)
-            qs[m] = {qkv + i * qkv_w + h * hd, first, count, anc, sc + m * score_stride,
+            qs[m] = {qkv + i * qkv_w + h * hd,  first, count, anc, sc + m * score_stride,
                      att_mine + i * lq + h * hd};
         }
         detail::attend_many(std::span<const detail::AttendQuery>(qs, m), kv.key(l, task.g, 0),

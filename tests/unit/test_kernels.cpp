@@ -372,7 +372,7 @@ TEST_CASE("silu: AVX-512 and scalar give the same bits", "[kernels][invariance][
         silu(gate.data(), gated ? up.data() : nullptr, n, out[v].data());
       }
       CHECK(std::memcmp(out[0].data(), out[1].data(), (n + 1) * sizeof(float)) == 0);
-      CHECK(out[0][n] == 7.0f);  // nothing past n is written
+      CHECK(out[0][n] == 7.0f);              // nothing past n is written
       for (std::size_t i = 0; i < n; ++i) {  // against a double reference
         const double g = gate[i], want = g / (1 + std::exp(-g)) * (gated ? up[i] : 1.0);
         if (std::isfinite(want)) CHECK(std::abs(out[0][i] - want) <= 4e-7 * std::abs(want) + 1e-30);
@@ -456,11 +456,11 @@ TEST_CASE("attend_many: every query gets attend_rows()'s bits on every ISA",
     std::vector<std::uint32_t> extra;
   };
   const std::vector<std::vector<Case>> cases{
-      {{0, 97, {}}, {0, 98, {}}, {0, 99, {}}, {0, 100, {}}},  // chain rows
+      {{0, 97, {}}, {0, 98, {}}, {0, 99, {}}, {0, 100, {}}},              // chain rows
       {{0, 100, anc_a}, {0, 100, anc_b}, {0, 100, {}}, {0, 100, anc_a}},  // tree rows
-      {{3, 64, {}}, {10, 60, anc_b}, {20, 51, {}}, {0, 71, anc_a}},  // windows
+      {{3, 64, {}}, {10, 60, anc_b}, {20, 51, {}}, {0, 71, anc_a}},       // windows
       {{0, 40, {}}, {30, 20, {}}, {5, 50, anc_b}},  // 10 rows shared: one query at a time
-      {{7, 1, anc_a}},  // one query
+      {{7, 1, anc_a}},                              // one query
   };
   for (std::size_t hd : {17, 64, 128}) {
     const auto keys = random_vec(slots * hd, 31 + hd), values = random_vec(slots * hd, 37 + hd);
