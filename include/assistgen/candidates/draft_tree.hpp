@@ -50,6 +50,7 @@
 #include "assistgen/backend.hpp"
 #include "assistgen/candidate_source.hpp"
 #include "assistgen/detail/generation_setup.hpp"
+#include "assistgen/detail/log_sum_exp.hpp"
 #include "assistgen/error.hpp"
 #include "assistgen/generation_config.hpp"
 #include "assistgen/sampling/distribution.hpp"
@@ -281,9 +282,7 @@ class DraftTreeCandidates {
     float mx = -std::numeric_limits<float>::infinity();
     for (const float x : row) mx = std::max(mx, x);
     if (!std::isfinite(mx)) return;  // every token masked
-    double z = 0.0;
-    for (const float x : row) z += std::exp(double(x) - double(mx));
-    const double log_z = double(mx) + std::log(z);
+    const double log_z = detail::log_sum_exp(row, mx);
     order_.resize(row.size());
     std::iota(order_.begin(), order_.end(), 0u);
     const std::size_t k = std::min(want, row.size());
