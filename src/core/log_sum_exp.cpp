@@ -1,7 +1,7 @@
-// log_sum_exp(): a float e^t (a reduction by ln 2 and Cephes' degree-6
-// polynomial, plain IEEE multiplications and additions: this file is
-// compiled with -ffp-contract=off) on 8 AVX2 lanes, or one element at a
-// time with the same operations.
+// log_sum_exp(): a float e^t (exp_constants.hpp: a reduction by ln 2 and
+// Cephes' degree-6 polynomial, plain IEEE multiplications and additions:
+// this file is compiled with -ffp-contract=off) on 8 AVX2 lanes, or one
+// element at a time with the same operations.
 #include "assistgen/detail/log_sum_exp.hpp"
 
 #include <immintrin.h>
@@ -11,15 +11,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "exp_constants.hpp"
+
 namespace assistgen::detail {
 
 namespace {
 
 constexpr float kMin = -80.0f;  // e^-80 = 1.8e-35
-constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-constexpr float kRoundShift = 0x1.8p23f;  // rounds |v| < 2^22 to an integer, ties to even
-constexpr float kPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+using namespace exp_constants;
 constexpr std::size_t kLanes = 8;
 
 // e^t for kMin <= t <= 0 (n = round(t log2 e) in [-116, 0]: 2^n is normal).
@@ -27,8 +26,8 @@ float exp_term(float t) {
   const float n = (t * kLog2e + kRoundShift) - kRoundShift;
   float r = t - n * kLn2Hi;
   r = r - n * kLn2Lo;
-  float p = kPoly[0];
-  for (std::size_t i = 1; i < 6; ++i) p = p * r + kPoly[i];
+  float p = kExpPoly[0];
+  for (std::size_t i = 1; i < 6; ++i) p = p * r + kExpPoly[i];
   const float y = (p * (r * r) + r) + 1.0f;
   return y * std::bit_cast<float>(static_cast<std::uint32_t>(static_cast<int>(n) + 127) << 23);
 }
@@ -53,9 +52,9 @@ __attribute__((target("avx2"))) double avx2_sum(std::span<const float> x, float 
         _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(t, _mm256_set1_ps(kLog2e)), shift), shift);
     __m256 r = _mm256_sub_ps(t, _mm256_mul_ps(n, _mm256_set1_ps(kLn2Hi)));
     r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(kLn2Lo)));
-    __m256 p = _mm256_set1_ps(kPoly[0]);
+    __m256 p = _mm256_set1_ps(kExpPoly[0]);
     for (std::size_t k = 1; k < 6; ++k)
-      p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(kPoly[k]));
+      p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(kExpPoly[k]));
     const __m256 y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
                                    _mm256_set1_ps(1.0f));
     // 2^n from its exponent bits (lanes below kMin: any n, zeroed next).

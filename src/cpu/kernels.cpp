@@ -16,6 +16,7 @@
 #include <string_view>
 #include <utility>
 
+#include "../core/exp_constants.hpp"
 #include "kernels_q4.hpp"
 #include "matmul_amx.hpp"
 #include "parallel.hpp"
@@ -802,17 +803,11 @@ ASSISTGEN_AVX512 float avx512_max(const float* a, std::size_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
-// kernel_exp's constants: e^x = 2^n e^r with n = round(x log2 e) and
-// r = x - n ln 2, ln 2 split as kLn2Hi + kLn2Lo (kLn2Hi has 9 significant
-// bits, so n * kLn2Hi and x - n * kLn2Hi are exact), and Cephes' expf
-// polynomial for e^r - 1 - r on |r| <= ln 2 / 2. x is clamped to
-// [kExpMin, kExpMax] first: below, e^x rounds to 0; above, to infinity.
+// kernel_exp: src/core/exp_constants.hpp's reduction and polynomial, x
+// clamped to [kExpMin, kExpMax] first: below, e^x rounds to 0; above, to
+// infinity.
 constexpr float kExpMin = -104.0f, kExpMax = 89.0f;
-constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-// Adding and subtracting 1.5 * 2^23 rounds |t| < 2^22 to an integer, ties to even.
-constexpr float kRoundShift = 0x1.8p23f;
-constexpr float kExpPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+using namespace assistgen::detail::exp_constants;
 
 // kernel_exp on 16 lanes: the same operations (VMAXPS(lo, x) is
 // `lo > x ? lo : x`, a NaN passing through; VSCALEFPS is y * 2^n, rounded once).
