@@ -68,6 +68,7 @@ tsan_tests=(
   '^hpu_test_concurrency:'
   '^test_batch_invariance:two threads splitting every call'
   '^test_batch_invariance:logits are bit-identical on one thread and two'
+  '^test_batch_invariance:attention tasks'
   '^test_batch_invariance:forward into a reused Logits allocates nothing'
   '^test_kernels:kernels are batch-invariant'
   '^test_tokenizer:encode and decode are safe to call from several threads'

@@ -179,6 +179,39 @@ TEST_CASE("logits are bit-identical for decode, verification of M = 1..16 and pr
   for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
 }
 
+TEST_CASE("attention tasks: KV groups of 3 and of 20 query heads keep decode's bits in blocks and on two threads",
+          "[invariance][threads]") {
+  // The forward pass groups a KV head's query heads over a sequence's rows
+  // into tasks of up to 16 queries: a group of 3 makes tasks of 5 rows (M =
+  // 6..16 split into uneven row chunks), a group of 20 tasks of one row and
+  // 16 + 4 heads. Each query must keep the bits of a decode step, on one
+  // thread and split over two.
+  const DType dtype = GENERATE(DType::f32, DType::bf16);
+  const std::size_t group = GENERATE(3, 20);
+  INFO(name_of(dtype) << " group " << group);
+  ModelConfig c = config("qwen2", 8 * group * 2);  // a sliding window on layer 0
+  c.num_key_value_heads = 2;
+  c.num_attention_heads = 2 * group;
+  c.head_dim = 8;
+  const Transformer m = Transformer::random(c, 11, {.dtype = dtype, .threads = 2});
+  constexpr std::size_t kPrefix = 9, kMaxM = 16;
+  const auto tokens = some_tokens(kPrefix + kMaxM, m.vocab_size());
+  const Logits ref = decode_each(m, tokens);
+  const ForceSplit split;
+  for (std::size_t mm : {1, 5, 6, 11, 16}) {
+    auto cache = m.make_cache(tokens.size());
+    m.forward(std::span(tokens).first(kPrefix), cache);
+    const Logits block = m.forward(std::span(tokens).subspan(kPrefix, mm), cache);
+    for (std::size_t r = 0; r < mm; ++r) {
+      INFO("M " << mm << " row " << r);
+      REQUIRE(same_row(block, r, ref, kPrefix + r));
+    }
+  }
+  auto cache = m.make_cache(tokens.size());
+  const Logits prefill = m.forward(tokens, cache);
+  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+}
+
 TEST_CASE("logits are bit-identical on one thread and two, with layers large enough to split",
           "[invariance]") {
   const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
