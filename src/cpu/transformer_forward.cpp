@@ -354,8 +354,12 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
           // window are those with k >= anc.size() - window.
           if (window != 0 && anc.size() > window) anc = anc.subspan(anc.size() - window);
           for (std::size_t h = task.h0; h < task.h1; ++h, ++m)
-            qs[m] = {qkv + i * qkv_w + h * hd,  first, count, anc, sc + m * score_stride,
-                     att_mine + i * lq + h * hd};
+            qs[m] = {.q = qkv + i * qkv_w + h * hd,
+                     .first = first,
+                     .count = count,
+                     .extra = anc,
+                     .scores = sc + m * score_stride,
+                     .out = att_mine + i * lq + h * hd};
         }
         detail::attend_many(std::span<const detail::AttendQuery>(qs, m), kv.key(l, task.g, 0),
                             kv.value(l, task.g, 0), hd, scale);
