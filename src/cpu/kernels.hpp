@@ -191,10 +191,9 @@ float kernel_exp(float x);
 void silu(const float* gate, const float* up, std::size_t n, float* out);
 /// Softmax attention of one query q[hd] over `len` keys and values (rows of
 /// hd floats): s_j = q . k_j * scale (dot()'s order, each product added
-/// by a fused multiply-add), p_j = e_j / sum(e) with e_j =
-/// kernel_exp(s_j - max s),
-/// out = sum_j p_j v_j accumulated for j = 0, 1, ... from zero by fused
-/// multiply-adds. `scores` holds len floats of scratch.
+/// by a fused multiply-add), p_j = e_j / sum(e) with e_j = kernel_exp(s_j -
+/// max s), out = sum_j p_j v_j accumulated for j = 0, 1, ... from zero by
+/// fused multiply-adds. `scores` holds len floats of scratch.
 void attend(const float* q, const float* keys, const float* values, std::size_t len, std::size_t hd,
             float scale, float* scores, float* out);
 /// attend() over the rows first, ..., first + count - 1 of `keys` / `values`
