@@ -1,4 +1,4 @@
-// log_sum_exp(): a float e^t (exp_constants.hpp: a reduction by ln 2 and
+// log_sum_exp(): a float e^t (float_exp.hpp: a reduction by ln 2 and
 // Cephes' degree-6 polynomial, plain IEEE multiplications and additions:
 // this file is compiled with -ffp-contract=off) on 8 AVX2 lanes, or one
 // element at a time with the same operations.
@@ -11,24 +11,20 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "exp_constants.hpp"
+#include "float_exp.hpp"
 
 namespace assistgen::detail {
 
 namespace {
 
 constexpr float kMin = -80.0f;  // e^-80 = 1.8e-35
-using namespace exp_constants;
+using namespace float_exp;
 constexpr std::size_t kLanes = 8;
 
 // e^t for kMin <= t <= 0 (n = round(t log2 e) in [-116, 0]: 2^n is normal).
 float exp_term(float t) {
-  const float n = (t * kLog2e + kRoundShift) - kRoundShift;
-  float r = t - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float p = kExpPoly[0];
-  for (std::size_t i = 1; i < 6; ++i) p = p * r + kExpPoly[i];
-  const float y = (p * (r * r) + r) + 1.0f;
+  float n;
+  const float y = exp_of_remainder(t, n);
   return y * std::bit_cast<float>(static_cast<std::uint32_t>(static_cast<int>(n) + 127) << 23);
 }
 

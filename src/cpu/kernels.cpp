@@ -16,7 +16,7 @@
 #include <string_view>
 #include <utility>
 
-#include "../core/exp_constants.hpp"
+#include "../core/float_exp.hpp"
 #include "kernels_q4.hpp"
 #include "matmul_amx.hpp"
 #include "parallel.hpp"
@@ -803,11 +803,11 @@ ASSISTGEN_AVX512 float avx512_max(const float* a, std::size_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
-// kernel_exp: src/core/exp_constants.hpp's reduction and polynomial, x
+// kernel_exp: src/core/float_exp.hpp's reduction and polynomial, x
 // clamped to [kExpMin, kExpMax] first: below, e^x rounds to 0; above, to
 // infinity.
 constexpr float kExpMin = -104.0f, kExpMax = 89.0f;
-using namespace assistgen::detail::exp_constants;
+using namespace assistgen::detail::float_exp;
 
 // kernel_exp on 16 lanes: the same operations (VMAXPS(lo, x) is
 // `lo > x ? lo : x`, a NaN passing through; VSCALEFPS is y * 2^n, rounded once).
@@ -847,8 +847,10 @@ ASSISTGEN_AVX512 float avx512_exp_sum(float* a, std::size_t n, float mx) {
   return avx512_fold(acc);
 }
 
-ASSISTGEN_AVX512 void avx512_divide(float* a, std::size_t n, float d) {
-  const __m512 dv = _mm512_set1_ps(d);
+// a[j] = e_j / sum(e) with e_j = kernel_exp(a[j] - max a): the softmax of
+// attend_rows()'s scalar loops.
+ASSISTGEN_AVX512 void avx512_softmax(float* a, std::size_t n) {
+  const __m512 dv = _mm512_set1_ps(avx512_exp_sum(a, n, avx512_max(a, n)));
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     _mm512_storeu_ps(a + i, _mm512_div_ps(_mm512_loadu_ps(a + i), dv));
@@ -939,8 +941,7 @@ ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const 
     };
     avx512_scores(a.q, keys, slot, 0, c0 - a.first, hd, scale, a.scores);
     avx512_scores(a.q, keys, slot, cb - a.first, len, hd, scale, a.scores);
-    const float mx = avx512_max(a.scores, len);
-    avx512_divide(a.scores, len, avx512_exp_sum(a.scores, len, mx));
+    avx512_softmax(a.scores, len);
     if (c0 > a.first) avx512_weighted_sum(values, a.scores, a.first, c0 - a.first, {}, hd, a.out);
   }
   for (std::size_t s = c0; s < c1; s += kValueBlock) {
@@ -960,12 +961,8 @@ float kernel_exp(float x) {
   if (std::isnan(x)) return x;
   x = kExpMin > x ? kExpMin : x;
   x = kExpMax < x ? kExpMax : x;
-  const float n = (x * kLog2e + kRoundShift) - kRoundShift;
-  float r = x - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float p = kExpPoly[0];
-  for (std::size_t i = 1; i < 6; ++i) p = p * r + kExpPoly[i];
-  const float y = (p * (r * r) + r) + 1.0f;
+  float n;
+  const float y = exp_of_remainder(x, n);
   // y * 2^n rounded once: a multiplication while 2^n is a normal float.
   const int e = static_cast<int>(n);
   if (e >= -126 && e <= 127)
@@ -1010,7 +1007,7 @@ void attend_rows(const float* q, const float* keys, const float* values, std::si
   auto slot = [&](std::size_t j) { return j < count ? first + j : static_cast<std::size_t>(extra[j - count]); };
   if (vector_isa(active_isa())) {
     avx512_scores(q, keys, slot, 0, len, hd, scale, scores);
-    avx512_divide(scores, len, avx512_exp_sum(scores, len, avx512_max(scores, len)));
+    avx512_softmax(scores, len);
     return avx512_weighted_sum(values, scores, first, count, extra, hd, out);
   }
   for (std::size_t j = 0; j < len; ++j)

@@ -384,11 +384,11 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
         const float* first = mlp + i * l_mlp_in;
         if (cfg.activation == Activation::silu) {  // silu(gate) (* up)
           detail::silu(first + j0, cfg.gated_mlp ? first + lI + j0 : nullptr, j1 - j0, a + j0);
-        } else if (cfg.gated_mlp) {  // act(gate) * up
+        } else if (cfg.gated_mlp) {  // gelu(gate) * up
           const float* up = first + lI;
-          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]) * up[j];
+          for (std::size_t j = j0; j < j1; ++j) a[j] = gelu(first[j]) * up[j];
         } else {
-          for (std::size_t j = j0; j < j1; ++j) a[j] = activate(first[j]);
+          for (std::size_t j = j0; j < j1; ++j) a[j] = gelu(first[j]);
         }
         e += j1 - j0;
       }

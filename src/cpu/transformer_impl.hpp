@@ -220,11 +220,9 @@ struct Transformer::Impl {
     }
   }
 
-  // act(x), for the configured activation, as forward() computes it (SiLU:
-  // detail::silu's bits; gelu: scalar libm calls), so the value of an
-  // element never depends on its neighbours or its address.
-  float activate(float x) const {
-    if (cfg.activation == Activation::silu) return x / (1.0f + detail::kernel_exp(-x));
+  // gelu_tanh(x), a scalar libm call, so the value of an element never
+  // depends on its neighbours or its address (SiLU runs in detail::silu).
+  float gelu(float x) const {
     // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
     return 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * (x * x * x))));
