@@ -59,24 +59,7 @@ Logits three_calls(const Transformer& m, std::span<const Token> tokens) {
 // the active Isa, against the one-token decode of each.
 void check_blocks(const Transformer& m, std::span<const Token> tokens, std::size_t prefix,
                   std::size_t max_m) {
-  auto cache = m.make_cache(tokens.size());
-  Logits ref(tokens.size(), m.vocab_size()), one;
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    m.forward(tokens.subspan(i, 1), cache, one);
-    std::memcpy(ref.row(i).data(), one.data(), m.vocab_size() * sizeof(float));
-  }
-  for (std::size_t mm = 1; mm <= max_m; ++mm) {
-    auto c = m.make_cache(tokens.size());
-    m.forward(tokens.first(prefix), c);
-    const Logits block = m.forward(tokens.subspan(prefix, mm), c);
-    for (std::size_t r = 0; r < mm; ++r) {
-      INFO("M " << mm << " row " << r);
-      REQUIRE(same_row(block, r, ref, prefix + r));
-    }
-  }
-  auto c = m.make_cache(tokens.size());
-  const Logits prefill = m.forward(tokens, c);
-  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+  require_blocks_and_prefill(m, tokens, decode_each(m, tokens), prefix, sizes_up_to(max_m));
 }
 
 }  // namespace

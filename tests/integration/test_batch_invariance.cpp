@@ -42,17 +42,6 @@ namespace {
 
 const std::filesystem::path kModels = std::filesystem::path(ASSISTGEN_TEST_DATA_DIR) / "models";
 
-// Rows of `prefix + block` computed one token at a time.
-Logits decode_each(const Transformer& m, std::span<const Token> tokens) {
-  auto cache = m.make_cache(tokens.size());
-  Logits all(tokens.size(), m.vocab_size()), one;
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    m.forward(tokens.subspan(i, 1), cache, one);
-    std::memcpy(all.row(i).data(), one.data(), m.vocab_size() * sizeof(float));
-  }
-  return all;
-}
-
 // Turns the backend's forced split on for a scope (tests only).
 struct ForceSplit {
   ForceSplit() { cpu::detail::force_split(true); }
@@ -82,21 +71,10 @@ TEST_CASE("two threads splitting every call: M = 1..16 blocks and prefill keep t
   const ForceSplit force;
   const auto before = cpu::detail::parallel_stats();
   std::size_t forwards = 0;
+  const auto sizes = sizes_up_to(kMaxM);
   auto run_all = [&] {
-    for (std::size_t mm = 1; mm <= kMaxM; ++mm) {
-      auto cache = two.make_cache(tokens.size());
-      two.forward(std::span(tokens).first(kPrefix), cache);
-      const Logits block = two.forward(std::span(tokens).subspan(kPrefix, mm), cache);
-      forwards += 2;
-      for (std::size_t r = 0; r < mm; ++r) {
-        INFO("M " << mm << " row " << r);
-        REQUIRE(same_row(block, r, ref, kPrefix + r));
-      }
-    }
-    auto cache = two.make_cache(tokens.size());
-    const Logits prefill = two.forward(tokens, cache);
-    ++forwards;
-    for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+    require_blocks_and_prefill(two, tokens, ref, kPrefix, sizes);
+    forwards += 2 * kMaxM + 1;  // a prefix and a block per size, then the prefill
   };
   run_all();
   // Every forward pass splits at least its 13 calls (per layer: the QKV,
@@ -163,20 +141,7 @@ TEST_CASE("logits are bit-identical for decode, verification of M = 1..16 and pr
   const Transformer m = Transformer::random(config(family), 5, {.dtype = dtype});
   constexpr std::size_t kPrefix = 7, kMaxM = 16;
   const auto tokens = some_tokens(kPrefix + kMaxM, m.vocab_size());
-  const Logits ref = decode_each(m, tokens);
-
-  for (std::size_t mm = 1; mm <= kMaxM; ++mm) {
-    auto cache = m.make_cache(tokens.size());
-    m.forward(std::span(tokens).first(kPrefix), cache);
-    const Logits block = m.forward(std::span(tokens).subspan(kPrefix, mm), cache);
-    for (std::size_t r = 0; r < mm; ++r) {
-      INFO("M " << mm << " row " << r);
-      REQUIRE(same_row(block, r, ref, kPrefix + r));
-    }
-  }
-  auto cache = m.make_cache(tokens.size());
-  const Logits prefill = m.forward(tokens, cache);
-  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+  require_blocks_and_prefill(m, tokens, decode_each(m, tokens), kPrefix, sizes_up_to(kMaxM));
 }
 
 TEST_CASE("attention tasks: KV groups of 3 and of 20 query heads keep decode's bits in blocks and on two threads",
@@ -194,22 +159,12 @@ TEST_CASE("attention tasks: KV groups of 3 and of 20 query heads keep decode's b
   c.num_attention_heads = 2 * group;
   c.head_dim = 8;
   const Transformer m = Transformer::random(c, 11, {.dtype = dtype, .threads = 2});
-  constexpr std::size_t kPrefix = 9, kMaxM = 16;
-  const auto tokens = some_tokens(kPrefix + kMaxM, m.vocab_size());
-  const Logits ref = decode_each(m, tokens);
+  constexpr std::size_t kPrefix = 9;
+  const auto tokens = some_tokens(kPrefix + 16, m.vocab_size());
+  const Logits ref = decode_each(m, tokens);  // before the forced split
   const ForceSplit split;
-  for (std::size_t mm : {1, 5, 6, 11, 16}) {
-    auto cache = m.make_cache(tokens.size());
-    m.forward(std::span(tokens).first(kPrefix), cache);
-    const Logits block = m.forward(std::span(tokens).subspan(kPrefix, mm), cache);
-    for (std::size_t r = 0; r < mm; ++r) {
-      INFO("M " << mm << " row " << r);
-      REQUIRE(same_row(block, r, ref, kPrefix + r));
-    }
-  }
-  auto cache = m.make_cache(tokens.size());
-  const Logits prefill = m.forward(tokens, cache);
-  for (std::size_t r = 0; r < tokens.size(); ++r) REQUIRE(same_row(prefill, r, ref, r));
+  const std::size_t sizes[] = {1, 5, 6, 11, 16};
+  require_blocks_and_prefill(m, tokens, ref, kPrefix, sizes);
 }
 
 TEST_CASE("logits are bit-identical on one thread and two, with layers large enough to split",
