@@ -24,6 +24,7 @@ namespace {
 
 constexpr std::size_t kMaxRows = 6;  // 6 rows x (2 int + 2 float accumulators) = 24 zmm
 constexpr std::size_t kPrefetchBytes = 4096;
+constexpr std::size_t kScaleAhead = 8;  // groups
 
 std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : 128; }
 std::size_t groups_of(const PackedLinear& p) { return p.k_pad / p.group; }
@@ -159,6 +160,25 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
     __m512i acc[R][2];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    // The scales and mins kScaleAhead groups on: a second stream, beside
+    // the codes' (measured on an AMX Xeon, int4: 4 rows took 8% less time,
+    // one row the same).
+    {
+      const std::uintptr_t sc = reinterpret_cast<std::uintptr_t>(a.sc);
+      const std::size_t ga = g + kScaleAhead;
+      if constexpr (S == Scales::coded) {
+        const std::uintptr_t sb = sc + ga / a.super * super_bytes(a.super);
+        if (ga % a.super == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(sb), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(sb + 64), _MM_HINT_T0);
+        }
+        _mm_prefetch(reinterpret_cast<const char*>(sb + 128 + ga % a.super * 64), _MM_HINT_T0);
+      } else {
+#pragma GCC unroll 4
+        for (std::size_t l = 0; l < 64 * es; l += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(sc + ga * 64 * es + l), _MM_HINT_T0);
+      }
+    }
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < gsteps; ++i) {
       const std::size_t s = g * gsteps + i;
