@@ -10,15 +10,18 @@
 // next token. The output is token for token the target's greedy output.
 //
 // Sampling: multi-candidate speculative sampling (SpecInfer's recursive
-// rejection sampling). At a node with children c_1..c_m, each drawn from its
-// own distribution q_i independently of the others and of the target (an
-// empty q_i: the one-hot distribution on its token, a deterministic
-// candidate), child i is accepted with probability min(1, p(x_i) / q_i(x_i))
-// where p is the current residual; on a rejection p becomes
-// normalize(max(0, p - q_i)) and the next sibling is tried. A node whose
-// children are all rejected (or that has none) emits a draw from the
-// residual. Each emitted token then follows the target's p exactly, however
-// the tree was shaped (duplicate siblings included).
+// rejection sampling). At a node with children c_1..c_m, child i is
+// accepted with probability min(1, p(x_i) / q_i(x_i)) where p is the
+// current residual; on a rejection p becomes normalize(max(0, p - q_i)) and
+// the next sibling is tried. A node whose children are all rejected (or
+// that has none) emits a draw from the residual. Each emitted token then
+// follows the target's p exactly, however the tree was shaped (duplicate
+// siblings included), provided that q_i is the law of x_i given the
+// siblings before it, independently of the target: i.i.d. draws from q;
+// draws without replacement (q_i: q without x_1..x_{i-1}, renormalized); or
+// an empty q_i, the one-hot law of a deterministic candidate. Drawn
+// children must not be kept or dropped by their values (the law of a kept
+// child would no longer be q_i).
 #pragma once
 
 #include <cstddef>

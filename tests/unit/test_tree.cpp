@@ -12,20 +12,25 @@
 //  - end to end through TreeDecoder: greedy output == the target's greedy
 //    output for dynamic and static trees and every depth, and sampled
 //    output tokens 3 and 4 (steady-state rounds, after keep() of accepted
-//    paths) follow the target's exact joint law;
+//    paths) follow the target's exact joint law, dynamic and static trees;
+//  - sampled tree proposals: siblings distinct (drawn without replacement),
+//    each node's q_row the draft's law without its earlier siblings, node
+//    counts as the budget rule gives;
 //  - BatchEngine with tree sources gives each sequence TreeDecoder's output;
 //  - bad tree options are InvalidArgument naming the option.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "assistgen/autoregressive.hpp"
-#include "assistgen/detail/log_sum_exp.hpp"
 #include "assistgen/batch_engine.hpp"
+#include "assistgen/detail/log_sum_exp.hpp"
 #include "assistgen/tree_acceptance.hpp"
 #include "assistgen/tree_decoder.hpp"
 #include "unit/toy_models.hpp"
@@ -305,12 +310,23 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
   if (close)
     for (std::size_t i = 0; i < ql.size(); ++i) ql[i] = 2.0f * pl[i] + 0.3f * ql[i];
   const TreeFnModel target = toy::tree_table_model(kV, pl), draft = toy::tree_table_model(kV, ql);
-  const auto [nodes, width] = GENERATE(std::pair<std::size_t, std::size_t>{4, 2},
-                                       std::pair<std::size_t, std::size_t>{3, 3});
-  INFO((close ? "close" : "unrelated") << " draft, nodes " << nodes << " width " << width);
-  GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = 2, .do_sample = true};
+  // Dynamic trees (nodes, width, depth), one a single level (3 siblings
+  // fill the budget: sampled children are never cut), and static shapes
+  // (width 0 here), one capped by tree_nodes.
+  const auto [nodes, width, depth, shape] = GENERATE(
+      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{4, 2, 2, {}},
+      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{3, 3, 2, {}},
+      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{7, 2, 3, {}},
+      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{
+          0, 0, 3, {2, 2, 1}},
+      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{
+          5, 0, 3, {3, 1, 1}});
+  INFO((close ? "close" : "unrelated") << " draft, nodes " << nodes << " width " << width
+                                       << " depth " << depth << " shape of " << shape.size());
+  GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = depth, .do_sample = true};
   cfg.tree_nodes = nodes;
-  cfg.tree_width = width;
+  if (width > 0) cfg.tree_width = width;
+  cfg.tree_shape = shape;
   TreeDecoder dec(draft, target, cfg);
   const std::vector<Token> prompt{2, 5};
   std::vector<std::size_t> counts(kV * kV, 0);
@@ -354,7 +370,66 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
   REQUIRE(cs.impossible == 0);
   REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
   CHECK(later_rounds == static_cast<std::size_t>(kRuns));
-  if (close) CHECK(multi_accept > 10000);
+  if (close && !(shape.empty() && nodes <= width)) CHECK(multi_accept > 10000);
+}
+
+TEST_CASE("sampled tree proposals: siblings drawn without replacement, each with its law",
+          "[tree][sampling]") {
+  // The draft is a Markov table: the q of a node's children is the softmax
+  // of its token's row. Counts follow the budget rule of draft_tree.hpp.
+  const std::vector<float> ql = toy::random_table(2, kV, 1.5f);
+  const std::vector<double> Q = probs_of(ql);
+  const TreeFnModel draft = toy::tree_table_model(kV, ql);
+  struct Shape {
+    std::size_t nodes, width, depth;
+    std::vector<std::size_t> shape;
+    std::size_t count;  // nodes every proposal has (the support is never used up)
+  };
+  for (const Shape& sh : {Shape{7, 3, 3, {}, 7}, Shape{5, 2, 4, {}, 5}, Shape{2, 4, 2, {}, 2},
+                          Shape{20, 2, 3, {}, 10}, Shape{0, 1, 3, {2, 2, 1}, 10},
+                          Shape{5, 1, 3, {2, 2, 1}, 5}, Shape{40, 8, 2, {}, 40}}) {
+    INFO("nodes " << sh.nodes << " width " << sh.width << " depth " << sh.depth << " shape of "
+                  << sh.shape.size());
+    GenerationConfig cfg{.max_new_tokens = 20, .num_assistant_tokens = sh.depth, .do_sample = true};
+    cfg.tree_nodes = sh.nodes;
+    cfg.tree_width = sh.width;
+    cfg.tree_shape = sh.shape;
+    cfg.top_k = 0;
+    DraftTreeCandidates<TreeFnModel> source(draft, kV, cfg);
+    DraftLengthPolicy length(cfg);
+    LogitsProcessorChain chain = make_processor_chain(cfg);
+    const std::vector<Token> eos;
+    Rng rng(5);
+    CandidateContext ctx{cfg, length, chain, eos, rng};
+    source.start(64, 0, ctx);
+    for (int round = 0; round < 300; ++round) {
+      std::vector<Token> work{2, static_cast<Token>(round % kV)};
+      const std::size_t count = source.propose(work, 2, sh.depth, ctx);
+      REQUIRE(count == sh.count);
+      REQUIRE(work.size() == 2 + count);
+      const auto parent = source.tree_parent();
+      for (std::size_t i = 0; i < count; ++i) {
+        const Token from = parent[i] < 0 ? work[1] : work[2 + static_cast<std::size_t>(parent[i])];
+        // The siblings before i, in order.
+        std::vector<Token> before;
+        for (std::size_t j = 0; j < i; ++j)
+          if (parent[j] == parent[i]) before.push_back(work[2 + j]);
+        const Token t = work[2 + i];
+        REQUIRE(std::find(before.begin(), before.end(), t) == before.end());
+        double kept = 1.0;
+        for (const Token b : before) kept -= Q[static_cast<std::size_t>(from) * kV + b];
+        const auto q = source.q_row(i);
+        REQUIRE(q.size() == kV);
+        for (std::size_t v = 0; v < kV; ++v) {
+          const bool gone =
+              std::find(before.begin(), before.end(), static_cast<Token>(v)) != before.end();
+          const double want = gone ? 0.0 : Q[static_cast<std::size_t>(from) * kV + v] / kept;
+          REQUIRE(std::abs(double(q[v]) - want) <= 1e-5 * want + 1e-7);
+        }
+      }
+      source.discard(2);
+    }
+  }
 }
 
 TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's output",

@@ -23,9 +23,21 @@
 //     probability (ancestors rank before descendants), breadth first and
 //     most likely sibling first. A dynamic tree stops growing once no
 //     expanded node can reach that cut.
-// Candidates are chosen deterministically from the draft's distribution, so
-// in sampling mode each is a one-hot q for the recursive rejection sampling
-// of tree_acceptance.hpp, which keeps the target's distribution exactly.
+// Greedy decoding: a node's children are the draft's most likely tokens
+// (deterministic candidates: one-hot q for tree_acceptance.hpp).
+// Sampling (do_sample): a node's children are drawn from the processed
+// draft distribution q WITHOUT replacement (child j from q with children
+// 1..j-1 removed, renormalized: q_row() of that node), which the recursive
+// rejection sampling of tree_acceptance.hpp takes as each child's proposal,
+// so the target's law is kept exactly and siblings never repeat. Exactness
+// also needs the set of children a node keeps not to depend on their
+// values, so in sampling mode nothing is cut after drawing: tree_nodes
+// bounds the tree as it grows, the frontier's nodes (best cumulative
+// probability first) each getting their children up to the room left (the
+// last may get fewer), and every drawn child is verified. A count decided
+// before a node's children are drawn keeps their laws; which nodes are
+// expanded may depend on their own tokens, which only decides whether a
+// subtree exists below them.
 // Nodes holding an EOS token are not expanded. The schedule options
 // (heuristic K, confidence) do not apply to trees: D stays num_assistant_tokens.
 //
@@ -136,6 +148,8 @@ class DraftTreeCandidates {
     work.resize(n);
     parent_.clear();
     cand_.clear();
+    sample_ = ctx.config.do_sample;
+    drawn_q_.clear();
     // The target's cache holds n - 1 positions and takes 1 + nodes more.
     const std::size_t max_nodes =
         std::min(shape_.empty() || nodes_ != 0 ? nodes_ : std::numeric_limits<std::size_t>::max(),
@@ -144,7 +158,7 @@ class DraftTreeCandidates {
     Cache& c = *cache_;
     if (c.size() >= n) c.truncate(n - 1);
     run_draft(std::span<const Token>(work).subspan(c.size()), {}, 1);  // the root's row
-    expand_row(0, -1, 0.0, work, n, ctx);
+    expand_row(0, -1, 0.0, work, n, ctx, max_nodes);
     for (std::size_t d = 1; d < depth; ++d) {
       // The nodes of level d to expand, best first.
       frontier_.clear();
@@ -154,7 +168,13 @@ class DraftTreeCandidates {
       std::stable_sort(frontier_.begin(), frontier_.end(), [&](std::uint32_t a, std::uint32_t b) {
         return cand_[a].score > cand_[b].score;
       });
-      if (shape_.empty()) {
+      if (sample_) {
+        // Expand the best nodes while there is room (see the file comment).
+        if (shape_.empty() && frontier_.size() > width_) frontier_.resize(width_);
+        const std::size_t want = shape_.empty() ? width_ : shape_[d];
+        const std::size_t room = max_nodes - std::min(max_nodes, cand_.size());
+        if (frontier_.size() > (room + want - 1) / want) frontier_.resize((room + want - 1) / want);
+      } else if (shape_.empty()) {
         if (frontier_.size() > width_) frontier_.resize(width_);
         // A child scores below its parent: a node below the max_nodes-th
         // best score so far cannot bring a descendant into the tree.
@@ -196,15 +216,23 @@ class DraftTreeCandidates {
       const std::size_t fcount = frontier_.size();  // expand_row appends to cand_, not frontier_
       for (std::size_t r = 0; r < fcount; ++r) {
         const std::uint32_t f = frontier_[r];
-        expand_row(r, static_cast<std::int32_t>(f), cand_[f].score, work, n, ctx);
+        // Sampling: children up to the room left, never cut afterwards.
+        const std::size_t most =
+            sample_ ? max_nodes - std::min(max_nodes, cand_.size()) : max_nodes;
+        expand_row(r, static_cast<std::int32_t>(f), cand_[f].score, work, n, ctx, most);
       }
     }
     if (c.size() > n) c.truncate(n);
     select(work, n, max_nodes);
     return parent_.size();
   }
-  /// No q rows: tree candidates are deterministic (one-hot q).
-  std::span<const float> q_row(std::size_t) const { return {}; }
+  /// The distribution node i of the last proposal was drawn from (sampling:
+  /// q with its earlier siblings removed, renormalized), or empty: greedy
+  /// candidates are deterministic (one-hot q).
+  std::span<const float> q_row(std::size_t i) const {
+    if (q_.empty()) return {};
+    return {q_.data() + i * vocab_, vocab_};
+  }
   /// The parents of the last proposal's nodes (-1: the sequence's last token).
   std::span<const std::int32_t> tree_parent() const { return parent_; }
   /// The proposal is dropped: the cache keeps at most `n` positions.
@@ -260,12 +288,13 @@ class DraftTreeCandidates {
   }
 
   // The children of `parent` (a cand_ index, -1: the root) from the draft's
-  // logits row r: processed with the path's history, the most likely
-  // tokens with their cumulative log probabilities.
+  // logits row r, processed with the path's history: the most likely tokens
+  // (greedy) or draws without replacement (sampling), at most `most`, with
+  // their cumulative log probabilities.
   void expand_row(std::size_t r, std::int32_t parent, double score, const std::vector<Token>& work,
-                  std::size_t n, CandidateContext& ctx) {
+                  std::size_t n, CandidateContext& ctx, std::size_t most) {
     const std::size_t depth = parent < 0 ? 0 : cand_[static_cast<std::size_t>(parent)].depth;
-    const std::size_t want = shape_.empty() ? width_ : shape_[depth];
+    const std::size_t want = std::min(most, shape_.empty() ? width_ : shape_[depth]);
     std::span<float> row = logits_.row(r).first(rows_);
     if (rows_ < vocab_) {
       padded_.assign(vocab_, -std::numeric_limits<float>::infinity());
@@ -278,6 +307,7 @@ class DraftTreeCandidates {
       path_.push_back(cand_[static_cast<std::size_t>(a)].token);
     history_.insert(history_.end(), path_.rbegin(), path_.rend());
     ctx.chain.apply(row, std::span<const Token>(history_));
+    if (sample_) return draw_children(row, parent, depth, score, want, ctx.rng);
     // log softmax of the processed row.
     float mx = -std::numeric_limits<float>::infinity();
     for (const float x : row) mx = std::max(mx, x);
@@ -299,22 +329,56 @@ class DraftTreeCandidates {
     }
   }
 
+  // Sampling: `want` children of `parent` drawn without replacement from q =
+  // softmax(row); child j's distribution (q without the earlier children,
+  // renormalized) goes to drawn_q_ as candidate cand_.size()'s row.
+  void draw_children(std::span<const float> row, std::int32_t parent, std::size_t depth,
+                     double score, std::size_t want, Rng& rng) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (const float x : row) mx = std::max(mx, x);
+    if (!std::isfinite(mx)) return;  // every token masked
+    q0_.resize(row.size());
+    softmax(row, q0_);
+    left_.assign(q0_.begin(), q0_.end());
+    for (std::size_t j = 0; j < want; ++j) {
+      double total = 0.0;
+      for (const float w : left_) total += w;
+      if (!(total > 0.0)) break;  // q's support is used up
+      const Token t = sample_categorical(std::span<const float>(left_), rng);
+      const std::size_t at = drawn_q_.size();
+      drawn_q_.resize(at + vocab_);
+      for (std::size_t v = 0; v < vocab_; ++v)
+        drawn_q_[at + v] = static_cast<float>(double(left_[v]) / total);
+      const auto ti = static_cast<std::size_t>(t);
+      cand_.push_back({t, parent, depth + 1, score + std::log(double(q0_[ti]))});
+      left_[ti] = 0.0f;
+    }
+  }
+
   // The verified tree: the max_nodes best candidates (score, then depth,
   // then creation order: a parent always ranks before its children),
   // breadth first, best sibling first.
+  // Sampling: every candidate (the expansion kept them within max_nodes),
+  // breadth first, siblings in the order they were drawn, with their q rows.
   void select(std::vector<Token>& work, std::size_t n, std::size_t max_nodes) {
     rank_.resize(cand_.size());
     std::iota(rank_.begin(), rank_.end(), 0u);
-    auto better = [&](std::uint32_t a, std::uint32_t b) {
-      if (cand_[a].score != cand_[b].score) return cand_[a].score > cand_[b].score;
-      if (cand_[a].depth != cand_[b].depth) return cand_[a].depth < cand_[b].depth;
-      return a < b;
-    };
-    std::sort(rank_.begin(), rank_.end(), better);
-    if (rank_.size() > max_nodes) rank_.resize(max_nodes);
+    if (!sample_) {
+      auto better = [&](std::uint32_t a, std::uint32_t b) {
+        if (cand_[a].score != cand_[b].score) return cand_[a].score > cand_[b].score;
+        if (cand_[a].depth != cand_[b].depth) return cand_[a].depth < cand_[b].depth;
+        return a < b;
+      };
+      std::sort(rank_.begin(), rank_.end(), better);
+      if (rank_.size() > max_nodes) rank_.resize(max_nodes);
+    }
     std::stable_sort(rank_.begin(), rank_.end(), [&](std::uint32_t a, std::uint32_t b) {
       return cand_[a].depth < cand_[b].depth;
     });
+    const std::size_t q_rows = sample_ ? rank_.size() : 0;
+    q_.resize(q_rows * vocab_);
+    for (std::size_t j = 0; j < q_rows; ++j)
+      std::copy_n(drawn_q_.data() + std::size_t{rank_[j]} * vocab_, vocab_, q_.data() + j * vocab_);
     slot_.assign(cand_.size(), -1);
     for (std::size_t j = 0; j < rank_.size(); ++j) {
       const Cand& x = cand_[rank_[j]];
@@ -344,6 +408,10 @@ class DraftTreeCandidates {
   std::vector<Token> feed_tokens_, history_, path_;
   std::vector<float> padded_;
   std::vector<double> scores_;
+  bool sample_ = false;  // this proposal's children are drawn (do_sample)
+  // Sampling: the draft's q at the node being expanded and what is left of
+  // it; each candidate's distribution (cand_ order); each verified node's (q_row).
+  std::vector<float> q0_, left_, drawn_q_, q_;
   std::size_t calls_ = 0;
   double seconds_ = 0.0;
 };
