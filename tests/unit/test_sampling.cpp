@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <type_traits>
 #include <vector>
 
@@ -140,6 +141,45 @@ TEST_CASE("top-k keeps the k largest and their ties", "[sampling]") {
   y = x;
   k9.apply(y, {});
   REQUIRE(y == x);
+}
+
+TEST_CASE("top-k masks exactly what the k-th largest of a sorted copy says", "[sampling]") {
+  // Random rows with many ties and masked entries, every k from 1 to the
+  // width: the heap that finds the k-th largest against a full sort.
+  std::mt19937 eng(3);
+  for (int row = 0; row < 300; ++row) {
+    const std::size_t n = 1 + eng() % 300;
+    std::vector<float> x(n);
+    for (float& v : x) {
+      const unsigned r = eng() % 10;
+      v = r == 0 ? -kInf : static_cast<float>(static_cast<int>(eng() % 40) - 20) * 0.25f;
+    }
+    std::vector<float> sorted = x;
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    std::size_t wrong = 0;
+    for (std::size_t k = 1; k <= n + 1; ++k) {
+      auto y = x;
+      TopKProcessor(k).apply(y, {});
+      const float kth = k >= n ? -kInf : sorted[k - 1];
+      for (std::size_t i = 0; i < n; ++i) wrong += y[i] != (x[i] < kth ? -kInf : x[i]);
+    }
+    INFO("row " << row << " of " << n);
+    REQUIRE(wrong == 0);
+  }
+}
+
+TEST_CASE("softmax and softmax_prob give masked entries 0 and others what exp gives",
+          "[sampling]") {
+  const std::vector<float> x{1.5f, -kInf, 0.25f, -kInf, -3.0f, 1.5f};
+  std::vector<float> p(x.size());
+  softmax(x, p);
+  float sum = 0.0f;
+  for (const float v : x) sum += std::exp(v - 1.5f);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    REQUIRE(p[i] == std::exp(x[i] - 1.5f) * (1.0f / sum));
+    if (x[i] != -kInf)
+      REQUIRE(softmax_prob(x, static_cast<Token>(i)) == std::exp(x[i] - 1.5f) / sum);
+  }
 }
 
 TEST_CASE("top-p keeps the smallest top set whose mass reaches p", "[sampling]") {

@@ -48,7 +48,10 @@ inline void softmax(std::span<const float> logits, std::span<float> probs) {
   const float m = logits[static_cast<std::size_t>(argmax(logits))];
   float sum = 0.0f;
   for (std::size_t i = 0; i < logits.size(); ++i) {
-    const float e = std::exp(logits[i] - m);
+    // A masked logit's exp is 0 exactly; skipping the call changes no bit
+    // (most of a row after top-k).
+    const float e =
+        logits[i] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(logits[i] - m);
     probs[i] = e;
     sum += e;
   }
@@ -63,7 +66,8 @@ inline void softmax_inplace(std::span<float> x) { softmax(x, x); }
 inline float softmax_prob(std::span<const float> logits, Token t) {
   const float m = logits[static_cast<std::size_t>(argmax(logits))];
   float sum = 0.0f;
-  for (float v : logits) sum += std::exp(v - m);
+  for (float v : logits)
+    if (v != -std::numeric_limits<float>::infinity()) sum += std::exp(v - m);
   return std::exp(logits[static_cast<std::size_t>(t)] - m) / sum;
 }
 
