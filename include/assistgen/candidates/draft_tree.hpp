@@ -230,8 +230,8 @@ class DraftTreeCandidates {
   /// q with its earlier siblings removed, renormalized), or empty: greedy
   /// candidates are deterministic (one-hot q).
   std::span<const float> q_row(std::size_t i) const {
-    if (q_.empty()) return {};
-    return {q_.data() + i * vocab_, vocab_};
+    if (q_of_.empty()) return {};
+    return {drawn_q_.data() + std::size_t{q_of_[i]} * vocab_, vocab_};
   }
   /// The parents of the last proposal's nodes (-1: the sequence's last token).
   std::span<const std::int32_t> tree_parent() const { return parent_; }
@@ -375,10 +375,10 @@ class DraftTreeCandidates {
     std::stable_sort(rank_.begin(), rank_.end(), [&](std::uint32_t a, std::uint32_t b) {
       return cand_[a].depth < cand_[b].depth;
     });
-    const std::size_t q_rows = sample_ ? rank_.size() : 0;
-    q_.resize(q_rows * vocab_);
-    for (std::size_t j = 0; j < q_rows; ++j)
-      std::copy_n(drawn_q_.data() + std::size_t{rank_[j]} * vocab_, vocab_, q_.data() + j * vocab_);
+    if (sample_)
+      q_of_.assign(rank_.begin(), rank_.end());
+    else
+      q_of_.clear();
     slot_.assign(cand_.size(), -1);
     for (std::size_t j = 0; j < rank_.size(); ++j) {
       const Cand& x = cand_[rank_[j]];
@@ -410,8 +410,10 @@ class DraftTreeCandidates {
   std::vector<double> scores_;
   bool sample_ = false;  // this proposal's children are drawn (do_sample)
   // Sampling: the draft's q at the node being expanded and what is left of
-  // it; each candidate's distribution (cand_ order); each verified node's (q_row).
-  std::vector<float> q0_, left_, drawn_q_, q_;
+  // it; each candidate's distribution (cand_ order); each verified node's
+  // candidate (q_row).
+  std::vector<float> q0_, left_, drawn_q_;
+  std::vector<std::uint32_t> q_of_;
   std::size_t calls_ = 0;
   double seconds_ = 0.0;
 };
