@@ -313,14 +313,10 @@ TEST_CASE("sampled tree decoding: tokens 3 and 4 follow the target's law in stea
   // Dynamic trees (nodes, width, depth), one a single level (3 siblings
   // fill the budget: sampled children are never cut), and static shapes
   // (width 0 here), one capped by tree_nodes.
-  const auto [nodes, width, depth, shape] = GENERATE(
-      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{4, 2, 2, {}},
-      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{3, 3, 2, {}},
-      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{7, 2, 3, {}},
-      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{
-          0, 0, 3, {2, 2, 1}},
-      std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>{
-          5, 0, 3, {3, 1, 1}});
+  using Tree = std::tuple<std::size_t, std::size_t, std::size_t, std::vector<std::size_t>>;
+  const auto [nodes, width, depth, shape] =
+      GENERATE(Tree{4, 2, 2, {}}, Tree{3, 3, 2, {}}, Tree{7, 2, 3, {}}, Tree{0, 0, 3, {2, 2, 1}},
+               Tree{5, 0, 3, {3, 1, 1}});
   INFO((close ? "close" : "unrelated") << " draft, nodes " << nodes << " width " << width
                                        << " depth " << depth << " shape of " << shape.size());
   GenerationConfig cfg{.max_new_tokens = 6, .num_assistant_tokens = depth, .do_sample = true};

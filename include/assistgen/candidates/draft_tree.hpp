@@ -168,14 +168,13 @@ class DraftTreeCandidates {
       std::stable_sort(frontier_.begin(), frontier_.end(), [&](std::uint32_t a, std::uint32_t b) {
         return cand_[a].score > cand_[b].score;
       });
+      if (shape_.empty() && frontier_.size() > width_) frontier_.resize(width_);
       if (sample_) {
         // Expand the best nodes while there is room (see the file comment).
-        if (shape_.empty() && frontier_.size() > width_) frontier_.resize(width_);
         const std::size_t want = shape_.empty() ? width_ : shape_[d];
         const std::size_t room = max_nodes - std::min(max_nodes, cand_.size());
         if (frontier_.size() > (room + want - 1) / want) frontier_.resize((room + want - 1) / want);
       } else if (shape_.empty()) {
-        if (frontier_.size() > width_) frontier_.resize(width_);
         // A child scores below its parent: a node below the max_nodes-th
         // best score so far cannot bring a descendant into the tree.
         if (cand_.size() >= max_nodes) {
@@ -307,11 +306,11 @@ class DraftTreeCandidates {
       path_.push_back(cand_[static_cast<std::size_t>(a)].token);
     history_.insert(history_.end(), path_.rbegin(), path_.rend());
     ctx.chain.apply(row, std::span<const Token>(history_));
-    if (sample_) return draw_children(row, parent, depth, score, want, ctx.rng);
-    // log softmax of the processed row.
     float mx = -std::numeric_limits<float>::infinity();
     for (const float x : row) mx = std::max(mx, x);
     if (!std::isfinite(mx)) return;  // every token masked
+    if (sample_) return draw_children(row, parent, depth, score, want, ctx.rng);
+    // log softmax of the processed row.
     const double log_z = detail::log_sum_exp(row, mx);
     order_.resize(row.size());
     std::iota(order_.begin(), order_.end(), 0u);
@@ -330,13 +329,11 @@ class DraftTreeCandidates {
   }
 
   // Sampling: `want` children of `parent` drawn without replacement from q =
-  // softmax(row); child j's distribution (q without the earlier children,
-  // renormalized) goes to drawn_q_ as candidate cand_.size()'s row.
+  // softmax(row) (row not all masked); child j's distribution (q without the
+  // earlier children, renormalized) goes to drawn_q_ as candidate
+  // cand_.size()'s row.
   void draw_children(std::span<const float> row, std::int32_t parent, std::size_t depth,
                      double score, std::size_t want, Rng& rng) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (const float x : row) mx = std::max(mx, x);
-    if (!std::isfinite(mx)) return;  // every token masked
     q0_.resize(row.size());
     softmax(row, q0_);
     left_.assign(q0_.begin(), q0_.end());
