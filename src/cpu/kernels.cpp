@@ -38,6 +38,10 @@ constexpr std::size_t kMaxRows = 14;
 // that much arithmetic per cache line the out-of-order window no longer keeps
 // enough DRAM reads in flight by itself (1 and 2 rows stream at full speed on
 // the hardware prefetcher alone, and a software prefetch only costs them).
+// Into L2 (T1), not L1: on an AMD EPYC (Zen 4) with 2 threads, the weights
+// of the demo target took 4-5% less time for 5, 8 and 14 rows and 12% less
+// for 16 (int8 and f32 alike) than with T0, whose L1 fills cap the reads in
+// flight.
 constexpr std::size_t kPrefetchBytes = 8192;
 constexpr std::size_t kPrefetchMinRows = 3;
 
@@ -239,7 +243,7 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
     if constexpr (R >= kPrefetchMinRows) {
 #pragma GCC unroll 4
       for (std::size_t l = 0; l < step_bytes; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(pf + s * step_bytes + l), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pf + s * step_bytes + l), _MM_HINT_T1);
     }
     if constexpr (T == WeightType::f32 || T == WeightType::bf16_f32) {
       __m512 w[C];
