@@ -6,17 +6,24 @@
 // trees, close and unrelated drafts; the same through BatchEngine with
 // several sequences per round (tree requests of different shapes in one
 // target call) and through the text-level AnyModel; and sampled output's
-// first two tokens follow the processed target's exact law (chi-square).
+// first two tokens follow the processed target's exact law (chi-square);
+// and a greedy proposal's nodes have the children a plain forward of their
+// paths gives (the draft's cache protocol).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "assistgen/any_model.hpp"
 #include "assistgen/autoregressive.hpp"
 #include "assistgen/batch_engine.hpp"
+#include "assistgen/candidates/draft_tree.hpp"
 #include "assistgen/cpu/transformer.hpp"
+#include "assistgen/draft_length.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
 #include "assistgen/tree_decoder.hpp"
 #include "assistgen/types.hpp"
 #include "unit/toy_models.hpp"
@@ -182,4 +189,65 @@ TEST_CASE("sampled tree decoding on a checkpoint: the first two tokens follow th
   REQUIRE(cs.impossible == 0);
   REQUIRE(cs.statistic < toy::chi2_critical_001(cs.df));
   CHECK(accepted > kRuns / 2);
+}
+
+TEST_CASE("greedy tree proposals: each node's children are the draft's best tokens after its path",
+          "[tree][cpu][greedy]") {
+  // Between level calls the draft's cache keeps the ancestors the frontier
+  // shares (draft_tree.hpp) and feeds only the rest; a node's row must still
+  // be, bit for bit, the row of a plain forward of S and the node's path, so
+  // its children are that row's best tokens (ties to the lower id), best
+  // first. Wrong positions or parents would only lower acceptance, which
+  // the output tests above cannot see.
+  const std::string dir = GENERATE("llama-gqa", "gpt2-target", "mistral-window");
+  INFO(dir);
+  const Transformer draft = Transformer::load(kModels / dir);
+  const std::size_t V = draft.vocab_size();
+  std::size_t expanded = 0;
+  for (GenerationConfig cfg : tree_configs(0)) {
+    INFO("nodes " << cfg.tree_nodes << " width " << cfg.tree_width << " shape levels "
+                  << cfg.tree_shape.size());
+    DraftTreeCandidates<Transformer> source(draft, V, cfg);
+    DraftLengthPolicy length(cfg);
+    LogitsProcessorChain chain = make_processor_chain(cfg);
+    const std::vector<Token> eos;
+    Rng rng(1);
+    CandidateContext ctx{cfg, length, chain, eos, rng};
+    source.start(256, 0, ctx);
+    for (std::size_t round = 0; round < 4; ++round) {
+      std::vector<Token> work = kPrompt;
+      // S grows by three tokens a round (the cache holds a prefix of S).
+      for (std::size_t i = 0; i < 3 * round; ++i) work.push_back(static_cast<Token>(7 * i + 2));
+      const std::size_t n = work.size();
+      const std::size_t count = source.propose(work, n, cfg.num_assistant_tokens, ctx);
+      REQUIRE(count > 0);
+      const auto parent = source.tree_parent();
+      // Node -1 is the sequence's last token.
+      for (std::int64_t v = -1; v < static_cast<std::int64_t>(count); ++v) {
+        std::vector<Token> kids;
+        for (std::size_t i = 0; i < count; ++i)
+          if (parent[i] == v) kids.push_back(work[n + i]);
+        if (kids.empty()) continue;
+        std::vector<Token> path(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(n));
+        std::vector<Token> up;
+        for (std::int64_t a = v; a >= 0; a = parent[static_cast<std::size_t>(a)])
+          up.push_back(work[n + static_cast<std::size_t>(a)]);
+        path.insert(path.end(), up.rbegin(), up.rend());
+        auto cache = draft.make_cache(path.size());
+        const Logits l = draft.forward(path, cache);
+        const auto row = l.row(l.rows() - 1);
+        std::vector<Token> best(V);
+        std::iota(best.begin(), best.end(), Token{0});
+        std::stable_sort(best.begin(), best.end(), [&](Token a, Token b) {
+          return row[static_cast<std::size_t>(a)] > row[static_cast<std::size_t>(b)];
+        });
+        best.resize(kids.size());
+        INFO("round " << round << " node " << v << " depth " << up.size());
+        REQUIRE(kids == best);
+        ++expanded;
+      }
+      source.discard(n);
+    }
+  }
+  CHECK(expanded > 30);
 }

@@ -158,6 +158,7 @@ class DraftTreeCandidates {
     Cache& c = *cache_;
     if (c.size() >= n) c.truncate(n - 1);
     run_draft(std::span<const Token>(work).subspan(c.size()), {}, 1);  // the root's row
+    kept_.clear();
     expand_row(0, -1, 0.0, work, n, ctx, max_nodes);
     for (std::size_t d = 1; d < depth; ++d) {
       // The nodes of level d to expand, best first.
@@ -188,19 +189,44 @@ class DraftTreeCandidates {
         }
       }
       if (frontier_.empty()) break;
-      // One draft call: every expanded ancestor of the frontier, then the
-      // frontier (outputs: its rows).
+      // One draft call for the frontier's rows. The ancestors every
+      // frontier node shares (the path from the root to their lowest common
+      // ancestor) stay in the cache from one level to the next: the call
+      // cuts the cache back to the part of that path it already holds,
+      // feeds the rest of the path as a chain, then the other expanded
+      // ancestors of the frontier, then the frontier (outputs: its rows).
+      common_.clear();
+      for (std::int64_t a = cand_[frontier_[0]].parent; a >= 0;
+           a = cand_[static_cast<std::size_t>(a)].parent)
+        common_.push_back(static_cast<std::uint32_t>(a));
+      std::reverse(common_.begin(), common_.end());
+      for (std::size_t r = 1; r < frontier_.size(); ++r) {
+        // Walk up from the depth common_ reaches (common_[i] has depth i +
+        // 1); the paths agree above the highest place they differ.
+        std::size_t len = common_.size();
+        std::int64_t a = cand_[frontier_[r]].parent;
+        while (a >= 0 && cand_[static_cast<std::size_t>(a)].depth > len)
+          a = cand_[static_cast<std::size_t>(a)].parent;
+        for (std::size_t i = common_.size(); i-- > 0; a = cand_[static_cast<std::size_t>(a)].parent)
+          if (static_cast<std::int64_t>(common_[i]) != a) len = i;
+        common_.resize(len);
+      }
+      std::size_t kept = 0;
+      while (kept < kept_.size() && kept < common_.size() && kept_[kept] == common_[kept]) ++kept;
       std::fill(mark_.begin(), mark_.end(), 0);
       mark_.resize(cand_.size(), 0);
       for (const std::uint32_t f : frontier_)
         for (std::int64_t a = cand_[f].parent; a >= 0;
              a = cand_[static_cast<std::size_t>(a)].parent)
           mark_[static_cast<std::size_t>(a)] = 1;
-      feed_.clear();
+      for (const std::uint32_t a : common_) mark_[a] = 0;
+      feed_.assign(common_.begin() + static_cast<std::ptrdiff_t>(kept), common_.end());
       for (std::size_t i = 0; i < cand_.size(); ++i)
         if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
       feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
-      if (n + feed_.size() > c.capacity()) break;  // the draft's cache is full
+      if (n + kept + feed_.size() > c.capacity()) break;  // the draft's cache is full
+      // Request slots; a parent in the cache is the last cached position
+      // (the path's last kept node, or S's last token): -1.
       slot_.assign(cand_.size(), -1);
       feed_tokens_.clear();
       feed_parent_.clear();
@@ -210,8 +236,9 @@ class DraftTreeCandidates {
         feed_tokens_.push_back(x.token);
         feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
       }
-      c.truncate(n);
+      c.truncate(n + kept);
       run_draft(feed_tokens_, feed_parent_, frontier_.size());
+      kept_.assign(common_.begin(), common_.end());  // in the cache after S, in order
       const std::size_t fcount = frontier_.size();  // expand_row appends to cand_, not frontier_
       for (std::size_t r = 0; r < fcount; ++r) {
         const std::uint32_t f = frontier_[r];
@@ -400,6 +427,9 @@ class DraftTreeCandidates {
   std::vector<std::int32_t> parent_;
   // Scratch reused every round.
   std::vector<std::uint32_t> frontier_, feed_, order_, rank_;
+  // The frontier's shared ancestors (root side first), and the ones the
+  // draft's cache holds after S.
+  std::vector<std::uint32_t> common_, kept_;
   std::vector<std::uint8_t> mark_;
   std::vector<std::int32_t> slot_, feed_parent_;
   std::vector<Token> feed_tokens_, history_, path_;
