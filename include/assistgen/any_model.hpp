@@ -44,6 +44,7 @@ class AnyModel {
     virtual void forward(std::span<const ForwardRequest> requests,
                          std::span<CacheConcept* const> caches, Logits& out,
                          const LayerPlan& plan) const = 0;
+    virtual bool continues_trees() const = 0;
     virtual const std::type_info& type() const = 0;
     virtual const void* address() const = 0;
     // SplitsLayers (layer_split.hpp); splits_layers() false: the rest throw.
@@ -122,6 +123,7 @@ class AnyModel {
       // The wrapped model's batched forward, or the generic fallback.
       assistgen::forward_batch(*model, requests, std::span<C* const>(typed), out, plan);
     }
+    bool continues_trees() const override { return assistgen::continues_trees(*model); }
     const std::type_info& type() const override { return typeid(M); }
     const void* address() const override { return model.get(); }
     bool splits_layers() const override { return SplitsLayers<M>; }
@@ -229,6 +231,9 @@ class AnyModel {
   /// attends trees (AttendsTrees), else forward() throws UnsupportedError
   /// naming the capability.
   static constexpr bool kTreeRequests = true;
+  /// Whether the wrapped model continues cached trees (ContinuesTrees); a
+  /// request that does otherwise is an UnsupportedError naming it.
+  bool continues_trees() const { return impl_->continues_trees(); }
 
   /// Takes ownership of `model` (moved in).
   template <CausalLM M>

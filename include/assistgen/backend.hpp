@@ -176,6 +176,8 @@ void forward_into(const M& model, std::span<const Token> tokens, typename M::Cac
 
 /// `outputs` value of a ForwardRequest: logits for every row.
 inline constexpr std::size_t kAllRows = std::numeric_limits<std::size_t>::max();
+/// `tree_base` value of a ForwardRequest: the cache holds no tree nodes.
+inline constexpr std::size_t kNoTreeBase = std::numeric_limits<std::size_t>::max();
 
 /// One sequence's part of a forward call: `tokens` are appended to its cache
 /// after the `cache.size()` positions it holds (row i goes into cache slot
@@ -191,10 +193,27 @@ inline constexpr std::size_t kAllRows = std::numeric_limits<std::size_t>::max();
 /// - `outputs`: logits only for the last min(outputs, tokens.size()) rows;
 ///   kAllRows (the default) for all, 0 for none (a prefill that only fills
 ///   the cache).
+/// - `tree_base` (backends that continue trees, ContinuesTrees): a tree
+///   request may go on growing a tree that earlier tree requests left in the
+///   cache. Positions [0, tree_base) are the sequence; the slots [tree_base,
+///   cache.size()) hold tree nodes, cached_parent[j] the parent of slot
+///   tree_base + j (-1: it follows position tree_base - 1; else an earlier
+///   slot, relative to tree_base). parent[i] = -2 - j makes token i follow
+///   the cached node at slot tree_base + j; -1 now means position
+///   tree_base - 1. Token i sits at position tree_base + depth(i), depth
+///   counted from the sequence through the cached nodes, and sees positions
+///   [0, tree_base) and its ancestors, cached or in the request (itself
+///   included): the cached nodes off its path stay invisible to it. A draft
+///   that grows a tree level by level then feeds each level's nodes once.
 struct ForwardRequest {
   std::span<const Token> tokens;              ///< appended after cache.size()
   std::span<const std::int32_t> parent = {};  ///< empty: a chain; else a tree (see above)
   std::size_t outputs = kAllRows;             ///< logits for the last `outputs` rows
+  std::size_t tree_base = kNoTreeBase;        ///< kNoTreeBase: no cached tree (see above)
+  std::span<const std::int32_t> cached_parent = {};  ///< with tree_base: the cached nodes' parents
+
+  /// Whether the request goes on growing a cached tree (tree_base is set).
+  bool continues_tree() const { return tree_base != kNoTreeBase; }
 };
 
 /// Rows of logits a request produces.
@@ -241,6 +260,24 @@ concept AttendsTrees = ForwardsBatches<M> && requires {
   requires static_cast<bool>(M::kTreeRequests);
 };
 
+/// Optional: the backend's tree requests may continue a tree left in the
+/// cache (ForwardRequest::tree_base). Declared with `bool continues_trees()
+/// const` answering true (a type-erased wrapper answers for the model it
+/// wraps); see continues_trees() below.
+template <class M>
+concept ContinuesTrees = AttendsTrees<M> && requires(const M& m) {
+  { m.continues_trees() } -> std::convertible_to<bool>;
+};
+
+/// Whether `model` runs tree requests that continue a cached tree.
+template <class M>
+bool continues_trees(const M& model) {
+  if constexpr (ContinuesTrees<M>)
+    return static_cast<bool>(model.continues_trees());
+  else
+    return false;
+}
+
 /// Optional: the backend's batched forward accepts LayerPlans other than
 /// "all layers". Declared with `static constexpr bool kLayerPlans = true;`.
 template <class M>
@@ -277,19 +314,60 @@ void check_requests(std::string_view who, std::span<const ForwardRequest> reques
         throw InvalidArgument(at(r) + " uses the cache of request " + std::to_string(o) +
                               " (each request needs its own cache)");
     if (q.tokens.empty()) throw InvalidArgument(at(r) + " has no tokens to append");
+    if (q.continues_tree()) {
+      const std::size_t size = caches[r]->size();
+      if (q.parent.empty())
+        throw InvalidArgument(at(r) +
+                              " continues a cached tree (tree_base) but is a chain (no parents)");
+      if (q.tree_base == 0 || q.tree_base > size)
+        throw InvalidArgument(at(r) + ": tree_base " + std::to_string(q.tree_base) +
+                              " must be in [1, " + std::to_string(size) + "] (the cache's size)");
+      if (q.cached_parent.size() != size - q.tree_base)
+        throw InvalidArgument(at(r) + " has " + std::to_string(q.cached_parent.size()) +
+                              " cached parents for the " + std::to_string(size - q.tree_base) +
+                              " cached tree nodes after tree_base");
+      for (std::size_t j = 0; j < q.cached_parent.size(); ++j)
+        if (q.cached_parent[j] < -1 || q.cached_parent[j] >= static_cast<std::int64_t>(j))
+          throw InvalidArgument(at(r) + ": cached_parent[" + std::to_string(j) +
+                                "] = " + std::to_string(q.cached_parent[j]) +
+                                " must be -1 (position tree_base - 1) or an earlier cached node");
+    } else if (!q.cached_parent.empty()) {
+      throw InvalidArgument(at(r) + " has cached parents but no tree_base");
+    }
     if (q.parent.empty()) continue;
     if (q.parent.size() != q.tokens.size())
       throw InvalidArgument(at(r) + " has " + std::to_string(q.parent.size()) + " parents for " +
                             std::to_string(q.tokens.size()) + " tokens");
+    // With a cached tree, -2 - j names cached node j.
+    const std::int64_t lowest =
+        q.continues_tree() ? -1 - static_cast<std::int64_t>(q.cached_parent.size()) : -1;
     for (std::size_t i = 0; i < q.parent.size(); ++i)
-      if (q.parent[i] < -1 || q.parent[i] >= static_cast<std::int64_t>(i))
-        throw InvalidArgument(at(r) + ": parent[" + std::to_string(i) + "] = " + std::to_string(q.parent[i]) +
-                              " must be -1 (the last cached position) or an earlier token's index");
+      if (q.parent[i] < lowest || q.parent[i] >= static_cast<std::int64_t>(i))
+        throw InvalidArgument(
+            at(r) + ": parent[" + std::to_string(i) + "] = " + std::to_string(q.parent[i]) +
+            (q.continues_tree()
+                 ? " must be -1 (position tree_base - 1), -2 - j for cached node j, "
+                   "or an earlier token's index"
+                 : " must be -1 (the last cached position) or an earlier token's index"));
   }
 }
 
-/// Whether a request's parent array is a chain (empty, or parent[i] = i - 1).
+/// UnsupportedError, before any cache is touched, when a request continues a
+/// cached tree and `model` cannot (continues_trees()).
+template <class M>
+void check_tree_continuation(const M& model, std::string_view who,
+                             std::span<const ForwardRequest> requests) {
+  for (std::size_t r = 0; r < requests.size(); ++r)
+    if (requests[r].continues_tree() && !continues_trees(model))
+      throw UnsupportedError(std::string(who) + ": request " + std::to_string(r) +
+                             " continues a cached tree (tree_base), and this backend cannot "
+                             "(it declares no continues_trees())");
+}
+
+/// Whether a request is a chain (parent empty, or parent[i] = i - 1, and no
+/// cached tree: with one, its first token would not see every cached position).
 inline bool is_chain(const ForwardRequest& r) {
+  if (r.continues_tree()) return false;
   for (std::size_t i = 0; i < r.parent.size(); ++i)
     if (r.parent[i] != static_cast<std::int64_t>(i) - 1) return false;
   return true;
@@ -310,6 +388,9 @@ template <CausalLM M>
 void forward_batch(const M& model, std::span<const ForwardRequest> requests,
                    std::span<typename M::Cache* const> caches, Logits& out, const LayerPlan& plan = {}) {
   using Cache = typename M::Cache;
+  // A backend that predates tree_base would read such a request as a plain
+  // tree: refused here for every backend that does not declare it.
+  detail::check_tree_continuation(model, "forward_batch", requests);
   if constexpr (ForwardsBatches<M>) {
     model.forward(requests, caches, out, plan);
   } else {

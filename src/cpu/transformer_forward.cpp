@@ -72,6 +72,7 @@ struct Workspace {
   std::vector<RowInfo> rows;
   std::vector<std::uint32_t> ancestors;  // tree rows' visible ancestor slots, ascending
   std::vector<std::size_t> depth;        // tree depth per row of the current request
+  std::vector<std::size_t> cached_depth;  // ... and per cached node of a continued tree
   std::vector<std::size_t> outputs;      // stacked rows that produce logits
   std::vector<float> mine;               // tensor parallel: this rank's columns before a gather
   std::vector<AttentionTask> attention;  // the call's attention tasks
@@ -149,22 +150,37 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
       if (!stage.resume_slot) kv.check_append(m);
       max_capacity = std::max(max_capacity, kv.capacity());
       const bool tree = !q.parent.empty();
+      // A continued tree (backend.hpp: tree_base): the rows see the sequence
+      // [0, tree_base) and their ancestors, cached ones included.
+      const std::size_t seq = q.continues_tree() ? q.tree_base : base;
       if (tree) ws.depth.resize(m);
       std::size_t deepest = m == 0 ? 0 : m - 1;
       if (tree) {
+        if (q.continues_tree()) {
+          ws.cached_depth.resize(q.cached_parent.size());
+          for (std::size_t j = 0; j < q.cached_parent.size(); ++j)
+            ws.cached_depth[j] =
+                q.cached_parent[j] < 0
+                    ? 0
+                    : ws.cached_depth[static_cast<std::size_t>(q.cached_parent[j])] + 1;
+        }
         deepest = 0;
         for (std::size_t i = 0; i < m; ++i) {
-          ws.depth[i] = q.parent[i] < 0 ? 0 : ws.depth[static_cast<std::size_t>(q.parent[i])] + 1;
+          const std::int32_t p = q.parent[i];
+          ws.depth[i] = p == -1  ? 0
+                        : p >= 0 ? ws.depth[static_cast<std::size_t>(p)] + 1
+                                 : ws.cached_depth[static_cast<std::size_t>(-2 - p)] + 1;
           deepest = std::max(deepest, ws.depth[i]);
         }
       }
-      if (learned_positions && base + deepest + 1 > cfg.max_position_embeddings)
-        throw CapacityError(std::string(kWho) + ": " + cfg.architecture + " has learned positions 0.." +
+      if (learned_positions && seq + deepest + 1 > cfg.max_position_embeddings)
+        throw CapacityError(std::string(kWho) + ": " + cfg.architecture +
+                            " has learned positions 0.." +
                             std::to_string(cfg.max_position_embeddings - 1) +
                             " (n_positions / max_position_embeddings = " +
-                            std::to_string(cfg.max_position_embeddings) + "); appending " + std::to_string(m) +
-                            " tokens after " + std::to_string(base) + " would need position " +
-                            std::to_string(base + deepest));
+                            std::to_string(cfg.max_position_embeddings) + "); appending " +
+                            std::to_string(m) + " tokens after " + std::to_string(base) +
+                            " would need position " + std::to_string(seq + deepest));
       const std::size_t first_out = m - output_rows(q);
       for (std::size_t i = 0; i < m; ++i, ++row) {
         RowInfo& ri = ws.rows[row];
@@ -175,13 +191,17 @@ void Transformer::Impl::forward(std::span<const ForwardRequest> requests,
           ri.prefix_end = base + i + 1;
           ri.anc_begin = ri.anc_end = 0;
         } else {
-          ri.pos = base + ws.depth[i];
-          ri.prefix_end = base;
+          ri.pos = seq + ws.depth[i];
+          ri.prefix_end = seq;
           // Ancestors (itself included), collected leaf-first, then reversed
-          // into ascending slots (= ascending depth).
+          // into ascending slots (= ascending depth): the request's, then
+          // from a parent -2 - j on, the cached tree's.
           ri.anc_begin = ws.ancestors.size();
-          for (std::int64_t a = static_cast<std::int64_t>(i); a >= 0; a = q.parent[static_cast<std::size_t>(a)])
+          std::int64_t a = static_cast<std::int64_t>(i);
+          for (; a >= 0; a = q.parent[static_cast<std::size_t>(a)])
             ws.ancestors.push_back(static_cast<std::uint32_t>(base + static_cast<std::size_t>(a)));
+          for (a = -2 - a; a >= 0; a = q.cached_parent[static_cast<std::size_t>(a)])
+            ws.ancestors.push_back(static_cast<std::uint32_t>(seq + static_cast<std::size_t>(a)));
           ri.anc_end = ws.ancestors.size();
           std::reverse(ws.ancestors.begin() + static_cast<std::ptrdiff_t>(ri.anc_begin), ws.ancestors.end());
         }

@@ -7,7 +7,8 @@
 //  - trees: every node's logits are the bits of its root-to-node chain run
 //    alone (ancestor masks, depth positions, the window over ancestors), and
 //    keep() of a branch leaves the cache the chain would have left: decoding
-//    on from it gives the chain's bits;
+//    on from it gives the chain's bits; the same when the tree is fed a
+//    level per call over its cached nodes (tree_base);
 //  - layer plans: early exit and the equivalent skip set agree, all layers
 //    is the plain forward, and the K/V rows of the layers that ran are the
 //    bits a full forward writes;
@@ -158,6 +159,78 @@ TEST_CASE("tree nodes get the bits of their chains, and keep() of a branch conti
   CHECK(same_row(m.forward(std::span(&next, 1), cache), 0, alone(m, chain), chain.size() - 1));
 }
 
+TEST_CASE("a tree fed level by level over its cached nodes gets the bits of its chains",
+          "[contract][tree][continued]") {
+  // ForwardRequest::tree_base: each level of some_tree(kNodes) in its own
+  // call, every earlier node left in the cache; each node's logits are the
+  // bits of its root-to-node chain run alone (sibling branches cached
+  // beside it stay invisible; depth positions through the cached nodes,
+  // learned positions, the window over cached ancestors).
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::i8);
+  const std::string family = GENERATE("llama", "qwen2", "gpt2");
+  INFO(family << " " << name_of(dtype));
+  const Transformer m = Transformer::random(config(family), 17, {.dtype = dtype, .threads = 1});
+  static_assert(ContinuesTrees<Transformer>);
+  const std::size_t V = m.vocab_size();
+  const auto prefix = some_tokens(10, V);
+  constexpr std::size_t kNodes = 16;
+  const auto parent = some_tree(kNodes);
+  std::vector<std::size_t> depth(kNodes);
+  for (std::size_t i = 0; i < kNodes; ++i)
+    depth[i] = parent[i] < 0 ? 0 : depth[static_cast<std::size_t>(parent[i])] + 1;
+  std::vector<Token> nodes(kNodes);
+  for (std::size_t i = 0; i < kNodes; ++i) nodes[i] = static_cast<Token>((i * 53 + 29) % V);
+
+  auto cache = m.make_cache(64);
+  m.forward(prefix, cache);
+  std::vector<std::int32_t> slot(kNodes, -1), cached_parent;
+  std::size_t checked = 0;
+  for (std::size_t d = 0; checked < kNodes; ++d) {
+    std::vector<Token> tokens;
+    std::vector<std::int32_t> parents;
+    std::vector<std::size_t> level;
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      if (depth[i] != d) continue;
+      level.push_back(i);
+      tokens.push_back(nodes[i]);
+      const std::int32_t p = parent[i];
+      parents.push_back(p < 0 ? -1 : -2 - slot[static_cast<std::size_t>(p)]);
+    }
+    const ForwardRequest req{tokens, parents, kAllRows, prefix.size(), cached_parent};
+    Transformer::Cache* cp = &cache;
+    Logits out;
+    forward_batch(m, std::span(&req, 1), std::span(&cp, 1), out);
+    REQUIRE(out.rows() == level.size());
+    for (std::size_t r = 0; r < level.size(); ++r) {
+      const std::size_t i = level[r];
+      std::vector<Token> chain = prefix;
+      for (std::size_t a : path_to(parent, i)) chain.push_back(nodes[a]);
+      INFO("node " << i << " depth " << d);
+      CHECK(same_row(out, r, alone(m, chain), chain.size() - 1));
+      slot[i] = static_cast<std::int32_t>(cached_parent.size());
+      cached_parent.push_back(parents[r] == -1 ? -1 : -2 - parents[r]);
+      ++checked;
+    }
+  }
+  REQUIRE(cache.size() == prefix.size() + kNodes);
+
+  // Malformed continuations are InvalidArgument, the cache untouched.
+  const Token one[] = {3};
+  const std::int32_t root[] = {-1}, past[] = {-2 - static_cast<std::int32_t>(kNodes)};
+  Transformer::Cache* cp = &cache;
+  Logits out;
+  auto call = [&](const ForwardRequest& r) { m.forward(std::span(&r, 1), std::span(&cp, 1), out); };
+  CHECK_THROWS_AS(call({one, past, kAllRows, prefix.size(), cached_parent}), InvalidArgument);
+  CHECK_THROWS_AS(call({one, root, kAllRows, prefix.size() + 1, cached_parent}), InvalidArgument);
+  CHECK_THROWS_AS(call({one, {}, kAllRows, prefix.size(), cached_parent}), InvalidArgument);
+  CHECK_THROWS_AS(call({one, root, kAllRows, 0, cached_parent}), InvalidArgument);
+  CHECK_THROWS_AS(call({one, root, kAllRows, kNoTreeBase, cached_parent}), InvalidArgument);
+  std::vector<std::int32_t> loop = cached_parent;
+  loop[3] = 3;
+  CHECK_THROWS_AS(call({one, root, kAllRows, prefix.size(), loop}), InvalidArgument);
+  CHECK(cache.size() == prefix.size() + kNodes);
+}
+
 TEST_CASE("a chain written as a parent array is the plain chain, beside other requests", "[contract][tree]") {
   const std::string family = GENERATE("llama", "qwen2", "gpt2");
   const Transformer m = Transformer::random(config(family), 23, {.dtype = DType::bf16, .threads = 1});
@@ -281,6 +354,11 @@ TEST_CASE("backends with only forward(tokens, cache) get the generic fallbacks",
   CHECK(c1.size() == 5);
   CHECK_THROWS_AS(forward_batch(model, std::span(tree_req), std::span(one_cache), out), UnsupportedError);
   CHECK_THROWS_AS(forward_batch(model, std::span(chain_req), std::span(one_cache), out, LayerPlan{.early_exit = 1}),
+                  UnsupportedError);
+  // So is the continuation of a cached tree (tree_base), even as a chain.
+  const ForwardRequest continued[] = {{two, chain, kAllRows, 5, {}}};
+  static_assert(!ContinuesTrees<FnModel>);
+  CHECK_THROWS_AS(forward_batch(model, std::span(continued), std::span(one_cache), out),
                   UnsupportedError);
   CHECK(c1.size() == 5);
   // keep_rows: rows already in place are a truncate; a move is unsupported.

@@ -191,23 +191,37 @@ TEST_CASE("sampled tree decoding on a checkpoint: the first two tokens follow th
   CHECK(accepted > kRuns / 2);
 }
 
-TEST_CASE("greedy tree proposals: each node's children are the draft's best tokens after its path",
-          "[tree][cpu][greedy]") {
-  // Between level calls the draft's cache keeps the ancestors the frontier
-  // shares (draft_tree.hpp) and feeds only the rest; a node's row must still
-  // be, bit for bit, the row of a plain forward of S and the node's path, so
-  // its children are that row's best tokens (ties to the lower id), best
-  // first. Wrong positions or parents would only lower acceptance, which
-  // the output tests above cannot see.
-  const std::string dir = GENERATE("llama-gqa", "gpt2-target", "mistral-window");
-  INFO(dir);
-  const Transformer draft = Transformer::load(kModels / dir);
-  const std::size_t V = draft.vocab_size();
+namespace {
+
+// The CPU backend without tree continuation (backend.hpp: ContinuesTrees):
+// a draft tree over it re-feeds the frontier's ancestors at each level.
+struct RefeedingDraft {
+  using Cache = Transformer::Cache;
+  static constexpr bool kTreeRequests = true;
+  const Transformer* m;
+  std::size_t vocab_size() const { return m->vocab_size(); }
+  Cache make_cache(std::size_t capacity) const { return m->make_cache(capacity); }
+  Logits forward(std::span<const Token> tokens, Cache& cache) const {
+    return m->forward(tokens, cache);
+  }
+  void forward(std::span<const ForwardRequest> requests, std::span<Cache* const> caches,
+               Logits& out, const LayerPlan& plan = {}) const {
+    m->forward(requests, caches, out, plan);
+  }
+};
+
+// For each cache protocol of draft_tree.hpp: `draft` proposes trees of every
+// tree_configs() shape after a growing S; each expanded node's children
+// must be the best tokens (ties to the lower id, best first) of a plain
+// forward of S and the node's path. Returns the nodes checked.
+template <class Draft>
+std::size_t check_proposals(const Draft& draft, const Transformer& plain) {
+  const std::size_t V = plain.vocab_size();
   std::size_t expanded = 0;
   for (GenerationConfig cfg : tree_configs(0)) {
     INFO("nodes " << cfg.tree_nodes << " width " << cfg.tree_width << " shape levels "
                   << cfg.tree_shape.size());
-    DraftTreeCandidates<Transformer> source(draft, V, cfg);
+    DraftTreeCandidates<Draft> source(draft, V, cfg);
     DraftLengthPolicy length(cfg);
     LogitsProcessorChain chain = make_processor_chain(cfg);
     const std::vector<Token> eos;
@@ -233,8 +247,8 @@ TEST_CASE("greedy tree proposals: each node's children are the draft's best toke
         for (std::int64_t a = v; a >= 0; a = parent[static_cast<std::size_t>(a)])
           up.push_back(work[n + static_cast<std::size_t>(a)]);
         path.insert(path.end(), up.rbegin(), up.rend());
-        auto cache = draft.make_cache(path.size());
-        const Logits l = draft.forward(path, cache);
+        auto cache = plain.make_cache(path.size());
+        const Logits l = plain.forward(path, cache);
         const auto row = l.row(l.rows() - 1);
         std::vector<Token> best(V);
         std::iota(best.begin(), best.end(), Token{0});
@@ -249,5 +263,24 @@ TEST_CASE("greedy tree proposals: each node's children are the draft's best toke
       source.discard(n);
     }
   }
-  CHECK(expanded > 30);
+  return expanded;
+}
+
+}  // namespace
+
+TEST_CASE("greedy tree proposals: each node's children are the draft's best tokens after its path",
+          "[tree][cpu][greedy]") {
+  // The CPU backend continues cached trees: each level call feeds the new
+  // level alone over the nodes cached before it. Without that capability
+  // the ancestors the frontier shares stay cached and the rest are re-fed.
+  // Either way a node's row must be, bit for bit, the row of a plain
+  // forward of S and its path; wrong positions or parents would only lower
+  // acceptance, which the output tests above cannot see.
+  const std::string dir = GENERATE("llama-gqa", "gpt2-target", "mistral-window");
+  INFO(dir);
+  const Transformer draft = Transformer::load(kModels / dir);
+  static_assert(ContinuesTrees<Transformer> && !ContinuesTrees<RefeedingDraft>);
+  CHECK(check_proposals(draft, draft) > 30);
+  CHECK(check_proposals(RefeedingDraft{&draft}, draft) > 30);
+  CHECK(check_proposals(AnyModel::borrow(draft), draft) > 30);
 }

@@ -14,11 +14,13 @@
 //     processed draft probabilities along the path; static: all of them) get
 //     their most likely children (dynamic: tree_width each; static:
 //     tree_shape[d]). The draft computes the rows of all expanded nodes of a
-//     level in ONE forward call: a tree request (backend.hpp) holding every
-//     expanded node so far, outputs for the newest level only. The contract's
-//     parents cannot point into the cache, so each level's call re-feeds the
-//     expanded nodes above it (at most tree_width x depth rows, small next to
-//     a draft's weights).
+//     level in ONE forward call. A draft that continues cached trees
+//     (backend.hpp: ContinuesTrees, the CPU backend) keeps every fed node in
+//     its cache after S, so each level's call is a tree request of that
+//     level's expanded nodes alone, their parents in the cache. Another
+//     draft's level call re-feeds the expanded ancestors of the frontier
+//     (at most tree_width x depth rows) except the path they all share,
+//     which stays in the cache from one level to the next.
 //   the tree verified: the tree_nodes nodes with the highest cumulative
 //     probability (ancestors rank before descendants), breadth first and
 //     most likely sibling first. A dynamic tree stops growing once no
@@ -43,8 +45,9 @@
 //
 // Cache protocol: before propose() the draft cache holds a prefix of S; the
 // first call feeds the rest (a chain), the level calls append tree nodes
-// after S and are cut back to |S| after each level and at the end of the
-// proposal, so between rounds the cache holds at most S.
+// after S (kept across levels, or cut back to S and the shared path), and
+// the cache is cut back to |S| at the end of the proposal, so between rounds
+// it holds at most S.
 #pragma once
 
 #include <algorithm>
@@ -114,7 +117,8 @@ class DraftTreeCandidates {
         rows_(std::min<std::size_t>(model.vocab_size(), vocab)),
         nodes_(cfg.tree_nodes),
         width_(cfg.tree_width),
-        shape_(cfg.tree_shape) {
+        shape_(cfg.tree_shape),
+        continues_(continues_trees(model)) {
     check_tree_options(cfg);
     detail::check_draft_vocab(static_cast<std::size_t>(model.vocab_size()), vocab, never_generated);
     if (nodes_ == 0 && shape_.empty())
@@ -159,6 +163,8 @@ class DraftTreeCandidates {
     if (c.size() >= n) c.truncate(n - 1);
     run_draft(std::span<const Token>(work).subspan(c.size()), {}, 1);  // the root's row
     kept_.clear();
+    cached_parent_.clear();
+    tree_slot_.clear();
     expand_row(0, -1, 0.0, work, n, ctx, max_nodes);
     for (std::size_t d = 1; d < depth; ++d) {
       // The nodes of level d to expand, best first.
@@ -189,56 +195,78 @@ class DraftTreeCandidates {
         }
       }
       if (frontier_.empty()) break;
-      // One draft call for the frontier's rows. The ancestors every
-      // frontier node shares (the path from the root to their lowest common
-      // ancestor) stay in the cache from one level to the next: the call
-      // cuts the cache back to the part of that path it already holds,
-      // feeds the rest of the path as a chain, then the other expanded
-      // ancestors of the frontier, then the frontier (outputs: its rows).
-      common_.clear();
-      for (std::int64_t a = cand_[frontier_[0]].parent; a >= 0;
-           a = cand_[static_cast<std::size_t>(a)].parent)
-        common_.push_back(static_cast<std::uint32_t>(a));
-      std::reverse(common_.begin(), common_.end());
-      for (std::size_t r = 1; r < frontier_.size(); ++r) {
-        // Walk up from the depth common_ reaches (common_[i] has depth i +
-        // 1); the paths agree above the highest place they differ.
-        std::size_t len = common_.size();
-        std::int64_t a = cand_[frontier_[r]].parent;
-        while (a >= 0 && cand_[static_cast<std::size_t>(a)].depth > len)
-          a = cand_[static_cast<std::size_t>(a)].parent;
-        for (std::size_t i = common_.size(); i-- > 0; a = cand_[static_cast<std::size_t>(a)].parent)
-          if (static_cast<std::int64_t>(common_[i]) != a) len = i;
-        common_.resize(len);
-      }
-      std::size_t kept = 0;
-      while (kept < kept_.size() && kept < common_.size() && kept_[kept] == common_[kept]) ++kept;
-      std::fill(mark_.begin(), mark_.end(), 0);
-      mark_.resize(cand_.size(), 0);
-      for (const std::uint32_t f : frontier_)
-        for (std::int64_t a = cand_[f].parent; a >= 0;
+      if (continues_) {
+        // The cache holds every node fed so far after S (a continued tree,
+        // backend.hpp): the frontier's parents are among them, so the call
+        // feeds the frontier alone.
+        if (n + cached_parent_.size() + frontier_.size() > c.capacity()) break;
+        tree_slot_.resize(cand_.size(), -1);
+        feed_tokens_.clear();
+        feed_parent_.clear();
+        for (const std::uint32_t f : frontier_) {
+          const std::int32_t p = cand_[f].parent;
+          const std::int32_t slot = p < 0 ? -1 : tree_slot_[static_cast<std::size_t>(p)];
+          feed_tokens_.push_back(cand_[f].token);
+          feed_parent_.push_back(slot < 0 ? -1 : -2 - slot);
+        }
+        run_draft(feed_tokens_, feed_parent_, frontier_.size(), n);
+        for (std::size_t r = 0; r < frontier_.size(); ++r) {
+          tree_slot_[frontier_[r]] = static_cast<std::int32_t>(cached_parent_.size());
+          cached_parent_.push_back(feed_parent_[r] == -1 ? -1 : -2 - feed_parent_[r]);
+        }
+      } else {
+        // One draft call for the frontier's rows. The ancestors every
+        // frontier node shares (the path from the root to their lowest common
+        // ancestor) stay in the cache from one level to the next: the call
+        // cuts the cache back to the part of that path it already holds,
+        // feeds the rest of the path as a chain, then the other expanded
+        // ancestors of the frontier, then the frontier (outputs: its rows).
+        common_.clear();
+        for (std::int64_t a = cand_[frontier_[0]].parent; a >= 0;
              a = cand_[static_cast<std::size_t>(a)].parent)
-          mark_[static_cast<std::size_t>(a)] = 1;
-      for (const std::uint32_t a : common_) mark_[a] = 0;
-      feed_.assign(common_.begin() + static_cast<std::ptrdiff_t>(kept), common_.end());
-      for (std::size_t i = 0; i < cand_.size(); ++i)
-        if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
-      feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
-      if (n + kept + feed_.size() > c.capacity()) break;  // the draft's cache is full
-      // Request slots; a parent in the cache is the last cached position
-      // (the path's last kept node, or S's last token): -1.
-      slot_.assign(cand_.size(), -1);
-      feed_tokens_.clear();
-      feed_parent_.clear();
-      for (std::size_t j = 0; j < feed_.size(); ++j) {
-        const Cand& x = cand_[feed_[j]];
-        slot_[feed_[j]] = static_cast<std::int32_t>(j);
-        feed_tokens_.push_back(x.token);
-        feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
+          common_.push_back(static_cast<std::uint32_t>(a));
+        std::reverse(common_.begin(), common_.end());
+        for (std::size_t r = 1; r < frontier_.size(); ++r) {
+          // Walk up from the depth common_ reaches (common_[i] has depth i +
+          // 1); the paths agree above the highest place they differ.
+          std::size_t len = common_.size();
+          std::int64_t a = cand_[frontier_[r]].parent;
+          while (a >= 0 && cand_[static_cast<std::size_t>(a)].depth > len)
+            a = cand_[static_cast<std::size_t>(a)].parent;
+          for (std::size_t i = common_.size(); i-- > 0;
+               a = cand_[static_cast<std::size_t>(a)].parent)
+            if (static_cast<std::int64_t>(common_[i]) != a) len = i;
+          common_.resize(len);
+        }
+        std::size_t kept = 0;
+        while (kept < kept_.size() && kept < common_.size() && kept_[kept] == common_[kept]) ++kept;
+        std::fill(mark_.begin(), mark_.end(), 0);
+        mark_.resize(cand_.size(), 0);
+        for (const std::uint32_t f : frontier_)
+          for (std::int64_t a = cand_[f].parent; a >= 0;
+               a = cand_[static_cast<std::size_t>(a)].parent)
+            mark_[static_cast<std::size_t>(a)] = 1;
+        for (const std::uint32_t a : common_) mark_[a] = 0;
+        feed_.assign(common_.begin() + static_cast<std::ptrdiff_t>(kept), common_.end());
+        for (std::size_t i = 0; i < cand_.size(); ++i)
+          if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
+        feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
+        if (n + kept + feed_.size() > c.capacity()) break;  // the draft's cache is full
+        // Request slots; a parent in the cache is the last cached position
+        // (the path's last kept node, or S's last token): -1.
+        slot_.assign(cand_.size(), -1);
+        feed_tokens_.clear();
+        feed_parent_.clear();
+        for (std::size_t j = 0; j < feed_.size(); ++j) {
+          const Cand& x = cand_[feed_[j]];
+          slot_[feed_[j]] = static_cast<std::int32_t>(j);
+          feed_tokens_.push_back(x.token);
+          feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
+        }
+        c.truncate(n + kept);
+        run_draft(feed_tokens_, feed_parent_, frontier_.size());
+        kept_.assign(common_.begin(), common_.end());  // in the cache after S, in order
       }
-      c.truncate(n + kept);
-      run_draft(feed_tokens_, feed_parent_, frontier_.size());
-      kept_.assign(common_.begin(), common_.end());  // in the cache after S, in order
       const std::size_t fcount = frontier_.size();  // expand_row appends to cand_, not frontier_
       for (std::size_t r = 0; r < fcount; ++r) {
         const std::uint32_t f = frontier_[r];
@@ -298,10 +326,15 @@ class DraftTreeCandidates {
     if (cache_ && cache_->size() > n) cache_->truncate(n);
   }
 
+  // One draft call; with `tree_base`, a tree continuing the cached nodes of
+  // cached_parent_.
   void run_draft(std::span<const Token> tokens, std::span<const std::int32_t> parent,
-                 std::size_t outputs) {
+                 std::size_t outputs, std::size_t tree_base = kNoTreeBase) {
     const auto t0 = std::chrono::steady_clock::now();
-    const ForwardRequest request{tokens, parent, outputs};
+    const ForwardRequest request{tokens, parent, outputs, tree_base,
+                                 tree_base == kNoTreeBase
+                                     ? std::span<const std::int32_t>{}
+                                     : std::span<const std::int32_t>(cached_parent_)};
     Cache* const caches[1] = {&*cache_};
     forward_batch(*model_, std::span<const ForwardRequest>(&request, 1),
                   std::span<Cache* const>(caches), logits_);
@@ -420,6 +453,7 @@ class DraftTreeCandidates {
   std::size_t rows_;
   std::size_t nodes_, width_;
   std::vector<std::size_t> shape_;
+  bool continues_;  // the draft continues cached trees: each level call feeds its frontier only
   std::size_t capacity_ = 0;
   std::optional<Cache> cache_;
   Logits logits_;
@@ -430,6 +464,9 @@ class DraftTreeCandidates {
   // The frontier's shared ancestors (root side first), and the ones the
   // draft's cache holds after S.
   std::vector<std::uint32_t> common_, kept_;
+  // A continued tree: the parents of the nodes cached after S (relative
+  // slots, -1: S's last token), and each candidate's slot (-1: not fed).
+  std::vector<std::int32_t> cached_parent_, tree_slot_;
   std::vector<std::uint8_t> mark_;
   std::vector<std::int32_t> slot_, feed_parent_;
   std::vector<Token> feed_tokens_, history_, path_;

@@ -130,6 +130,9 @@ class Transformer {
   static constexpr bool kTreeRequests = true;
   /// The batched forward accepts layer plans (backend.hpp: RunsLayerPlans).
   static constexpr bool kLayerPlans = true;
+  /// Tree requests may continue a tree left in the cache (backend.hpp:
+  /// ContinuesTrees, ForwardRequest::tree_base).
+  bool continues_trees() const { return true; }
 
   /// Loads an HF model directory (config.json + safetensors), or a GGUF file
   /// of the Llama family (io::load_gguf_model). The tensor names come from

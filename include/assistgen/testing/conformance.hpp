@@ -206,6 +206,10 @@ void expect_throw(Fn&& fn, const std::string& what) {
 /// - `tree_requests` (AttendsTrees): every node of a tree with siblings and
 ///   a deep branch gets the logits of its root-to-node chain (the flattened
 ///   reference);
+/// - `tree_continuation` (ContinuesTrees, when continues_trees() is true):
+///   the same tree fed in two calls, the second continuing the nodes the
+///   first left in the cache (ForwardRequest::tree_base), gives each node
+///   its chain's logits too;
 /// - `keep_branch` (CacheHasKeep): keep() of a tree branch, then a forward,
 ///   gives the logits of the branch as a chain; keep(n, {}) is truncate(n);
 /// - `layer_plans` (RunsLayerPlans): a plan of all layers gives the plain
@@ -512,6 +516,45 @@ ConformanceReport check_backend(const M& model, const ConformanceOptions& option
         expect(d.empty(), "tree node " + std::to_string(i) + " differs from its branch run as a chain: " + d);
       }
     });
+    if constexpr (ContinuesTrees<M>) {
+      if (continues_trees(model))
+        detail::run_check(report, "tree_continuation", [&] {
+          // Nodes [0, split) in one call, the rest in a second call whose
+          // parents in the first part point into the cache.
+          const std::size_t split = tree_n / 2;
+          Cache c = model.make_cache(n);
+          model.forward(all.first(half), c);
+          Cache* cp = &c;
+          Logits first, second;
+          const ForwardRequest a{all.subspan(half, split),
+                                 std::span<const std::int32_t>(parent).first(split)};
+          model.forward(std::span<const ForwardRequest>(&a, 1), std::span<Cache* const>(&cp, 1),
+                        first, LayerPlan{});
+          std::vector<std::int32_t> rest(parent.begin() + static_cast<std::ptrdiff_t>(split),
+                                         parent.end());
+          for (std::int32_t& p : rest)
+            p = p < 0                                  ? -1
+                : p < static_cast<std::int32_t>(split) ? -2 - p
+                                                       : p - static_cast<std::int32_t>(split);
+          const ForwardRequest b{all.subspan(half + split), rest, kAllRows, half,
+                                 std::span<const std::int32_t>(parent).first(split)};
+          model.forward(std::span<const ForwardRequest>(&b, 1), std::span<Cache* const>(&cp, 1),
+                        second, LayerPlan{});
+          expect(second.rows() == tree_n - split, "a continued tree of " +
+                                                      std::to_string(tree_n - split) +
+                                                      " nodes returned " + detail::shape(second));
+          for (std::size_t i = 0; i < tree_n; ++i) {
+            const std::vector<Token> chain = chain_of(i);
+            Cache fresh = model.make_cache(n);
+            const Logits want = model.forward(chain, fresh);
+            const std::string d =
+                detail::compare_rows(i < split ? first : second, i < split ? i : i - split, want,
+                                     chain.size() - 1, 1, o);
+            expect(d.empty(), "continued tree node " + std::to_string(i) +
+                                  " differs from its branch run as a chain: " + d);
+          }
+        });
+    }
     if constexpr (CacheHasKeep<Cache>) {
       detail::run_check(report, "keep_branch", [&] {
         Cache c = model.make_cache(n + 1);
