@@ -195,78 +195,7 @@ class DraftTreeCandidates {
         }
       }
       if (frontier_.empty()) break;
-      if (continues_) {
-        // The cache holds every node fed so far after S (a continued tree,
-        // backend.hpp): the frontier's parents are among them, so the call
-        // feeds the frontier alone.
-        if (n + cached_parent_.size() + frontier_.size() > c.capacity()) break;
-        tree_slot_.resize(cand_.size(), -1);
-        feed_tokens_.clear();
-        feed_parent_.clear();
-        for (const std::uint32_t f : frontier_) {
-          const std::int32_t p = cand_[f].parent;
-          const std::int32_t slot = p < 0 ? -1 : tree_slot_[static_cast<std::size_t>(p)];
-          feed_tokens_.push_back(cand_[f].token);
-          feed_parent_.push_back(slot < 0 ? -1 : -2 - slot);
-        }
-        run_draft(feed_tokens_, feed_parent_, frontier_.size(), n);
-        for (std::size_t r = 0; r < frontier_.size(); ++r) {
-          tree_slot_[frontier_[r]] = static_cast<std::int32_t>(cached_parent_.size());
-          cached_parent_.push_back(feed_parent_[r] == -1 ? -1 : -2 - feed_parent_[r]);
-        }
-      } else {
-        // One draft call for the frontier's rows. The ancestors every
-        // frontier node shares (the path from the root to their lowest common
-        // ancestor) stay in the cache from one level to the next: the call
-        // cuts the cache back to the part of that path it already holds,
-        // feeds the rest of the path as a chain, then the other expanded
-        // ancestors of the frontier, then the frontier (outputs: its rows).
-        common_.clear();
-        for (std::int64_t a = cand_[frontier_[0]].parent; a >= 0;
-             a = cand_[static_cast<std::size_t>(a)].parent)
-          common_.push_back(static_cast<std::uint32_t>(a));
-        std::reverse(common_.begin(), common_.end());
-        for (std::size_t r = 1; r < frontier_.size(); ++r) {
-          // Walk up from the depth common_ reaches (common_[i] has depth i +
-          // 1); the paths agree above the highest place they differ.
-          std::size_t len = common_.size();
-          std::int64_t a = cand_[frontier_[r]].parent;
-          while (a >= 0 && cand_[static_cast<std::size_t>(a)].depth > len)
-            a = cand_[static_cast<std::size_t>(a)].parent;
-          for (std::size_t i = common_.size(); i-- > 0;
-               a = cand_[static_cast<std::size_t>(a)].parent)
-            if (static_cast<std::int64_t>(common_[i]) != a) len = i;
-          common_.resize(len);
-        }
-        std::size_t kept = 0;
-        while (kept < kept_.size() && kept < common_.size() && kept_[kept] == common_[kept]) ++kept;
-        std::fill(mark_.begin(), mark_.end(), 0);
-        mark_.resize(cand_.size(), 0);
-        for (const std::uint32_t f : frontier_)
-          for (std::int64_t a = cand_[f].parent; a >= 0;
-               a = cand_[static_cast<std::size_t>(a)].parent)
-            mark_[static_cast<std::size_t>(a)] = 1;
-        for (const std::uint32_t a : common_) mark_[a] = 0;
-        feed_.assign(common_.begin() + static_cast<std::ptrdiff_t>(kept), common_.end());
-        for (std::size_t i = 0; i < cand_.size(); ++i)
-          if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
-        feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
-        if (n + kept + feed_.size() > c.capacity()) break;  // the draft's cache is full
-        // Request slots; a parent in the cache is the last cached position
-        // (the path's last kept node, or S's last token): -1.
-        slot_.assign(cand_.size(), -1);
-        feed_tokens_.clear();
-        feed_parent_.clear();
-        for (std::size_t j = 0; j < feed_.size(); ++j) {
-          const Cand& x = cand_[feed_[j]];
-          slot_[feed_[j]] = static_cast<std::int32_t>(j);
-          feed_tokens_.push_back(x.token);
-          feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
-        }
-        c.truncate(n + kept);
-        run_draft(feed_tokens_, feed_parent_, frontier_.size());
-        kept_.assign(common_.begin(), common_.end());  // in the cache after S, in order
-      }
+      if (!(continues_ ? feed_continued(n) : feed_refed(n))) break;  // the draft's cache is full
       const std::size_t fcount = frontier_.size();  // expand_row appends to cand_, not frontier_
       for (std::size_t r = 0; r < fcount; ++r) {
         const std::uint32_t f = frontier_[r];
@@ -344,6 +273,81 @@ class DraftTreeCandidates {
                   " rows");
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++calls_;
+  }
+
+  // The draft call of one level: the rows of frontier_, in order, into
+  // logits_ (S has n tokens). false: the draft's cache has no room.
+  // A draft that continues cached trees: the cache holds every node fed so
+  // far after S, the frontier's parents among them, so the call feeds the
+  // frontier alone.
+  bool feed_continued(std::size_t n) {
+    if (n + cached_parent_.size() + frontier_.size() > cache_->capacity()) return false;
+    tree_slot_.resize(cand_.size(), -1);
+    feed_tokens_.clear();
+    feed_parent_.clear();
+    for (const std::uint32_t f : frontier_) {
+      const std::int32_t p = cand_[f].parent;
+      const std::int32_t slot = p < 0 ? -1 : tree_slot_[static_cast<std::size_t>(p)];
+      feed_tokens_.push_back(cand_[f].token);
+      feed_parent_.push_back(slot < 0 ? -1 : -2 - slot);
+    }
+    run_draft(feed_tokens_, feed_parent_, frontier_.size(), n);
+    for (std::size_t r = 0; r < frontier_.size(); ++r) {
+      tree_slot_[frontier_[r]] = static_cast<std::int32_t>(cached_parent_.size());
+      cached_parent_.push_back(feed_parent_[r] == -1 ? -1 : -2 - feed_parent_[r]);
+    }
+    return true;
+  }
+  // Another draft: the ancestors every frontier node shares (the path from
+  // the root to their lowest common ancestor) stay in the cache from one
+  // level to the next; the call cuts the cache back to the part of that path
+  // it already holds and feeds the rest of the path as a chain, then the
+  // other expanded ancestors of the frontier, then the frontier.
+  bool feed_refed(std::size_t n) {
+    common_.clear();
+    for (std::int64_t a = cand_[frontier_[0]].parent; a >= 0;
+         a = cand_[static_cast<std::size_t>(a)].parent)
+      common_.push_back(static_cast<std::uint32_t>(a));
+    std::reverse(common_.begin(), common_.end());
+    for (std::size_t r = 1; r < frontier_.size(); ++r) {
+      // Walk up from the depth common_ reaches (common_[i] has depth i +
+      // 1); the paths agree above the highest place they differ.
+      std::size_t len = common_.size();
+      std::int64_t a = cand_[frontier_[r]].parent;
+      while (a >= 0 && cand_[static_cast<std::size_t>(a)].depth > len)
+        a = cand_[static_cast<std::size_t>(a)].parent;
+      for (std::size_t i = common_.size(); i-- > 0; a = cand_[static_cast<std::size_t>(a)].parent)
+        if (static_cast<std::int64_t>(common_[i]) != a) len = i;
+      common_.resize(len);
+    }
+    std::size_t kept = 0;
+    while (kept < kept_.size() && kept < common_.size() && kept_[kept] == common_[kept]) ++kept;
+    std::fill(mark_.begin(), mark_.end(), 0);
+    mark_.resize(cand_.size(), 0);
+    for (const std::uint32_t f : frontier_)
+      for (std::int64_t a = cand_[f].parent; a >= 0; a = cand_[static_cast<std::size_t>(a)].parent)
+        mark_[static_cast<std::size_t>(a)] = 1;
+    for (const std::uint32_t a : common_) mark_[a] = 0;
+    feed_.assign(common_.begin() + static_cast<std::ptrdiff_t>(kept), common_.end());
+    for (std::size_t i = 0; i < cand_.size(); ++i)
+      if (mark_[i]) feed_.push_back(static_cast<std::uint32_t>(i));
+    feed_.insert(feed_.end(), frontier_.begin(), frontier_.end());
+    if (n + kept + feed_.size() > cache_->capacity()) return false;
+    // Request slots; a parent in the cache is the last cached position
+    // (the path's last kept node, or S's last token): -1.
+    slot_.assign(cand_.size(), -1);
+    feed_tokens_.clear();
+    feed_parent_.clear();
+    for (std::size_t j = 0; j < feed_.size(); ++j) {
+      const Cand& x = cand_[feed_[j]];
+      slot_[feed_[j]] = static_cast<std::int32_t>(j);
+      feed_tokens_.push_back(x.token);
+      feed_parent_.push_back(x.parent < 0 ? -1 : slot_[static_cast<std::size_t>(x.parent)]);
+    }
+    cache_->truncate(n + kept);
+    run_draft(feed_tokens_, feed_parent_, frontier_.size());
+    kept_.assign(common_.begin(), common_.end());  // in the cache after S, in order
+    return true;
   }
 
   // The children of `parent` (a cand_ index, -1: the root) from the draft's
