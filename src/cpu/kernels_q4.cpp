@@ -25,6 +25,17 @@ namespace {
 constexpr std::size_t kMaxRows = 6;  // 6 rows x (2 int + 2 float accumulators) = 24 zmm
 constexpr std::size_t kPrefetchBytes = 4096;
 constexpr std::size_t kScaleAhead = 8;  // groups
+// When a call's rows take several passes (more than kMaxRows), each unit is
+// taken this many groups at a time (rounded up to whole superblocks), every
+// pass over the chunk before the next: the later passes find it in L1 while
+// the first pass's prefetches keep the DRAM stream going, where whole-unit
+// passes left DRAM idle during all but the first. The per-group arithmetic
+// is this kernel's bound, so overlapping it with the stream is what counts:
+// on an AMD EPYC (Zen 4), 2 threads, TinyLlama-shaped int4 layers, 7 and 8
+// rows took 7-14% less time, 9 and 10 rows 4-5% (alternating in one
+// process); 4 and 16 groups gained less. The sums wait in f32, exactly, so
+// the bits are the same.
+constexpr std::size_t kChunkGroups = 8;
 
 std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : 128; }
 std::size_t groups_of(const PackedLinear& p) { return p.k_pad / p.group; }
@@ -88,6 +99,12 @@ struct Tile {
   std::size_t ldy;
   const float* bias;  // at the tile's first column, or null
   std::size_t ncols;  // valid columns from the tile's first
+  // The groups [g0, g1) of the unit (g1 = 0: all). With `acc` set the tile
+  // is one chunk of a longer sum: it starts from the R x 2 float sums in acc
+  // unless g0 == 0, and unless g1 ends the unit it stores them back there
+  // instead of writing y (AVX-512 tiles only; g0 starts a superblock).
+  std::size_t g0 = 0, g1 = 0;
+  float* acc = nullptr;  // 64-byte aligned, R x 2 x 16 floats
 };
 
 void scalar_tile(const PackedLinear& p, const Tile& a, std::size_t rows) {
@@ -155,8 +172,14 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
   __m512 out[R][2];
 #pragma GCC unroll 16
   for (std::size_t r = 0; r < R; ++r) out[r][0] = out[r][1] = _mm512_setzero_ps();
+  if (a.acc && a.g0 > 0) {
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r)
+      out[r][0] = _mm512_load_ps(a.acc + 32 * r), out[r][1] = _mm512_load_ps(a.acc + 32 * r + 16);
+  }
+  const std::size_t g_end = a.g1 ? a.g1 : a.groups;
   const std::uintptr_t pf = reinterpret_cast<std::uintptr_t>(a.w) + kPrefetchBytes;
-  for (std::size_t g = 0; g < a.groups; ++g) {
+  for (std::size_t g = a.g0; g < g_end; ++g) {
     __m512i acc[R][2];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
@@ -234,6 +257,12 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
       out[r][1] = _mm512_fnmadd_ps(m1, xsum, out[r][1]);
     }
   }
+  if (a.acc && g_end < a.groups) {
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r)
+      _mm512_store_ps(a.acc + 32 * r, out[r][0]), _mm512_store_ps(a.acc + 32 * r + 16, out[r][1]);
+    return;
+  }
 #pragma GCC unroll 2
   for (std::size_t c = 0; c < 2; ++c) {
     if (c * kBlock >= a.ncols) break;
@@ -284,33 +313,48 @@ TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
   return kTiles[f][s][rows - 1];
 }
 
+// All m rows for units [u0, u1), in balanced passes of at most kMaxRows.
 void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u1,
                const std::uint32_t* xp, const float* sx, const float* xs, std::size_t m, float* y) {
   const std::size_t passes = (m + kMaxRows - 1) / kMaxRows;
   const std::size_t rows_per_pass = (m + passes - 1) / passes;
   const std::size_t ub = unit_bytes(p), usb = unit_scale_bytes(p), groups = groups_of(p);
+  // Several passes: kChunkGroups groups (whole superblocks) at a time, every
+  // pass over them before the next, the sums waiting in `acc` (see Tile).
+  const std::size_t sup = p.super ? p.super : 1;
+  const std::size_t chunk_groups = (kChunkGroups + sup - 1) / sup * sup;
+  const bool chunked = avx512 && passes > 1 && chunk_groups < groups;
+  constexpr std::size_t kAccBytes = kMaxRows * 2 * 64;
+  thread_local AlignedBytes acc;
+  if (chunked && acc.size() < passes * kAccBytes) acc = AlignedBytes(passes * kAccBytes);
   for (std::size_t u = u0; u < u1; ++u)
-    for (std::size_t r0 = 0; r0 < m; r0 += rows_per_pass) {
-      const std::size_t rows = std::min(rows_per_pass, m - r0);
-      Tile a;
-      a.w = p.data.data() + u * ub;
-      a.sc = p.gscales.data() + u * usb;
-      a.groups = groups;
-      a.super = p.super;
-      a.xp = xp + r0;
-      a.ldp = m;
-      a.sx = sx + r0;
-      a.xs = xs + r0 * groups;
-      a.y = y + r0 * p.n + u * kUnit;
-      a.ldy = p.n;
-      a.bias = p.bias.empty() ? nullptr : p.bias.data() + u * kUnit;
-      a.ncols = p.n - u * kUnit;
-      const TileFn fn = avx512 ? tile_fn(p, rows) : nullptr;
-      if (fn)
-        fn(a);
-      else
-        scalar_tile(p, a, rows);
-    }
+    for (std::size_t g0 = 0; g0 < groups; g0 += chunked ? chunk_groups : groups)
+      for (std::size_t r0 = 0, pass = 0; r0 < m; r0 += rows_per_pass, ++pass) {
+        const std::size_t rows = std::min(rows_per_pass, m - r0);
+        Tile a;
+        a.w = p.data.data() + u * ub;
+        a.sc = p.gscales.data() + u * usb;
+        a.groups = groups;
+        a.super = p.super;
+        a.xp = xp + r0;
+        a.ldp = m;
+        a.sx = sx + r0;
+        a.xs = xs + r0 * groups;
+        a.y = y + r0 * p.n + u * kUnit;
+        a.ldy = p.n;
+        a.bias = p.bias.empty() ? nullptr : p.bias.data() + u * kUnit;
+        a.ncols = p.n - u * kUnit;
+        if (chunked) {
+          a.g0 = g0;
+          a.g1 = std::min(groups, g0 + chunk_groups);
+          a.acc = reinterpret_cast<float*>(acc.data() + pass * kAccBytes);
+        }
+        const TileFn fn = avx512 ? tile_fn(p, rows) : nullptr;
+        if (fn)
+          fn(a);
+        else
+          scalar_tile(p, a, rows);
+      }
 }
 
 bool f16_exact(float v) { return io::f16_to_float(io::float_to_f16(v)) == v; }
