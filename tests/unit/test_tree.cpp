@@ -459,6 +459,70 @@ TEST_CASE("BatchEngine with tree sources gives each sequence TreeDecoder's outpu
   }
 }
 
+TEST_CASE(
+    "greedy tree children: the best tokens, ties to the lower id, never a NaN or a masked one",
+    "[tree][greedy]") {
+  // Rows of a Markov table with ties, -infinity and NaN entries; a static
+  // shape takes up to 4 children of the root and 3 of each child.
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> table(kV * kV, 0.0f);
+  const std::vector<std::vector<float>> rows{
+      {1, 3, 3, nan, 2, 3, 0, -kInf},                        // token 0: 1, 2, 5 tie, then 4
+      {nan, nan, 5, 5, 5, 5, 5, 5},                          // token 1: 2, 3, 4, 5
+      {-kInf, -kInf, -kInf, 4, -kInf, -kInf, -kInf, -kInf},  // token 2: 3 alone
+      {0, 0, 0, 0, 0, 0, 0, 0},                              // token 3: 0, 1, 2, 3
+      {2, 1, nan, 7, 7, 1, 2, 9},                            // token 4: 7, 3, 4, 0
+      {nan, nan, nan, nan, nan, nan, nan, -1},               // token 5: 7 alone
+      {1, 2, 3, 4, 5, 6, 7, 8},                              // token 6: 7, 6, 5, 4
+      {8, 7, 6, 5, 4, 3, 2, 1}};                             // token 7: 0, 1, 2, 3
+  for (std::size_t r = 0; r < kV; ++r)
+    std::copy(rows[r].begin(), rows[r].end(), table.begin() + r * kV);
+  const TreeFnModel draft = toy::tree_table_model(kV, table);
+  GenerationConfig cfg{.max_new_tokens = 8, .num_assistant_tokens = 2};
+  cfg.tree_shape = {4, 3};
+  DraftTreeCandidates<TreeFnModel> source(draft, kV, cfg);
+  DraftLengthPolicy length(cfg);
+  LogitsProcessorChain chain = make_processor_chain(cfg);
+  const std::vector<Token> eos;
+  Rng rng(1);
+  CandidateContext ctx{cfg, length, chain, eos, rng};
+  source.start(64, 0, ctx);
+  // The expected best tokens of a row: finite or -infinity values, highest
+  // first, ties to the lower id, -infinity ones dropped, at most `k`.
+  auto best = [&](Token from, std::size_t k) {
+    std::vector<Token> ids;
+    for (std::size_t v = 0; v < kV; ++v) {
+      const float x = table[static_cast<std::size_t>(from) * kV + v];
+      if (x == x && x != -kInf) ids.push_back(static_cast<Token>(v));
+    }
+    std::stable_sort(ids.begin(), ids.end(), [&](Token a, Token b) {
+      return table[static_cast<std::size_t>(from) * kV + static_cast<std::size_t>(a)] >
+             table[static_cast<std::size_t>(from) * kV + static_cast<std::size_t>(b)];
+    });
+    if (ids.size() > k) ids.resize(k);
+    return ids;
+  };
+  for (Token last = 0; last < static_cast<Token>(kV); ++last) {
+    INFO("after token " << last);
+    std::vector<Token> work{3, last};
+    const std::size_t count = source.propose(work, 2, 2, ctx);
+    const auto parent = source.tree_parent();
+    std::vector<Token> roots;
+    for (std::size_t i = 0; i < count; ++i)
+      if (parent[i] < 0) roots.push_back(work[2 + i]);
+    REQUIRE(roots == best(last, 4));
+    for (std::size_t i = 0; i < count; ++i) {
+      if (parent[i] >= 0) continue;
+      std::vector<Token> kids;
+      for (std::size_t j = 0; j < count; ++j)
+        if (parent[j] == static_cast<std::int32_t>(i)) kids.push_back(work[2 + j]);
+      REQUIRE(kids == best(work[2 + i], 3));
+    }
+    source.discard(2);
+  }
+}
+
 TEST_CASE("tree options are checked", "[tree]") {
   const TreeFnModel m = hash_tree_model(10, 1);
   GenerationConfig cfg;
