@@ -285,16 +285,20 @@ class DraftTreeCandidates {
     tree_slot_.resize(cand_.size(), -1);
     feed_tokens_.clear();
     feed_parent_.clear();
-    for (const std::uint32_t f : frontier_) {
+    // A node's parent as a cached slot (-1: S's last token).
+    auto parent_slot = [&](std::uint32_t f) {
       const std::int32_t p = cand_[f].parent;
-      const std::int32_t slot = p < 0 ? -1 : tree_slot_[static_cast<std::size_t>(p)];
+      return p < 0 ? -1 : tree_slot_[static_cast<std::size_t>(p)];
+    };
+    for (const std::uint32_t f : frontier_) {
+      const std::int32_t slot = parent_slot(f);
       feed_tokens_.push_back(cand_[f].token);
       feed_parent_.push_back(slot < 0 ? -1 : -2 - slot);
     }
     run_draft(feed_tokens_, feed_parent_, frontier_.size(), n);
-    for (std::size_t r = 0; r < frontier_.size(); ++r) {
-      tree_slot_[frontier_[r]] = static_cast<std::int32_t>(cached_parent_.size());
-      cached_parent_.push_back(feed_parent_[r] == -1 ? -1 : -2 - feed_parent_[r]);
+    for (const std::uint32_t f : frontier_) {
+      cached_parent_.push_back(parent_slot(f));
+      tree_slot_[f] = static_cast<std::int32_t>(cached_parent_.size() - 1);
     }
     return true;
   }
