@@ -22,11 +22,10 @@
 #include "assistgen/batch_engine.hpp"
 #include "assistgen/candidates/draft_tree.hpp"
 #include "assistgen/cpu/transformer.hpp"
-#include "assistgen/draft_length.hpp"
-#include "assistgen/sampling/logits_processor.hpp"
 #include "assistgen/tree_decoder.hpp"
 #include "assistgen/types.hpp"
 #include "unit/toy_models.hpp"
+#include "unit/toy_tree_model.hpp"
 
 using namespace assistgen;
 using cpu::Transformer;
@@ -222,11 +221,8 @@ std::size_t check_proposals(const Draft& draft, const Transformer& plain) {
     INFO("nodes " << cfg.tree_nodes << " width " << cfg.tree_width << " shape levels "
                   << cfg.tree_shape.size());
     DraftTreeCandidates<Draft> source(draft, V, cfg);
-    DraftLengthPolicy length(cfg);
-    LogitsProcessorChain chain = make_processor_chain(cfg);
-    const std::vector<Token> eos;
-    Rng rng(1);
-    CandidateContext ctx{cfg, length, chain, eos, rng};
+    toy::SourceContext sc(cfg, 1);
+    CandidateContext& ctx = sc.ctx;
     source.start(256, 0, ctx);
     for (std::size_t round = 0; round < 4; ++round) {
       std::vector<Token> work = kPrompt;

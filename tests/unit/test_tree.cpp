@@ -392,11 +392,8 @@ TEST_CASE("sampled tree proposals: siblings drawn without replacement, each with
     cfg.tree_shape = sh.shape;
     cfg.top_k = 0;
     DraftTreeCandidates<TreeFnModel> source(draft, kV, cfg);
-    DraftLengthPolicy length(cfg);
-    LogitsProcessorChain chain = make_processor_chain(cfg);
-    const std::vector<Token> eos;
-    Rng rng(5);
-    CandidateContext ctx{cfg, length, chain, eos, rng};
+    toy::SourceContext sc(cfg, 5);
+    CandidateContext& ctx = sc.ctx;
     source.start(64, 0, ctx);
     for (int round = 0; round < 300; ++round) {
       std::vector<Token> work{2, static_cast<Token>(round % kV)};
@@ -482,11 +479,8 @@ TEST_CASE(
   GenerationConfig cfg{.max_new_tokens = 8, .num_assistant_tokens = 2};
   cfg.tree_shape = {4, 3};
   DraftTreeCandidates<TreeFnModel> source(draft, kV, cfg);
-  DraftLengthPolicy length(cfg);
-  LogitsProcessorChain chain = make_processor_chain(cfg);
-  const std::vector<Token> eos;
-  Rng rng(1);
-  CandidateContext ctx{cfg, length, chain, eos, rng};
+  toy::SourceContext sc(cfg, 1);
+  CandidateContext& ctx = sc.ctx;
   source.start(64, 0, ctx);
   // The expected best tokens of a row: finite or -infinity values, highest
   // first, ties to the lower id, -infinity ones dropped, at most `k`.

@@ -12,6 +12,11 @@
 #include <vector>
 
 #include "assistgen/backend.hpp"
+#include "assistgen/candidate_source.hpp"
+#include "assistgen/draft_length.hpp"
+#include "assistgen/generation_config.hpp"
+#include "assistgen/sampling/logits_processor.hpp"
+#include "assistgen/sampling/rng.hpp"
 #include "unit/toy_models.hpp"
 
 namespace toy {
@@ -104,6 +109,25 @@ class TreeFnModel {
 };
 
 static_assert(assistgen::AttendsTrees<TreeFnModel> && assistgen::CacheHasKeep<TreeToyCache>);
+
+/// The context a candidate source's calls take, for tests that drive a
+/// source directly: `cfg` (which must outlive it), its draft length policy
+/// and processor chain, no EOS, a generator seeded with `seed`. `ctx`
+/// refers to the members, so the object stays where it was made.
+struct SourceContext {
+  SourceContext(const assistgen::GenerationConfig& cfg, std::uint64_t seed)
+      : length(cfg),
+        chain(assistgen::make_processor_chain(cfg)),
+        rng(seed),
+        ctx{cfg, length, chain, eos, rng} {}
+  SourceContext(const SourceContext&) = delete;
+  SourceContext& operator=(const SourceContext&) = delete;
+  assistgen::DraftLengthPolicy length;
+  assistgen::LogitsProcessorChain chain;
+  const std::vector<assistgen::Token> eos;
+  assistgen::Rng rng;
+  assistgen::CandidateContext ctx;
+};
 
 /// Logits = table[last token] (vocab x vocab), with tree attention.
 inline TreeFnModel tree_table_model(std::size_t vocab, std::vector<float> table) {
