@@ -633,12 +633,12 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
     run(0, units);
     return;
   }
-  // Chunks of units handed out dynamically: on a shared machine a thread
-  // that loses its core leaves its chunks to the others instead of holding
-  // everyone back. Which thread computes a unit never changes how.
-  const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
-  parallel_for(threads, chunks, [&](std::size_t c) {
-    run(units * c / chunks, units * (c + 1) / chunks);
+  // A long range per thread, then small chunks for whoever is first done
+  // (StreamChunks). Which thread computes a unit never changes how.
+  const StreamChunks chunks(units, static_cast<std::size_t>(threads));
+  parallel_for(threads, chunks.count(), [&](std::size_t c) {
+    const auto [u0, u1] = chunks[c];
+    if (u0 < u1) run(u0, u1);
   });
 }
 

@@ -478,9 +478,10 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
     run_units(p, avx512, 0, units, xp, sx, xs, m, y);
     return;
   }
-  const std::size_t chunks = std::min<std::size_t>(units, 8 * static_cast<std::size_t>(threads));
-  parallel_for(threads, chunks, [&](std::size_t c) {
-    run_units(p, avx512, units * c / chunks, units * (c + 1) / chunks, xp, sx, xs, m, y);
+  const StreamChunks chunks(units, static_cast<std::size_t>(threads));
+  parallel_for(threads, chunks.count(), [&](std::size_t c) {
+    const auto [u0, u1] = chunks[c];
+    if (u0 < u1) run_units(p, avx512, u0, u1, xp, sx, xs, m, y);
   });
 }
 

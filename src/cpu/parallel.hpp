@@ -15,6 +15,7 @@
 // count or on scheduling.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 #include <utility>
@@ -43,6 +44,42 @@ ParallelStats parallel_stats();
 void force_split(bool on);
 /// Whether force_split is on.
 bool split_forced();
+
+/// How a matmul's `units` (its blocks of 32 output columns, each a
+/// contiguous slice of the packed weights) split into chunks for
+/// parallel_for on `threads` threads. The first `threads` chunks share
+/// kStreamShare of the units evenly, so each thread streams one long
+/// contiguous range that the prefetchers follow; the remaining units come in
+/// chunks of about a 1/(2 threads) part of them, taken by whichever thread
+/// is done first (on a shared machine a thread that lost its core holds back
+/// no more than its own range). Measured on an AMD EPYC (Zen 4), 2 threads,
+/// the demo target's 29 matmuls with 1-16 rows (bf16), each split interleaved
+/// with the next in one process: 5-15% less time than 8 equal chunks per
+/// thread, whose starts each restart a stream (the same bits either way).
+class StreamChunks {
+ public:
+  static constexpr std::size_t kStreamShare = 90;  ///< percent of the units
+
+  StreamChunks(std::size_t units, std::size_t threads)
+      : units_(units), threads_(threads == 0 ? 1 : threads) {
+    head_ = std::max(std::min(units_, threads_), units_ * kStreamShare / 100);
+    const std::size_t tail = units_ - head_;
+    step_ = std::max<std::size_t>(1, (tail + 2 * threads_ - 1) / (2 * threads_));
+    count_ = threads_ + (tail + step_ - 1) / step_;
+  }
+  /// Chunks to hand to parallel_for.
+  std::size_t count() const { return count_; }
+  /// Units [first, second) of chunk c (empty for a head chunk when there are
+  /// fewer units than threads).
+  std::pair<std::size_t, std::size_t> operator[](std::size_t c) const {
+    if (c < threads_) return {head_ * c / threads_, head_ * (c + 1) / threads_};
+    const std::size_t b = head_ + (c - threads_) * step_;
+    return {b, std::min(units_, b + step_)};
+  }
+
+ private:
+  std::size_t units_, threads_, head_ = 0, step_ = 1, count_ = 0;
+};
 
 template <class F>
 void parallel_for(int threads, std::size_t n, F&& fn) {

@@ -110,3 +110,33 @@ TEST_CASE("parallel_for in a child of fork() runs on the calling thread", "[para
   CHECK(WEXITSTATUS(status) == 0);
 }
 #endif
+
+TEST_CASE("StreamChunks covers the units once, a long range per thread first", "[parallel]") {
+  using assistgen::cpu::detail::StreamChunks;
+  for (std::size_t threads : {1, 2, 3, 8})
+    for (std::size_t units : {0, 1, 2, 3, 5, 9, 24, 40, 128, 1536}) {
+      INFO("threads " << threads << " units " << units);
+      const StreamChunks chunks(units, threads);
+      REQUIRE(chunks.count() >= threads);
+      std::size_t next = 0, head = 0;
+      for (std::size_t c = 0; c < chunks.count(); ++c) {
+        const auto [u0, u1] = chunks[c];
+        REQUIRE(u0 == next);  // in order, no gap, no overlap
+        REQUIRE(u1 >= u0);
+        if (c >= threads) CHECK(u1 > u0);  // the tail has no empty chunk
+        if (c < threads) head += u1 - u0;
+        next = u1;
+      }
+      CHECK(next == units);
+      // The head ranges: 90% of the units (all of them when that is fewer
+      // than one a thread), shared evenly.
+      CHECK(head == std::max(std::min(units, threads), units * StreamChunks::kStreamShare / 100));
+      for (std::size_t c = 0; c < threads; ++c) {
+        const auto [u0, u1] = chunks[c];
+        CHECK(u1 - u0 + 1 >= head / threads);
+        CHECK(u1 - u0 <= head / threads + 1);
+      }
+      // The tail: at most about two chunks a thread.
+      CHECK(chunks.count() - threads <= 2 * threads);
+    }
+}
