@@ -353,6 +353,54 @@ ASSISTGEN_AVX512 void avx512_bf16_row(const float* x, std::size_t k, std::size_t
   std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
 
+// xp[s * m + r] = rows[r * ld + s]: 16 rows x 16 steps at a time, loaded as
+// 16 vectors (one a row), transposed in registers (32-bit, then 64-bit
+// unpacks give each 128-bit lane 4 rows of one step; 128-bit shuffles gather
+// the 4 lanes of a step) and stored as one vector a step, masked to the rows.
+ASSISTGEN_AVX512 void avx512_panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m,
+                                         std::size_t steps, std::uint32_t* xp) {
+  for (std::size_t r0 = 0; r0 < m; r0 += 16) {
+    const std::size_t nr = std::min<std::size_t>(16, m - r0);
+    const __mmask16 rmask = tail_mask(nr);
+    for (std::size_t s0 = 0; s0 < steps; s0 += 16) {
+      const std::size_t ns = std::min<std::size_t>(16, steps - s0);
+      const __mmask16 smask = tail_mask(ns);
+      __m512i v[16];
+#pragma GCC unroll 16
+      for (std::size_t i = 0; i < 16; ++i)
+        v[i] = i < nr ? _mm512_maskz_loadu_epi32(smask, rows + (r0 + i) * ld + s0)
+                      : _mm512_setzero_si512();
+      // c[g][q], lane L: rows 4g..4g+3 of step 4L + q.
+      __m512i c[4][4];
+#pragma GCC unroll 4
+      for (std::size_t g = 0; g < 4; ++g) {
+        const __m512i t0 = _mm512_unpacklo_epi32(v[4 * g], v[4 * g + 1]);
+        const __m512i t1 = _mm512_unpackhi_epi32(v[4 * g], v[4 * g + 1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(v[4 * g + 2], v[4 * g + 3]);
+        const __m512i t3 = _mm512_unpackhi_epi32(v[4 * g + 2], v[4 * g + 3]);
+        c[g][0] = _mm512_unpacklo_epi64(t0, t2);
+        c[g][1] = _mm512_unpackhi_epi64(t0, t2);
+        c[g][2] = _mm512_unpacklo_epi64(t1, t3);
+        c[g][3] = _mm512_unpackhi_epi64(t1, t3);
+      }
+#pragma GCC unroll 4
+      for (std::size_t q = 0; q < 4; ++q) {
+        const __m512i x0 = _mm512_shuffle_i32x4(c[0][q], c[1][q], 0x44);
+        const __m512i x1 = _mm512_shuffle_i32x4(c[0][q], c[1][q], 0xee);
+        const __m512i x2 = _mm512_shuffle_i32x4(c[2][q], c[3][q], 0x44);
+        const __m512i x3 = _mm512_shuffle_i32x4(c[2][q], c[3][q], 0xee);
+        const __m512i out[4] = {
+            _mm512_shuffle_i32x4(x0, x2, 0x88), _mm512_shuffle_i32x4(x0, x2, 0xdd),
+            _mm512_shuffle_i32x4(x1, x3, 0x88), _mm512_shuffle_i32x4(x1, x3, 0xdd)};
+#pragma GCC unroll 4
+        for (std::size_t l = 0; l < 4; ++l)
+          if (4 * l + q < ns)
+            _mm512_mask_storeu_epi32(xp + (s0 + 4 * l + q) * m + r0, rmask, out[l]);
+      }
+    }
+  }
+}
+
 using TileFn = void (*)(const TileArgs&);
 
 // kTiles[type][R - 1].
@@ -576,23 +624,33 @@ void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* o
   std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
 
+void panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m, std::size_t steps,
+                 std::uint32_t* xp) {
+  if (vector_isa(active_isa())) return avx512_panel_words(rows, ld, m, steps, xp);
+  for (std::size_t r = 0; r < m; ++r)
+    for (std::size_t s = 0; s < steps; ++s) xp[s * m + r] = rows[r * ld + s];
+}
+
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
             int max_threads) {
   if (p.type == WeightType::grouped) return linear_grouped(p, x, m, y, scratch, max_threads);
   const Isa isa = active_isa();
   const bool amx = isa == Isa::amx && (p.type == WeightType::bf16 || p.type == WeightType::i8);
-  // The activation panel (see TileArgs; AMX: amx_panel_row), after a row
-  // buffer for conversion, both 64-byte aligned.
+  // The activation panel (see TileArgs; AMX: amx_panel_row), after the
+  // converted rows (one row buffer for AMX), both 64-byte aligned.
   const std::size_t steps = p.k_pad / step_k(p.type);
   const std::size_t row_bytes = steps * 4, row_space = (row_bytes + 63) / 64 * 64;
+  const std::size_t rows_space = amx ? row_space : m * row_space;
   const std::size_t panel_bytes = amx ? amx_panel_bytes(p, m) : m * row_bytes;
-  if (scratch.q.size() < row_space + panel_bytes + 64) scratch.q.resize(row_space + panel_bytes + 64);
+  if (scratch.q.size() < rows_space + panel_bytes + 64)
+    scratch.q.resize(rows_space + panel_bytes + 64);
   if (p.type == WeightType::i8 && scratch.q_scale.size() < m) scratch.q_scale.resize(m);
-  auto* row = reinterpret_cast<std::uint8_t*>(
+  auto* rows = reinterpret_cast<std::uint8_t*>(
       (reinterpret_cast<std::uintptr_t>(scratch.q.data()) + 63) / 64 * 64);
-  auto* xp = reinterpret_cast<std::uint32_t*>(row + row_space);
+  auto* xp = reinterpret_cast<std::uint32_t*>(rows + rows_space);
   for (std::size_t r = 0; r < m; ++r) {
     const float* xr = x + r * p.k;
+    std::uint8_t* row = amx ? rows : rows + r * row_space;
     switch (p.type) {
       case WeightType::f32:
       case WeightType::bf16_f32:
@@ -607,12 +665,12 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
       case WeightType::grouped:
         break;
     }
-    if (amx)
-      amx_panel_row(p, m, r, row, reinterpret_cast<std::byte*>(xp));
-    else
-      for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
+    if (amx) amx_panel_row(p, m, r, row, reinterpret_cast<std::byte*>(xp));
   }
-  if (amx) amx_panel_pad(p, m, reinterpret_cast<std::byte*>(xp));
+  if (amx)
+    amx_panel_pad(p, m, reinterpret_cast<std::byte*>(xp));
+  else
+    panel_words(reinterpret_cast<const std::uint32_t*>(rows), row_space / 4, m, steps, xp);
   const float* xs = p.type == WeightType::i8 ? scratch.q_scale.data() : nullptr;
   const std::size_t units = p.units();
   // Work in weight-stream equivalents: a pass over the weights, plus the

@@ -446,13 +446,18 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
                     LinearScratch& scratch, int max_threads) {
   const std::size_t steps = p.k_pad / 4, row_bytes = p.k_pad, groups = groups_of(p);
   const std::size_t panel = (row_bytes + 63) / 64 * 64;
-  if (scratch.q.size() < panel + m * steps * 4 + 64) scratch.q.resize(panel + m * steps * 4 + 64);
+  // The quantized rows, then the tiles' panel of them (panel_words), both
+  // 64-byte aligned.
+  if (scratch.q.size() < m * panel + m * steps * 4 + 64)
+    scratch.q.resize(m * panel + m * steps * 4 + 64);
   if (scratch.q_scale.size() < m * (1 + groups)) scratch.q_scale.resize(m * (1 + groups));
-  std::uint8_t* row = scratch.q.data();
-  auto* xp = reinterpret_cast<std::uint32_t*>(scratch.q.data() + panel);
+  auto* rows = reinterpret_cast<std::uint8_t*>(
+      (reinterpret_cast<std::uintptr_t>(scratch.q.data()) + 63) / 64 * 64);
+  auto* xp = reinterpret_cast<std::uint32_t*>(rows + m * panel);
   float* sx = scratch.q_scale.data();
   float* xs = sx + m;
   for (std::size_t r = 0; r < m; ++r) {
+    std::uint8_t* row = rows + r * panel;
     sx[r] = quantize_row(x + r * p.k, p.k, p.k_pad, row);
     // q + 128 as u8 -> q as s8 (the padding's 128 becomes 0).
     for (std::size_t i = 0; i < row_bytes; ++i) row[i] ^= 0x80u;
@@ -462,8 +467,8 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
         sum += static_cast<std::int8_t>(row[i]);
       xs[r * groups + g] = static_cast<float>(sum);
     }
-    for (std::size_t s = 0; s < steps; ++s) std::memcpy(xp + s * m + r, row + s * 4, 4);
   }
+  panel_words(reinterpret_cast<const std::uint32_t*>(rows), panel / 4, m, steps, xp);
   // The AVX-512 tiles on AVX-512 and AMX CPUs (no AMX tile path for these
   // types); the scalar fallback for scalar and scalar_amx.
   const Isa isa = active_isa();

@@ -293,6 +293,33 @@ TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, specia
   }
 }
 
+TEST_CASE("the activation panel: every ISA puts step s of row r at s * m + r",
+          "[kernels][avx512]") {
+  IsaGuard guard;
+  std::vector<Isa> isas{Isa::scalar};
+  if (has_avx512()) isas.push_back(Isa::avx512);
+  // Rows and steps on both sides of the 16 x 16 blocks, rows padded apart.
+  for (std::size_t m : {1, 2, 7, 15, 16, 17, 33})
+    for (std::size_t steps : {1, 3, 15, 16, 17, 40, 100}) {
+      const std::size_t ld = steps + 5;
+      std::vector<std::uint32_t> rows(m * ld);
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        rows[i] = static_cast<std::uint32_t>(i * 2654435761u);
+      for (Isa isa : isas) {
+        INFO("m " << m << " steps " << steps << " isa " << isa_name(isa));
+        set_isa(isa);
+        std::vector<std::uint32_t> xp(m * steps + 16, 0xdeadbeefu);
+        panel_words(rows.data(), ld, m, steps, xp.data());
+        bool ok = true;
+        for (std::size_t s = 0; s < steps; ++s)
+          for (std::size_t r = 0; r < m; ++r) ok = ok && xp[s * m + r] == rows[r * ld + s];
+        CHECK(ok);
+        for (std::size_t i = m * steps; i < xp.size(); ++i)
+          CHECK(xp[i] == 0xdeadbeefu);  // nothing past it
+      }
+    }
+}
+
 TEST_CASE("activation conversion: the scalar path's special values", "[kernels]") {
   IsaGuard guard;
   constexpr float inf = std::numeric_limits<float>::infinity();
