@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <string_view>
 #include <utility>
 
@@ -476,17 +478,105 @@ void run_units(const PackedLinear& p, Isa isa, std::size_t u0, std::size_t u1,
 
 }  // namespace
 
-std::byte* allocate_bytes(std::size_t n) {
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  const std::size_t align = n >= kHuge ? kHuge : 64;
-  void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
+namespace {
+
+constexpr std::size_t kHuge = std::size_t{2} << 20;
+// Buffers from kShared up to kHuge (a small model's layers, a draft's) share
+// slabs of kSlab bytes, 2 MiB-aligned and advised for huge pages, instead of
+// each sitting on 4 KiB pages of its own. Measured on an AMD EPYC (Zen 4), 2
+// threads, the demo target's 29 matmuls (bf16; its qkv and output
+// projections are below 2 MiB) with every buffer on huge pages against only
+// those of 2 MiB and more, both copies in one process, interleaved: 1-6% less
+// time for 1-14 rows in every run. Under AddressSanitizer every buffer is
+// its own allocation, so that overflows between them stay visible.
+constexpr std::size_t kShared = std::size_t{64} << 10;
+constexpr std::size_t kSlab = std::size_t{32} << 20;
+
+std::byte* huge_block(std::size_t bytes) {  // bytes: a multiple of kHuge
+  void* p = std::aligned_alloc(kHuge, bytes);
   if (!p) throw std::bad_alloc();
   // Advice only: where transparent huge pages are off it changes nothing.
-  if (align == kHuge) madvise(p, (n + align - 1) / align * align, MADV_HUGEPAGE);
+  madvise(p, bytes, MADV_HUGEPAGE);
   return static_cast<std::byte*>(p);
 }
 
-void free_bytes(std::byte* p) { std::free(p); }
+// The slabs by base address, with the bytes handed out from each and the
+// buffers still alive in it. New buffers go to the open slab; a slab whose
+// buffers are all freed is released (the open one starts over instead).
+struct Slabs {
+  struct Slab {
+    std::size_t used = 0, live = 0;
+  };
+  std::mutex mu;
+  std::map<std::byte*, Slab> slabs;
+  std::byte* open = nullptr;
+};
+Slabs& slabs() {
+  static Slabs* const s = new Slabs;  // never destroyed: models may outlive static destructors
+  return *s;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kUseSlabs = false;
+#else
+constexpr bool kUseSlabs = true;
+#endif
+
+}  // namespace
+
+std::byte* allocate_bytes(std::size_t n) {
+  if (n >= kHuge) return huge_block((n + kHuge - 1) / kHuge * kHuge);
+  const std::size_t size = (n + 63) / 64 * 64;
+  if (!kUseSlabs || n < kShared) {
+    void* p = std::aligned_alloc(64, size);
+    if (!p) throw std::bad_alloc();
+    return static_cast<std::byte*>(p);
+  }
+  Slabs& s = slabs();
+  const std::lock_guard lock(s.mu);
+  if (!s.open || s.slabs.at(s.open).used + size > kSlab) {
+    std::byte* const base = huge_block(kSlab);
+    s.slabs.emplace(base, Slabs::Slab{});
+    if (s.open && s.slabs.at(s.open).live == 0) {
+      std::free(s.open);
+      s.slabs.erase(s.open);
+    }
+    s.open = base;
+  }
+  Slabs::Slab& slab = s.slabs.at(s.open);
+  std::byte* const p = s.open + slab.used;
+  slab.used += size;
+  ++slab.live;
+  return p;
+}
+
+std::size_t shared_slabs() {
+  Slabs& s = slabs();
+  const std::lock_guard lock(s.mu);
+  return s.slabs.size();
+}
+
+void free_bytes(std::byte* p) {
+  if (!p) return;
+  if (kUseSlabs) {
+    Slabs& s = slabs();
+    const std::lock_guard lock(s.mu);
+    auto it = s.slabs.upper_bound(p);
+    if (it != s.slabs.begin() && p < std::prev(it)->first + kSlab) {
+      --it;
+      if (--it->second.live == 0) {
+        if (it->first == s.open) {
+          it->second.used = 0;
+        } else {
+          std::free(it->first);
+          s.slabs.erase(it);
+        }
+      }
+      return;
+    }
+  }
+  std::free(p);
+}
 
 Isa detected_isa() {
   static const Isa isa = detect();

@@ -86,10 +86,14 @@ const char* isa_name(Isa isa);
 
 /// Allocation of AlignedBytes: 64-byte aligned; from 2 MiB on, aligned to
 /// 2 MiB and advised to use transparent huge pages (MADV_HUGEPAGE), which
-/// spares the weight stream a TLB miss every 4 KiB (docs/performance.md).
-/// Throws std::bad_alloc.
+/// spares the weight stream a TLB miss every 4 KiB (docs/performance.md);
+/// from 64 KiB to 2 MiB, carved from shared 32 MiB slabs advised the same
+/// way (released when all their buffers are freed). Thread-safe. Throws
+/// std::bad_alloc.
 std::byte* allocate_bytes(std::size_t n);
 void free_bytes(std::byte* p);
+/// Shared slabs held now (tests: a freed slab is released).
+std::size_t shared_slabs();
 
 /// 64-byte aligned byte buffer (see allocate_bytes).
 class AlignedBytes {

@@ -11,12 +11,14 @@
 // Also: the int8 result stays within the error its quantization implies, and
 // every kernel is batch-invariant: a row's bits do not depend on the number of
 // rows in the call, the thread count, or (for these operations) the ISA.
+#include <algorithm>
 #include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "../../src/cpu/kernels.hpp"
@@ -291,6 +293,44 @@ TEST_CASE("activation conversion: AVX-512 and scalar give the same bytes, specia
     CHECK(q_scalar == q_avx);
     CHECK(b_scalar == b_avx);
   }
+}
+
+TEST_CASE("weight buffers: aligned, disjoint, and shared slabs released when freed", "[kernels]") {
+  using assistgen::cpu::detail::AlignedBytes;
+  using assistgen::cpu::detail::shared_slabs;
+  const std::size_t before = shared_slabs();
+  std::mt19937 rng(3);
+  std::vector<AlignedBytes> bufs;
+  // Below, within and above the shared range, past several 32 MiB slabs.
+  for (std::size_t size : {100, 65536, 70000, 1 << 20, (2 << 20) - 64, 2 << 20, 5 << 20})
+    for (int i = 0; i < (size == 1 << 20 ? 40 : 12); ++i)
+      bufs.emplace_back(size + 64 * static_cast<std::size_t>(i));
+  for (std::size_t b = 0; b < bufs.size(); ++b) {
+    CHECK(reinterpret_cast<std::uintptr_t>(bufs[b].data()) % 64 == 0);
+    std::memset(bufs[b].data(), static_cast<int>(b), bufs[b].size());
+  }
+  bool intact = true;  // no buffer's bytes were written by another's memset
+  for (std::size_t b = 0; b < bufs.size(); ++b)
+    for (std::size_t i = 0; i < bufs[b].size(); i += 61)
+      intact = intact && bufs[b].data()[i] == static_cast<std::byte>(b);
+  CHECK(intact);
+#if !defined(__SANITIZE_ADDRESS__)
+  CHECK(shared_slabs() >= 2);  // over 32 MiB of shared buffers
+#endif
+  std::shuffle(bufs.begin(), bufs.end(), rng);
+  bufs.clear();
+  CHECK(shared_slabs() <= std::max<std::size_t>(before, 1));  // the open one may stay, emptied
+  // Threads allocating and freeing at once (the ThreadSanitizer stage runs this).
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t] {
+      for (int i = 0; i < 200; ++i) {
+        AlignedBytes a((64 << 10) + static_cast<std::size_t>(t * 4096 + i * 64));
+        a.data()[0] = std::byte{1};
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(shared_slabs() <= std::max<std::size_t>(before, 1));
 }
 
 TEST_CASE("the activation panel: every ISA puts step s of row r at s * m + r",
