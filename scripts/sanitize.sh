@@ -24,7 +24,8 @@
 #         concurrent_forward check, on every backend), hpu_test_concurrency
 #         (hpu::Transformer shared between threads), the two-thread cases of
 #         test_batch_invariance and test_kernels (forward passes and matmuls
-#         split over the worker pool), test_tokenizer's threaded case, and
+#         split over the worker pool; weight buffers allocated and freed from
+#         several threads), test_tokenizer's threaded case, and
 #         test_server (the HTTP server: request threads, the engine thread,
 #         cancellation and shutdown; cpp-httplib's own code is Debian's
 #         uninstrumented library, its locks seen through TSan's interceptors).
@@ -71,6 +72,7 @@ tsan_tests=(
   '^test_batch_invariance:attention tasks'
   '^test_batch_invariance:forward into a reused Logits allocates nothing'
   '^test_kernels:kernels are batch-invariant'
+  '^test_kernels:weight buffers'
   '^test_tokenizer:encode and decode are safe to call from several threads'
   '^test_server:'
 )
