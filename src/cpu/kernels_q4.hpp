@@ -28,7 +28,7 @@
 // which gives the same floats as the per-group form (pack_grouped codes only
 // when it does), so the same bits, in fewer bytes: a Q4_K group of 32 then
 // costs 2 bytes of scales instead of 8, a Q6_K group of 16 2 instead of 8.
-// Tiles are up to 6 rows x 32 columns (4 accumulators per row).
+// Tiles are up to 9 rows x 32 columns (4 accumulators per row, kernels_q4.cpp).
 #pragma once
 
 #include <cstddef>
