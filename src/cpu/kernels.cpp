@@ -337,6 +337,40 @@ ASSISTGEN_AVX512 float avx512_quantize_row(const float* x, std::size_t k, std::s
   return s;
 }
 
+// avx512_quantize_row's operations, the codes stored as q (s8) instead of
+// q + 128, and each group's sum of codes (exact in int32, then a float).
+ASSISTGEN_AVX512 float avx512_quantize_groups(const float* x, std::size_t k, std::size_t k_pad,
+                                              std::size_t group, std::int8_t* out, float* sums) {
+  __m512 vmax = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < k; i += 16) {
+    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(k - i), x + i));
+    vmax = _mm512_max_ps(v, vmax);
+  }
+  const float amax = _mm512_reduce_max_ps(vmax);
+  const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
+               hi = _mm512_set1_ps(127.0f);
+  for (std::size_t g0 = 0; g0 < k_pad; g0 += group) {
+    __m512i sum = _mm512_setzero_si512();
+    for (std::size_t i = g0; i < g0 + group; i += 16) {
+      // Past k (the padding, and a group's tail when group is not a
+      // multiple of 16) the codes are 0, as quantize_row's 128 ^ 0x80.
+      const __mmask16 mk = i < k ? tail_mask(std::min(k - i, g0 + group - i)) : __mmask16{0};
+      const __mmask16 st = tail_mask(g0 + group - i);
+      __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vinv),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), q);  // NaN -> 0
+      q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
+      const __m512i qi = _mm512_maskz_mov_epi32(mk, _mm512_cvtps_epi32(q));
+      sum = _mm512_add_epi32(sum, qi);
+      _mm_mask_storeu_epi8(out + i, st, _mm512_cvtepi32_epi8(qi));
+    }
+    sums[g0 / group] = static_cast<float>(_mm512_reduce_add_epi32(sum));
+  }
+  return s;
+}
+
 ASSISTGEN_AVX512 void avx512_bf16_row(const float* x, std::size_t k, std::size_t k_pad,
                                       std::uint16_t* out) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
@@ -705,6 +739,20 @@ float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_
     out[i] = static_cast<std::uint8_t>(static_cast<int>(q) + 128);
   }
   std::fill(out + k, out + k_pad, std::uint8_t{128});
+  return s;
+}
+
+float quantize_groups(const float* x, std::size_t k, std::size_t k_pad, std::size_t group,
+                      std::int8_t* out, float* sums) {
+  if (vector_isa(active_isa())) return avx512_quantize_groups(x, k, k_pad, group, out, sums);
+  auto* u = reinterpret_cast<std::uint8_t*>(out);
+  const float s = quantize_row(x, k, k_pad, u);
+  for (std::size_t i = 0; i < k_pad; ++i) u[i] ^= 0x80u;  // q + 128 as u8 -> q as s8
+  for (std::size_t g = 0; g < k_pad / group; ++g) {
+    std::int32_t sum = 0;
+    for (std::size_t i = g * group; i < (g + 1) * group; ++i) sum += out[i];
+    sums[g] = static_cast<float>(sum);
+  }
   return s;
 }
 

@@ -161,6 +161,12 @@ struct LinearScratch {
 /// and writes k_pad u8 values (q + 128; padding 128).
 float quantize_row(const float* x, std::size_t k, std::size_t k_pad, std::uint8_t* out);
 
+/// quantize_row's codes as q (int8, padding 0) instead of q + 128, and the
+/// sum of each group of `group` codes (k_pad / group of them, exact) in
+/// `sums`, as the grouped kernels take them. Returns the row's scale.
+float quantize_groups(const float* x, std::size_t k, std::size_t k_pad, std::size_t group,
+                      std::int8_t* out, float* sums);
+
 /// Rounds one activation row to bf16 as linear() does (k_pad values, zero padded).
 void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out);
 

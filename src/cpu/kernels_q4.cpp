@@ -465,16 +465,8 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
   float* sx = scratch.q_scale.data();
   float* xs = sx + m;
   for (std::size_t r = 0; r < m; ++r) {
-    std::uint8_t* row = rows + r * panel;
-    sx[r] = quantize_row(x + r * p.k, p.k, p.k_pad, row);
-    // q + 128 as u8 -> q as s8 (the padding's 128 becomes 0).
-    for (std::size_t i = 0; i < row_bytes; ++i) row[i] ^= 0x80u;
-    for (std::size_t g = 0; g < groups; ++g) {
-      std::int32_t sum = 0;
-      for (std::size_t i = g * p.group; i < (g + 1) * p.group; ++i)
-        sum += static_cast<std::int8_t>(row[i]);
-      xs[r * groups + g] = static_cast<float>(sum);
-    }
+    sx[r] = quantize_groups(x + r * p.k, p.k, p.k_pad, p.group,
+                            reinterpret_cast<std::int8_t*>(rows + r * panel), xs + r * groups);
   }
   panel_words(reinterpret_cast<const std::uint32_t*>(rows), panel / 4, m, steps, xp);
   // The AVX-512 tiles on AVX-512 and AMX CPUs (no AMX tile path for these

@@ -360,6 +360,35 @@ TEST_CASE("the activation panel: every ISA puts step s of row r at s * m + r",
     }
 }
 
+TEST_CASE("grouped activation codes: AVX-512 gives the scalar path's codes and group sums",
+          "[kernels][invariance][avx512]") {
+  SKIP_WITHOUT_AVX512();
+  IsaGuard guard;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto values = random_vec(200, 9, 3.0f);
+  const float specials[] = {0.0f, -0.0f, 0x1p-140f, 2.5f, -2.5f, 3e38f, -inf, nan};
+  for (std::size_t i = 0; i < values.size(); i += 23) values[i] = specials[i / 23 % 8];
+  for (std::size_t group : {16, 32})
+    for (std::size_t k : {1, 15, 16, 17, 31, 32, 33, 100, 200}) {
+      const std::size_t k_pad = (k + group - 1) / group * group;
+      INFO("group " << group << " k " << k);
+      std::vector<std::int8_t> c_scalar(k_pad, 7), c_avx(k_pad, 9);
+      std::vector<float> s_scalar(k_pad / group, -1), s_avx(k_pad / group, -2);
+      // Rows whose largest |x| is finite (no specials), and with specials.
+      for (std::size_t first : {1, 0}) {
+        const float* x = values.data() + first;
+        set_isa(Isa::scalar);
+        const float a = quantize_groups(x, k, k_pad, group, c_scalar.data(), s_scalar.data());
+        set_isa(Isa::avx512);
+        const float b = quantize_groups(x, k, k_pad, group, c_avx.data(), s_avx.data());
+        CHECK(std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b));
+        CHECK(c_scalar == c_avx);
+        CHECK(s_scalar == s_avx);
+      }
+    }
+}
+
 TEST_CASE("activation conversion: the scalar path's special values", "[kernels]") {
   IsaGuard guard;
   constexpr float inf = std::numeric_limits<float>::infinity();
