@@ -762,11 +762,18 @@ void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* o
   std::fill(out + k, out + k_pad, std::uint16_t{0});
 }
 
-void panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m, std::size_t steps,
-                 std::uint32_t* xp) {
-  if (vector_isa(active_isa())) return avx512_panel_words(rows, ld, m, steps, xp);
+const std::uint32_t* panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m,
+                                 std::size_t steps, std::uint32_t* xp) {
+  if (m == 1) return rows;  // one row is its own panel
+  // The 16 x 16 blocks pay from 4 rows on (k = 768: 2 rows 0.37 us against
+  // 0.23 us word by word, 4 rows 0.35 against 0.46, 14 rows 0.48 against 1.6).
+  if (m >= 4 && vector_isa(active_isa())) {
+    avx512_panel_words(rows, ld, m, steps, xp);
+    return xp;
+  }
   for (std::size_t r = 0; r < m; ++r)
     for (std::size_t s = 0; s < steps; ++s) xp[s * m + r] = rows[r * ld + s];
+  return xp;
 }
 
 void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, LinearScratch& scratch,
@@ -805,10 +812,10 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
     }
     if (amx) amx_panel_row(p, m, r, row, reinterpret_cast<std::byte*>(xp));
   }
-  if (amx)
-    amx_panel_pad(p, m, reinterpret_cast<std::byte*>(xp));
-  else
-    panel_words(reinterpret_cast<const std::uint32_t*>(rows), row_space / 4, m, steps, xp);
+  if (amx) amx_panel_pad(p, m, reinterpret_cast<std::byte*>(xp));
+  const std::uint32_t* const panel =
+      amx ? xp
+          : panel_words(reinterpret_cast<const std::uint32_t*>(rows), row_space / 4, m, steps, xp);
   const float* xs = p.type == WeightType::i8 ? scratch.q_scale.data() : nullptr;
   const std::size_t units = p.units();
   // Work in weight-stream equivalents: a pass over the weights, plus the
@@ -823,7 +830,7 @@ void linear(const PackedLinear& p, const float* x, std::size_t m, float* y, Line
     if (amx)
       amx_units(p, u0, u1, reinterpret_cast<const std::byte*>(xp), xs, m, y);
     else
-      run_units(p, isa, u0, u1, xp, xs, m, y);
+      run_units(p, isa, u0, u1, panel, xs, m, y);
   };
   if (threads <= 1) {
     run(0, units);

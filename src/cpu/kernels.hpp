@@ -171,11 +171,12 @@ float quantize_groups(const float* x, std::size_t k, std::size_t k_pad, std::siz
 void bf16_row(const float* x, std::size_t k, std::size_t k_pad, std::uint16_t* out);
 
 /// The activation panel of the register tiles from `m` converted rows:
-/// xp[s * m + r] = rows[r * ld + s] for s < steps (4-byte words: a step's k
-/// values of row r). On AVX-512 in 16 x 16 blocks held in registers; the
-/// same words either way.
-void panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m, std::size_t steps,
-                 std::uint32_t* xp);
+/// panel[s * m + r] = rows[r * ld + s] for s < steps (4-byte words: a step's
+/// k values of row r). Returns the panel: `rows` itself for one row, else
+/// `xp`, filled (on AVX-512 from 4 rows on in 16 x 16 blocks held in
+/// registers; the same words either way).
+const std::uint32_t* panel_words(const std::uint32_t* rows, std::size_t ld, std::size_t m,
+                                 std::size_t steps, std::uint32_t* xp);
 
 /// Weight work (bytes of the weight stream, plus the rows' arithmetic) that
 /// earns linear() another thread: 256 KiB. A layer of 768 x 256 bf16 (the

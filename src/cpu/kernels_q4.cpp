@@ -468,7 +468,8 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
     sx[r] = quantize_groups(x + r * p.k, p.k, p.k_pad, p.group,
                             reinterpret_cast<std::int8_t*>(rows + r * panel), xs + r * groups);
   }
-  panel_words(reinterpret_cast<const std::uint32_t*>(rows), panel / 4, m, steps, xp);
+  const std::uint32_t* const xpan =
+      panel_words(reinterpret_cast<const std::uint32_t*>(rows), panel / 4, m, steps, xp);
   // The AVX-512 tiles on AVX-512 and AMX CPUs (no AMX tile path for these
   // types); the scalar fallback for scalar and scalar_amx.
   const Isa isa = active_isa();
@@ -480,13 +481,13 @@ void linear_grouped(const PackedLinear& p, const float* x, std::size_t m, float*
   const int threads = static_cast<int>(
       std::min({static_cast<std::size_t>(std::max(max_threads, 1)), by_work, units}));
   if (threads <= 1) {
-    run_units(p, avx512, 0, units, xp, sx, xs, m, y);
+    run_units(p, avx512, 0, units, xpan, sx, xs, m, y);
     return;
   }
   const StreamChunks chunks(units, static_cast<std::size_t>(threads));
   parallel_for(threads, chunks.count(), [&](std::size_t c) {
     const auto [u0, u1] = chunks[c];
-    if (u0 < u1) run_units(p, avx512, u0, u1, xp, sx, xs, m, y);
+    if (u0 < u1) run_units(p, avx512, u0, u1, xpan, sx, xs, m, y);
   });
 }
 
