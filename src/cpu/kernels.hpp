@@ -179,9 +179,10 @@ const std::uint32_t* panel_words(const std::uint32_t* rows, std::size_t ld, std:
                                  std::size_t steps, std::uint32_t* xp);
 
 /// Weight work (bytes of the weight stream, plus the rows' arithmetic) that
-/// earns linear() another thread: 256 KiB. A layer of 768 x 256 bf16 (the
-/// demo draft's) gets two; measured on kjv-draft-4m (2 threads, weights in
-/// L3) a step takes 0.34 ms where one thread per 1 MiB gave 0.42.
+/// earns linear() another thread: 256 KiB. The demo draft's fused gate/up
+/// projection (1536 x 256 bf16, 768 KiB) gets two, its other layers one;
+/// measured on kjv-draft-4m (2 threads, weights in L3) a step takes 0.34 ms
+/// where one thread per 1 MiB gave 0.42.
 inline constexpr std::size_t kThreadWork = std::size_t{256} << 10;
 
 /// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` threads, fewer when
