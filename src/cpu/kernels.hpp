@@ -179,11 +179,14 @@ const std::uint32_t* panel_words(const std::uint32_t* rows, std::size_t ld, std:
                                  std::size_t steps, std::uint32_t* xp);
 
 /// Weight work (bytes of the weight stream, plus the rows' arithmetic) that
-/// earns linear() another thread: 256 KiB. The demo draft's fused gate/up
-/// projection (1536 x 256 bf16, 768 KiB) gets two, its other layers one;
-/// measured on kjv-draft-4m (2 threads, weights in L3) a step takes 0.34 ms
-/// where one thread per 1 MiB gave 0.42.
-inline constexpr std::size_t kThreadWork = std::size_t{256} << 10;
+/// earns linear() another thread: 128 KiB. The demo draft's layers of 256
+/// KiB and more get two threads (its output projection, 128 KiB, one).
+/// Measured on kjv-draft-4m with 2 threads: a step took 0.34 ms at 256 KiB
+/// (then only the fused gate/up projection split) where one thread per 1
+/// MiB gave 0.42; at 128 KiB the README pair's draft time per target pass
+/// went from 0.87 to 0.81 ms (chain K=7) and 0.81 to 0.75 ms (tree N=9),
+/// tokens/s up 3% (three rounds, alternating); 64 KiB gained nothing more.
+inline constexpr std::size_t kThreadWork = std::size_t{128} << 10;
 
 /// y[m, n] = x[m, k] W^T + b. Uses up to `max_threads` threads, fewer when
 /// the layer is small (each thread gets at least kThreadWork of weight

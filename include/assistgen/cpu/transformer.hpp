@@ -50,7 +50,7 @@ struct LoadOptions {
   /// Threads for matmuls, attention and activations (the calling thread and
   /// workers of the backend's pool, which spin briefly after each call and
   /// then sleep); 0 = OpenMP's default (OMP_NUM_THREADS, else one per core).
-  /// Small layers use fewer (each thread gets about 1 MiB of weights or
+  /// Small layers use fewer (each thread gets about 128 KiB of weights or
   /// more), so tiny models run on the calling thread alone.
   int threads = 0;
   /// Called on the loading thread as tensors are read and packed (after the
