@@ -536,7 +536,8 @@ std::byte* huge_block(std::size_t bytes) {  // bytes: a multiple of kHuge
 
 // The slabs by base address, with the bytes handed out from each and the
 // buffers still alive in it. New buffers go to the open slab; a slab whose
-// buffers are all freed is released (the open one starts over instead).
+// buffers are all freed is released, so nothing stays held once every
+// model is gone.
 struct Slabs {
   struct Slab {
     std::size_t used = 0, live = 0;
@@ -570,12 +571,13 @@ std::byte* allocate_bytes(std::size_t n) {
   const std::lock_guard lock(s.mu);
   if (!s.open || s.slabs.at(s.open).used + size > kSlab) {
     std::byte* const base = huge_block(kSlab);
-    s.slabs.emplace(base, Slabs::Slab{});
-    if (s.open && s.slabs.at(s.open).live == 0) {
-      std::free(s.open);
-      s.slabs.erase(s.open);
+    try {
+      s.slabs.emplace(base, Slabs::Slab{});
+    } catch (...) {
+      std::free(base);
+      throw;
     }
-    s.open = base;
+    s.open = base;  // the previous open slab has live buffers (else it was released)
   }
   Slabs::Slab& slab = s.slabs.at(s.open);
   std::byte* const p = s.open + slab.used;
@@ -599,12 +601,9 @@ void free_bytes(std::byte* p) {
     if (it != s.slabs.begin() && p < std::prev(it)->first + kSlab) {
       --it;
       if (--it->second.live == 0) {
-        if (it->first == s.open) {
-          it->second.used = 0;
-        } else {
-          std::free(it->first);
-          s.slabs.erase(it);
-        }
+        if (it->first == s.open) s.open = nullptr;
+        std::free(it->first);
+        s.slabs.erase(it);
       }
       return;
     }
