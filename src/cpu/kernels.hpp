@@ -125,7 +125,7 @@ struct PackedLinear {
   std::vector<float> bias;   ///< [n] or empty
   std::vector<float> scale;  ///< int8: per output channel, [units * 32]
   std::vector<std::int32_t> offset;  ///< int8: 128 * sum_k q[j, k], [units * 32]
-  unsigned bits = 0;                 ///< grouped: 4 or 8
+  unsigned bits = 0;                 ///< grouped: 4, 6 or 8 (kernels_q4.cpp: code_byte)
   std::size_t group = 0;             ///< grouped: k per scale (16 or 32)
   bool f16_scales = false;           ///< grouped: scales and mins stored as binary16 (exactly)
   std::size_t super = 0;             ///< grouped: groups per superblock of coded scales (0: none)

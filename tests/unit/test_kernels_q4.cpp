@@ -33,15 +33,16 @@ namespace {
 constexpr double kU = std::numeric_limits<float>::epsilon() / 2;
 
 // Random codes, scales and mins; f16: every scale and min a binary16 value.
+// bits 6: 8-bit codes below 64 (Q6_K's), which pack_grouped stores in 6 bits.
 GroupQuantized random_groups(std::size_t n, std::size_t k, unsigned bits, std::size_t group,
                              bool f16, std::uint64_t seed) {
   std::mt19937_64 eng(seed);
   GroupQuantized g;
   g.rows = n;
   g.cols = k;
-  g.bits = bits;
+  g.bits = bits == 6 ? 8 : bits;
   g.group = group;
-  std::uniform_int_distribution<int> code(0, bits == 4 ? 15 : 255);
+  std::uniform_int_distribution<int> code(0, bits == 4 ? 15 : bits == 6 ? 63 : 255);
   std::uniform_real_distribution<float> sc(-0.01f, 0.03f), mn(-0.1f, 0.2f);
   for (std::size_t i = 0; i < n * k; ++i) g.q.push_back(static_cast<std::uint8_t>(code(eng)));
   for (std::size_t i = 0; i < n * g.groups_per_row(); ++i) {
@@ -119,9 +120,10 @@ GroupQuantized groups_of(const Format& f, std::size_t n, std::size_t k, std::uin
 }  // namespace
 
 TEST_CASE("grouped kernels: within the rounding bound of the dequantized weights", "[kernels_q4]") {
-  const Format f = GENERATE(Format{4, 32, true}, Format{4, 32, false}, Format{8, 16, true},
-                            Format{8, 16, false}, Format{8, 32, false}, Format{4, 32, false, 2},
-                            Format{8, 16, false, 3}, Format{8, 32, false, 2});
+  const Format f =
+      GENERATE(Format{4, 32, true}, Format{4, 32, false}, Format{8, 16, true}, Format{8, 16, false},
+               Format{8, 32, false}, Format{4, 32, false, 2}, Format{8, 16, false, 3},
+               Format{8, 32, false, 2}, Format{6, 16, true}, Format{6, 16, false, 3});
   const bool with_bias = GENERATE(false, true);
   // A partial last group, a partial unit, and (coded) a partial last superblock.
   const std::size_t n = 45, k = f.group == 32 ? 104 : 88;
@@ -161,7 +163,8 @@ TEST_CASE("grouped kernels: within the rounding bound of the dequantized weights
 
 TEST_CASE("grouped kernels are batch-invariant across rows, threads and ISAs", "[kernels_q4]") {
   const Format f = GENERATE(Format{4, 32, true}, Format{4, 32, false}, Format{8, 16, false},
-                            Format{8, 32, true}, Format{4, 32, false, 8}, Format{8, 16, false, 16});
+                            Format{8, 32, true}, Format{4, 32, false, 8}, Format{8, 16, false, 16},
+                            Format{6, 16, true}, Format{6, 16, false, 16});
   // k: several chunks of groups when the rows take two passes or more
   // (kernels_q4.cpp: kChunkGroups), the last one partial where the format
   // allows (two-level scales come in superblocks of 256 k).
@@ -194,6 +197,23 @@ TEST_CASE("grouped kernels are batch-invariant across rows, threads and ISAs", "
       }
   }
   force_split(false);
+}
+
+TEST_CASE("codes below 64 in groups of 16 are stored in 6 bits, the same codes", "[kernels_q4]") {
+  const std::size_t n = 45, k = 88;  // a partial unit and a partial last pair of steps' groups
+  GroupQuantized g = random_groups(n, k, 6, 16, true, 31);
+  for (std::size_t i = 0; i < g.q.size(); i += 13)
+    g.q[i] = 63;  // the top codes, bit patterns 11 11
+  const PackedLinear p = pack_grouped(g, nullptr);
+  CHECK(p.bits == 6);
+  CHECK(p.data.size() == p.units() * p.k_pad / 4 * 96);  // 3/4 of 8-bit codes' bytes
+  for (std::size_t j = 0; j < n; ++j)
+    for (std::size_t kk = 0; kk < k; ++kk) REQUIRE(packed_weight(p, j, kk) == g.value(j, kk));
+  // One code of 64 or more keeps the 8-bit layout; so do groups of 32.
+  GroupQuantized wide = g;
+  wide.q[17] = 64;
+  CHECK(pack_grouped(wide, nullptr).bits == 8);
+  CHECK(pack_grouped(random_groups(n, 96, 6, 32, true, 32), nullptr).bits == 8);
 }
 
 TEST_CASE("int4 packing quantizes each group of 32 asymmetrically", "[kernels_q4]") {
@@ -248,7 +268,8 @@ TEST_CASE("stack_groups keeps every value when it widens codes and splits groups
 TEST_CASE("two-level scales give the per-group form's bits in fewer bytes", "[kernels_q4]") {
   // Q4_K-like (4-bit, groups of 32, 8 per superblock) and Q6_K-like (8-bit,
   // groups of 16, 16 per superblock), two superblocks per row.
-  const Format f = GENERATE(Format{4, 32, false, 8}, Format{8, 16, false, 16});
+  const Format f =
+      GENERATE(Format{4, 32, false, 8}, Format{8, 16, false, 16}, Format{6, 16, false, 16});
   const std::size_t n = 40, k = 512, m = 9;
   const GroupQuantized g = groups_of(f, n, k, 5);
   REQUIRE(g.two_level_exact());
