@@ -1,5 +1,5 @@
 // Private to the CPU backend: the group-quantized matmul kernels behind
-// WeightType::grouped (4- or 8-bit codes, a scale and a min per group of 16
+// WeightType::grouped (4-, 6- or 8-bit codes, a scale and a min per group of 16
 // or 32 k; io/quantized.hpp), batch-invariant as the others (kernels.hpp).
 //
 // Per output element y[i, j], whatever the number of rows, the row's place
@@ -17,8 +17,11 @@
 //
 // Packed layout (units of 32 output columns, as the other types): per unit,
 // per step of 4 k, 64 bytes for 4-bit codes (byte 4c + t: column c of the
-// first 16 in the low nibble, column 16 + c in the high nibble, k = 4s + t)
-// or 128 bytes for 8-bit codes (two halves of 16 columns x 4 k). Scales and
+// first 16 in the low nibble, column 16 + c in the high nibble, k = 4s + t),
+// 128 bytes for 8-bit codes (two halves of 16 columns x 4 k), or 96 for
+// 6-bit codes (codes below 64 in groups of 16: the 4-bit layout's nibbles
+// and 32 bytes of top bits, in pairs of steps; kernels_q4.cpp's code_byte).
+// Scales and
 // mins live in `gscales`: per unit and group, 32 scales then 32 mins, as
 // binary16 when every one of them is exactly a binary16, else as float; or,
 // for GGUF's K types (io::GroupQuantized::super), coded: per unit and
