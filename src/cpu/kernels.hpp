@@ -129,6 +129,9 @@ struct PackedLinear {
   std::size_t group = 0;             ///< grouped: k per scale (16 or 32)
   bool f16_scales = false;           ///< grouped: scales and mins stored as binary16 (exactly)
   std::size_t super = 0;             ///< grouped: groups per superblock of coded scales (0: none)
+  /// grouped: > 0 when every min is the scale times this power of two
+  /// (Q8_0: 128, Q5_0: 16, Q4_0: 8); then only the scales are stored
+  float min_factor = 0.0f;
   AlignedBytes gscales;              ///< grouped: per unit and group, 32 scales then 32 mins
 
   std::size_t units() const { return (n + kUnit - 1) / kUnit; }

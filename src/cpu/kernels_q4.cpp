@@ -52,8 +52,10 @@ std::size_t scale_bytes(const PackedLinear& p) { return p.f16_scales ? 2 : 4; }
 // Coded scales: per superblock, 32 f16 super-scales, 32 f16 super-mins, then
 // per group 32 int8 scale codes and 32 int8 min codes.
 std::size_t super_bytes(std::size_t super) { return 128 + 64 * super; }
+// Tied mins (min_factor): per group the 32 binary16 scales alone.
 std::size_t unit_scale_bytes(const PackedLinear& p) {
   if (p.super) return (groups_of(p) + p.super - 1) / p.super * super_bytes(p.super);
+  if (p.min_factor > 0.0f) return groups_of(p) * 32 * 2;
   return groups_of(p) * 64 * scale_bytes(p);
 }
 
@@ -101,9 +103,14 @@ float f16_in(const std::byte* p) {
 
 // Scale (which = 0) or min (which = 1) of column c (0..31) of a unit at
 // group g; coded: the super value times the code, one float multiply (exact
-// for what pack_grouped codes, and the tiles do the same multiply).
+// for what pack_grouped codes, and the tiles do the same multiply); tied:
+// the scale times min_factor (a power of two: exact).
 float gscale_at(const PackedLinear& p, const std::byte* unit_scales, std::size_t g,
                 std::size_t which, std::size_t c) {
+  if (p.min_factor > 0.0f) {
+    const float scale = f16_in(unit_scales + 2 * (g * 32 + c));
+    return which ? scale * p.min_factor : scale;
+  }
   if (p.super) {
     const std::byte* sb = unit_scales + g / p.super * super_bytes(p.super);
     const auto code = static_cast<std::int8_t>(sb[128 + (g % p.super) * 64 + which * 32 + c]);
@@ -134,7 +141,8 @@ struct Tile {
   // unless g0 == 0, and unless g1 ends the unit it stores them back there
   // instead of writing y (AVX-512 tiles only; g0 starts a superblock).
   std::size_t g0 = 0, g1 = 0;
-  float* acc = nullptr;  // 64-byte aligned, R x 2 x 16 floats
+  float* acc = nullptr;     // 64-byte aligned, R x 2 x 16 floats
+  float min_factor = 0.0f;  // tied mins (Scales::tied)
 };
 
 void scalar_tile(const PackedLinear& p, const Tile& a, std::size_t rows) {
@@ -166,9 +174,10 @@ ASSISTGEN_AVX512 inline __mmask16 tail_mask(std::size_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
 }
 
-// How a unit's scales and mins are stored: float, binary16, or coded (int8
-// codes times binary16 super values per superblock).
-enum class Scales { f32, f16, coded };
+// How a unit's scales and mins are stored: float, binary16, coded (int8
+// codes times binary16 super values per superblock), or tied (binary16
+// scales; each min the scale times min_factor).
+enum class Scales { f32, f16, coded, tied };
 
 ASSISTGEN_AVX512 inline __m512 load_f16(const std::byte* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -176,7 +185,7 @@ ASSISTGEN_AVX512 inline __m512 load_f16(const std::byte* p) {
 
 template <Scales S>
 ASSISTGEN_AVX512 inline __m512 load_scales(const std::byte* p) {
-  if constexpr (S == Scales::f16)
+  if constexpr (S != Scales::f32)
     return load_f16(p);
   else
     return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
@@ -191,7 +200,7 @@ ASSISTGEN_AVX512 inline __m512 coded(__m512 sup, const std::byte* p) {
 template <unsigned B, std::size_t G, Scales S, std::size_t R>
 ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
   constexpr std::size_t sb = B == 4 ? 64 : B == 6 ? 96 : 128;  // bytes per step
-  constexpr std::size_t es = S == Scales::f16 ? 2 : 4;  // bytes per scale (f32, f16)
+  constexpr std::size_t es = S == Scales::f32 ? 4 : 2;         // bytes per scale (f32, f16, tied)
   constexpr std::size_t gsteps = G / 4;
   __m512 sup[4];  // coded: the superblock's scales (2 x 16 columns) and mins
   const std::byte* codes = nullptr;
@@ -231,6 +240,8 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
           _mm_prefetch(reinterpret_cast<const char*>(sb + 64), _MM_HINT_T0);
         }
         _mm_prefetch(reinterpret_cast<const char*>(sb + 128 + ga % a.super * 64), _MM_HINT_T0);
+      } else if constexpr (S == Scales::tied) {
+        _mm_prefetch(reinterpret_cast<const char*>(sc + ga * 64), _MM_HINT_T0);
       } else {
 #pragma GCC unroll 4
         for (std::size_t l = 0; l < 64 * es; l += 64)
@@ -286,6 +297,13 @@ ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
       s1 = coded(sup[1], cp + 16);
       m0 = coded(sup[2], cp + 32);
       m1 = coded(sup[3], cp + 48);
+    } else if constexpr (S == Scales::tied) {
+      const std::byte* sp = a.sc + g * 64;
+      const __m512 factor = _mm512_set1_ps(a.min_factor);
+      s0 = load_f16(sp);
+      s1 = load_f16(sp + 32);
+      m0 = _mm512_mul_ps(s0, factor);
+      m1 = _mm512_mul_ps(s1, factor);
     } else {
       const std::byte* sp = a.sc + g * 64 * es;
       s0 = load_scales<S>(sp);
@@ -334,9 +352,9 @@ constexpr std::array<TileFn, kMaxRows> rows_table() {
   return rows_table<B, G, S>(std::make_index_sequence<kMaxRows>{});
 }
 template <unsigned B, std::size_t G>
-constexpr std::array<std::array<TileFn, kMaxRows>, 3> scales_table() {
+constexpr std::array<std::array<TileFn, kMaxRows>, 4> scales_table() {
   return {rows_table<B, G, Scales::f32>(), rows_table<B, G, Scales::f16>(),
-          rows_table<B, G, Scales::coded>()};
+          rows_table<B, G, Scales::coded>(), rows_table<B, G, Scales::tied>()};
 }
 
 // The formats GGUF's types and int4 produce: 4-bit groups of 32 (Q4_0, Q4_K,
@@ -344,7 +362,7 @@ constexpr std::array<std::array<TileFn, kMaxRows>, 3> scales_table() {
 // any mix with it: pack_grouped's choice); each with float, binary16 or
 // coded scales.
 TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
-  static const std::array<std::array<std::array<TileFn, kMaxRows>, 3>, 4> kTiles{
+  static const std::array<std::array<std::array<TileFn, kMaxRows>, 4>, 4> kTiles{
       scales_table<4, 32>(), scales_table<8, 32>(), scales_table<8, 16>(), scales_table<6, 16>()};
   std::size_t f = 0;
   if (p.bits == 4 && p.group == 32)
@@ -357,7 +375,7 @@ TileFn tile_fn(const PackedLinear& p, std::size_t rows) {
     f = 3;
   else
     return nullptr;
-  const std::size_t s = p.super ? 2 : p.f16_scales ? 1 : 0;
+  const std::size_t s = p.super ? 2 : p.min_factor > 0.0f ? 3 : p.f16_scales ? 1 : 0;
   return kTiles[f][s][rows - 1];
 }
 
@@ -384,6 +402,7 @@ void run_units(const PackedLinear& p, bool avx512, std::size_t u0, std::size_t u
         a.sc = p.gscales.data() + u * usb;
         a.groups = groups;
         a.super = p.super;
+        a.min_factor = p.min_factor;
         a.xp = xp + r0;
         a.ldp = m;
         a.sx = sx + r0;
@@ -431,6 +450,20 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
   else
     p.f16_scales = std::all_of(q.scale.begin(), q.scale.end(), f16_exact) &&
                    std::all_of(q.min.begin(), q.min.end(), f16_exact);
+  // Binary16 scales whose mins are all the scale times one power of two
+  // (GGUF's Q8_0, Q5_0 and Q4_0: 128, 16 and 8) keep the scales alone: a
+  // quarter of these types' bytes (Q8_0 1.125 -> 1.0625 bytes a weight).
+  if (p.f16_scales) {
+    float factor = 0.0f;
+    for (std::size_t i = 0; i < q.scale.size() && factor == 0.0f; ++i)
+      if (q.scale[i] != 0.0f) factor = q.min[i] / q.scale[i];
+    int e = 0;
+    const bool pow2 = factor > 0.0f && std::frexp(factor, &e) == 0.5f && e >= 1 && e <= 16;
+    bool tied = pow2;
+    for (std::size_t i = 0; tied && i < q.scale.size(); ++i)
+      tied = q.min[i] == q.scale[i] * factor && std::isfinite(q.scale[i] * factor);
+    if (tied) p.min_factor = factor;
+  }
   const std::size_t cols = p.units() * kUnit;
   if (bias) p.bias.assign(bias, bias + p.n), p.bias.resize(cols, 0.0f);
   p.data = AlignedBytes(p.units() * unit_bytes(p));
@@ -473,6 +506,13 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
           std::byte* cp = us + g / p.super * super_bytes(p.super) + 128 + (g % p.super) * 64;
           cp[c] = static_cast<std::byte>(q.scale_code[j * gpr + g]);
           cp[32 + c] = static_cast<std::byte>(q.min_code[j * gpr + g]);
+        }
+        continue;
+      }
+      if (p.min_factor > 0.0f) {
+        for (std::size_t g = 0; g < gpr; ++g) {
+          const std::uint16_t h = io::float_to_f16(q.scale[j * gpr + g]);
+          std::memcpy(us + 2 * (g * 32 + c), &h, 2);
         }
         continue;
       }

@@ -216,6 +216,52 @@ TEST_CASE("codes below 64 in groups of 16 are stored in 6 bits, the same codes",
   CHECK(pack_grouped(random_groups(n, 96, 6, 32, true, 32), nullptr).bits == 8);
 }
 
+TEST_CASE("mins that are the scale times a power of two are not stored, the same bits",
+          "[kernels_q4]") {
+  // Q4_0 (min 8 d), Q5_0 (16 d, 8-bit codes) and Q8_0 (128 d) alike.
+  const auto [bits, factor] =
+      GENERATE(std::pair<unsigned, float>{4, 8.0f}, std::pair<unsigned, float>{8, 16.0f},
+               std::pair<unsigned, float>{8, 128.0f});
+  const std::size_t n = 45, k = 104, m = 9;  // a partial unit and a partial last group
+  GroupQuantized g = random_groups(n + 1, k, bits, 32, true, 41);
+  for (std::size_t i = 0; i < g.scale.size(); ++i) g.min[i] = g.scale[i] * factor;
+  g.scale[5] = 0.0f, g.min[5] = 0.0f;  // a zero scale ties too
+  // The same values with one more row whose min is not tied: stored in full.
+  GroupQuantized full = g;
+  full.min.back() =
+      assistgen::io::f16_to_float(assistgen::io::float_to_f16(full.min.back() * 1.5f + 0.01f));
+  g.rows = n;
+  g.q.resize(n * k);
+  g.scale.resize(n * g.groups_per_row());
+  g.min.resize(n * g.groups_per_row());
+  const std::vector<float> bias = random_x(n + 1, 4), x = random_x(m * k, 8);
+  const PackedLinear pt = pack_grouped(g, bias.data()), pf = pack_grouped(full, bias.data());
+  CHECK(pt.min_factor == factor);
+  CHECK(pf.min_factor == 0.0f);
+  CHECK(pf.f16_scales);
+  CHECK(pt.gscales.size() * 2 == pt.units() * (k + 31) / 32 * 64 * 2);  // scales alone: half
+  for (std::size_t j = 0; j < n; ++j)
+    for (std::size_t kk = 0; kk < k; kk += 3) CHECK(packed_weight(pt, j, kk) == g.value(j, kk));
+  IsaGuard guard;
+  for (Isa isa : {Isa::scalar, Isa::avx512}) {
+    if (!isa_available(isa)) continue;
+    set_isa(isa);
+    for (std::size_t rows : {std::size_t{1}, m}) {
+      const std::vector<float> yt = run(pt, x.data(), rows), yf = run(pf, x.data(), rows);
+      INFO("isa " << int(isa) << " rows " << rows);
+      bool same = true;  // the first n columns of every row
+      for (std::size_t r = 0; r < rows; ++r)
+        same =
+            same && std::memcmp(yt.data() + r * n, yf.data() + r * (n + 1), n * sizeof(float)) == 0;
+      CHECK(same);
+    }
+  }
+  // Not a power of two (or not the same one everywhere): the mins are stored.
+  GroupQuantized three = g;
+  for (std::size_t i = 0; i < three.scale.size(); ++i) three.min[i] = three.scale[i] * 3.0f;
+  CHECK(pack_grouped(three, nullptr).min_factor == 0.0f);
+}
+
 TEST_CASE("int4 packing quantizes each group of 32 asymmetrically", "[kernels_q4]") {
   const std::size_t n = 33, k = 72;  // a partial last group
   std::vector<float> w = random_x(n * k, 21);
