@@ -311,64 +311,60 @@ ASSISTGEN_AVX512 void avx512_tile(const TileArgs& a) {
 // Activation conversion, vectorized: the same operations as quantize_row's
 // and bf16_row's scalar loops, element for element, so the same bits.
 
-ASSISTGEN_AVX512 float avx512_quantize_row(const float* x, std::size_t k, std::size_t k_pad,
-                                           std::uint8_t* out) {
+// quantize_row's largest |x| (NaN skipped) and 127 / it, as a vector.
+struct Avx512RowScale {
+  float s;
+  __m512 inv;
+};
+ASSISTGEN_AVX512 inline Avx512RowScale avx512_row_scale(const float* x, std::size_t k) {
   __m512 vmax = _mm512_setzero_ps();
   for (std::size_t i = 0; i < k; i += 16) {
     const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(k - i), x + i));
     vmax = _mm512_max_ps(v, vmax);  // a NaN in v gives vmax, as std::max(amax, NaN) does
   }
   const float amax = _mm512_reduce_max_ps(vmax);  // max is exact in any order
-  const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
-               hi = _mm512_set1_ps(127.0f);
+  return {amax > 0.0f ? amax / 127.0f : 1.0f, _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f)};
+}
+// The codes q (in [-127, 127], NaN 0) of the lanes of mk at x; 0 elsewhere.
+ASSISTGEN_AVX512 inline __m512i avx512_codes(const float* x, __mmask16 mk, __m512 inv) {
+  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x), inv),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), q);  // NaN -> 0
+  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+  return _mm512_cvtps_epi32(q);
+}
+
+ASSISTGEN_AVX512 float avx512_quantize_row(const float* x, std::size_t k, std::size_t k_pad,
+                                           std::uint8_t* out) {
+  const Avx512RowScale rs = avx512_row_scale(x, k);
   const __m512i bias = _mm512_set1_epi32(128);
   for (std::size_t i = 0; i < k; i += 16) {
     const __mmask16 mk = tail_mask(k - i);
-    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vinv),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), q);  // NaN -> 0
-    q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
     _mm_mask_storeu_epi8(out + i, mk,
-                         _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q), bias)));
+                         _mm512_cvtepi32_epi8(_mm512_add_epi32(avx512_codes(x + i, mk, rs.inv), bias)));
   }
   std::fill(out + k, out + k_pad, std::uint8_t{128});
-  return s;
+  return rs.s;
 }
 
-// avx512_quantize_row's operations, the codes stored as q (s8) instead of
-// q + 128, and each group's sum of codes (exact in int32, then a float).
+// avx512_quantize_row's codes stored as q (s8) instead of q + 128, and each
+// group's sum of codes (exact in int32, then a float).
 ASSISTGEN_AVX512 float avx512_quantize_groups(const float* x, std::size_t k, std::size_t k_pad,
                                               std::size_t group, std::int8_t* out, float* sums) {
-  __m512 vmax = _mm512_setzero_ps();
-  for (std::size_t i = 0; i < k; i += 16) {
-    const __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(k - i), x + i));
-    vmax = _mm512_max_ps(v, vmax);
-  }
-  const float amax = _mm512_reduce_max_ps(vmax);
-  const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
-               hi = _mm512_set1_ps(127.0f);
+  const Avx512RowScale rs = avx512_row_scale(x, k);
   for (std::size_t g0 = 0; g0 < k_pad; g0 += group) {
     __m512i sum = _mm512_setzero_si512();
     for (std::size_t i = g0; i < g0 + group; i += 16) {
       // Past k (the padding, and a group's tail when group is not a
       // multiple of 16) the codes are 0, as quantize_row's 128 ^ 0x80.
       const __mmask16 mk = i < k ? tail_mask(std::min(k - i, g0 + group - i)) : __mmask16{0};
-      const __mmask16 st = tail_mask(g0 + group - i);
-      __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), vinv),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      q = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), q);  // NaN -> 0
-      q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
-      const __m512i qi = _mm512_maskz_mov_epi32(mk, _mm512_cvtps_epi32(q));
+      const __m512i qi = _mm512_maskz_mov_epi32(mk, avx512_codes(x + i, mk, rs.inv));
       sum = _mm512_add_epi32(sum, qi);
-      _mm_mask_storeu_epi8(out + i, st, _mm512_cvtepi32_epi8(qi));
+      _mm_mask_storeu_epi8(out + i, tail_mask(g0 + group - i), _mm512_cvtepi32_epi8(qi));
     }
     sums[g0 / group] = static_cast<float>(_mm512_reduce_add_epi32(sum));
   }
-  return s;
+  return rs.s;
 }
 
 ASSISTGEN_AVX512 void avx512_bf16_row(const float* x, std::size_t k, std::size_t k_pad,
@@ -569,20 +565,20 @@ std::byte* allocate_bytes(std::size_t n) {
   }
   Slabs& s = slabs();
   const std::lock_guard lock(s.mu);
-  if (!s.open || s.slabs.at(s.open).used + size > kSlab) {
+  Slabs::Slab* slab = s.open ? &s.slabs.at(s.open) : nullptr;
+  if (!slab || slab->used + size > kSlab) {
     std::byte* const base = huge_block(kSlab);
     try {
-      s.slabs.emplace(base, Slabs::Slab{});
+      slab = &s.slabs.emplace(base, Slabs::Slab{}).first->second;
     } catch (...) {
       std::free(base);
       throw;
     }
     s.open = base;  // the previous open slab has live buffers (else it was released)
   }
-  Slabs::Slab& slab = s.slabs.at(s.open);
-  std::byte* const p = s.open + slab.used;
-  slab.used += size;
-  ++slab.live;
+  std::byte* const p = s.open + slab->used;
+  slab->used += size;
+  ++slab->live;
   return p;
 }
 

@@ -458,8 +458,7 @@ PackedLinear pack_grouped(const io::GroupQuantized& q, const float* bias) {
     for (std::size_t i = 0; i < q.scale.size() && factor == 0.0f; ++i)
       if (q.scale[i] != 0.0f) factor = q.min[i] / q.scale[i];
     int e = 0;
-    const bool pow2 = factor > 0.0f && std::frexp(factor, &e) == 0.5f && e >= 1 && e <= 16;
-    bool tied = pow2;
+    bool tied = factor > 0.0f && std::frexp(factor, &e) == 0.5f && e >= 1 && e <= 16;  // 1 .. 2^15
     for (std::size_t i = 0; tied && i < q.scale.size(); ++i)
       tied = q.min[i] == q.scale[i] * factor && std::isfinite(q.scale[i] * factor);
     if (tied) p.min_factor = factor;
