@@ -373,6 +373,9 @@ TEST_CASE("cli: options that do nothing together are usage errors before anythin
       {"-p hi --compare", "--compare"},
       {"-p hi -a /nonexistent/draft --compare --repeat 0", "--repeat"},
       {"--tokens 1,2 --parse-special", "--parse-special"},
+      {"--tokens 1,2 --draft-dtype int4", "--draft-dtype"},
+      {"--tokens 1,2 --early-exit 1 --draft-dtype int4", "--draft-dtype"},
+      {"--tokens 1,2 -a /nonexistent/draft --backend hpu-ref --draft-dtype int8", "--draft-dtype"},
   };
   for (const auto& [args, option] : cases) {
     INFO(args);
@@ -491,4 +494,50 @@ TEST_CASE("cli: --draft-min, --draft-p-min and --verbose per-position acceptance
   CHECK(run("generate -m " + kModels + "llama-gqa " + kPrompt + " --draft-p-min 0.1").code == 2);
   CHECK(run("generate -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa-noisy " + kPrompt +
             " --draft-min 6 --draft-max 4").code == 2);
+}
+
+TEST_CASE(
+    "cli: --draft-dtype stores the draft alone in another precision; the output stays the "
+    "target's",
+    "[cli]") {
+  // The target as its own draft: in the target's precision every drafted
+  // token is accepted, so a rejection shows that the draft really ran in
+  // another one.
+  const auto run_json = [](const std::string& args) {
+    const Run r =
+        run("generate -m " + kModels + "llama-gqa " + kPrompt + " -n 24 -t 1 --json " + args);
+    REQUIRE(r.code == 0);
+    return nlohmann::json::parse(last_line(r.out));
+  };
+  for (const std::string target : {"", "--dtype int8 "}) {
+    INFO(target);
+    const auto plain = run_json(target);
+    const auto same = run_json(target + "-a " + kModels + "llama-gqa --draft-max 4");
+    CHECK(same["tokens"] == plain["tokens"]);
+    CHECK(same["accepted"] == same["drafted"]);
+    // (bf16 rounding of an f32 draft happens to change none of its choices here.)
+    for (const char* draft : {target.empty() ? "int8" : "f32", "int4"}) {
+      INFO(draft);
+      const auto r =
+          run_json(target + "-a " + kModels + "llama-gqa --draft-max 4 --draft-dtype " + draft);
+      CHECK(r["tokens"] == plain["tokens"]);
+      CHECK(r["accepted"].get<int>() < r["drafted"].get<int>());
+    }
+  }
+  // Tree drafts take it the same way.
+  const auto tree =
+      run_json("-a " + kModels + "llama-gqa --tree-nodes 6 --tree-width 2 --draft-dtype int4");
+  CHECK(tree["tokens"] == run_json("")["tokens"]);
+  CHECK(tree["accepted"].get<int>() < tree["drafted"].get<int>());
+}
+
+TEST_CASE("cli: chat and serve take --draft-dtype with -a only", "[cli]") {
+  const std::string models = ASSISTGEN_MODELS_DIR;
+  for (const std::string cmd : {"chat", "serve --port 0"}) {
+    INFO(cmd);
+    const Run r = run(cmd + " -m " + models + "/kjv-target --draft-dtype int4 < /dev/null");
+    CHECK(r.code == 2);
+    CHECK(r.out.find("--draft-dtype applies only with a draft model (-a)") != std::string::npos);
+    CHECK(count_of(r.out, "\n") == 1);
+  }
 }

@@ -161,4 +161,43 @@ TEST_CASE("cli batch: usage errors", "[cli]") {
   const Run device = run("batch -m " + kModels + "llama-gqa --prompts /dev/zero");
   CHECK(device.code == 2);
   CHECK(device.out.find("--prompts: '/dev/zero' is not a readable file") != std::string::npos);
+  const Run no_draft =
+      run("batch -m " + kModels + "llama-gqa --prompts x.jsonl --draft-dtype int4");
+  CHECK(no_draft.code == 2);
+  CHECK(no_draft.out.find("--draft-dtype applies only with a draft model (-a)") !=
+        std::string::npos);
+}
+
+TEST_CASE("cli batch: --dtype int4 and --draft-dtype give generate's ids", "[cli]") {
+  const fs::path in = write_file("dt.jsonl",
+                                 "{\"tokens\": [1, 17, 200, 45, 3, 99], \"max_new_tokens\": 16}\n"
+                                 "{\"tokens\": [5, 6, 7], \"max_new_tokens\": 10}\n");
+  // The target as its own draft: every draft is accepted in the same precision.
+  for (const std::string dtypes : {"--draft-dtype int4", "--dtype int4 --draft-dtype f32"}) {
+    INFO(dtypes);
+    const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa --prompts " +
+                      in.string() + " --max-batch 2 -t 1 " + dtypes);
+    REQUIRE(r.code == 0);
+    std::vector<json> lines;
+    std::istringstream ss(r.out);
+    for (std::string line; std::getline(ss, line);)
+      if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));
+    REQUIRE(lines.size() == 2);
+    const std::string target = dtypes.rfind("--dtype", 0) == 0 ? " --dtype int4" : "";
+    const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16",
+                                           "--tokens 5,6,7 -n 10"};
+    int accepted = 0, drafted = 0;
+    for (std::size_t i = 0; i < 2; ++i) {
+      const Run g = run("generate -m " + kModels + "llama-gqa -t 1 " + args[i] + target);
+      REQUIRE(g.code == 0);
+      std::string ids;
+      for (const auto& t : lines[i]["ids"])
+        ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
+      CHECK(g.out.substr(0, g.out.find('\n')) == ids);
+      accepted += lines[i]["stats"]["accepted"].get<int>();
+      drafted += lines[i]["stats"]["drafted"].get<int>();
+    }
+    CHECK(accepted < drafted);  // the draft ran in the other precision
+  }
+  fs::remove(in);
 }

@@ -250,6 +250,7 @@ int run(const Args& a) {
   if (given(a.o_assistant) && given(a.o_early_exit))
     throw UsageError("-a/--assistant and --early-exit are alternatives: give one");
   check_tree_combination(a.o_tree_nodes, a.o_tree_width, a.o_tree_shape, given(a.o_assistant));
+  a.load.check_draft(given(a.o_assistant));
   std::vector<Line> lines = read_lines(a.prompts);
   const std::size_t n = lines.size();
   if (given(a.o_early_exit))  // self-speculation for every line
@@ -289,7 +290,7 @@ int run(const Args& a) {
     const Model target = load_model(dir, target_lo);
     announce_split(target);
     std::optional<Model> draft;
-    if (given(a.o_assistant)) draft = load_model(a.assistant, lo);
+    if (given(a.o_assistant)) draft = load_model(a.assistant, a.load.draft_options());
     std::vector<BatchRequest> requests;
     for (std::size_t i = 0; i < n; ++i)
       if (errors[i].empty()) {
@@ -318,16 +319,17 @@ int run(const Args& a) {
       defaults = GenerateOptions::load_generation_config(dir / "generation_config.json");
     cpu::LoadOptions co;
     co.threads = a.load.threads;
-    if (lo.dtype) co.dtype = *lo.dtype;
-    auto load = [&](const std::string& d, std::shared_ptr<RankGroup> split) {
+    auto load = [&](const std::string& d, std::shared_ptr<RankGroup> split,
+                    std::optional<DType> dtype) {
       cpu::LoadOptions o = co;
+      if (dtype) o.dtype = *dtype;
       o.tensor_parallel = std::move(split);
       return std::make_shared<const cpu::Transformer>(cpu::Transformer::load(d, o));
     };
-    const auto t = load(a.model, target_group());  // under mpirun: split
+    const auto t = load(a.model, target_group(), lo.dtype);  // under mpirun: split
     announce_split(*t);
     std::shared_ptr<const cpu::Transformer> d;
-    if (given(a.o_assistant)) d = load(a.assistant, nullptr);
+    if (given(a.o_assistant)) d = load(a.assistant, nullptr, a.load.draft_options().dtype);
     std::vector<BatchIdsRequest> requests;
     for (std::size_t i = 0; i < n; ++i) {
       if (!errors[i].empty()) continue;

@@ -70,6 +70,7 @@ int run_chat(const ChatArgs& a) {
     throw UsageError("--early-exit (the target drafts for itself) and " +
                      std::string(given(a.o_assistant) ? "--assistant" : "--prompt-lookup") +
                      " are alternatives: give one");
+  a.load.check_draft(given(a.o_assistant));
   require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_early_exit),
                "applies only with a draft model (-a or --early-exit)");
   if (a.greedy && given(a.o_temp) && a.temp != 0.0)
@@ -97,7 +98,7 @@ int run_chat(const ChatArgs& a) {
   const Model target =
       load_with_progress(a.model, lo).with_chat_template(std::move(chat_template));
   std::optional<Model> draft;
-  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
+  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, a.load.draft_options()));
   ChatSession session = draft ? ChatSession(target, *draft, so) : ChatSession(target, so);
 
   const bool tty = ::isatty(STDIN_FILENO) != 0;
@@ -243,7 +244,7 @@ Command add_chat(CLI::App& app) {
       sub->add_flag("--greedy", a->greedy, "greedy decoding whatever generation_config.json says");
   a->o_seed = sub->add_option("--seed", a->seed, "RNG seed of every turn")
                   ->check(CLI::Range(std::int64_t{0}, INT64_MAX));
-  a->load.add_to(*sub, /*int4=*/true);
+  a->load.add_to(*sub);
   return {sub, [a] { return run_chat(*a); }};
 }
 

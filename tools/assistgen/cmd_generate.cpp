@@ -53,7 +53,8 @@ Options not given take the target's generation_config.json values (both
 modes), else the library defaults shown below.)";
 
 struct Args {
-  std::string model, assistant, prompt, tokens, schedule = "constant", dtype, backend = "cpu";
+  std::string model, assistant, prompt, tokens, schedule = "constant", dtype, draft_dtype,
+                                                backend = "cpu";
   std::vector<std::string> stop;
   std::size_t max_new_tokens = 64, draft_max = 5, draft_min = 0, prompt_lookup = 0, ngram = 2,
               top_k = 50, repeat = 5, early_exit = 0, tree_nodes = 0, tree_width = 4;
@@ -68,8 +69,8 @@ struct Args {
   CLI::Option *o_model, *o_assistant, *o_prompt, *o_tokens, *o_max_new, *o_draft_max, *o_draft_min,
       *o_draft_p_min, *o_schedule, *o_confidence, *o_lookup, *o_ngram, *o_temp, *o_do_sample,
       *o_greedy, *o_top_k, *o_top_p, *o_min_p, *o_rep, *o_seed, *o_ignore_eos, *o_show_special,
-      *o_parse_special, *o_threads, *o_dtype, *o_compare, *o_repeat, *o_backend, *o_stop,
-      *o_early_exit, *o_tree_nodes, *o_tree_width, *o_tree_shape;
+      *o_parse_special, *o_threads, *o_dtype, *o_draft_dtype, *o_compare, *o_repeat, *o_backend,
+      *o_stop, *o_early_exit, *o_tree_nodes, *o_tree_width, *o_tree_shape;
 };
 
 DraftLengthSchedule parse_schedule(const std::string& s) {
@@ -164,6 +165,10 @@ void register_options(CLI::App& sub, Args& a) {
                      "matmul weights: f32, bf16, int8 or int4 (default: bf16 for a checkpoint "
                      "stored in bf16, else f32); --backend hpu-ref: f32 (default), bf16 or fp8")
           ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4", "fp8"}));
+  a.o_draft_dtype = sub.add_option("--draft-dtype", a.draft_dtype,
+                                   "-a only: the draft's matmul weights, f32, bf16, int8 or int4 "
+                                   "(default: as --dtype); the output stays the target's")
+                        ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
   a.o_compare = sub.add_flag("--compare", a.compare,
                              "-p with -a or --prompt-lookup: also run the target alone, print "
                              "the speedup and whether the outputs are identical");
@@ -201,7 +206,10 @@ void check_combinations(const Args& a) {
       throw UsageError("--backend hpu-ref does not split across MPI ranks: run it without mpirun");
     require_with(a.o_threads, false, "does not apply to --backend hpu-ref");
     (void)hpu_dtype(a.o_dtype, a.dtype);  // int8 / int4: a usage error naming --dtype
+    require_with(a.o_draft_dtype, false,
+                 "does not apply to --backend hpu-ref (--dtype sets both models)");
   }
+  require_with(a.o_draft_dtype, model_draft, "applies only with a draft model (-a)");
   require_with(a.o_ngram, lookup, "applies only with --prompt-lookup N (N > 0)");
   require_with(a.o_draft_min, draft || lookup, "applies only with -a, --early-exit or --prompt-lookup");
   if (given(a.o_draft_min) && given(a.o_draft_max) && a.draft_min > a.draft_max)
@@ -428,6 +436,13 @@ LoadModelOptions load_options(const Args& a) {
   return lo;
 }
 
+// The draft's: the target's with --draft-dtype's precision when given.
+LoadModelOptions draft_load_options(const Args& a) {
+  LoadModelOptions lo = load_options(a);
+  if (given(a.o_draft_dtype)) lo.dtype = parse_dtype(a.draft_dtype);
+  return lo;
+}
+
 // --backend hpu-ref with -p: kv_len buckets for the prompt (as the target's
 // tokenizer encodes it, plus a BOS) and the new tokens the run resolves to.
 std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions& o) {
@@ -451,7 +466,11 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
   const Model target = load_with_progress(a.model, target_lo);
   announce_split(target);
   std::optional<Model> draft;
-  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
+  if (given(a.o_assistant)) {
+    LoadModelOptions draft_lo = lo;
+    if (!hpu_loader) draft_lo = draft_load_options(a);
+    draft.emplace(load_with_progress(a.assistant, draft_lo));
+  }
   const GenerationConfig resolved =
       target.generation_config(o, target.encode_prompt(a.prompt, a.parse_special).size());
   auto stream = [](std::string_view piece) {
@@ -524,6 +543,7 @@ int run_tokens(const Args& a, const GenerateOptions& o, std::optional<std::uint6
     opts.tensor_parallel = target_group();  // under mpirun: split the target
   AnyModel target = load(a.model, target_special);
   opts.tensor_parallel = nullptr;  // the draft runs whole on every rank
+  if (given(a.o_draft_dtype)) opts.dtype = parse_dtype(a.draft_dtype);
   if (const auto* t = target.get_if<cpu::Transformer>()) announce_split(*t);
   // With a tokenizer.json beside it, the rows it has no token for are
   // suppressed, as in text mode (generate.hpp), so that the same ids and

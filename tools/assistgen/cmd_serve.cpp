@@ -52,8 +52,8 @@ int run(const Args& a) {
     throw UsageError("-a/--assistant, --prompt-lookup and --early-exit are alternatives: give one");
   require_with(a.o_draft_max, given(a.o_assistant) || given(a.o_lookup) || given(a.o_early_exit),
                "-a/--assistant, --prompt-lookup or --early-exit");
-  const LoadModelOptions lo = a.load.options();
-  LoadModelOptions target_lo = lo;
+  a.load.check_draft(given(a.o_assistant));
+  LoadModelOptions target_lo = a.load.options();
   // Under mpirun: split the target; the draft runs whole on every rank.
   target_lo.tensor_parallel = target_group();
   // A template is needed only by /v1/chat/completions: without one that
@@ -67,7 +67,7 @@ int run(const Args& a) {
                            ? std::move(loaded).with_chat_template(std::move(*chat_template))
                            : std::move(loaded);
   std::optional<Model> draft;
-  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, lo));
+  if (given(a.o_assistant)) draft.emplace(load_with_progress(a.assistant, a.load.draft_options()));
 
   ServerOptions so;
   so.host = a.host;

@@ -78,16 +78,21 @@ using ProgressSink = std::function<void(const LoadProgress&)>;
 void with_load_progress(const std::filesystem::path& dir,
                         const std::function<void(const ProgressSink&)>& load);
 
-/// -t/--threads and --dtype, as the commands that load models take them.
+/// -t/--threads, --dtype and --draft-dtype, as the commands that load a
+/// target and an optional draft (-a) take them.
 struct LoadArgs {
   int threads = 0;
-  std::string dtype;
+  std::string dtype, draft_dtype;
   CLI::Option* o_dtype = nullptr;
-  /// Registers -t/--threads and --dtype on `sub`; `int4`: --dtype also
-  /// accepts int4 (i4).
-  void add_to(CLI::App& sub, bool int4 = false);
-  /// The options as LoadModelOptions (dtype only when --dtype was given).
+  CLI::Option* o_draft_dtype = nullptr;
+  /// Registers -t/--threads, --dtype and --draft-dtype on `sub`.
+  void add_to(CLI::App& sub);
+  /// The target's options as LoadModelOptions (dtype only when --dtype was given).
   LoadModelOptions options() const;
+  /// The draft's: options() with --draft-dtype's precision when it was given.
+  LoadModelOptions draft_options() const;
+  /// A UsageError naming --draft-dtype when it was given without a draft.
+  void check_draft(bool has_draft) const;
 };
 
 /// Throws (InvalidArgument / UnsupportedError, naming early_exit) unless

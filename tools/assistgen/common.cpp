@@ -153,14 +153,16 @@ void with_load_progress(const std::filesystem::path& dir,
                  std::chrono::duration<double>(clock::now() - t0).count(), "");
 }
 
-void LoadArgs::add_to(CLI::App& sub, bool int4) {
+void LoadArgs::add_to(CLI::App& sub) {
   sub.add_option("-t,--threads", threads, "threads (0: all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
-  o_dtype = int4 ? sub.add_option("--dtype", dtype, "matmul weights: f32, bf16, int8 or int4")
-                       ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}))
-                 : sub.add_option("--dtype", dtype, "matmul weights: f32, bf16 or int8")
-                       ->check(one_of({"f32", "bf16", "int8", "i8"}));
+  o_dtype = sub.add_option("--dtype", dtype, "matmul weights: f32, bf16, int8 or int4")
+                ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
+  o_draft_dtype = sub.add_option("--draft-dtype", draft_dtype,
+                                 "-a only: the draft's matmul weights, f32, bf16, int8 or int4 "
+                                 "(default: as --dtype); the output stays the target's")
+                      ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
 }
 
 LoadModelOptions LoadArgs::options() const {
@@ -168,6 +170,16 @@ LoadModelOptions LoadArgs::options() const {
   lo.threads = threads;
   if (given(o_dtype)) lo.dtype = parse_dtype(dtype);
   return lo;
+}
+
+LoadModelOptions LoadArgs::draft_options() const {
+  LoadModelOptions lo = options();
+  if (given(o_draft_dtype)) lo.dtype = parse_dtype(draft_dtype);
+  return lo;
+}
+
+void LoadArgs::check_draft(bool has_draft) const {
+  require_with(o_draft_dtype, has_draft, "applies only with a draft model (-a)");
 }
 
 void check_early_exit(const Model& target, std::size_t layers) {
