@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "assistgen/generate.hpp"
+#include "integration/cli_json.hpp"
 #include "integration/shell_run.hpp"
 
 namespace fs = std::filesystem;
@@ -21,6 +22,8 @@ using nlohmann::json;
 
 namespace {
 
+using shell_test::ids_of;
+using shell_test::json_lines;
 using shell_test::Run;
 
 // The CLI with `args`, stdout and stderr together.
@@ -121,10 +124,7 @@ TEST_CASE("cli batch: token lines without a tokenizer give generate --tokens' id
   const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels +
                     "llama-gqa-noisy --prompts " + in.string() + " --max-batch 3 -t 1");
   REQUIRE(r.code == 0);
-  std::vector<json> lines;
-  std::istringstream ss(r.out);
-  for (std::string line; std::getline(ss, line);)
-    if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));
+  const std::vector<json> lines = json_lines(r.out);
   REQUIRE(lines.size() == 3);
   const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16",
                                          "--tokens 5,6,7 -n 10 --draft-max 2",
@@ -133,10 +133,7 @@ TEST_CASE("cli batch: token lines without a tokenizer give generate --tokens' id
     const Run g = run("generate -m " + kModels + "llama-gqa -a " + kModels +
                       "llama-gqa-noisy -t 1 " + args[i]);
     REQUIRE(g.code == 0);
-    std::string ids;
-    for (const auto& t : lines[i]["ids"])
-      ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
-    CHECK(g.out.substr(0, g.out.find('\n')) == ids);
+    CHECK(g.out.substr(0, g.out.find('\n')) == ids_of(lines[i]));
     CHECK_FALSE(lines[i].contains("text"));
   }
   CHECK(r.out.find("batch: 3 sequences (0 failed)") != std::string::npos);
@@ -178,10 +175,7 @@ TEST_CASE("cli batch: --dtype int4 and --draft-dtype give generate's ids", "[cli
     const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa --prompts " +
                       in.string() + " --max-batch 2 -t 1 " + dtypes);
     REQUIRE(r.code == 0);
-    std::vector<json> lines;
-    std::istringstream ss(r.out);
-    for (std::string line; std::getline(ss, line);)
-      if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));
+    const std::vector<json> lines = json_lines(r.out);
     REQUIRE(lines.size() == 2);
     const std::string target = dtypes.rfind("--dtype", 0) == 0 ? " --dtype int4" : "";
     const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16",
@@ -190,10 +184,7 @@ TEST_CASE("cli batch: --dtype int4 and --draft-dtype give generate's ids", "[cli
     for (std::size_t i = 0; i < 2; ++i) {
       const Run g = run("generate -m " + kModels + "llama-gqa -t 1 " + args[i] + target);
       REQUIRE(g.code == 0);
-      std::string ids;
-      for (const auto& t : lines[i]["ids"])
-        ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
-      CHECK(g.out.substr(0, g.out.find('\n')) == ids);
+      CHECK(g.out.substr(0, g.out.find('\n')) == ids_of(lines[i]));
       accepted += lines[i]["stats"]["accepted"].get<int>();
       drafted += lines[i]["stats"]["drafted"].get<int>();
     }

@@ -13,11 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "integration/cli_json.hpp"
 #include "integration/shell_run.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using shell_test::cli;
+using shell_test::ids_of;
+using shell_test::json_lines;
 using shell_test::Run;
 
 namespace {
@@ -30,20 +33,6 @@ fs::path write_file(const std::string& name, const std::string& text) {
                      ("assistgen_cli_ee_" + std::to_string(::getpid()) + "_" + name);
   std::ofstream(p, std::ios::binary) << text;
   return p;
-}
-
-std::vector<json> json_lines(const std::string& out) {
-  std::vector<json> lines;
-  std::istringstream ss(out);
-  for (std::string line; std::getline(ss, line);)
-    if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));
-  return lines;
-}
-
-std::string ids_of(const json& line) {
-  std::string ids;
-  for (const auto& t : line["ids"]) ids += (ids.empty() ? "" : ",") + std::to_string(t.get<int>());
-  return ids;
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
