@@ -374,6 +374,8 @@ TEST_CASE("cli: options that do nothing together are usage errors before anythin
       {"-p hi -a /nonexistent/draft --compare --repeat 0", "--repeat"},
       {"--tokens 1,2 --parse-special", "--parse-special"},
       {"--tokens 1,2 --draft-dtype int4", "--draft-dtype"},
+      {"--tokens 1,2 -a /nonexistent/draft --tree-nodes 8 --schedule heuristic", "--schedule"},
+      {"--tokens 1,2 -a /nonexistent/draft --tree-shape 2,1 --draft-p-min 0.2", "--draft-p-min"},
       {"--tokens 1,2 --early-exit 1 --draft-dtype int4", "--draft-dtype"},
       {"--tokens 1,2 -a /nonexistent/draft --backend hpu-ref --draft-dtype int8", "--draft-dtype"},
   };

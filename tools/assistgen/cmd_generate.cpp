@@ -218,6 +218,15 @@ void check_combinations(const Args& a) {
   for (const CLI::Option* o : {a.o_draft_max, a.o_schedule, a.o_draft_p_min})
     require_with(o, draft, "applies only with a draft model (-a or --early-exit)");
   check_tree_combination(a.o_tree_nodes, a.o_tree_width, a.o_tree_shape, model_draft);
+  // A tree grows to --draft-max levels every round: the draft-length rules
+  // of chains do not shape it (candidates/draft_tree.hpp).
+  const bool tree = (given(a.o_tree_nodes) && a.tree_nodes > 0) || given(a.o_tree_shape);
+  require_with(a.o_schedule, !tree || a.schedule == "constant",
+               "does not apply to tree drafts (--tree-nodes / --tree-shape): a tree's depth is "
+               "--draft-max every round");
+  require_with(a.o_draft_p_min, !tree,
+               "does not apply to tree drafts (--tree-nodes / --tree-shape), which rank nodes by "
+               "their cumulative draft probability instead");
   require_with(a.o_confidence, draft && a.schedule == "confidence",
                "applies only with -a or --early-exit and --schedule confidence");
   require_with(a.o_show_special, text, "needs --prompt (with --tokens the output is ids)");
