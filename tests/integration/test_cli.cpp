@@ -533,9 +533,9 @@ TEST_CASE(
   CHECK(tree["accepted"].get<int>() < tree["drafted"].get<int>());
 }
 
-TEST_CASE("cli: chat and serve take --draft-dtype with -a only", "[cli]") {
+TEST_CASE("cli: --draft-dtype without -a is a usage error in chat and serve and bench", "[cli]") {
   const std::string models = ASSISTGEN_MODELS_DIR;
-  for (const std::string cmd : {"chat", "serve --port 0"}) {
+  for (const std::string cmd : {"chat", "serve --port 0", "bench --no-tinyllama"}) {
     INFO(cmd);
     const Run r = run(cmd + " -m " + models + "/kjv-target --draft-dtype int4 < /dev/null");
     CHECK(r.code == 2);

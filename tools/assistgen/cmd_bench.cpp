@@ -300,10 +300,10 @@ struct Options {
   int threads = 0;
   std::vector<std::size_t> batches{1, 2, 4, 8, 16};
   std::string model, assistant, quality, clock = "wall", dtypes = "f32,bf16,i8", prefill_list,
-                                         batch_list, quantized;
+                                         batch_list, quantized, draft_dtype;
   bool tinyllama = false, no_tinyllama = false;
   CLI::Option *o_model, *o_assistant, *o_quality, *o_window, *o_tinyllama, *o_no_tinyllama,
-      *o_prefill, *o_dtype, *o_batch, *o_quantized;
+      *o_prefill, *o_dtype, *o_batch, *o_quantized, *o_draft_dtype;
 };
 
 std::vector<Token> filler(std::size_t n, std::size_t vocab, std::size_t salt) {
@@ -774,6 +774,7 @@ int run_quality(const Options& opt) {
 int run_bench(Options& opt) {
   require_with(opt.o_window, given(opt.o_quality), "applies only with --quality");
   require_with(opt.o_quantized, given(opt.o_quality), "applies only with --quality");
+  require_with(opt.o_draft_dtype, given(opt.o_assistant), "applies only with a draft model (-a)");
   if (given(opt.o_quality))
     for (const CLI::Option* o : {opt.o_assistant, opt.o_tinyllama, opt.o_no_tinyllama,
                                  opt.o_prefill, opt.o_dtype, opt.o_batch})
@@ -851,6 +852,7 @@ int run_bench(Options& opt) {
       if (given(opt.o_assistant))
         with_load_progress(opt.assistant, [&](const ProgressSink& sink) {
           cpu::LoadOptions o = lo;
+          if (given(opt.o_draft_dtype)) o.dtype = parse_dtype(opt.draft_dtype);
           o.on_progress = sink;
           d.emplace(cpu::Transformer::load(opt.assistant, o));
         });
@@ -892,6 +894,10 @@ Command add_bench(CLI::App& app) {
                                    "a draft for -m: assisted speedup of the pair");
   o->o_dtype = sub->add_option("--dtype", o->dtypes, "weight precisions, comma-separated")
                    ->capture_default_str();
+  o->o_draft_dtype =
+      sub->add_option("--draft-dtype", o->draft_dtype,
+                      "-a only: the draft's weights in every run (default: as each --dtype)")
+          ->check(one_of({"f32", "bf16", "int8", "i8", "int4", "i4"}));
   o->o_tinyllama = sub->add_flag("--tinyllama", o->tinyllama,
                                  "also measure the TinyLlama-shaped random model (the default "
                                  "without -m)");
