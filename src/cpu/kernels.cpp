@@ -942,6 +942,40 @@ ASSISTGEN_AVX512 float avx512_sum(const float* a, std::size_t n) {
   return avx512_fold(acc);
 }
 
+// A loaded vector that several multiply-adds share stays in its register:
+// without this the compiler folds the load into each of them, and the
+// loads, not the multiply-adds, bound the loop.
+ASSISTGEN_AVX512 inline void keep_in_register(__m512& v) { asm("" : "+v"(v)); }
+
+// The first fold of keys j and j + 8: lanes l and l + 8 of each added, the
+// 128-bit quarters of the result holding key j's two sums, then key j + 8's.
+ASSISTGEN_AVX512 inline __m512 avx512_fold_pair(__m512 acc_j, __m512 acc_j8) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(acc_j, acc_j8, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_f32x4(acc_j, acc_j8, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// The rest of the folds from the 8 first folds b[j] (keys j and j + 8), and
+// the 16 scores times `scale` stored in key order.
+ASSISTGEN_AVX512 inline void avx512_fold16_store(const __m512* b, float scale, float* scores) {
+  // Lanes l and l + 4: quarters hold keys j, j + 8, j + 4, j + 12.
+  __m512 c[4];
+#pragma GCC unroll 4
+  for (std::size_t j = 0; j < 4; ++j)
+    c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Lanes l and l + 2, then 0 and 1.
+  __m512 d[2];
+#pragma GCC unroll 2
+  for (std::size_t j = 0; j < 2; ++j)
+    d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Lane 4 quarter + p holds key {0, 8, 4, 12}[quarter] + {0, 2, 1, 3}[p].
+  const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+  _mm512_storeu_ps(scores, _mm512_mul_ps(_mm512_permutexvar_ps(order, e), _mm512_set1_ps(scale)));
+}
+
 // scores[j] = avx512_attention_dot(q, key_j, hd) * scale for 16 keys at
 // once: each key's lanes take the same fused multiply-adds, and the folds of
 // the 16 accumulators run together, every sum between the lanes avx512_fold
@@ -966,29 +1000,59 @@ ASSISTGEN_AVX512 void avx512_scores16(const float* q, const float* const* key, s
     for (std::size_t j = 0; j < kLanes; ++j)
       acc[j] = _mm512_mask3_fmadd_ps(qi, _mm512_maskz_loadu_ps(mk, key[j] + i), acc[j], mk);
   }
-  // Lanes l and l + 8 (keys j and j + 8 share a vector).
   __m512 b[8];
 #pragma GCC unroll 8
-  for (std::size_t j = 0; j < 8; ++j)
-    b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[j], acc[j + 8], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(acc[j], acc[j + 8], _MM_SHUFFLE(3, 2, 3, 2)));
-  // Lanes l and l + 4: quarters hold keys j, j + 8, j + 4, j + 12.
-  __m512 c[4];
-#pragma GCC unroll 4
-  for (std::size_t j = 0; j < 4; ++j)
-    c[j] = _mm512_add_ps(_mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(b[j], b[j + 4], _MM_SHUFFLE(3, 1, 3, 1)));
-  // Lanes l and l + 2, then 0 and 1.
-  __m512 d[2];
+  for (std::size_t j = 0; j < 8; ++j) b[j] = avx512_fold_pair(acc[j], acc[j + 8]);
+  avx512_fold16_store(b, scale, scores);
+}
+
+// avx512_scores16 for two queries over the same 16 keys: each key vector is
+// loaded once for both. Keys {h, h + 8} for h in a half of 0..7 are summed
+// together (16 accumulators) and folded at once, so the two queries' 8 first
+// folds and one half's accumulators fit the registers. Every key's lanes
+// take avx512_scores16's multiply-adds and folds in its order: the same bits.
+ASSISTGEN_AVX512 void avx512_scores16_pair(const float* q0, const float* q1,
+                                           const float* const* key, std::size_t hd, float scale,
+                                           float* scores0, float* scores1) {
+  __m512 b0[8], b1[8];
 #pragma GCC unroll 2
-  for (std::size_t j = 0; j < 2; ++j)
-    d[j] = _mm512_add_ps(_mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(c[j], c[j + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  // Lane 4 quarter + p holds key {0, 8, 4, 12}[quarter] + {0, 2, 1, 3}[p].
-  const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-  _mm512_storeu_ps(scores, _mm512_mul_ps(_mm512_permutexvar_ps(order, e), _mm512_set1_ps(scale)));
+  for (std::size_t h = 0; h < 8; h += 4) {
+    // a[t]: key h + t for t < 4, key h + 4 + t (the partner h + (t - 4) + 8) for t >= 4.
+    const float* k[8];
+#pragma GCC unroll 8
+    for (std::size_t t = 0; t < 8; ++t) k[t] = key[t < 4 ? h + t : h + t + 4];
+    __m512 a0[8], a1[8];
+#pragma GCC unroll 8
+    for (std::size_t t = 0; t < 8; ++t) a0[t] = a1[t] = _mm512_setzero_ps();
+    std::size_t i = 0;
+    for (; i + kLanes <= hd; i += kLanes) {
+      const __m512 x0 = _mm512_loadu_ps(q0 + i), x1 = _mm512_loadu_ps(q1 + i);
+#pragma GCC unroll 8
+      for (std::size_t t = 0; t < 8; ++t) {
+        __m512 kv = _mm512_loadu_ps(k[t] + i);
+        keep_in_register(kv);
+        a0[t] = _mm512_fmadd_ps(x0, kv, a0[t]);
+        a1[t] = _mm512_fmadd_ps(x1, kv, a1[t]);
+      }
+    }
+    if (i < hd) {
+      const __mmask16 mk = tail_mask(hd - i);
+      const __m512 x0 = _mm512_maskz_loadu_ps(mk, q0 + i), x1 = _mm512_maskz_loadu_ps(mk, q1 + i);
+#pragma GCC unroll 8
+      for (std::size_t t = 0; t < 8; ++t) {
+        const __m512 kv = _mm512_maskz_loadu_ps(mk, k[t] + i);
+        a0[t] = _mm512_mask3_fmadd_ps(x0, kv, a0[t], mk);
+        a1[t] = _mm512_mask3_fmadd_ps(x1, kv, a1[t], mk);
+      }
+    }
+#pragma GCC unroll 4
+    for (std::size_t t = 0; t < 4; ++t) {
+      b0[h + t] = avx512_fold_pair(a0[t], a0[t + 4]);
+      b1[h + t] = avx512_fold_pair(a1[t], a1[t + 4]);
+    }
+  }
+  avx512_fold16_store(b0, scale, scores0);
+  avx512_fold16_store(b1, scale, scores1);
 }
 
 // max(-inf, a[0], a[1], ...) as std::max folds it (a NaN is passed over):
@@ -1104,6 +1168,55 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
   }
 }
 
+// avx512_weighted_sum over the value slots [s, s + count) for Q queries at
+// once, each query's sum going on from its out when the block is not its
+// first (s > first): every value vector is loaded once for the Q queries
+// instead of once a query, and each query's lanes get the same
+// multiply-adds in the same order as avx512_weighted_sum's, so the same bits.
+template <std::size_t Q>
+ASSISTGEN_AVX512 void avx512_weighted_sum_shared(const float* values, const AttendQuery* qs,
+                                                 std::size_t s, std::size_t count, std::size_t hd) {
+  const float* p[Q];
+  bool resume[Q];
+  for (std::size_t q = 0; q < Q; ++q) {
+    p[q] = qs[q].scores + (s - qs[q].first);
+    resume[q] = s > qs[q].first;
+  }
+  for (std::size_t d = 0; d < hd; d += 4 * kLanes) {
+    __m512 acc[Q][4];
+    __mmask16 mk[4];
+#pragma GCC unroll 4
+    for (std::size_t b = 0; b < 4; ++b)
+      mk[b] = d + b * kLanes < hd ? tail_mask(hd - d - b * kLanes) : 0;
+#pragma GCC unroll 4
+    for (std::size_t q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+      for (std::size_t b = 0; b < 4; ++b)
+        acc[q][b] = resume[q] ? _mm512_maskz_loadu_ps(mk[b], qs[q].out + d + b * kLanes)
+                              : _mm512_setzero_ps();
+    for (std::size_t j = 0; j < count; ++j) {
+      const float* v = values + (s + j) * hd + d;
+      __m512 vb[4];
+#pragma GCC unroll 4
+      for (std::size_t b = 0; b < 4; ++b) {
+        vb[b] = _mm512_maskz_loadu_ps(mk[b], v + b * kLanes);
+        if constexpr (Q > 1) keep_in_register(vb[b]);
+      }
+#pragma GCC unroll 4
+      for (std::size_t q = 0; q < Q; ++q) {
+        const __m512 pj = _mm512_set1_ps(p[q][j]);
+#pragma GCC unroll 4
+        for (std::size_t b = 0; b < 4; ++b) acc[q][b] = _mm512_fmadd_ps(pj, vb[b], acc[q][b]);
+      }
+    }
+#pragma GCC unroll 4
+    for (std::size_t q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+      for (std::size_t b = 0; b < 4; ++b)
+        _mm512_mask_storeu_ps(qs[q].out + d + b * kLanes, mk[b], acc[q][b]);
+  }
+}
+
 // scores[j] for j in [j0, j1) of a query whose key j sits at slot(j): blocks
 // of 16 keys, then one dot at a time (the same bits either way).
 template <class Slot>
@@ -1134,7 +1247,11 @@ ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const 
   for (std::size_t b = c0; b < cb; b += kLanes) {
     const float* key[kLanes];
     for (std::size_t t = 0; t < kLanes; ++t) key[t] = keys + (b + t) * hd;
-    for (const AttendQuery& a : qs) avx512_scores16(a.q, key, hd, scale, a.scores + (b - a.first));
+    std::size_t i = 0;
+    for (; i + 2 <= qs.size(); i += 2)
+      avx512_scores16_pair(qs[i].q, qs[i + 1].q, key, hd, scale, qs[i].scores + (b - qs[i].first),
+                           qs[i + 1].scores + (b - qs[i + 1].first));
+    if (i < qs.size()) avx512_scores16(qs[i].q, key, hd, scale, qs[i].scores + (b - qs[i].first));
   }
   for (const AttendQuery& a : qs) {
     const std::size_t len = a.count + a.extra.size();
@@ -1148,8 +1265,13 @@ ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const 
   }
   for (std::size_t s = c0; s < c1; s += kValueBlock) {
     const std::size_t e = std::min(c1, s + kValueBlock);
-    for (const AttendQuery& a : qs)
-      avx512_weighted_sum(values, a.scores + (s - a.first), s, e - s, {}, hd, a.out, s > a.first);
+    std::size_t i = 0;
+    for (; i + 4 <= qs.size(); i += 4) avx512_weighted_sum_shared<4>(values, &qs[i], s, e - s, hd);
+    if (qs.size() - i >= 2) {
+      avx512_weighted_sum_shared<2>(values, &qs[i], s, e - s, hd);
+      i += 2;
+    }
+    if (i < qs.size()) avx512_weighted_sum_shared<1>(values, &qs[i], s, e - s, hd);
   }
   for (const AttendQuery& a : qs) {
     const std::size_t rest = a.first + a.count - c1;

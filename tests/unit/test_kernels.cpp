@@ -567,6 +567,15 @@ TEST_CASE("attend_many: every query gets attend_rows()'s bits on every ISA",
       {{3, 64, {}}, {10, 60, anc_b}, {20, 51, {}}, {0, 71, anc_a}},       // windows
       {{0, 40, {}}, {30, 20, {}}, {5, 50, anc_b}},  // 10 rows shared: one query at a time
       {{7, 1, anc_a}},                              // one query
+      // Seven queries: the shared blocks go 4 + 2 + 1 at a time (values) and
+      // 2 + 2 + 2 + 1 (scores).
+      {{0, 97, {}},
+       {0, 98, {}},
+       {0, 99, {}},
+       {0, 100, anc_a},
+       {0, 100, anc_b},
+       {2, 95, {}},
+       {0, 100, {}}},
   };
   for (std::size_t hd : {17, 64, 128}) {
     const auto keys = random_vec(slots * hd, 31 + hd), values = random_vec(slots * hd, 37 + hd);
