@@ -1168,10 +1168,10 @@ ASSISTGEN_AVX512 void avx512_weighted_sum(const float* values, const float* p, s
   }
 }
 
-// avx512_weighted_sum over the value slots [s, s + count) for Q queries at
-// once, each query's sum going on from its out when the block is not its
-// first (s > first): every value vector is loaded once for the Q queries
-// instead of once a query, and each query's lanes get the same
+// avx512_weighted_sum over the value slots [s, s + count) for Q >= 2
+// queries at once, each query's sum going on from its out when the block is
+// not its first (s > first): every value vector is loaded once for the Q
+// queries instead of once a query, and each query's lanes get the same
 // multiply-adds in the same order as avx512_weighted_sum's, so the same bits.
 template <std::size_t Q>
 ASSISTGEN_AVX512 void avx512_weighted_sum_shared(const float* values, const AttendQuery* qs,
@@ -1200,7 +1200,7 @@ ASSISTGEN_AVX512 void avx512_weighted_sum_shared(const float* values, const Atte
 #pragma GCC unroll 4
       for (std::size_t b = 0; b < 4; ++b) {
         vb[b] = _mm512_maskz_loadu_ps(mk[b], v + b * kLanes);
-        if constexpr (Q > 1) keep_in_register(vb[b]);
+        keep_in_register(vb[b]);
       }
 #pragma GCC unroll 4
       for (std::size_t q = 0; q < Q; ++q) {
@@ -1271,7 +1271,9 @@ ASSISTGEN_AVX512 void avx512_attend_many(std::span<const AttendQuery> qs, const 
       avx512_weighted_sum_shared<2>(values, &qs[i], s, e - s, hd);
       i += 2;
     }
-    if (i < qs.size()) avx512_weighted_sum_shared<1>(values, &qs[i], s, e - s, hd);
+    for (; i < qs.size(); ++i)
+      avx512_weighted_sum(values, qs[i].scores + (s - qs[i].first), s, e - s, {}, hd, qs[i].out,
+                          s > qs[i].first);
   }
   for (const AttendQuery& a : qs) {
     const std::size_t rest = a.first + a.count - c1;

@@ -45,7 +45,7 @@ constexpr std::size_t kScaleAhead = 8;  // groups
 // the bits are the same.
 constexpr std::size_t kChunkGroups = 8;
 
-std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : bits == 6 ? 96 : 128; }
+constexpr std::size_t step_bytes(unsigned bits) { return bits == 4 ? 64 : bits == 6 ? 96 : 128; }
 std::size_t groups_of(const PackedLinear& p) { return p.k_pad / p.group; }
 std::size_t unit_bytes(const PackedLinear& p) { return p.k_pad / 4 * step_bytes(p.bits); }
 std::size_t scale_bytes(const PackedLinear& p) { return p.f16_scales ? 2 : 4; }
@@ -199,7 +199,7 @@ ASSISTGEN_AVX512 inline __m512 coded(__m512 sup, const std::byte* p) {
 
 template <unsigned B, std::size_t G, Scales S, std::size_t R>
 ASSISTGEN_AVX512 void avx512_tile(const Tile& a) {
-  constexpr std::size_t sb = B == 4 ? 64 : B == 6 ? 96 : 128;  // bytes per step
+  constexpr std::size_t sb = step_bytes(B);
   constexpr std::size_t es = S == Scales::f32 ? 4 : 2;         // bytes per scale (f32, f16, tied)
   constexpr std::size_t gsteps = G / 4;
   __m512 sup[4];  // coded: the superblock's scales (2 x 16 columns) and mins

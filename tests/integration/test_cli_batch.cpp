@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "assistgen/generate.hpp"
@@ -170,14 +171,16 @@ TEST_CASE("cli batch: --dtype int4 and --draft-dtype give generate's ids", "[cli
                                  "{\"tokens\": [1, 17, 200, 45, 3, 99], \"max_new_tokens\": 16}\n"
                                  "{\"tokens\": [5, 6, 7], \"max_new_tokens\": 10}\n");
   // The target as its own draft: every draft is accepted in the same precision.
-  for (const std::string dtypes : {"--draft-dtype int4", "--dtype int4 --draft-dtype f32"}) {
+  // Each case: batch's precision options, and the target's for generate alone.
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"--draft-dtype int4", ""}, {"--dtype int4 --draft-dtype f32", " --dtype int4"}};
+  for (const auto& [dtypes, target] : cases) {
     INFO(dtypes);
     const Run r = run("batch -m " + kModels + "llama-gqa -a " + kModels + "llama-gqa --prompts " +
                       in.string() + " --max-batch 2 -t 1 " + dtypes);
     REQUIRE(r.code == 0);
     const std::vector<json> lines = json_lines(r.out);
     REQUIRE(lines.size() == 2);
-    const std::string target = dtypes.rfind("--dtype", 0) == 0 ? " --dtype int4" : "";
     const std::vector<std::string> args = {"--tokens 1,17,200,45,3,99 -n 16",
                                            "--tokens 5,6,7 -n 10"};
     int accepted = 0, drafted = 0;

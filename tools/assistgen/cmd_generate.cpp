@@ -445,13 +445,6 @@ LoadModelOptions load_options(const Args& a) {
   return lo;
 }
 
-// The draft's: the target's with --draft-dtype's precision when given.
-LoadModelOptions draft_load_options(const Args& a) {
-  LoadModelOptions lo = load_options(a);
-  if (given(a.o_draft_dtype)) lo.dtype = parse_dtype(a.draft_dtype);
-  return lo;
-}
-
 // --backend hpu-ref with -p: kv_len buckets for the prompt (as the target's
 // tokenizer encodes it, plus a BOS) and the new tokens the run resolves to.
 std::optional<HpuRefLoader> text_hpu_loader(const Args& a, const GenerateOptions& o) {
@@ -476,8 +469,8 @@ int run_text(const Args& a, const GenerateOptions& o, std::optional<std::uint64_
   announce_split(target);
   std::optional<Model> draft;
   if (given(a.o_assistant)) {
-    LoadModelOptions draft_lo = lo;
-    if (!hpu_loader) draft_lo = draft_load_options(a);
+    LoadModelOptions draft_lo = lo;  // --draft-dtype: CPU only (check_combinations)
+    if (given(a.o_draft_dtype)) draft_lo.dtype = parse_dtype(a.draft_dtype);
     draft.emplace(load_with_progress(a.assistant, draft_lo));
   }
   const GenerationConfig resolved =
